@@ -1,0 +1,40 @@
+// A batch of sequences, time-major. Optional tensors are empty when not given.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bptt/model.hpp"
+
+namespace bptt {
+
+template <class Real>
+struct Batch {
+  int T = 0;                      // time steps
+  int B = 0;                      // sequences
+  std::vector<Real> x;            // [T, B, I]
+  std::vector<Real> y;            // [T, B, O] targets for mse and bce (empty for xent or predict)
+  std::vector<std::int64_t> classes;  // [T, B] class indices for xent (empty otherwise)
+  std::vector<std::int64_t> lengths;  // [B], 0 <= lengths[b] <= T; empty = all T
+  std::vector<Real> mask;         // [T, B] step weights >= 0; empty = all 1
+  std::vector<Real> h0;           // [L, B, H] initial hidden state; empty = zeros
+  std::vector<Real> c0;           // [L, B, H] initial cell state (LSTM); empty = zeros
+
+  // True when step t of sequence b is inside the sequence (t < lengths[b]).
+  bool valid(int t, int b) const { return lengths.empty() || t < lengths[b]; }
+  // Loss weight of step (t, b): mask[t, b] · [t < lengths[b]].
+  Real weight(int t, int b) const {
+    if (!valid(t, b)) return Real(0);
+    return mask.empty() ? Real(1) : mask[std::size_t(t) * B + b];
+  }
+
+  // Throws bptt::Error (where = `where` + ": " + tensor name) when a tensor's size does not match
+  // (T, B) and the model, lengths are outside [0, T], mask has a negative or non-finite value, a
+  // class index is outside [0, O), or c0 is given for a cell other than LSTM. `loss` selects
+  // which targets are required; pass no loss for prediction (targets are then not checked).
+  void validate(const ModelConfig& cfg, const std::string& where) const;
+  void validate(const ModelConfig& cfg, LossKind loss, const std::string& where) const;
+};
+
+}  // namespace bptt

@@ -1,0 +1,38 @@
+// Model and data files (safetensors; the layout is specified in docs/file_format.md).
+// Every loader validates names, shapes, dtypes and metadata and throws bptt::Error whose where()
+// names the file and the tensor or metadata field. Writers are atomic (temporary file + rename).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "bptt/batch.hpp"
+#include "bptt/model.hpp"
+#include "bptt/safetensors.hpp"
+
+namespace bptt {
+
+// The model's configuration from a file's __metadata__ (cell, nonlinearity, input_size,
+// hidden_size, num_layers, output_size, output_activation), checked against its tensors.
+ModelConfig read_model_config(const safetensors::File& file);
+// The precision the parameters are stored in (F32 → f32, F64 → f64).
+DType stored_dtype(const safetensors::File& file);
+
+// Loads a model, converting its parameters to Real.
+template <class Real>
+Model<Real> load_model(const safetensors::File& file);
+template <class Real>
+Model<Real> load_model(const std::string& path) { return load_model<Real>(safetensors::File::read(path)); }
+
+// Saves a model (tensors in state_dict order, metadata as above) in Real's precision.
+template <class Real>
+void save_model(const Model<Real>& model, const std::string& path);
+
+// Loads a data file for `cfg`: x [T, B, I]; y ([T, B, O] values, or [T, B] integer classes);
+// optional lengths [B], mask [T, B], h0 and c0 [L, B, H]. With a loss, y is required and checked
+// for it; without one (prediction) y is ignored. Throws on unknown tensors.
+template <class Real>
+Batch<Real> load_batch(const safetensors::File& file, const ModelConfig& cfg,
+                       std::optional<LossKind> loss);
+
+}  // namespace bptt

@@ -1,0 +1,33 @@
+// The project's vocabulary, written down once (see docs/conventions.md):
+//   B batch size, T time steps, I input size, H hidden size, G gates per cell (Elman 1, LSTM 4,
+//   GRU 3), L layers, O outputs. Tensors are time-major [T, B, ·] and row-major (C order).
+//   Gate order is PyTorch's: LSTM i, f, g, o; GRU r, z, n.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace bptt {
+
+enum class CellKind { elman, lstm, gru };
+// Elementwise (or, for softmax, row-wise) functions: Elman's φ and the readout's θ.
+enum class Activation { identity, tanh, relu, sigmoid, softmax };
+enum class LossKind { mse, bce, xent };
+enum class DType { f32, f64 };
+
+// Number of gate blocks G in the fused weight matrices [G·H, ·].
+int gate_count(CellKind cell);
+
+// Names as they appear in files and on the command line. parse_* throw bptt::Error naming
+// `where` and listing the accepted values.
+std::string_view to_string(CellKind v);
+std::string_view to_string(Activation v);
+std::string_view to_string(LossKind v);
+std::string_view to_string(DType v);
+CellKind parse_cell(std::string_view s, const std::string& where);
+Activation parse_activation(std::string_view s, const std::string& where);
+LossKind parse_loss(std::string_view s, const std::string& where);
+DType parse_dtype(std::string_view s, const std::string& where);
+
+}  // namespace bptt

@@ -1,0 +1,95 @@
+// Full backpropagation through time over a batch, and the workspace it runs in.
+//
+// forward() runs every layer over all T steps (layer by layer: one input GEMM for all T·B rows,
+// then only h·W_hh^T per step) and the head; backward() walks t = T..1 with ∂L/∂h_{T+1} = 0,
+// keeping only δ·W_hh per step, and merges the weight gradients over time into one GEMM each.
+// See docs/math.md for the equations.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "bptt/batch.hpp"
+#include "bptt/loss.hpp"
+#include "bptt/model.hpp"
+
+namespace bptt {
+
+// Everything forward saves for backward, sized once for (model, T, B): nothing is allocated
+// inside the time loop. Reusable for any batch with the same T and B.
+template <class Real>
+class Workspace {
+ public:
+  Workspace(const ModelConfig& cfg, int T, int B);
+  int T() const { return T_; }
+  int B() const { return B_; }
+
+  // Per layer k (pointers into one buffer):
+  Real* gates(int k);   // [T, B, G·H] x-side pre-activations, then saved activations
+  Real* h(int k);       // [T+1, B, H] h(k)[0] = h0, h(k)[t] = state after step t
+  Real* c(int k);       // [T+1, B, H] LSTM cell states (nullptr for other cells)
+  Real* aux(int k);     // [T, B, H] LSTM tanh(c_t); GRU W_hn h_{t-1} + b_hn (nullptr for Elman)
+  Real* dgi(int k);     // [T, B, G·H] dL/d(x-side pre-activations)
+  Real* dgh(int k);     // [T, B, G·H] dL/d(h-side pre-activations) (== dgi(k) except for GRU)
+  // Shared:
+  Real* z() { return z_; }        // [T, B, O] head logits
+  Real* yhat() { return yhat_; }  // [T, B, O] θ(z)
+  Real* dz() { return dz_; }      // [T, B, O] dL/dz, set by the loss
+  const std::uint8_t* valid() const { return valid_.data(); }  // [T, B] t < lengths[b]
+  // Scratch for the unroller:
+  std::uint8_t* valid() { return valid_.data(); }
+  Real* gh_step() { return gh_step_; }      // [B, G·H] h-side pre-activations of one step
+  Real* dh_above() { return dh_above_; }    // [T, B, H] dL/dh_t from the layer above or head
+  Real* dh_below() { return dh_below_; }    // [T, B, H] dL/dx_t of this layer, for the one below
+  Real* dh_step() { return dh_step_; }      // [B, H] total dL/dh_t at the current step
+  Real* dh_carry() { return dh_carry_; }    // [B, H] dL/dh_{t-1} being built
+  Real* dc_carry() { return dc_carry_; }    // [B, H] LSTM dL/dc carried backwards in time
+  void swap_dh() { std::swap(dh_above_, dh_below_); }
+
+ private:
+  int T_, B_, H_, G_;
+  CellKind cell_;
+  std::size_t layer_stride_ = 0;
+  std::size_t off_h_ = 0, off_c_ = 0, off_aux_ = 0, off_dgi_ = 0, off_dgh_ = 0;
+  std::vector<Real> buf_;
+  Real *z_, *yhat_, *dz_, *gh_step_, *dh_above_, *dh_below_, *dh_step_, *dh_carry_, *dc_carry_;
+  std::vector<std::uint8_t> valid_;
+};
+
+// Gradients of the loss; every buffer is ACCUMULATED into by backward(). Call zero() first.
+template <class Real>
+struct Gradients {
+  std::vector<Real> params;  // same layout as Model::params
+  std::vector<Real> x;       // [T, B, I]
+  std::vector<Real> h0;      // [L, B, H]
+  std::vector<Real> c0;      // [L, B, H] (LSTM; empty otherwise)
+  Gradients(const ModelConfig& cfg, int T, int B);
+  void zero();
+};
+
+// REQUIRES batch.validate(model.cfg, ...) passed and ws sized for (model.cfg, batch.T, batch.B).
+// ENSURES ws.z(), ws.yhat() and the saved states hold this batch's forward pass; ws.h(k)[T] is
+// h_n (the state after each sequence's last valid step).
+template <class Real>
+void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws);
+
+// REQUIRES forward() on this batch and ws.dz() set (by loss_and_dz).
+// ENSURES grads += dL/d(params, x, h0, c0). Overwrites the workspace's gradient buffers.
+template <class Real>
+void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
+              Gradients<Real>& grads);
+
+// forward + loss + backward. Returns the loss; grads += its gradient.
+template <class Real>
+double loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+                          Workspace<Real>& ws, Gradients<Real>& grads);
+
+// The slow, obvious reference: the same quantities computed step by step with scalar loops, no
+// BLAS, no hoisting, weight gradients accumulated per step. Used only to check the fast path.
+template <class Real>
+double reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch,
+                                    LossKind loss, Gradients<Real>& grads,
+                                    std::vector<Real>* yhat = nullptr);
+
+}  // namespace bptt

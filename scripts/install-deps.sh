@@ -1,0 +1,9 @@
+#!/bin/sh
+# Installs everything bptt needs to build and test, from Debian 12's packages. Run as root.
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends \
+  cmake make g++ pkg-config \
+  libopenblas-dev libcli11-dev nlohmann-json3-dev libfmt-dev \
+  libgtest-dev libgmock-dev libbenchmark-dev

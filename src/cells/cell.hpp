@@ -1,0 +1,72 @@
+// The pointwise ("post-GEMM") part of one time step of one layer, for B rows at once.
+// The unroller does the matrix products: before the time loop gates = X·W_ihᵀ + b_ih for all
+// T·B rows; per step gh = h_{t-1}·W_hhᵀ + b_hh; after the pointwise backward it forms
+// dL/dh_{t-1} = dgh·W_hh + dh_prev, and after the reverse loop the weight gradients.
+//
+// Contracts shared by every cell (see each cell's file for its equations and what it saves):
+//  - forward ASSIGNS h (and c, aux) and overwrites `gates` with what backward needs.
+//  - rows with valid[b] == 0 (t >= lengths[b]) copy the state: h = h_prev, c = c_prev.
+//  - backward ASSIGNS dgi, dgh, dh_prev and updates dc in place; for invalid rows it writes
+//    dgi = dgh = 0, dh_prev = dh and leaves dc unchanged (the gradient passes straight through).
+//  - dgh may alias dgi for cells whose x-side and h-side pre-activation gradients are equal
+//    (Elman, LSTM); GRU needs them separate.
+#pragma once
+
+#include <cstdint>
+
+#include "bptt/types.hpp"
+
+namespace bptt::cells {
+
+template <class Real>
+struct CellStep {
+  int B = 0, H = 0;
+  const std::uint8_t* valid = nullptr;  // [B]
+  Real* gates = nullptr;         // [B, G·H] in: x·W_ihᵀ + b_ih; out: saved activations
+  Real* gh = nullptr;            // [B, G·H] h_{t-1}·W_hhᵀ + b_hh (forward only; scratch)
+  const Real* h_prev = nullptr;  // [B, H]
+  Real* h = nullptr;             // [B, H]
+  const Real* c_prev = nullptr;  // [B, H] LSTM
+  Real* c = nullptr;             // [B, H] LSTM
+  Real* aux = nullptr;           // [B, H] LSTM: tanh(c_t); GRU: W_hn·h_{t-1} + b_hn
+};
+
+template <class Real>
+struct CellStepGrad {
+  const Real* dh = nullptr;  // [B, H] total dL/dh_t (from above and from step t+1)
+  Real* dc = nullptr;        // [B, H] LSTM: in dL/dc_t (from t+1), out dL/dc_{t-1}
+  Real* dgi = nullptr;       // [B, G·H] out: dL/d(x-side pre-activations)
+  Real* dgh = nullptr;       // [B, G·H] out: dL/d(h-side pre-activations)
+  Real* dh_prev = nullptr;   // [B, H] out: the part of dL/dh_{t-1} that bypasses W_hh
+};
+
+template <class Real> void elman_forward(Activation phi, const CellStep<Real>& s);
+template <class Real> void elman_backward(Activation phi, const CellStep<Real>& s,
+                                          const CellStepGrad<Real>& d);
+template <class Real> void lstm_forward(const CellStep<Real>& s);
+template <class Real> void lstm_backward(const CellStep<Real>& s, const CellStepGrad<Real>& d);
+template <class Real> void gru_forward(const CellStep<Real>& s);
+template <class Real> void gru_backward(const CellStep<Real>& s, const CellStepGrad<Real>& d);
+
+// Dispatch on the cell kind; no default case, so a new kind without a backward fails to compile
+// (with -Werror=switch).
+template <class Real>
+inline void cell_forward(CellKind cell, Activation phi, const CellStep<Real>& s) {
+  switch (cell) {
+    case CellKind::elman: return elman_forward(phi, s);
+    case CellKind::lstm: return lstm_forward(s);
+    case CellKind::gru: return gru_forward(s);
+  }
+}
+
+template <class Real>
+inline void cell_backward(CellKind cell, Activation phi, const CellStep<Real>& s,
+                          const CellStepGrad<Real>& d) {
+  switch (cell) {
+    case CellKind::elman: return elman_backward(phi, s, d);
+    case CellKind::lstm: return lstm_backward(s, d);
+    case CellKind::gru: return gru_backward(s, d);
+  }
+}
+
+}  // namespace bptt::cells

@@ -1,0 +1,108 @@
+#include <algorithm>
+#include <charconv>
+#include <set>
+
+#include "bptt/error.hpp"
+#include "bptt/io.hpp"
+
+namespace bptt {
+
+namespace {
+
+using safetensors::ElemType;
+using safetensors::File;
+
+std::string field(const File& f, const std::string& key) { return f.path() + ": __metadata__." + key; }
+
+const std::string* meta(const File& f, const std::string& key) {
+  auto it = f.metadata().find(key);
+  return it == f.metadata().end() ? nullptr : &it->second;
+}
+
+int meta_size(const File& f, const std::string& key) {
+  const std::string* s = meta(f, key);
+  if (!s)
+    throw Error(field(f, key), "missing",
+                "model files carry cell, input_size, hidden_size, num_layers, output_size");
+  int v = 0;
+  auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
+  if (ec != std::errc() || end != s->data() + s->size() || v < 1)
+    throw Error(field(f, key), "'" + *s + "' is not a positive integer");
+  return v;
+}
+
+}  // namespace
+
+ModelConfig read_model_config(const File& f) {
+  ModelConfig cfg;
+  const std::string* cell = meta(f, "cell");
+  if (!cell) throw Error(field(f, "cell"), "missing", "set it to elman, lstm or gru");
+  cfg.cell = parse_cell(*cell, field(f, "cell"));
+  if (const std::string* s = meta(f, "nonlinearity"))
+    cfg.nonlinearity = parse_activation(*s, field(f, "nonlinearity"));
+  if (const std::string* s = meta(f, "output_activation"))
+    cfg.output_activation = parse_activation(*s, field(f, "output_activation"));
+  cfg.input_size = meta_size(f, "input_size");
+  cfg.hidden_size = meta_size(f, "hidden_size");
+  cfg.num_layers = meta_size(f, "num_layers");
+  cfg.output_size = meta_size(f, "output_size");
+  cfg.validate(f.path() + ": __metadata__");
+  return cfg;
+}
+
+DType stored_dtype(const File& f) {
+  // The precision of the first weight; F16/BF16 files compute in f32.
+  const std::string first = "rnn.weight_ih_l0";
+  if (f.has(first)) return f.at(first).dtype == ElemType::F64 ? DType::f64 : DType::f32;
+  return DType::f64;
+}
+
+template <class Real>
+Model<Real> load_model(const File& f) {
+  Model<Real> model(read_model_config(f));
+  std::set<std::string> expected;
+  for (const ParamInfo& p : param_layout(model.cfg)) {
+    expected.insert(p.name);
+    std::string shape = "[";
+    for (std::size_t i = 0; i < p.shape.size(); ++i)
+      shape += (i ? ", " : "") + std::to_string(p.shape[i]);
+    shape += "] from the metadata";
+    f.expect_shape(p.name, p.shape, shape);  // throws "missing tensor" when absent
+    std::vector<Real> v;
+    if constexpr (std::is_same_v<Real, float>)
+      v = f.as_f32(p.name);
+    else
+      v = f.as_f64(p.name);
+    std::copy(v.begin(), v.end(), model.params.begin() + std::ptrdiff_t(p.offset));
+  }
+  for (const std::string& name : f.names())
+    if (!expected.count(name))
+      throw Error(f.path() + ": " + name, "unexpected tensor for this model",
+                  "a model file holds exactly rnn.weight_ih_l{k}, rnn.weight_hh_l{k}, "
+                  "rnn.bias_ih_l{k}, rnn.bias_hh_l{k}, head.weight, head.bias");
+  return model;
+}
+
+template <class Real>
+void save_model(const Model<Real>& model, const std::string& path) {
+  safetensors::Writer w;
+  const ModelConfig& c = model.cfg;
+  w.set_metadata("format", "bptt-model");
+  w.set_metadata("format_version", "1");
+  w.set_metadata("cell", std::string(to_string(c.cell)));
+  w.set_metadata("nonlinearity", std::string(to_string(c.nonlinearity)));
+  w.set_metadata("input_size", std::to_string(c.input_size));
+  w.set_metadata("hidden_size", std::to_string(c.hidden_size));
+  w.set_metadata("num_layers", std::to_string(c.num_layers));
+  w.set_metadata("output_size", std::to_string(c.output_size));
+  w.set_metadata("output_activation", std::string(to_string(c.output_activation)));
+  for (const ParamInfo& p : param_layout(c)) w.add(p.name, p.shape, model.params.data() + p.offset);
+  w.write(path);
+}
+
+template Model<float> load_model<float>(const File&);
+template Model<double> load_model<double>(const File&);
+template void save_model<float>(const Model<float>&, const std::string&);
+template void save_model<double>(const Model<double>&, const std::string&);
+
+}  // namespace bptt

@@ -1,0 +1,90 @@
+#include "kernels/gemm.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstddef>
+
+namespace bptt::kernels {
+
+namespace {
+
+inline CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
+
+template <class Real>
+void scale(int M, int N, Real beta, Real* C, int ldc) {
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      Real& c = C[std::size_t(i) * ldc + j];
+      c = beta == Real(0) ? Real(0) : beta * c;
+    }
+}
+
+}  // namespace
+
+template <>
+void gemm<float>(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                 const float* B, int ldb, float beta, float* C, int ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) return scale(M, N, beta, C, ldc);
+  cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), M, N, K, alpha, A, std::max(lda, 1), B,
+              std::max(ldb, 1), beta, C, std::max(ldc, 1));
+}
+
+template <>
+void gemm<double>(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda,
+                  const double* B, int ldb, double beta, double* C, int ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) return scale(M, N, beta, C, ldc);
+  cblas_dgemm(CblasRowMajor, tr(ta), tr(tb), M, N, K, alpha, A, std::max(lda, 1), B,
+              std::max(ldb, 1), beta, C, std::max(ldc, 1));
+}
+
+template <class Real>
+void gemm_naive(bool ta, bool tb, int M, int N, int K, Real alpha, const Real* A, int lda,
+                const Real* B, int ldb, Real beta, Real* C, int ldc) {
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      Real acc = 0;
+      for (int k = 0; k < K; ++k) {
+        Real a = ta ? A[std::size_t(k) * lda + i] : A[std::size_t(i) * lda + k];
+        Real b = tb ? B[std::size_t(j) * ldb + k] : B[std::size_t(k) * ldb + j];
+        acc += a * b;
+      }
+      Real& c = C[std::size_t(i) * ldc + j];
+      c = alpha * acc + (beta == Real(0) ? Real(0) : beta * c);
+    }
+}
+
+template <class Real>
+void broadcast_rows(int rows, int cols, const Real* bias, Real* out) {
+  for (int r = 0; r < rows; ++r) std::copy(bias, bias + cols, out + std::size_t(r) * cols);
+}
+
+template <class Real>
+void add_rows(int rows, int cols, const Real* bias, Real* out) {
+  for (int r = 0; r < rows; ++r) {
+    Real* o = out + std::size_t(r) * cols;
+    for (int c = 0; c < cols; ++c) o[c] += bias[c];
+  }
+}
+
+template <class Real>
+void sum_rows(int rows, int cols, const Real* in, Real* out) {
+  for (int r = 0; r < rows; ++r) {
+    const Real* i = in + std::size_t(r) * cols;
+    for (int c = 0; c < cols; ++c) out[c] += i[c];
+  }
+}
+
+#define BPTT_INSTANTIATE(Real)                                                                 \
+  template void gemm_naive<Real>(bool, bool, int, int, int, Real, const Real*, int, const Real*, \
+                                 int, Real, Real*, int);                                       \
+  template void broadcast_rows<Real>(int, int, const Real*, Real*);                            \
+  template void add_rows<Real>(int, int, const Real*, Real*);                                  \
+  template void sum_rows<Real>(int, int, const Real*, Real*);
+BPTT_INSTANTIATE(float)
+BPTT_INSTANTIATE(double)
+#undef BPTT_INSTANTIATE
+
+}  // namespace bptt::kernels

@@ -1,0 +1,31 @@
+// The matrix kernels. gemm() is the project's one BLAS call site; gemm_naive() is the obvious
+// triple loop it is tested against.
+//
+// Row-major: C[M, N] = alpha · op(A)[M, K] · op(B)[K, N] + beta · C, where op(A) = A or Aᵀ
+// (trans_a) and lda/ldb/ldc are row strides of the matrices as stored. beta = 0 assigns (C's old
+// contents are ignored, even NaN); beta = 1 accumulates.
+#pragma once
+
+namespace bptt::kernels {
+
+template <class Real>
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, Real alpha, const Real* A, int lda,
+          const Real* B, int ldb, Real beta, Real* C, int ldc);
+
+template <class Real>
+void gemm_naive(bool trans_a, bool trans_b, int M, int N, int K, Real alpha, const Real* A,
+                int lda, const Real* B, int ldb, Real beta, Real* C, int ldc);
+
+// out[r, c] = bias[c] for r < rows (assign).
+template <class Real>
+void broadcast_rows(int rows, int cols, const Real* bias, Real* out);
+
+// out[r, c] += bias[c] for r < rows.
+template <class Real>
+void add_rows(int rows, int cols, const Real* bias, Real* out);
+
+// out[c] += Σ_r in[r, c] (the bias gradient of a batch of rows).
+template <class Real>
+void sum_rows(int rows, int cols, const Real* in, Real* out);
+
+}  // namespace bptt::kernels

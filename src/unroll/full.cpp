@@ -1,0 +1,152 @@
+// Full BPTT: the forward pass over all layers and steps, the loss, and the backward recursion
+// from t = T down to 1 with ∂L/∂h_{T+1} = 0. Per layer the matrix products are hoisted out of the
+// time loop (docs/math.md, "Hoisting"): one input GEMM before it, one GEMM each for dW_ih, dW_hh
+// and dX after it; only h·W_hhᵀ and dgh·W_hh remain per step.
+#include <algorithm>
+
+#include "bptt/unroll.hpp"
+#include "cells/cell.hpp"
+#include "kernels/gemm.hpp"
+
+namespace bptt {
+
+using kernels::gemm;
+
+namespace {
+
+// The pointers of step t (0-based; it reads state t and writes state t+1) of layer k.
+template <class Real>
+cells::CellStep<Real> step_at(Workspace<Real>& ws, int k, int t, int H, int GH) {
+  const std::size_t B = std::size_t(ws.B()), BH = B * H, row = std::size_t(t);
+  cells::CellStep<Real> s;
+  s.B = ws.B();
+  s.H = H;
+  s.valid = ws.valid() + row * B;
+  s.gates = ws.gates(k) + row * B * GH;
+  s.gh = ws.gh_step();
+  s.h_prev = ws.h(k) + row * BH;
+  s.h = ws.h(k) + (row + 1) * BH;
+  if (Real* c = ws.c(k)) s.c_prev = c + row * BH, s.c = c + (row + 1) * BH;
+  if (Real* aux = ws.aux(k)) s.aux = aux + row * BH;
+  return s;
+}
+
+// state[0..n) = init (a slice of h0/c0 [L, B, H]) or zeros when not given.
+template <class Real>
+void init_state(const std::vector<Real>& given, std::size_t offset, std::size_t n, Real* state) {
+  if (given.empty())
+    std::fill(state, state + n, Real(0));
+  else
+    std::copy(given.begin() + std::ptrdiff_t(offset), given.begin() + std::ptrdiff_t(offset + n),
+              state);
+}
+
+}  // namespace
+
+template <class Real>
+void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws) {
+  const ModelConfig& cfg = model.cfg;
+  const int T = batch.T, B = batch.B, H = cfg.hidden_size, GH = cfg.gates() * H,
+            O = cfg.output_size, TB = T * B;
+  const std::size_t BH = std::size_t(B) * H;
+  for (int t = 0; t < T; ++t)
+    for (int b = 0; b < B; ++b) ws.valid()[std::size_t(t) * B + b] = batch.valid(t, b);
+
+  const auto P = model.views();
+  for (int k = 0; k < cfg.num_layers; ++k) {
+    const auto& p = P.layers[std::size_t(k)];
+    const Real* in = k == 0 ? batch.x.data() : ws.h(k - 1) + BH;
+    // Hoisted: x-side pre-activations of all T·B rows in one GEMM.
+    gemm(false, true, TB, GH, p.in, Real(1), in, p.in, p.w_ih, p.in, Real(0), ws.gates(k), GH);
+    kernels::add_rows(TB, GH, p.b_ih, ws.gates(k));
+    init_state(batch.h0, std::size_t(k) * BH, BH, ws.h(k));
+    if (ws.c(k)) init_state(batch.c0, std::size_t(k) * BH, BH, ws.c(k));
+    for (int t = 0; t < T; ++t) {
+      const auto s = step_at(ws, k, t, H, GH);
+      kernels::broadcast_rows(B, GH, p.b_hh, s.gh);
+      gemm(false, true, B, GH, H, Real(1), s.h_prev, H, p.w_hh, H, Real(1), s.gh, GH);
+      cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
+    }
+  }
+  const Real* top = ws.h(cfg.num_layers - 1) + BH;
+  gemm(false, true, TB, O, H, Real(1), top, H, P.w_o, H, Real(0), ws.z(), O);
+  kernels::add_rows(TB, O, P.b_o, ws.z());
+  apply_output_activation(cfg.output_activation, TB, O, ws.z(), ws.yhat());
+}
+
+template <class Real>
+void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
+              Gradients<Real>& grads) {
+  const ModelConfig& cfg = model.cfg;
+  const int T = batch.T, B = batch.B, H = cfg.hidden_size, GH = cfg.gates() * H,
+            O = cfg.output_size, TB = T * B;
+  const std::size_t BH = std::size_t(B) * H;
+  const auto P = model.views();
+  ParamViews<Real> D(cfg, grads.params.data());
+
+  // Head: dW_o += dZᵀ·H_top, db_o += Σ dZ, dL/dH_top = dZ·W_o.
+  const Real* top = ws.h(cfg.num_layers - 1) + BH;
+  gemm(true, false, O, H, TB, Real(1), ws.dz(), O, top, H, Real(1), D.w_o, H);
+  kernels::sum_rows(TB, O, ws.dz(), D.b_o);
+  gemm(false, false, TB, H, O, Real(1), ws.dz(), O, P.w_o, H, Real(0), ws.dh_above(), H);
+
+  for (int k = cfg.num_layers - 1; k >= 0; --k) {
+    const auto& p = P.layers[std::size_t(k)];
+    const auto& d = D.layers[std::size_t(k)];
+    std::fill(ws.dh_carry(), ws.dh_carry() + BH, Real(0));  // ∂L/∂h_{T+1} = 0
+    std::fill(ws.dc_carry(), ws.dc_carry() + BH, Real(0));
+    for (int t = T - 1; t >= 0; --t) {
+      const auto s = step_at(ws, k, t, H, GH);
+      const Real* above = ws.dh_above() + std::size_t(t) * BH;
+      for (std::size_t i = 0; i < BH; ++i) ws.dh_step()[i] = above[i] + ws.dh_carry()[i];
+      cells::CellStepGrad<Real> g;
+      g.dh = ws.dh_step();
+      g.dc = ws.dc_carry();
+      g.dgi = ws.dgi(k) + std::size_t(t) * B * GH;
+      g.dgh = ws.dgh(k) + std::size_t(t) * B * GH;
+      g.dh_prev = ws.dh_carry();
+      cells::cell_backward(cfg.cell, cfg.nonlinearity, s, g);
+      gemm(false, false, B, H, GH, Real(1), g.dgh, GH, p.w_hh, H, Real(1), ws.dh_carry(), H);
+    }
+    Real* dh0 = grads.h0.data() + std::size_t(k) * BH;
+    for (std::size_t i = 0; i < BH; ++i) dh0[i] += ws.dh_carry()[i];
+    if (!grads.c0.empty()) {
+      Real* dc0 = grads.c0.data() + std::size_t(k) * BH;
+      for (std::size_t i = 0; i < BH; ++i) dc0[i] += ws.dc_carry()[i];
+    }
+    // Hoisted: weight gradients merged over time, one GEMM each.
+    gemm(true, false, GH, H, TB, Real(1), ws.dgh(k), GH, ws.h(k), H, Real(1), d.w_hh, H);
+    kernels::sum_rows(TB, GH, ws.dgh(k), d.b_hh);
+    const Real* in = k == 0 ? batch.x.data() : ws.h(k - 1) + BH;
+    gemm(true, false, GH, p.in, TB, Real(1), ws.dgi(k), GH, in, p.in, Real(1), d.w_ih, p.in);
+    kernels::sum_rows(TB, GH, ws.dgi(k), d.b_ih);
+    if (k > 0) {
+      gemm(false, false, TB, H, GH, Real(1), ws.dgi(k), GH, p.w_ih, H, Real(0), ws.dh_below(), H);
+      ws.swap_dh();
+    } else {
+      gemm(false, false, TB, p.in, GH, Real(1), ws.dgi(k), GH, p.w_ih, p.in, Real(1),
+           grads.x.data(), p.in);
+    }
+  }
+}
+
+template <class Real>
+double loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+                          Workspace<Real>& ws, Gradients<Real>& grads) {
+  forward(model, batch, ws);
+  const double L = loss_and_dz(loss, model.cfg, batch, ws.z(), ws.yhat(), ws.dz());
+  backward(model, batch, ws, grads);
+  return L;
+}
+
+#define BPTT_INSTANTIATE(Real)                                                              \
+  template void forward<Real>(const Model<Real>&, const Batch<Real>&, Workspace<Real>&);    \
+  template void backward<Real>(const Model<Real>&, const Batch<Real>&, Workspace<Real>&,    \
+                               Gradients<Real>&);                                           \
+  template double loss_and_gradients<Real>(const Model<Real>&, const Batch<Real>&, LossKind, \
+                                           Workspace<Real>&, Gradients<Real>&);
+BPTT_INSTANTIATE(float)
+BPTT_INSTANTIATE(double)
+#undef BPTT_INSTANTIATE
+
+}  // namespace bptt

@@ -1,0 +1,71 @@
+#include <algorithm>
+
+#include "bptt/unroll.hpp"
+
+namespace bptt {
+
+template <class Real>
+Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B)
+    : T_(T), B_(B), H_(cfg.hidden_size), G_(cfg.gates()), cell_(cfg.cell) {
+  const std::size_t t = std::size_t(T), b = std::size_t(B), H = std::size_t(H_),
+                    GH = std::size_t(G_) * H, O = std::size_t(cfg.output_size);
+  const bool lstm = cell_ == CellKind::lstm, gru = cell_ == CellKind::gru;
+  // One layer's block: gates | h | c | aux | dgi | dgh.
+  std::size_t off = 0;
+  off += t * b * GH;
+  off_h_ = off, off += (t + 1) * b * H;
+  off_c_ = off, off += lstm ? (t + 1) * b * H : 0;
+  off_aux_ = off, off += (lstm || gru) ? t * b * H : 0;
+  off_dgi_ = off, off += t * b * GH;
+  off_dgh_ = off, off += gru ? t * b * GH : 0;
+  layer_stride_ = off;
+  const std::size_t shared = 3 * t * b * O + b * GH + 2 * t * b * H + 3 * b * H;
+  buf_.assign(layer_stride_ * std::size_t(cfg.num_layers) + shared, Real(0));
+  Real* p = buf_.data() + layer_stride_ * std::size_t(cfg.num_layers);
+  z_ = p, p += t * b * O;
+  yhat_ = p, p += t * b * O;
+  dz_ = p, p += t * b * O;
+  gh_step_ = p, p += b * GH;
+  dh_above_ = p, p += t * b * H;
+  dh_below_ = p, p += t * b * H;
+  dh_step_ = p, p += b * H;
+  dh_carry_ = p, p += b * H;
+  dc_carry_ = p;
+  valid_.assign(t * b, 1);
+}
+
+template <class Real>
+Real* Workspace<Real>::gates(int k) { return buf_.data() + layer_stride_ * std::size_t(k); }
+template <class Real>
+Real* Workspace<Real>::h(int k) { return gates(k) + off_h_; }
+template <class Real>
+Real* Workspace<Real>::c(int k) { return cell_ == CellKind::lstm ? gates(k) + off_c_ : nullptr; }
+template <class Real>
+Real* Workspace<Real>::aux(int k) {
+  return cell_ == CellKind::elman ? nullptr : gates(k) + off_aux_;
+}
+template <class Real>
+Real* Workspace<Real>::dgi(int k) { return gates(k) + off_dgi_; }
+template <class Real>
+Real* Workspace<Real>::dgh(int k) {
+  return cell_ == CellKind::gru ? gates(k) + off_dgh_ : dgi(k);
+}
+
+template <class Real>
+Gradients<Real>::Gradients(const ModelConfig& cfg, int T, int B)
+    : params(param_count(cfg)),
+      x(std::size_t(T) * B * cfg.input_size),
+      h0(std::size_t(cfg.num_layers) * B * cfg.hidden_size),
+      c0(cfg.cell == CellKind::lstm ? h0.size() : 0) {}
+
+template <class Real>
+void Gradients<Real>::zero() {
+  for (auto* v : {&params, &x, &h0, &c0}) std::fill(v->begin(), v->end(), Real(0));
+}
+
+template class Workspace<float>;
+template class Workspace<double>;
+template struct Gradients<float>;
+template struct Gradients<double>;
+
+}  // namespace bptt

@@ -1,0 +1,68 @@
+// bptt grad: one exact BPTT pass; writes the loss and its gradient for every parameter, the
+// inputs and the initial state.
+#include <memory>
+
+#include "bptt/io.hpp"
+#include "bptt/unroll.hpp"
+#include "common.hpp"
+#include "verbs.hpp"
+
+namespace bptt::cli {
+
+namespace {
+
+struct GradOptions {
+  std::string model, data, out, loss, dtype;
+};
+
+template <class Real>
+void run_grad(const GradOptions& o, const safetensors::File& mf, LossKind loss) {
+  const Model<Real> model = load_model<Real>(mf);
+  const Batch<Real> batch = load_batch<Real>(safetensors::File::read(o.data), model.cfg, loss);
+  Workspace<Real> ws(model.cfg, batch.T, batch.B);
+  Gradients<Real> g(model.cfg, batch.T, batch.B);
+  g.zero();
+  const Real L = Real(loss_and_gradients(model, batch, loss, ws, g));
+
+  const ModelConfig& c = model.cfg;
+  const std::int64_t T = batch.T, B = batch.B;
+  safetensors::Writer w;
+  w.set_metadata("format", "bptt-grad");
+  w.set_metadata("loss", std::string(to_string(loss)));
+  for (const ParamInfo& p : param_layout(c)) w.add(p.name, p.shape, g.params.data() + p.offset);
+  w.add("x", {T, B, c.input_size}, g.x.data());
+  w.add("h0", {c.num_layers, B, c.hidden_size}, g.h0.data());
+  if (c.cell == CellKind::lstm) w.add("c0", {c.num_layers, B, c.hidden_size}, g.c0.data());
+  w.add("loss", {1}, &L);
+  w.write(o.out);
+}
+
+}  // namespace
+
+void add_grad(CLI::App& app, Runner& run) {
+  auto o = std::make_shared<GradOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "grad",
+      "Compute the loss and its exact gradient by full backpropagation through time.\n"
+      "Writes a safetensors file with dL/d(parameter) under each parameter's own name,\n"
+      "x (dL/dx [T, B, I]), h0 (dL/dh0 [L, B, H]), c0 (LSTM) and loss [1].");
+  cmd->add_option("--model", o->model, "Model file (safetensors, see docs/file_format.md)")
+      ->required();
+  cmd->add_option("--data", o->data, "Data file: x [T, B, I], y, optional lengths, mask, h0, c0")
+      ->required();
+  cmd->add_option("--out", o->out, "Output file for the gradients")->required();
+  cmd->add_option("--loss", o->loss, "Loss: mse, bce (from logits) or xent (from logits)")
+      ->required()
+      ->check(CLI::IsMember({"mse", "bce", "xent"}));
+  add_dtype_option(cmd, o->dtype);
+  cmd->callback([o, &run] {
+    run = [o] {
+      const LossKind loss = parse_loss(o->loss, "--loss");
+      const auto mf = safetensors::File::read(o->model);
+      const DType dtype = o->dtype.empty() ? stored_dtype(mf) : parse_dtype(o->dtype, "--dtype");
+      with_dtype(dtype, [&]<class Real>() { run_grad<Real>(*o, mf, loss); });
+    };
+  });
+}
+
+}  // namespace bptt::cli

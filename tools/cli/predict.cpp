@@ -1,0 +1,68 @@
+// bptt predict: the forward pass; writes ŷ and the final states.
+#include <memory>
+
+#include "bptt/io.hpp"
+#include "bptt/unroll.hpp"
+#include "common.hpp"
+#include "verbs.hpp"
+
+namespace bptt::cli {
+
+namespace {
+
+struct PredictOptions {
+  std::string model, data, out, dtype;
+};
+
+template <class Real>
+void run_predict(const PredictOptions& o, const safetensors::File& mf) {
+  const Model<Real> model = load_model<Real>(mf);
+  const Batch<Real> batch =
+      load_batch<Real>(safetensors::File::read(o.data), model.cfg, std::nullopt);
+  Workspace<Real> ws(model.cfg, batch.T, batch.B);
+  forward(model, batch, ws);
+
+  const ModelConfig& c = model.cfg;
+  const std::int64_t T = batch.T, B = batch.B, L = c.num_layers;
+  safetensors::Writer w;
+  w.set_metadata("format", "bptt-predict");
+  w.add("y_hat", {T, B, c.output_size}, ws.yhat());
+  // h_n/c_n: layer k's state after step T, which is the state at each sequence's last valid step.
+  std::vector<Real> hn(std::size_t(L) * B * c.hidden_size), cn;
+  const std::size_t BH = std::size_t(B) * c.hidden_size;
+  for (int k = 0; k < L; ++k)
+    std::copy(ws.h(k) + std::size_t(T) * BH, ws.h(k) + std::size_t(T + 1) * BH, hn.begin() + std::ptrdiff_t(k * BH));
+  w.add("h_n", {L, B, c.hidden_size}, hn.data());
+  if (c.cell == CellKind::lstm) {
+    cn.resize(hn.size());
+    for (int k = 0; k < L; ++k)
+      std::copy(ws.c(k) + std::size_t(T) * BH, ws.c(k) + std::size_t(T + 1) * BH, cn.begin() + std::ptrdiff_t(k * BH));
+    w.add("c_n", {L, B, c.hidden_size}, cn.data());
+  }
+  w.write(o.out);
+}
+
+}  // namespace
+
+void add_predict(CLI::App& app, Runner& run) {
+  auto o = std::make_shared<PredictOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "predict",
+      "Run the model forward. Writes y_hat [T, B, O], h_n [L, B, H] (the state at each\n"
+      "sequence's last valid step, as PyTorch's packed sequences) and c_n for LSTM.");
+  cmd->add_option("--model", o->model, "Model file (safetensors, see docs/file_format.md)")
+      ->required();
+  cmd->add_option("--data", o->data, "Data file: x [T, B, I], optional lengths, h0, c0 (y ignored)")
+      ->required();
+  cmd->add_option("--out", o->out, "Output file for the predictions")->required();
+  add_dtype_option(cmd, o->dtype);
+  cmd->callback([o, &run] {
+    run = [o] {
+      const auto mf = safetensors::File::read(o->model);
+      const DType dtype = o->dtype.empty() ? stored_dtype(mf) : parse_dtype(o->dtype, "--dtype");
+      with_dtype(dtype, [&]<class Real>() { run_predict<Real>(*o, mf); });
+    };
+  });
+}
+
+}  // namespace bptt::cli

@@ -1,0 +1,18 @@
+// The `bptt` command's verbs. Each verb file defines one add_<verb> that registers a CLI11
+// subcommand with its options and --help text; when the subcommand is chosen it stores the work
+// to do in `run`, which main() calls after parsing. Verbs report user errors by throwing
+// bptt::Error; main() prints them as one line and exits 2.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace bptt::cli {
+
+using Runner = std::function<void()>;
+
+void add_grad(CLI::App& app, Runner& run);
+void add_predict(CLI::App& app, Runner& run);
+void add_explain(CLI::App& app, Runner& run);
+
+}  // namespace bptt::cli
