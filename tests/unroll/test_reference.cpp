@@ -1,0 +1,218 @@
+// The fast path (forward/backward with hoisted GEMMs) against the slow reference, on the whole
+// configuration grid in float64 (1e-12) and float32 (1e-4): loss, ŷ and every gradient. Then
+// properties of the fast path that a gradient check cannot see: backward accumulates, the state
+// carries across a split in time, a reused workspace holds nothing over, and a batch with nothing
+// to learn from is an error.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bptt/error.hpp"
+#include "bptt/unroll.hpp"
+#include "test_util.hpp"
+
+namespace bptt::test {
+namespace {
+
+// EXPECTs close(a[i], b[i], tol) for all i, naming the first few mismatches.
+template <class Real>
+void expect_all_close(const std::string& what, const Real* a, const Real* b, std::size_t n,
+                      double tol, const std::function<std::string(std::size_t)>& name) {
+  std::size_t bad = 0;
+  std::string msg;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (close(double(a[i]), double(b[i]), tol)) continue;
+    if (++bad <= 8)
+      msg += "\n  " + name(i) + ": " + std::to_string(double(a[i])) + " vs " +
+             std::to_string(double(b[i])) + " (diff " + std::to_string(double(a[i] - b[i])) +
+             ")";
+  }
+  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << n << " elements differ" << msg;
+}
+
+template <class Real>
+void expect_gradients_close(const Case& c, const Gradients<Real>& a, const Gradients<Real>& b,
+                            double tol) {
+  const ModelConfig cfg = c.config();
+  ASSERT_EQ(a.params.size(), b.params.size());
+  ASSERT_EQ(a.c0.size(), b.c0.size());
+  expect_all_close("d params", a.params.data(), b.params.data(), a.params.size(), tol,
+                   [&](std::size_t i) { return param_name(cfg, i); });
+  expect_all_close("d x", a.x.data(), b.x.data(), a.x.size(), tol,
+                   [&](std::size_t i) { return index3("x", i, c.B, c.I); });
+  expect_all_close("d h0", a.h0.data(), b.h0.data(), a.h0.size(), tol,
+                   [&](std::size_t i) { return index3("h0", i, c.B, c.H); });
+  expect_all_close("d c0", a.c0.data(), b.c0.data(), a.c0.size(), tol,
+                   [&](std::size_t i) { return index3("c0", i, c.B, c.H); });
+}
+
+template <class Real>
+void compare_with_reference(const Case& c, double tol) {
+  const ModelConfig cfg = c.config();
+  const Model<Real> model = make_model<Real>(c);
+  const Batch<Real> batch = make_batch<Real>(c);
+  Workspace<Real> ws(cfg, c.T, c.B);
+  Gradients<Real> fast(cfg, c.T, c.B), ref(cfg, c.T, c.B);
+  fast.zero();
+  ref.zero();
+  const double l_fast = loss_and_gradients(model, batch, c.loss.loss, ws, fast);
+  std::vector<Real> yhat;
+  const double l_ref = reference_loss_and_gradients(model, batch, c.loss.loss, ref, &yhat);
+
+  EXPECT_TRUE(close(l_fast, l_ref, tol)) << "loss: fast " << l_fast << " reference " << l_ref;
+  ASSERT_EQ(yhat.size(), std::size_t(c.T) * c.B * c.O);
+  expect_all_close("yhat", ws.yhat(), yhat.data(), yhat.size(), tol,
+                   [&](std::size_t i) { return index3("yhat", i, c.B, c.O); });
+  expect_gradients_close(c, fast, ref, tol);
+}
+
+class FastVsReference : public testing::TestWithParam<Case> {};
+
+TEST_P(FastVsReference, Float64) { compare_with_reference<double>(GetParam(), 1e-12); }
+TEST_P(FastVsReference, Float32) { compare_with_reference<float>(GetParam(), 1e-4); }
+
+INSTANTIATE_TEST_SUITE_P(Grid, FastVsReference, testing::ValuesIn(grid({1, 2, 3}, {1, 3, 7})),
+                         case_name);
+INSTANTIATE_TEST_SUITE_P(Shapes, FastVsReference, testing::ValuesIn(odd_shapes()), case_name);
+
+// ---- properties of the fast path, in float64 ----
+
+class FastPath : public testing::TestWithParam<Case> {};
+
+TEST_P(FastPath, BackwardTwiceGivesTwiceTheGradient) {
+  const Case& c = GetParam();
+  const ModelConfig cfg = c.config();
+  const Model<double> model = make_model<double>(c);
+  const Batch<double> batch = make_batch<double>(c);
+  Workspace<double> ws(cfg, c.T, c.B);
+  Gradients<double> once(cfg, c.T, c.B), twice(cfg, c.T, c.B);
+  once.zero();
+  twice.zero();
+  const double l1 = loss_and_gradients(model, batch, c.loss.loss, ws, once);
+  const double l2 = loss_and_gradients(model, batch, c.loss.loss, ws, twice);
+  const double l3 = loss_and_gradients(model, batch, c.loss.loss, ws, twice);
+  EXPECT_EQ(l1, l2);
+  EXPECT_EQ(l2, l3);
+  for (auto* v : {&once.params, &once.x, &once.h0, &once.c0})
+    for (double& g : *v) g *= 2;
+  expect_gradients_close(c, twice, once, 1e-13);
+}
+
+// Forward over [0, T) equals forward over [0, T/2) and then [T/2, T) started from the first
+// half's h_n (and c_n): ŷ of every step and the final states agree.
+TEST_P(FastPath, SplitInTimeWithCarriedStateMatches) {
+  const Case& c = GetParam();
+  const ModelConfig cfg = c.config();
+  const Model<double> model = make_model<double>(c);
+  Batch<double> full = make_batch<double>(c);
+  full.y.clear();
+  full.classes.clear();
+  full.mask.clear();
+  full.validate(cfg, "full");
+  const int T1 = c.T / 2, T2 = c.T - T1, B = c.B, H = c.H, L = c.L, I = c.I, O = c.O;
+  ASSERT_GE(T1, 1);
+  const bool lstm = cfg.cell == CellKind::lstm;
+
+  Batch<double> first, second;
+  first.T = T1;
+  second.T = T2;
+  first.B = second.B = B;
+  first.x.assign(full.x.begin(), full.x.begin() + std::ptrdiff_t(T1) * B * I);
+  second.x.assign(full.x.begin() + std::ptrdiff_t(T1) * B * I, full.x.end());
+  for (std::int64_t len : full.lengths) {
+    first.lengths.push_back(std::min<std::int64_t>(len, T1));
+    second.lengths.push_back(std::max<std::int64_t>(len - T1, 0));
+  }
+  first.h0 = full.h0;
+  first.c0 = full.c0;
+  first.validate(cfg, "first half");
+
+  Workspace<double> ws_full(cfg, c.T, B), ws1(cfg, T1, B), ws2(cfg, T2, B);
+  forward(model, full, ws_full);
+  forward(model, first, ws1);
+  const std::size_t BH = std::size_t(B) * H;
+  for (int k = 0; k < L; ++k) {
+    second.h0.insert(second.h0.end(), ws1.h(k) + T1 * BH, ws1.h(k) + (T1 + 1) * BH);
+    if (lstm) second.c0.insert(second.c0.end(), ws1.c(k) + T1 * BH, ws1.c(k) + (T1 + 1) * BH);
+  }
+  second.validate(cfg, "second half");
+  forward(model, second, ws2);
+
+  const std::size_t BO = std::size_t(B) * O;
+  const auto yname = [&](std::size_t i) { return index3("yhat", i, B, O); };
+  expect_all_close("yhat first half", ws1.yhat(), ws_full.yhat(), T1 * BO, 1e-12, yname);
+  expect_all_close("yhat second half", ws2.yhat(), ws_full.yhat() + T1 * BO, T2 * BO, 1e-12,
+                   [&](std::size_t i) { return yname(i + T1 * BO); });
+  for (int k = 0; k < L; ++k) {
+    const auto name = [&](std::size_t i) { return "layer " + std::to_string(k) + " " +
+                                                  index3("h_n", i, B, H); };
+    expect_all_close("h_n", ws2.h(k) + T2 * BH, ws_full.h(k) + c.T * BH, BH, 1e-12, name);
+    if (lstm)
+      expect_all_close("c_n", ws2.c(k) + T2 * BH, ws_full.c(k) + c.T * BH, BH, 1e-12, name);
+  }
+}
+
+// A workspace that ran another batch first (longer sequences, other data) gives exactly what a
+// fresh one gives.
+TEST_P(FastPath, ReusedWorkspaceMatchesFresh) {
+  const Case& c = GetParam();
+  const ModelConfig cfg = c.config();
+  const Model<double> model = make_model<double>(c);
+  Batch<double> other = make_batch<double>(c, 7);
+  other.lengths.assign(c.B, c.T);
+  other.mask.clear();
+  const Batch<double> batch = make_batch<double>(c);
+
+  Workspace<double> reused(cfg, c.T, c.B), fresh(cfg, c.T, c.B);
+  Gradients<double> g_other(cfg, c.T, c.B), g_reused(cfg, c.T, c.B), g_fresh(cfg, c.T, c.B);
+  g_other.zero();
+  g_reused.zero();
+  g_fresh.zero();
+  loss_and_gradients(model, other, c.loss.loss, reused, g_other);
+  const double l_reused = loss_and_gradients(model, batch, c.loss.loss, reused, g_reused);
+  const double l_fresh = loss_and_gradients(model, batch, c.loss.loss, fresh, g_fresh);
+  EXPECT_TRUE(close(l_reused, l_fresh, 1e-14)) << l_reused << " vs " << l_fresh;
+  expect_all_close("yhat", reused.yhat(), fresh.yhat(), std::size_t(c.T) * c.B * c.O, 1e-14,
+                   [&](std::size_t i) { return index3("yhat", i, c.B, c.O); });
+  expect_gradients_close(c, g_reused, g_fresh, 1e-14);
+}
+
+std::vector<Case> property_grid() {
+  std::vector<Case> out;
+  for (const Case& c : grid({1, 2}, {2, 6, 7}))
+    if (c.L == 2 || c.loss.loss == LossKind::xent) out.push_back(c);
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Grid, FastPath, testing::ValuesIn(property_grid()), case_name);
+INSTANTIATE_TEST_SUITE_P(Shapes, FastPath, testing::ValuesIn(odd_shapes()), case_name);
+
+// Σ w = 0 (every step masked, or every sequence empty): nothing to learn from, an error from
+// Batch::validate and, should a caller skip it, from the loss itself.
+TEST(FastPathErrors, BatchWithZeroTotalWeightThrows) {
+  for (const CellVariant& cell : all_cells()) {
+    for (const LossPair& loss : all_losses()) {
+      const Case c{cell, loss, 2, 3};
+      SCOPED_TRACE(c.name());
+      const ModelConfig cfg = c.config();
+      const Model<double> model = make_model<double>(c);
+      Batch<double> masked = make_batch<double>(c);
+      masked.mask.assign(masked.mask.size(), 0.0);
+      Batch<double> empty = make_batch<double>(c);
+      empty.lengths.assign(c.B, 0);
+      for (const Batch<double>* b : {&masked, &empty}) {
+        EXPECT_THROW(b->validate(cfg, loss.loss, "test batch"), bptt::Error);
+        Workspace<double> ws(cfg, c.T, c.B);
+        Gradients<double> g(cfg, c.T, c.B);
+        g.zero();
+        EXPECT_THROW(loss_and_gradients(model, *b, loss.loss, ws, g), bptt::Error);
+        EXPECT_THROW(reference_loss_and_gradients(model, *b, loss.loss, g), bptt::Error);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace bptt::test
