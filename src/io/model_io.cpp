@@ -2,6 +2,8 @@
 #include <charconv>
 #include <set>
 
+#include <fmt/core.h>
+
 #include "bptt/error.hpp"
 #include "bptt/io.hpp"
 
@@ -27,7 +29,8 @@ int meta_size(const File& f, const std::string& key) {
   int v = 0;
   auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
   if (ec != std::errc() || end != s->data() + s->size() || v < 1)
-    throw Error(field(f, key), "'" + *s + "' is not a positive integer");
+    throw Error(field(f, key), fmt::format("'{}{}' is not a positive integer", s->substr(0, 40),
+                                           s->size() > 40 ? "..." : ""));
   return v;
 }
 
@@ -59,15 +62,26 @@ DType stored_dtype(const File& f) {
 
 template <class Real>
 Model<Real> load_model(const File& f) {
-  Model<Real> model(read_model_config(f));
+  const ModelConfig cfg = read_model_config(f);
+  const std::vector<ParamInfo> layout = param_layout(cfg);
+  // Every shape is checked before anything is allocated: the metadata alone must not be able to
+  // make us reserve memory the file does not back.
   std::set<std::string> expected;
-  for (const ParamInfo& p : param_layout(model.cfg)) {
+  for (const ParamInfo& p : layout) {
     expected.insert(p.name);
     std::string shape = "[";
     for (std::size_t i = 0; i < p.shape.size(); ++i)
       shape += (i ? ", " : "") + std::to_string(p.shape[i]);
     shape += "] from the metadata";
     f.expect_shape(p.name, p.shape, shape);  // throws "missing tensor" when absent
+  }
+  for (const std::string& name : f.names())
+    if (!expected.count(name))
+      throw Error(f.path() + ": " + name, "unexpected tensor for this model",
+                  "a model file holds exactly rnn.weight_ih_l{k}, rnn.weight_hh_l{k}, "
+                  "rnn.bias_ih_l{k}, rnn.bias_hh_l{k}, head.weight, head.bias");
+  Model<Real> model(cfg);
+  for (const ParamInfo& p : layout) {
     std::vector<Real> v;
     if constexpr (std::is_same_v<Real, float>)
       v = f.as_f32(p.name);
@@ -75,11 +89,6 @@ Model<Real> load_model(const File& f) {
       v = f.as_f64(p.name);
     std::copy(v.begin(), v.end(), model.params.begin() + std::ptrdiff_t(p.offset));
   }
-  for (const std::string& name : f.names())
-    if (!expected.count(name))
-      throw Error(f.path() + ": " + name, "unexpected tensor for this model",
-                  "a model file holds exactly rnn.weight_ih_l{k}, rnn.weight_hh_l{k}, "
-                  "rnn.bias_ih_l{k}, rnn.bias_hh_l{k}, head.weight, head.bias");
   return model;
 }
 

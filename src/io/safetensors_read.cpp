@@ -37,6 +37,7 @@ namespace {
 using json = nlohmann::json;
 using u64 = std::uint64_t;
 
+constexpr int kMaxDepth = 8;
 constexpr const char* kAllDtypes = "F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL";
 constexpr ElemType kAllTypes[] = {ElemType::F64, ElemType::F32, ElemType::F16, ElemType::BF16,
                                   ElemType::I64, ElemType::I32, ElemType::I16, ElemType::I8,
@@ -262,6 +263,37 @@ File File::read(const std::string& path) {
     fail(path + ": header",
          "not valid JSON (NUL byte at offset " + std::to_string(nul) + ")",
          "the file is corrupt or not a safetensors file");
+  // A safetensors header nests three levels deep (header, entry, shape). Reject deep nesting
+  // before parsing: recursive JSON values could otherwise exhaust the stack.
+  {
+    int depth = 0;
+    bool in_string = false, escaped = false;
+    std::string key, last_key;  // the entry being scanned: the last string at depth 1
+    for (char ch : header) {
+      if (in_string) {
+        if (escaped) {
+          escaped = false;
+        } else if (ch == '\\') {
+          escaped = true;
+        } else if (ch == '"') {
+          in_string = false;
+          if (depth == 1) last_key = key;
+          continue;
+        }
+        if (depth == 1 && key.size() < 200) key += ch;
+      } else if (ch == '"') {
+        in_string = true;
+        key.clear();
+      } else if (ch == '{' || ch == '[') {
+        if (++depth > kMaxDepth)
+          fail(path + ": " + (last_key.empty() ? std::string("header") : last_key),
+               "JSON nests deeper than " + std::to_string(kMaxDepth) + " levels",
+               "a safetensors header is an object of tensor entries; the file is corrupt");
+      } else if (ch == '}' || ch == ']') {
+        --depth;
+      }
+    }
+  }
   json j;
   try {
     j = json::parse(header);

@@ -51,7 +51,13 @@ void Batch<Real>::validate(const ModelConfig& cfg, const std::string& where) con
         throw Error(where + ": mask", "contains " + std::to_string(double(v)),
                     "mask values are step weights and must be finite and >= 0");
   }
+  auto finite = [&](const std::vector<Real>& v, const char* name) {
+    for (Real e : v)
+      if (!std::isfinite(e)) throw Error(where + ": " + name, "contains a non-finite value");
+  };
   if (!h0.empty()) expect_size(h0, L * b * H, where, "h0", "[L, B, H] " + dims({L, b, H}));
+  finite(h0, "h0");
+  finite(c0, "c0");
   if (!c0.empty()) {
     if (cfg.cell != CellKind::lstm)
       throw Error(where + ": c0", "given, but a " + std::string(to_string(cfg.cell)) +

@@ -4,6 +4,13 @@
 
 namespace bptt {
 
+namespace {
+// A user-supplied value for an error message: quoted and cut short.
+std::string quoted(std::string_view s) {
+  return "'" + std::string(s.substr(0, 40)) + (s.size() > 40 ? "...'" : "'");
+}
+}  // namespace
+
 int gate_count(CellKind cell) {
   switch (cell) {
     case CellKind::elman: return 1;
@@ -53,27 +60,27 @@ std::string_view to_string(DType v) {
 CellKind parse_cell(std::string_view s, const std::string& where) {
   for (CellKind v : {CellKind::elman, CellKind::lstm, CellKind::gru})
     if (s == to_string(v)) return v;
-  throw Error(where, "unknown cell '" + std::string(s) + "'", "use one of elman, lstm, gru");
+  throw Error(where, "unknown cell " + quoted(s), "use one of elman, lstm, gru");
 }
 
 Activation parse_activation(std::string_view s, const std::string& where) {
   for (Activation v : {Activation::identity, Activation::tanh, Activation::relu, Activation::sigmoid,
                        Activation::softmax})
     if (s == to_string(v)) return v;
-  throw Error(where, "unknown activation '" + std::string(s) + "'",
+  throw Error(where, "unknown activation " + quoted(s),
               "use one of identity, tanh, relu, sigmoid, softmax");
 }
 
 LossKind parse_loss(std::string_view s, const std::string& where) {
   for (LossKind v : {LossKind::mse, LossKind::bce, LossKind::xent})
     if (s == to_string(v)) return v;
-  throw Error(where, "unknown loss '" + std::string(s) + "'", "use one of mse, bce, xent");
+  throw Error(where, "unknown loss " + quoted(s), "use one of mse, bce, xent");
 }
 
 DType parse_dtype(std::string_view s, const std::string& where) {
   if (s == "f32" || s == "float32") return DType::f32;
   if (s == "f64" || s == "float64") return DType::f64;
-  throw Error(where, "unknown dtype '" + std::string(s) + "'", "use f32 or f64");
+  throw Error(where, "unknown dtype " + quoted(s), "use f32 or f64");
 }
 
 }  // namespace bptt

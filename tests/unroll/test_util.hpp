@@ -28,7 +28,10 @@ struct CellVariant {
   Activation phi = Activation::tanh;
   std::string name() const {
     std::string s(to_string(cell));
-    if (cell == CellKind::elman) s += "_" + std::string(to_string(phi));
+    if (cell == CellKind::elman) {
+      s += '_';
+      s += to_string(phi);
+    }
     return s;
   }
 };

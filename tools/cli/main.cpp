@@ -3,7 +3,9 @@
 #include <fmt/core.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <exception>
+#include <vector>
 #include <string>
 
 #include "bptt/error.hpp"
@@ -19,6 +21,29 @@ std::string one_line(std::string s) {
   return s;
 }
 
+// What CLI11 reports vaguely, said precisely: an unknown or missing verb ("A subcommand is
+// required") and an empty "--option=" (which CLI11 treats as absent and then blames another
+// option). Returns the problem, or "" when the arguments can go to CLI11.
+std::string precheck(const CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> verbs;
+  for (const CLI::App* sub : app.get_subcommands({})) verbs.push_back(sub->get_name());
+  std::string list;
+  for (const auto& v : verbs) list += (list.empty() ? "" : ", ") + v;
+  if (argc < 2) return "no verb given; the verbs are " + list;
+  const std::string first = argv[1];
+  if (first == "-h" || first == "--help" || first == "--help-all") return "";
+  if (first.rfind("-", 0) == 0)
+    return "expected a verb before '" + one_line(first.substr(0, 40)) + "'; the verbs are " + list;
+  if (std::find(verbs.begin(), verbs.end(), first) == verbs.end())
+    return "unknown verb '" + one_line(first.substr(0, 40)) + "'; the verbs are " + list;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.size() > 3 && a.rfind("--", 0) == 0 && a.back() == '=')
+      return "option " + one_line(a.substr(0, a.size() - 1)) + " has an empty value";
+  }
+  return "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -30,6 +55,11 @@ int main(int argc, char** argv) {
   bptt::cli::add_predict(app, run);
   bptt::cli::add_explain(app, run);
 
+  if (const std::string problem = precheck(app, argc, argv); !problem.empty()) {
+    fmt::print(stderr, "bptt: usage error: {} (hint: run 'bptt --help' or 'bptt VERB --help')\n",
+               problem);
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,215 @@
+// Command-line mistakes and output paths: unknown verbs and options, missing or invalid option
+// values, input paths that do not exist, an --out that cannot be written, and that a failing
+// command leaves an existing --out file exactly as it was. Each is refused with exit status 2
+// and one line on stderr naming what is wrong, and leaves no file behind (CliTest::rejected).
+#include "cli/cli_util.hpp"
+
+namespace bptt::cli_test {
+namespace {
+
+class CliUsage : public CliTest {
+ protected:
+  void SetUp() override {
+    CliTest::SetUp();
+    Sizes s;
+    s.cell = "gru";
+    model_ = small_model(s).write(path("model.safetensors"));
+    data_ = small_data(s, "mse").write(path("data.safetensors"));
+    out_ = path("out.safetensors");
+  }
+  std::vector<std::string> grad_args() const {
+    return {"grad", "--model", model_, "--data", data_, "--out", out_, "--loss", "mse"};
+  }
+  std::string model_, data_, out_;
+};
+
+TEST_F(CliUsage, TheValidCommandWorks) {
+  const RunResult r = run(grad_args());
+  ASSERT_EQ(r.code, 0) << r;
+  std::filesystem::remove(out_);
+}
+
+TEST_F(CliUsage, NoVerb) { EXPECT_TRUE(rejected({}, {})); }
+
+TEST_F(CliUsage, OnlyAnOptionNoVerb) {
+  EXPECT_TRUE(rejected({"--model", model_}, {"--model"}));
+}
+
+TEST_F(CliUsage, UnknownVerb) { EXPECT_TRUE(rejected({"frobnicate"}, {"frobnicate"})); }
+
+TEST_F(CliUsage, UnknownVerbWithOptions) {
+  EXPECT_TRUE(rejected({"train", "--model", model_, "--data", data_, "--out", out_}, {"train"}));
+}
+
+TEST_F(CliUsage, UnknownOption) {
+  std::vector<std::string> args = grad_args();
+  args.push_back("--bogus");
+  EXPECT_TRUE(rejected(args, {"--bogus"}));
+}
+
+TEST_F(CliUsage, OptionOfAnotherVerb) {
+  EXPECT_TRUE(rejected({"predict", "--model", model_, "--data", data_, "--out", out_, "--loss",
+                        "mse"},
+                       {"--loss"}));
+}
+
+TEST_F(CliUsage, StrayPositionalArgument) {
+  std::vector<std::string> args = grad_args();
+  args.push_back("extra.safetensors");
+  EXPECT_TRUE(rejected(args, {"extra.safetensors"}));
+}
+
+TEST_F(CliUsage, MissingRequiredOptions) {
+  EXPECT_TRUE(rejected({"grad"}, {"--model|--data|--out|--loss"}));
+  EXPECT_TRUE(rejected({"grad", "--data", data_, "--out", out_, "--loss", "mse"}, {"--model"}));
+  EXPECT_TRUE(rejected({"grad", "--model", model_, "--out", out_, "--loss", "mse"}, {"--data"}));
+  EXPECT_TRUE(rejected({"grad", "--model", model_, "--data", data_, "--loss", "mse"}, {"--out"}));
+  EXPECT_TRUE(rejected({"grad", "--model", model_, "--data", data_, "--out", out_}, {"--loss"}));
+  EXPECT_TRUE(rejected({"predict", "--model", model_, "--out", out_}, {"--data"}));
+  EXPECT_TRUE(rejected({"predict", "--data", data_, "--out", out_}, {"--model"}));
+}
+
+TEST_F(CliUsage, OptionWithoutValue) {
+  EXPECT_TRUE(rejected({"grad", "--model", model_, "--data", data_, "--loss", "mse", "--out"},
+                       {"--out"}));
+}
+
+TEST_F(CliUsage, DuplicateOption) {
+  std::vector<std::string> args = grad_args();
+  args.insert(args.end(), {"--model", data_});
+  EXPECT_TRUE(rejected(args, {"--model"}));
+}
+
+// An empty value after '=' is a mistake in that option, whatever CLI11 makes of the rest.
+TEST_F(CliUsage, EmptyOptionValue) {
+  EXPECT_TRUE(rejected({"grad", "--model=", "--data", data_, "--out", out_, "--loss", "mse"},
+                       {"--model"}));
+  EXPECT_TRUE(rejected({"grad", "--model", model_, "--data", data_, "--out=", "--loss", "mse"},
+                       {"--out"}));
+  EXPECT_TRUE(rejected({"predict", "--model", model_, "--data", data_, "--out", out_, "--dtype="},
+                       {"--dtype"}));
+}
+
+TEST_F(CliUsage, UnknownLoss) {
+  std::vector<std::string> args = grad_args();
+  args.back() = "foo";
+  EXPECT_TRUE(rejected(args, {"--loss", "foo"}));
+}
+
+TEST_F(CliUsage, UnknownDtype) {
+  std::vector<std::string> args = grad_args();
+  args.insert(args.end(), {"--dtype", "f16"});
+  EXPECT_TRUE(rejected(args, {"--dtype", "f16"}));
+  EXPECT_TRUE(rejected({"predict", "--model", model_, "--data", data_, "--out", out_, "--dtype",
+                        "float64"},
+                       {"--dtype", "float64"}));
+}
+
+TEST_F(CliUsage, NonexistentModelPath) {
+  const std::string missing = path("no_such_model.safetensors");
+  EXPECT_TRUE(rejected({"grad", "--model", missing, "--data", data_, "--out", out_, "--loss",
+                        "mse"},
+                       {missing}));
+  EXPECT_TRUE(rejected({"predict", "--model", missing, "--data", data_, "--out", out_}, {missing}));
+}
+
+TEST_F(CliUsage, NonexistentDataPath) {
+  const std::string missing = path("no_such_data.safetensors");
+  EXPECT_TRUE(rejected({"grad", "--model", model_, "--data", missing, "--out", out_, "--loss",
+                        "mse"},
+                       {missing}));
+  EXPECT_TRUE(rejected({"predict", "--model", model_, "--data", missing, "--out", out_},
+                       {missing}));
+}
+
+TEST_F(CliUsage, ModelPathIsADirectory) {
+  std::filesystem::create_directory(path("dir"));
+  EXPECT_TRUE(rejected({"grad", "--model", path("dir"), "--data", data_, "--out", out_, "--loss",
+                        "mse"},
+                       {path("dir")}));
+}
+
+TEST_F(CliUsage, OutInANonexistentDirectory) {
+  const std::string out = path("no_such_dir/out.safetensors");
+  EXPECT_TRUE(rejected({"grad", "--model", model_, "--data", data_, "--out", out, "--loss", "mse"},
+                       {out}));
+  EXPECT_TRUE(rejected({"predict", "--model", model_, "--data", data_, "--out", out}, {out}));
+  EXPECT_FALSE(std::filesystem::exists(path("no_such_dir")));
+}
+
+TEST_F(CliUsage, OutIsADirectory) {
+  std::filesystem::create_directory(path("outdir"));
+  EXPECT_TRUE(rejected({"grad", "--model", model_, "--data", data_, "--out", path("outdir"),
+                        "--loss", "mse"},
+                       {path("outdir")}));
+  EXPECT_TRUE(std::filesystem::is_empty(path("outdir")));
+}
+
+TEST_F(CliUsage, ExplainBadOptions) {
+  EXPECT_TRUE(rejected({"explain", "--x", "1,abc"}, {"--x"}));
+  EXPECT_TRUE(rejected({"explain", "--w", "fast"}, {"--w"}));
+  EXPECT_TRUE(rejected({"explain", "--phi", "softmax"}, {"--phi"}));
+  EXPECT_TRUE(rejected({"explain", "--theta", "gelu"}, {"--theta"}));
+  EXPECT_TRUE(rejected({"explain", "--x", "1,2", "--y", "1"}, {"--y|--x"}));
+  EXPECT_TRUE(rejected({"explain", "--bogus"}, {"--bogus"}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// An existing --out file survives a failing command byte for byte.
+
+class CliKeepsOut : public CliUsage {
+ protected:
+  void SetUp() override {
+    CliUsage::SetUp();
+    write_file(out_, kSentinel);
+  }
+  void TearDown() override {
+    EXPECT_EQ(read_bytes(out_), kSentinel);
+    CliUsage::TearDown();
+  }
+  const std::string kSentinel = "sentinel: must survive a failed command\n";
+};
+
+TEST_F(CliKeepsOut, WhenTheDataLacksY) {
+  FileSpec d = FileSpec::from(st::File::read(data_));
+  d.erase("y");
+  const std::string dp = d.write(path("data_no_y.safetensors"));
+  EXPECT_TRUE(rejected({"grad", "--model", model_, "--data", dp, "--out", out_, "--loss", "mse"},
+                       {dp, "y"}));
+}
+
+TEST_F(CliKeepsOut, WhenTheModelIsMalformed) {
+  write_file(path("bad.safetensors"), raw_file("[1]"));
+  EXPECT_TRUE(rejected({"predict", "--model", path("bad.safetensors"), "--data", data_, "--out",
+                        out_},
+                       {path("bad.safetensors")}));
+}
+
+TEST_F(CliKeepsOut, WhenAValueIsInconsistent) {
+  FileSpec d = FileSpec::from(st::File::read(data_));
+  d.set("lengths", tensor_i64({2}, {1, 99}));
+  const std::string dp = d.write(path("data_len.safetensors"));
+  EXPECT_TRUE(rejected({"grad", "--model", model_, "--data", dp, "--out", out_, "--loss", "mse",
+                        "--dtype", "f32"},
+                       {dp, "lengths"}));
+}
+
+TEST_F(CliKeepsOut, WhenTheOptionsAreWrong) {
+  std::vector<std::string> args = grad_args();
+  args.back() = "foo";
+  EXPECT_TRUE(rejected(args, {"--loss"}));
+}
+
+TEST_F(CliKeepsOut, WhenTheOutputIsAlsoTheModel) {
+  // --out names the model file itself, and the data is bad: the model must survive.
+  FileSpec d = FileSpec::from(st::File::read(data_));
+  d.erase("x");
+  const std::string dp = d.write(path("data_no_x.safetensors"));
+  const std::string before = read_bytes(model_);
+  EXPECT_TRUE(rejected({"grad", "--model", model_, "--data", dp, "--out", model_, "--loss", "mse"},
+                       {dp, "x"}));
+  EXPECT_EQ(read_bytes(model_), before);
+}
+
+}  // namespace
+}  // namespace bptt::cli_test
