@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,9 @@ template <class Real>
 struct Model {
   ModelConfig cfg;
   std::vector<Real> params;  // param_count(cfg) elements, layout param_layout(cfg)
+  // What a task stores beside the network (vocabulary, normalisation, class names), saved in
+  // the file's __metadata__ next to the configuration keys and read back unchanged.
+  std::map<std::string, std::string> metadata;
 
   Model() = default;
   explicit Model(const ModelConfig& c) : cfg(c), params(param_count(c), Real(0)) {}

@@ -50,6 +50,14 @@ class File {
   // any other dtype throws bptt::Error naming the tensor and the dtypes accepted.
   std::vector<double> as_f64(const std::string& name) const;
   std::vector<float> as_f32(const std::string& name) const;
+  // as_f32 or as_f64, whichever matches Real.
+  template <class Real>
+  std::vector<Real> as_real(const std::string& name) const {
+    if constexpr (sizeof(Real) == sizeof(float))
+      return as_f32(name);
+    else
+      return as_f64(name);
+  }
   // The tensor's values as int64. Accepts I64, I32, I16, I8, U8; other dtypes throw.
   std::vector<std::int64_t> as_i64(const std::string& name) const;
 

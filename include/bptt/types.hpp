@@ -30,4 +30,7 @@ Activation parse_activation(std::string_view s, const std::string& where);
 LossKind parse_loss(std::string_view s, const std::string& where);
 DType parse_dtype(std::string_view s, const std::string& where);
 
+// Threads the matrix kernels may use (the BLAS library's pool). 0 < n.
+void set_num_threads(int n);
+
 }  // namespace bptt

@@ -21,7 +21,8 @@ namespace bptt {
 template <class Real>
 class Workspace {
  public:
-  Workspace(const ModelConfig& cfg, int T, int B);
+  // with_dropout reserves the buffers for dropout between layers (see Dropout below).
+  Workspace(const ModelConfig& cfg, int T, int B, bool with_dropout = false);
   int T() const { return T_; }
   int B() const { return B_; }
 
@@ -46,12 +47,17 @@ class Workspace {
   Real* dh_carry() { return dh_carry_; }    // [B, H] dL/dh_{t-1} being built
   Real* dc_carry() { return dc_carry_; }    // [B, H] LSTM dL/dc carried backwards in time
   void swap_dh() { std::swap(dh_above_, dh_below_); }
+  // Dropout between layers (k >= 1; nullptr without dropout buffers):
+  Real* drop_mask(int k);  // [T, B, H] 0 or 1/(1-p) applied to layer k-1's h
+  Real* drop_in(int k);    // [T, B, H] layer k's input: h(k-1) ⊙ drop_mask(k)
+  bool dropout_active = false;  // set by forward(): whether the last pass used dropout
 
  private:
   int T_, B_, H_, G_;
   CellKind cell_;
   std::size_t layer_stride_ = 0;
-  std::size_t off_h_ = 0, off_c_ = 0, off_aux_ = 0, off_dgi_ = 0, off_dgh_ = 0;
+  std::size_t off_h_ = 0, off_c_ = 0, off_aux_ = 0, off_dgi_ = 0, off_dgh_ = 0, off_drop_ = 0;
+  bool with_dropout_ = false;
   std::vector<Real> buf_;
   Real *z_, *yhat_, *dz_, *gh_step_, *dh_above_, *dh_below_, *dh_step_, *dh_carry_, *dc_carry_;
   std::vector<std::uint8_t> valid_;
@@ -68,11 +74,23 @@ struct Gradients {
   void zero();
 };
 
-// REQUIRES batch.validate(model.cfg, ...) passed and ws sized for (model.cfg, batch.T, batch.B).
+// Dropout between stacked layers, as torch.nn.LSTM(dropout=p): layer k >= 1 reads
+// h(k-1) ⊙ m with m = 0 (probability p) or 1/(1-p). The masks are a pure function of
+// (seed, stream, layer, element), so a run is reproducible and resumable without RNG state;
+// pass a new `stream` (e.g. the optimizer step) for every training step.
+struct Dropout {
+  double p = 0;
+  std::uint64_t seed = 0;
+  std::uint64_t stream = 0;
+};
+
+// REQUIRES batch.validate(model.cfg, ...) passed and ws sized for (model.cfg, batch.T, batch.B)
+// (with_dropout when dropout is given with p > 0).
 // ENSURES ws.z(), ws.yhat() and the saved states hold this batch's forward pass; ws.h(k)[T] is
 // h_n (the state after each sequence's last valid step).
 template <class Real>
-void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws);
+void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
+             const Dropout* dropout = nullptr);
 
 // REQUIRES forward() on this batch and ws.dz() set (by loss_and_dz).
 // ENSURES grads += dL/d(params, x, h0, c0). Overwrites the workspace's gradient buffers.
@@ -83,7 +101,8 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
 // forward + loss + backward. Returns the loss; grads += its gradient.
 template <class Real>
 double loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
-                          Workspace<Real>& ws, Gradients<Real>& grads);
+                          Workspace<Real>& ws, Gradients<Real>& grads,
+                          const Dropout* dropout = nullptr);
 
 // The slow, obvious reference: the same quantities computed step by step with scalar loops, no
 // BLAS, no hoisting, weight gradients accumulated per step. Used only to check the fast path.

@@ -26,14 +26,6 @@ bool is_integer(ElemType t) {
   return false;
 }
 
-template <class Real>
-std::vector<Real> reals(const File& f, const std::string& name) {
-  if constexpr (std::is_same_v<Real, float>)
-    return f.as_f32(name);
-  else
-    return f.as_f64(name);
-}
-
 std::string dims(std::initializer_list<std::int64_t> d, const char* names) {
   std::string s = std::string(names) + " = [";
   for (auto it = d.begin(); it != d.end(); ++it)
@@ -66,7 +58,7 @@ Batch<Real> load_batch(const File& f, const ModelConfig& cfg, std::optional<Loss
   batch.T = int(T);
   batch.B = int(B);
   f.expect_shape("x", {T, B, I}, dims({T, B, I}, "[T, B, I]"));
-  batch.x = reals<Real>(f, "x");
+  batch.x = f.as_real<Real>("x");
 
   if (loss && f.has("y")) {
     const auto& y = f.at("y");
@@ -83,7 +75,7 @@ Batch<Real> load_batch(const File& f, const ModelConfig& cfg, std::optional<Loss
                                           " values, but the xent loss needs class indices",
                     "store y as I64 or I32 [T, B]");
       f.expect_shape("y", {T, B, O}, dims({T, B, O}, "[T, B, O]"));
-      batch.y = reals<Real>(f, "y");
+      batch.y = f.as_real<Real>("y");
     }
   } else if (loss) {
     throw Error(f.path() + ": y", "missing tensor", "the loss needs targets y");
@@ -96,15 +88,15 @@ Batch<Real> load_batch(const File& f, const ModelConfig& cfg, std::optional<Loss
   }
   if (f.has("mask")) {
     f.expect_shape("mask", {T, B}, dims({T, B}, "[T, B]"));
-    batch.mask = reals<Real>(f, "mask");
+    batch.mask = f.as_real<Real>("mask");
   }
   if (f.has("h0")) {
     f.expect_shape("h0", {L, B, H}, dims({L, B, H}, "[L, B, H]"));
-    batch.h0 = reals<Real>(f, "h0");
+    batch.h0 = f.as_real<Real>("h0");
   }
   if (f.has("c0")) {
     f.expect_shape("c0", {L, B, H}, dims({L, B, H}, "[L, B, H]"));
-    batch.c0 = reals<Real>(f, "c0");
+    batch.c0 = f.as_real<Real>("c0");
   }
   if (loss)
     batch.validate(cfg, *loss, f.path());

@@ -14,6 +14,11 @@ namespace {
 using safetensors::ElemType;
 using safetensors::File;
 
+// Metadata keys that describe the network itself; the rest is Model::metadata.
+const std::set<std::string> kConfigKeys = {"format", "format_version", "cell", "nonlinearity",
+                                           "input_size", "hidden_size", "num_layers",
+                                           "output_size", "output_activation"};
+
 std::string field(const File& f, const std::string& key) { return f.path() + ": __metadata__." + key; }
 
 const std::string* meta(const File& f, const std::string& key) {
@@ -81,12 +86,10 @@ Model<Real> load_model(const File& f) {
                   "a model file holds exactly rnn.weight_ih_l{k}, rnn.weight_hh_l{k}, "
                   "rnn.bias_ih_l{k}, rnn.bias_hh_l{k}, head.weight, head.bias");
   Model<Real> model(cfg);
+  for (const auto& [key, value] : f.metadata())
+    if (!kConfigKeys.count(key)) model.metadata[key] = value;
   for (const ParamInfo& p : layout) {
-    std::vector<Real> v;
-    if constexpr (std::is_same_v<Real, float>)
-      v = f.as_f32(p.name);
-    else
-      v = f.as_f64(p.name);
+    const std::vector<Real> v = f.as_real<Real>(p.name);
     std::copy(v.begin(), v.end(), model.params.begin() + std::ptrdiff_t(p.offset));
   }
   return model;
@@ -96,6 +99,7 @@ template <class Real>
 void save_model(const Model<Real>& model, const std::string& path) {
   safetensors::Writer w;
   const ModelConfig& c = model.cfg;
+  for (const auto& [key, value] : model.metadata) w.set_metadata(key, value);
   w.set_metadata("format", "bptt-model");
   w.set_metadata("format_version", "1");
   w.set_metadata("cell", std::string(to_string(c.cell)));

@@ -1,9 +1,15 @@
 #include "kernels/gemm.hpp"
 
+#include "bptt/types.hpp"
+
 #include <cblas.h>
 
 #include <algorithm>
 #include <cstddef>
+
+namespace bptt {
+void set_num_threads(int n) { openblas_set_num_threads(n); }
+}  // namespace bptt
 
 namespace bptt::kernels {
 

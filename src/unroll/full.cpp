@@ -4,6 +4,8 @@
 // and dX after it; only h·W_hhᵀ and dgh·W_hh remain per step.
 #include <algorithm>
 
+#include "bptt/error.hpp"
+
 #include "bptt/unroll.hpp"
 #include "cells/cell.hpp"
 #include "kernels/gemm.hpp"
@@ -41,10 +43,37 @@ void init_state(const std::vector<Real>& given, std::size_t offset, std::size_t 
               state);
 }
 
+// A uniform number in [0, 1) from a counter (splitmix64 finalizer): dropout masks depend only on
+// (seed, stream, layer, element), never on the order they are drawn in.
+inline double counter_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t k,
+                              std::uint64_t i) {
+  std::uint64_t z = seed ^ (stream * 0x9E3779B97F4A7C15ull) ^ (k * 0xD1B54A32D192ED03ull) ^
+                    (i * 0xBF58476D1CE4E5B9ull);
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return double(z >> 11) * 0x1.0p-53;
+}
+
+// Layer k's dropped input: drop_in = h ⊙ mask, mask ∈ {0, 1/(1-p)}.
+template <class Real>
+const Real* apply_dropout(const Dropout& d, int k, std::size_t n, const Real* h, Workspace<Real>& ws) {
+  Real* mask = ws.drop_mask(k);
+  Real* out = ws.drop_in(k);
+  const Real keep = Real(1 / (1 - d.p));
+  for (std::size_t i = 0; i < n; ++i) {
+    mask[i] = counter_uniform(d.seed, d.stream, std::uint64_t(k), i) < d.p ? Real(0) : keep;
+    out[i] = h[i] * mask[i];
+  }
+  return out;
+}
+
 }  // namespace
 
 template <class Real>
-void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws) {
+void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
+             const Dropout* dropout) {
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, H = cfg.hidden_size, GH = cfg.gates() * H,
             O = cfg.output_size, TB = T * B;
@@ -52,10 +81,15 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
   for (int t = 0; t < T; ++t)
     for (int b = 0; b < B; ++b) ws.valid()[std::size_t(t) * B + b] = batch.valid(t, b);
 
+  ws.dropout_active = dropout && dropout->p > 0 && cfg.num_layers > 1;
+  if (ws.dropout_active && !ws.drop_mask(1))
+    throw Error("workspace", "dropout requested but the workspace has no dropout buffers",
+                "construct the Workspace with with_dropout = true");
   const auto P = model.views();
   for (int k = 0; k < cfg.num_layers; ++k) {
     const auto& p = P.layers[std::size_t(k)];
     const Real* in = k == 0 ? batch.x.data() : ws.h(k - 1) + BH;
+    if (k > 0 && ws.dropout_active) in = apply_dropout(*dropout, k, std::size_t(TB) * H, in, ws);
     // Hoisted: x-side pre-activations of all T·B rows in one GEMM.
     gemm(false, true, TB, GH, p.in, Real(1), in, p.in, p.w_ih, p.in, Real(0), ws.gates(k), GH);
     kernels::add_rows(TB, GH, p.b_ih, ws.gates(k));
@@ -118,10 +152,15 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
     gemm(true, false, GH, H, TB, Real(1), ws.dgh(k), GH, ws.h(k), H, Real(1), d.w_hh, H);
     kernels::sum_rows(TB, GH, ws.dgh(k), d.b_hh);
     const Real* in = k == 0 ? batch.x.data() : ws.h(k - 1) + BH;
+    if (k > 0 && ws.dropout_active) in = ws.drop_in(k);
     gemm(true, false, GH, p.in, TB, Real(1), ws.dgi(k), GH, in, p.in, Real(1), d.w_ih, p.in);
     kernels::sum_rows(TB, GH, ws.dgi(k), d.b_ih);
     if (k > 0) {
       gemm(false, false, TB, H, GH, Real(1), ws.dgi(k), GH, p.w_ih, H, Real(0), ws.dh_below(), H);
+      if (ws.dropout_active) {
+        const Real* mask = ws.drop_mask(k);
+        for (std::size_t i = 0; i < std::size_t(TB) * H; ++i) ws.dh_below()[i] *= mask[i];
+      }
       ws.swap_dh();
     } else {
       gemm(false, false, TB, p.in, GH, Real(1), ws.dgi(k), GH, p.w_ih, p.in, Real(1),
@@ -132,19 +171,20 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
 
 template <class Real>
 double loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
-                          Workspace<Real>& ws, Gradients<Real>& grads) {
-  forward(model, batch, ws);
+                          Workspace<Real>& ws, Gradients<Real>& grads, const Dropout* dropout) {
+  forward(model, batch, ws, dropout);
   const double L = loss_and_dz(loss, model.cfg, batch, ws.z(), ws.yhat(), ws.dz());
   backward(model, batch, ws, grads);
   return L;
 }
 
 #define BPTT_INSTANTIATE(Real)                                                              \
-  template void forward<Real>(const Model<Real>&, const Batch<Real>&, Workspace<Real>&);    \
+  template void forward<Real>(const Model<Real>&, const Batch<Real>&, Workspace<Real>&,     \
+                             const Dropout*);                                               \
   template void backward<Real>(const Model<Real>&, const Batch<Real>&, Workspace<Real>&,    \
                                Gradients<Real>&);                                           \
   template double loss_and_gradients<Real>(const Model<Real>&, const Batch<Real>&, LossKind, \
-                                           Workspace<Real>&, Gradients<Real>&);
+                                           Workspace<Real>&, Gradients<Real>&, const Dropout*);
 BPTT_INSTANTIATE(float)
 BPTT_INSTANTIATE(double)
 #undef BPTT_INSTANTIATE

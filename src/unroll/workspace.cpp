@@ -5,8 +5,9 @@
 namespace bptt {
 
 template <class Real>
-Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B)
-    : T_(T), B_(B), H_(cfg.hidden_size), G_(cfg.gates()), cell_(cfg.cell) {
+Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropout)
+    : T_(T), B_(B), H_(cfg.hidden_size), G_(cfg.gates()), cell_(cfg.cell),
+      with_dropout_(with_dropout) {
   const std::size_t t = std::size_t(T), b = std::size_t(B), H = std::size_t(H_),
                     GH = std::size_t(G_) * H, O = std::size_t(cfg.output_size);
   const bool lstm = cell_ == CellKind::lstm, gru = cell_ == CellKind::gru;
@@ -18,6 +19,7 @@ Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B)
   off_aux_ = off, off += (lstm || gru) ? t * b * H : 0;
   off_dgi_ = off, off += t * b * GH;
   off_dgh_ = off, off += gru ? t * b * GH : 0;
+  off_drop_ = off, off += with_dropout ? 2 * t * b * H : 0;  // drop_mask | drop_in
   layer_stride_ = off;
   const std::size_t shared = 3 * t * b * O + b * GH + 2 * t * b * H + 3 * b * H;
   buf_.assign(layer_stride_ * std::size_t(cfg.num_layers) + shared, Real(0));
@@ -49,6 +51,15 @@ Real* Workspace<Real>::dgi(int k) { return gates(k) + off_dgi_; }
 template <class Real>
 Real* Workspace<Real>::dgh(int k) {
   return cell_ == CellKind::gru ? gates(k) + off_dgh_ : dgi(k);
+}
+
+template <class Real>
+Real* Workspace<Real>::drop_mask(int k) {
+  return with_dropout_ && k > 0 ? gates(k) + off_drop_ : nullptr;
+}
+template <class Real>
+Real* Workspace<Real>::drop_in(int k) {
+  return with_dropout_ && k > 0 ? gates(k) + off_drop_ + std::size_t(T_) * B_ * H_ : nullptr;
 }
 
 template <class Real>

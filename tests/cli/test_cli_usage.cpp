@@ -38,7 +38,7 @@ TEST_F(CliUsage, OnlyAnOptionNoVerb) {
 TEST_F(CliUsage, UnknownVerb) { EXPECT_TRUE(rejected({"frobnicate"}, {"frobnicate"})); }
 
 TEST_F(CliUsage, UnknownVerbWithOptions) {
-  EXPECT_TRUE(rejected({"train", "--model", model_, "--data", data_, "--out", out_}, {"train"}));
+  EXPECT_TRUE(rejected({"fit", "--model", model_, "--data", data_, "--out", out_}, {"fit"}));
 }
 
 TEST_F(CliUsage, UnknownOption) {

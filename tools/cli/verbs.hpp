@@ -14,5 +14,8 @@ using Runner = std::function<void()>;
 void add_grad(CLI::App& app, Runner& run);
 void add_predict(CLI::App& app, Runner& run);
 void add_explain(CLI::App& app, Runner& run);
+void add_train(CLI::App& app, Runner& run);
+void add_eval(CLI::App& app, Runner& run);
+void add_sample(CLI::App& app, Runner& run);
 
 }  // namespace bptt::cli

@@ -1,0 +1,106 @@
+// Training: a Task supplies batches and evaluates; the Trainer runs optimizer steps over it with
+// clipping, schedules, dropout and state carried between windows, and saves/restores snapshots.
+//
+// Determinism: a step depends only on (seed, step, epoch, position, carried state, parameters,
+// optimizer state), all of which a snapshot holds, so resuming from a snapshot continues
+// bit-identically (same thread count).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bptt/batch.hpp"
+#include "bptt/model.hpp"
+#include "bptt/optim.hpp"
+#include "bptt/unroll.hpp"
+
+namespace bptt {
+
+// The result of an evaluation: the loss and the task's own measures (bits_per_char, rmse,
+// accuracy, ...), plus a short human-readable summary.
+struct Metrics {
+  double loss = 0;
+  std::map<std::string, double> values;
+  std::string summary;
+};
+
+// One kind of training data. Batches have a fixed shape (T(), B()) so one workspace serves all.
+template <class Real>
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual LossKind loss() const = 0;
+  virtual int T() const = 0;
+  virtual int B() const = 0;
+  virtual std::int64_t batches_per_epoch() const = 0;
+  // ASSIGNS batch number `index` (< batches_per_epoch()) of epoch `epoch`; a task that shuffles
+  // derives the order from (seed, epoch) only.
+  virtual void fill(std::uint64_t seed, std::int64_t epoch, std::int64_t index,
+                    Batch<Real>& batch) = 0;
+  // True when each sequence continues the one at the same batch slot of the previous batch
+  // (character streams): the trainer then feeds the final state back as h0/c0, cutting the
+  // gradient at the window start, and resets it at each epoch.
+  virtual bool carries_state() const { return false; }
+  // Evaluation on the held-out part.
+  virtual Metrics evaluate(const Model<Real>& model) = 0;
+  // Metadata that describes the data the model was trained on (vocabulary, normalisation, ...).
+  virtual std::map<std::string, std::string> model_metadata() const = 0;
+};
+
+struct TrainConfig {
+  OptimizerConfig optimizer;
+  Schedule schedule;
+  double clip_norm = 0;   // 0: off
+  double clip_value = 0;  // 0: off
+  double dropout = 0;     // between layers
+  std::uint64_t seed = 1;
+};
+
+struct StepInfo {
+  double loss = 0;
+  double grad_norm = 0;  // before clipping
+  double lr = 0;
+};
+
+template <class Real>
+class Trainer {
+ public:
+  Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& cfg);
+
+  StepInfo step();  // one optimizer step on the next batch
+
+  std::int64_t steps_done() const { return step_; }
+  std::int64_t epoch() const { return epoch_; }
+  std::int64_t position() const { return index_; }
+
+  // A snapshot holds the parameters (under the model's tensor names), the optimizer state
+  // ("optimizer.<slot>"), the carried state ("carry.h", "carry.c") and, in the metadata, the
+  // model configuration and metadata, the step, epoch and position, and `fingerprint`: a
+  // description of everything that must match on resume (model, task, optimizer). Written to a
+  // temporary file and renamed.
+  void save_snapshot(const std::string& path, const std::string& fingerprint) const;
+  // Restores a snapshot; throws bptt::Error (nothing changed) when the file is damaged, the model
+  // differs, or its fingerprint differs from `fingerprint`.
+  void load_snapshot(const std::string& path, const std::string& fingerprint);
+
+ private:
+  Model<Real>& model_;
+  Task<Real>& task_;
+  TrainConfig cfg_;
+  Optimizer<Real> opt_;
+  Workspace<Real> ws_;
+  Gradients<Real> grads_;
+  Batch<Real> batch_;
+  std::int64_t step_ = 0, epoch_ = 0, index_ = 0;
+  std::vector<Real> carry_h_, carry_c_;  // [L, B, H]; empty until the first window
+};
+
+// PyTorch's default initialisation (uniform ±1/sqrt(H)), then forget_bias added to the forget
+// gate's b_ih for LSTM (char-rnn and Jozefowicz et al. use 1).
+template <class Real>
+void init_model(Model<Real>& model, std::uint64_t seed, double forget_bias);
+
+}  // namespace bptt

@@ -1,0 +1,181 @@
+// The character language model task and sampling from it.
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <numeric>
+#include <random>
+
+#include "bptt/error.hpp"
+#include "bptt/loss.hpp"
+#include "bptt/tasks.hpp"
+
+namespace bptt {
+
+namespace {
+
+template <class Real>
+class TextTask final : public Task<Real> {
+ public:
+  TextTask(const data::TextCorpus& corpus, int B, int T)
+      : corpus_(corpus), train_(corpus.ids, 0, corpus.train_end, B, T, corpus.path), B_(B), T_(T) {}
+  LossKind loss() const override { return LossKind::xent; }
+  int T() const override { return T_; }
+  int B() const override { return B_; }
+  std::int64_t batches_per_epoch() const override { return train_.windows(); }
+  void fill(std::uint64_t, std::int64_t, std::int64_t index, Batch<Real>& batch) override {
+    train_.fill(index, corpus_.vocab.size(), batch);
+  }
+  bool carries_state() const override { return true; }
+  Metrics evaluate(const Model<Real>& model) override {
+    return evaluate_text(model, corpus_, corpus_.train_end, corpus_.ids.size(), B_, T_);
+  }
+  std::map<std::string, std::string> model_metadata() const override {
+    return {{"task", "text"}, {"vocab", corpus_.vocab.to_metadata()}};
+  }
+
+ private:
+  const data::TextCorpus& corpus_;
+  data::TextStreams train_;
+  int B_, T_;
+};
+
+}  // namespace
+
+template <class Real>
+std::unique_ptr<Task<Real>> make_text_task(const data::TextCorpus& corpus, int B, int T) {
+  return std::make_unique<TextTask<Real>>(corpus, B, T);
+}
+
+template <class Real>
+Metrics evaluate_text(const Model<Real>& model, const data::TextCorpus& corpus, std::size_t begin,
+                      std::size_t end, int B, int T) {
+  if (end < begin + 2)
+    throw Error(corpus.path, "the evaluation part holds fewer than 2 characters",
+                "raise --val-fraction or use a longer text");
+  // As many streams as fit; a short part is read as one stream in one window.
+  const std::size_t len = end - begin - 1;
+  while (B > 1 && len / std::size_t(B) < std::size_t(T)) B /= 2;
+  if (len / std::size_t(B) < std::size_t(T)) T = int(len);
+  const data::TextStreams streams(corpus.ids, begin, end, B, T, corpus.path);
+  Workspace<Real> ws(model.cfg, T, B);
+  Batch<Real> batch;
+  std::vector<Real> dz(std::size_t(T) * B * model.cfg.output_size);
+  const ModelConfig& c = model.cfg;
+  const std::size_t BH = std::size_t(B) * c.hidden_size;
+  double total = 0;
+  for (std::int64_t w = 0; w < streams.windows(); ++w) {
+    streams.fill(w, corpus.vocab.size(), batch);
+    if (w > 0) {  // continue each stream from where the previous window ended
+      batch.h0.resize(std::size_t(c.num_layers) * BH);
+      if (c.cell == CellKind::lstm) batch.c0.resize(batch.h0.size());
+      for (int k = 0; k < c.num_layers; ++k) {
+        std::copy(ws.h(k) + std::size_t(T) * BH, ws.h(k) + std::size_t(T + 1) * BH,
+                  batch.h0.begin() + std::ptrdiff_t(k * BH));
+        if (c.cell == CellKind::lstm)
+          std::copy(ws.c(k) + std::size_t(T) * BH, ws.c(k) + std::size_t(T + 1) * BH,
+                    batch.c0.begin() + std::ptrdiff_t(k * BH));
+      }
+    }
+    forward(model, batch, ws);
+    total += loss_and_dz(LossKind::xent, c, batch, ws.z(), ws.yhat(), dz.data());
+  }
+  Metrics m;
+  m.loss = total / double(streams.windows());
+  m.values["bits_per_char"] = m.loss / std::numbers::ln2;
+  m.values["characters"] = double(streams.windows()) * T * B;
+  return m;
+}
+
+template <class Real>
+void sample_text(const Model<Real>& model, const data::Vocab& vocab, const SampleOptions& opt,
+                 const std::function<void(std::string_view)>& emit) {
+  if (!(opt.temperature > 0) || !std::isfinite(opt.temperature))
+    throw Error("--temperature", "must be > 0", "1 samples the model as trained; lower is safer");
+  if (opt.top_k < 0) throw Error("--top-k", "must be >= 0", "0 disables it");
+  if (!(opt.top_p > 0 && opt.top_p <= 1)) throw Error("--top-p", "must lie in (0, 1]", "1 disables it");
+  if (opt.length < 0) throw Error("--length", "must be >= 0");
+  const ModelConfig& c = model.cfg;
+  const int V = vocab.size();
+  if (c.input_size != V || c.output_size != V)
+    throw Error("model", "input/output size differs from the vocabulary size " + std::to_string(V),
+                "the model file's vocab metadata does not belong to this model");
+  std::string prime = opt.prime;
+  if (prime.empty()) prime = vocab.encode('\n') >= 0 ? "\n" : std::string(1, char(vocab.decode(0)));
+  std::vector<int> ids;
+  for (std::size_t i = 0; i < prime.size(); ++i) {
+    const int id = vocab.encode(std::uint8_t(prime[i]));
+    if (id < 0)
+      throw Error("--prime", "character at offset " + std::to_string(i) + " is not in the model's vocabulary");
+    ids.push_back(id);
+  }
+  if (!opt.prime.empty()) emit(opt.prime);
+
+  Workspace<Real> ws(c, 1, 1);
+  Batch<Real> batch;
+  batch.T = 1;
+  batch.B = 1;
+  batch.x.assign(std::size_t(V), Real(0));
+  const std::size_t H = std::size_t(c.hidden_size), L = std::size_t(c.num_layers);
+  std::mt19937_64 rng(opt.seed);
+  std::vector<double> p(static_cast<std::size_t>(V));
+  std::vector<int> order(static_cast<std::size_t>(V));
+  auto feed = [&](int id) {
+    std::fill(batch.x.begin(), batch.x.end(), Real(0));
+    batch.x[std::size_t(id)] = Real(1);
+    forward(model, batch, ws);
+    batch.h0.resize(L * H);
+    if (c.cell == CellKind::lstm) batch.c0.resize(L * H);
+    for (std::size_t k = 0; k < L; ++k) {
+      std::copy(ws.h(int(k)) + H, ws.h(int(k)) + 2 * H, batch.h0.begin() + std::ptrdiff_t(k * H));
+      if (c.cell == CellKind::lstm)
+        std::copy(ws.c(int(k)) + H, ws.c(int(k)) + 2 * H, batch.c0.begin() + std::ptrdiff_t(k * H));
+    }
+  };
+  for (int id : ids) feed(id);
+  for (std::int64_t n = 0; n < opt.length; ++n) {
+    // p ∝ exp(z / temperature), then top-k and top-p truncation.
+    const Real* z = ws.z();
+    const double zmax = *std::max_element(z, z + V);
+    double sum = 0;
+    for (int o = 0; o < V; ++o) sum += p[std::size_t(o)] = std::exp((double(z[o]) - zmax) / opt.temperature);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return p[std::size_t(a)] > p[std::size_t(b)]; });
+    std::size_t keep = opt.top_k > 0 ? std::min<std::size_t>(std::size_t(opt.top_k), order.size()) : order.size();
+    if (opt.top_p < 1) {
+      double mass = 0;
+      for (std::size_t i = 0; i < keep; ++i) {
+        mass += p[std::size_t(order[i])] / sum;
+        if (mass >= opt.top_p) {
+          keep = i + 1;
+          break;
+        }
+      }
+    }
+    double kept = 0;
+    for (std::size_t i = 0; i < keep; ++i) kept += p[std::size_t(order[i])];
+    double u = std::uniform_real_distribution<double>(0, kept)(rng);
+    int next = order[keep - 1];
+    for (std::size_t i = 0; i < keep; ++i) {
+      u -= p[std::size_t(order[i])];
+      if (u < 0) {
+        next = order[i];
+        break;
+      }
+    }
+    const char ch = char(vocab.decode(next));
+    emit(std::string_view(&ch, 1));
+    feed(next);
+  }
+}
+
+#define BPTT_INSTANTIATE(Real)                                                                    \
+  template std::unique_ptr<Task<Real>> make_text_task<Real>(const data::TextCorpus&, int, int);   \
+  template Metrics evaluate_text<Real>(const Model<Real>&, const data::TextCorpus&, std::size_t, \
+                                       std::size_t, int, int);                                    \
+  template void sample_text<Real>(const Model<Real>&, const data::Vocab&, const SampleOptions&,  \
+                                  const std::function<void(std::string_view)>&);
+BPTT_INSTANTIATE(float)
+BPTT_INSTANTIATE(double)
+#undef BPTT_INSTANTIATE
+
+}  // namespace bptt

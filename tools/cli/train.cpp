@@ -1,0 +1,231 @@
+// bptt train: fit a model to text, a series, labelled sequences or a safetensors data file.
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include "bptt/error.hpp"
+#include "bptt/io.hpp"
+#include "common.hpp"
+#include "task_options.hpp"
+#include "verbs.hpp"
+
+namespace bptt::cli {
+
+namespace {
+
+struct TrainOptions {
+  DataOptions data;
+  std::string cell = "lstm", nonlinearity = "tanh";
+  int hidden = 128, layers = 2;
+  double dropout = 0, forget_bias = 0;
+  std::string optimizer = "adam", schedule = "constant";
+  double lr = 2e-3, momentum = 0, weight_decay = -1, gamma = 0.5, min_lr = 0;
+  bool nesterov = false;
+  std::int64_t warmup = 0, step_size = 1000, decay_steps = 0;
+  double clip_norm = 5, clip_value = 0;
+  std::int64_t steps = 0, epochs = 0;
+  double time_budget = 0;
+  std::string dtype = "f32";
+  std::uint64_t seed = 1;
+  int threads = 1;
+  std::string out, snapshot, resume, metrics;
+  std::int64_t snapshot_every = 0, eval_every = 0, log_every = 0;
+};
+
+volatile std::sig_atomic_t g_interrupted = 0;
+extern "C" void on_sigint(int) { g_interrupted = 1; }
+
+std::string fingerprint(const TrainOptions& o, const ModelConfig& c, int B, int T,
+                        const std::string& kind) {
+  return fmt::format(
+      "cell={} phi={} theta={} I={} H={} L={} O={} data={} B={} T={} optimizer={} lr={} "
+      "momentum={} nesterov={} weight_decay={} schedule={} warmup={} step_size={} gamma={} "
+      "decay_steps={} min_lr={} clip_norm={} clip_value={} dropout={} seed={} dtype={}",
+      to_string(c.cell), to_string(c.nonlinearity), to_string(c.output_activation), c.input_size,
+      c.hidden_size, c.num_layers, c.output_size, kind, B, T, o.optimizer, o.lr, o.momentum,
+      o.nesterov, o.weight_decay, o.schedule, o.warmup, o.step_size, o.gamma, o.decay_steps,
+      o.min_lr, o.clip_norm, o.clip_value, o.dropout, o.seed, o.dtype);
+}
+
+template <class Real>
+void run_train(const TrainOptions& o) {
+  if (o.threads < 1) throw Error("--threads", "must be at least 1");
+  set_num_threads(o.threads);
+  const TaskData data(o.data);
+  const int B = o.data.batch ? o.data.batch : data.default_batch();
+  const int T = o.data.seq_len ? o.data.seq_len : data.default_seq_len();
+
+  ModelConfig cfg;
+  cfg.cell = parse_cell(o.cell, "--cell");
+  cfg.nonlinearity = parse_activation(o.nonlinearity, "--nonlinearity");
+  cfg.output_activation = data.output_activation();
+  cfg.input_size = data.input_size();
+  cfg.output_size = data.output_size();
+  cfg.hidden_size = o.hidden;
+  cfg.num_layers = o.layers;
+  cfg.validate("options");
+  Model<Real> model(cfg);
+  init_model(model, o.seed, o.forget_bias);
+  auto task = data.task<Real>(B, T);
+  model.metadata = task->model_metadata();
+
+  TrainConfig tc;
+  tc.optimizer.kind = parse_optimizer(o.optimizer, "--optimizer");
+  tc.optimizer.momentum = o.momentum;
+  tc.optimizer.nesterov = o.nesterov;
+  tc.optimizer.weight_decay =
+      o.weight_decay >= 0 ? o.weight_decay : (tc.optimizer.kind == OptimizerKind::adamw ? 0.01 : 0);
+  tc.schedule.kind = parse_schedule(o.schedule, "--schedule");
+  if (!(o.lr > 0)) throw Error("--lr", "must be > 0");
+  tc.schedule.lr = o.lr;
+  tc.schedule.warmup = o.warmup;
+  tc.schedule.step_size = o.step_size;
+  tc.schedule.gamma = o.gamma;
+  tc.schedule.min_lr = o.min_lr;
+  const std::int64_t bpe = task->batches_per_epoch();
+  std::int64_t epochs = o.epochs;
+  if (o.steps == 0 && o.epochs == 0 && o.time_budget == 0) epochs = data.default_epochs();
+  std::int64_t limit = o.steps;
+  if (epochs > 0) limit = limit ? std::min(limit, epochs * bpe) : epochs * bpe;
+  tc.schedule.total = o.decay_steps ? o.decay_steps : limit;
+  tc.clip_norm = o.clip_norm;
+  tc.clip_value = o.clip_value;
+  tc.dropout = o.dropout;
+  tc.seed = o.seed;
+  Trainer<Real> trainer(model, *task, tc);
+  const std::string fp = fingerprint(o, cfg, B, T, data.kind());
+  if (!o.resume.empty()) trainer.load_snapshot(o.resume, fp);
+
+  fmt::print(stderr, "data: {}\n", data.describe());
+  fmt::print(stderr, "model: {} {}x{}, {} parameters, {} batches of {}x{} per epoch\n",
+             to_string(cfg.cell), cfg.num_layers, cfg.hidden_size, model.params.size(), bpe, B, T);
+
+  std::unique_ptr<std::ofstream> metrics;
+  if (!o.metrics.empty()) {
+    metrics = std::make_unique<std::ofstream>(o.metrics, std::ios::trunc);
+    if (!*metrics) throw Error(o.metrics, "cannot write the metrics file", "check the directory");
+    *metrics << "step,elapsed_s,train_loss,val_loss,lr,grad_norm,throughput\n";
+  }
+  const bool tty = isatty(fileno(stderr));
+  std::signal(SIGINT, on_sigint);
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  double loss_sum = 0, last_report = 0;
+  std::int64_t loss_n = 0, steps_this_run = 0;
+  const double items_per_step = double(B) * T;
+  auto report = [&](const StepInfo& info, const Metrics* val) {
+    const double t = elapsed();
+    const double rate = double(steps_this_run) * items_per_step / std::max(t, 1e-9);
+    const double train_loss = loss_n ? loss_sum / double(loss_n) : info.loss;
+    std::string eta;
+    if (limit > 0) eta = fmt::format(" | ETA {:.0f}s", double(limit - trainer.steps_done()) * t / double(std::max<std::int64_t>(steps_this_run, 1)));
+    else if (o.time_budget > 0) eta = fmt::format(" | {:.0f}s left", std::max(0.0, o.time_budget - t));
+    const std::string line = fmt::format(
+        "step {}{} | epoch {} | loss {:.4f}{} | lr {:.2e} | {:.0f} {}/s{}", trainer.steps_done(),
+        limit > 0 ? fmt::format("/{}", limit) : "", trainer.epoch() + 1, train_loss,
+        val ? fmt::format(" | val {:.4f}", val->loss) : "", info.lr, rate,
+        data.kind() == "text" ? "chars" : "steps", eta);
+    if (tty && !val)
+      fmt::print(stderr, "\r{:<100}", line);
+    else
+      fmt::print(stderr, "{}{}\n", tty ? "\r" : "", line);
+    if (metrics)
+      *metrics << fmt::format("{},{:.3f},{:.6g},{},{:.6g},{:.6g},{:.1f}\n", trainer.steps_done(), t,
+                              train_loss, val ? fmt::format("{:.6g}", val->loss) : "", info.lr,
+                              info.grad_norm, rate)
+               << std::flush;
+    loss_sum = 0;
+    loss_n = 0;
+    last_report = t;
+  };
+
+  StepInfo info;
+  while (!g_interrupted) {
+    if (limit > 0 && trainer.steps_done() >= limit) break;
+    if (o.time_budget > 0 && elapsed() >= o.time_budget) break;
+    info = trainer.step();
+    ++steps_this_run;
+    loss_sum += info.loss;
+    ++loss_n;
+    const bool eval_now = o.eval_every > 0 && trainer.steps_done() % o.eval_every == 0;
+    if (eval_now) {
+      const Metrics val = task->evaluate(model);
+      report(info, &val);
+    } else if (o.log_every > 0 ? trainer.steps_done() % o.log_every == 0
+                               : elapsed() - last_report >= (tty ? 0.5 : 10.0)) {
+      report(info, nullptr);
+    }
+    if (!o.snapshot.empty() && o.snapshot_every > 0 && trainer.steps_done() % o.snapshot_every == 0)
+      trainer.save_snapshot(o.snapshot, fp);
+  }
+  if (g_interrupted) fmt::print(stderr, "\ninterrupted: evaluating and saving\n");
+  const Metrics val = task->evaluate(model);
+  if (steps_this_run > 0) report(info, &val);
+  if (!o.snapshot.empty()) trainer.save_snapshot(o.snapshot, fp);
+  if (!o.out.empty()) save_model(model, o.out);
+  fmt::print("trained {} steps ({} this run) in {:.1f}s; validation loss {:.4f}", trainer.steps_done(),
+             steps_this_run, elapsed(), val.loss);
+  for (const auto& [k, v] : val.values) fmt::print(", {} {:.4g}", k, v);
+  fmt::print("\n");
+  if (!o.out.empty()) fmt::print("model written to {}\n", o.out);
+}
+
+}  // namespace
+
+void add_train(CLI::App& app, Runner& run) {
+  auto o = std::make_shared<TrainOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "train",
+      "Train a model by exact backpropagation through time.\n"
+      "Text: a character model on B contiguous streams, windows of --seq-len steps, the state\n"
+      "carried between windows with the gradient cut at each window start (as char-rnn).");
+  add_data_options(cmd, o->data);
+  cmd->add_option("--cell", o->cell, "elman, lstm or gru (default lstm)")->group("Model");
+  cmd->add_option("--nonlinearity", o->nonlinearity, "Elman's φ: tanh, relu, sigmoid, identity")->group("Model");
+  cmd->add_option("--hidden", o->hidden, "Hidden units per layer (default 128)")->group("Model");
+  cmd->add_option("--layers", o->layers, "Stacked layers (default 2)")->group("Model");
+  cmd->add_option("--dropout", o->dropout, "Dropout between layers, as PyTorch (default 0)")->group("Model");
+  cmd->add_option("--forget-bias", o->forget_bias, "Added to LSTM forget-gate biases (default 0)")->group("Model");
+  cmd->add_option("--optimizer", o->optimizer, "sgd, adam, adamw, rmsprop, adagrad (default adam)")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw", "rmsprop", "adagrad"}))->group("Optimizer");
+  cmd->add_option("--lr", o->lr, "Learning rate (default 2e-3)")->group("Optimizer");
+  cmd->add_option("--momentum", o->momentum, "SGD/RMSprop momentum (default 0)")->group("Optimizer");
+  cmd->add_flag("--nesterov", o->nesterov, "Nesterov momentum for SGD")->group("Optimizer");
+  cmd->add_option("--weight-decay", o->weight_decay, "L2 (decoupled for adamw; default 0, adamw 0.01)")->group("Optimizer");
+  cmd->add_option("--schedule", o->schedule, "Learning-rate schedule: constant, step, cosine")
+      ->check(CLI::IsMember({"constant", "step", "cosine"}))->group("Optimizer");
+  cmd->add_option("--warmup", o->warmup, "Linear warm-up steps (default 0)")->group("Optimizer");
+  cmd->add_option("--step-size", o->step_size, "step schedule: steps between decays (default 1000)")->group("Optimizer");
+  cmd->add_option("--gamma", o->gamma, "step schedule: decay factor (default 0.5)")->group("Optimizer");
+  cmd->add_option("--decay-steps", o->decay_steps, "cosine schedule: steps to decay over (default --steps)")->group("Optimizer");
+  cmd->add_option("--min-lr", o->min_lr, "cosine schedule: final learning rate (default 0)")->group("Optimizer");
+  cmd->add_option("--clip-norm", o->clip_norm, "Clip the gradient's global norm (default 5; 0 off)")->group("Optimizer");
+  cmd->add_option("--clip-value", o->clip_value, "Clip each gradient element to ±v (default 0 off)")->group("Optimizer");
+  cmd->add_option("--steps", o->steps, "Stop after this many optimizer steps, counted from the start")->group("Budget");
+  cmd->add_option("--epochs", o->epochs, "Stop after this many passes over the training data")->group("Budget");
+  cmd->add_option("--time-budget", o->time_budget, "Stop after this many seconds, then evaluate and save")->group("Budget");
+  add_dtype_option(cmd, o->dtype)->description("Precision: f32 (default) or f64");
+  cmd->add_option("--seed", o->seed, "Random seed (default 1); the same seed and threads give identical results");
+  cmd->add_option("--threads", o->threads, "Threads for the matrix kernels (default 1)");
+  cmd->add_option("--out", o->out, "Write the trained model here (safetensors; PyTorch loads it)")->group("Output");
+  cmd->add_option("--snapshot", o->snapshot, "Save the training state here (at --snapshot-every and at the end)")->group("Output");
+  cmd->add_option("--snapshot-every", o->snapshot_every, "Steps between snapshots")->group("Output");
+  cmd->add_option("--resume", o->resume, "Continue from this snapshot (give the run's other options again)")->group("Output");
+  cmd->add_option("--metrics", o->metrics, "CSV of step, elapsed_s, train_loss, val_loss, lr, grad_norm, throughput")->group("Output");
+  cmd->add_option("--eval-every", o->eval_every, "Steps between validation evaluations (default: only at the end)")->group("Output");
+  cmd->add_option("--log-every", o->log_every, "Steps between progress lines (default: by time)")->group("Output");
+  cmd->callback([o, &run] {
+    run = [o] {
+      with_dtype(parse_dtype(o->dtype, "--dtype"), [&]<class Real>() { run_train<Real>(*o); });
+    };
+  });
+}
+
+}  // namespace bptt::cli
