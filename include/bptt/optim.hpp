@@ -62,6 +62,7 @@ struct Schedule {
   std::int64_t total = 0;           // cosine: decays to min_lr at this step (0: no decay)
   double min_lr = 0;
   double at(std::int64_t step) const;  // learning rate for 0-based optimizer step `step`
+  void validate() const;               // throws bptt::Error naming the option at fault
 };
 
 // Global L2 norm of a gradient arena (accumulated in double).

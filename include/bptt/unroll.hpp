@@ -64,6 +64,7 @@ class Workspace {
 };
 
 // Gradients of the loss; every buffer is ACCUMULATED into by backward(). Call zero() first.
+// A caller that does not need dL/dx (training) may clear() x: backward then skips that GEMM.
 template <class Real>
 struct Gradients {
   std::vector<Real> params;  // same layout as Model::params

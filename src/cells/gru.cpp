@@ -37,7 +37,7 @@ void gru_forward(const CellStep<Real>& s) {
       rg[j] = kernels::sigmoid(rg[j] + ah[j]);
       zg[j] = kernels::sigmoid(zg[j] + ah[H + j]);
       ghn[j] = ah[2 * H + j];
-      ng[j] = std::tanh(ng[j] + rg[j] * ghn[j]);
+      ng[j] = kernels::tanh(ng[j] + rg[j] * ghn[j]);
       h[j] = (Real(1) - zg[j]) * ng[j] + zg[j] * hp[j];
     }
   }

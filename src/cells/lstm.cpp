@@ -37,10 +37,10 @@ void lstm_forward(const CellStep<Real>& s) {
     for (int j = 0; j < H; ++j) {
       i[j] = kernels::sigmoid(i[j] + ah[j]);
       f[j] = kernels::sigmoid(f[j] + ah[H + j]);
-      g[j] = std::tanh(g[j] + ah[2 * H + j]);
+      g[j] = kernels::tanh(g[j] + ah[2 * H + j]);
       o[j] = kernels::sigmoid(o[j] + ah[3 * H + j]);
       c[j] = f[j] * cp[j] + i[j] * g[j];
-      tc[j] = std::tanh(c[j]);
+      tc[j] = kernels::tanh(c[j]);
       h[j] = o[j] * tc[j];
     }
   }

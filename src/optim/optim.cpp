@@ -36,6 +36,7 @@ void OptimizerConfig::validate() const {
     bad("--beta1/--beta2", "must lie in [0, 1)", "PyTorch's defaults are 0.9 and 0.999");
   if (!(alpha >= 0)) bad("--alpha", "must be >= 0", "PyTorch's default is 0.99");
   if (!(weight_decay >= 0)) bad("--weight-decay", "must be >= 0", "0 disables it");
+  if (std::isnan(eps) || std::isinf(eps)) bad("--eps", "must be finite", "leave it negative for the default");
 }
 
 template <class Real>
@@ -105,7 +106,7 @@ void Optimizer<Real>::step(Real* p, const Real* grads, double lr_d) {
       const Real al = Real(cfg_.alpha);
       for (std::size_t i = 0; i < n; ++i) {
         const Real g = grads[i] + (l2 ? wd * p[i] : Real(0));
-        a_[i] = al * a_[i] + (Real(1) - al) * g * g;
+        a_[i] = al * a_[i] + Real(1 - cfg_.alpha) * g * g;
         const Real u = g / (std::sqrt(a_[i]) + eps);
         if (b_.empty()) {
           p[i] -= lr * u;
@@ -134,12 +135,22 @@ ScheduleKind parse_schedule(const std::string& s, const std::string& where) {
   throw Error(where, "unknown schedule '" + s + "'", "use constant, step or cosine");
 }
 
+void Schedule::validate() const {
+  if (!(lr >= 0) || !std::isfinite(lr)) throw Error("--lr", "must be a finite number >= 0");
+  if (warmup < 0) throw Error("--warmup", "must be >= 0", "0 disables warm-up");
+  if (kind == ScheduleKind::step && step_size < 1)
+    throw Error("--step-size", "must be at least 1", "steps between learning-rate decays");
+  if (kind == ScheduleKind::step && !(gamma > 0))
+    throw Error("--gamma", "must be > 0", "the factor applied at each decay");
+  if (!(min_lr >= 0)) throw Error("--min-lr", "must be >= 0");
+}
+
 double Schedule::at(std::int64_t step) const {
   if (warmup > 0 && step < warmup) return lr * double(step + 1) / double(warmup);
   switch (kind) {
     case ScheduleKind::constant: return lr;
     case ScheduleKind::step:
-      return lr * std::pow(gamma, double(step / std::max<std::int64_t>(1, step_size)));
+      return lr * std::pow(gamma, double(step / step_size));
     case ScheduleKind::cosine: {
       if (total <= warmup) return lr;
       const double progress =

@@ -25,10 +25,12 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
       opt_(cfg.optimizer, model.params.size()),
       ws_(model.cfg, task.T(), task.B(), cfg.dropout > 0),
       grads_(model.cfg, task.T(), task.B()) {
+  grads_.x.clear();  // training needs no dL/dx
   if (!(cfg.dropout >= 0 && cfg.dropout < 1))
     throw Error("--dropout", "must lie in [0, 1)", "0 disables dropout");
   if (!(cfg.clip_norm >= 0)) throw Error("--clip-norm", "must be >= 0", "0 disables clipping");
   if (!(cfg.clip_value >= 0)) throw Error("--clip-value", "must be >= 0", "0 disables clipping");
+  cfg.schedule.validate();
   if (task.batches_per_epoch() < 1)
     throw Error("training data", "holds no complete batch", "lower --batch or --seq-len");
 }
@@ -144,6 +146,10 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
   if (get("format") != "bptt-snapshot")
     throw Error(path + ": __metadata__.format", "not a bptt snapshot",
                 "pass a file written by --snapshot");
+  if (get("format_version") != "1")
+    throw Error(path + ": __metadata__.format_version",
+                "version '" + get("format_version").substr(0, 20) + "' is not supported",
+                "this bptt reads snapshot format version 1");
   const std::string dtype = std::is_same_v<Real, float> ? "f32" : "f64";
   if (get("dtype") != dtype)
     throw Error(path + ": __metadata__.dtype", "snapshot is " + get("dtype") + ", the run is " + dtype,
@@ -156,6 +162,8 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
   Model<Real> loaded(model_.cfg);
   const ModelConfig cfg = read_model_config(f);
   if (cfg.cell != model_.cfg.cell || cfg.hidden_size != model_.cfg.hidden_size ||
+      cfg.nonlinearity != model_.cfg.nonlinearity ||
+      cfg.output_activation != model_.cfg.output_activation ||
       cfg.num_layers != model_.cfg.num_layers || cfg.input_size != model_.cfg.input_size ||
       cfg.output_size != model_.cfg.output_size)
     throw Error(path, "the snapshot's model differs from this run's",
@@ -177,6 +185,14 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
   }
   const std::vector<std::int64_t> state_shape = {model_.cfg.num_layers, task_.B(),
                                                  model_.cfg.hidden_size};
+  const std::int64_t step = meta_int(f, "step"), epoch = meta_int(f, "epoch"),
+                     position = meta_int(f, "position"), opt_steps = meta_int(f, "optimizer_steps");
+  // A streaming task carries state from window to window except at an epoch's first window.
+  const bool needs_carry = task_.carries_state() && position > 0;
+  const bool lstm = model_.cfg.cell == CellKind::lstm;
+  if (needs_carry && (!f.has("carry.h") || (lstm && !f.has("carry.c"))))
+    throw Error(path + ": " + (f.has("carry.h") ? "carry.c" : "carry.h"), "missing tensor",
+                "the snapshot is damaged: it was written mid-epoch but holds no carried state");
   std::vector<Real> ch, cc;
   if (f.has("carry.h")) {
     f.expect_shape("carry.h", state_shape, "[L, B, H]");
@@ -186,8 +202,6 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
     f.expect_shape("carry.c", state_shape, "[L, B, H]");
     cc = f.as_real<Real>("carry.c");
   }
-  const std::int64_t step = meta_int(f, "step"), epoch = meta_int(f, "epoch"),
-                     position = meta_int(f, "position"), opt_steps = meta_int(f, "optimizer_steps");
   // Commit.
   model_.params = std::move(loaded.params);
   auto state = opt_.state();

@@ -162,7 +162,7 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
         for (std::size_t i = 0; i < std::size_t(TB) * H; ++i) ws.dh_below()[i] *= mask[i];
       }
       ws.swap_dh();
-    } else {
+    } else if (!grads.x.empty()) {
       gemm(false, false, TB, p.in, GH, Real(1), ws.dgi(k), GH, p.w_ih, p.in, Real(1),
            grads.x.data(), p.in);
     }

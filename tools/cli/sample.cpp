@@ -27,10 +27,14 @@ void run_sample(const SampleCliOptions& o, const safetensors::File& mf) {
     throw Error(o.model + ": __metadata__.vocab", "missing",
                 "sample needs a character model trained with `bptt train --text`");
   const auto vocab = data::Vocab::from_metadata(it->second, o.model + ": __metadata__.vocab");
-  sample_text(model, vocab, o.s, [](std::string_view piece) {
-    std::fwrite(piece.data(), 1, piece.size(), stdout);
-    std::fflush(stdout);
-  });
+  try {
+    sample_text(model, vocab, o.s, [](std::string_view piece) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    });
+  } catch (const Error& e) {
+    throw e.problem().find("vocabulary") != std::string::npos ? e.within(o.model) : e;
+  }
   std::fputc('\n', stdout);
 }
 

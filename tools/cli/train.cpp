@@ -81,7 +81,6 @@ void run_train(const TrainOptions& o) {
   tc.optimizer.weight_decay =
       o.weight_decay >= 0 ? o.weight_decay : (tc.optimizer.kind == OptimizerKind::adamw ? 0.01 : 0);
   tc.schedule.kind = parse_schedule(o.schedule, "--schedule");
-  if (!(o.lr > 0)) throw Error("--lr", "must be > 0");
   tc.schedule.lr = o.lr;
   tc.schedule.warmup = o.warmup;
   tc.schedule.step_size = o.step_size;
@@ -154,6 +153,9 @@ void run_train(const TrainOptions& o) {
     ++steps_this_run;
     loss_sum += info.loss;
     ++loss_n;
+    const bool ending = (limit > 0 && trainer.steps_done() >= limit) ||
+                        (o.time_budget > 0 && elapsed() >= o.time_budget) || g_interrupted;
+    if (ending) break;  // the final evaluation reports this step
     const bool eval_now = o.eval_every > 0 && trainer.steps_done() % o.eval_every == 0;
     if (eval_now) {
       const Metrics val = task->evaluate(model);
@@ -189,8 +191,10 @@ void add_train(CLI::App& app, Runner& run) {
   add_data_options(cmd, o->data);
   cmd->add_option("--cell", o->cell, "elman, lstm or gru (default lstm)")->group("Model");
   cmd->add_option("--nonlinearity", o->nonlinearity, "Elman's φ: tanh, relu, sigmoid, identity")->group("Model");
-  cmd->add_option("--hidden", o->hidden, "Hidden units per layer (default 128)")->group("Model");
-  cmd->add_option("--layers", o->layers, "Stacked layers (default 2)")->group("Model");
+  cmd->add_option("--hidden", o->hidden, "Hidden units per layer (default 128)")
+      ->check(CLI::PositiveNumber)->group("Model");
+  cmd->add_option("--layers", o->layers, "Stacked layers (default 2)")
+      ->check(CLI::PositiveNumber)->group("Model");
   cmd->add_option("--dropout", o->dropout, "Dropout between layers, as PyTorch (default 0)")->group("Model");
   cmd->add_option("--forget-bias", o->forget_bias, "Added to LSTM forget-gate biases (default 0)")->group("Model");
   cmd->add_option("--optimizer", o->optimizer, "sgd, adam, adamw, rmsprop, adagrad (default adam)")
@@ -213,7 +217,8 @@ void add_train(CLI::App& app, Runner& run) {
   cmd->add_option("--time-budget", o->time_budget, "Stop after this many seconds, then evaluate and save")->group("Budget");
   add_dtype_option(cmd, o->dtype)->description("Precision: f32 (default) or f64");
   cmd->add_option("--seed", o->seed, "Random seed (default 1); the same seed and threads give identical results");
-  cmd->add_option("--threads", o->threads, "Threads for the matrix kernels (default 1)");
+  cmd->add_option("--threads", o->threads, "Threads for the matrix kernels (default 1)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--out", o->out, "Write the trained model here (safetensors; PyTorch loads it)")->group("Output");
   cmd->add_option("--snapshot", o->snapshot, "Save the training state here (at --snapshot-every and at the end)")->group("Output");
   cmd->add_option("--snapshot-every", o->snapshot_every, "Steps between snapshots")->group("Output");

@@ -1,0 +1,71 @@
+// The kernels against obvious references: BLAS gemm against the triple loop for every
+// transpose/beta combination, and the float tanh against double-precision tanh.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/activations.hpp"
+#include "kernels/gemm.hpp"
+
+namespace bptt::kernels {
+namespace {
+
+template <class Real>
+void check_gemm(bool ta, bool tb, Real beta) {
+  const int M = 7, N = 5, K = 9;
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> u(-1, 1);
+  std::vector<Real> A(M * K), B(K * N), C1(M * N), C2;
+  for (auto* v : {&A, &B, &C1})
+    for (Real& x : *v) x = Real(u(rng));
+  C2 = C1;
+  const int lda = ta ? M : K, ldb = tb ? K : N;
+  gemm(ta, tb, M, N, K, Real(0.7), A.data(), lda, B.data(), ldb, beta, C1.data(), N);
+  gemm_naive(ta, tb, M, N, K, Real(0.7), A.data(), lda, B.data(), ldb, beta, C2.data(), N);
+  for (int i = 0; i < M * N; ++i) EXPECT_NEAR(double(C1[i]), double(C2[i]), 1e-5) << i;
+}
+
+TEST(Kernels, GemmMatchesNaiveForEveryTransposeAndBeta) {
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (double beta : {0.0, 1.0, 0.5}) {
+        check_gemm<double>(ta, tb, beta);
+        check_gemm<float>(ta, tb, float(beta));
+      }
+}
+
+TEST(Kernels, GemmWithBetaZeroIgnoresNaNInOutput) {
+  std::vector<double> A = {1, 2}, B = {3, 4}, C = {std::nan("")};
+  gemm(false, true, 1, 1, 2, 1.0, A.data(), 2, B.data(), 2, 0.0, C.data(), 1);
+  EXPECT_EQ(C[0], 11.0);
+  C = {std::nan("")};
+  gemm(false, true, 1, 1, 0, 1.0, A.data(), 2, B.data(), 2, 0.0, C.data(), 1);
+  EXPECT_EQ(C[0], 0.0);
+}
+
+TEST(Kernels, FloatTanhIsAccurateToAboutOneUlp) {
+  double worst = 0;
+  auto check = [&](float x) {
+    const double exact = std::tanh(double(x));
+    const double got = kernels::tanh(x);
+    if (exact != 0) worst = std::max(worst, std::abs(got - exact) / std::abs(exact));
+    EXPECT_EQ(kernels::tanh(-x), -got) << x;  // odd
+  };
+  for (float x = 0; x < 12.0f; x += 1e-4f) check(x);
+  for (float x = 1e-30f; x < 0.1f; x *= 1.05f) check(x);
+  EXPECT_LT(worst, 2.5e-7);  // float epsilon is 1.19e-7
+  EXPECT_EQ(kernels::tanh(0.0f), 0.0f);
+  EXPECT_EQ(kernels::tanh(100.0f), 1.0f);
+}
+
+TEST(Kernels, SigmoidIsStableForLargeArguments) {
+  EXPECT_EQ(sigmoid(1000.0), 1.0);
+  EXPECT_EQ(sigmoid(-1000.0), 0.0);
+  EXPECT_NEAR(sigmoid(-30.0), std::exp(-30.0), 1e-25);
+  EXPECT_NEAR(sigmoid(0.3f), 1 / (1 + std::exp(-0.3)), 1e-7);
+}
+
+}  // namespace
+}  // namespace bptt::kernels
