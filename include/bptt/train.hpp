@@ -44,7 +44,8 @@ class Task {
   // (character streams): the trainer then feeds the final state back as h0/c0, cutting the
   // gradient at the window start, and resets it at each epoch.
   virtual bool carries_state() const { return false; }
-  // Evaluation on the held-out part.
+  // Evaluation on the held-out part; only called when has_evaluation().
+  virtual bool has_evaluation() const { return true; }
   virtual Metrics evaluate(const Model<Real>& model) = 0;
   // Metadata that describes the data the model was trained on (vocabulary, normalisation, ...).
   virtual std::map<std::string, std::string> model_metadata() const = 0;

@@ -26,6 +26,7 @@ class TextTask final : public Task<Real> {
     train_.fill(index, corpus_.vocab.size(), batch);
   }
   bool carries_state() const override { return true; }
+  bool has_evaluation() const override { return corpus_.ids.size() >= corpus_.train_end + 2; }
   Metrics evaluate(const Model<Real>& model) override {
     return evaluate_text(model, corpus_, corpus_.train_end, corpus_.ids.size(), B_, T_);
   }

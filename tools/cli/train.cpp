@@ -5,6 +5,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 
@@ -52,9 +53,26 @@ std::string fingerprint(const TrainOptions& o, const ModelConfig& c, int B, int 
       o.min_lr, o.clip_norm, o.clip_value, o.dropout, o.seed, o.dtype);
 }
 
+// The directory of an output file must exist before hours of training are spent.
+void check_output_path(const std::string& path, const char* option) {
+  if (path.empty()) return;
+  const std::filesystem::path p(path);
+  const std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : ".";
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec))
+    throw Error(path, std::string("the directory of ") + option + " does not exist",
+                "create it first or choose another path");
+  if (std::filesystem::is_directory(p, ec))
+    throw Error(path, std::string(option) + " names a directory", "give a file name");
+}
+
 template <class Real>
 void run_train(const TrainOptions& o) {
-  if (o.threads < 1) throw Error("--threads", "must be at least 1");
+  check_output_path(o.out, "--out");
+  check_output_path(o.snapshot, "--snapshot");
+  check_output_path(o.metrics, "--metrics");
+  if (o.snapshot_every > 0 && o.snapshot.empty())
+    throw Error("--snapshot-every", "given without --snapshot", "name the snapshot file");
   set_num_threads(o.threads);
   const TaskData data(o.data);
   const int B = o.data.batch ? o.data.batch : data.default_batch();
@@ -99,6 +117,7 @@ void run_train(const TrainOptions& o) {
   Trainer<Real> trainer(model, *task, tc);
   const std::string fp = fingerprint(o, cfg, B, T, data.kind());
   if (!o.resume.empty()) trainer.load_snapshot(o.resume, fp);
+  const bool evaluates = task->has_evaluation();
 
   fmt::print(stderr, "data: {}\n", data.describe());
   fmt::print(stderr, "model: {} {}x{}, {} parameters, {} batches of {}x{} per epoch\n",
@@ -156,7 +175,7 @@ void run_train(const TrainOptions& o) {
     const bool ending = (limit > 0 && trainer.steps_done() >= limit) ||
                         (o.time_budget > 0 && elapsed() >= o.time_budget) || g_interrupted;
     if (ending) break;  // the final evaluation reports this step
-    const bool eval_now = o.eval_every > 0 && trainer.steps_done() % o.eval_every == 0;
+    const bool eval_now = evaluates && o.eval_every > 0 && trainer.steps_done() % o.eval_every == 0;
     if (eval_now) {
       const Metrics val = task->evaluate(model);
       report(info, &val);
@@ -168,14 +187,21 @@ void run_train(const TrainOptions& o) {
       trainer.save_snapshot(o.snapshot, fp);
   }
   if (g_interrupted) fmt::print(stderr, "\ninterrupted: evaluating and saving\n");
-  const Metrics val = task->evaluate(model);
-  if (steps_this_run > 0) report(info, &val);
+  Metrics val;
+  if (evaluates) val = task->evaluate(model);
+  if (steps_this_run > 0) report(info, evaluates ? &val : nullptr);
   if (!o.snapshot.empty()) trainer.save_snapshot(o.snapshot, fp);
   if (!o.out.empty()) save_model(model, o.out);
-  fmt::print("trained {} steps ({} this run) in {:.1f}s; validation loss {:.4f}", trainer.steps_done(),
-             steps_this_run, elapsed(), val.loss);
-  for (const auto& [k, v] : val.values) fmt::print(", {} {:.4g}", k, v);
+  fmt::print("trained {} steps ({} this run) in {:.1f}s", trainer.steps_done(), steps_this_run,
+             elapsed());
+  if (evaluates) {
+    fmt::print("; validation loss {:.4f}", val.loss);
+    for (const auto& [k, v] : val.values) fmt::print(", {} {:.4g}", k, v);
+  } else {
+    fmt::print("; no held-out data to evaluate on");
+  }
   fmt::print("\n");
+  if (!val.summary.empty()) fmt::print("{}\n", val.summary);
   if (!o.out.empty()) fmt::print("model written to {}\n", o.out);
 }
 
@@ -212,20 +238,20 @@ void add_train(CLI::App& app, Runner& run) {
   cmd->add_option("--min-lr", o->min_lr, "cosine schedule: final learning rate (default 0)")->group("Optimizer");
   cmd->add_option("--clip-norm", o->clip_norm, "Clip the gradient's global norm (default 5; 0 off)")->group("Optimizer");
   cmd->add_option("--clip-value", o->clip_value, "Clip each gradient element to ±v (default 0 off)")->group("Optimizer");
-  cmd->add_option("--steps", o->steps, "Stop after this many optimizer steps, counted from the start")->group("Budget");
-  cmd->add_option("--epochs", o->epochs, "Stop after this many passes over the training data")->group("Budget");
-  cmd->add_option("--time-budget", o->time_budget, "Stop after this many seconds, then evaluate and save")->group("Budget");
+  cmd->add_option("--steps", o->steps, "Stop after this many optimizer steps, counted from the start")->check(CLI::NonNegativeNumber)->group("Budget");
+  cmd->add_option("--epochs", o->epochs, "Stop after this many passes over the training data")->check(CLI::NonNegativeNumber)->group("Budget");
+  cmd->add_option("--time-budget", o->time_budget, "Stop after this many seconds, then evaluate and save")->check(CLI::NonNegativeNumber)->group("Budget");
   add_dtype_option(cmd, o->dtype)->description("Precision: f32 (default) or f64");
   cmd->add_option("--seed", o->seed, "Random seed (default 1); the same seed and threads give identical results");
   cmd->add_option("--threads", o->threads, "Threads for the matrix kernels (default 1)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--out", o->out, "Write the trained model here (safetensors; PyTorch loads it)")->group("Output");
   cmd->add_option("--snapshot", o->snapshot, "Save the training state here (at --snapshot-every and at the end)")->group("Output");
-  cmd->add_option("--snapshot-every", o->snapshot_every, "Steps between snapshots")->group("Output");
+  cmd->add_option("--snapshot-every", o->snapshot_every, "Steps between snapshots")->check(CLI::NonNegativeNumber)->group("Output");
   cmd->add_option("--resume", o->resume, "Continue from this snapshot (give the run's other options again)")->group("Output");
   cmd->add_option("--metrics", o->metrics, "CSV of step, elapsed_s, train_loss, val_loss, lr, grad_norm, throughput")->group("Output");
-  cmd->add_option("--eval-every", o->eval_every, "Steps between validation evaluations (default: only at the end)")->group("Output");
-  cmd->add_option("--log-every", o->log_every, "Steps between progress lines (default: by time)")->group("Output");
+  cmd->add_option("--eval-every", o->eval_every, "Steps between validation evaluations (default: only at the end)")->check(CLI::NonNegativeNumber)->group("Output");
+  cmd->add_option("--log-every", o->log_every, "Steps between progress lines (default: by time)")->check(CLI::NonNegativeNumber)->group("Output");
   cmd->callback([o, &run] {
     run = [o] {
       with_dtype(parse_dtype(o->dtype, "--dtype"), [&]<class Real>() { run_train<Real>(*o); });

@@ -1,0 +1,277 @@
+// bptt plot: the loss curves of a training run (train_loss and val_loss against step, from the
+// CSV that `bptt train --metrics` writes), drawn by gnuplot into a PNG or SVG file.
+//
+// The metrics file is read and checked here (each bad field is reported with its line and
+// column); gnuplot gets a generated script on a temporary file, with the points inline as
+// datablocks, and draws into "<out>.tmp-<pid>", which is renamed into place only on success.
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bptt/data.hpp"
+#include "bptt/error.hpp"
+#include "verbs.hpp"
+
+extern char** environ;
+
+namespace bptt::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct PlotOptions {
+  std::string metrics, out, title;
+};
+
+struct Curves {
+  std::vector<std::pair<double, double>> train, val;  // (step, loss)
+};
+
+// A number of the metrics file; "nan"/"inf" are accepted (a diverged run writes them) and
+// skipped when drawing.
+bool parse_number(const std::string& s, double& v) {
+  const char* end = s.data() + s.size();
+  auto [p, ec] = std::from_chars(s.data(), end, v);
+  return ec == std::errc() && p == end;
+}
+
+std::vector<std::string> split(const std::string& line) {
+  std::vector<std::string> f;
+  std::stringstream ss(line);
+  for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+  if (!line.empty() && line.back() == ',') f.emplace_back();
+  if (line.empty()) f.emplace_back();
+  return f;
+}
+
+// Reads step, train_loss and val_loss (empty where not evaluated) of every row.
+Curves read_metrics(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw Error(path, "no such file", "give the file of `bptt train --metrics`");
+  if (fs::is_directory(path, ec)) throw Error(path, "is a directory, not a metrics file");
+  const std::string text = data::read_file_bytes(path);
+  if (text.empty())
+    throw Error(path, "empty file", "give the CSV that `bptt train --metrics` wrote");
+
+  std::vector<std::string> lines;
+  std::stringstream ss(text);
+  for (std::string l; std::getline(ss, l);) {
+    if (!l.empty() && l.back() == '\r') l.pop_back();
+    lines.push_back(l);
+  }
+  while (!lines.empty() && lines.back().empty()) lines.pop_back();
+  if (lines.empty()) throw Error(path, "no header line", "give the CSV that `bptt train --metrics` wrote");
+
+  const std::vector<std::string> header = split(lines[0]);
+  auto column = [&](const char* name) {
+    auto it = std::find(header.begin(), header.end(), name);
+    if (it == header.end())
+      throw Error(path + ":1", fmt::format("the header lacks the column '{}'", name),
+                  "expected step,elapsed_s,train_loss,val_loss,lr,grad_norm,throughput");
+    return std::size_t(it - header.begin());
+  };
+  const std::size_t c_step = column("step"), c_train = column("train_loss"),
+                    c_val = column("val_loss");
+  if (lines.size() < 2) throw Error(path, "no rows after the header", "train for longer or log more often");
+
+  Curves curves;
+  for (std::size_t i = 1; i < lines.size(); ++i) {
+    const std::string where = fmt::format("{}:{}", path, i + 1);
+    const std::vector<std::string> f = split(lines[i]);
+    if (f.size() != header.size())
+      throw Error(where, fmt::format("{} fields, but the header has {}", f.size(), header.size()));
+    auto number = [&](std::size_t c, bool may_be_empty, double& v) {
+      if (f[c].empty()) {
+        if (may_be_empty) return false;
+        throw Error(fmt::format("{}: {} (column {})", where, header[c], c + 1), "missing value");
+      }
+      if (!parse_number(f[c], v))
+        throw Error(fmt::format("{}: {} (column {})", where, header[c], c + 1),
+                    fmt::format("'{}' is not a number", data::printable(f[c], 40)));
+      return true;
+    };
+    double step = 0, loss = 0;
+    number(c_step, false, step);
+    if (!std::isfinite(step)) throw Error(where + ": step", "is not finite");
+    if (number(c_train, false, loss) && std::isfinite(loss)) curves.train.emplace_back(step, loss);
+    if (number(c_val, true, loss) && std::isfinite(loss)) curves.val.emplace_back(step, loss);
+  }
+  return curves;
+}
+
+// A gnuplot single-quoted string: '' is a quote; control characters become spaces.
+std::string quoted(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'') q += "''";
+    else q += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
+  }
+  return q + "'";
+}
+
+std::string script(const Curves& c, const std::string& ext, const std::string& output,
+                   const std::string& title) {
+  std::string s;
+  if (ext == ".png")
+    s += "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { set terminal pngcairo size 900,540 "
+         "enhanced font ',10' } else { set terminal png size 900,540 }\n";
+  else
+    s += "set terminal svg size 900,540 dynamic enhanced font 'sans,10'\n";
+  s += "set output " + quoted(output) + "\n";
+  s += "set title " + quoted(title) + " noenhanced\n";
+  s += "set xlabel 'step'\nset ylabel 'loss'\nset grid\nset key top right\n";
+  auto block = [&](const char* name, const std::vector<std::pair<double, double>>& pts) {
+    s += fmt::format("${} << EOD\n", name);
+    for (const auto& [x, y] : pts) s += fmt::format("{:.17g} {:.17g}\n", x, y);
+    s += "EOD\n";
+  };
+  block("train", c.train);
+  block("val", c.val);
+  std::vector<std::string> plots;
+  const char* train_style = c.train.size() < 50 ? "linespoints pt 7 ps 0.6" : "lines";
+  if (!c.train.empty())
+    plots.push_back(fmt::format("$train using 1:2 with {} lw 1.5 lc rgb '#1f77b4' title 'train'",
+                                train_style));
+  if (!c.val.empty())
+    plots.push_back("$val using 1:2 with linespoints pt 7 ps 0.8 lw 1.5 lc rgb '#d62728' "
+                    "title 'validation'");
+  s += "plot ";
+  for (std::size_t i = 0; i < plots.size(); ++i) s += (i ? ", " : "") + plots[i];
+  s += "\nset output\n";
+  return s;
+}
+
+// Removes a file when it goes out of scope, unless released.
+struct TempFile {
+  std::string path;
+  ~TempFile() {
+    if (!path.empty()) ::unlink(path.c_str());
+  }
+};
+
+// Runs `gnuplot script_path`; returns its exit status and what it printed.
+int run_gnuplot(const std::string& script_path, std::string& output) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw Error("gnuplot", fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
+  posix_spawn_file_actions_addclose(&actions, fds[0]);
+  posix_spawn_file_actions_addclose(&actions, fds[1]);
+  std::string prog = "gnuplot", arg = script_path;
+  char* argv[] = {prog.data(), arg.data(), nullptr};
+  pid_t pid = -1;
+  const int rc = posix_spawnp(&pid, "gnuplot", &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[1]);
+  if (rc != 0) {
+    ::close(fds[0]);
+    if (rc == ENOENT)
+      throw Error("gnuplot", "not installed (not found on PATH)", "apt-get install gnuplot-nox");
+    throw Error("gnuplot", fmt::format("cannot run it: {}", std::strerror(rc)),
+                "apt-get install gnuplot-nox");
+  }
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n > 0) output.append(buf, std::size_t(n));
+    else if (n == 0 || errno != EINTR) break;
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// The first line of gnuplot's output that says what went wrong.
+std::string first_error(const std::string& output) {
+  std::stringstream ss(output);
+  std::string first;
+  for (std::string l; std::getline(ss, l);) {
+    l.erase(0, l.find_first_not_of(" \t^"));
+    if (l.empty()) continue;
+    if (first.empty()) first = l;
+    if (l.find("rror") != std::string::npos || l.find("annot") != std::string::npos) return l;
+  }
+  return first.empty() ? "no message" : first;
+}
+
+void run_plot(const PlotOptions& o) {
+  std::string ext = fs::path(o.out).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  if (ext != ".png" && ext != ".svg")
+    throw Error(o.out, ext.empty() ? "no extension" : "unknown extension '" + ext + "'",
+                "name the picture FILE.png or FILE.svg");
+  const Curves curves = read_metrics(o.metrics);
+  if (curves.train.empty() && curves.val.empty())
+    throw Error(o.metrics, "no finite loss values to plot");
+
+  // The picture is drawn into a temporary file beside the output, renamed on success.
+  TempFile tmp_out{o.out + ".tmp-" + std::to_string(::getpid())};
+  {
+    std::ofstream probe(tmp_out.path, std::ios::binary | std::ios::trunc);
+    if (!probe) {
+      tmp_out.path.clear();
+      throw Error(o.out, "cannot write here", "check that the directory exists and is writable");
+    }
+  }
+  std::string script_template = (fs::temp_directory_path() / "bptt-plot-XXXXXX").string();
+  const int fd = ::mkstemp(script_template.data());
+  if (fd < 0) throw Error("plot", fmt::format("cannot create a temporary script: {}", std::strerror(errno)));
+  TempFile tmp_script{script_template};
+  const std::string title = o.title.empty() ? "loss: " + fs::path(o.metrics).filename().string() : o.title;
+  const std::string text = script(curves, ext, tmp_out.path, title);
+  const bool wrote = ::write(fd, text.data(), text.size()) == ssize_t(text.size());
+  ::close(fd);
+  if (!wrote) throw Error(tmp_script.path, "cannot write the gnuplot script");
+
+  std::string output;
+  const int status = run_gnuplot(tmp_script.path, output);
+  std::error_code ec;
+  if (status != 0)
+    throw Error("gnuplot", fmt::format("failed (exit {}): {}", status, first_error(output)));
+  if (fs::file_size(tmp_out.path, ec) == 0 || ec)
+    throw Error("gnuplot", "wrote no picture: " + first_error(output));
+  fs::rename(tmp_out.path, o.out, ec);
+  if (ec) throw Error(o.out, "cannot rename the picture into place: " + ec.message());
+  tmp_out.path.clear();
+  fmt::print("plot written to {} ({} training points, {} validation points)\n", o.out,
+             curves.train.size(), curves.val.size());
+}
+
+}  // namespace
+
+void add_plot(CLI::App& app, Runner& run) {
+  auto o = std::make_shared<PlotOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "plot",
+      "Draw the loss curves (training and validation loss against step) of a training run from\n"
+      "the CSV written by `bptt train --metrics`, with gnuplot (apt-get install gnuplot-nox).");
+  cmd->add_option("--metrics", o->metrics, "CSV written by `bptt train --metrics`")->required();
+  cmd->add_option("--out", o->out, "Picture to write: FILE.png or FILE.svg")->required();
+  cmd->add_option("--title", o->title, "Title (default: the metrics file's name)");
+  cmd->callback([o, &run] { run = [o] { run_plot(*o); }; });
+}
+
+}  // namespace bptt::cli
