@@ -24,6 +24,11 @@ Model<Real> load_model(const safetensors::File& file);
 template <class Real>
 Model<Real> load_model(const std::string& path) { return load_model<Real>(safetensors::File::read(path)); }
 
+// Writes the configuration keys above and the task metadata into w's __metadata__ (shared by
+// model files and snapshots), and the parameters under their state_dict names.
+template <class Real>
+void add_model(const Model<Real>& model, safetensors::Writer& w);
+
 // Saves a model (tensors in state_dict order, metadata as above) in Real's precision.
 template <class Real>
 void save_model(const Model<Real>& model, const std::string& path);

@@ -38,6 +38,9 @@ class Workspace {
   Real* yhat() { return yhat_; }  // [T, B, O] θ(z)
   Real* dz() { return dz_; }      // [T, B, O] dL/dz, set by the loss
   const std::uint8_t* valid() const { return valid_.data(); }  // [T, B] t < lengths[b]
+  // ASSIGNS every layer's state after step t (t = batch.T: h_n, c_n): h [L, B, H], and c
+  // [L, B, H] for LSTM (cleared otherwise). Reuses the vectors' capacity.
+  void state_at(int t, std::vector<Real>& h, std::vector<Real>& c);
   // Scratch for the unroller:
   std::uint8_t* valid() { return valid_.data(); }
   Real* gh_step() { return gh_step_; }      // [B, G·H] h-side pre-activations of one step
@@ -53,7 +56,7 @@ class Workspace {
   bool dropout_active = false;  // set by forward(): whether the last pass used dropout
 
  private:
-  int T_, B_, H_, G_;
+  int T_, B_, H_, G_, L_;
   CellKind cell_;
   std::size_t layer_stride_ = 0;
   std::size_t off_h_ = 0, off_c_ = 0, off_aux_ = 0, off_dgi_ = 0, off_dgh_ = 0, off_drop_ = 0;

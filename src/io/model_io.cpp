@@ -96,12 +96,9 @@ Model<Real> load_model(const File& f) {
 }
 
 template <class Real>
-void save_model(const Model<Real>& model, const std::string& path) {
-  safetensors::Writer w;
+void add_model(const Model<Real>& model, safetensors::Writer& w) {
   const ModelConfig& c = model.cfg;
   for (const auto& [key, value] : model.metadata) w.set_metadata(key, value);
-  w.set_metadata("format", "bptt-model");
-  w.set_metadata("format_version", "1");
   w.set_metadata("cell", std::string(to_string(c.cell)));
   w.set_metadata("nonlinearity", std::string(to_string(c.nonlinearity)));
   w.set_metadata("input_size", std::to_string(c.input_size));
@@ -110,11 +107,21 @@ void save_model(const Model<Real>& model, const std::string& path) {
   w.set_metadata("output_size", std::to_string(c.output_size));
   w.set_metadata("output_activation", std::string(to_string(c.output_activation)));
   for (const ParamInfo& p : param_layout(c)) w.add(p.name, p.shape, model.params.data() + p.offset);
+}
+
+template <class Real>
+void save_model(const Model<Real>& model, const std::string& path) {
+  safetensors::Writer w;
+  add_model(model, w);
+  w.set_metadata("format", "bptt-model");
+  w.set_metadata("format_version", "1");
   w.write(path);
 }
 
 template Model<float> load_model<float>(const File&);
 template Model<double> load_model<double>(const File&);
+template void add_model<float>(const Model<float>&, safetensors::Writer&);
+template void add_model<double>(const Model<double>&, safetensors::Writer&);
 template void save_model<float>(const Model<float>&, const std::string&);
 template void save_model<double>(const Model<double>&, const std::string&);
 

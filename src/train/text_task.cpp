@@ -62,21 +62,10 @@ Metrics evaluate_text(const Model<Real>& model, const data::TextCorpus& corpus, 
   Batch<Real> batch;
   std::vector<Real> dz(std::size_t(T) * B * model.cfg.output_size);
   const ModelConfig& c = model.cfg;
-  const std::size_t BH = std::size_t(B) * c.hidden_size;
   double total = 0;
   for (std::int64_t w = 0; w < streams.windows(); ++w) {
     streams.fill(w, corpus.vocab.size(), batch);
-    if (w > 0) {  // continue each stream from where the previous window ended
-      batch.h0.resize(std::size_t(c.num_layers) * BH);
-      if (c.cell == CellKind::lstm) batch.c0.resize(batch.h0.size());
-      for (int k = 0; k < c.num_layers; ++k) {
-        std::copy(ws.h(k) + std::size_t(T) * BH, ws.h(k) + std::size_t(T + 1) * BH,
-                  batch.h0.begin() + std::ptrdiff_t(k * BH));
-        if (c.cell == CellKind::lstm)
-          std::copy(ws.c(k) + std::size_t(T) * BH, ws.c(k) + std::size_t(T + 1) * BH,
-                    batch.c0.begin() + std::ptrdiff_t(k * BH));
-      }
-    }
+    if (w > 0) ws.state_at(T, batch.h0, batch.c0);  // continue each stream where it ended
     forward(model, batch, ws);
     total += loss_and_dz(LossKind::xent, c, batch, ws.z(), ws.yhat(), dz.data());
   }
@@ -116,7 +105,6 @@ void sample_text(const Model<Real>& model, const data::Vocab& vocab, const Sampl
   batch.T = 1;
   batch.B = 1;
   batch.x.assign(std::size_t(V), Real(0));
-  const std::size_t H = std::size_t(c.hidden_size), L = std::size_t(c.num_layers);
   std::mt19937_64 rng(opt.seed);
   std::vector<double> p(static_cast<std::size_t>(V));
   std::vector<int> order(static_cast<std::size_t>(V));
@@ -124,13 +112,7 @@ void sample_text(const Model<Real>& model, const data::Vocab& vocab, const Sampl
     std::fill(batch.x.begin(), batch.x.end(), Real(0));
     batch.x[std::size_t(id)] = Real(1);
     forward(model, batch, ws);
-    batch.h0.resize(L * H);
-    if (c.cell == CellKind::lstm) batch.c0.resize(L * H);
-    for (std::size_t k = 0; k < L; ++k) {
-      std::copy(ws.h(int(k)) + H, ws.h(int(k)) + 2 * H, batch.h0.begin() + std::ptrdiff_t(k * H));
-      if (c.cell == CellKind::lstm)
-        std::copy(ws.c(int(k)) + H, ws.c(int(k)) + 2 * H, batch.c0.begin() + std::ptrdiff_t(k * H));
-    }
+    ws.state_at(1, batch.h0, batch.c0);
   };
   for (int id : ids) feed(id);
   for (std::int64_t n = 0; n < opt.length; ++n) {

@@ -55,20 +55,8 @@ StepInfo Trainer<Real>::step() {
   StepInfo info;
   info.loss = loss_and_gradients(model_, batch_, task_.loss(), ws_, grads_,
                                  cfg_.dropout > 0 ? &dropout : nullptr);
-  if (task_.carries_state()) {  // the next window starts from this one's final state
-    const ModelConfig& c = model_.cfg;
-    const std::size_t BH = std::size_t(batch_.B) * c.hidden_size;
-    carry_h_.resize(std::size_t(c.num_layers) * BH);
-    for (int k = 0; k < c.num_layers; ++k)
-      std::copy(ws_.h(k) + std::size_t(batch_.T) * BH, ws_.h(k) + std::size_t(batch_.T + 1) * BH,
-                carry_h_.begin() + std::ptrdiff_t(k * BH));
-    if (c.cell == CellKind::lstm) {
-      carry_c_.resize(carry_h_.size());
-      for (int k = 0; k < c.num_layers; ++k)
-        std::copy(ws_.c(k) + std::size_t(batch_.T) * BH, ws_.c(k) + std::size_t(batch_.T + 1) * BH,
-                  carry_c_.begin() + std::ptrdiff_t(k * BH));
-    }
-  }
+  if (task_.carries_state())  // the next window starts from this one's final state
+    ws_.state_at(batch_.T, carry_h_, carry_c_);
   Real* g = grads_.params.data();
   const std::size_t n = grads_.params.size();
   info.grad_norm = global_norm(g, n);
@@ -89,7 +77,7 @@ template <class Real>
 void Trainer<Real>::save_snapshot(const std::string& path, const std::string& fingerprint) const {
   safetensors::Writer w;
   const ModelConfig& c = model_.cfg;
-  for (const auto& [key, value] : model_.metadata) w.set_metadata(key, value);
+  add_model(model_, w);
   w.set_metadata("format", "bptt-snapshot");
   w.set_metadata("format_version", "1");
   w.set_metadata("fingerprint", fingerprint);
@@ -98,14 +86,6 @@ void Trainer<Real>::save_snapshot(const std::string& path, const std::string& fi
   w.set_metadata("epoch", std::to_string(epoch_));
   w.set_metadata("position", std::to_string(index_));
   w.set_metadata("optimizer_steps", std::to_string(opt_.steps()));
-  w.set_metadata("cell", std::string(to_string(c.cell)));
-  w.set_metadata("nonlinearity", std::string(to_string(c.nonlinearity)));
-  w.set_metadata("input_size", std::to_string(c.input_size));
-  w.set_metadata("hidden_size", std::to_string(c.hidden_size));
-  w.set_metadata("num_layers", std::to_string(c.num_layers));
-  w.set_metadata("output_size", std::to_string(c.output_size));
-  w.set_metadata("output_activation", std::string(to_string(c.output_activation)));
-  for (const ParamInfo& p : param_layout(c)) w.add(p.name, p.shape, model_.params.data() + p.offset);
   auto& opt = const_cast<Optimizer<Real>&>(opt_);
   for (const auto& slot : opt.state())
     if (!slot.data->empty())

@@ -6,7 +6,7 @@ namespace bptt {
 
 template <class Real>
 Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropout)
-    : T_(T), B_(B), H_(cfg.hidden_size), G_(cfg.gates()), cell_(cfg.cell),
+    : T_(T), B_(B), H_(cfg.hidden_size), G_(cfg.gates()), L_(cfg.num_layers), cell_(cfg.cell),
       with_dropout_(with_dropout) {
   const std::size_t t = std::size_t(T), b = std::size_t(B), H = std::size_t(H_),
                     GH = std::size_t(G_) * H, O = std::size_t(cfg.output_size);
@@ -51,6 +51,21 @@ Real* Workspace<Real>::dgi(int k) { return gates(k) + off_dgi_; }
 template <class Real>
 Real* Workspace<Real>::dgh(int k) {
   return cell_ == CellKind::gru ? gates(k) + off_dgh_ : dgi(k);
+}
+
+template <class Real>
+void Workspace<Real>::state_at(int t, std::vector<Real>& h, std::vector<Real>& c) {
+  const std::size_t BH = std::size_t(B_) * H_, row = std::size_t(t) * BH;
+  h.resize(std::size_t(L_) * BH);
+  for (int k = 0; k < L_; ++k)
+    std::copy(this->h(k) + row, this->h(k) + row + BH, h.begin() + std::ptrdiff_t(k * BH));
+  if (cell_ != CellKind::lstm) {
+    c.clear();
+    return;
+  }
+  c.resize(h.size());
+  for (int k = 0; k < L_; ++k)
+    std::copy(this->c(k) + row, this->c(k) + row + BH, c.begin() + std::ptrdiff_t(k * BH));
 }
 
 template <class Real>

@@ -27,18 +27,12 @@ void run_predict(const PredictOptions& o, const safetensors::File& mf) {
   safetensors::Writer w;
   w.set_metadata("format", "bptt-predict");
   w.add("y_hat", {T, B, c.output_size}, ws.yhat());
-  // h_n/c_n: layer k's state after step T, which is the state at each sequence's last valid step.
-  std::vector<Real> hn(std::size_t(L) * B * c.hidden_size), cn;
-  const std::size_t BH = std::size_t(B) * c.hidden_size;
-  for (int k = 0; k < L; ++k)
-    std::copy(ws.h(k) + std::size_t(T) * BH, ws.h(k) + std::size_t(T + 1) * BH, hn.begin() + std::ptrdiff_t(k * BH));
+  // h_n/c_n: every layer's state after step T, which is the state at each sequence's last
+  // valid step (steps past a sequence's length leave the state unchanged).
+  std::vector<Real> hn, cn;
+  ws.state_at(batch.T, hn, cn);
   w.add("h_n", {L, B, c.hidden_size}, hn.data());
-  if (c.cell == CellKind::lstm) {
-    cn.resize(hn.size());
-    for (int k = 0; k < L; ++k)
-      std::copy(ws.c(k) + std::size_t(T) * BH, ws.c(k) + std::size_t(T + 1) * BH, cn.begin() + std::ptrdiff_t(k * BH));
-    w.add("c_n", {L, B, c.hidden_size}, cn.data());
-  }
+  if (c.cell == CellKind::lstm) w.add("c_n", {L, B, c.hidden_size}, cn.data());
   w.write(o.out);
 }
 
