@@ -72,7 +72,7 @@ void run_train(const TrainOptions& o) {
   check_output_path(o.snapshot, "--snapshot");
   check_output_path(o.metrics, "--metrics");
   if (o.snapshot_every > 0 && o.snapshot.empty())
-    throw Error("--snapshot-every", "given without --snapshot", "name the snapshot file");
+    fmt::print(stderr, "note: --snapshot-every has no effect without --snapshot\n");
   set_num_threads(o.threads);
   const TaskData data(o.data);
   const int B = o.data.batch ? o.data.batch : data.default_batch();
