@@ -33,7 +33,7 @@ vocab = sorted(set(data))
 index = {b: i for i, b in enumerate(vocab)}
 ids = torch.tensor([index[b] for b in data], dtype=torch.long)
 V = len(vocab)
-train_end = len(ids) - int(len(ids) * a.val_fraction)
+train_end = math.floor(len(ids) * (1 - a.val_fraction))  # as bptt (nanoGPT's split)
 
 
 def streams(begin, end, B, T):

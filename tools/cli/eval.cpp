@@ -54,6 +54,8 @@ void add_eval(CLI::App& app, Runner& run) {
       "(bits per character for text). Give the data options the model was trained with.");
   cmd->add_option("--model", o->model, "Model file written by `bptt train --out`")->required();
   add_data_options(cmd, o->data);
+  for (const char* name : {"--seq-len", "--batch"})  // 0 is not "the default" when typed
+    cmd->get_option(name)->check(CLI::PositiveNumber);
   add_dtype_option(cmd, o->dtype);
   cmd->add_flag("--json", o->json, "Print one JSON object with loss and the task's measures");
   cmd->callback([o, &run] {

@@ -215,6 +215,8 @@ void add_train(CLI::App& app, Runner& run) {
       "Text: a character model on B contiguous streams, windows of --seq-len steps, the state\n"
       "carried between windows with the gradient cut at each window start (as char-rnn).");
   add_data_options(cmd, o->data);
+  for (const char* name : {"--seq-len", "--batch"})  // 0 is not "the default" when typed
+    cmd->get_option(name)->check(CLI::PositiveNumber);
   cmd->add_option("--cell", o->cell, "elman, lstm or gru (default lstm)")->group("Model");
   cmd->add_option("--nonlinearity", o->nonlinearity, "Elman's φ: tanh, relu, sigmoid, identity")->group("Model");
   cmd->add_option("--hidden", o->hidden, "Hidden units per layer (default 128)")
