@@ -2,6 +2,9 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "bptt/error.hpp"
 
 namespace bptt::cli {
@@ -48,7 +51,10 @@ TaskData::TaskData(const DataOptions& o, const std::map<std::string, std::string
         throw Error("model: __metadata__.vocab", "missing", "the model was not trained on text");
       const data::Vocab vocab = data::Vocab::from_metadata(it->second, "model: __metadata__.vocab");
       corpus = data::encode_text(o.text, data::read_file_bytes(o.text), vocab);
-      corpus.train_end = corpus.ids.size() - std::size_t(double(corpus.ids.size()) * o.val_fraction);
+      // The same split as load_text (and nanoGPT): floor(N · (1 − f)).
+      corpus.train_end = std::min(
+          corpus.ids.size(),
+          std::size_t(std::floor(double(corpus.ids.size()) * (1.0 - o.val_fraction))));
     } else {
       corpus = data::load_text(o.text, o.val_fraction);
     }
