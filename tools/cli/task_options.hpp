@@ -3,8 +3,11 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "bptt/data.hpp"
 #include "bptt/tasks.hpp"
@@ -12,9 +15,10 @@
 namespace bptt::cli {
 
 struct DataOptions {
-  std::string text, csv, column, ts, data, loss;
+  std::string text, csv, column, ts, ts_test, data, loss;
   double val_fraction = 0.1;
   double test_fraction = 0.33;
+  double jitter = 0.8;  // .ts: noise added to the normalized training inputs
   int seq_len = 0;  // 0: the task's default
   int batch = 0;    // 0: the task's default
 };
@@ -31,9 +35,14 @@ class TaskData {
   int input_size() const;
   int output_size() const;
   Activation output_activation() const;
+  // Per-kind defaults for options the user did not give.
   int default_batch() const;
   int default_seq_len() const;
   std::int64_t default_epochs() const;
+  int default_hidden() const;
+  int default_layers() const;
+  double default_lr() const;
+  double default_weight_decay() const;  // L2 (decoupled for adamw); < 0: the optimizer's own
   std::string describe() const;  // one line: what was loaded
   template <class Real>
   std::unique_ptr<Task<Real>> task(int B, int T) const;
@@ -41,7 +50,26 @@ class TaskData {
   data::TextCorpus corpus;  // kind "text"
 
  private:
+  void load_csv(const DataOptions& o, const std::map<std::string, std::string>* model_meta);
+  void load_ts(const DataOptions& o, const std::map<std::string, std::string>* model_meta);
+  void load_data(const DataOptions& o, const std::map<std::string, std::string>* model_meta);
+
   std::string kind_;
+  bool evaluating_ = false;
+  // kind "csv"
+  data::Series series_;
+  std::size_t train_end_ = 0;
+  SeriesScaling scaling_;
+  // kind "ts": the training file, and the evaluation file when it is another one
+  data::TsDataset ts_train_, ts_eval_;
+  std::vector<int> train_idx_, eval_idx_;  // into ts_train_, and into ts_eval_ or ts_train_
+  bool eval_in_train_file_ = false;
+  std::vector<double> mean_, stddev_;
+  double jitter_ = 0;
+  std::map<std::string, std::string> provenance_;
+  // kind "data"
+  DataFile file_;
+  int n_train_ = 0;
 };
 
 }  // namespace bptt::cli
