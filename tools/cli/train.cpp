@@ -36,6 +36,8 @@ struct TrainOptions {
   int threads = 1;
   std::string out, snapshot, resume, metrics;
   std::int64_t snapshot_every = 0, eval_every = 0, log_every = 0;
+  // Which model/optimizer options the user gave; the others take the data kind's defaults.
+  bool given_hidden = false, given_layers = false, given_lr = false, given_weight_decay = false;
 };
 
 volatile std::sig_atomic_t g_interrupted = 0;
@@ -84,8 +86,8 @@ void run_train(const TrainOptions& o) {
   cfg.output_activation = data.output_activation();
   cfg.input_size = data.input_size();
   cfg.output_size = data.output_size();
-  cfg.hidden_size = o.hidden;
-  cfg.num_layers = o.layers;
+  cfg.hidden_size = o.given_hidden ? o.hidden : data.default_hidden();
+  cfg.num_layers = o.given_layers ? o.layers : data.default_layers();
   cfg.validate("options");
   Model<Real> model(cfg);
   init_model(model, o.seed, o.forget_bias);
@@ -96,10 +98,11 @@ void run_train(const TrainOptions& o) {
   tc.optimizer.kind = parse_optimizer(o.optimizer, "--optimizer");
   tc.optimizer.momentum = o.momentum;
   tc.optimizer.nesterov = o.nesterov;
+  const double wd = o.given_weight_decay ? o.weight_decay : data.default_weight_decay();
   tc.optimizer.weight_decay =
-      o.weight_decay >= 0 ? o.weight_decay : (tc.optimizer.kind == OptimizerKind::adamw ? 0.01 : 0);
+      wd >= 0 ? wd : (tc.optimizer.kind == OptimizerKind::adamw ? 0.01 : 0);
   tc.schedule.kind = parse_schedule(o.schedule, "--schedule");
-  tc.schedule.lr = o.lr;
+  tc.schedule.lr = o.given_lr ? o.lr : data.default_lr();
   tc.schedule.warmup = o.warmup;
   tc.schedule.step_size = o.step_size;
   tc.schedule.gamma = o.gamma;
@@ -219,15 +222,15 @@ void add_train(CLI::App& app, Runner& run) {
     cmd->get_option(name)->check(CLI::PositiveNumber);
   cmd->add_option("--cell", o->cell, "elman, lstm or gru (default lstm)")->group("Model");
   cmd->add_option("--nonlinearity", o->nonlinearity, "Elman's φ: tanh, relu, sigmoid, identity")->group("Model");
-  cmd->add_option("--hidden", o->hidden, "Hidden units per layer (default 128)")
+  cmd->add_option("--hidden", o->hidden, "Hidden units per layer (default: text 128, csv 32, ts 64)")
       ->check(CLI::PositiveNumber)->group("Model");
-  cmd->add_option("--layers", o->layers, "Stacked layers (default 2)")
+  cmd->add_option("--layers", o->layers, "Stacked layers (default: text 2, csv and ts 1)")
       ->check(CLI::PositiveNumber)->group("Model");
   cmd->add_option("--dropout", o->dropout, "Dropout between layers, as PyTorch (default 0)")->group("Model");
   cmd->add_option("--forget-bias", o->forget_bias, "Added to LSTM forget-gate biases (default 0)")->group("Model");
   cmd->add_option("--optimizer", o->optimizer, "sgd, adam, adamw, rmsprop, adagrad (default adam)")
       ->check(CLI::IsMember({"sgd", "adam", "adamw", "rmsprop", "adagrad"}))->group("Optimizer");
-  cmd->add_option("--lr", o->lr, "Learning rate (default 2e-3)")->group("Optimizer");
+  cmd->add_option("--lr", o->lr, "Learning rate (default: text 2e-3, csv 1e-3, ts 3e-4)")->group("Optimizer");
   cmd->add_option("--momentum", o->momentum, "SGD/RMSprop momentum (default 0)")->group("Optimizer");
   cmd->add_flag("--nesterov", o->nesterov, "Nesterov momentum for SGD")->group("Optimizer");
   cmd->add_option("--weight-decay", o->weight_decay, "L2 (decoupled for adamw; default 0, adamw 0.01)")->group("Optimizer");
@@ -254,7 +257,11 @@ void add_train(CLI::App& app, Runner& run) {
   cmd->add_option("--metrics", o->metrics, "CSV of step, elapsed_s, train_loss, val_loss, lr, grad_norm, throughput")->group("Output");
   cmd->add_option("--eval-every", o->eval_every, "Steps between validation evaluations (default: only at the end)")->check(CLI::NonNegativeNumber)->group("Output");
   cmd->add_option("--log-every", o->log_every, "Steps between progress lines (default: by time)")->check(CLI::NonNegativeNumber)->group("Output");
-  cmd->callback([o, &run] {
+  cmd->callback([o, &run, cmd] {
+    o->given_hidden = cmd->count("--hidden") > 0;
+    o->given_layers = cmd->count("--layers") > 0;
+    o->given_lr = cmd->count("--lr") > 0;
+    o->given_weight_decay = cmd->count("--weight-decay") > 0;
     run = [o] {
       with_dtype(parse_dtype(o->dtype, "--dtype"), [&]<class Real>() { run_train<Real>(*o); });
     };
