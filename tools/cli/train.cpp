@@ -43,15 +43,15 @@ struct TrainOptions {
 volatile std::sig_atomic_t g_interrupted = 0;
 extern "C" void on_sigint(int) { g_interrupted = 1; }
 
-std::string fingerprint(const TrainOptions& o, const ModelConfig& c, int B, int T,
-                        const std::string& kind) {
+std::string fingerprint(const TrainOptions& o, const TrainConfig& tc, const ModelConfig& c, int B,
+                        int T, const std::string& kind) {
   return fmt::format(
       "cell={} phi={} theta={} I={} H={} L={} O={} data={} B={} T={} optimizer={} lr={} "
       "momentum={} nesterov={} weight_decay={} schedule={} warmup={} step_size={} gamma={} "
       "decay_steps={} min_lr={} clip_norm={} clip_value={} dropout={} seed={} dtype={}",
       to_string(c.cell), to_string(c.nonlinearity), to_string(c.output_activation), c.input_size,
-      c.hidden_size, c.num_layers, c.output_size, kind, B, T, o.optimizer, o.lr, o.momentum,
-      o.nesterov, o.weight_decay, o.schedule, o.warmup, o.step_size, o.gamma, o.decay_steps,
+      c.hidden_size, c.num_layers, c.output_size, kind, B, T, o.optimizer, tc.schedule.lr,
+      o.momentum, o.nesterov, tc.optimizer.weight_decay, o.schedule, o.warmup, o.step_size, o.gamma, o.decay_steps,
       o.min_lr, o.clip_norm, o.clip_value, o.dropout, o.seed, o.dtype);
 }
 
@@ -118,7 +118,7 @@ void run_train(const TrainOptions& o) {
   tc.dropout = o.dropout;
   tc.seed = o.seed;
   Trainer<Real> trainer(model, *task, tc);
-  const std::string fp = fingerprint(o, cfg, B, T, data.kind());
+  const std::string fp = fingerprint(o, tc, cfg, B, T, data.kind());
   if (!o.resume.empty()) trainer.load_snapshot(o.resume, fp);
   const bool evaluates = task->has_evaluation();
 
