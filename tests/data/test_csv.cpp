@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_dir.hpp"
 #include "bptt/data.hpp"
 #include "bptt/error.hpp"
 
@@ -44,26 +45,12 @@ std::string shared(const std::string& name) {
   return std::string(BPTT_SHARED_DATA_DIR) + "/" + name;
 }
 
-class CsvData : public ::testing::Test {
+class CsvData : public bptt::test::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ =
-        fs::temp_directory_path() / ("bptt_csv_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  CsvData() : TempDirTest("bptt_csv_") {}
   std::string write(const std::string& content, const std::string& name = "s.csv") const {
-    const std::string p = (dir_ / name).string();
-    std::ofstream out(p, std::ios::binary);
-    out.write(content.data(), static_cast<std::streamsize>(content.size()));
-    return p;
+    return write_file(name, content);
   }
-  fs::path dir_;
 };
 
 // ---- the real series ------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_dir.hpp"
 #include "bptt/batch.hpp"
 #include "bptt/data.hpp"
 #include "bptt/error.hpp"
@@ -41,26 +42,12 @@ void expect_error(F&& f, const std::string& where, const std::string& what) {
   }
 }
 
-class TextData : public ::testing::Test {
+class TextData : public bptt::test::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("bptt_text_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  TextData() : TempDirTest("bptt_text_") {}
   std::string write(const std::string& name, const std::string& content) const {
-    const std::string p = (dir_ / name).string();
-    std::ofstream out(p, std::ios::binary);
-    out.write(content.data(), static_cast<std::streamsize>(content.size()));
-    return p;
+    return write_file(name, content);
   }
-  fs::path dir_;
 };
 
 // ---- Vocab ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_dir.hpp"
 #include "bptt/batch.hpp"
 #include "bptt/data.hpp"
 #include "bptt/error.hpp"
@@ -57,28 +58,14 @@ const char* const kHeader =
     "@classLabel true a b c\n"
     "@data\n";  // lines 1-9; the first series is on line 10
 
-class TsData : public ::testing::Test {
+class TsData : public bptt::test::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ =
-        fs::temp_directory_path() / ("bptt_ts_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  TsData() : TempDirTest("bptt_ts_") {}
   std::string write(const std::string& content, const std::string& name = "toy.ts") const {
-    const std::string p = (dir_ / name).string();
-    std::ofstream out(p, std::ios::binary);
-    out.write(content.data(), static_cast<std::streamsize>(content.size()));
-    return p;
+    return write_file(name, content);
   }
   // kHeader followed by `data`.
   std::string toy(const std::string& data) const { return write(std::string(kHeader) + data); }
-  fs::path dir_;
 };
 
 // ---- JapaneseVowels -------------------------------------------------------------------------

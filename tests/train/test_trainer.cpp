@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_dir.hpp"
 #include "bptt/data.hpp"
 #include "bptt/error.hpp"
 #include "bptt/io.hpp"
@@ -31,28 +32,15 @@ namespace {
 namespace fs = std::filesystem;
 
 // Each test gets its own directory under the system temp dir, removed afterwards.
-class TrainerTest : public ::testing::Test {
+class TrainerTest : public bptt::test::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("bptt_trainer_" + std::to_string(::getpid()) + "_" +
-                                        info->test_suite_name() + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  TrainerTest() : TempDirTest("bptt_trainer_") {}
 
   // Writes `text` to a file and loads it as a corpus with a 10% validation part.
   data::TextCorpus corpus(const std::string& text, const std::string& name = "corpus.txt") {
     std::ofstream(path(name), std::ios::binary) << text;
     return data::load_text(path(name), 0.1);
   }
-
-  fs::path dir_;
 };
 
 // A text with structure but no short period: words from a small vocabulary, drawn by a fixed
