@@ -25,6 +25,10 @@ struct Metrics {
   double loss = 0;
   std::map<std::string, double> values;
   std::string summary;
+  // Classification only: the class names and the K x K confusion matrix, row-major, rows the
+  // true class and columns the predicted one (empty for other tasks).
+  std::vector<std::string> classes;
+  std::vector<std::int64_t> confusion;
 };
 
 // One kind of training data. Batches have a fixed shape (T(), B()) so one workspace serves all.

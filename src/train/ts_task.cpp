@@ -161,6 +161,8 @@ Metrics evaluate_ts(const Model<Real>& model, const TsPart& eval, const std::vec
   Metrics m;
   m.loss = loss_sum / n;
   m.values["accuracy"] = double(correct) / n;
+  m.classes = ds.class_names;
+  m.confusion = confusion;
   std::size_t w = 4;
   for (const std::string& name : ds.class_names) w = std::max(w, name.size() + 1);
   w = std::min<std::size_t>(w, 16);

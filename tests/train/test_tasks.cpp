@@ -13,8 +13,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <numbers>
-#include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -339,6 +339,12 @@ TEST(TsTask, EvaluationAccuracyConfusionAndMetadata) {
   EXPECT_DOUBLE_EQ(m.values.at("accuracy"), 2.0 / 6);  // sequences 6 and 9 are class a
   EXPECT_NE(m.summary.find("2 of 6"), std::string::npos) << m.summary;
   EXPECT_NE(m.summary.find("confusion"), std::string::npos) << m.summary;
+  // Everything is predicted as class 0: the counts of each true class sit in column 0.
+  EXPECT_EQ(m.classes, ds.class_names);
+  ASSERT_EQ(m.confusion.size(), 9u);
+  EXPECT_EQ(m.confusion[0], 2);
+  EXPECT_EQ(m.confusion[3] + m.confusion[6], 4);
+  for (int k = 0; k < 3; ++k) EXPECT_EQ(m.confusion[std::size_t(k) * 3 + 1] + m.confusion[std::size_t(k) * 3 + 2], 0);
   const auto meta = task->model_metadata();
   EXPECT_EQ(meta.at("task"), "ts");
   EXPECT_EQ(nlohmann::json::parse(meta.at("class_names")), nlohmann::json(ds.class_names));
@@ -515,11 +521,18 @@ class TaskCli : public cli_test::CliTest {
   // The "name value" pairs of train's final line ("...; validation loss 0.1234, rmse 2.345").
   static std::map<std::string, std::string> final_numbers(const std::string& out) {
     std::map<std::string, std::string> r;
-    const std::regex pair("(loss|[a-z_]+) ([-0-9.e+]+)");
     const std::size_t at = out.find("validation loss");
-    const std::string line = out.substr(at, out.find('\n', at) - at);
-    for (std::sregex_iterator it(line.begin(), line.end(), pair), end; it != end; ++it)
-      r[(*it)[1]] = (*it)[2];
+    std::string line = out.substr(at, out.find('\n', at) - at);
+    for (char& c : line)
+      if (c == ',' || c == ';' || c == ':') c = ' ';
+    std::istringstream words(line);
+    std::string previous, word;
+    while (words >> word) {
+      const bool is_name = word.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == std::string::npos;
+      const bool is_number = word.find_first_not_of("-0123456789.e+") == std::string::npos;
+      if (is_number && !previous.empty()) r[previous] = word;
+      previous = is_name ? word : std::string();
+    }
     return r;
   }
   // The same quantity from eval --json, formatted as train formats it.
@@ -583,6 +596,19 @@ TEST_F(TaskCli, TsTrainThenEvalOnTheSiblingTestFile) {
   EXPECT_NE(train.out.find("confusion matrix"), std::string::npos) << train;
   const auto eval = run({"eval", "--model", path("m.safetensors"), "--ts", path("toy_TEST.ts"), "--json"});
   expect_reproduced(train, eval, {"loss", "accuracy"});
+  {  // The confusion matrix: K x K over the classes, every evaluated sequence counted once.
+    const auto j = nlohmann::json::parse(eval.out);
+    const std::size_t K = j.at("classes").size();
+    ASSERT_EQ(j.at("confusion").size(), K);
+    std::int64_t total = 0, correct = 0;
+    for (std::size_t k = 0; k < K; ++k) {
+      ASSERT_EQ(j["confusion"][k].size(), K);
+      for (std::size_t p = 0; p < K; ++p) total += j["confusion"][k][p].get<std::int64_t>();
+      correct += j["confusion"][k][k].get<std::int64_t>();
+    }
+    EXPECT_EQ(total, 9);
+    EXPECT_DOUBLE_EQ(double(correct) / 9, j.at("accuracy").get<double>());
+  }
   // Naming the training file evaluates its sibling, as training did.
   const auto sibling = run({"eval", "--model", path("m.safetensors"), "--ts", path("toy_TRAIN.ts"), "--json"});
   EXPECT_EQ(sibling.out, eval.out);

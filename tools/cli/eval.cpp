@@ -35,6 +35,14 @@ void run_eval(const EvalOptions& o, const safetensors::File& mf) {
     nlohmann::json j;
     j["loss"] = m.loss;
     for (const auto& [k, v] : m.values) j[k] = v;
+    if (!m.classes.empty()) {
+      const std::size_t K = m.classes.size();
+      j["classes"] = m.classes;
+      j["confusion"] = nlohmann::json::array();  // rows: true class, columns: predicted
+      for (std::size_t k = 0; k < K; ++k)
+        j["confusion"].push_back(std::vector<std::int64_t>(m.confusion.begin() + std::ptrdiff_t(k * K),
+                                                           m.confusion.begin() + std::ptrdiff_t((k + 1) * K)));
+    }
     fmt::print("{}\n", j.dump());
     return;
   }
