@@ -9,8 +9,13 @@ windows of T steps, the state carried between windows with the gradient cut at e
 (detach), reset at each epoch; xent at every step; Adam, clip_grad_norm_; validation runs the
 validation part the same way (B streams, halved until they fit) and averages the window means.
 """
-import argparse, json, math, time
-import torch
+import argparse, json, math, os, sys, time
+
+# torch.set_num_threads does not reach Debian torch's OpenBLAS; its pool size must be set before
+# the import (bench/torch_rnn.py does the same).
+_threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
+os.environ["OPENBLAS_NUM_THREADS"] = _threads
+import torch  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--text", required=True)

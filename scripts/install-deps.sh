@@ -5,6 +5,6 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
   cmake make g++ pkg-config \
-  libopenblas-dev libcli11-dev nlohmann-json3-dev libfmt-dev \
+  libopenblas-dev libdnnl-dev libcli11-dev nlohmann-json3-dev libfmt-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
   gnuplot-nox fortunes

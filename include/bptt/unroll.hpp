@@ -25,6 +25,7 @@ class Workspace {
   Workspace(const ModelConfig& cfg, int T, int B, bool with_dropout = false);
   int T() const { return T_; }
   int B() const { return B_; }
+  std::size_t bytes() const { return buf_.size() * sizeof(Real) + valid_.size(); }
 
   // Per layer k (pointers into one buffer):
   Real* gates(int k);   // [T, B, G·H] x-side pre-activations, then saved activations

@@ -3,15 +3,29 @@
 #include "bptt/types.hpp"
 
 #include <cblas.h>
+#include <omp.h>
+#ifdef BPTT_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
 
 #include <algorithm>
 #include <cstddef>
+#include <string>
+
+#include "bptt/error.hpp"
 
 namespace bptt {
-void set_num_threads(int n) { openblas_set_num_threads(n); }
+// Our parallel regions and oneDNN use OpenMP's threads; OpenBLAS (float64) has its own pool.
+void set_num_threads(int n) {
+  openblas_set_num_threads(n);
+  omp_set_num_threads(n);
+}
 }  // namespace bptt
 
 namespace bptt::kernels {
+
+SerialBlas::SerialBlas() : saved_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
+SerialBlas::~SerialBlas() { openblas_set_num_threads(saved_); }
 
 namespace {
 
@@ -33,8 +47,19 @@ void gemm<float>(bool ta, bool tb, int M, int N, int K, float alpha, const float
                  const float* B, int ldb, float beta, float* C, int ldc) {
   if (M == 0 || N == 0) return;
   if (K == 0) return scale(M, N, beta, C, ldc);
+#ifdef BPTT_HAVE_DNNL
+  // oneDNN's sgemm is row-major like ours and JIT-compiled for the machine's widest vectors
+  // (AVX-512 here): about twice OpenBLAS's Haswell kernels on our shapes (docs/benchmarks.md).
+  const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A,
+                                      std::max(lda, 1), B, std::max(ldb, 1), beta, C,
+                                      std::max(ldc, 1));
+  if (st != dnnl_success)
+    throw Error("dnnl_sgemm", "failed with status " + std::to_string(int(st)),
+                "report this with the model's sizes");
+#else
   cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), M, N, K, alpha, A, std::max(lda, 1), B,
               std::max(ldb, 1), beta, C, std::max(ldc, 1));
+#endif
 }
 
 template <>

@@ -2,6 +2,8 @@
 // from t = T down to 1 with ∂L/∂h_{T+1} = 0. Per layer the matrix products are hoisted out of the
 // time loop (docs/math.md, "Hoisting"): one input GEMM before it, one GEMM each for dW_ih, dW_hh
 // and dX after it; only h·W_hhᵀ and dgh·W_hh remain per step.
+#include <omp.h>
+
 #include <algorithm>
 
 #include "bptt/error.hpp"
@@ -16,21 +18,46 @@ using kernels::gemm;
 
 namespace {
 
-// The pointers of step t (0-based; it reads state t and writes state t+1) of layer k.
+// A contiguous range [begin, end) of the batch's rows (sequences).
+struct Rows {
+  int begin = 0, end = 0;
+  int size() const { return end - begin; }
+};
+
+// The pointers of step t (0-based; it reads state t and writes state t+1) of layer k, for the
+// rows r of the batch.
 template <class Real>
-cells::CellStep<Real> step_at(Workspace<Real>& ws, int k, int t, int H, int GH) {
-  const std::size_t B = std::size_t(ws.B()), BH = B * H, row = std::size_t(t);
+cells::CellStep<Real> step_at(Workspace<Real>& ws, int k, int t, int H, int GH, Rows r) {
+  const std::size_t B = std::size_t(ws.B()), row = std::size_t(t), b0 = std::size_t(r.begin);
+  const std::size_t BH = B * H, h0 = b0 * H;
   cells::CellStep<Real> s;
-  s.B = ws.B();
+  s.B = r.size();
   s.H = H;
-  s.valid = ws.valid() + row * B;
-  s.gates = ws.gates(k) + row * B * GH;
-  s.gh = ws.gh_step();
-  s.h_prev = ws.h(k) + row * BH;
-  s.h = ws.h(k) + (row + 1) * BH;
-  if (Real* c = ws.c(k)) s.c_prev = c + row * BH, s.c = c + (row + 1) * BH;
-  if (Real* aux = ws.aux(k)) s.aux = aux + row * BH;
+  s.valid = ws.valid() + row * B + b0;
+  s.gates = ws.gates(k) + (row * B + b0) * GH;
+  s.gh = ws.gh_step() + b0 * GH;
+  s.h_prev = ws.h(k) + row * BH + h0;
+  s.h = ws.h(k) + (row + 1) * BH + h0;
+  if (Real* c = ws.c(k)) s.c_prev = c + row * BH + h0, s.c = c + (row + 1) * BH + h0;
+  if (Real* aux = ws.aux(k)) s.aux = aux + row * BH + h0;
   return s;
+}
+
+// Runs f(rows) on contiguous parts of the batch, one per thread. Each sequence's recursion
+// touches only its own rows of every buffer, so the parts run the whole time loop without a
+// barrier; their matrix products are single-threaded (kernels::SerialBlas). Small batches run
+// as one part: a thread per handful of rows costs more than it saves.
+template <class F>
+void for_row_parts(int B, F&& f) {
+  constexpr int kMinRowsPerPart = 8;
+  const int parts = std::max(1, std::min(omp_get_max_threads(), B / kMinRowsPerPart));
+  if (parts == 1) return f(Rows{0, B});
+  kernels::SerialBlas serial;
+#pragma omp parallel num_threads(parts)
+  {
+    const int p = omp_get_thread_num();
+    f(Rows{B * p / parts, B * (p + 1) / parts});
+  }
 }
 
 // state[0..n) = init (a slice of h0/c0 [L, B, H]) or zeros when not given.
@@ -95,12 +122,14 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
     kernels::add_rows(TB, GH, p.b_ih, ws.gates(k));
     init_state(batch.h0, std::size_t(k) * BH, BH, ws.h(k));
     if (ws.c(k)) init_state(batch.c0, std::size_t(k) * BH, BH, ws.c(k));
-    for (int t = 0; t < T; ++t) {
-      const auto s = step_at(ws, k, t, H, GH);
-      kernels::broadcast_rows(B, GH, p.b_hh, s.gh);
-      gemm(false, true, B, GH, H, Real(1), s.h_prev, H, p.w_hh, H, Real(1), s.gh, GH);
-      cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
-    }
+    for_row_parts(B, [&](Rows r) {
+      for (int t = 0; t < T; ++t) {
+        const auto s = step_at(ws, k, t, H, GH, r);
+        kernels::broadcast_rows(s.B, GH, p.b_hh, s.gh);
+        gemm(false, true, s.B, GH, H, Real(1), s.h_prev, H, p.w_hh, H, Real(1), s.gh, GH);
+        cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
+      }
+    });
   }
   const Real* top = ws.h(cfg.num_layers - 1) + BH;
   gemm(false, true, TB, O, H, Real(1), top, H, P.w_o, H, Real(0), ws.z(), O);
@@ -129,19 +158,25 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
     const auto& d = D.layers[std::size_t(k)];
     std::fill(ws.dh_carry(), ws.dh_carry() + BH, Real(0));  // ∂L/∂h_{T+1} = 0
     std::fill(ws.dc_carry(), ws.dc_carry() + BH, Real(0));
-    for (int t = T - 1; t >= 0; --t) {
-      const auto s = step_at(ws, k, t, H, GH);
-      const Real* above = ws.dh_above() + std::size_t(t) * BH;
-      for (std::size_t i = 0; i < BH; ++i) ws.dh_step()[i] = above[i] + ws.dh_carry()[i];
-      cells::CellStepGrad<Real> g;
-      g.dh = ws.dh_step();
-      g.dc = ws.dc_carry();
-      g.dgi = ws.dgi(k) + std::size_t(t) * B * GH;
-      g.dgh = ws.dgh(k) + std::size_t(t) * B * GH;
-      g.dh_prev = ws.dh_carry();
-      cells::cell_backward(cfg.cell, cfg.nonlinearity, s, g);
-      gemm(false, false, B, H, GH, Real(1), g.dgh, GH, p.w_hh, H, Real(1), ws.dh_carry(), H);
-    }
+    for_row_parts(B, [&](Rows r) {
+      const std::size_t h0 = std::size_t(r.begin) * H, n = std::size_t(r.size()) * H;
+      Real* dh = ws.dh_step() + h0;
+      Real* carry = ws.dh_carry() + h0;
+      for (int t = T - 1; t >= 0; --t) {
+        const auto s = step_at(ws, k, t, H, GH, r);
+        const Real* above = ws.dh_above() + std::size_t(t) * BH + h0;
+        for (std::size_t i = 0; i < n; ++i) dh[i] = above[i] + carry[i];
+        const std::size_t g0 = (std::size_t(t) * B + std::size_t(r.begin)) * GH;
+        cells::CellStepGrad<Real> g;
+        g.dh = dh;
+        g.dc = ws.dc_carry() + h0;
+        g.dgi = ws.dgi(k) + g0;
+        g.dgh = ws.dgh(k) + g0;
+        g.dh_prev = carry;
+        cells::cell_backward(cfg.cell, cfg.nonlinearity, s, g);
+        gemm(false, false, s.B, H, GH, Real(1), g.dgh, GH, p.w_hh, H, Real(1), carry, H);
+      }
+    });
     Real* dh0 = grads.h0.data() + std::size_t(k) * BH;
     for (std::size_t i = 0; i < BH; ++i) dh0[i] += ws.dh_carry()[i];
     if (!grads.c0.empty()) {

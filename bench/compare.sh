@@ -1,0 +1,116 @@
+#!/bin/sh
+# Issue 4's comparison: the same RNN training and inference steps timed by bptt (`bptt bench`),
+# PyTorch (bench/torch_rnn.py) and oneDNN's RNN primitives (bench/onednn/onednn_rnn), side by
+# side, then a markdown table (bench/report.py).
+#
+# Usage: bench/compare.sh [--quick]        (environment: SHAPES="..." to run other shapes,
+#                                            BPTT=path to use another bptt binary)
+#   shapes a: CELL_l1_t100_b32_i64_h128_o64   b: CELL_l1_t100_b64_i256_h512_o256
+#          c: CELL_l1_t1000_b1_i1_h32_o1      (CELL = elman, lstm, gru)
+#          d: lstm_l2_t100_b32_i65_h256_o65_xent   (bptt and PyTorch only: oneDNN side is mse-only)
+#   modes train and infer, threads 1 and 2 (--quick: threads 1 and --min-time 0.2).
+# Each implementation runs every configuration in its own process (peak memory is per shape),
+# alternating bptt, PyTorch, oneDNN configuration by configuration, so a slow drift of the
+# machine hits all three alike. Lines go to build/bench/results.jsonl (the previous file is kept
+# as results.prev.jsonl). OPENBLAS_CORETYPE is left as the environment sets it.
+set -u
+cd "$(dirname "$0")/.." || exit 2
+
+min_time=1
+threads_list="1 2"
+case "${1:-}" in
+  --quick) min_time=0.2; threads_list="1" ;;
+  "") ;;
+  *) echo "usage: bench/compare.sh [--quick]" >&2; exit 2 ;;
+esac
+
+py=/usr/bin/python3
+bptt=${BPTT:-build/bptt}
+onednn=build/bench/onednn_rnn
+out=build/bench
+results=$out/results.jsonl
+
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+  echo "warning: OPENBLAS_CORETYPE is unset; bptt's and PyTorch's OpenBLAS pick their kernels by" >&2
+  echo "  CPU detection. For the numbers this project reports: export OPENBLAS_CORETYPE=Haswell" >&2
+fi
+
+if ! "$bptt" bench --help > /dev/null 2>&1; then
+  echo "bench/compare.sh: $bptt has no bench verb; build first (cmake --preset default && cmake --build --preset default)" >&2
+  exit 2
+fi
+"$py" -c "import torch" 2> /dev/null || {
+  echo "bench/compare.sh: $py cannot import torch (apt-get install -y python3-torch)" >&2
+  exit 2
+}
+if [ ! -x "$onednn" ] || [ -n "$(find bench/onednn/onednn_rnn.cpp -newer "$onednn")" ]; then
+  bench/onednn/build.sh || exit 2
+fi
+mkdir -p "$out"
+# oneDNN's kernels are its own JIT code for the best ISA it finds (AVX-512 where there is one),
+# whatever OPENBLAS_CORETYPE says; ONEDNN_MAX_CPU_ISA=AVX2 caps it (e.g. to match OpenBLAS's Haswell
+# kernels). Say which one it uses.
+isa=$(ONEDNN_VERBOSE=1 "$onednn" elman_l1_t2_b1_i1_h1_o1 --min-steps 1 --max-steps 1 --min-time 0 2> /dev/null |
+  sed -n 's/^onednn_verbose,info,cpu,isa://p')
+echo "oneDNN ISA: ${isa:-unknown} (ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-unset})"
+
+cells="elman lstm gru"
+shapes=""
+for c in $cells; do shapes="$shapes ${c}_l1_t100_b32_i64_h128_o64"; done
+for c in $cells; do shapes="$shapes ${c}_l1_t100_b64_i256_h512_o256"; done
+for c in $cells; do shapes="$shapes ${c}_l1_t1000_b1_i1_h32_o1"; done
+shapes="$shapes lstm_l2_t100_b32_i65_h256_o65_xent"
+shapes=${SHAPES:-$shapes}
+onednn_shapes=""
+for s in $shapes; do case $s in *_xent | *_bce) ;; *) onednn_shapes="$onednn_shapes $s" ;; esac; done
+
+# oneDNN's own check (forward vs a plain loop, gradients vs the loss, on tiny versions and short
+# versions of the shapes) before any of its numbers is trusted.
+echo "checking the oneDNN program (log: $out/onednn_check.log) ..."
+# shellcheck disable=SC2086
+if ! "$onednn" $onednn_shapes --check --min-steps 1 --max-steps 1 --min-time 0 > /dev/null 2> "$out/onednn_check.log"; then
+  grep FAIL "$out/onednn_check.log" >&2
+  echo "bench/compare.sh: the oneDNN check failed (see $out/onednn_check.log)" >&2
+  exit 1
+fi
+tail -n 1 "$out/onednn_check.log"
+
+[ -f "$results" ] && mv "$results" "$out/results.prev.jsonl"
+: > "$results"
+
+run() {  # run IMPL COMMAND...: append its JSON line(s), say what happened
+  impl=$1
+  shift
+  if line=$("$@" 2> "$out/last_stderr.txt"); then
+    printf '%s\n' "$line" >> "$results"
+    printf '  %-7s %s\n' "$impl" "$("$py" -c 'import json, sys
+j = json.loads(sys.argv[1])
+print("%10.3f ms/step %7.1f GFLOP/s %7.1f MiB peak" % (j["ms_per_step"], j["gflops"], j["peak_rss_mib"]))' "$line")" >&2
+  else
+    echo "  $impl FAILED: $*" >&2
+    sed 's/^/    /' "$out/last_stderr.txt" >&2
+  fi
+}
+
+for threads in $threads_list; do
+  for mode in train infer; do
+    for s in $shapes; do
+      echo "$s $mode threads=$threads" >&2
+      common="--mode $mode --threads $threads --min-time $min_time"
+      # shellcheck disable=SC2086
+      run bptt "$bptt" bench "$s" $common --json
+      # shellcheck disable=SC2086
+      run pytorch "$py" bench/torch_rnn.py "$s" $common
+      case " $onednn_shapes " in
+        *" $s "*)
+          # shellcheck disable=SC2086
+          run onednn "$onednn" "$s" $common ;;
+      esac
+    done
+  done
+done
+
+echo
+"$py" bench/report.py "$results"

@@ -1,0 +1,724 @@
+// The oneDNN side of `bptt bench` (bench/compare.sh): times the same training or inference step
+// with oneDNN's RNN primitives and prints the same JSON line per shape.
+//
+//   onednn_rnn SHAPE... [--mode train|infer] [--threads N] [--min-steps N] [--min-time S]
+//              [--max-steps N] [--seed S] [--check]
+//
+// SHAPE is CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse] (include/bptt/bench.hpp); only the mse loss.
+// elman = vanilla_rnn (eltwise_tanh or eltwise_relu), lstm = lstm (no peepholes, no projection),
+// gru = lbr_gru (linear-before-reset, which is PyTorch's GRU). f32, time-major (tnc), an explicit
+// zero initial state (see the note in Net), unidirectional; the L layers share one primitive
+// through its layer dimension (when I != H and L > 1 the first layer gets its own primitive:
+// oneDNN wants one input size for all the layers of a primitive). The readout
+// Z = H_top·W_oᵀ + b_o is an inner_product.
+//
+// train step (all primitives and memories created once, outside the timed loop):
+//   RNN forward_training (master weights kept in the forward primitive's formats) -> readout
+//   inner_product forward -> MSE (mean) and dZ in a loop -> inner_product backward_weights
+//   (dW_o, db_o) and backward_data (dH_top) -> per RNN primitive: reorder the weights to the
+//   backward primitive's formats (only where they differ), zero the diff weights (oneDNN
+//   accumulates into them), RNN backward, reorder the diff weights back to the master formats
+//   (only where they differ) -> SGD p -= lr·g on every weight and bias (lr = 1e-6).
+//   oneDNN's backward always computes diff_src_layer (dL/dx) and diff_src_iter (dL/dh0), which
+//   bptt and PyTorch skip.
+// infer step: RNN forward_inference (weights reordered once to its formats) + the readout.
+//
+// --check first verifies, on tiny versions of each shape (same cell, nonlinearity and layer
+// count; I != H and, for L > 1, also I == H) and on the shape itself cut to T <= 4 (the
+// implementations and formats the timing uses): (1) the forward_training and forward_inference
+// readouts against a plain loop of the cell equations on the same weights; (2) each parameter
+// tensor's gradient from the timed train step (primitives, formats, reorders): moving only that
+// tensor by +/-eta·g must change the loss by +/-eta·|g|^2 (central difference, within 1%), so no
+// gradient may be wrong, missing or mis-laid-out; (3) five train steps with lr 0.05 lower the
+// loss. It prints the formats and implementations chosen and PASS/FAIL lines on stderr and exits
+// 1 on a failure before timing anything (its allocations count in peak_rss_mib: time without it).
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+using namespace dnnl;
+using tag = memory::format_tag;
+
+namespace {
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::fprintf(stderr, "onednn_rnn: %s\n", msg.c_str());
+  std::exit(2);
+}
+
+const char* kHint = "write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse], e.g. lstm_l1_t100_b32_i64_h128_o64";
+
+struct Shape {
+  std::string name, cell, phi = "tanh";
+  int L = 0, T = 0, B = 0, I = 0, H = 0, O = 0;
+  int gates() const { return cell == "lstm" ? 4 : cell == "gru" ? 3 : 1; }
+  int bias_gates() const { return cell == "gru" ? 4 : gates(); }  // lbr_gru: one more bias
+};
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  std::size_t begin = 0;
+  for (;;) {
+    const std::size_t end = s.find(sep, begin);
+    parts.push_back(s.substr(begin, end - begin));
+    if (end == std::string::npos) return parts;
+    begin = end + 1;
+  }
+}
+
+int parse_size(const std::string& shape, const std::string& part, char letter) {
+  char* end = nullptr;
+  const long v = part.size() >= 2 && part[0] == letter ? std::strtol(part.c_str() + 1, &end, 10) : 0;
+  if (!end || *end != '\0' || v < 1 || v > 1000000)
+    usage_error("shape " + shape + ": '" + part + "' should be " + letter +
+                " followed by a size in 1..1000000 (" + kHint + ")");
+  return int(v);
+}
+
+Shape parse_shape(const std::string& text) {
+  const std::vector<std::string> parts = split(text, '_');
+  if (parts.size() != 7 && parts.size() != 8)
+    usage_error("shape " + text + ": has " + std::to_string(parts.size()) +
+                " parts separated by '_', not 7 or 8 (" + kHint + ")");
+  Shape s;
+  s.name = text;
+  const std::vector<std::string> cell = split(parts[0], '-');
+  s.cell = cell[0];
+  if (cell.size() > 2 || (s.cell != "elman" && s.cell != "lstm" && s.cell != "gru"))
+    usage_error("shape " + text + ": '" + parts[0] + "' is not a cell (elman, elman-relu, lstm, gru)");
+  if (cell.size() == 2) {
+    if (s.cell != "elman") usage_error("shape " + text + ": only elman takes a nonlinearity");
+    s.phi = cell[1];
+    if (s.phi != "tanh" && s.phi != "relu")
+      usage_error("shape " + text + ": nonlinearity '" + s.phi + "' is not compared (use tanh or relu)");
+  }
+  s.L = parse_size(text, parts[1], 'l');
+  s.T = parse_size(text, parts[2], 't');
+  s.B = parse_size(text, parts[3], 'b');
+  s.I = parse_size(text, parts[4], 'i');
+  s.H = parse_size(text, parts[5], 'h');
+  s.O = parse_size(text, parts[6], 'o');
+  if (parts.size() == 8 && parts[7] != "mse")
+    usage_error("shape " + text + ": loss '" + parts[7] +
+                "' is not implemented by the oneDNN benchmark (only mse; run bce/xent shapes with "
+                "bptt and PyTorch)");
+  return s;
+}
+
+double flops(const Shape& s, bool train) {  // matrix products only, as bptt::bench_flops
+  const double TB = double(s.T) * s.B, GH = double(s.gates()) * s.H;
+  double f = 2 * TB * s.H * s.O;
+  for (int k = 0; k < s.L; ++k) f += 2 * TB * GH * ((k == 0 ? s.I : s.H) + s.H);
+  return train ? 3 * f - 2 * TB * GH * s.I : f;
+}
+
+// Groups of consecutive layers that share one RNN primitive: {layers, input size}.
+std::vector<std::pair<int, int>> layer_blocks(const Shape& s) {
+  if (s.L == 1 || s.I == s.H) return {{s.L, s.I}};
+  return {{1, s.I}, {s.L - 1, s.H}};
+}
+
+// The model's parameters in plain layouts (oneDNN's ldigo / ldgo, W_o as O x H) and the batch.
+struct Plain {
+  std::vector<std::vector<float>> wl, wi, bias;  // per block
+  std::vector<float> wo, bo, x, y;
+};
+
+Plain make_plain(const Shape& s, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const float k = 1.0f / std::sqrt(float(s.H));  // PyTorch's U(-1/sqrt(H), 1/sqrt(H))
+  std::uniform_real_distribution<float> uk(-k, k), u1(-1, 1);
+  auto fill = [&](std::size_t n, auto& dist) {
+    std::vector<float> v(n);
+    for (float& e : v) e = dist(rng);
+    return v;
+  };
+  Plain p;
+  for (const auto& [layers, in] : layer_blocks(s)) {
+    p.wl.push_back(fill(std::size_t(layers) * in * s.gates() * s.H, uk));
+    p.wi.push_back(fill(std::size_t(layers) * s.H * s.gates() * s.H, uk));
+    p.bias.push_back(fill(std::size_t(layers) * s.bias_gates() * s.H, uk));
+  }
+  p.wo = fill(std::size_t(s.O) * s.H, uk);
+  p.bo = fill(std::size_t(s.O), uk);
+  const std::size_t TB = std::size_t(s.T) * s.B;
+  p.x = fill(TB * s.I, u1);
+  p.y = fill(TB * s.O, u1);
+  return p;
+}
+
+// A memory format in words: the dimensions from outermost to innermost (e.g. ldigo, ldgoi).
+std::string format_name(const memory::desc& d) {
+  const dnnl_memory_desc_t& c = d.data;
+  if (c.format_kind == dnnl_format_kind_rnn_packed) return "rnn_packed";
+  if (c.format_kind != dnnl_blocked) return "opaque";
+  const char* labels = c.ndims == 5 ? "ldigo" : c.ndims == 4 ? "ldgo" : c.ndims == 3 ? "tnc" : "nc";
+  std::vector<int> order(std::size_t(c.ndims));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return c.format_desc.blocking.strides[a] > c.format_desc.blocking.strides[b];
+  });
+  std::string out;
+  for (int i : order) out += labels[i];
+  for (int k = 0; k < c.format_desc.blocking.inner_nblks; ++k)  // e.g. ldgoi:64o = blocks of 64 o
+    out += (k ? "," : ":") + std::to_string(c.format_desc.blocking.inner_blks[k]) +
+           labels[c.format_desc.blocking.inner_idxs[k]];
+  return out;
+}
+
+memory::desc f32(const memory::dims& dims, tag t) { return memory::desc(dims, memory::data_type::f32, t); }
+
+float* ptr(const memory& m) { return static_cast<float*>(m.get_data_handle()); }
+std::size_t count(const memory& m) { return m.get_desc().get_size() / sizeof(float); }
+
+struct Reorder {
+  reorder r;
+  memory from, to;
+};
+
+// `from` itself when it already has the layout `want`, else a new memory and a reorder into it.
+memory converted(const memory& from, const memory::desc& want, const engine& eng,
+                 std::vector<Reorder>& list) {
+  if (from.get_desc() == want) return from;
+  memory to(want, eng);
+  list.push_back({reorder(from, to), from, to});
+  return to;
+}
+
+struct RnnBlock {
+  int layers = 0, in = 0;
+  primitive fwd, bwd;
+  memory src, dst, ws;         // src_layer, dst_layer (tnc), workspace
+  memory h0, c0, dh0, dc0;     // src_iter(_c) (zeros) and their gradients, ldnc
+  memory wl, wi, bias;         // master weights, the forward primitive's formats
+  memory wl_b, wi_b, bias_b;   // the backward primitive's formats (the master where equal)
+  memory dwl, dwi, dbias;      // gradients, the backward primitive's formats
+  memory dwl_f, dwi_f, dbias_f;  // gradients in the master formats (the same where equal)
+  memory dsrc, ddst;           // diff_src_layer, diff_dst_layer
+  std::vector<Reorder> to_bwd, to_fwd;
+};
+
+struct Param {
+  std::string name;
+  memory w, g;  // g in w's format
+};
+
+class Net {
+ public:
+  Net(const Shape& s, bool train, const engine& eng, stream& st, const Plain& p)
+      : s_(s), train_(train), eng_(eng), st_(st) {
+    const int T = s.T, B = s.B, H = s.H, O = s.O, G = s.gates(), Gb = s.bias_gates();
+    const memory::dim TB = memory::dim(T) * B;
+    const prop_kind pk = train ? prop_kind::forward_training : prop_kind::forward_inference;
+    memory prev_dst;
+    const auto blocks = layer_blocks(s);
+    for (std::size_t bi = 0; bi < blocks.size(); ++bi) {
+      RnnBlock b;
+      b.layers = blocks[bi].first;
+      b.in = blocks[bi].second;
+      const auto src_md = f32({T, B, b.in}, tag::tnc), dst_md = f32({T, B, H}, tag::tnc);
+      const auto wl_any = f32({b.layers, 1, b.in, G, H}, tag::any);
+      const auto wi_any = f32({b.layers, 1, H, G, H}, tag::any);
+      const auto bias_any = f32({b.layers, 1, Gb, H}, tag::any);
+      const memory::desc none;  // the final state is not needed
+      // The zero initial state is passed explicitly, as a zero memory: with src_iter left out (a
+      // zero memory descriptor, which the API allows and documents as a zero state) oneDNN 2.6.3's
+      // vanilla_rnn and lstm backward return a wrong diff_weights_iter (--check finds it:
+      // nonzero even for T = 1, where it must be 0); lbr_gru is right either way.
+      const auto h0_md = f32({b.layers, 1, B, H}, tag::ldnc);
+      const memory::desc c0_md = s.cell == "lstm" ? h0_md : none;
+      const auto dir = rnn_direction::unidirectional_left2right;
+      primitive_desc fpd, bpd;
+      if (s.cell == "elman") {
+        const algorithm act = s.phi == "relu" ? algorithm::eltwise_relu : algorithm::eltwise_tanh;
+        vanilla_rnn_forward::primitive_desc f(
+            vanilla_rnn_forward::desc(pk, act, dir, src_md, h0_md, wl_any, wi_any, bias_any, dst_md, none), eng);
+        fpd = f;
+        if (train)
+          bpd = vanilla_rnn_backward::primitive_desc(
+              vanilla_rnn_backward::desc(prop_kind::backward, act, dir, src_md, h0_md, wl_any, wi_any, bias_any,
+                                         dst_md, none, src_md, h0_md, wl_any, wi_any, bias_any, dst_md, none),
+              eng, f);
+      } else if (s.cell == "lstm") {
+        lstm_forward::primitive_desc f(
+            lstm_forward::desc(pk, dir, src_md, h0_md, c0_md, wl_any, wi_any, bias_any, dst_md, none, none), eng);
+        fpd = f;
+        if (train)
+          bpd = lstm_backward::primitive_desc(
+              lstm_backward::desc(prop_kind::backward, dir, src_md, h0_md, c0_md, wl_any, wi_any, bias_any, dst_md,
+                                  none, none, src_md, h0_md, c0_md, wl_any, wi_any, bias_any, dst_md, none, none),
+              eng, f);
+      } else {
+        lbr_gru_forward::primitive_desc f(
+            lbr_gru_forward::desc(pk, dir, src_md, h0_md, wl_any, wi_any, bias_any, dst_md, none), eng);
+        fpd = f;
+        if (train)
+          bpd = lbr_gru_backward::primitive_desc(
+              lbr_gru_backward::desc(prop_kind::backward, dir, src_md, h0_md, wl_any, wi_any, bias_any, dst_md,
+                                     none, src_md, h0_md, wl_any, wi_any, bias_any, dst_md, none),
+              eng, f);
+      }
+      auto q = [](const primitive_desc& pd, int arg) { return pd.query_md(query::exec_arg_md, arg); };
+      b.fwd = primitive(fpd);
+      b.src = bi == 0 ? memory(src_md, eng) : prev_dst;
+      if (bi == 0) std::memcpy(ptr(b.src), p.x.data(), p.x.size() * sizeof(float));
+      b.dst = memory(dst_md, eng);
+      auto zeros = [&](const memory::desc& d) {
+        if (d.is_zero()) return memory();
+        memory m(d, eng);
+        std::memset(m.get_data_handle(), 0, d.get_size());
+        return m;
+      };
+      b.h0 = zeros(h0_md);
+      b.c0 = zeros(c0_md);
+      if (train) {
+        b.dh0 = zeros(h0_md);
+        b.dc0 = zeros(c0_md);
+      }
+      prev_dst = b.dst;
+      // The master weights: plain ldigo / ldgo values reordered once into the forward formats.
+      auto load = [&](const std::vector<float>& v, const memory::dims& dims, tag plain_tag, int arg) {
+        memory user(f32(dims, plain_tag), eng, const_cast<float*>(v.data()));
+        memory m(q(fpd, arg), eng);
+        reorder(user, m).execute(st_, user, m);
+        st_.wait();
+        return m;
+      };
+      b.wl = load(p.wl[bi], {b.layers, 1, b.in, G, H}, tag::ldigo, DNNL_ARG_WEIGHTS_LAYER);
+      b.wi = load(p.wi[bi], {b.layers, 1, H, G, H}, tag::ldigo, DNNL_ARG_WEIGHTS_ITER);
+      b.bias = load(p.bias[bi], {b.layers, 1, Gb, H}, tag::ldgo, DNNL_ARG_BIAS);
+      formats_ += "layers " + std::to_string(b.layers) + " (in " + std::to_string(b.in) + "): " +
+                  (train ? "fwd_training [" : "fwd_inference [") + std::string(fpd.impl_info_str()) + "] weights_layer " + format_name(b.wl.get_desc()) +
+                  ", weights_iter " + format_name(b.wi.get_desc()) + ", bias " + format_name(b.bias.get_desc());
+      if (train) {
+        b.ws = memory(q(fpd, DNNL_ARG_WORKSPACE), eng);
+        b.bwd = primitive(bpd);
+        b.wl_b = converted(b.wl, q(bpd, DNNL_ARG_WEIGHTS_LAYER), eng, b.to_bwd);
+        b.wi_b = converted(b.wi, q(bpd, DNNL_ARG_WEIGHTS_ITER), eng, b.to_bwd);
+        b.bias_b = converted(b.bias, q(bpd, DNNL_ARG_BIAS), eng, b.to_bwd);
+        b.dwl = memory(q(bpd, DNNL_ARG_DIFF_WEIGHTS_LAYER), eng);
+        b.dwi = memory(q(bpd, DNNL_ARG_DIFF_WEIGHTS_ITER), eng);
+        b.dbias = memory(q(bpd, DNNL_ARG_DIFF_BIAS), eng);
+        b.dwl_f = converted(b.dwl, b.wl.get_desc(), eng, b.to_fwd);
+        b.dwi_f = converted(b.dwi, b.wi.get_desc(), eng, b.to_fwd);
+        b.dbias_f = converted(b.dbias, b.bias.get_desc(), eng, b.to_fwd);
+        b.dsrc = memory(q(bpd, DNNL_ARG_DIFF_SRC_LAYER), eng);
+        if (bi > 0) blocks_.back().ddst = b.dsrc;  // wired below for the top block
+        formats_ += std::string("; backward [") + bpd.impl_info_str() + "] weights_layer " + format_name(b.wl_b.get_desc()) + ", weights_iter " +
+                    format_name(b.wi_b.get_desc()) + ", bias " + format_name(b.bias_b.get_desc()) +
+                    "; diff_weights_layer " + format_name(b.dwl.get_desc()) + ", diff_weights_iter " +
+                    format_name(b.dwi.get_desc()) + ", diff_bias " + format_name(b.dbias.get_desc()) + "; " +
+                    std::to_string(b.to_bwd.size()) + " weight reorder(s) to backward, " +
+                    std::to_string(b.to_fwd.size()) + " diff reorder(s) back, per step";
+        const std::string l = "rnn[" + std::to_string(bi) + "].";
+        params_.push_back({l + "weights_layer", b.wl, b.dwl_f});
+        params_.push_back({l + "weights_iter", b.wi, b.dwi_f});
+        params_.push_back({l + "bias", b.bias, b.dbias_f});
+      }
+      formats_ += "\n";
+      blocks_.push_back(std::move(b));
+    }
+
+    // The readout Z = H_top·W_oᵀ + b_o: an inner product over the T·B rows, plain layouts.
+    const auto h_md = f32({TB, H}, tag::nc), wo_md = f32({O, H}, tag::oi), bo_md = f32({O}, tag::x),
+               z_md = f32({TB, O}, tag::nc);
+    inner_product_forward::primitive_desc ipf(inner_product_forward::desc(pk, h_md, wo_md, bo_md, z_md), eng);
+    ip_fwd_ = primitive(ipf);
+    h_top_ = memory(h_md, eng, blocks_.back().dst.get_data_handle());
+    wo_ = memory(wo_md, eng);
+    bo_ = memory(bo_md, eng);
+    z_ = memory(z_md, eng);
+    std::memcpy(ptr(wo_), p.wo.data(), p.wo.size() * sizeof(float));
+    std::memcpy(ptr(bo_), p.bo.data(), p.bo.size() * sizeof(float));
+    y_ = p.y;
+    if (train) {
+      ip_bwd_w_ = primitive(inner_product_backward_weights::primitive_desc(
+          inner_product_backward_weights::desc(h_md, wo_md, bo_md, z_md), eng, ipf));
+      ip_bwd_d_ = primitive(inner_product_backward_data::primitive_desc(
+          inner_product_backward_data::desc(h_md, wo_md, z_md), eng, ipf));
+      dz_ = memory(z_md, eng);
+      dwo_ = memory(wo_md, eng);
+      dbo_ = memory(bo_md, eng);
+      dh_top_ = memory(h_md, eng);
+      blocks_.back().ddst = memory(f32({T, B, H}, tag::tnc), eng, dh_top_.get_data_handle());
+      params_.push_back({"readout.weight", wo_, dwo_});
+      params_.push_back({"readout.bias", bo_, dbo_});
+    }
+  }
+
+  // Forward over the sequence and the readout; the MSE (mean) and, when training, dZ.
+  double forward_loss() {
+    forward();
+    const float* z = ptr(z_);
+    const float* y = y_.data();
+    const long n = long(y_.size());
+    double sum = 0;
+    if (train_) {
+      float* dz = ptr(dz_);
+      const float scale = 2.0f / float(n);
+#pragma omp parallel for simd reduction(+ : sum) schedule(static)
+      for (long i = 0; i < n; ++i) {
+        const float d = z[i] - y[i];
+        sum += double(d) * d;
+        dz[i] = scale * d;
+      }
+    } else {
+#pragma omp parallel for simd reduction(+ : sum) schedule(static)
+      for (long i = 0; i < n; ++i) {
+        const float d = z[i] - y[i];
+        sum += double(d) * d;
+      }
+    }
+    return sum / double(n);
+  }
+
+  // One training step; returns the loss before the update.
+  double train_step(float lr) {
+    const double loss = forward_loss();
+    ip_bwd_w_.execute(st_, {{DNNL_ARG_SRC, h_top_}, {DNNL_ARG_DIFF_DST, dz_}, {DNNL_ARG_DIFF_WEIGHTS, dwo_},
+                            {DNNL_ARG_DIFF_BIAS, dbo_}});
+    ip_bwd_d_.execute(st_, {{DNNL_ARG_DIFF_DST, dz_}, {DNNL_ARG_WEIGHTS, wo_}, {DNNL_ARG_DIFF_SRC, dh_top_}});
+    for (auto b = blocks_.rbegin(); b != blocks_.rend(); ++b) {
+      for (Reorder& r : b->to_bwd) r.r.execute(st_, r.from, r.to);
+      for (const memory* m : {&b->dwl, &b->dwi, &b->dbias})  // the backward accumulates into them
+        std::memset(m->get_data_handle(), 0, m->get_desc().get_size());
+      b->bwd.execute(st_, {{DNNL_ARG_SRC_LAYER, b->src},
+                           {DNNL_ARG_WEIGHTS_LAYER, b->wl_b},
+                           {DNNL_ARG_WEIGHTS_ITER, b->wi_b},
+                           {DNNL_ARG_BIAS, b->bias_b},
+                           {DNNL_ARG_DST_LAYER, b->dst},
+                           {DNNL_ARG_DIFF_DST_LAYER, b->ddst},
+                           {DNNL_ARG_DIFF_SRC_LAYER, b->dsrc},
+                           {DNNL_ARG_DIFF_WEIGHTS_LAYER, b->dwl},
+                           {DNNL_ARG_DIFF_WEIGHTS_ITER, b->dwi},
+                           {DNNL_ARG_DIFF_BIAS, b->dbias},
+                           {DNNL_ARG_WORKSPACE, b->ws},
+                           {DNNL_ARG_SRC_ITER, b->h0},
+                           {DNNL_ARG_SRC_ITER_C, b->c0},
+                           {DNNL_ARG_DIFF_SRC_ITER, b->dh0},
+                           {DNNL_ARG_DIFF_SRC_ITER_C, b->dc0}});
+      for (Reorder& r : b->to_fwd) r.r.execute(st_, r.from, r.to);
+    }
+    st_.wait();
+    for (Param& p : params_) {  // SGD: p -= lr * g
+      float* w = ptr(p.w);
+      const float* g = ptr(p.g);
+      const long n = long(count(p.w));
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+      for (long i = 0; i < n; ++i) w[i] -= lr * g[i];
+    }
+    return loss;
+  }
+
+  void infer_step() { forward(); }
+
+  const std::vector<float> z() const {
+    const float* p = ptr(z_);
+    return std::vector<float>(p, p + y_.size());
+  }
+  std::vector<Param>& params() { return params_; }
+  const std::string& formats() const { return formats_; }
+
+ private:
+  void forward() {
+    for (RnnBlock& b : blocks_) {
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC_LAYER, b.src},    {DNNL_ARG_WEIGHTS_LAYER, b.wl},
+                                           {DNNL_ARG_WEIGHTS_ITER, b.wi},  {DNNL_ARG_BIAS, b.bias},
+                                           {DNNL_ARG_DST_LAYER, b.dst}};
+      if (train_) args[DNNL_ARG_WORKSPACE] = b.ws;
+      args[DNNL_ARG_SRC_ITER] = b.h0;
+      args[DNNL_ARG_SRC_ITER_C] = b.c0;
+      b.fwd.execute(st_, args);
+    }
+    ip_fwd_.execute(st_, {{DNNL_ARG_SRC, h_top_}, {DNNL_ARG_WEIGHTS, wo_}, {DNNL_ARG_BIAS, bo_}, {DNNL_ARG_DST, z_}});
+    st_.wait();
+  }
+
+  Shape s_;
+  bool train_;
+  engine eng_;
+  stream& st_;
+  std::vector<RnnBlock> blocks_;
+  primitive ip_fwd_, ip_bwd_w_, ip_bwd_d_;
+  memory h_top_, wo_, bo_, z_, dz_, dwo_, dbo_, dh_top_;
+  std::vector<float> y_;
+  std::vector<Param> params_;
+  std::string formats_;
+};
+
+// ---- --check --------------------------------------------------------------------------------
+
+float sigm(float v) { return 1.0f / (1.0f + std::exp(-v)); }
+
+// The readout Z of the model in `p`, by a plain loop of oneDNN's cell equations (gate orders:
+// LSTM i, f, c~, o; lbr_gru u, r, c~ with the 4th bias inside r * (.)).
+std::vector<float> naive_forward(const Shape& s, const Plain& p) {
+  const int T = s.T, B = s.B, H = s.H, G = s.gates(), Gb = s.bias_gates();
+  std::vector<float> in = p.x;
+  int in_size = s.I;
+  const auto blocks = layer_blocks(s);
+  for (std::size_t bi = 0; bi < blocks.size(); ++bi) {
+    for (int l = 0; l < blocks[bi].first; ++l) {
+      const float* W = p.wl[bi].data() + std::size_t(l) * in_size * G * H;
+      const float* U = p.wi[bi].data() + std::size_t(l) * H * G * H;
+      const float* bias = p.bias[bi].data() + std::size_t(l) * Gb * H;
+      std::vector<float> out(std::size_t(T) * B * H), h(std::size_t(B) * H, 0), c(std::size_t(B) * H, 0);
+      std::vector<double> a(std::size_t(G) * H), r(std::size_t(G) * H);
+      for (int t = 0; t < T; ++t)
+        for (int b = 0; b < B; ++b) {
+          const float* xr = &in[(std::size_t(t) * B + b) * in_size];
+          float* hr = &h[std::size_t(b) * H];
+          for (int gh = 0; gh < G * H; ++gh) {
+            a[gh] = bias[gh];
+            r[gh] = 0;
+          }
+          for (int i = 0; i < in_size; ++i)
+            for (int gh = 0; gh < G * H; ++gh) a[gh] += double(xr[i]) * W[std::size_t(i) * G * H + gh];
+          for (int j = 0; j < H; ++j)
+            for (int gh = 0; gh < G * H; ++gh) r[gh] += double(hr[j]) * U[std::size_t(j) * G * H + gh];
+          std::vector<float> hn(H);
+          for (int k = 0; k < H; ++k) {
+            if (s.cell == "elman") {
+              const double v = a[k] + r[k];
+              hn[k] = float(s.phi == "relu" ? std::max(v, 0.0) : std::tanh(v));
+            } else if (s.cell == "lstm") {
+              const float ig = sigm(float(a[k] + r[k])), fg = sigm(float(a[H + k] + r[H + k]));
+              const float cg = std::tanh(float(a[2 * H + k] + r[2 * H + k]));
+              const float og = sigm(float(a[3 * H + k] + r[3 * H + k]));
+              float& cc = c[std::size_t(b) * H + k];
+              cc = fg * cc + ig * cg;
+              hn[k] = og * std::tanh(cc);
+            } else {
+              const float u = sigm(float(a[k] + r[k])), rg = sigm(float(a[H + k] + r[H + k]));
+              const float n = std::tanh(float(a[2 * H + k] + rg * (r[2 * H + k] + bias[3 * H + k])));
+              hn[k] = u * hr[k] + (1 - u) * n;
+            }
+          }
+          std::copy(hn.begin(), hn.end(), hr);
+          std::copy(hn.begin(), hn.end(), &out[(std::size_t(t) * B + b) * H]);
+        }
+      in = std::move(out);
+      in_size = H;
+    }
+  }
+  std::vector<float> z(std::size_t(T) * B * s.O);
+  for (std::size_t row = 0; row < std::size_t(T) * B; ++row)
+    for (int o = 0; o < s.O; ++o) {
+      double v = p.bo[o];
+      for (int k = 0; k < H; ++k) v += double(in[row * H + k]) * p.wo[std::size_t(o) * H + k];
+      z[row * s.O + o] = float(v);
+    }
+  return z;
+}
+
+bool check_one(const Shape& s, const engine& eng, stream& st, std::uint64_t seed) {
+  const Plain p = make_plain(s, seed);
+  const std::vector<float> ref = naive_forward(s, p);
+  double scale = 0;
+  for (float v : ref) scale = std::max(scale, double(std::fabs(v)));
+  bool ok = true;
+  Net train_net(s, true, eng, st, p), infer_net(s, false, eng, st, p);
+  std::fprintf(stderr, "check %s, formats:\n%s", s.name.c_str(), train_net.formats().c_str());
+  std::fprintf(stderr, "%s", infer_net.formats().c_str());
+  for (Net* net : {&train_net, &infer_net}) {
+    net == &train_net ? net->forward_loss() : (net->infer_step(), 0.0);
+    const std::vector<float> z = net->z();
+    double err = 0;
+    for (std::size_t i = 0; i < z.size(); ++i) err = std::max(err, double(std::fabs(z[i] - ref[i])));
+    const bool pass = err <= 1e-4 * std::max(1.0, scale);
+    ok = ok && pass;
+    std::fprintf(stderr, "check %s: %s readout vs a plain loop: max |diff| %.2e (|Z| up to %.2f): %s\n",
+                 s.name.c_str(), net == &train_net ? "forward_training" : "forward_inference", err, scale,
+                 pass ? "PASS" : "FAIL");
+  }
+  // Gradients: one step with lr = 0 fills every g; moving one tensor by -/+ eta*g must change the
+  // loss by -/+ eta*|g|^2 (central difference; eta*|g| = 0.01, so third-order terms are ~1e-4).
+  train_net.train_step(0.0f);
+  for (Param& prm : train_net.params()) {
+    float* w = ptr(prm.w);
+    const float* g = ptr(prm.g);
+    const std::size_t n = count(prm.w);
+    double g2 = 0;
+    for (std::size_t i = 0; i < n; ++i) g2 += double(g[i]) * g[i];
+    const std::vector<float> saved(w, w + n);
+    double ratio = 0;
+    if (g2 > 0) {
+      const double eta = 1e-2 / std::sqrt(g2);
+      auto loss_at = [&](double sign) {
+        for (std::size_t i = 0; i < n; ++i) w[i] = float(saved[i] + sign * eta * g[i]);
+        return train_net.forward_loss();
+      };
+      const double down = loss_at(-1), up = loss_at(+1);
+      ratio = (up - down) / (2 * eta * g2);
+      std::copy(saved.begin(), saved.end(), w);
+    }
+    const bool pass = std::fabs(ratio - 1) < 0.01;
+    ok = ok && pass;
+    std::fprintf(stderr, "check %s: %-20s |g| %.3e, loss change / (eta |g|^2) = %.5f: %s\n", s.name.c_str(),
+                 prm.name.c_str(), std::sqrt(g2), ratio, pass ? "PASS" : "FAIL");
+  }
+  // And the step as timed, with a larger lr, must lower the loss step after step.
+  double prev = train_net.forward_loss(), first = prev;
+  bool falls = true;
+  for (int i = 0; i < 5; ++i) {
+    const double l = train_net.train_step(0.05f);
+    falls = falls && l <= prev;
+    prev = l;
+  }
+  prev = train_net.forward_loss();
+  falls = falls && prev < first;
+  ok = ok && falls;
+  std::fprintf(stderr, "check %s: 5 SGD steps (lr 0.05): loss %.6f -> %.6f: %s\n", s.name.c_str(), first, prev,
+               falls ? "PASS" : "FAIL");
+  return ok;
+}
+
+// ---- timing ---------------------------------------------------------------------------------
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;
+}
+
+struct Options {
+  std::vector<std::string> shapes;
+  std::string mode = "train";
+  int threads = 1, min_steps = 5, max_steps = 1000;
+  double min_time = 1.0;
+  std::uint64_t seed = 1;
+  bool check = false;
+};
+
+Options parse_args(int argc, char** argv) {
+  Options o;
+  auto value = [&](int& i) -> std::string {
+    if (i + 1 >= argc) usage_error(std::string(argv[i]) + " needs a value");
+    return argv[++i];
+  };
+  auto number = [&](int& i, double lo, double hi) {
+    const std::string flag = argv[i], v = value(i);
+    char* end = nullptr;
+    const double d = std::strtod(v.c_str(), &end);
+    if (v.empty() || *end != '\0' || !(d >= lo && d <= hi))
+      usage_error(flag + " '" + v + "' is not a number in " + std::to_string(lo) + ".." + std::to_string(hi));
+    return d;
+  };
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: onednn_rnn SHAPE... [--mode train|infer] [--threads N] [--min-steps N] [--min-time S]\n"
+          "                  [--max-steps N] [--seed S] [--check]\n"
+          "Times oneDNN RNN training or inference steps (same protocol and JSON as `bptt bench --json`).\n"
+          "SHAPE: CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse]. --check verifies the primitives on tiny and short\n"
+          "versions of the shapes first (PASS/FAIL on stderr; exit 1 on a failure).\n");
+      std::exit(0);
+    } else if (a == "--mode") {
+      o.mode = value(i);
+      if (o.mode != "train" && o.mode != "infer") usage_error("--mode '" + o.mode + "' is not train or infer");
+    } else if (a == "--threads") {
+      o.threads = int(number(i, 1, 1024));
+    } else if (a == "--min-steps") {
+      o.min_steps = int(number(i, 1, 1e6));
+    } else if (a == "--max-steps") {
+      o.max_steps = int(number(i, 1, 1e6));
+    } else if (a == "--min-time") {
+      o.min_time = number(i, 0, 86400);
+    } else if (a == "--seed") {
+      o.seed = std::uint64_t(number(i, 0, 1e18));
+    } else if (a == "--check") {
+      o.check = true;
+    } else if (a.size() > 1 && a[0] == '-') {
+      usage_error("unknown option " + a + " (see --help)");
+    } else {
+      o.shapes.push_back(a);
+    }
+  }
+  if (o.shapes.empty()) usage_error("give at least one SHAPE (see --help)");
+  if (o.max_steps < o.min_steps) usage_error("--max-steps is below --min-steps");
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse_args(argc, argv);
+  std::vector<Shape> shapes;  // all checked before any is run
+  for (const std::string& s : o.shapes) shapes.push_back(parse_shape(s));
+  omp_set_num_threads(o.threads);
+  try {
+    engine eng(engine::kind::cpu, 0);
+    stream st(eng);
+    if (o.check) {
+      bool ok = true;
+      for (const Shape& s : shapes) {
+        // Tiny (I != H; and I == H, one primitive for all layers, when L > 1) and the shape itself
+        // with at most 4 steps (the primitive implementations and formats the timing uses).
+        auto variant = [&](int T, int B, int I, int H, int O) {
+          Shape v = s;
+          v.T = T, v.B = B, v.I = I, v.H = H, v.O = O;
+          v.name = s.cell + (s.phi == "tanh" ? "" : "-" + s.phi) + "_l" + std::to_string(s.L) + "_t" +
+                   std::to_string(T) + "_b" + std::to_string(B) + "_i" + std::to_string(I) + "_h" +
+                   std::to_string(H) + "_o" + std::to_string(O);
+          ok = check_one(v, eng, st, o.seed) && ok;
+        };
+        variant(6, 3, 5, 4, 3);
+        if (s.L > 1) variant(6, 3, 4, 4, 3);
+        variant(std::min(s.T, 4), s.B, s.I, s.H, s.O);
+      }
+      std::fprintf(stderr, "check: %s\n", ok ? "PASS" : "FAIL");
+      if (!ok) return 1;
+    }
+    const dnnl_version_t* v = dnnl_version();
+    const bool train = o.mode == "train";
+    for (const Shape& s : shapes) {
+      std::vector<double> ms;
+      {
+        Net net(s, train, eng, st, make_plain(s, o.seed));
+        auto step = [&] { train ? (void)net.train_step(1e-6f) : net.infer_step(); };
+        step();  // warm-up
+        const auto start = Clock::now();
+        auto since = [](Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); };
+        while (int(ms.size()) < o.max_steps && (int(ms.size()) < o.min_steps || since(start) < 1000 * o.min_time)) {
+          const auto t0 = Clock::now();
+          step();
+          ms.push_back(since(t0));
+        }
+      }
+      const double med = median(ms), f = flops(s, train);
+      std::printf(
+          "{\"impl\": \"onednn\", \"shape\": \"%s\", \"mode\": \"%s\", \"threads\": %d, \"dtype\": \"f32\", "
+          "\"steps\": %zu, \"ms_per_step\": %.6g, \"ms_min\": %.6g, \"ms_max\": %.6g, \"tokens_per_second\": %.6g, "
+          "\"gflop_per_step\": %.6g, \"gflops\": %.6g, \"peak_rss_mib\": %.6g, \"onednn\": \"%d.%d.%d\"}\n",
+          s.name.c_str(), o.mode.c_str(), o.threads, ms.size(), med, *std::min_element(ms.begin(), ms.end()),
+          *std::max_element(ms.begin(), ms.end()), double(s.T) * s.B / (med / 1000), f / 1e9, f / (med * 1e6),
+          peak_rss_mib(), v->major, v->minor, v->patch);
+      std::fflush(stdout);
+    }
+  } catch (const dnnl::error& e) {
+    std::fprintf(stderr, "onednn_rnn: oneDNN error: %s (status %d)\n", e.what(), int(e.status));
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/python3
+"""Markdown table of benchmark JSON lines (bench/compare.sh's build/bench/results.jsonl).
+
+    python3 bench/report.py results.jsonl
+
+One row per (shape, mode, threads), in the order they first appear: ms/step of bptt, PyTorch and
+oneDNN, bptt's GFLOP/s, and the ratios PyTorch/bptt and oneDNN/bptt of the ms/step (> 1: bptt is
+faster). A line without "impl" is bptt's (`bptt bench --json`). If a configuration was run more
+than once by an implementation, its last line counts.
+"""
+import json, sys
+
+IMPLS = ("bptt", "pytorch", "onednn")
+
+
+def ms(v):
+    if v is None:
+        return "–"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+def ratio(a, b):
+    return "–" if a is None or b is None or b <= 0 else f"{a / b:.2f}"
+
+
+def main():
+    if len(sys.argv) != 2:
+        print("usage: report.py RESULTS.jsonl", file=sys.stderr)
+        sys.exit(2)
+    rows, order = {}, []
+    with open(sys.argv[1]) as f:
+        for n, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            try:
+                j = json.loads(text)
+                key = (j["shape"], j["mode"], int(j["threads"]))
+                impl = j.get("impl", "bptt")
+                float(j["ms_per_step"])
+            except (ValueError, KeyError, TypeError) as e:
+                print(f"report.py: {sys.argv[1]}:{n}: not a benchmark line ({e})", file=sys.stderr)
+                sys.exit(2)
+            if key not in rows:
+                rows[key] = {}
+                order.append(key)
+            rows[key][impl] = j
+    print("| shape | mode | threads | bptt ms | PyTorch ms | oneDNN ms | bptt GFLOP/s | PyTorch/bptt | oneDNN/bptt |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for key in order:
+        r = rows[key]
+        t = {i: (r[i]["ms_per_step"] if i in r else None) for i in IMPLS}
+        gf = f"{r['bptt']['gflops']:.1f}" if "bptt" in r else "–"
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {ms(t['bptt'])} | {ms(t['pytorch'])} | {ms(t['onednn'])} "
+              f"| {gf} | {ratio(t['pytorch'], t['bptt'])} | {ratio(t['onednn'], t['bptt'])} |")
+
+
+if __name__ == "__main__":
+    main()

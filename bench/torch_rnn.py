@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+"""The PyTorch side of `bptt bench` (bench/compare.sh): times the same training or inference
+step on the same shapes and prints the same JSON line per shape.
+
+    /usr/bin/python3 bench/torch_rnn.py SHAPE... [--mode train|infer] [--threads N]
+        [--min-steps N] [--min-time S] [--max-steps N] [--seed S]
+
+SHAPE is CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS] (include/bptt/bench.hpp), e.g.
+lstm_l1_t100_b32_i64_h128_o64 or lstm_l2_t100_b32_i65_h256_o65_xent. The model is
+torch.nn.RNN(nonlinearity=PHI)/LSTM/GRU(I, H, L), time-major, then Linear(H, O) at every step,
+float32, PyTorch's default CPU path and default initialization.
+
+train step: forward over the whole sequence from a zero state, the loss at every step (mse:
+MSELoss(mean) vs a random target; bce: BCE-with-logits vs random 0/1 targets; xent:
+cross_entropy vs random classes, one-hot random symbols in), full backward (x needs no
+gradient), and torch.optim.SGD(lr=1e-6) (plain p -= lr * grad), gradients set to None first.
+infer step: the forward and the readout (with its sigmoid/softmax for bce/xent, as bptt's
+forward) under torch.no_grad().
+
+Threads: torch.set_num_threads(N), and OPENBLAS_NUM_THREADS=N set before torch is imported:
+Debian's torch does its matrix products in OpenBLAS (pthreads), which set_num_threads does not
+reach, so without it a "1 thread" run still has a second OpenBLAS thread (bptt calls
+openblas_set_num_threads(N)).
+
+Timing: one warm-up step, then steps until at least --min-steps and --min-time seconds (at most
+--max-steps); the median is reported. peak_rss_mib is this process's ru_maxrss after the shape.
+"""
+import argparse, json, os, re, resource, sys, time
+
+torch = None  # imported in main(), after OPENBLAS_NUM_THREADS is set
+
+SHAPE = re.compile(r"^(elman|lstm|gru)(?:-(\w+))?_l(\d+)_t(\d+)_b(\d+)_i(\d+)_h(\d+)_o(\d+)(?:_(mse|bce|xent))?$")
+HINT = "write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS], e.g. lstm_l1_t100_b32_i64_h128_o64"
+GATES = {"elman": 1, "lstm": 4, "gru": 3}
+
+
+def fail(msg):
+    print(f"torch_rnn.py: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_shape(s):
+    m = SHAPE.match(s)
+    if not m:
+        fail(f"shape {s}: not a shape ({HINT})")
+    cell, phi, *dims, loss = m.groups()
+    L, T, B, I, H, O = (int(v) for v in dims)
+    if phi is not None and cell != "elman":
+        fail(f"shape {s}: only elman takes a nonlinearity")
+    phi = phi or "tanh"
+    if phi not in ("tanh", "relu"):
+        fail(f"shape {s}: torch.nn.RNN has no nonlinearity '{phi}' (use tanh or relu)")
+    if min(L, T, B, I, H, O) < 1:
+        fail(f"shape {s}: sizes must be at least 1")
+    return dict(name=s, cell=cell, phi=phi, L=L, T=T, B=B, I=I, H=H, O=O, loss=loss or "mse")
+
+
+def flops(s, mode):  # matrix products only, as bptt::bench_flops
+    TB, GH = s["T"] * s["B"], GATES[s["cell"]] * s["H"]
+    f = 2 * TB * s["H"] * s["O"]
+    for k in range(s["L"]):
+        f += 2 * TB * GH * ((s["I"] if k == 0 else s["H"]) + s["H"])
+    return f if mode == "infer" else 3 * f - 2 * TB * GH * s["I"]
+
+
+def build(s, seed):
+    torch.manual_seed(seed)
+    T, B, I, H, O, L = s["T"], s["B"], s["I"], s["H"], s["O"], s["L"]
+    if s["cell"] == "elman":
+        rnn = torch.nn.RNN(I, H, L, nonlinearity=s["phi"])
+    elif s["cell"] == "lstm":
+        rnn = torch.nn.LSTM(I, H, L)
+    else:
+        rnn = torch.nn.GRU(I, H, L)
+    head = torch.nn.Linear(H, O)
+    if s["loss"] == "xent":  # one-hot random symbols in, random classes out
+        x = torch.nn.functional.one_hot(torch.randint(0, I, (T, B)), I).float()
+        target = torch.randint(0, O, (T * B,))
+    elif s["loss"] == "bce":
+        x = torch.rand(T, B, I) * 2 - 1
+        target = (torch.rand(T, B, O) > 0.5).float()
+    else:
+        x = torch.rand(T, B, I) * 2 - 1
+        target = torch.rand(T, B, O) * 2 - 1
+    return rnn, head, x, target
+
+
+def make_step(s, mode, rnn, head, x, target):
+    O, loss = s["O"], s["loss"]
+    F = torch.nn.functional
+    if mode == "infer":
+        def infer():
+            with torch.no_grad():
+                out, _ = rnn(x)  # zero initial state
+                z = head(out)
+                if loss == "xent":
+                    z = torch.softmax(z, dim=-1)
+                elif loss == "bce":
+                    z = torch.sigmoid(z)
+            return z
+        return infer
+
+    params = list(rnn.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=1e-6)
+
+    def train():
+        opt.zero_grad(set_to_none=True)
+        out, _ = rnn(x)
+        z = head(out)
+        if loss == "xent":
+            l = F.cross_entropy(z.reshape(-1, O), target)
+        elif loss == "bce":
+            l = F.binary_cross_entropy_with_logits(z, target)
+        else:
+            l = F.mse_loss(z, target)
+        l.backward()
+        opt.step()
+        return l
+    return train
+
+
+def time_steps(step, min_steps, min_time, max_steps):
+    step()  # warm-up
+    ms = []
+    start = time.perf_counter()
+    while len(ms) < max_steps and (len(ms) < min_steps or time.perf_counter() - start < min_time):
+        t0 = time.perf_counter()
+        step()
+        ms.append((time.perf_counter() - t0) * 1000)
+    return ms
+
+
+def median(v):
+    v = sorted(v)
+    n = len(v)
+    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("shapes", nargs="+")
+    p.add_argument("--mode", choices=["train", "infer"], default="train")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--min-steps", type=int, default=5)
+    p.add_argument("--min-time", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1)
+    a = p.parse_args()
+    if a.threads < 1 or a.min_steps < 1 or a.max_steps < a.min_steps or a.min_time < 0:
+        fail("--threads and --min-steps must be >= 1, --max-steps >= --min-steps, --min-time >= 0")
+    shapes = [parse_shape(s) for s in a.shapes]  # all checked before any is run
+    os.environ["OPENBLAS_NUM_THREADS"] = str(a.threads)
+    global torch
+    import torch
+    torch.set_num_threads(a.threads)
+    for s in shapes:
+        rnn, head, x, target = build(s, a.seed)
+        ms = time_steps(make_step(s, a.mode, rnn, head, x, target), a.min_steps, a.min_time, a.max_steps)
+        med = median(ms)
+        f = flops(s, a.mode)
+        print(json.dumps({
+            "impl": "pytorch", "shape": s["name"], "mode": a.mode, "threads": a.threads,
+            "dtype": "f32", "steps": len(ms), "ms_per_step": med, "ms_min": min(ms), "ms_max": max(ms),
+            "tokens_per_second": s["T"] * s["B"] / (med / 1000), "gflop_per_step": f / 1e9,
+            "gflops": f / (med * 1e6),
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "torch": torch.__version__}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+// Benchmark shapes, their arithmetic and the timed step that `bptt bench` runs.
+//
+// A shape is written `CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS]`, e.g. lstm_l2_t100_b32_i65_h256_o65_xent:
+// the cell as in model files (elman, lstm, gru; Elman's φ after a dash, default tanh), then L, T,
+// B, I, H, O, and the loss (mse, the default; bce; xent). The readout θ follows the loss
+// (identity, sigmoid, softmax).
+//
+// FLOPs count the matrix products only (2·M·N·K each), as every RNN benchmark does; see
+// docs/benchmarks.md. With I_k the input size of layer k (I, then H), G the gate count:
+//   forward F = Σ_k 2·T·B·G·H·(I_k + H) + 2·T·B·H·O
+//   train     = 3·F − 2·T·B·G·H·I   (weight gradients F, state gradients F less the first
+//                                    layer's dL/dx, which training does not need)
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bptt/model.hpp"
+
+namespace bptt {
+
+struct BenchShape {
+  std::string name;  // as written
+  ModelConfig cfg;
+  int T = 0, B = 0;
+  LossKind loss = LossKind::mse;
+};
+
+// Throws bptt::Error naming the shape and the part that is wrong.
+BenchShape parse_bench_shape(const std::string& s);
+
+enum class BenchMode { train, infer };
+BenchMode parse_bench_mode(const std::string& s, const std::string& where);
+const char* to_string(BenchMode m);
+
+// Matrix-product FLOPs of one step (formula above).
+double bench_flops(const BenchShape& s, BenchMode mode);
+
+struct BenchResult {
+  int steps = 0;                 // timed steps (after one warm-up step)
+  double ms_median = 0, ms_min = 0, ms_max = 0;
+  double gemm_ms = 0;            // median time of the step's matrix products alone (0: not run)
+  std::size_t workspace_bytes = 0;  // workspace + parameters + gradients (+ optimizer state)
+};
+
+struct BenchOptions {
+  BenchMode mode = BenchMode::train;
+  int min_steps = 5;         // time at least this many steps
+  double min_seconds = 1.0;  // and keep going until this much time has passed
+  int max_steps = 1000;
+  bool gemm_bound = false;   // also time the same matrix products alone (the GEMM bound)
+  std::uint64_t seed = 1;
+};
+
+// Builds a model (PyTorch's initialization) and a random batch for the shape and times steps:
+// train = forward over the whole sequence, the loss, full backward and an SGD update;
+// infer = forward and the readout.
+template <class Real>
+BenchResult run_bench(const BenchShape& s, const BenchOptions& o);
+
+// Peak resident memory of this process so far, MiB (getrusage).
+double peak_rss_mib();
+
+}  // namespace bptt

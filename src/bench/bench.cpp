@@ -1,0 +1,233 @@
+#include "bptt/bench.hpp"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <random>
+
+#include "bptt/error.hpp"
+#include "bptt/optim.hpp"
+#include "bptt/unroll.hpp"
+#include "kernels/gemm.hpp"
+
+namespace bptt {
+
+namespace {
+
+const char* kShapeHint = "write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS], e.g. lstm_l1_t100_b32_i64_h128_o64";
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  std::size_t begin = 0;
+  for (;;) {
+    const std::size_t end = s.find(sep, begin);
+    parts.push_back(s.substr(begin, end - begin));
+    if (end == std::string::npos) return parts;
+    begin = end + 1;
+  }
+}
+
+int parse_size(const std::string& shape, const std::string& part, char letter) {
+  int v = 0;
+  const char* first = part.data() + 1;
+  const char* last = part.data() + part.size();
+  const auto [ptr, ec] = std::from_chars(first, last, v);
+  if (part.size() < 2 || part[0] != letter || ec != std::errc() || ptr != last || v < 1 ||
+      v > 1'000'000)
+    throw Error("shape " + shape, "'" + part + "' should be " + letter + " followed by a size in 1..1000000",
+                kShapeHint);
+  return v;
+}
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+template <class Real>
+Batch<Real> random_batch(const BenchShape& s, std::uint64_t seed) {
+  const ModelConfig& c = s.cfg;
+  const std::size_t TB = std::size_t(s.T) * s.B;
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(-1, 1);
+  Batch<Real> b;
+  b.T = s.T;
+  b.B = s.B;
+  b.x.assign(TB * c.input_size, Real(0));
+  if (s.loss == LossKind::xent) {  // one-hot symbols in, the next symbol's class out
+    std::uniform_int_distribution<int> sym(0, c.input_size - 1), cls(0, c.output_size - 1);
+    for (std::size_t r = 0; r < TB; ++r) b.x[r * c.input_size + std::size_t(sym(rng))] = Real(1);
+    b.classes.resize(TB);
+    for (auto& k : b.classes) k = cls(rng);
+  } else {
+    for (auto& v : b.x) v = Real(u(rng));
+    b.y.resize(TB * c.output_size);
+    for (auto& v : b.y) v = s.loss == LossKind::bce ? Real(u(rng) > 0) : Real(u(rng));
+  }
+  return b;
+}
+
+// The matrix products one step performs (as src/unroll/full.cpp calls them), on scratch
+// buffers: the time their arithmetic alone takes with the same GEMM.
+template <class Real>
+struct GemmReplay {
+  struct Call {
+    bool ta, tb;
+    int M, N, K;
+  };
+  std::vector<Call> calls;
+  std::vector<Real> a, b, c;
+
+  GemmReplay(const BenchShape& s, BenchMode mode) {
+    const ModelConfig& cfg = s.cfg;
+    const int T = s.T, B = s.B, H = cfg.hidden_size, GH = cfg.gates() * H, O = cfg.output_size;
+    const int TB = T * B;
+    for (int k = 0; k < cfg.num_layers; ++k) {
+      calls.push_back({false, true, TB, GH, cfg.layer_input_size(k)});
+      for (int t = 0; t < T; ++t) calls.push_back({false, true, B, GH, H});
+    }
+    calls.push_back({false, true, TB, O, H});
+    if (mode == BenchMode::train) {
+      calls.push_back({true, false, O, H, TB});
+      calls.push_back({false, false, TB, H, O});
+      for (int k = cfg.num_layers - 1; k >= 0; --k) {
+        for (int t = 0; t < T; ++t) calls.push_back({false, false, B, H, GH});
+        calls.push_back({true, false, GH, H, TB});
+        calls.push_back({true, false, GH, cfg.layer_input_size(k), TB});
+        if (k > 0) calls.push_back({false, false, TB, H, GH});
+      }
+    }
+    std::size_t na = 0, nb = 0, nc = 0;
+    for (const Call& x : calls) {
+      na = std::max(na, std::size_t(x.M) * x.K);
+      nb = std::max(nb, std::size_t(x.K) * x.N);
+      nc = std::max(nc, std::size_t(x.M) * x.N);
+    }
+    a.assign(na, Real(0.01));
+    b.assign(nb, Real(0.02));
+    c.assign(nc, Real(0));
+  }
+  void run() {
+    for (const Call& x : calls)
+      kernels::gemm(x.ta, x.tb, x.M, x.N, x.K, Real(1), a.data(), x.ta ? x.M : x.K, b.data(),
+                    x.tb ? x.K : x.N, Real(0), c.data(), x.N);
+  }
+};
+
+}  // namespace
+
+BenchShape parse_bench_shape(const std::string& text) {
+  const std::vector<std::string> parts = split(text, '_');
+  if (parts.size() != 7 && parts.size() != 8)
+    throw Error("shape " + text, "has " + std::to_string(parts.size()) + " parts separated by '_', not 7 or 8",
+                kShapeHint);
+  BenchShape s;
+  s.name = text;
+  const std::vector<std::string> cell = split(parts[0], '-');
+  if (cell.size() > 2) throw Error("shape " + text, "'" + parts[0] + "' is not a cell", kShapeHint);
+  s.cfg.cell = parse_cell(cell[0], "shape " + text + ": cell");
+  if (cell.size() == 2) {
+    if (s.cfg.cell != CellKind::elman)
+      throw Error("shape " + text, "only elman takes a nonlinearity (" + parts[0] + ")",
+                  "write elman-relu, elman-sigmoid, ...");
+    s.cfg.nonlinearity = parse_activation(cell[1], "shape " + text + ": nonlinearity");
+  }
+  s.cfg.num_layers = parse_size(text, parts[1], 'l');
+  s.T = parse_size(text, parts[2], 't');
+  s.B = parse_size(text, parts[3], 'b');
+  s.cfg.input_size = parse_size(text, parts[4], 'i');
+  s.cfg.hidden_size = parse_size(text, parts[5], 'h');
+  s.cfg.output_size = parse_size(text, parts[6], 'o');
+  if (parts.size() == 8) s.loss = parse_loss(parts[7], "shape " + text + ": loss");
+  s.cfg.output_activation = s.loss == LossKind::xent  ? Activation::softmax
+                            : s.loss == LossKind::bce ? Activation::sigmoid
+                                                      : Activation::identity;
+  s.cfg.validate("shape " + text);
+  return s;
+}
+
+BenchMode parse_bench_mode(const std::string& s, const std::string& where) {
+  if (s == "train") return BenchMode::train;
+  if (s == "infer") return BenchMode::infer;
+  throw Error(where, "'" + s + "' is not a mode", "use train or infer");
+}
+
+const char* to_string(BenchMode m) { return m == BenchMode::train ? "train" : "infer"; }
+
+double bench_flops(const BenchShape& s, BenchMode mode) {
+  const ModelConfig& c = s.cfg;
+  const double TB = double(s.T) * s.B, GH = double(c.gates()) * c.hidden_size;
+  double f = 2 * TB * c.hidden_size * c.output_size;
+  for (int k = 0; k < c.num_layers; ++k) f += 2 * TB * GH * (c.layer_input_size(k) + c.hidden_size);
+  return mode == BenchMode::infer ? f : 3 * f - 2 * TB * GH * c.input_size;
+}
+
+template <class Real>
+BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
+  Model<Real> model(s.cfg);
+  model.init_uniform(o.seed);
+  const Batch<Real> batch = random_batch<Real>(s, o.seed + 1);
+  batch.validate(s.cfg, s.loss, "shape " + s.name);
+  Workspace<Real> ws(s.cfg, s.T, s.B);
+  const bool train = o.mode == BenchMode::train;
+  Gradients<Real> grads(s.cfg, train ? s.T : 1, train ? s.B : 1);
+  grads.x.clear();
+  OptimizerConfig sgd;
+  sgd.kind = OptimizerKind::sgd;
+  Optimizer<Real> opt(sgd, train ? model.params.size() : 0);
+
+  BenchResult r;
+  r.workspace_bytes = ws.bytes() + sizeof(Real) * model.params.size() *
+                                       (train ? 2 : 1);
+  auto step = [&] {
+    if (train) {
+      grads.zero();
+      loss_and_gradients(model, batch, s.loss, ws, grads);
+      opt.step(model.params.data(), grads.params.data(), 1e-6);
+    } else {
+      forward(model, batch, ws);
+    }
+  };
+  auto time_it = [&](auto&& f) {
+    f();  // warm-up: page in the buffers, start the BLAS threads
+    std::vector<double> ms;
+    const auto start = Clock::now();
+    while (int(ms.size()) < o.max_steps &&
+           (int(ms.size()) < o.min_steps || ms_since(start) < 1000 * o.min_seconds)) {
+      const auto t0 = Clock::now();
+      f();
+      ms.push_back(ms_since(t0));
+    }
+    return ms;
+  };
+  const std::vector<double> ms = time_it(step);
+  r.steps = int(ms.size());
+  r.ms_median = median(ms);
+  r.ms_min = *std::min_element(ms.begin(), ms.end());
+  r.ms_max = *std::max_element(ms.begin(), ms.end());
+  if (o.gemm_bound) {
+    GemmReplay<Real> replay(s, o.mode);
+    r.gemm_ms = median(time_it([&] { replay.run(); }));
+  }
+  return r;
+}
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+template BenchResult run_bench<float>(const BenchShape&, const BenchOptions&);
+template BenchResult run_bench<double>(const BenchShape&, const BenchOptions&);
+
+}  // namespace bptt
