@@ -37,7 +37,8 @@ class Workspace {
   // Shared:
   Real* z() { return z_; }        // [T, B, O] head logits
   Real* yhat() { return yhat_; }  // [T, B, O] θ(z)
-  Real* dz() { return dz_; }      // [T, B, O] dL/dz, set by the loss
+  Real* dz() { return dz_; }      // [T, B, O] dL/dz, set by the loss: the SAME memory as z()
+                                  // (backward needs only dz), so the logits are gone after it
   const std::uint8_t* valid() const { return valid_.data(); }  // [T, B] t < lengths[b]
   // ASSIGNS every layer's state after step t (t = batch.T: h_n, c_n): h [L, B, H], and c
   // [L, B, H] for LSTM (cleared otherwise). Reuses the vectors' capacity.
@@ -47,9 +48,11 @@ class Workspace {
   Real* gh_step() { return gh_step_; }      // [B, G·H] h-side pre-activations of one step
   Real* dh_above() { return dh_above_; }    // [T, B, H] dL/dh_t from the layer above or head
   Real* dh_below() { return dh_below_; }    // [T, B, H] dL/dx_t of this layer, for the one below
+                                            // (L > 1 only; nullptr for one layer)
   Real* dh_step() { return dh_step_; }      // [B, H] total dL/dh_t at the current step
   Real* dh_carry() { return dh_carry_; }    // [B, H] dL/dh_{t-1} being built
   Real* dc_carry() { return dc_carry_; }    // [B, H] LSTM dL/dc carried backwards in time
+  Real* w_hh_t() { return w_hh_t_; }        // [H, G·H] W_hhᵀ of one layer (small batches)
   void swap_dh() { std::swap(dh_above_, dh_below_); }
   // Dropout between layers (k >= 1; nullptr without dropout buffers):
   Real* drop_mask(int k);  // [T, B, H] 0 or 1/(1-p) applied to layer k-1's h
@@ -63,7 +66,8 @@ class Workspace {
   std::size_t off_h_ = 0, off_c_ = 0, off_aux_ = 0, off_dgi_ = 0, off_dgh_ = 0, off_drop_ = 0;
   bool with_dropout_ = false;
   std::vector<Real> buf_;
-  Real *z_, *yhat_, *dz_, *gh_step_, *dh_above_, *dh_below_, *dh_step_, *dh_carry_, *dc_carry_;
+  Real *z_, *yhat_, *dz_, *gh_step_, *dh_above_, *dh_below_, *dh_step_, *dh_carry_, *dc_carry_,
+      *w_hh_t_;
   std::vector<std::uint8_t> valid_;
 };
 

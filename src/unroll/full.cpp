@@ -11,6 +11,7 @@
 #include "bptt/unroll.hpp"
 #include "cells/cell.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/small_gemm.hpp"
 
 namespace bptt {
 
@@ -122,14 +123,24 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
     kernels::add_rows(TB, GH, p.b_ih, ws.gates(k));
     init_state(batch.h0, std::size_t(k) * BH, BH, ws.h(k));
     if (ws.c(k)) init_state(batch.c0, std::size_t(k) * BH, BH, ws.c(k));
-    for_row_parts(B, [&](Rows r) {
+    if (B <= kernels::kSmallRows) {  // a few sequences: no BLAS call per step
+      kernels::transpose(GH, H, p.w_hh, ws.w_hh_t());
       for (int t = 0; t < T; ++t) {
-        const auto s = step_at(ws, k, t, H, GH, r);
-        kernels::broadcast_rows(s.B, GH, p.b_hh, s.gh);
-        gemm(false, true, s.B, GH, H, Real(1), s.h_prev, H, p.w_hh, H, Real(1), s.gh, GH);
+        const auto s = step_at(ws, k, t, H, GH, Rows{0, B});
+        kernels::broadcast_rows(B, GH, p.b_hh, s.gh);
+        kernels::gemm_small_m(B, GH, H, s.h_prev, H, ws.w_hh_t(), GH, s.gh, GH);
         cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
       }
-    });
+    } else {
+      for_row_parts(B, [&](Rows r) {
+        for (int t = 0; t < T; ++t) {
+          const auto s = step_at(ws, k, t, H, GH, r);
+          kernels::broadcast_rows(s.B, GH, p.b_hh, s.gh);
+          gemm(false, true, s.B, GH, H, Real(1), s.h_prev, H, p.w_hh, H, Real(1), s.gh, GH);
+          cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
+        }
+      });
+    }
   }
   const Real* top = ws.h(cfg.num_layers - 1) + BH;
   gemm(false, true, TB, O, H, Real(1), top, H, P.w_o, H, Real(0), ws.z(), O);
@@ -174,7 +185,10 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
         g.dgh = ws.dgh(k) + g0;
         g.dh_prev = carry;
         cells::cell_backward(cfg.cell, cfg.nonlinearity, s, g);
-        gemm(false, false, s.B, H, GH, Real(1), g.dgh, GH, p.w_hh, H, Real(1), carry, H);
+        if (B <= kernels::kSmallRows)
+          kernels::gemm_small_m(s.B, H, GH, g.dgh, GH, p.w_hh, H, carry, H);
+        else
+          gemm(false, false, s.B, H, GH, Real(1), g.dgh, GH, p.w_hh, H, Real(1), carry, H);
       }
     });
     Real* dh0 = grads.h0.data() + std::size_t(k) * BH;

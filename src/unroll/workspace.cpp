@@ -21,18 +21,22 @@ Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropo
   off_dgh_ = off, off += gru ? t * b * GH : 0;
   off_drop_ = off, off += with_dropout ? 2 * t * b * H : 0;  // drop_mask | drop_in
   layer_stride_ = off;
-  const std::size_t shared = 3 * t * b * O + b * GH + 2 * t * b * H + 3 * b * H;
+  // Shared: z (dz overwrites it) | yhat | gh_step | dh_above | dh_below (L > 1) | dh_step |
+  // dh_carry | dc_carry | w_hh_t.
+  const std::size_t below = cfg.num_layers > 1 ? t * b * H : 0;
+  const std::size_t shared = 2 * t * b * O + b * GH + t * b * H + below + 3 * b * H + H * GH;
   buf_.assign(layer_stride_ * std::size_t(cfg.num_layers) + shared, Real(0));
   Real* p = buf_.data() + layer_stride_ * std::size_t(cfg.num_layers);
   z_ = p, p += t * b * O;
+  dz_ = z_;
   yhat_ = p, p += t * b * O;
-  dz_ = p, p += t * b * O;
   gh_step_ = p, p += b * GH;
   dh_above_ = p, p += t * b * H;
-  dh_below_ = p, p += t * b * H;
+  dh_below_ = below ? p : nullptr, p += below;
   dh_step_ = p, p += b * H;
   dh_carry_ = p, p += b * H;
-  dc_carry_ = p;
+  dc_carry_ = p, p += b * H;
+  w_hh_t_ = p;
   valid_.assign(t * b, 1);
 }
 
