@@ -9,17 +9,45 @@
 //   δr = δn ⊙ gh_n ⊙ r(1−r)
 //   x side:  dgi = [δr | δz | δn]      h side: dgh = [δr | δz | δn ⊙ r]
 //   dL/dh_prev = dgh·W_hh (unroller) + dh ⊙ z   → dh_prev = dh ⊙ z.
+//
+// Each row's loop over j is a separate function whose pointers are __restrict (gate blocks,
+// state rows and gradient rows never overlap; dgi and dgh are separate for the GRU), so GCC
+// vectorizes it; in float, σ and tanh are the kernels/vmath.hpp versions. The float entry
+// points are compiled per x86-64 level (BPTT_TARGET_CLONES, kernels/simd.hpp).
 #include <algorithm>
-#include <cmath>
 #include <cstddef>
+#include <type_traits>
 
 #include "cells/cell.hpp"
 #include "kernels/activations.hpp"
+#include "kernels/simd.hpp"
 
 namespace bptt::cells {
 
+namespace {
+
+// Row kernel: rg, zg, ng hold the x-side pre-activations on entry and r, z, n on exit; ah is
+// the row of h-side pre-activations (all three blocks).
 template <class Real>
-void gru_forward(const CellStep<Real>& s) {
+BPTT_ALWAYS_INLINE void gru_forward_row(int H, Real* __restrict rg, Real* __restrict zg,
+                                        Real* __restrict ng, const Real* __restrict ah,
+                                        const Real* __restrict hp, Real* __restrict ghn,
+                                        Real* __restrict h) {
+  for (int j = 0; j < H; ++j) {
+    const Real r = kernels::sigmoid(rg[j] + ah[j]);
+    const Real z = kernels::sigmoid(zg[j] + ah[H + j]);
+    const Real hn = ah[2 * H + j];
+    const Real n = kernels::tanh(ng[j] + r * hn);
+    rg[j] = r;
+    zg[j] = z;
+    ng[j] = n;
+    ghn[j] = hn;
+    h[j] = (Real(1) - z) * n + z * hp[j];
+  }
+}
+
+template <class Real>
+BPTT_ALWAYS_INLINE void gru_forward_rows(const CellStep<Real>& s) {
   const int H = s.H;
   const std::size_t G = 3 * std::size_t(H);
   for (int b = 0; b < s.B; ++b) {
@@ -29,50 +57,74 @@ void gru_forward(const CellStep<Real>& s) {
       continue;
     }
     Real* a = s.gates + b * G;
-    const Real* ah = s.gh + b * G;
-    Real *rg = a, *zg = a + H, *ng = a + 2 * H;
-    const Real* hp = s.h_prev + r;
-    Real *h = s.h + r, *ghn = s.aux + r;
-    for (int j = 0; j < H; ++j) {
-      rg[j] = kernels::sigmoid(rg[j] + ah[j]);
-      zg[j] = kernels::sigmoid(zg[j] + ah[H + j]);
-      ghn[j] = ah[2 * H + j];
-      ng[j] = kernels::tanh(ng[j] + rg[j] * ghn[j]);
-      h[j] = (Real(1) - zg[j]) * ng[j] + zg[j] * hp[j];
-    }
+    gru_forward_row(H, a, a + H, a + 2 * H, s.gh + b * G, s.h_prev + r, s.aux + r, s.h + r);
+  }
+}
+
+// Row kernel: rg, zg, ng, hp, ghn as saved by forward; dx = [δr | δz | δn],
+// dhh = [δr | δz | δn ⊙ r].
+template <class Real>
+BPTT_ALWAYS_INLINE void gru_backward_row(int H, const Real* __restrict rg,
+                                         const Real* __restrict zg, const Real* __restrict ng,
+                                         const Real* __restrict hp, const Real* __restrict ghn,
+                                         const Real* __restrict dh, Real* __restrict dx,
+                                         Real* __restrict dhh, Real* __restrict dprev) {
+  for (int j = 0; j < H; ++j) {
+    const Real dn = dh[j] * (Real(1) - zg[j]) * (Real(1) - ng[j] * ng[j]);
+    const Real dz = dh[j] * (hp[j] - ng[j]) * zg[j] * (Real(1) - zg[j]);
+    const Real dr = dn * ghn[j] * rg[j] * (Real(1) - rg[j]);
+    dx[j] = dr;
+    dx[H + j] = dz;
+    dx[2 * H + j] = dn;
+    dhh[j] = dr;
+    dhh[H + j] = dz;
+    dhh[2 * H + j] = dn * rg[j];
+    dprev[j] = dh[j] * zg[j];
   }
 }
 
 template <class Real>
-void gru_backward(const CellStep<Real>& s, const CellStepGrad<Real>& d) {
+BPTT_ALWAYS_INLINE void gru_backward_rows(const CellStep<Real>& s, const CellStepGrad<Real>& d) {
   const int H = s.H;
   const std::size_t G = 3 * std::size_t(H);
   for (int b = 0; b < s.B; ++b) {
     const std::size_t r = std::size_t(b) * H;
     Real* dx = d.dgi + b * G;
     Real* dhh = d.dgh + b * G;
-    const Real* dh = d.dh + r;
-    Real* dprev = d.dh_prev + r;
     if (!s.valid[b]) {
       std::fill(dx, dx + G, Real(0));
       std::fill(dhh, dhh + G, Real(0));
-      std::copy(dh, dh + H, dprev);
+      std::copy(d.dh + r, d.dh + r + H, d.dh_prev + r);
       continue;
     }
     const Real* a = s.gates + b * G;
-    const Real *rg = a, *zg = a + H, *ng = a + 2 * H;
-    const Real *hp = s.h_prev + r, *ghn = s.aux + r;
-    for (int j = 0; j < H; ++j) {
-      const Real dn = dh[j] * (Real(1) - zg[j]) * (Real(1) - ng[j] * ng[j]);
-      const Real dz = dh[j] * (hp[j] - ng[j]) * zg[j] * (Real(1) - zg[j]);
-      const Real dr = dn * ghn[j] * rg[j] * (Real(1) - rg[j]);
-      dx[j] = dhh[j] = dr;
-      dx[H + j] = dhh[H + j] = dz;
-      dx[2 * H + j] = dn;
-      dhh[2 * H + j] = dn * rg[j];
-      dprev[j] = dh[j] * zg[j];
-    }
+    gru_backward_row(H, a, a + H, a + 2 * H, s.h_prev + r, s.aux + r, d.dh + r, dx, dhh,
+                     d.dh_prev + r);
   }
+}
+
+BPTT_TARGET_CLONES void gru_forward_f32(const CellStep<float>& s) { gru_forward_rows(s); }
+
+BPTT_TARGET_CLONES void gru_backward_f32(const CellStep<float>& s, const CellStepGrad<float>& d) {
+  gru_backward_rows(s, d);
+}
+
+}  // namespace
+
+template <class Real>
+void gru_forward(const CellStep<Real>& s) {
+  if constexpr (std::is_same_v<Real, float>)
+    gru_forward_f32(s);
+  else
+    gru_forward_rows(s);
+}
+
+template <class Real>
+void gru_backward(const CellStep<Real>& s, const CellStepGrad<Real>& d) {
+  if constexpr (std::is_same_v<Real, float>)
+    gru_backward_f32(s, d);
+  else
+    gru_backward_rows(s, d);
 }
 
 template void gru_forward<float>(const CellStep<float>&);

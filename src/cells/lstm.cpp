@@ -9,17 +9,50 @@
 //   δo = dh ⊙ tanh(c) ⊙ o(1−o)      δi = dc ⊙ g ⊙ i(1−i)
 //   δf = dc ⊙ c_prev ⊙ f(1−f)      δg = dc ⊙ i ⊙ (1−g²)
 //   dL/dc_prev = dc ⊙ f;  dL/dh_prev = δ·W_hh (done by the unroller), so dh_prev = 0.
+//
+// Each row's loop over j is a separate function whose pointers are __restrict (the gate blocks
+// of one row, the state rows and the gradient rows never overlap), so GCC vectorizes it; in
+// float, σ and tanh are the branch-free kernels/vmath.hpp versions. The float entry points are
+// compiled per x86-64 level (BPTT_TARGET_CLONES, kernels/simd.hpp).
 #include <algorithm>
-#include <cmath>
 #include <cstddef>
+#include <type_traits>
 
 #include "cells/cell.hpp"
 #include "kernels/activations.hpp"
+#include "kernels/simd.hpp"
 
 namespace bptt::cells {
 
+namespace {
+
+// Row kernel: i, f, g, o hold the x-side pre-activations on entry and the gates on exit; ah is
+// the row of h-side pre-activations (all four blocks).
 template <class Real>
-void lstm_forward(const CellStep<Real>& s) {
+BPTT_ALWAYS_INLINE void lstm_forward_row(int H, Real* __restrict i, Real* __restrict f,
+                                         Real* __restrict g, Real* __restrict o,
+                                         const Real* __restrict ah, const Real* __restrict cp,
+                                         Real* __restrict c, Real* __restrict tc,
+                                         Real* __restrict h) {
+  for (int j = 0; j < H; ++j) {
+    const Real ij = kernels::sigmoid(i[j] + ah[j]);
+    const Real fj = kernels::sigmoid(f[j] + ah[H + j]);
+    const Real gj = kernels::tanh(g[j] + ah[2 * H + j]);
+    const Real oj = kernels::sigmoid(o[j] + ah[3 * H + j]);
+    const Real cj = fj * cp[j] + ij * gj;
+    const Real tcj = kernels::tanh(cj);
+    i[j] = ij;
+    f[j] = fj;
+    g[j] = gj;
+    o[j] = oj;
+    c[j] = cj;
+    tc[j] = tcj;
+    h[j] = oj * tcj;
+  }
+}
+
+template <class Real>
+BPTT_ALWAYS_INLINE void lstm_forward_rows(const CellStep<Real>& s) {
   const int H = s.H;
   const std::size_t G = 4 * std::size_t(H);
   for (int b = 0; b < s.B; ++b) {
@@ -30,54 +63,75 @@ void lstm_forward(const CellStep<Real>& s) {
       continue;
     }
     Real* a = s.gates + b * G;
-    const Real* ah = s.gh + b * G;
-    Real *i = a, *f = a + H, *g = a + 2 * H, *o = a + 3 * H;
-    const Real *cp = s.c_prev + r;
-    Real *c = s.c + r, *h = s.h + r, *tc = s.aux + r;
-    for (int j = 0; j < H; ++j) {
-      i[j] = kernels::sigmoid(i[j] + ah[j]);
-      f[j] = kernels::sigmoid(f[j] + ah[H + j]);
-      g[j] = kernels::tanh(g[j] + ah[2 * H + j]);
-      o[j] = kernels::sigmoid(o[j] + ah[3 * H + j]);
-      c[j] = f[j] * cp[j] + i[j] * g[j];
-      tc[j] = kernels::tanh(c[j]);
-      h[j] = o[j] * tc[j];
-    }
+    lstm_forward_row(H, a, a + H, a + 2 * H, a + 3 * H, s.gh + b * G, s.c_prev + r, s.c + r,
+                     s.aux + r, s.h + r);
+  }
+}
+
+// Row kernel: i, f, g, o, cp, tc as saved by forward; dc in dL/dc_t, out dL/dc_{t-1};
+// d = [δi | δf | δg | δo].
+template <class Real>
+BPTT_ALWAYS_INLINE void lstm_backward_row(int H, const Real* __restrict i,
+                                          const Real* __restrict f, const Real* __restrict g,
+                                          const Real* __restrict o, const Real* __restrict cp,
+                                          const Real* __restrict tc, const Real* __restrict dh,
+                                          Real* __restrict dc, Real* __restrict d,
+                                          Real* __restrict dprev) {
+  for (int j = 0; j < H; ++j) {
+    const Real dcj = dc[j] + dh[j] * o[j] * (Real(1) - tc[j] * tc[j]);
+    d[j] = dcj * g[j] * i[j] * (Real(1) - i[j]);
+    d[H + j] = dcj * cp[j] * f[j] * (Real(1) - f[j]);
+    d[2 * H + j] = dcj * i[j] * (Real(1) - g[j] * g[j]);
+    d[3 * H + j] = dh[j] * tc[j] * o[j] * (Real(1) - o[j]);
+    dc[j] = dcj * f[j];
+    dprev[j] = Real(0);
   }
 }
 
 template <class Real>
-void lstm_backward(const CellStep<Real>& s, const CellStepGrad<Real>& d) {
+BPTT_ALWAYS_INLINE void lstm_backward_rows(const CellStep<Real>& s, const CellStepGrad<Real>& d) {
   const int H = s.H;
   const std::size_t G = 4 * std::size_t(H);
   for (int b = 0; b < s.B; ++b) {
     const std::size_t r = std::size_t(b) * H;
     Real* di = d.dgi + b * G;
     Real* dhh = d.dgh + b * G;
-    const Real* dh = d.dh + r;
-    Real* dc = d.dc + r;
-    Real* dprev = d.dh_prev + r;
     if (!s.valid[b]) {
       std::fill(di, di + G, Real(0));
       std::fill(dhh, dhh + G, Real(0));
-      std::copy(dh, dh + H, dprev);
+      std::copy(d.dh + r, d.dh + r + H, d.dh_prev + r);
       continue;  // dc passes through unchanged
     }
     const Real* a = s.gates + b * G;
-    const Real *i = a, *f = a + H, *g = a + 2 * H, *o = a + 3 * H;
-    const Real *cp = s.c_prev + r, *tc = s.aux + r;
-    Real *df = di + H, *dg = di + 2 * H, *dout = di + 3 * H;
-    for (int j = 0; j < H; ++j) {
-      const Real dcj = dc[j] + dh[j] * o[j] * (Real(1) - tc[j] * tc[j]);
-      dout[j] = dh[j] * tc[j] * o[j] * (Real(1) - o[j]);
-      di[j] = dcj * g[j] * i[j] * (Real(1) - i[j]);
-      df[j] = dcj * cp[j] * f[j] * (Real(1) - f[j]);
-      dg[j] = dcj * i[j] * (Real(1) - g[j] * g[j]);
-      dc[j] = dcj * f[j];
-      dprev[j] = Real(0);
-    }
+    lstm_backward_row(H, a, a + H, a + 2 * H, a + 3 * H, s.c_prev + r, s.aux + r, d.dh + r,
+                      d.dc + r, di, d.dh_prev + r);
     if (dhh != di) std::copy(di, di + G, dhh);
   }
+}
+
+BPTT_TARGET_CLONES void lstm_forward_f32(const CellStep<float>& s) { lstm_forward_rows(s); }
+
+BPTT_TARGET_CLONES void lstm_backward_f32(const CellStep<float>& s,
+                                          const CellStepGrad<float>& d) {
+  lstm_backward_rows(s, d);
+}
+
+}  // namespace
+
+template <class Real>
+void lstm_forward(const CellStep<Real>& s) {
+  if constexpr (std::is_same_v<Real, float>)
+    lstm_forward_f32(s);
+  else
+    lstm_forward_rows(s);
+}
+
+template <class Real>
+void lstm_backward(const CellStep<Real>& s, const CellStepGrad<Real>& d) {
+  if constexpr (std::is_same_v<Real, float>)
+    lstm_backward_f32(s, d);
+  else
+    lstm_backward_rows(s, d);
 }
 
 template void lstm_forward<float>(const CellStep<float>&);

@@ -1,11 +1,17 @@
 // Scalar activation functions and their derivatives written in terms of the saved OUTPUT
 // (σ' = s(1−s), tanh' = 1−t², relu' = [y > 0], identity' = 1), so backward needs no
 // pre-activations.
+//
+// Float sigmoid and tanh are the branch-free versions of kernels/vmath.hpp (≤ 1.5e-7 relative
+// error, forced inline), so loops that call them vectorize. Double keeps libm: float64 is the
+// verification precision.
 #pragma once
 
 #include <cmath>
 
 #include "bptt/types.hpp"
+#include "kernels/simd.hpp"
+#include "kernels/vmath.hpp"
 
 namespace bptt::kernels {
 
@@ -17,48 +23,68 @@ inline Real sigmoid(Real x) {
   return e / (Real(1) + e);
 }
 
-// tanh. For float, glibc's tanhf (through expm1f) dominated LSTM training time; this version
-// evaluates in double, where exp is cheap and (t−1)/(t+1) is accurate to float precision except
-// near 0, which the odd Taylor polynomial covers (|x| < 0.03: next term < 1e-10 relative).
-// Measured error against tanhf: below 2e-7 relative (about 1.5 ulp). Double uses std::tanh.
+template <>
+BPTT_ALWAYS_INLINE float sigmoid<float>(float x) {
+  return vec::sigmoid(x);
+}
+
 template <class Real>
 inline Real tanh(Real x) {
   return std::tanh(x);
 }
 
 template <>
-inline float tanh<float>(float x) {
-  const double d = x;
-  if (std::abs(d) < 0.03) {
-    const double d2 = d * d;
-    return float(d * (1.0 - d2 * (1.0 / 3.0 - d2 * (2.0 / 15.0))));
-  }
-  if (std::abs(d) > 9.5) return d > 0 ? 1.0f : -1.0f;  // |tanh| rounds to 1 in float
-  const double t = std::exp(2.0 * d);
-  return float((t - 1.0) / (t + 1.0));
+BPTT_ALWAYS_INLINE float tanh<float>(float x) {
+  return vec::tanh(x);
 }
 
-// φ(x) for the elementwise activations (softmax is row-wise and handled by the loss module).
+// φ(x) and φ'(x) through y = φ(x), with φ known at compile time: the cell kernels instantiate
+// their loops once per φ, so the loop body has no switch and vectorizes.
+template <Activation A, class Real>
+BPTT_ALWAYS_INLINE Real activate(Real x) {
+  if constexpr (A == Activation::tanh) return kernels::tanh(x);
+  else if constexpr (A == Activation::relu) return x > Real(0) ? x : Real(0);
+  else if constexpr (A == Activation::sigmoid) return kernels::sigmoid(x);
+  else return x;  // identity (softmax is row-wise and handled by the loss module)
+}
+
+template <Activation A, class Real>
+BPTT_ALWAYS_INLINE Real derivative_from_output(Real y) {
+  if constexpr (A == Activation::tanh) return Real(1) - y * y;
+  else if constexpr (A == Activation::relu) return y > Real(0) ? Real(1) : Real(0);
+  else if constexpr (A == Activation::sigmoid) return y * (Real(1) - y);
+  else return Real(1);  // identity (softmax: see above)
+}
+
+// dy ⊙ φ'(x) through y = φ(x). For relu a select (0 where y ≤ 0, like PyTorch's
+// threshold_backward): dy·(y > 0 ? 1 : 0) leaves a branch in GCC's output that stops
+// vectorization on baseline x86-64.
+template <Activation A, class Real>
+BPTT_ALWAYS_INLINE Real backprop_from_output(Real y, Real dy) {
+  if constexpr (A == Activation::relu) return y > Real(0) ? dy : Real(0);
+  else return dy * derivative_from_output<A>(y);
+}
+
+// The same with φ chosen at run time, element by element.
 template <class Real>
 inline Real activate(Activation a, Real x) {
   switch (a) {
-    case Activation::identity: return x;
-    case Activation::tanh: return kernels::tanh(x);
-    case Activation::relu: return x > Real(0) ? x : Real(0);
-    case Activation::sigmoid: return sigmoid(x);
+    case Activation::identity: return activate<Activation::identity>(x);
+    case Activation::tanh: return activate<Activation::tanh>(x);
+    case Activation::relu: return activate<Activation::relu>(x);
+    case Activation::sigmoid: return activate<Activation::sigmoid>(x);
     case Activation::softmax: return x;  // not elementwise; rejected by ModelConfig::validate
   }
   return x;
 }
 
-// φ'(x) expressed through y = φ(x).
 template <class Real>
 inline Real derivative_from_output(Activation a, Real y) {
   switch (a) {
-    case Activation::identity: return Real(1);
-    case Activation::tanh: return Real(1) - y * y;
-    case Activation::relu: return y > Real(0) ? Real(1) : Real(0);
-    case Activation::sigmoid: return y * (Real(1) - y);
+    case Activation::identity: return derivative_from_output<Activation::identity>(y);
+    case Activation::tanh: return derivative_from_output<Activation::tanh>(y);
+    case Activation::relu: return derivative_from_output<Activation::relu>(y);
+    case Activation::sigmoid: return derivative_from_output<Activation::sigmoid>(y);
     case Activation::softmax: return Real(1);  // not elementwise; see above
   }
   return Real(1);

@@ -2,19 +2,14 @@
 
 #include <cstddef>
 
-// Function multi-versioning: one clone per ISA, picked by the loader (ifunc).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define BPTT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define BPTT_CLONES
-#endif
+#include "kernels/simd.hpp"
 
 namespace bptt::kernels {
 
 namespace {
 
 template <class Real>
-[[gnu::always_inline]] inline void small_m(int M, int N, int K, const Real* __restrict A, int lda,
+BPTT_ALWAYS_INLINE void small_m(int M, int N, int K, const Real* __restrict A, int lda,
                                            const Real* __restrict Bt, int ldb, Real* __restrict C,
                                            int ldc) {
   for (int k = 0; k < K; ++k) {
@@ -29,12 +24,12 @@ template <class Real>
 
 }  // namespace
 
-BPTT_CLONES void gemm_small_m(int M, int N, int K, const float* A, int lda, const float* Bt,
+BPTT_TARGET_CLONES void gemm_small_m(int M, int N, int K, const float* A, int lda, const float* Bt,
                               int ldb, float* C, int ldc) {
   small_m(M, N, K, A, lda, Bt, ldb, C, ldc);
 }
 
-BPTT_CLONES void gemm_small_m(int M, int N, int K, const double* A, int lda, const double* Bt,
+BPTT_TARGET_CLONES void gemm_small_m(int M, int N, int K, const double* A, int lda, const double* Bt,
                               int ldb, double* C, int ldc) {
   small_m(M, N, K, A, lda, Bt, ldb, C, ldc);
 }

@@ -9,8 +9,8 @@ inline constexpr int kSmallRows = 4;
 
 // C[M, N] += A[M, K] · Bt[K, N], all row-major with row strides lda, ldb, ldc (ACCUMULATES).
 // The k loop is outermost, so each row of Bt is read once for all M rows, and the inner loop is
-// an axpy over N that vectorizes without reassociating sums (no -ffast-math needed). Compiled for
-// AVX-512, AVX2 and baseline x86-64, chosen at load time.
+// an axpy over N that vectorizes without reassociating sums (no -ffast-math needed). Compiled per
+// x86-64 level (BPTT_TARGET_CLONES, kernels/simd.hpp).
 void gemm_small_m(int M, int N, int K, const float* A, int lda, const float* Bt, int ldb,
                   float* C, int ldc);
 void gemm_small_m(int M, int N, int K, const double* A, int lda, const double* Bt, int ldb,

@@ -1,0 +1,106 @@
+// Float exp, sigmoid and tanh written for the auto-vectorizer: no calls and no branches. Clamps
+// are integer mins on the bit patterns and the selects have no arithmetic in their arms, since
+// with GCC's default -ftrapping-math a branch whose arm holds float arithmetic is never turned
+// into a blend (see exp and tanh for how such branches would arise). A loop over j that calls
+// these compiles to SIMD code at -O3 on every x86-64 level; the cell kernels (src/cells/) rely on
+// that. Double precision does not come here: float64 is the verification precision and stays on
+// libm (kernels/activations.hpp).
+//
+// Accuracy against double-precision references, measured over all 2^32 floats, for the baseline
+// build and the x86-64-v4 build (which contracts into FMAs); tests/kernels/test_vmath.cpp checks
+// every 257th bit pattern plus dense ranges at each level:
+//   exp(x)      ≤ 8.5e-8 relative for normal results, x ∈ [−87.33, 88.72]; subnormal results
+//               within one subnormal step down to x ≈ −103.97, then 0; +inf from 88.7228 on
+//               (where e^x > FLT_MAX); NaN → NaN.
+//   sigmoid(x)  ≤ 1.5e-7 relative where the result is a normal float (x ≥ −87.33); below that
+//               it is subnormal or 0 (absolute error < 1.2e-38). σ(+inf) = 1, σ(−inf) = 0,
+//               NaN → NaN.
+//   tanh(x)     ≤ 1.5e-7 relative everywhere (subnormal x: tanh x = x), ≤ 8e-8 absolute;
+//               exactly odd (tanh(−0) = −0); tanh(±inf) = ±1; NaN → NaN.
+// Float epsilon is 1.19e-7: these are about one ulp.
+#pragma once
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "kernels/simd.hpp"
+
+namespace bptt::kernels::vec {
+
+// e^x. Cody–Waite range reduction x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in a 9-bit head C1,
+// so n·C1 is exact, and a tail C2), Cephes expf's degree-7 polynomial for e^r, then 2^n built in
+// the exponent bits. The scale is applied as 2^⌊n/2⌋·2^⌈n/2⌉ so both factors stay normal for
+// every n in [−150, 129]: subnormal results and results near FLT_MAX come out right without a
+// branch, and the last product rounds to +inf exactly when e^x > FLT_MAX, as std::exp does.
+//
+// The input is clamped to [−104, 89] first, so n and the exponent bits stay in range. The clamp
+// works on the bit patterns, with integer min (which never becomes a branch): a float clamp
+// `x < lo ? lo : x` leaves a branch with a constant arm, GCC's PRE then folds the rest of the
+// function on that arm, and with the default -ftrapping-math the loop no longer vectorizes.
+BPTT_ALWAYS_INLINE float exp(float x) {
+  constexpr float kHi = 89.0f;      // e^89 > FLT_MAX: the result is +inf from here on
+  constexpr float kLo = -104.0f;    // e^x rounds to 0 below about −103.97
+  constexpr float kRound = 0x1.8p23f;  // adding it rounds |v| < 2^22 to an integer
+  // For x ≥ +0 the bits, as int32, grow with x: signed min against kHi's bits clamps them (and
+  // leaves every negative x alone). For x ≤ −0 the bits, as uint32, grow with |x| and lie above
+  // every positive x: unsigned min against kLo's bits clamps them. A NaN keeps its own bits
+  // (the select's arms are plain values) and the arithmetic passes it on.
+  const std::int32_t bits = std::bit_cast<std::int32_t>(x), hi = std::bit_cast<std::int32_t>(kHi);
+  const std::uint32_t upper = std::uint32_t(bits < hi ? bits : hi),
+                      lo = std::bit_cast<std::uint32_t>(kLo);
+  const std::uint32_t clamped = upper < lo ? upper : lo;
+  const float xc = std::bit_cast<float>(x != x ? std::uint32_t(bits) : clamped);
+
+  const float shifted = xc * 1.44269504088896341f + kRound;  // x·log2(e) + 1.5·2^23
+  const float n = shifted - kRound;                          // round(x·log2(e))
+  const std::int32_t ni =
+      std::bit_cast<std::int32_t>(shifted) - std::bit_cast<std::int32_t>(kRound);  // n
+  float r = xc - n * 0.693359375f;  // C1
+  r = r - n * -2.12194440e-4f;      // C2; C1 + C2 = ln2 to float precision and beyond
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;  // e^r
+  const std::int32_t n1 = ni >> 1, n2 = ni - n1;
+  const float s1 = std::bit_cast<float>(std::uint32_t(n1 + 127) << 23);  // 2^n1
+  const float s2 = std::bit_cast<float>(std::uint32_t(n2 + 127) << 23);  // 2^n2
+  return p * s1 * s2;
+}
+
+// σ(x) = 1 / (1 + e^−x) in one form for every x: e^−x is at most +inf (then σ = 0), never NaN.
+BPTT_ALWAYS_INLINE float sigmoid(float x) { return 1.0f / (1.0f + vec::exp(-x)); }
+
+// tanh, computed on |x| and given x's sign at the end (so it is exactly odd):
+//   |x| < 0.625: Cephes tanhf's odd polynomial, |x| + |x|·x²·P(x²);
+//   otherwise:   1 − 2 / (e^{2|x|} + 1), which has no cancellation there (tanh ≥ 0.55) and
+//                becomes exactly 1 once e^{2|x|} is large or +inf.
+// Both are evaluated, the polynomial at min(|x|, 0.625) so that it stays finite, and one is
+// picked by a bit mask. (A `?:` between them would let GCC sink each arm's arithmetic into a
+// branch, which it may not vectorize under the default -ftrapping-math; see exp.) NaN fails
+// |x| < 0.625 and takes the exp arm, which passes it on.
+BPTT_ALWAYS_INLINE float tanh(float x) {
+  constexpr float kCut = 0.625f;
+  const float ax = std::fabs(x);
+  const std::uint32_t abits = std::bit_cast<std::uint32_t>(ax),
+                      cut = std::bit_cast<std::uint32_t>(kCut);
+  const float a = std::bit_cast<float>(abits < cut ? abits : cut);  // min(|x|, 0.625), not NaN
+  const float z = a * a;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  const float small = a + a * z * p;
+  const float large = 1.0f - 2.0f / (vec::exp(2.0f * ax) + 1.0f);
+  const std::uint32_t take_small = 0u - std::uint32_t(ax < kCut);  // all ones or all zeros
+  const std::uint32_t t = (std::bit_cast<std::uint32_t>(small) & take_small) |
+                          (std::bit_cast<std::uint32_t>(large) & ~take_small);
+  return std::copysign(std::bit_cast<float>(t), x);
+}
+
+}  // namespace bptt::kernels::vec
