@@ -31,8 +31,9 @@ class Workspace {
   Real* gates(int k);   // [T, B, G·H] x-side pre-activations, then saved activations
   Real* h(int k);       // [T+1, B, H] h(k)[0] = h0, h(k)[t] = state after step t
   Real* c(int k);       // [T+1, B, H] LSTM cell states (nullptr for other cells)
-  Real* aux(int k);     // [T, B, H] LSTM tanh(c_t); GRU W_hn h_{t-1} + b_hn (nullptr for Elman)
-  Real* dgi(int k);     // [T, B, G·H] dL/d(x-side pre-activations)
+  Real* aux(int k);     // [T, B, H] GRU W_hn h_{t-1} + b_hn (nullptr for Elman and LSTM)
+  Real* dgi(int k);     // [T, B, G·H] dL/d(x-side pre-activations): the SAME memory as gates(k),
+                        // which backward overwrites step by step once it has read them
   Real* dgh(int k);     // [T, B, G·H] dL/d(h-side pre-activations) (== dgi(k) except for GRU)
   // Shared:
   Real* z() { return z_; }        // [T, B, O] head logits
@@ -46,28 +47,27 @@ class Workspace {
   // Scratch for the unroller:
   std::uint8_t* valid() { return valid_.data(); }
   Real* gh_step() { return gh_step_; }      // [B, G·H] h-side pre-activations of one step
-  Real* dh_above() { return dh_above_; }    // [T, B, H] dL/dh_t from the layer above or head
-  Real* dh_below() { return dh_below_; }    // [T, B, H] dL/dx_t of this layer, for the one below
-                                            // (L > 1 only; nullptr for one layer)
+  // [C, B, H] dL/dh_t from above (the head or the next layer) for C = chunk_steps() steps:
+  // backward forms it a chunk at a time instead of holding [T, B, H].
+  Real* dh_chunk() { return dh_chunk_; }
+  int chunk_steps() const { return chunk_; }
   Real* dh_step() { return dh_step_; }      // [B, H] total dL/dh_t at the current step
   Real* dh_carry() { return dh_carry_; }    // [B, H] dL/dh_{t-1} being built
   Real* dc_carry() { return dc_carry_; }    // [B, H] LSTM dL/dc carried backwards in time
   Real* w_hh_t() { return w_hh_t_; }        // [H, G·H] W_hhᵀ of one layer (small batches)
-  void swap_dh() { std::swap(dh_above_, dh_below_); }
   // Dropout between layers (k >= 1; nullptr without dropout buffers):
   Real* drop_mask(int k);  // [T, B, H] 0 or 1/(1-p) applied to layer k-1's h
   Real* drop_in(int k);    // [T, B, H] layer k's input: h(k-1) ⊙ drop_mask(k)
   bool dropout_active = false;  // set by forward(): whether the last pass used dropout
 
  private:
-  int T_, B_, H_, G_, L_;
+  int T_, B_, H_, G_, L_, chunk_;
   CellKind cell_;
   std::size_t layer_stride_ = 0;
-  std::size_t off_h_ = 0, off_c_ = 0, off_aux_ = 0, off_dgi_ = 0, off_dgh_ = 0, off_drop_ = 0;
+  std::size_t off_h_ = 0, off_c_ = 0, off_aux_ = 0, off_dgh_ = 0, off_drop_ = 0;
   bool with_dropout_ = false;
   std::vector<Real> buf_;
-  Real *z_, *yhat_, *dz_, *gh_step_, *dh_above_, *dh_below_, *dh_step_, *dh_carry_, *dc_carry_,
-      *w_hh_t_;
+  Real *z_, *yhat_, *dz_, *gh_step_, *dh_chunk_, *dh_step_, *dh_carry_, *dc_carry_, *w_hh_t_;
   std::vector<std::uint8_t> valid_;
 };
 

@@ -4,12 +4,15 @@
 // dL/dh_{t-1} = dgh·W_hh + dh_prev, and after the reverse loop the weight gradients.
 //
 // Contracts shared by every cell (see each cell's file for its equations and what it saves):
-//  - forward ASSIGNS h (and c, aux) and overwrites `gates` with what backward needs.
+//  - forward ASSIGNS h (and c for LSTM, aux for GRU) and overwrites `gates` with what backward
+//    needs.
 //  - rows with valid[b] == 0 (t >= lengths[b]) copy the state: h = h_prev, c = c_prev.
-//  - backward ASSIGNS dgi, dgh, dh_prev and updates dc in place; for invalid rows it writes
-//    dgi = dgh = 0, dh_prev = dh and leaves dc unchanged (the gradient passes straight through).
-//  - dgh may alias dgi for cells whose x-side and h-side pre-activation gradients are equal
-//    (Elman, LSTM); GRU needs them separate.
+//  - backward OVERWRITES `gates` with dgi = dL/d(x-side pre-activations) (in place: what forward
+//    saved there is read once, so the workspace needs no second [T, B, G·H] buffer), ASSIGNS
+//    dgh and dh_prev and updates dc in place; for invalid rows it writes dgi = dgh = 0,
+//    dh_prev = dh and leaves dc unchanged (the gradient passes straight through).
+//  - dgh may alias `gates` for cells whose x-side and h-side pre-activation gradients are equal
+//    (Elman, LSTM); GRU needs it separate.
 #pragma once
 
 #include <cstdint>
@@ -22,21 +25,21 @@ template <class Real>
 struct CellStep {
   int B = 0, H = 0;
   const std::uint8_t* valid = nullptr;  // [B]
-  Real* gates = nullptr;         // [B, G·H] in: x·W_ihᵀ + b_ih; out: saved activations
+  Real* gates = nullptr;         // [B, G·H] in: x·W_ihᵀ + b_ih; forward out: saved activations;
+                                 // backward out: dgi
   Real* gh = nullptr;            // [B, G·H] h_{t-1}·W_hhᵀ + b_hh (forward only; scratch)
   const Real* h_prev = nullptr;  // [B, H]
   Real* h = nullptr;             // [B, H]
   const Real* c_prev = nullptr;  // [B, H] LSTM
   Real* c = nullptr;             // [B, H] LSTM
-  Real* aux = nullptr;           // [B, H] LSTM: tanh(c_t); GRU: W_hn·h_{t-1} + b_hn
+  Real* aux = nullptr;           // [B, H] GRU: W_hn·h_{t-1} + b_hn (unused otherwise)
 };
 
 template <class Real>
 struct CellStepGrad {
   const Real* dh = nullptr;  // [B, H] total dL/dh_t (from above and from step t+1)
   Real* dc = nullptr;        // [B, H] LSTM: in dL/dc_t (from t+1), out dL/dc_{t-1}
-  Real* dgi = nullptr;       // [B, G·H] out: dL/d(x-side pre-activations)
-  Real* dgh = nullptr;       // [B, G·H] out: dL/d(h-side pre-activations)
+  Real* dgh = nullptr;       // [B, G·H] out: dL/d(h-side pre-activations) (dgi: see above)
   Real* dh_prev = nullptr;   // [B, H] out: the part of dL/dh_{t-1} that bypasses W_hh
 };
 

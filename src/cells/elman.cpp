@@ -54,11 +54,11 @@ BPTT_ALWAYS_INLINE void elman_backward_rows(const CellStep<Real>& s, const CellS
   const int H = s.H;
   for (int b = 0; b < s.B; ++b) {
     const std::size_t r = std::size_t(b) * H;
-    Real* ds = d.dgi + r;
+    Real* ds = s.gates + r;  // dgi, over the x-side pre-activations
     Real* dsh = d.dgh + r;
     if (!s.valid[b]) {
       std::fill(ds, ds + H, Real(0));
-      std::fill(dsh, dsh + H, Real(0));
+      if (dsh != ds) std::fill(dsh, dsh + H, Real(0));
       std::copy(d.dh + r, d.dh + r + H, d.dh_prev + r);
       continue;
     }

@@ -3,7 +3,7 @@
 //   r = σ(gi_r + gh_r)    z = σ(gi_z + gh_z)
 //   n = tanh(gi_n + r ⊙ gh_n)          (the reset is applied after W_hn·h + b_hn)
 //   h = (1 − z) ⊙ n + z ⊙ h_prev
-// Saves: r, z, n (over gi) and gh_n (aux).
+// Saves: r, z, n (over gi) and gh_n (aux); backward overwrites r, z, n with dgi.
 // Backward, with dh = dL/dh:
 //   δn = dh ⊙ (1−z) ⊙ (1−n²)          δz = dh ⊙ (h_prev − n) ⊙ z(1−z)
 //   δr = δn ⊙ gh_n ⊙ r(1−r)
@@ -61,25 +61,25 @@ BPTT_ALWAYS_INLINE void gru_forward_rows(const CellStep<Real>& s) {
   }
 }
 
-// Row kernel: rg, zg, ng, hp, ghn as saved by forward; dx = [δr | δz | δn],
-// dhh = [δr | δz | δn ⊙ r].
+// Row kernel, in place: rg, zg, ng hold r, z, n as saved by forward on entry and [δr | δz | δn]
+// (dgi) on exit; hp, ghn as saved; dhh = [δr | δz | δn ⊙ r].
 template <class Real>
-BPTT_ALWAYS_INLINE void gru_backward_row(int H, const Real* __restrict rg,
-                                         const Real* __restrict zg, const Real* __restrict ng,
-                                         const Real* __restrict hp, const Real* __restrict ghn,
-                                         const Real* __restrict dh, Real* __restrict dx,
+BPTT_ALWAYS_INLINE void gru_backward_row(int H, Real* __restrict rg, Real* __restrict zg,
+                                         Real* __restrict ng, const Real* __restrict hp,
+                                         const Real* __restrict ghn, const Real* __restrict dh,
                                          Real* __restrict dhh, Real* __restrict dprev) {
   for (int j = 0; j < H; ++j) {
-    const Real dn = dh[j] * (Real(1) - zg[j]) * (Real(1) - ng[j] * ng[j]);
-    const Real dz = dh[j] * (hp[j] - ng[j]) * zg[j] * (Real(1) - zg[j]);
-    const Real dr = dn * ghn[j] * rg[j] * (Real(1) - rg[j]);
-    dx[j] = dr;
-    dx[H + j] = dz;
-    dx[2 * H + j] = dn;
+    const Real r = rg[j], z = zg[j], n = ng[j];
+    const Real dn = dh[j] * (Real(1) - z) * (Real(1) - n * n);
+    const Real dz = dh[j] * (hp[j] - n) * z * (Real(1) - z);
+    const Real dr = dn * ghn[j] * r * (Real(1) - r);
+    rg[j] = dr;
+    zg[j] = dz;
+    ng[j] = dn;
     dhh[j] = dr;
     dhh[H + j] = dz;
-    dhh[2 * H + j] = dn * rg[j];
-    dprev[j] = dh[j] * zg[j];
+    dhh[2 * H + j] = dn * r;
+    dprev[j] = dh[j] * z;
   }
 }
 
@@ -89,16 +89,15 @@ BPTT_ALWAYS_INLINE void gru_backward_rows(const CellStep<Real>& s, const CellSte
   const std::size_t G = 3 * std::size_t(H);
   for (int b = 0; b < s.B; ++b) {
     const std::size_t r = std::size_t(b) * H;
-    Real* dx = d.dgi + b * G;
+    Real* a = s.gates + b * G;  // becomes dgi
     Real* dhh = d.dgh + b * G;
     if (!s.valid[b]) {
-      std::fill(dx, dx + G, Real(0));
+      std::fill(a, a + G, Real(0));
       std::fill(dhh, dhh + G, Real(0));
       std::copy(d.dh + r, d.dh + r + H, d.dh_prev + r);
       continue;
     }
-    const Real* a = s.gates + b * G;
-    gru_backward_row(H, a, a + H, a + 2 * H, s.h_prev + r, s.aux + r, d.dh + r, dx, dhh,
+    gru_backward_row(H, a, a + H, a + 2 * H, s.h_prev + r, s.aux + r, d.dh + r, dhh,
                      d.dh_prev + r);
   }
 }

@@ -3,7 +3,8 @@
 //   i = σ(a_i)   f = σ(a_f)   g = tanh(a_g)   o = σ(a_o)
 //   c = f ⊙ c_prev + i ⊙ g
 //   h = o ⊙ tanh(c)
-// Saves: the activated gates i, f, g, o (over the pre-activations), c (unroller), tanh(c) (aux).
+// Saves: the activated gates i, f, g, o (over the pre-activations) and c (unroller); backward
+// recomputes tanh(c) and overwrites the gates with δi, δf, δg, δo.
 // Backward, with dh = dL/dh and dc_next = dL/dc from step t+1:
 //   dc   = dc_next + dh ⊙ o ⊙ (1 − tanh²c)
 //   δo = dh ⊙ tanh(c) ⊙ o(1−o)      δi = dc ⊙ g ⊙ i(1−i)
@@ -32,8 +33,7 @@ template <class Real>
 BPTT_ALWAYS_INLINE void lstm_forward_row(int H, Real* __restrict i, Real* __restrict f,
                                          Real* __restrict g, Real* __restrict o,
                                          const Real* __restrict ah, const Real* __restrict cp,
-                                         Real* __restrict c, Real* __restrict tc,
-                                         Real* __restrict h) {
+                                         Real* __restrict c, Real* __restrict h) {
   for (int j = 0; j < H; ++j) {
     const Real ij = kernels::sigmoid(i[j] + ah[j]);
     const Real fj = kernels::sigmoid(f[j] + ah[H + j]);
@@ -46,7 +46,6 @@ BPTT_ALWAYS_INLINE void lstm_forward_row(int H, Real* __restrict i, Real* __rest
     g[j] = gj;
     o[j] = oj;
     c[j] = cj;
-    tc[j] = tcj;
     h[j] = oj * tcj;
   }
 }
@@ -64,26 +63,28 @@ BPTT_ALWAYS_INLINE void lstm_forward_rows(const CellStep<Real>& s) {
     }
     Real* a = s.gates + b * G;
     lstm_forward_row(H, a, a + H, a + 2 * H, a + 3 * H, s.gh + b * G, s.c_prev + r, s.c + r,
-                     s.aux + r, s.h + r);
+                     s.h + r);
   }
 }
 
-// Row kernel: i, f, g, o, cp, tc as saved by forward; dc in dL/dc_t, out dL/dc_{t-1};
-// d = [δi | δf | δg | δo].
+// Row kernel, in place: i, f, g, o hold the gates saved by forward on entry and
+// [δi | δf | δg | δo] on exit; cp, c = c_{t-1}, c_t as saved by forward (tanh(c_t) is
+// recomputed: one tanh per unit costs less than a [T, B, H] buffer); dc in dL/dc_t, out
+// dL/dc_{t-1}.
 template <class Real>
-BPTT_ALWAYS_INLINE void lstm_backward_row(int H, const Real* __restrict i,
-                                          const Real* __restrict f, const Real* __restrict g,
-                                          const Real* __restrict o, const Real* __restrict cp,
-                                          const Real* __restrict tc, const Real* __restrict dh,
-                                          Real* __restrict dc, Real* __restrict d,
+BPTT_ALWAYS_INLINE void lstm_backward_row(int H, Real* __restrict i, Real* __restrict f,
+                                          Real* __restrict g, Real* __restrict o,
+                                          const Real* __restrict cp, const Real* __restrict c,
+                                          const Real* __restrict dh, Real* __restrict dc,
                                           Real* __restrict dprev) {
   for (int j = 0; j < H; ++j) {
-    const Real dcj = dc[j] + dh[j] * o[j] * (Real(1) - tc[j] * tc[j]);
-    d[j] = dcj * g[j] * i[j] * (Real(1) - i[j]);
-    d[H + j] = dcj * cp[j] * f[j] * (Real(1) - f[j]);
-    d[2 * H + j] = dcj * i[j] * (Real(1) - g[j] * g[j]);
-    d[3 * H + j] = dh[j] * tc[j] * o[j] * (Real(1) - o[j]);
-    dc[j] = dcj * f[j];
+    const Real ij = i[j], fj = f[j], gj = g[j], oj = o[j], tcj = kernels::tanh(c[j]);
+    const Real dcj = dc[j] + dh[j] * oj * (Real(1) - tcj * tcj);
+    i[j] = dcj * gj * ij * (Real(1) - ij);
+    f[j] = dcj * cp[j] * fj * (Real(1) - fj);
+    g[j] = dcj * ij * (Real(1) - gj * gj);
+    o[j] = dh[j] * tcj * oj * (Real(1) - oj);
+    dc[j] = dcj * fj;
     dprev[j] = Real(0);
   }
 }
@@ -94,18 +95,17 @@ BPTT_ALWAYS_INLINE void lstm_backward_rows(const CellStep<Real>& s, const CellSt
   const std::size_t G = 4 * std::size_t(H);
   for (int b = 0; b < s.B; ++b) {
     const std::size_t r = std::size_t(b) * H;
-    Real* di = d.dgi + b * G;
+    Real* a = s.gates + b * G;  // becomes dgi
     Real* dhh = d.dgh + b * G;
     if (!s.valid[b]) {
-      std::fill(di, di + G, Real(0));
-      std::fill(dhh, dhh + G, Real(0));
+      std::fill(a, a + G, Real(0));
+      if (dhh != a) std::fill(dhh, dhh + G, Real(0));
       std::copy(d.dh + r, d.dh + r + H, d.dh_prev + r);
       continue;  // dc passes through unchanged
     }
-    const Real* a = s.gates + b * G;
-    lstm_backward_row(H, a, a + H, a + 2 * H, a + 3 * H, s.c_prev + r, s.aux + r, d.dh + r,
-                      d.dc + r, di, d.dh_prev + r);
-    if (dhh != di) std::copy(di, di + G, dhh);
+    lstm_backward_row(H, a, a + H, a + 2 * H, a + 3 * H, s.c_prev + r, s.c + r, d.dh + r,
+                      d.dc + r, d.dh_prev + r);
+    if (dhh != a) std::copy(a, a + G, dhh);
   }
 }
 

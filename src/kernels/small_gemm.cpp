@@ -10,8 +10,7 @@ namespace {
 
 template <class Real>
 BPTT_ALWAYS_INLINE void small_m(int M, int N, int K, const Real* __restrict A, int lda,
-                                           const Real* __restrict Bt, int ldb, Real* __restrict C,
-                                           int ldc) {
+                                const Real* __restrict Bt, int ldb, Real* __restrict C, int ldc) {
   for (int k = 0; k < K; ++k) {
     const Real* b = Bt + std::size_t(k) * ldb;
     for (int m = 0; m < M; ++m) {
@@ -24,13 +23,13 @@ BPTT_ALWAYS_INLINE void small_m(int M, int N, int K, const Real* __restrict A, i
 
 }  // namespace
 
-BPTT_TARGET_CLONES void gemm_small_m(int M, int N, int K, const float* A, int lda, const float* Bt,
-                              int ldb, float* C, int ldc) {
+BPTT_TARGET_CLONES void gemm_small_m(int M, int N, int K, const float* A, int lda,
+                                     const float* Bt, int ldb, float* C, int ldc) {
   small_m(M, N, K, A, lda, Bt, ldb, C, ldc);
 }
 
-BPTT_TARGET_CLONES void gemm_small_m(int M, int N, int K, const double* A, int lda, const double* Bt,
-                              int ldb, double* C, int ldc) {
+BPTT_TARGET_CLONES void gemm_small_m(int M, int N, int K, const double* A, int lda,
+                                     const double* Bt, int ldb, double* C, int ldc) {
   small_m(M, N, K, A, lda, Bt, ldb, C, ldc);
 }
 

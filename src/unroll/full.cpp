@@ -158,39 +158,55 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
   const auto P = model.views();
   ParamViews<Real> D(cfg, grads.params.data());
 
-  // Head: dW_o += dZᵀ·H_top, db_o += Σ dZ, dL/dH_top = dZ·W_o.
+  // Head: dW_o += dZᵀ·H_top, db_o += Σ dZ. Its dL/dH_top = dZ·W_o is formed a chunk at a time.
   const Real* top = ws.h(cfg.num_layers - 1) + BH;
   gemm(true, false, O, H, TB, Real(1), ws.dz(), O, top, H, Real(1), D.w_o, H);
   kernels::sum_rows(TB, O, ws.dz(), D.b_o);
-  gemm(false, false, TB, H, O, Real(1), ws.dz(), O, P.w_o, H, Real(0), ws.dh_above(), H);
 
+  const int C = ws.chunk_steps();
   for (int k = cfg.num_layers - 1; k >= 0; --k) {
     const auto& p = P.layers[std::size_t(k)];
     const auto& d = D.layers[std::size_t(k)];
     std::fill(ws.dh_carry(), ws.dh_carry() + BH, Real(0));  // ∂L/∂h_{T+1} = 0
     std::fill(ws.dc_carry(), ws.dc_carry() + BH, Real(0));
-    for_row_parts(B, [&](Rows r) {
-      const std::size_t h0 = std::size_t(r.begin) * H, n = std::size_t(r.size()) * H;
-      Real* dh = ws.dh_step() + h0;
-      Real* carry = ws.dh_carry() + h0;
-      for (int t = T - 1; t >= 0; --t) {
-        const auto s = step_at(ws, k, t, H, GH, r);
-        const Real* above = ws.dh_above() + std::size_t(t) * BH + h0;
-        for (std::size_t i = 0; i < n; ++i) dh[i] = above[i] + carry[i];
-        const std::size_t g0 = (std::size_t(t) * B + std::size_t(r.begin)) * GH;
-        cells::CellStepGrad<Real> g;
-        g.dh = dh;
-        g.dc = ws.dc_carry() + h0;
-        g.dgi = ws.dgi(k) + g0;
-        g.dgh = ws.dgh(k) + g0;
-        g.dh_prev = carry;
-        cells::cell_backward(cfg.cell, cfg.nonlinearity, s, g);
-        if (B <= kernels::kSmallRows)
-          kernels::gemm_small_m(s.B, H, GH, g.dgh, GH, p.w_hh, H, carry, H);
-        else
-          gemm(false, false, s.B, H, GH, Real(1), g.dgh, GH, p.w_hh, H, Real(1), carry, H);
+    for (int end = T; end > 0; end -= C) {
+      const int begin = std::max(0, end - C), rows = (end - begin) * B;
+      const std::size_t first = std::size_t(begin) * B;
+      // dL/dh_t from above for the chunk's steps: from the head, or from layer k+1's dgi
+      // (still in its gates buffer) through W_ih and the dropout mask.
+      Real* above = ws.dh_chunk();
+      if (k == cfg.num_layers - 1) {
+        gemm(false, false, rows, H, O, Real(1), ws.dz() + first * O, O, P.w_o, H, Real(0), above, H);
+      } else {
+        const auto& q = P.layers[std::size_t(k) + 1];
+        gemm(false, false, rows, H, GH, Real(1), ws.dgi(k + 1) + first * GH, GH, q.w_ih, H,
+             Real(0), above, H);
+        if (ws.dropout_active) {
+          const Real* mask = ws.drop_mask(k + 1) + first * H;
+          for (std::size_t i = 0; i < std::size_t(rows) * H; ++i) above[i] *= mask[i];
+        }
       }
-    });
+      for_row_parts(B, [&](Rows r) {
+        const std::size_t h0 = std::size_t(r.begin) * H, n = std::size_t(r.size()) * H;
+        Real* dh = ws.dh_step() + h0;
+        Real* carry = ws.dh_carry() + h0;
+        for (int t = end - 1; t >= begin; --t) {
+          const auto s = step_at(ws, k, t, H, GH, r);
+          const Real* a = above + std::size_t(t - begin) * BH + h0;
+          for (std::size_t i = 0; i < n; ++i) dh[i] = a[i] + carry[i];
+          cells::CellStepGrad<Real> g;
+          g.dh = dh;
+          g.dc = ws.dc_carry() + h0;
+          g.dgh = ws.dgh(k) + (std::size_t(t) * B + std::size_t(r.begin)) * GH;
+          g.dh_prev = carry;
+          cells::cell_backward(cfg.cell, cfg.nonlinearity, s, g);
+          if (B <= kernels::kSmallRows)
+            kernels::gemm_small_m(s.B, H, GH, g.dgh, GH, p.w_hh, H, carry, H);
+          else
+            gemm(false, false, s.B, H, GH, Real(1), g.dgh, GH, p.w_hh, H, Real(1), carry, H);
+        }
+      });
+    }
     Real* dh0 = grads.h0.data() + std::size_t(k) * BH;
     for (std::size_t i = 0; i < BH; ++i) dh0[i] += ws.dh_carry()[i];
     if (!grads.c0.empty()) {
@@ -204,14 +220,7 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
     if (k > 0 && ws.dropout_active) in = ws.drop_in(k);
     gemm(true, false, GH, p.in, TB, Real(1), ws.dgi(k), GH, in, p.in, Real(1), d.w_ih, p.in);
     kernels::sum_rows(TB, GH, ws.dgi(k), d.b_ih);
-    if (k > 0) {
-      gemm(false, false, TB, H, GH, Real(1), ws.dgi(k), GH, p.w_ih, H, Real(0), ws.dh_below(), H);
-      if (ws.dropout_active) {
-        const Real* mask = ws.drop_mask(k);
-        for (std::size_t i = 0; i < std::size_t(TB) * H; ++i) ws.dh_below()[i] *= mask[i];
-      }
-      ws.swap_dh();
-    } else if (!grads.x.empty()) {
+    if (k == 0 && !grads.x.empty()) {
       gemm(false, false, TB, p.in, GH, Real(1), ws.dgi(k), GH, p.w_ih, p.in, Real(1),
            grads.x.data(), p.in);
     }

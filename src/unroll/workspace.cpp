@@ -11,28 +11,27 @@ Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropo
   const std::size_t t = std::size_t(T), b = std::size_t(B), H = std::size_t(H_),
                     GH = std::size_t(G_) * H, O = std::size_t(cfg.output_size);
   const bool lstm = cell_ == CellKind::lstm, gru = cell_ == CellKind::gru;
-  // One layer's block: gates | h | c | aux | dgi | dgh.
+  // One layer's block: gates (dgi after backward) | h | c | aux | dgh (GRU).
   std::size_t off = 0;
   off += t * b * GH;
   off_h_ = off, off += (t + 1) * b * H;
   off_c_ = off, off += lstm ? (t + 1) * b * H : 0;
-  off_aux_ = off, off += (lstm || gru) ? t * b * H : 0;
-  off_dgi_ = off, off += t * b * GH;
+  off_aux_ = off, off += gru ? t * b * H : 0;
   off_dgh_ = off, off += gru ? t * b * GH : 0;
   off_drop_ = off, off += with_dropout ? 2 * t * b * H : 0;  // drop_mask | drop_in
   layer_stride_ = off;
-  // Shared: z (dz overwrites it) | yhat | gh_step | dh_above | dh_below (L > 1) | dh_step |
-  // dh_carry | dc_carry | w_hh_t.
-  const std::size_t below = cfg.num_layers > 1 ? t * b * H : 0;
-  const std::size_t shared = 2 * t * b * O + b * GH + t * b * H + below + 3 * b * H + H * GH;
+  // Shared: z (dz overwrites it) | yhat | gh_step | dh_chunk | dh_step | dh_carry | dc_carry |
+  // w_hh_t. 64 steps per chunk keep its GEMMs large (64·B rows) and its memory small.
+  chunk_ = std::min(T, 64);
+  const std::size_t chunk = std::size_t(chunk_) * b * H;
+  const std::size_t shared = 2 * t * b * O + b * GH + chunk + 3 * b * H + H * GH;
   buf_.assign(layer_stride_ * std::size_t(cfg.num_layers) + shared, Real(0));
   Real* p = buf_.data() + layer_stride_ * std::size_t(cfg.num_layers);
   z_ = p, p += t * b * O;
   dz_ = z_;
   yhat_ = p, p += t * b * O;
   gh_step_ = p, p += b * GH;
-  dh_above_ = p, p += t * b * H;
-  dh_below_ = below ? p : nullptr, p += below;
+  dh_chunk_ = p, p += chunk;
   dh_step_ = p, p += b * H;
   dh_carry_ = p, p += b * H;
   dc_carry_ = p, p += b * H;
@@ -48,10 +47,10 @@ template <class Real>
 Real* Workspace<Real>::c(int k) { return cell_ == CellKind::lstm ? gates(k) + off_c_ : nullptr; }
 template <class Real>
 Real* Workspace<Real>::aux(int k) {
-  return cell_ == CellKind::elman ? nullptr : gates(k) + off_aux_;
+  return cell_ == CellKind::gru ? gates(k) + off_aux_ : nullptr;
 }
 template <class Real>
-Real* Workspace<Real>::dgi(int k) { return gates(k) + off_dgi_; }
+Real* Workspace<Real>::dgi(int k) { return gates(k); }
 template <class Real>
 Real* Workspace<Real>::dgh(int k) {
   return cell_ == CellKind::gru ? gates(k) + off_dgh_ : dgi(k);

@@ -4,7 +4,8 @@
 // kernels are the branch-free, multi-versioned ones; double runs libm, so this checks the float
 // path's arithmetic, gate order and saved values at sizes where SIMD matters. Also: rows with
 // valid = 0 copy the state and pass the gradient through exactly, and backward gives the same
-// result with dgh aliasing dgi (Elman, LSTM) as with separate buffers.
+// result with dgh aliasing dgi (Elman, LSTM) as with separate buffers. Backward writes dgi over
+// the gates (cells/cell.hpp), so `saved` keeps what forward left there.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -95,18 +96,21 @@ struct StepData {
     return s;
   }
 
-  // Forward, then backward (dgh aliasing dgi when `aliased`).
+  std::vector<Real> saved;  // the gates as forward left them (backward overwrites them: dgi)
+
+  // Forward, then backward (dgh aliasing dgi, i.e. the gates, when `aliased`).
   void run(const CellVariant& cv, bool aliased) {
     const cells::CellStep<Real> s = step();
     cells::cell_forward(cv.cell, cv.phi, s);
+    saved = gates;
     cells::CellStepGrad<Real> g;
     g.dh = dh.data();
     g.dc = dc.data();
-    g.dgi = dgi.data();
-    g.dgh = aliased ? dgi.data() : dgh.data();
+    g.dgh = aliased ? gates.data() : dgh.data();
     g.dh_prev = dh_prev.data();
     cells::cell_backward(cv.cell, cv.phi, s, g);
-    if (aliased) dgh = dgi;
+    dgi = gates;
+    if (aliased) dgh = gates;
   }
 };
 
@@ -116,9 +120,9 @@ template <class Real>
 std::vector<std::pair<const char*, const std::vector<Real>*>> outputs(CellKind k,
                                                                       const StepData<Real>& d) {
   std::vector<std::pair<const char*, const std::vector<Real>*>> o = {
-      {"h", &d.h}, {"gates", &d.gates}, {"dgi", &d.dgi}, {"dgh", &d.dgh}, {"dh_prev", &d.dh_prev}};
+      {"h", &d.h}, {"gates", &d.saved}, {"dgi", &d.dgi}, {"dgh", &d.dgh}, {"dh_prev", &d.dh_prev}};
   if (k == CellKind::lstm) o.push_back({"c", &d.c}), o.push_back({"dc", &d.dc});
-  if (k != CellKind::elman) o.push_back({"aux", &d.aux});
+  if (k == CellKind::gru) o.push_back({"aux", &d.aux});
   return o;
 }
 

@@ -77,6 +77,16 @@ INSTANTIATE_TEST_SUITE_P(Grid, FastVsReference, testing::ValuesIn(grid({1, 2, 3}
                          case_name);
 INSTANTIATE_TEST_SUITE_P(Shapes, FastVsReference, testing::ValuesIn(odd_shapes()), case_name);
 
+// T = 150 spans three of backward's 64-step chunks (the gradient from above is formed a chunk at
+// a time); B = 3 takes the small-batch product, B = 9 the BLAS one.
+std::vector<Case> long_cases() {
+  std::vector<Case> out;
+  for (const CellVariant& cell : all_cells())
+    for (int B : {3, 9}) out.push_back(Case{cell, {LossKind::mse, Activation::tanh}, 2, 150, B, 3, 4, 2});
+  return out;
+}
+INSTANTIATE_TEST_SUITE_P(Long, FastVsReference, testing::ValuesIn(long_cases()), case_name);
+
 // ---- properties of the fast path, in float64 ----
 
 class FastPath : public testing::TestWithParam<Case> {};
