@@ -187,6 +187,16 @@ TEST_F(CliTrain, SameSeedSameModel) {
   EXPECT_NE(read_bytes(path("a.safetensors")), read_bytes(path("c.safetensors")));
 }
 
+// With two threads the batch's rows are split between them (16 rows: two parts of 8): still the
+// same model, byte for byte, from the same seed and thread count.
+TEST_F(CliTrain, SameSeedAndThreadsSameModel) {
+  const std::vector<std::string> two = {"--steps", "12", "--batch", "16", "--seq-len", "8",
+                                        "--threads", "2", "--out"};
+  ASSERT_EQ(train(cat(two, {path("a.safetensors")})).code, 0);
+  ASSERT_EQ(train(cat(two, {path("b.safetensors")})).code, 0);
+  EXPECT_EQ(read_bytes(path("a.safetensors")), read_bytes(path("b.safetensors")));
+}
+
 TEST_F(CliTrain, EvalJsonAgreesWithTrain) {
   const std::string m = path("model.safetensors");
   const RunResult t = train({"--steps", "20", "--out", m});

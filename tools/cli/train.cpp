@@ -248,7 +248,7 @@ void add_train(CLI::App& app, Runner& run) {
   cmd->add_option("--time-budget", o->time_budget, "Stop after this many seconds, then evaluate and save")->check(CLI::NonNegativeNumber)->group("Budget");
   add_dtype_option(cmd, o->dtype)->description("Precision: f32 (default) or f64");
   cmd->add_option("--seed", o->seed, "Random seed (default 1); the same seed and threads give identical results");
-  cmd->add_option("--threads", o->threads, "Threads for the matrix kernels (default 1)")
+  cmd->add_option("--threads", o->threads, "Threads for the matrix products and the time loop (default 1)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--out", o->out, "Write the trained model here (safetensors; PyTorch loads it)")->group("Output");
   cmd->add_option("--snapshot", o->snapshot, "Save the training state here (at --snapshot-every and at the end)")->group("Output");
