@@ -11,7 +11,7 @@
 #include "bptt/unroll.hpp"
 #include "cells/cell.hpp"
 #include "kernels/gemm.hpp"
-#include "kernels/small_gemm.hpp"
+#include "kernels/step_gemm.hpp"
 
 namespace bptt {
 
@@ -123,24 +123,16 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
     kernels::add_rows(TB, GH, p.b_ih, ws.gates(k));
     init_state(batch.h0, std::size_t(k) * BH, BH, ws.h(k));
     if (ws.c(k)) init_state(batch.c0, std::size_t(k) * BH, BH, ws.c(k));
-    if (B <= kernels::kSmallRows) {  // a few sequences: no BLAS call per step
-      kernels::transpose(GH, H, p.w_hh, ws.w_hh_t());
+    // Per step: gh = h_{t-1}·W_hhᵀ + b_hh, with W_hhᵀ packed once for all T steps.
+    kernels::pack_panels(true, GH, H, p.w_hh, H, ws.packed_w());
+    for_row_parts(B, [&](Rows r) {
       for (int t = 0; t < T; ++t) {
-        const auto s = step_at(ws, k, t, H, GH, Rows{0, B});
-        kernels::broadcast_rows(B, GH, p.b_hh, s.gh);
-        kernels::gemm_small_m(B, GH, H, s.h_prev, H, ws.w_hh_t(), GH, s.gh, GH);
+        const auto s = step_at(ws, k, t, H, GH, r);
+        kernels::broadcast_rows(s.B, GH, p.b_hh, s.gh);
+        kernels::gemm_packed(s.B, GH, H, s.h_prev, H, ws.packed_w(), s.gh, GH);
         cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
       }
-    } else {
-      for_row_parts(B, [&](Rows r) {
-        for (int t = 0; t < T; ++t) {
-          const auto s = step_at(ws, k, t, H, GH, r);
-          kernels::broadcast_rows(s.B, GH, p.b_hh, s.gh);
-          gemm(false, true, s.B, GH, H, Real(1), s.h_prev, H, p.w_hh, H, Real(1), s.gh, GH);
-          cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
-        }
-      });
-    }
+    });
   }
   const Real* top = ws.h(cfg.num_layers - 1) + BH;
   gemm(false, true, TB, O, H, Real(1), top, H, P.w_o, H, Real(0), ws.z(), O);
@@ -167,6 +159,7 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
   for (int k = cfg.num_layers - 1; k >= 0; --k) {
     const auto& p = P.layers[std::size_t(k)];
     const auto& d = D.layers[std::size_t(k)];
+    kernels::pack_panels(false, H, GH, p.w_hh, H, ws.packed_w());  // W_hh for δ^h_t·W_hh
     std::fill(ws.dh_carry(), ws.dh_carry() + BH, Real(0));  // ∂L/∂h_{T+1} = 0
     std::fill(ws.dc_carry(), ws.dc_carry() + BH, Real(0));
     for (int end = T; end > 0; end -= C) {
@@ -200,10 +193,7 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
           g.dgh = ws.dgh(k) + (std::size_t(t) * B + std::size_t(r.begin)) * GH;
           g.dh_prev = carry;
           cells::cell_backward(cfg.cell, cfg.nonlinearity, s, g);
-          if (B <= kernels::kSmallRows)
-            kernels::gemm_small_m(s.B, H, GH, g.dgh, GH, p.w_hh, H, carry, H);
-          else
-            gemm(false, false, s.B, H, GH, Real(1), g.dgh, GH, p.w_hh, H, Real(1), carry, H);
+          kernels::gemm_packed(s.B, H, GH, g.dgh, GH, ws.packed_w(), carry, H);
         }
       });
     }

@@ -1,0 +1,114 @@
+#include "kernels/step_gemm.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/simd.hpp"
+
+namespace bptt::kernels {
+
+namespace {
+
+// GCC vector extension: one 64-byte vector (a zmm register in the AVX-512 clone, two ymm or four
+// xmm registers in the others; the code is the same).
+typedef float VecF __attribute__((vector_size(64)));
+typedef double VecD __attribute__((vector_size(64)));
+template <class Real>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  using type = VecF;
+};
+template <>
+struct VecOf<double> {
+  using type = VecD;
+};
+template <class Real>
+using Vec = typename VecOf<Real>::type;
+
+// C[MR rows, cols < kPanel] += A[MR, K] · panel. `cols` < kPanel only in the last panel.
+template <int MR, class Real>
+BPTT_ALWAYS_INLINE void tile(int K, const Real* __restrict A, int lda, const Real* __restrict P,
+                             Real* __restrict C, int ldc, int cols) {
+  constexpr int L = int(64 / sizeof(Real));
+  Vec<Real> acc[MR][2];
+  Real edge[MR][2 * L];
+  for (int m = 0; m < MR; ++m) {
+    const Real* c = C + std::size_t(m) * ldc;
+    if (cols < 2 * L) {
+      std::fill(edge[m], edge[m] + 2 * L, Real(0));
+      std::copy(c, c + cols, edge[m]);
+      c = edge[m];
+    }
+    std::memcpy(&acc[m][0], c, 64);
+    std::memcpy(&acc[m][1], c + L, 64);
+  }
+  for (int k = 0; k < K; ++k) {
+    Vec<Real> b0, b1;
+    std::memcpy(&b0, P + std::size_t(k) * 2 * L, 64);
+    std::memcpy(&b1, P + std::size_t(k) * 2 * L + L, 64);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      const Real a = A[std::size_t(m) * lda + k];
+      acc[m][0] += a * b0;
+      acc[m][1] += a * b1;
+    }
+  }
+  for (int m = 0; m < MR; ++m) {
+    Real* c = C + std::size_t(m) * ldc;
+    if (cols < 2 * L) {
+      std::memcpy(edge[m], &acc[m][0], 64);
+      std::memcpy(edge[m] + L, &acc[m][1], 64);
+      std::copy(edge[m], edge[m] + cols, c);
+    } else {
+      std::memcpy(c, &acc[m][0], 64);
+      std::memcpy(c + L, &acc[m][1], 64);
+    }
+  }
+}
+
+template <class Real>
+BPTT_ALWAYS_INLINE void packed(int M, int N, int K, const Real* A, int lda, const Real* P, Real* C,
+                               int ldc) {
+  constexpr int NR = kPanel<Real>;
+  for (int n0 = 0; n0 < N; n0 += NR) {
+    const Real* panel = P + std::size_t(n0) * K;
+    const int cols = std::min(NR, N - n0);
+    int m = 0;
+    for (; m + 8 <= M; m += 8) tile<8>(K, A + std::size_t(m) * lda, lda, panel, C + std::size_t(m) * ldc + n0, ldc, cols);
+    for (; m + 4 <= M; m += 4) tile<4>(K, A + std::size_t(m) * lda, lda, panel, C + std::size_t(m) * ldc + n0, ldc, cols);
+    for (; m < M; ++m) tile<1>(K, A + std::size_t(m) * lda, lda, panel, C + std::size_t(m) * ldc + n0, ldc, cols);
+  }
+}
+
+}  // namespace
+
+template <class Real>
+void pack_panels(bool trans, int N, int K, const Real* W, int ldw, Real* P) {
+  constexpr int NR = kPanel<Real>;
+  for (int n0 = 0; n0 < N; n0 += NR)
+    for (int k = 0; k < K; ++k) {
+      Real* out = P + std::size_t(n0) * K + std::size_t(k) * NR;
+      for (int j = 0; j < NR; ++j) {
+        const int n = n0 + j;
+        out[j] = n >= N ? Real(0)
+                 : trans ? W[std::size_t(n) * ldw + k]
+                         : W[std::size_t(k) * ldw + n];
+      }
+    }
+}
+
+BPTT_TARGET_CLONES void gemm_packed(int M, int N, int K, const float* A, int lda, const float* P,
+                                    float* C, int ldc) {
+  packed(M, N, K, A, lda, P, C, ldc);
+}
+
+BPTT_TARGET_CLONES void gemm_packed(int M, int N, int K, const double* A, int lda,
+                                    const double* P, double* C, int ldc) {
+  packed(M, N, K, A, lda, P, C, ldc);
+}
+
+template void pack_panels<float>(bool, int, int, const float*, int, float*);
+template void pack_panels<double>(bool, int, int, const double*, int, double*);
+
+}  // namespace bptt::kernels

@@ -1,0 +1,35 @@
+// The per-step products of the time loop, C[M, N] += A[M, K] · op(W), with the weight matrix
+// packed once per pass into panels and reused by every step: forward h_{t-1} · W_hhᵀ
+// ([B, H] × [H, G·H]) and backward δ^h_t · W_hh ([B, G·H] × [G·H, H]). A BLAS call packs its
+// operands again on every call; here the T steps share one packing.
+//
+// Panel layout: op(W) [K, N] is cut into column panels of kPanel<Real> columns (two vectors of
+// 64 bytes: 32 floats, 16 doubles); panel p holds P[p][k][j] = op(W)[k][p·kPanel + j], zero
+// beyond N. The kernel keeps an 8-row × kPanel tile of C in registers over the whole K loop.
+#pragma once
+
+#include <cstddef>
+
+namespace bptt::kernels {
+
+template <class Real>
+inline constexpr int kPanel = int(128 / sizeof(Real));
+
+// Elements of the packed op(W) [K, N].
+template <class Real>
+std::size_t packed_size(int N, int K) {
+  return std::size_t((N + kPanel<Real> - 1) / kPanel<Real>) * kPanel<Real> * std::size_t(K);
+}
+
+// ASSIGNS P (packed_size(N, K) elements) from W: W is [N, K] with row stride ldw when trans
+// (op(W) = Wᵀ), else [K, N].
+template <class Real>
+void pack_panels(bool trans, int N, int K, const Real* W, int ldw, Real* P);
+
+// C[M, N] += A[M, K] · op(W) (ACCUMULATES), A row-major with row stride lda, P from pack_panels.
+// Compiled per x86-64 level (BPTT_TARGET_CLONES, kernels/simd.hpp).
+void gemm_packed(int M, int N, int K, const float* A, int lda, const float* P, float* C, int ldc);
+void gemm_packed(int M, int N, int K, const double* A, int lda, const double* P, double* C,
+                 int ldc);
+
+}  // namespace bptt::kernels
