@@ -54,7 +54,8 @@ class Workspace {
   Real* dh_step() { return dh_step_; }      // [B, H] total dL/dh_t at the current step
   Real* dh_carry() { return dh_carry_; }    // [B, H] dL/dh_{t-1} being built
   Real* dc_carry() { return dc_carry_; }    // [B, H] LSTM dL/dc carried backwards in time
-  Real* w_hh_t() { return w_hh_t_; }        // [H, G·H] W_hhᵀ of one layer (small batches)
+  Real* packed_w() { return packed_w_; }    // one layer's W_hh packed for the per-step products
+                                            // (kernels/step_gemm.hpp), forward or backward
   // Dropout between layers (k >= 1; nullptr without dropout buffers):
   Real* drop_mask(int k);  // [T, B, H] 0 or 1/(1-p) applied to layer k-1's h
   Real* drop_in(int k);    // [T, B, H] layer k's input: h(k-1) ⊙ drop_mask(k)
@@ -67,7 +68,7 @@ class Workspace {
   std::size_t off_h_ = 0, off_c_ = 0, off_aux_ = 0, off_dgh_ = 0, off_drop_ = 0;
   bool with_dropout_ = false;
   std::vector<Real> buf_;
-  Real *z_, *yhat_, *dz_, *gh_step_, *dh_chunk_, *dh_step_, *dh_carry_, *dc_carry_, *w_hh_t_;
+  Real *z_, *yhat_, *dz_, *gh_step_, *dh_chunk_, *dh_step_, *dh_carry_, *dc_carry_, *packed_w_;
   std::vector<std::uint8_t> valid_;
 };
 
