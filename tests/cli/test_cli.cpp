@@ -61,12 +61,13 @@ class CliFixture : public CliTest, public ::testing::WithParamInterface<Fixture>
   // Runs `bptt grad` with `dtype` ("" = default) and checks names, dtype and values against
   // torch's `ref_dtype` file.
   void check_grad(const std::string& model, const std::string& dtype, st::ElemType want,
-                  const std::string& ref_dtype, double tol) {
+                  const std::string& ref_dtype, double tol, const std::string& method = "") {
     const Fixture& fx = GetParam();
     const std::string out = path("grad.safetensors");
     std::vector<std::string> args = {"grad", "--model", model, "--data", data_of(fx), "--out", out,
                                      "--loss", fx.loss};
     if (!dtype.empty()) args.insert(args.end(), {"--dtype", dtype});
+    if (!method.empty()) args.insert(args.end(), {"--method", method});
     const RunResult r = run(args);
     ASSERT_EQ(r.code, 0) << r;
     EXPECT_TRUE(r.err.empty()) << r;
@@ -105,6 +106,11 @@ TEST_P(CliFixture, GradFloat32) { check_grad(model_of(GetParam()), "f32", st::El
 TEST_P(CliFixture, GradDefaultDtypeIsTheModels) {
   ASSERT_EQ(st::File::read(model_of(GetParam())).at("rnn.weight_ih_l0").dtype, st::ElemType::F64);
   check_grad(model_of(GetParam()), "", st::ElemType::F64, "f64", 1e-9);
+}
+// Central differences (every parameter, x, h0, c0) against PyTorch's autograd: the check of
+// the check.
+TEST_P(CliFixture, GradNumericMatchesTorch) {
+  check_grad(model_of(GetParam()), "", st::ElemType::F64, "f64", 1e-6, "numeric");
 }
 TEST_P(CliFixture, PredictFloat64) { check_predict("f64", st::ElemType::F64, 1e-9); }
 TEST_P(CliFixture, PredictFloat32) { check_predict("f32", st::ElemType::F32, 2e-4); }
@@ -263,6 +269,19 @@ TEST_F(CliEndToEnd, HelpExitsZeroWithUsage) {
   const RunResult explain = run({"explain", "--help"});
   for (const char* opt : {"--w", "--v", "--h0", "--phi", "--theta", "--x", "--y", "--json"})
     EXPECT_NE(explain.out.find(opt), std::string::npos) << opt << explain;
+}
+
+TEST_F(CliEndToEnd, GradMethodUsageErrors) {
+  const std::vector<std::string> base = {"grad", "--model", model_of(kLstm), "--data",
+                                         data_of(kLstm), "--out", path("g.safetensors"), "--loss",
+                                         "xent"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  EXPECT_TRUE(rejected(with({"--method", "magic"}), {"--method"}));
+  EXPECT_TRUE(rejected(with({"--method", "numeric", "--dtype", "f32"}), {"--method numeric"}));
 }
 
 }  // namespace

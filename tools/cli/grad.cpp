@@ -1,8 +1,13 @@
-// bptt grad: one exact BPTT pass; writes the loss and its gradient for every parameter, the
-// inputs and the initial state.
-#include <memory>
+// bptt grad: the loss and its gradient for every parameter, the inputs and the initial state,
+// by one exact BPTT pass (or, to check it, by central differences).
+#include <fmt/core.h>
 
+#include <memory>
+#include <type_traits>
+
+#include "bptt/error.hpp"
 #include "bptt/io.hpp"
+#include "bptt/methods.hpp"
 #include "bptt/unroll.hpp"
 #include "common.hpp"
 #include "verbs.hpp"
@@ -12,8 +17,11 @@ namespace bptt::cli {
 namespace {
 
 struct GradOptions {
-  std::string model, data, out, loss, dtype;
+  std::string model, data, out, loss, dtype, method = "bptt";
 };
+
+// --method numeric perturbs every number twice: past this many it is a mistake, not a check.
+constexpr std::size_t kNumericLimit = 200'000;
 
 template <class Real>
 void run_grad(const GradOptions& o, const safetensors::File& mf, LossKind loss) {
@@ -22,7 +30,21 @@ void run_grad(const GradOptions& o, const safetensors::File& mf, LossKind loss) 
   Workspace<Real> ws(model.cfg, batch.T, batch.B);
   Gradients<Real> g(model.cfg, batch.T, batch.B);
   g.zero();
-  const Real L = Real(loss_and_gradients(model, batch, loss, ws, g));
+  Real L = 0;
+  if (o.method == "numeric") {
+    if constexpr (std::is_same_v<Real, double>) {
+      const std::size_t n = numeric_gradient_count(model.cfg, batch.T, batch.B);
+      if (n > kNumericLimit)
+        throw Error("--method numeric", fmt::format("would perturb {} numbers (2 forward passes "
+                                                    "each); the limit is {}", n, kNumericLimit),
+                    "check a smaller model or batch, or use --method bptt");
+      L = numeric_loss_and_gradients(model, batch, loss, g);
+    } else {
+      throw Error("--method numeric", "differences are taken in f64 only", "use --dtype f64");
+    }
+  } else {
+    L = Real(loss_and_gradients(model, batch, loss, ws, g));
+  }
 
   const ModelConfig& c = model.cfg;
   const std::int64_t T = batch.T, B = batch.B;
@@ -54,12 +76,22 @@ void add_grad(CLI::App& app, Runner& run) {
   cmd->add_option("--loss", o->loss, "Loss: mse, bce (from logits) or xent (from logits)")
       ->required()
       ->check(CLI::IsMember({"mse", "bce", "xent"}));
+  cmd->add_option("--method", o->method,
+                  "How to compute the gradient: bptt (default; full backpropagation through "
+                  "time) or numeric (central differences in f64, for checking small models)")
+      ->check(CLI::IsMember({"bptt", "numeric"}));
   add_dtype_option(cmd, o->dtype);
   cmd->callback([o, &run] {
     run = [o] {
       const LossKind loss = parse_loss(o->loss, "--loss");
       const auto mf = safetensors::File::read(o->model);
-      const DType dtype = o->dtype.empty() ? stored_dtype(mf) : parse_dtype(o->dtype, "--dtype");
+      DType dtype = o->dtype.empty() ? stored_dtype(mf) : parse_dtype(o->dtype, "--dtype");
+      if (o->method == "numeric") {
+        if (dtype == DType::f32 && !o->dtype.empty())
+          throw Error("--method numeric", "differences are taken in f64 only",
+                      "leave out --dtype f32 (an F32 model is read into f64)");
+        dtype = DType::f64;
+      }
       with_dtype(dtype, [&]<class Real>() { run_grad<Real>(*o, mf, loss); });
     };
   });
