@@ -54,6 +54,7 @@ class Workspace {
   Real* dh_step() { return dh_step_; }      // [B, H] total dL/dh_t at the current step
   Real* dh_carry() { return dh_carry_; }    // [B, H] dL/dh_{t-1} being built
   Real* dc_carry() { return dc_carry_; }    // [B, H] LSTM dL/dc carried backwards in time
+  Real* step_bias() { return step_bias_; }  // [G·H] the bias added at every step of one layer
   Real* packed_w() { return packed_w_; }    // one layer's W_hh packed for the per-step products
                                             // (kernels/step_gemm.hpp), forward or backward
   // Dropout between layers (k >= 1; nullptr without dropout buffers):
@@ -68,7 +69,8 @@ class Workspace {
   std::size_t off_h_ = 0, off_c_ = 0, off_aux_ = 0, off_dgh_ = 0, off_drop_ = 0;
   bool with_dropout_ = false;
   std::vector<Real> buf_;
-  Real *z_, *yhat_, *dz_, *gh_step_, *dh_chunk_, *dh_step_, *dh_carry_, *dc_carry_, *packed_w_;
+  Real *z_, *yhat_, *dz_, *gh_step_, *dh_chunk_, *dh_step_, *dh_carry_, *dc_carry_, *step_bias_,
+      *packed_w_;
   std::vector<std::uint8_t> valid_;
 };
 

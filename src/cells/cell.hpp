@@ -1,7 +1,9 @@
 // The pointwise ("post-GEMM") part of one time step of one layer, for B rows at once.
 // The unroller does the matrix products: before the time loop gates = X·W_ihᵀ + b_ih for all
 // T·B rows; per step gh = h_{t-1}·W_hhᵀ + b_hh; after the pointwise backward it forms
-// dL/dh_{t-1} = dgh·W_hh + dh_prev, and after the reverse loop the weight gradients.
+// dL/dh_{t-1} = dgh·W_hh + dh_prev, and after the reverse loop the weight gradients. Where a
+// cell only uses gates + gh (Elman, LSTM, the GRU's r and z) the unroller adds b_ih to gh
+// instead of gates, which saves a pass over [T·B, G·H].
 //
 // Contracts shared by every cell (see each cell's file for its equations and what it saves):
 //  - forward ASSIGNS h (and c for LSTM, aux for GRU) and overwrites `gates` with what backward

@@ -24,9 +24,6 @@ void set_num_threads(int n) {
 
 namespace bptt::kernels {
 
-SerialBlas::SerialBlas() : saved_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
-SerialBlas::~SerialBlas() { openblas_set_num_threads(saved_); }
-
 namespace {
 
 inline CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }

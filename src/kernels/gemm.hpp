@@ -8,20 +8,6 @@
 
 namespace bptt::kernels {
 
-// While alive, the matrix products run on the calling thread only, so that several threads of a
-// parallel region may call gemm() at once: OpenBLAS's pthread pool must not be entered from two
-// threads (oneDNN's sgemm sees omp_in_parallel() by itself). Construct outside the region.
-class SerialBlas {
- public:
-  SerialBlas();
-  ~SerialBlas();
-  SerialBlas(const SerialBlas&) = delete;
-  SerialBlas& operator=(const SerialBlas&) = delete;
-
- private:
-  int saved_;
-};
-
 template <class Real>
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, Real alpha, const Real* A, int lda,
           const Real* B, int ldb, Real beta, Real* C, int ldc);

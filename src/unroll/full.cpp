@@ -46,14 +46,14 @@ cells::CellStep<Real> step_at(Workspace<Real>& ws, int k, int t, int H, int GH, 
 
 // Runs f(rows) on contiguous parts of the batch, one per thread. Each sequence's recursion
 // touches only its own rows of every buffer, so the parts run the whole time loop without a
-// barrier; their matrix products are single-threaded (kernels::SerialBlas). Small batches run
-// as one part: a thread per handful of rows costs more than it saves.
+// barrier; their per-step products are our own single-threaded kernel (kernels/step_gemm.hpp),
+// never a BLAS call. Small batches run as one part: a thread per handful of rows costs more
+// than it saves.
 template <class F>
 void for_row_parts(int B, F&& f) {
   constexpr int kMinRowsPerPart = 8;
   const int parts = std::max(1, std::min(omp_get_max_threads(), B / kMinRowsPerPart));
   if (parts == 1) return f(Rows{0, B});
-  kernels::SerialBlas serial;
 #pragma omp parallel num_threads(parts)
   {
     const int p = omp_get_thread_num();
@@ -118,17 +118,26 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
     const auto& p = P.layers[std::size_t(k)];
     const Real* in = k == 0 ? batch.x.data() : ws.h(k - 1) + BH;
     if (k > 0 && ws.dropout_active) in = apply_dropout(*dropout, k, std::size_t(TB) * H, in, ws);
-    // Hoisted: x-side pre-activations of all T·B rows in one GEMM.
+    // Hoisted: x-side pre-activations of all T·B rows in one GEMM. The cells only use
+    // gates + gh, so b_ih joins b_hh in the per-step bias instead of taking a pass over
+    // [T·B, G·H] -- except the GRU's b_in, which must stay outside r ⊙ (W_hn h + b_hn).
     gemm(false, true, TB, GH, p.in, Real(1), in, p.in, p.w_ih, p.in, Real(0), ws.gates(k), GH);
-    kernels::add_rows(TB, GH, p.b_ih, ws.gates(k));
+    Real* bias = ws.step_bias();
+    const int folded = cfg.cell == CellKind::gru ? 2 * H : GH;
+    for (int j = 0; j < GH; ++j) bias[j] = p.b_hh[j] + (j < folded ? p.b_ih[j] : Real(0));
+    if (folded < GH)
+      for (int row = 0; row < TB; ++row) {
+        Real* g = ws.gates(k) + std::size_t(row) * GH;
+        for (int j = folded; j < GH; ++j) g[j] += p.b_ih[j];
+      }
     init_state(batch.h0, std::size_t(k) * BH, BH, ws.h(k));
     if (ws.c(k)) init_state(batch.c0, std::size_t(k) * BH, BH, ws.c(k));
-    // Per step: gh = h_{t-1}·W_hhᵀ + b_hh, with W_hhᵀ packed once for all T steps.
+    // Per step: gh = h_{t-1}·W_hhᵀ + bias, with W_hhᵀ packed once for all T steps.
     kernels::pack_panels(true, GH, H, p.w_hh, H, ws.packed_w());
     for_row_parts(B, [&](Rows r) {
       for (int t = 0; t < T; ++t) {
         const auto s = step_at(ws, k, t, H, GH, r);
-        kernels::broadcast_rows(s.B, GH, p.b_hh, s.gh);
+        kernels::broadcast_rows(s.B, GH, bias, s.gh);
         kernels::gemm_packed(s.B, GH, H, s.h_prev, H, ws.packed_w(), s.gh, GH);
         cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
       }

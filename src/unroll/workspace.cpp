@@ -22,12 +22,12 @@ Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropo
   off_drop_ = off, off += with_dropout ? 2 * t * b * H : 0;  // drop_mask | drop_in
   layer_stride_ = off;
   // Shared: z (dz overwrites it) | yhat | gh_step | dh_chunk | dh_step | dh_carry | dc_carry |
-  // packed_w. 64 steps per chunk keep its GEMMs large (64·B rows) and its memory small.
+  // step_bias | packed_w. 64 steps per chunk keep its GEMMs large (64·B rows) and its memory small.
   chunk_ = std::min(T, 64);
   const std::size_t chunk = std::size_t(chunk_) * b * H;
   const std::size_t packed = std::max(kernels::packed_size<Real>(int(GH), H_),
                                       kernels::packed_size<Real>(H_, int(GH)));
-  const std::size_t shared = 2 * t * b * O + b * GH + chunk + 3 * b * H + packed;
+  const std::size_t shared = 2 * t * b * O + b * GH + chunk + 3 * b * H + GH + packed;
   buf_.assign(layer_stride_ * std::size_t(cfg.num_layers) + shared, Real(0));
   Real* p = buf_.data() + layer_stride_ * std::size_t(cfg.num_layers);
   z_ = p, p += t * b * O;
@@ -38,6 +38,7 @@ Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropo
   dh_step_ = p, p += b * H;
   dh_carry_ = p, p += b * H;
   dc_carry_ = p, p += b * H;
+  step_bias_ = p, p += GH;
   packed_w_ = p;
   valid_.assign(t * b, 1);
 }
