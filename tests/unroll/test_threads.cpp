@@ -56,6 +56,9 @@ std::vector<Case> threaded_cases() {
   std::vector<Case> out;
   for (const CellVariant& cell : all_cells())
     out.push_back(Case{cell, {LossKind::xent, Activation::softmax}, 2, 4, 27, 3, 5, 4});
+  // T = 70: backward's two 64-step chunks, each a parallel region of its own over the same rows.
+  for (CellKind k : {CellKind::lstm, CellKind::gru})
+    out.push_back(Case{{k, Activation::tanh}, {LossKind::mse, Activation::identity}, 2, 70, 16, 3, 5, 4});
   return out;
 }
 
