@@ -41,7 +41,7 @@ struct BenchResult {
   int steps = 0;                 // timed steps (after one warm-up step)
   double ms_median = 0, ms_min = 0, ms_max = 0;
   double gemm_ms = 0;            // median time of the step's matrix products alone (0: not run)
-  std::size_t workspace_bytes = 0;  // workspace + parameters + gradients (+ optimizer state)
+  std::size_t workspace_bytes = 0;  // workspace + parameters (+ gradients when training)
 };
 
 struct BenchOptions {

@@ -76,8 +76,10 @@ Batch<Real> random_batch(const BenchShape& s, std::uint64_t seed) {
   return b;
 }
 
-// The matrix products one step performs (as src/unroll/full.cpp calls them), on scratch
-// buffers: the time their arithmetic alone takes with the same GEMM.
+// The matrix products one step performs, with full.cpp's shapes, on scratch buffers, each
+// through the library GEMM (kernels::gemm): the time their arithmetic alone takes. The per-step
+// products, which full.cpp runs through its packed kernel, are replayed through the library
+// GEMM too, so the bound is what the GEMM library alone would reach.
 template <class Real>
 struct GemmReplay {
   struct Call {

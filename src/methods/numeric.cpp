@@ -22,10 +22,9 @@ double numeric_loss_and_gradients(const Model<double>& model, const Batch<double
   if (b.h0.empty()) b.h0.assign(LBH, 0.0);
   if (cfg.cell == CellKind::lstm && b.c0.empty()) b.c0.assign(LBH, 0.0);
   Workspace<double> ws(cfg, T, B);
-  std::vector<double> dz(std::size_t(T) * B * cfg.output_size);
   auto L = [&] {
     forward(m, b, ws);
-    return loss_and_dz(loss, cfg, b, ws.z(), ws.yhat(), dz.data());
+    return loss_and_dz(loss, cfg, b, ws.z(), ws.yhat(), ws.dz());
   };
   auto differentiate = [&](std::vector<double>& values, std::vector<double>& out) {
     out.assign(values.size(), 0.0);

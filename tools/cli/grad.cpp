@@ -27,7 +27,6 @@ template <class Real>
 void run_grad(const GradOptions& o, const safetensors::File& mf, LossKind loss) {
   const Model<Real> model = load_model<Real>(mf);
   const Batch<Real> batch = load_batch<Real>(safetensors::File::read(o.data), model.cfg, loss);
-  Workspace<Real> ws(model.cfg, batch.T, batch.B);
   Gradients<Real> g(model.cfg, batch.T, batch.B);
   g.zero();
   Real L = 0;
@@ -43,6 +42,7 @@ void run_grad(const GradOptions& o, const safetensors::File& mf, LossKind loss) 
       throw Error("--method numeric", "differences are taken in f64 only", "use --dtype f64");
     }
   } else {
+    Workspace<Real> ws(model.cfg, batch.T, batch.B);
     L = Real(loss_and_gradients(model, batch, loss, ws, g));
   }
 
