@@ -1,5 +1,18 @@
-// Other ways to compute the gradient that full BPTT (unroll.hpp) computes, for checking it.
+// Other ways to compute the gradient that full BPTT (unroll.hpp) computes, and the truncated
+// gradient it approximates in training. Every function here ACCUMULATES into grads (call
+// grads.zero() first) unless it says otherwise, and returns the loss, like loss_and_gradients.
+//
+//   recompute:K   full BPTT's gradient with the states kept only every K steps; each segment's
+//                 forward pass is recomputed during the backward pass (docs/math.md, "Recompute")
+//   truncated:K   every path from a step's loss stops at the state K steps earlier
+//   rtrl          forward mode: the sensitivities ∂state/∂θ carried forward with the state
+//   numeric       central differences in f64, to check the others
 #pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "bptt/batch.hpp"
 #include "bptt/loss.hpp"
@@ -7,6 +20,144 @@
 #include "bptt/unroll.hpp"
 
 namespace bptt {
+
+// ---------------------------------------------------------------------------------------------
+// Choosing a method by name (the grad verb's --method)
+// ---------------------------------------------------------------------------------------------
+
+enum class GradMethod { bptt, recompute, truncated, rtrl, numeric };
+
+struct GradMethodSpec {
+  GradMethod method = GradMethod::bptt;
+  int K = 0;  // recompute: the interval (0: the default ⌈√T⌉); truncated: the window (>= 1)
+};
+
+// Parses "bptt", "recompute", "recompute:K", "truncated:K", "rtrl" or "numeric". Throws
+// bptt::Error (where = `where`) for anything else, or K < 1.
+GradMethodSpec parse_grad_method(std::string_view text, const std::string& where = "--method");
+std::string to_string(const GradMethodSpec& m);
+
+// ---------------------------------------------------------------------------------------------
+// Recompute (checkpointed BPTT, Chen et al. 2016; Gruslys et al. 2016)
+// ---------------------------------------------------------------------------------------------
+
+// ⌈√T⌉: with that interval the checkpoints and one segment's workspace take about the same room.
+int default_recompute_interval(int T);
+
+// The bytes the backward pass holds, by the same layout the code allocates (sizes of the
+// Workspace and the checkpoints; the batch itself and the parameters are not counted):
+// full BPTT keeps every step's workspace, recompute:K one segment's plus ⌈T/K⌉ + 1 states.
+std::size_t full_bptt_bytes(const ModelConfig& cfg, int T, int B, std::size_t real_size,
+                            bool with_dropout = false);
+std::size_t recompute_bytes(const ModelConfig& cfg, int T, int B, int K, std::size_t real_size,
+                            bool with_dropout = false);
+
+// The interval for a memory budget, from the cost model above: K = T (plain BPTT, no extra
+// work) when it fits; otherwise every K < T costs the same one extra forward pass, so the
+// largest K whose recompute_bytes fit (fewest, largest GEMMs). Throws bptt::Error naming the
+// least memory any K needs when none fits.
+int recompute_interval_for_budget(const ModelConfig& cfg, int T, int B, std::size_t real_size,
+                                  std::size_t budget_bytes, bool with_dropout = false);
+
+// Full BPTT in segments of K steps. Pass one runs forward segment by segment over all layers and
+// keeps only the states at segment starts (checkpoints); pass two walks the segments from the
+// last to the first, recomputes each one's forward pass from its checkpoint, takes its loss
+// and runs the backward pass with dL/d(final state) handed over from the segment after it.
+// The gradient equals full BPTT's (to rounding); the work is one more forward pass.
+template <class Real>
+class Recompute {
+ public:
+  // REQUIRES 1 <= K (K >= T is plain BPTT in one segment).
+  Recompute(const ModelConfig& cfg, int T, int B, int K, bool with_dropout = false);
+  int K() const { return K_; }
+  std::size_t bytes() const;
+
+  // As bptt::loss_and_gradients (grads += dL/d(params, x, h0, c0); x skipped when empty).
+  double loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+                            Gradients<Real>& grads, const Dropout* dropout = nullptr);
+  // The state after the last step of the last call (h_n [L, B, H]; c_n for LSTM, else cleared).
+  void final_state(std::vector<Real>& h, std::vector<Real>& c) const;
+
+ private:
+  void segment(const Batch<Real>& batch, int s, int e);
+  ModelConfig cfg_;
+  int T_, B_, K_;
+  Workspace<Real> ws_;           // one segment (K steps)
+  std::vector<Real> ckpt_h_;     // [S + 1, L, B, H] the state at every segment start, and h_n
+  std::vector<Real> ckpt_c_;     // the same for the LSTM cell state
+  Batch<Real> seg_;              // the current segment's part of the batch
+  Gradients<Real> seg_grads_;    // its dL/dx, dL/dh0 (= dL/dh at its start), dL/dc0
+  std::vector<Real> dh_n_, dc_n_;  // dL/d(state at the segment's end), from the one after
+  std::vector<Real> scratch_h_, scratch_c_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Truncated gradient
+// ---------------------------------------------------------------------------------------------
+
+// The K-truncated gradient: for each step t (1-based), the loss ℓ_t reaches back through steps
+// t, t−1, …, t−K+1 in every layer, and the states at t−K (every layer) are constants. K = 1:
+// only the current step's recurrent input counts; K >= T equals full BPTT. dL/dh0 (and dc0)
+// collects the losses ℓ_t with t <= K, whose paths reach the initial state.
+// Computed with all T chains (one per loss step) advanced together: at distance j = 0..K−1
+// every chain is at step t − j, so each distance is one pass of large matrix products over all
+// (T − j)·B rows, and the weight gradients are summed over chains before one GEMM each. Cost:
+// min(K, T) times a backward pass, no per-step products.
+template <class Real>
+double truncated_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch,
+                                    LossKind loss, int K, Gradients<Real>& grads);
+
+// The slow, obvious version for checking: for every step t separately, the reference BPTT
+// (reference_loss_and_gradients) on the window of steps (t−K, t] starting from the exact states
+// at t−K, with only ℓ_t weighted. T backward passes.
+template <class Real>
+double truncated_reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch,
+                                              LossKind loss, int K, Gradients<Real>& grads);
+
+// ---------------------------------------------------------------------------------------------
+// Real-time recurrent learning (Williams & Zipser 1989)
+// ---------------------------------------------------------------------------------------------
+
+// The exact gradient in forward mode. Each sequence carries, beside its state s_t (h, and c for
+// LSTM, of every layer: S = L·H or 2·L·H numbers), the sensitivities M_t = ∂s_t/∂v for every
+// number v it depends on: the N = P parameters, its own T·I inputs and its S initial values.
+// Per step M_t = (∂s_t/∂s_{t−1}) M_{t−1} + ∂s_t/∂v|direct, and dL/dv += (∂ℓ_t/∂s_t) M_t. No
+// history is kept; the cost is O(B·T·G·H·(I + H)·N) time (against BPTT's O(B·T·G·H·(I + H)))
+// and O(S·N) memory per sequence. Any L; dropout is not supported.
+template <class Real>
+double rtrl_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+                               Gradients<Real>& grads);
+
+// Online RTRL over a stream: the sensitivities of the B sequences with respect to the
+// parameters only (not x or the initial state), carried from call to call. step() consumes one
+// time step of every sequence and returns the gradient of that step's loss, so the caller can
+// update the parameters after every step (Williams & Zipser's online learning: the carried
+// sensitivities then mix old and new parameters, as in the paper).
+template <class Real>
+class RtrlStream {
+ public:
+  RtrlStream(const ModelConfig& cfg, int B);
+  // Starts every sequence from the state h0/c0 ([L, B, H]; empty = zeros) with zero sensitivity.
+  void reset(const std::vector<Real>& h0, const std::vector<Real>& c0);
+  // One step: x [B, I]; the loss of this step is Σ_b w_b ℓ_b / norm (targets as in Batch: y
+  // [B, O] or classes [B]; w [B] weights, empty = 1). ASSIGNS grad (param_count) and returns the
+  // loss; a sequence with w_b = 0 still advances.
+  double step(const Model<Real>& model, LossKind loss, const Real* x, const Real* y,
+              const std::int64_t* classes, const Real* w, double norm, std::vector<Real>& grad);
+  // The current state (h [L, B, H]; c for LSTM, else cleared).
+  void state(std::vector<Real>& h, std::vector<Real>& c) const;
+  std::size_t bytes() const;
+
+ private:
+  ModelConfig cfg_;
+  int B_;
+  std::vector<Real> h_, c_;   // [L, B, H]
+  std::vector<Real> Mh_, Mc_; // [B, L, H, P] sensitivities
+};
+
+// ---------------------------------------------------------------------------------------------
+// Central differences
+// ---------------------------------------------------------------------------------------------
 
 // Central differences in float64: dL/dv ≈ (L(v + ε) − L(v − ε)) / 2ε with ε = step·max(1, |v|),
 // for every parameter and every number of x, h0 and c0; two forward passes per number, so only
@@ -17,5 +168,18 @@ double numeric_loss_and_gradients(const Model<double>& model, const Batch<double
 
 // How many numbers numeric_loss_and_gradients perturbs (parameters, x, h0 and c0).
 std::size_t numeric_gradient_count(const ModelConfig& cfg, int T, int B);
+
+// ---------------------------------------------------------------------------------------------
+// Shared by the methods
+// ---------------------------------------------------------------------------------------------
+
+// Steps [s, e) of a batch as a batch of its own (x, targets, mask and lengths shifted; h0/c0
+// not set). Reuses out's capacity.
+template <class Real>
+void slice_steps(const Batch<Real>& batch, int s, int e, Batch<Real>& out);
+
+// Σ_{t, b} batch.weight(t, b): the loss normalizer of the whole batch.
+template <class Real>
+double total_weight(const Batch<Real>& batch);
 
 }  // namespace bptt

@@ -22,7 +22,10 @@ template <class Real>
 class Workspace {
  public:
   // with_dropout reserves the buffers for dropout between layers (see Dropout below).
+  // A workspace sized for T steps also serves batches of fewer steps (batch.T <= T()).
   Workspace(const ModelConfig& cfg, int T, int B, bool with_dropout = false);
+  // The bytes a Workspace(cfg, T, B, with_dropout) holds, without allocating them.
+  static std::size_t bytes_for(const ModelConfig& cfg, int T, int B, bool with_dropout = false);
   int T() const { return T_; }
   int B() const { return B_; }
   std::size_t bytes() const { return buf_.size() * sizeof(Real) + valid_.size(); }
@@ -94,6 +97,22 @@ struct Dropout {
   double p = 0;
   std::uint64_t seed = 0;
   std::uint64_t stream = 0;
+  // The index of the batch's first element in the masks: a segment of a longer sequence that
+  // starts at step s passes s·B·H, so it draws the same masks as the whole sequence would.
+  std::uint64_t first = 0;
+};
+
+// What backward() takes from outside the batch, and what it can report beyond the gradients.
+template <class Real>
+struct BackwardOptions {
+  // dL/dh_n and dL/dc_n [L, B, H]: the gradient reaching the final state from beyond the batch
+  // (a later segment of the same sequences, or a probe direction); nullptr means zero, i.e.
+  // ∂L/∂h_{T+1} = 0. dc_n only for LSTM.
+  const Real* dh_n = nullptr;
+  const Real* dc_n = nullptr;
+  // If not nullptr: [L, T, B, H], ASSIGNED the total dL/dh_t of every layer and step (from the
+  // layer above or the head plus from step t+1), for gradient diagnostics.
+  Real* dh_trace = nullptr;
 };
 
 // REQUIRES batch.validate(model.cfg, ...) passed and ws sized for (model.cfg, batch.T, batch.B)
@@ -108,7 +127,7 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
 // ENSURES grads += dL/d(params, x, h0, c0). Overwrites the workspace's gradient buffers.
 template <class Real>
 void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
-              Gradients<Real>& grads);
+              Gradients<Real>& grads, const BackwardOptions<Real>& opts = {});
 
 // forward + loss + backward. Returns the loss; grads += its gradient.
 template <class Real>

@@ -61,6 +61,15 @@ void for_row_parts(int B, F&& f) {
   }
 }
 
+template <class Real>
+void check_workspace(const Workspace<Real>& ws, const Batch<Real>& batch) {
+  if (ws.T() < batch.T || ws.B() != batch.B)
+    throw Error("workspace", "sized for T = " + std::to_string(ws.T()) + ", B = " +
+                                 std::to_string(ws.B()) + " but the batch has T = " +
+                                 std::to_string(batch.T) + ", B = " + std::to_string(batch.B),
+                "size the Workspace for the batch");
+}
+
 // state[0..n) = init (a slice of h0/c0 [L, B, H]) or zeros when not given.
 template <class Real>
 void init_state(const std::vector<Real>& given, std::size_t offset, std::size_t n, Real* state) {
@@ -69,6 +78,14 @@ void init_state(const std::vector<Real>& given, std::size_t offset, std::size_t 
   else
     std::copy(given.begin() + std::ptrdiff_t(offset), given.begin() + std::ptrdiff_t(offset + n),
               state);
+}
+
+template <class Real>
+void init_state(const Real* given, std::size_t offset, std::size_t n, Real* state) {
+  if (!given)
+    std::fill(state, state + n, Real(0));
+  else
+    std::copy(given + offset, given + offset + n, state);
 }
 
 // A uniform number in [0, 1) from a counter (splitmix64 finalizer): dropout masks depend only on
@@ -91,7 +108,7 @@ const Real* apply_dropout(const Dropout& d, int k, std::size_t n, const Real* h,
   Real* out = ws.drop_in(k);
   const Real keep = Real(1 / (1 - d.p));
   for (std::size_t i = 0; i < n; ++i) {
-    mask[i] = counter_uniform(d.seed, d.stream, std::uint64_t(k), i) < d.p ? Real(0) : keep;
+    mask[i] = counter_uniform(d.seed, d.stream, std::uint64_t(k), d.first + i) < d.p ? Real(0) : keep;
     out[i] = h[i] * mask[i];
   }
   return out;
@@ -106,6 +123,7 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
   const int T = batch.T, B = batch.B, H = cfg.hidden_size, GH = cfg.gates() * H,
             O = cfg.output_size, TB = T * B;
   const std::size_t BH = std::size_t(B) * H;
+  check_workspace(ws, batch);
   for (int t = 0; t < T; ++t)
     for (int b = 0; b < B; ++b) ws.valid()[std::size_t(t) * B + b] = batch.valid(t, b);
 
@@ -151,13 +169,14 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
 
 template <class Real>
 void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
-              Gradients<Real>& grads) {
+              Gradients<Real>& grads, const BackwardOptions<Real>& opts) {
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, H = cfg.hidden_size, GH = cfg.gates() * H,
             O = cfg.output_size, TB = T * B;
   const std::size_t BH = std::size_t(B) * H;
   const auto P = model.views();
   ParamViews<Real> D(cfg, grads.params.data());
+  check_workspace(ws, batch);
 
   // Head: dW_o += dZᵀ·H_top, db_o += Σ dZ. Its dL/dH_top = dZ·W_o is formed a chunk at a time.
   const Real* top = ws.h(cfg.num_layers - 1) + BH;
@@ -169,8 +188,10 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
     const auto& p = P.layers[std::size_t(k)];
     const auto& d = D.layers[std::size_t(k)];
     kernels::pack_panels(false, H, GH, p.w_hh, H, ws.packed_w());  // W_hh for δ^h_t·W_hh
-    std::fill(ws.dh_carry(), ws.dh_carry() + BH, Real(0));  // ∂L/∂h_{T+1} = 0
-    std::fill(ws.dc_carry(), ws.dc_carry() + BH, Real(0));
+    // ∂L/∂h_{T+1} = 0, unless the final state's gradient comes from beyond the batch.
+    init_state(opts.dh_n, std::size_t(k) * BH, BH, ws.dh_carry());
+    init_state(opts.dc_n, std::size_t(k) * BH, BH, ws.dc_carry());
+    Real* trace = opts.dh_trace ? opts.dh_trace + std::size_t(k) * T * BH : nullptr;
     for (int end = T; end > 0; end -= C) {
       const int begin = std::max(0, end - C), rows = (end - begin) * B;
       const std::size_t first = std::size_t(begin) * B;
@@ -196,6 +217,7 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
           const auto s = step_at(ws, k, t, H, GH, r);
           const Real* a = above + std::size_t(t - begin) * BH + h0;
           for (std::size_t i = 0; i < n; ++i) dh[i] = a[i] + carry[i];
+          if (trace) std::copy(dh, dh + n, trace + std::size_t(t) * BH + h0);
           cells::CellStepGrad<Real> g;
           g.dh = dh;
           g.dc = ws.dc_carry() + h0;
@@ -239,7 +261,7 @@ double loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, Lo
   template void forward<Real>(const Model<Real>&, const Batch<Real>&, Workspace<Real>&,     \
                              const Dropout*);                                               \
   template void backward<Real>(const Model<Real>&, const Batch<Real>&, Workspace<Real>&,    \
-                               Gradients<Real>&);                                           \
+                               Gradients<Real>&, const BackwardOptions<Real>&);             \
   template double loss_and_gradients<Real>(const Model<Real>&, const Batch<Real>&, LossKind, \
                                            Workspace<Real>&, Gradients<Real>&, const Dropout*);
 BPTT_INSTANTIATE(float)

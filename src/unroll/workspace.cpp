@@ -5,36 +5,65 @@
 
 namespace bptt {
 
+namespace {
+
+// The layout of a Workspace: per layer k one block
+//   gates (dgi after backward) | h | c | aux | dgh (GRU) | drop_mask | drop_in
+// then the shared part
+//   z (dz overwrites it) | yhat | gh_step | dh_chunk | dh_step | dh_carry | dc_carry | step_bias |
+//   packed_w.
+// 64 steps per chunk keep the chunk's GEMMs large (64·B rows) and its memory small.
+struct Layout {
+  std::size_t off_h = 0, off_c = 0, off_aux = 0, off_dgh = 0, off_drop = 0, layer_stride = 0;
+  std::size_t chunk = 0, packed = 0, shared = 0, total = 0;
+  int chunk_steps = 0;
+};
+
+template <class Real>
+Layout layout(const ModelConfig& cfg, int T, int B, bool with_dropout) {
+  const std::size_t t = std::size_t(T), b = std::size_t(B), H = std::size_t(cfg.hidden_size),
+                    GH = std::size_t(cfg.gates()) * H, O = std::size_t(cfg.output_size);
+  const bool lstm = cfg.cell == CellKind::lstm, gru = cfg.cell == CellKind::gru;
+  Layout l;
+  std::size_t off = t * b * GH;
+  l.off_h = off, off += (t + 1) * b * H;
+  l.off_c = off, off += lstm ? (t + 1) * b * H : 0;
+  l.off_aux = off, off += gru ? t * b * H : 0;
+  l.off_dgh = off, off += gru ? t * b * GH : 0;
+  l.off_drop = off, off += with_dropout ? 2 * t * b * H : 0;
+  l.layer_stride = off;
+  l.chunk_steps = std::min(T, 64);
+  l.chunk = std::size_t(l.chunk_steps) * b * H;
+  l.packed = std::max(kernels::packed_size<Real>(int(GH), int(H)),
+                      kernels::packed_size<Real>(int(H), int(GH)));
+  l.shared = 2 * t * b * O + b * GH + l.chunk + 3 * b * H + GH + l.packed;
+  l.total = l.layer_stride * std::size_t(cfg.num_layers) + l.shared;
+  return l;
+}
+
+}  // namespace
+
+template <class Real>
+std::size_t Workspace<Real>::bytes_for(const ModelConfig& cfg, int T, int B, bool with_dropout) {
+  return layout<Real>(cfg, T, B, with_dropout).total * sizeof(Real) + std::size_t(T) * B;
+}
+
 template <class Real>
 Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropout)
     : T_(T), B_(B), H_(cfg.hidden_size), G_(cfg.gates()), L_(cfg.num_layers), cell_(cfg.cell),
       with_dropout_(with_dropout) {
+  const Layout l = layout<Real>(cfg, T, B, with_dropout);
   const std::size_t t = std::size_t(T), b = std::size_t(B), H = std::size_t(H_),
                     GH = std::size_t(G_) * H, O = std::size_t(cfg.output_size);
-  const bool lstm = cell_ == CellKind::lstm, gru = cell_ == CellKind::gru;
-  // One layer's block: gates (dgi after backward) | h | c | aux | dgh (GRU).
-  std::size_t off = 0;
-  off += t * b * GH;
-  off_h_ = off, off += (t + 1) * b * H;
-  off_c_ = off, off += lstm ? (t + 1) * b * H : 0;
-  off_aux_ = off, off += gru ? t * b * H : 0;
-  off_dgh_ = off, off += gru ? t * b * GH : 0;
-  off_drop_ = off, off += with_dropout ? 2 * t * b * H : 0;  // drop_mask | drop_in
-  layer_stride_ = off;
-  // Shared: z (dz overwrites it) | yhat | gh_step | dh_chunk | dh_step | dh_carry | dc_carry |
-  // step_bias | packed_w. 64 steps per chunk keep its GEMMs large (64·B rows) and its memory small.
-  chunk_ = std::min(T, 64);
-  const std::size_t chunk = std::size_t(chunk_) * b * H;
-  const std::size_t packed = std::max(kernels::packed_size<Real>(int(GH), H_),
-                                      kernels::packed_size<Real>(H_, int(GH)));
-  const std::size_t shared = 2 * t * b * O + b * GH + chunk + 3 * b * H + GH + packed;
-  buf_.assign(layer_stride_ * std::size_t(cfg.num_layers) + shared, Real(0));
+  off_h_ = l.off_h, off_c_ = l.off_c, off_aux_ = l.off_aux, off_dgh_ = l.off_dgh;
+  off_drop_ = l.off_drop, layer_stride_ = l.layer_stride, chunk_ = l.chunk_steps;
+  buf_.assign(l.total, Real(0));
   Real* p = buf_.data() + layer_stride_ * std::size_t(cfg.num_layers);
   z_ = p, p += t * b * O;
   dz_ = z_;
   yhat_ = p, p += t * b * O;
   gh_step_ = p, p += b * GH;
-  dh_chunk_ = p, p += chunk;
+  dh_chunk_ = p, p += l.chunk;
   dh_step_ = p, p += b * H;
   dh_carry_ = p, p += b * H;
   dc_carry_ = p, p += b * H;

@@ -16,38 +16,6 @@
 namespace bptt::test {
 namespace {
 
-// EXPECTs close(a[i], b[i], tol) for all i, naming the first few mismatches.
-template <class Real>
-void expect_all_close(const std::string& what, const Real* a, const Real* b, std::size_t n,
-                      double tol, const std::function<std::string(std::size_t)>& name) {
-  std::size_t bad = 0;
-  std::string msg;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (close(double(a[i]), double(b[i]), tol)) continue;
-    if (++bad <= 8)
-      msg += "\n  " + name(i) + ": " + std::to_string(double(a[i])) + " vs " +
-             std::to_string(double(b[i])) + " (diff " + std::to_string(double(a[i] - b[i])) +
-             ")";
-  }
-  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << n << " elements differ" << msg;
-}
-
-template <class Real>
-void expect_gradients_close(const Case& c, const Gradients<Real>& a, const Gradients<Real>& b,
-                            double tol) {
-  const ModelConfig cfg = c.config();
-  ASSERT_EQ(a.params.size(), b.params.size());
-  ASSERT_EQ(a.c0.size(), b.c0.size());
-  expect_all_close("d params", a.params.data(), b.params.data(), a.params.size(), tol,
-                   [&](std::size_t i) { return param_name(cfg, i); });
-  expect_all_close("d x", a.x.data(), b.x.data(), a.x.size(), tol,
-                   [&](std::size_t i) { return index3("x", i, c.B, c.I); });
-  expect_all_close("d h0", a.h0.data(), b.h0.data(), a.h0.size(), tol,
-                   [&](std::size_t i) { return index3("h0", i, c.B, c.H); });
-  expect_all_close("d c0", a.c0.data(), b.c0.data(), a.c0.size(), tol,
-                   [&](std::size_t i) { return index3("c0", i, c.B, c.H); });
-}
-
 template <class Real>
 void compare_with_reference(const Case& c, double tol) {
   const ModelConfig cfg = c.config();

@@ -1,0 +1,198 @@
+// Recompute: full BPTT with the states kept only at segment starts. See methods.hpp.
+#include <algorithm>
+#include <cmath>
+#include <fmt/core.h>
+
+#include "bptt/error.hpp"
+#include "bptt/methods.hpp"
+
+namespace bptt {
+
+int default_recompute_interval(int T) {
+  return std::max(1, int(std::ceil(std::sqrt(double(std::max(T, 1))))));
+}
+
+namespace {
+
+std::size_t workspace_bytes(const ModelConfig& cfg, int T, int B, std::size_t real_size,
+                            bool with_dropout) {
+  return real_size == sizeof(float) ? Workspace<float>::bytes_for(cfg, T, B, with_dropout)
+                                    : Workspace<double>::bytes_for(cfg, T, B, with_dropout);
+}
+
+int segments(int T, int K) { return (T + K - 1) / K; }
+
+}  // namespace
+
+std::size_t full_bptt_bytes(const ModelConfig& cfg, int T, int B, std::size_t real_size,
+                            bool with_dropout) {
+  return workspace_bytes(cfg, T, B, real_size, with_dropout);
+}
+
+std::size_t recompute_bytes(const ModelConfig& cfg, int T, int B, int K, std::size_t real_size,
+                            bool with_dropout) {
+  K = std::clamp(K, 1, T);
+  const std::size_t LBH = std::size_t(cfg.num_layers) * B * cfg.hidden_size;
+  const std::size_t states = cfg.cell == CellKind::lstm ? 2 : 1;
+  const std::size_t ckpt = std::size_t(segments(T, K) + 1) * LBH * states;
+  // The segment's slice of the batch (x, targets, mask) and its dL/dx, dL/dh0, dL/dc0.
+  const std::size_t seg = std::size_t(K) * B * (2 * std::size_t(cfg.input_size) +
+                                                std::size_t(cfg.output_size) + 2) +
+                          2 * LBH * states;
+  return workspace_bytes(cfg, K, B, real_size, with_dropout) + (ckpt + seg) * real_size;
+}
+
+int recompute_interval_for_budget(const ModelConfig& cfg, int T, int B, std::size_t real_size,
+                                  std::size_t budget_bytes, bool with_dropout) {
+  if (full_bptt_bytes(cfg, T, B, real_size, with_dropout) <= budget_bytes) return T;
+  std::size_t least = std::size_t(-1);
+  for (int K = T - 1; K >= 1; --K) {
+    const std::size_t need = recompute_bytes(cfg, T, B, K, real_size, with_dropout);
+    if (need <= budget_bytes) return K;
+    least = std::min(least, need);
+  }
+  throw Error("--memory-budget",
+              fmt::format("{:.1f} MB is too little: the backward pass needs at least {:.1f} MB "
+                          "(full BPTT {:.1f} MB)",
+                          double(budget_bytes) / 1e6, double(least) / 1e6,
+                          double(full_bptt_bytes(cfg, T, B, real_size, with_dropout)) / 1e6),
+              "raise --memory-budget, or lower --batch or --hidden");
+}
+
+template <class Real>
+Recompute<Real>::Recompute(const ModelConfig& cfg, int T, int B, int K, bool with_dropout)
+    : cfg_(cfg), T_(T), B_(B), K_(std::clamp(K, 1, std::max(T, 1))),
+      ws_(cfg, K_, B, with_dropout), seg_grads_(cfg, K_, B) {
+  if (K < 1) throw Error("--recompute", "the interval must be at least 1 step", "");
+  seg_grads_.params.clear();  // the caller's gradient arena is swapped in
+  const std::size_t LBH = std::size_t(cfg.num_layers) * B * cfg.hidden_size;
+  const std::size_t n = std::size_t(segments(T, K_) + 1) * LBH;
+  ckpt_h_.assign(n, Real(0));
+  if (cfg.cell == CellKind::lstm) ckpt_c_.assign(n, Real(0));
+}
+
+template <class Real>
+std::size_t Recompute<Real>::bytes() const {
+  return ws_.bytes() +
+         (ckpt_h_.size() + ckpt_c_.size() + seg_grads_.x.size() + seg_grads_.h0.size() +
+          seg_grads_.c0.size() + seg_.x.size() + seg_.y.size() + seg_.mask.size()) *
+             sizeof(Real);
+}
+
+// seg_ = steps [s, e) of the batch, starting from the checkpoint at s.
+template <class Real>
+void Recompute<Real>::segment(const Batch<Real>& batch, int s, int e) {
+  slice_steps(batch, s, e, seg_);
+  const std::size_t LBH = std::size_t(cfg_.num_layers) * B_ * cfg_.hidden_size;
+  const std::size_t at = std::size_t(s / K_) * LBH;
+  seg_.h0.assign(ckpt_h_.begin() + std::ptrdiff_t(at), ckpt_h_.begin() + std::ptrdiff_t(at + LBH));
+  if (!ckpt_c_.empty())
+    seg_.c0.assign(ckpt_c_.begin() + std::ptrdiff_t(at),
+                   ckpt_c_.begin() + std::ptrdiff_t(at + LBH));
+  else
+    seg_.c0.clear();
+}
+
+template <class Real>
+double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch,
+                                           LossKind loss, Gradients<Real>& grads,
+                                           const Dropout* dropout) {
+  if (batch.T != T_ || batch.B != B_)
+    throw Error("recompute", fmt::format("sized for T = {}, B = {} but the batch has T = {}, "
+                                         "B = {}", T_, B_, batch.T, batch.B),
+                "construct Recompute for the batch's shape");
+  const ModelConfig& cfg = model.cfg;
+  const int S = segments(T_, K_), B = B_, I = cfg.input_size, O = cfg.output_size;
+  const std::size_t LBH = std::size_t(cfg.num_layers) * B * cfg.hidden_size;
+  const double W = total_weight(batch);
+  if (!(W > 0))
+    throw Error("loss", "every step has weight 0 (all masked or past the lengths)",
+                "give at least one step inside a sequence a positive mask value");
+  // Checkpoint 0 is the initial state.
+  if (batch.h0.empty()) std::fill(ckpt_h_.begin(), ckpt_h_.begin() + std::ptrdiff_t(LBH), Real(0));
+  else std::copy(batch.h0.begin(), batch.h0.end(), ckpt_h_.begin());
+  if (!ckpt_c_.empty()) {
+    if (batch.c0.empty()) std::fill(ckpt_c_.begin(), ckpt_c_.begin() + std::ptrdiff_t(LBH), Real(0));
+    else std::copy(batch.c0.begin(), batch.c0.end(), ckpt_c_.begin());
+  }
+  const auto seg_dropout = [&](int s) {
+    Dropout d = dropout ? *dropout : Dropout{};
+    d.first = std::uint64_t(s) * std::uint64_t(B) * std::uint64_t(cfg.hidden_size);
+    return d;
+  };
+
+  // Pass one: forward segment by segment, keeping the state at each segment's end.
+  for (int i = 0; i < S; ++i) {
+    const int s = i * K_, e = std::min(T_, s + K_);
+    segment(batch, s, e);
+    const Dropout d = seg_dropout(s);
+    forward(model, seg_, ws_, dropout ? &d : nullptr);
+    ws_.state_at(e - s, scratch_h_, scratch_c_);
+    std::copy(scratch_h_.begin(), scratch_h_.end(), ckpt_h_.begin() + std::ptrdiff_t((i + 1) * LBH));
+    if (!ckpt_c_.empty())
+      std::copy(scratch_c_.begin(), scratch_c_.end(),
+                ckpt_c_.begin() + std::ptrdiff_t((i + 1) * LBH));
+  }
+
+  // Pass two: last segment first (still in the workspace), each with dL/d(its final state)
+  // from the segment after it.
+  double total = 0;
+  dh_n_.clear();
+  dc_n_.clear();
+  if (grads.x.empty()) seg_grads_.x.clear();
+  else seg_grads_.x.resize(std::size_t(K_) * B * I);
+  for (int i = S - 1; i >= 0; --i) {
+    const int s = i * K_, e = std::min(T_, s + K_);
+    const Dropout d = seg_dropout(s);
+    if (i != S - 1) {
+      segment(batch, s, e);
+      forward(model, seg_, ws_, dropout ? &d : nullptr);
+    }
+    const double w = total_weight(seg_);
+    const std::size_t nz = std::size_t(e - s) * B * O;
+    if (w > 0) {
+      total += loss_and_dz(loss, cfg, seg_, ws_.z(), ws_.yhat(), ws_.dz()) * (w / W);
+      const Real scale = Real(w / W);
+      for (std::size_t j = 0; j < nz; ++j) ws_.dz()[j] *= scale;
+    } else {
+      std::fill(ws_.dz(), ws_.dz() + nz, Real(0));
+    }
+    seg_grads_.zero();
+    std::swap(seg_grads_.params, grads.params);
+    BackwardOptions<Real> opts;
+    opts.dh_n = dh_n_.empty() ? nullptr : dh_n_.data();
+    opts.dc_n = dc_n_.empty() ? nullptr : dc_n_.data();
+    try {
+      backward(model, seg_, ws_, seg_grads_, opts);
+    } catch (...) {
+      std::swap(seg_grads_.params, grads.params);
+      throw;
+    }
+    std::swap(seg_grads_.params, grads.params);
+    if (!grads.x.empty()) {
+      Real* dx = grads.x.data() + std::size_t(s) * B * I;
+      for (std::size_t j = 0; j < std::size_t(e - s) * B * I; ++j) dx[j] += seg_grads_.x[j];
+    }
+    dh_n_ = seg_grads_.h0;
+    dc_n_ = seg_grads_.c0;
+  }
+  for (std::size_t j = 0; j < grads.h0.size(); ++j) grads.h0[j] += dh_n_[j];
+  for (std::size_t j = 0; j < grads.c0.size() && j < dc_n_.size(); ++j) grads.c0[j] += dc_n_[j];
+  return total;
+}
+
+template <class Real>
+void Recompute<Real>::final_state(std::vector<Real>& h, std::vector<Real>& c) const {
+  const std::size_t LBH = std::size_t(cfg_.num_layers) * B_ * cfg_.hidden_size;
+  const std::size_t at = std::size_t(segments(T_, K_)) * LBH;
+  h.assign(ckpt_h_.begin() + std::ptrdiff_t(at), ckpt_h_.begin() + std::ptrdiff_t(at + LBH));
+  if (ckpt_c_.empty())
+    c.clear();
+  else
+    c.assign(ckpt_c_.begin() + std::ptrdiff_t(at), ckpt_c_.begin() + std::ptrdiff_t(at + LBH));
+}
+
+template class Recompute<float>;
+template class Recompute<double>;
+
+}  // namespace bptt

@@ -1,0 +1,174 @@
+// The K-truncated gradient (methods.hpp): every path from ℓ_t stops at the states K steps back.
+//
+// A chain per loss step t (its "origin"). At distance j the chain of origin t is at step
+// s = t − j, and every chain does the same thing there: the layers from top to bottom, each
+// taking dL/dh_s from its own carry and from the layer above, then the cell's pointwise
+// backward and the product with W_hh for the carry one step further back. So at each distance
+// all chains run as one batch of (T − j)·B rows: rows are step-indexed [0, T − j) for what the
+// step reads (saved gates, states) and origin-indexed [j, T) for what the chain carries (the
+// same rows shifted by j). The saved activations are copied before each pointwise backward (the
+// cells overwrite them in place, and every step is visited by up to K chains). Weight
+// gradients are linear in the chains' δ, so the δ of all chains are summed per step and the
+// weight GEMMs run once at the end, as in full BPTT.
+#include <algorithm>
+
+#include "bptt/error.hpp"
+#include "bptt/methods.hpp"
+#include "cells/cell.hpp"
+#include "kernels/gemm.hpp"
+
+namespace bptt {
+
+using kernels::gemm;
+
+template <class Real>
+double truncated_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch,
+                                    LossKind loss, int K, Gradients<Real>& grads) {
+  if (K < 1) throw Error("truncated", "the window K must be at least 1 step", "");
+  const ModelConfig& cfg = model.cfg;
+  const int T = batch.T, B = batch.B, L = cfg.num_layers, H = cfg.hidden_size;
+  const int GH = cfg.gates() * H, O = cfg.output_size, TB = T * B;
+  Workspace<Real> ws(cfg, T, B);
+  if (K >= T) return loss_and_gradients(model, batch, loss, ws, grads);
+
+  forward(model, batch, ws);
+  const double total = loss_and_dz(loss, cfg, batch, ws.z(), ws.yhat(), ws.dz());
+  const auto P = model.views();
+  ParamViews<Real> D(cfg, grads.params.data());
+  const std::size_t BH = std::size_t(B) * H, TBH = std::size_t(TB) * H,
+                    TBG = std::size_t(TB) * GH;
+  const bool lstm = cfg.cell == CellKind::lstm, gru = cfg.cell == CellKind::gru;
+
+  // The head is not recurrent: its gradients are full BPTT's; dL/dh_top of ℓ_t is at distance 0.
+  const Real* top = ws.h(L - 1) + BH;
+  gemm(true, false, O, H, TB, Real(1), ws.dz(), O, top, H, Real(1), D.w_o, H);
+  kernels::sum_rows(TB, O, ws.dz(), D.b_o);
+  std::vector<Real> head(TBH);
+  gemm(false, false, TB, H, O, Real(1), ws.dz(), O, P.w_o, H, Real(0), head.data(), H);
+
+  std::vector<std::vector<Real>> carry_h(std::size_t(L), std::vector<Real>(TBH, Real(0)));
+  std::vector<std::vector<Real>> carry_c(std::size_t(lstm ? L : 0), std::vector<Real>(TBH, Real(0)));
+  std::vector<std::vector<Real>> acc_gi(std::size_t(L), std::vector<Real>(TBG, Real(0)));
+  std::vector<std::vector<Real>> acc_gh(std::size_t(gru ? L : 0), std::vector<Real>(TBG, Real(0)));
+  std::vector<Real> act(TBG), dgh(gru ? TBG : 0), dh(TBH), bypass(TBH), above(TBH);
+
+  for (int j = 0; j < K; ++j) {
+    const int n = T - j, R = n * B;  // active chains: origins [j, T), steps [0, n)
+    for (int k = L - 1; k >= 0; --k) {
+      const auto& p = P.layers[std::size_t(k)];
+      // dL/dh at the state each chain's step writes: its carry, and from above.
+      const Real* carry = carry_h[std::size_t(k)].data() + std::size_t(j) * BH;
+      const Real* from_above = k == L - 1 ? (j == 0 ? head.data() : nullptr) : above.data();
+      for (std::size_t i = 0; i < std::size_t(R) * H; ++i)
+        dh[i] = carry[i] + (from_above ? from_above[i] : Real(0));
+      std::copy(ws.gates(k), ws.gates(k) + std::size_t(R) * GH, act.begin());
+      cells::CellStep<Real> s;
+      s.B = R;
+      s.H = H;
+      s.valid = ws.valid();
+      s.gates = act.data();
+      s.h_prev = ws.h(k);
+      s.h = ws.h(k) + BH;
+      if (lstm) s.c_prev = ws.c(k), s.c = ws.c(k) + BH;
+      if (gru) s.aux = ws.aux(k);
+      cells::CellStepGrad<Real> g;
+      g.dh = dh.data();
+      g.dc = lstm ? carry_c[std::size_t(k)].data() + std::size_t(j) * BH : nullptr;
+      g.dgh = gru ? dgh.data() : act.data();
+      g.dh_prev = bypass.data();
+      cells::cell_backward(cfg.cell, cfg.nonlinearity, s, g);  // act := dgi
+      Real* gi = acc_gi[std::size_t(k)].data();
+      for (std::size_t i = 0; i < std::size_t(R) * GH; ++i) gi[i] += act[i];
+      if (gru) {
+        Real* gh = acc_gh[std::size_t(k)].data();
+        for (std::size_t i = 0; i < std::size_t(R) * GH; ++i) gh[i] += dgh[i];
+      }
+      // dL/d(state s) of each chain = bypass + dgh·W_hh. The chain at step 0 (origin j) has
+      // reached h0; the others carry it to distance j + 1, unless that is past the window.
+      gemm(false, false, R, H, GH, Real(1), g.dgh, GH, p.w_hh, H, Real(1), bypass.data(), H);
+      Real* dh0 = grads.h0.data() + std::size_t(k) * BH;
+      for (std::size_t i = 0; i < BH; ++i) dh0[i] += bypass[i];
+      if (lstm) {
+        const Real* dc = carry_c[std::size_t(k)].data() + std::size_t(j) * BH;
+        Real* dc0 = grads.c0.data() + std::size_t(k) * BH;
+        for (std::size_t i = 0; i < BH; ++i) dc0[i] += dc[i];
+      }
+      if (j + 1 < K)
+        std::copy(bypass.begin() + std::ptrdiff_t(BH), bypass.begin() + std::ptrdiff_t(R * H),
+                  carry_h[std::size_t(k)].begin() + std::ptrdiff_t(std::size_t(j + 1) * BH));
+      // dL/dh of the layer below at the same steps, through this layer's W_ih.
+      if (k > 0)
+        gemm(false, false, R, H, GH, Real(1), act.data(), GH, p.w_ih, H, Real(0), above.data(), H);
+    }
+  }
+
+  // Weight gradients, merged over steps and chains.
+  for (int k = 0; k < L; ++k) {
+    const auto& p = P.layers[std::size_t(k)];
+    const auto& d = D.layers[std::size_t(k)];
+    const Real* gi = acc_gi[std::size_t(k)].data();
+    const Real* gh = gru ? acc_gh[std::size_t(k)].data() : gi;
+    gemm(true, false, GH, H, TB, Real(1), gh, GH, ws.h(k), H, Real(1), d.w_hh, H);
+    kernels::sum_rows(TB, GH, gh, d.b_hh);
+    const Real* in = k == 0 ? batch.x.data() : ws.h(k - 1) + BH;
+    gemm(true, false, GH, p.in, TB, Real(1), gi, GH, in, p.in, Real(1), d.w_ih, p.in);
+    kernels::sum_rows(TB, GH, gi, d.b_ih);
+    if (k == 0 && !grads.x.empty())
+      gemm(false, false, TB, p.in, GH, Real(1), gi, GH, p.w_ih, p.in, Real(1), grads.x.data(),
+           p.in);
+  }
+  return total;
+}
+
+template <class Real>
+double truncated_reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch,
+                                              LossKind loss, int K, Gradients<Real>& grads) {
+  if (K < 1) throw Error("truncated", "the window K must be at least 1 step", "");
+  const ModelConfig& cfg = model.cfg;
+  const int T = batch.T, B = batch.B, I = cfg.input_size;
+  const double W = total_weight(batch);
+  // The exact states at every step, from one forward pass.
+  Workspace<Real> ws(cfg, T, B);
+  forward(model, batch, ws);
+  double total = 0;
+  Batch<Real> win;
+  for (int t = 0; t < T; ++t) {
+    const int s = std::max(0, t + 1 - K);  // the window is steps [s, t]; states at s constant
+    slice_steps(batch, s, t + 1, win);
+    ws.state_at(s, win.h0, win.c0);
+    // Only ℓ_t counts: weight 0 elsewhere, and ℓ_t keeps its own weight.
+    win.mask.assign(std::size_t(win.T) * B, Real(0));
+    double w = 0;
+    for (int b = 0; b < B; ++b) {
+      const Real wt = batch.weight(t, b);
+      win.mask[std::size_t(t - s) * B + b] = wt;
+      w += double(wt);
+    }
+    if (!(w > 0)) continue;
+    Gradients<Real> g(cfg, win.T, B);
+    g.zero();
+    total += reference_loss_and_gradients(model, win, loss, g) * (w / W);
+    const Real scale = Real(w / W);
+    for (std::size_t i = 0; i < g.params.size(); ++i) grads.params[i] += scale * g.params[i];
+    if (!grads.x.empty())
+      for (std::size_t i = 0; i < g.x.size(); ++i)
+        grads.x[std::size_t(s) * B * I + i] += scale * g.x[i];
+    if (s == 0) {
+      for (std::size_t i = 0; i < g.h0.size(); ++i) grads.h0[i] += scale * g.h0[i];
+      for (std::size_t i = 0; i < g.c0.size() && i < grads.c0.size(); ++i)
+        grads.c0[i] += scale * g.c0[i];
+    }
+  }
+  return total;
+}
+
+#define BPTT_INSTANTIATE(Real)                                                               \
+  template double truncated_loss_and_gradients<Real>(const Model<Real>&, const Batch<Real>&, \
+                                                     LossKind, int, Gradients<Real>&);       \
+  template double truncated_reference_loss_and_gradients<Real>(                              \
+      const Model<Real>&, const Batch<Real>&, LossKind, int, Gradients<Real>&);
+BPTT_INSTANTIATE(float)
+BPTT_INSTANTIATE(double)
+#undef BPTT_INSTANTIATE
+
+}  // namespace bptt
