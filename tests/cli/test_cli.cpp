@@ -112,6 +112,18 @@ TEST_P(CliFixture, GradDefaultDtypeIsTheModels) {
 TEST_P(CliFixture, GradNumericMatchesTorch) {
   check_grad(model_of(GetParam()), "", st::ElemType::F64, "f64", 1e-6, "numeric");
 }
+// The other methods against PyTorch's autograd: recompute and rtrl are exact, and truncation
+// with a window longer than any fixture's T is full BPTT.
+TEST_P(CliFixture, GradRecomputeMatchesTorch) {
+  check_grad(model_of(GetParam()), "f64", st::ElemType::F64, "f64", 1e-9, "recompute:2");
+  check_grad(model_of(GetParam()), "f64", st::ElemType::F64, "f64", 1e-9, "recompute");
+}
+TEST_P(CliFixture, GradRtrlMatchesTorch) {
+  check_grad(model_of(GetParam()), "f64", st::ElemType::F64, "f64", 1e-9, "rtrl");
+}
+TEST_P(CliFixture, GradTruncatedBeyondTMatchesTorch) {
+  check_grad(model_of(GetParam()), "f64", st::ElemType::F64, "f64", 1e-9, "truncated:100000");
+}
 TEST_P(CliFixture, PredictFloat64) { check_predict("f64", st::ElemType::F64, 1e-9); }
 TEST_P(CliFixture, PredictFloat32) { check_predict("f32", st::ElemType::F32, 2e-4); }
 
@@ -282,6 +294,8 @@ TEST_F(CliEndToEnd, GradMethodUsageErrors) {
   };
   EXPECT_TRUE(rejected(with({"--method", "magic"}), {"--method"}));
   EXPECT_TRUE(rejected(with({"--method", "numeric", "--dtype", "f32"}), {"--method numeric"}));
+  for (const char* bad : {"truncated", "truncated:0", "truncated:k", "recompute:-1", "rtrl:3"})
+    EXPECT_TRUE(rejected(with({"--method", bad}), {"--method"})) << bad;
 }
 
 }  // namespace

@@ -24,13 +24,22 @@ struct GradOptions {
 constexpr std::size_t kNumericLimit = 200'000;
 
 template <class Real>
-void run_grad(const GradOptions& o, const safetensors::File& mf, LossKind loss) {
+void run_grad(const GradOptions& o, const GradMethodSpec& method, const safetensors::File& mf,
+              LossKind loss) {
   const Model<Real> model = load_model<Real>(mf);
   const Batch<Real> batch = load_batch<Real>(safetensors::File::read(o.data), model.cfg, loss);
   Gradients<Real> g(model.cfg, batch.T, batch.B);
   g.zero();
   Real L = 0;
-  if (o.method == "numeric") {
+  if (method.method == GradMethod::recompute) {
+    const int K = method.K ? method.K : default_recompute_interval(batch.T);
+    Recompute<Real> r(model.cfg, batch.T, batch.B, K);
+    L = Real(r.loss_and_gradients(model, batch, loss, g));
+  } else if (method.method == GradMethod::truncated) {
+    L = Real(truncated_loss_and_gradients(model, batch, loss, method.K, g));
+  } else if (method.method == GradMethod::rtrl) {
+    L = Real(rtrl_loss_and_gradients(model, batch, loss, g));
+  } else if (method.method == GradMethod::numeric) {
     if constexpr (std::is_same_v<Real, double>) {
       const std::size_t n = numeric_gradient_count(model.cfg, batch.T, batch.B);
       if (n > kNumericLimit)
@@ -65,7 +74,7 @@ void add_grad(CLI::App& app, Runner& run) {
   auto o = std::make_shared<GradOptions>();
   CLI::App* cmd = app.add_subcommand(
       "grad",
-      "Compute the loss and its exact gradient by full backpropagation through time.\n"
+      "Compute the loss and its gradient by backpropagation through time (or another method).\n"
       "Writes a safetensors file with dL/d(parameter) under each parameter's own name,\n"
       "x (dL/dx [T, B, I]), h0 (dL/dh0 [L, B, H]), c0 (LSTM) and loss [1].");
   cmd->add_option("--model", o->model, "Model file (safetensors, see docs/file_format.md)")
@@ -77,22 +86,29 @@ void add_grad(CLI::App& app, Runner& run) {
       ->required()
       ->check(CLI::IsMember({"mse", "bce", "xent"}));
   cmd->add_option("--method", o->method,
-                  "How to compute the gradient: bptt (default; full backpropagation through "
-                  "time) or numeric (central differences in f64, for checking small models)")
-      ->check(CLI::IsMember({"bptt", "numeric"}));
+                  "How to compute the gradient (every method writes the same tensors):\n"
+                  "  bptt          full backpropagation through time (default)\n"
+                  "  recompute[:K] the same gradient keeping the state only every K steps\n"
+                  "                (default K = ceil(sqrt(T))), recomputing each segment\n"
+                  "  truncated:K   every step's loss reaches back K steps only\n"
+                  "                (K >= T is bptt)\n"
+                  "  rtrl          real-time recurrent learning: the exact gradient in forward\n"
+                  "                mode (sensitivities carried with the state; small models)\n"
+                  "  numeric       central differences in f64, for checking small models");
   add_dtype_option(cmd, o->dtype);
   cmd->callback([o, &run] {
     run = [o] {
+      const GradMethodSpec method = parse_grad_method(o->method, "--method");
       const LossKind loss = parse_loss(o->loss, "--loss");
       const auto mf = safetensors::File::read(o->model);
       DType dtype = o->dtype.empty() ? stored_dtype(mf) : parse_dtype(o->dtype, "--dtype");
-      if (o->method == "numeric") {
+      if (method.method == GradMethod::numeric) {
         if (dtype == DType::f32 && !o->dtype.empty())
           throw Error("--method numeric", "differences are taken in f64 only",
                       "leave out --dtype f32 (an F32 model is read into f64)");
         dtype = DType::f64;
       }
-      with_dtype(dtype, [&]<class Real>() { run_grad<Real>(*o, mf, loss); });
+      with_dtype(dtype, [&]<class Real>() { run_grad<Real>(*o, method, mf, loss); });
     };
   });
 }
