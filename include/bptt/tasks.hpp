@@ -192,3 +192,84 @@ template <class Real>
 std::unique_ptr<Task<Real>> make_data_task(const DataFile& file, int n_train, int B);
 
 }  // namespace bptt
+
+// ---------------------------------------------------------------------------------------------
+// Synthetic long-memory benchmarks (`--task adding|copy --seq-len T`)
+// ---------------------------------------------------------------------------------------------
+
+namespace bptt {
+
+// adding: the adding problem of Le, Jaitly & Hinton 2015 (IRNN). T steps, I = 2: channel 0 a
+//   value uniform in [0, 1), channel 1 a marker, 1 at exactly two steps (one uniform in the first
+//   half [0, floor(T/2)), one uniform in the second half [floor(T/2), T)) and 0 elsewhere. The
+//   target (O = 1, θ = identity, mse) is the sum of the two marked values, at step T−1 only: y is
+//   the sum there and 0 elsewhere, and the mask is 1 at t = T−1 and 0 elsewhere. Always
+//   predicting 1 gives MSE = Var(sum) = 2/12 = 1/6.
+// copy: the copy-memory task of Arjovsky, Shah & Bengio 2016. Symbols 0 = blank, 1..8 data,
+//   9 = delimiter; with delay D, D + 20 steps: 10 data symbols uniform in 1..8, D − 1 blanks, the
+//   delimiter, 10 blanks (one-hot input, I = 10). Target (classes, O = 10, θ = softmax, xent at
+//   every step): blank for the first D + 10 steps, then the 10 data symbols. The memoryless
+//   strategy (blanks, then a uniform guess among 1..8) scores 10 ln 8 / (D + 20).
+enum class SyntheticKind { adding, copy };
+
+// "adding" / "copy".
+std::string_view to_string(SyntheticKind kind);
+// Throws bptt::Error (where = `where`) naming the unknown task and the known ones.
+SyntheticKind parse_synthetic_kind(std::string_view name, const std::string& where);
+
+struct SyntheticSpec {
+  static constexpr int kCopySymbols = 10;       // data symbols to remember (copy)
+  static constexpr int kCopyAlphabet = 10;      // blank, 8 data symbols, delimiter
+  static constexpr int kMaxSeqLen = 100000;     // --seq-len above this is refused
+  static constexpr double kAddingTolerance = 0.04;  // |error| below this counts as correct
+
+  SyntheticKind kind = SyntheticKind::adding;
+  int seq_len = 100;  // adding: T (>= 2); copy: the delay D (>= 1)
+
+  // Throws bptt::Error (where = "--seq-len") when seq_len is out of range for the kind.
+  void validate() const;
+  int steps() const;  // T of every batch: seq_len (adding), seq_len + 20 (copy)
+  int input_size() const { return kind == SyntheticKind::adding ? 2 : kCopyAlphabet; }
+  int output_size() const { return kind == SyntheticKind::adding ? 1 : kCopyAlphabet; }
+  Activation output_activation() const;
+  LossKind loss() const;
+  // The loss of the trivial strategy: adding 1/6 (predict 1); copy 10 ln 8 / (D + 20).
+  double baseline() const;
+  // Keys task ("adding" / "copy") and task_seq_len.
+  std::map<std::string, std::string> to_metadata() const;
+  // Throws bptt::Error naming the missing or malformed key (a model not trained on a synthetic
+  // task has no task_seq_len).
+  static SyntheticSpec from_metadata(const std::map<std::string, std::string>& meta);
+};
+
+// ASSIGNS `batch` (T = spec.steps(), B sequences): sequence b is the pure function of
+// (seed, epoch, index · B + b) that hash_uniform draws, so every batch is reproducible from its
+// arguments alone (resumable training) and sequence ids do not overlap between batches.
+// adding: x, y, mask set (lengths, h0, c0, classes empty); copy: x, classes set (the rest empty).
+template <class Real>
+void fill_synthetic(const SyntheticSpec& spec, std::uint64_t seed, std::int64_t epoch,
+                    std::int64_t index, int B, Batch<Real>& batch);
+
+// Fresh sequences every batch; an epoch is kSyntheticBatchesPerEpoch batches. Evaluation runs a
+// fixed held-out set: kSyntheticEvalSequences sequences drawn from (kSyntheticEvalSeed,
+// epoch −1), whatever the training seed, in chunks of up to kSyntheticEvalChunk sequences.
+inline constexpr std::int64_t kSyntheticBatchesPerEpoch = 100;
+inline constexpr int kSyntheticEvalSequences = 1000;
+inline constexpr std::uint64_t kSyntheticEvalSeed = 0x5EED0E7A1ULL;
+inline constexpr int kSyntheticEvalChunk = 250;
+
+// Training task. Throws bptt::Error when B < 1 or the spec is invalid.
+template <class Real>
+std::unique_ptr<Task<Real>> make_synthetic_task(const SyntheticSpec& spec, int B);
+
+// The held-out evaluation (the task's evaluate()): sequences [0, n) of the held-out stream.
+//   adding: loss = mse (the MSE at the last step), baseline_mse (1/6), accuracy (the fraction
+//           with |ŷ − y| < 0.04);
+//   copy:   loss = xent (the mean cross-entropy per step, nats), baseline_xent
+//           (10 ln 8 / (D + 20)), accuracy (arg max over the 10 recalled symbols).
+// Throws bptt::Error when the model's I/O does not fit the task or n < 1.
+template <class Real>
+Metrics evaluate_synthetic(const Model<Real>& model, const SyntheticSpec& spec,
+                           int n = kSyntheticEvalSequences);
+
+}  // namespace bptt

@@ -78,6 +78,10 @@ void add_data_options(CLI::App* cmd, DataOptions& o) {
   cmd->add_option("--loss", o.loss, "Loss for --data: mse, bce or xent")
       ->check(CLI::IsMember({"mse", "bce", "xent"}))
       ->group("Data (choose one)");
+  cmd->add_option("--task", o.task,
+                  "A synthetic benchmark: adding (Le et al. 2015) or copy (Arjovsky et al. 2016); "
+                  "--seq-len is T (adding) or the delay (copy); eval: default the model's")
+      ->group("Data (choose one)");
   cmd->add_option("--val-fraction", o.val_fraction,
                   "Text, .ts, --data: the last fraction held out for validation (default 0.1)")
       ->group("Data (choose one)");
@@ -90,16 +94,18 @@ void add_data_options(CLI::App* cmd, DataOptions& o) {
       ->group("Data (choose one)");
   cmd->add_option("--seq-len", o.seq_len,
                   "Steps per training window (text default 100; CSV: the context of each "
-                  "forecast, default from the seasonal period)");
+                  "forecast, default from the seasonal period; --task: T for adding, the delay "
+                  "for copy, default 100 or the model's)");
   cmd->add_option("--batch", o.batch, "Sequences per batch (default 32)");
 }
 
 TaskData::TaskData(const DataOptions& o, const std::map<std::string, std::string>* model_meta)
     : evaluating_(model_meta != nullptr) {
-  const int chosen = !o.text.empty() + !o.csv.empty() + !o.ts.empty() + !o.data.empty();
+  const int chosen =
+      !o.text.empty() + !o.csv.empty() + !o.ts.empty() + !o.data.empty() + !o.task.empty();
   if (chosen != 1)
     throw Error("options", chosen == 0 ? "no data given" : "more than one kind of data given",
-                "give exactly one of --text, --csv (with --column), --ts, --data");
+                "give exactly one of --text, --csv (with --column), --ts, --data, --task");
   if (!(o.val_fraction >= 0 && o.val_fraction < 1))
     throw Error("--val-fraction", fmt::format("{} is outside [0, 1)", o.val_fraction));
   if (!(o.test_fraction > 0 && o.test_fraction < 1))
@@ -122,7 +128,9 @@ TaskData::TaskData(const DataOptions& o, const std::map<std::string, std::string
     }
     return;
   }
-  if (!o.csv.empty())
+  if (!o.task.empty())
+    load_synthetic(o, model_meta);
+  else if (!o.csv.empty())
     load_csv(o, model_meta);
   else if (!o.ts.empty())
     load_ts(o, model_meta);
@@ -230,10 +238,31 @@ void TaskData::load_data(const DataOptions& o, const Meta* model_meta) {
   n_train_ = data_train_count(file_, o.val_fraction);
 }
 
+void TaskData::load_synthetic(const DataOptions& o, const Meta* model_meta) {
+  kind_ = "task";
+  synthetic_.kind = parse_synthetic_kind(o.task, "--task");
+  synthetic_.seq_len = 100;
+  if (model_meta) {  // the model must have been trained on this task; its T is the default
+    const std::string* trained = find(model_meta, "task");
+    if (!trained || *trained != o.task)
+      throw Error("--task " + o.task,
+                  trained ? "the model was trained on task '" + data::printable(*trained, 40) + "'"
+                          : "the model was not trained on a synthetic task",
+                  trained && (*trained == "adding" || *trained == "copy")
+                      ? "evaluate with --task " + *trained
+                      : "evaluate with the data the model was trained on");
+    synthetic_.seq_len = SyntheticSpec::from_metadata(*model_meta).seq_len;
+  }
+  SyntheticSpec check = synthetic_;  // refuse a bad --seq-len here, before any model is built
+  if (o.seq_len > 0) check.seq_len = o.seq_len;
+  check.validate();
+}
+
 int TaskData::input_size() const {
   if (kind_ == "csv") return 1;
   if (kind_ == "ts") return ts_train_.dims;
   if (kind_ == "data") return file_.input_size;
+  if (kind_ == "task") return synthetic_.input_size();
   return corpus.vocab.size();
 }
 
@@ -241,11 +270,13 @@ int TaskData::output_size() const {
   if (kind_ == "csv") return 1;
   if (kind_ == "ts") return int(ts_train_.class_names.size());
   if (kind_ == "data") return file_.output_size;
+  if (kind_ == "task") return synthetic_.output_size();
   return corpus.vocab.size();
 }
 
 Activation TaskData::output_activation() const {
   if (kind_ == "csv") return Activation::identity;
+  if (kind_ == "task") return synthetic_.output_activation();
   if (kind_ == "data") {
     switch (file_.loss) {
       case LossKind::mse: return Activation::identity;
@@ -258,6 +289,7 @@ Activation TaskData::output_activation() const {
 
 int TaskData::default_batch() const {
   if (kind_ == "data") return std::min(32, std::max(1, n_train_));
+  if (kind_ == "task") return 50;
   return 32;
 }
 
@@ -272,6 +304,7 @@ int TaskData::default_seq_len() const {
   }
   if (kind_ == "ts") return TsPart{&ts_train_, train_idx_}.longest();
   if (kind_ == "data") return file_.all.T;
+  if (kind_ == "task") return synthetic_.seq_len;
   return 100;
 }
 
@@ -284,6 +317,7 @@ std::int64_t TaskData::default_epochs() const {
   }
   if (kind_ == "ts") return std::max<std::int64_t>(1, 3000 / ((std::int64_t(train_idx_.size()) + 31) / 32));
   if (kind_ == "data") return 100;
+  if (kind_ == "task") return 30;  // 3000 steps of 50 fresh sequences
   return 1;
 }
 
@@ -297,13 +331,13 @@ int TaskData::default_hidden() const {
 }
 
 int TaskData::default_layers() const {
-  if (kind_ == "csv" || kind_ == "ts") return 1;
+  if (kind_ == "csv" || kind_ == "ts" || kind_ == "task") return 1;
   if (kind_ == "data" && file_.state_layers > 0) return file_.state_layers;
   return 2;
 }
 
 double TaskData::default_lr() const {
-  if (kind_ == "csv") return 1e-3;
+  if (kind_ == "csv" || kind_ == "task") return 1e-3;
   if (kind_ == "ts") return 3e-4;  // steadier than 1e-3 at the end of a long constant-rate run
   return 2e-3;
 }
@@ -326,6 +360,19 @@ std::string TaskData::describe() const {
                        ts_train_.path, ts_train_.size(), ts_train_.dims,
                        ts_train_.class_names.size(), longest, train_idx_.size(), eval_idx_.size(),
                        eval_in_train_file_ ? "held out" : ts_eval_.path);
+  }
+  if (kind_ == "task") {
+    if (synthetic_.kind == SyntheticKind::adding)
+      return fmt::format("adding problem, T = {}: the sum of the 2 marked values of {} in [0, 1], "
+                         "MSE at the last step; {} batches of fresh sequences per epoch, {} "
+                         "held out (baseline MSE 0.1667)",
+                         synthetic_.seq_len, synthetic_.seq_len, kSyntheticBatchesPerEpoch,
+                         kSyntheticEvalSequences);
+    return fmt::format("copy memory, delay {}: recall 10 symbols after {} steps, xent at every "
+                       "step; {} batches of fresh sequences per epoch, {} held out (baseline "
+                       "{:.4f} nats per step)",
+                       synthetic_.seq_len, synthetic_.steps(), kSyntheticBatchesPerEpoch,
+                       kSyntheticEvalSequences, synthetic_.baseline());
   }
   if (kind_ == "data")
     return fmt::format("{}: {} sequences of {} steps, I = {}, O = {}, loss {}; {} for training, "
@@ -357,6 +404,11 @@ std::unique_ptr<Task<Real>> TaskData::task(int B, int T) const {
                               stddev_, B, jitter_, provenance_);
   }
   if (kind_ == "data") return make_data_task<Real>(file_, n_train_, B);
+  if (kind_ == "task") {
+    SyntheticSpec spec = synthetic_;
+    spec.seq_len = T;
+    return make_synthetic_task<Real>(spec, B);
+  }
   return make_text_task<Real>(corpus, B, T);
 }
 

@@ -1,5 +1,5 @@
-// The data options shared by train and eval (--text, --csv/--column, --ts, --data), and the
-// Task they describe.
+// The data options shared by train and eval (--text, --csv/--column, --ts, --data, --task), and
+// the Task they describe.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -16,10 +16,11 @@ namespace bptt::cli {
 
 struct DataOptions {
   std::string text, csv, column, ts, ts_test, data, loss;
+  std::string task;  // a synthetic benchmark: adding or copy
   double val_fraction = 0.1;
   double test_fraction = 0.33;
   double jitter = 0.8;  // .ts: noise added to the normalized training inputs
-  int seq_len = 0;  // 0: the task's default
+  int seq_len = 0;  // 0: the task's default (--task: T for adding, the delay for copy)
   int batch = 0;    // 0: the task's default
 };
 
@@ -44,6 +45,8 @@ class TaskData {
   double default_lr() const;
   double default_weight_decay() const;  // L2 (decoupled for adamw); < 0: the optimizer's own
   std::string describe() const;  // one line: what was loaded
+  // T is --seq-len (or default_seq_len()): the window, or for --task the sequence length T
+  // (adding) or the delay (copy, whose sequences have T + 20 steps).
   template <class Real>
   std::unique_ptr<Task<Real>> task(int B, int T) const;
 
@@ -53,6 +56,7 @@ class TaskData {
   void load_csv(const DataOptions& o, const std::map<std::string, std::string>* model_meta);
   void load_ts(const DataOptions& o, const std::map<std::string, std::string>* model_meta);
   void load_data(const DataOptions& o, const std::map<std::string, std::string>* model_meta);
+  void load_synthetic(const DataOptions& o, const std::map<std::string, std::string>* model_meta);
 
   std::string kind_;
   bool evaluating_ = false;
@@ -70,6 +74,8 @@ class TaskData {
   // kind "data"
   DataFile file_;
   int n_train_ = 0;
+  // kind "task": seq_len is the default --seq-len (100, or the model's when evaluating)
+  SyntheticSpec synthetic_;
 };
 
 }  // namespace bptt::cli

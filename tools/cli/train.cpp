@@ -124,7 +124,8 @@ void run_train(const TrainOptions& o) {
 
   fmt::print(stderr, "data: {}\n", data.describe());
   fmt::print(stderr, "model: {} {}x{}, {} parameters, {} batches of {}x{} per epoch\n",
-             to_string(cfg.cell), cfg.num_layers, cfg.hidden_size, model.params.size(), bpe, B, T);
+             to_string(cfg.cell), cfg.num_layers, cfg.hidden_size, model.params.size(), bpe, B,
+             task->T());
 
   std::unique_ptr<std::ofstream> metrics;
   if (!o.metrics.empty()) {
@@ -140,7 +141,7 @@ void run_train(const TrainOptions& o) {
   };
   double loss_sum = 0, last_report = 0;
   std::int64_t loss_n = 0, steps_this_run = 0;
-  const double items_per_step = double(B) * T;
+  const double items_per_step = double(B) * task->T();  // T: --seq-len, task->T(): steps
   auto report = [&](const StepInfo& info, const Metrics* val) {
     const double t = elapsed();
     const double rate = double(steps_this_run) * items_per_step / std::max(t, 1e-9);
@@ -222,15 +223,15 @@ void add_train(CLI::App& app, Runner& run) {
     cmd->get_option(name)->check(CLI::PositiveNumber);
   cmd->add_option("--cell", o->cell, "elman, lstm or gru (default lstm)")->group("Model");
   cmd->add_option("--nonlinearity", o->nonlinearity, "Elman's φ: tanh, relu, sigmoid, identity")->group("Model");
-  cmd->add_option("--hidden", o->hidden, "Hidden units per layer (default: text 128, csv 32, ts 64)")
+  cmd->add_option("--hidden", o->hidden, "Hidden units per layer (default: text 128, csv 32, ts 64, task 128)")
       ->check(CLI::PositiveNumber)->group("Model");
-  cmd->add_option("--layers", o->layers, "Stacked layers (default: text 2, csv and ts 1)")
+  cmd->add_option("--layers", o->layers, "Stacked layers (default: text 2, csv, ts and task 1)")
       ->check(CLI::PositiveNumber)->group("Model");
   cmd->add_option("--dropout", o->dropout, "Dropout between layers, as PyTorch (default 0)")->group("Model");
   cmd->add_option("--forget-bias", o->forget_bias, "Added to LSTM forget-gate biases (default 0)")->group("Model");
   cmd->add_option("--optimizer", o->optimizer, "sgd, adam, adamw, rmsprop, adagrad (default adam)")
       ->check(CLI::IsMember({"sgd", "adam", "adamw", "rmsprop", "adagrad"}))->group("Optimizer");
-  cmd->add_option("--lr", o->lr, "Learning rate (default: text 2e-3, csv 1e-3, ts 3e-4)")->group("Optimizer");
+  cmd->add_option("--lr", o->lr, "Learning rate (default: text 2e-3, csv and task 1e-3, ts 3e-4)")->group("Optimizer");
   cmd->add_option("--momentum", o->momentum, "SGD/RMSprop momentum (default 0)")->group("Optimizer");
   cmd->add_flag("--nesterov", o->nesterov, "Nesterov momentum for SGD")->group("Optimizer");
   cmd->add_option("--weight-decay", o->weight_decay, "L2 (decoupled for adamw; default 0, adamw 0.01)")->group("Optimizer");
