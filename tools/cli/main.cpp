@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   bptt::cli::add_sample(app, run);
   bptt::cli::add_plot(app, run);
   bptt::cli::add_bench(app, run);
+  bptt::cli::add_diagnose(app, run);
 
   if (const std::string problem = precheck(app, argc, argv); !problem.empty()) {
     fmt::print(stderr, "bptt: usage error: {} (hint: run 'bptt --help' or 'bptt VERB --help')\n",

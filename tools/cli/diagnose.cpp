@@ -1,0 +1,587 @@
+// bptt diagnose: why gradients vanish or explode over time. The numbers come from the library
+// (include/bptt/diagnose.hpp); this file prints them as a table or one JSON document, and with
+// --out DIR writes the data files, gnuplot pictures and diagnose.json (docs/diagnostics.md).
+//
+// Every output file is written as "<name>.tmp-<pid>" first and all are renamed into place only
+// after gnuplot has drawn every picture, so a failed run leaves no file behind.
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/core.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "bptt/diagnose.hpp"
+#include "bptt/error.hpp"
+#include "bptt/io.hpp"
+#include "common.hpp"
+#include "verbs.hpp"
+
+extern char** environ;
+
+namespace bptt::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+struct DiagnoseCliOptions {
+  std::string model, data, loss, out, dtype;
+  bool json = false;
+  int probes = 16;
+  int max_k = 0;
+};
+
+struct RunInfo {
+  ModelConfig cfg;
+  std::string loss, dtype;
+};
+
+// log10 of a norm; NaN for 0 or NaN (JSON null, gnuplot skips it).
+double log10_or_nan(double v) { return v > 0 ? std::log10(v) : std::nan(""); }
+
+// A number for JSON: NaN and ±inf become null.
+json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+json number_rows(const std::vector<std::vector<double>>& rows, bool take_log = false) {
+  json out = json::array();
+  for (const auto& r : rows) {
+    json a = json::array();
+    for (double v : r) a.push_back(number(take_log ? log10_or_nan(v) : v));
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+json to_json(const Diagnosis& d, const RunInfo& info) {
+  json j;
+  j["model"] = {{"cell", std::string(to_string(info.cfg.cell))},
+                {"nonlinearity", d.activation},
+                {"input_size", info.cfg.input_size},
+                {"hidden_size", d.H},
+                {"num_layers", d.L},
+                {"output_size", info.cfg.output_size}};
+  j["steps"] = d.T;
+  j["batch"] = d.B;
+  j["loss"] = info.loss;
+  j["dtype"] = info.dtype;
+  j["loss_value"] = number(d.loss);
+  j["full_grad_norm"] = number(d.full_grad_norm);
+
+  j["grad_norm_by_step"] = number_rows(d.grad_norm_by_step);
+  json h0 = json::array();
+  for (double v : d.grad_norm_h0) h0.push_back(number(v));
+  j["grad_norm_h0"] = h0;
+  j["grad_norm_reduction"] =
+      "2-norm over the batch's B*H numbers of dL/dh_t, L the batch loss (weighted mean over "
+      "steps and sequences); [layer][t - 1] for steps t = 1..T";
+
+  j["jacobian_norm_by_distance"] = number_rows(d.jacobian_norm_by_distance);
+  j["jacobian_log10_norm_by_distance"] = number_rows(d.jacobian_norm_by_distance, true);
+  j["sequences_by_distance"] = d.sequences_by_distance;
+  j["jacobian_probes"] = {
+      {"kind", d.jacobian_exact ? "exact" : "random"},
+      {"count", d.jacobian_probes},
+      {"norm", "frobenius, within each layer, root mean square over the sequences; "
+               "[layer][d] for d = (sequence length) - t = 0..T"}};
+
+  json sv = json::array(), gates = json::array(), power = json::array();
+  for (int k = 0; k < d.L; ++k) {
+    const SingularValue& s = d.w_hh_sigma[std::size_t(k)];
+    sv.push_back(s.sigma_max);
+    json g = json::array();
+    for (const SingularValue& gs : d.w_hh_gate_sigma[std::size_t(k)]) g.push_back(gs.sigma_max);
+    gates.push_back(std::move(g));
+    bool all = s.converged;
+    int most = s.iterations;
+    for (const SingularValue& gs : d.w_hh_gate_sigma[std::size_t(k)]) {
+      all = all && gs.converged;
+      most = std::max(most, gs.iterations);
+    }
+    power.push_back({{"layer", k}, {"converged", all}, {"max_iterations_used", most}});
+  }
+  j["w_hh_singular_values"] = sv;
+  j["w_hh_gate_singular_values"] = gates;
+  j["gate_names"] = d.gate_names;
+  j["power_iteration"] = power;
+
+  json layers = json::array();
+  for (int k = 0; k < d.L; ++k) {
+    const double s = d.w_hh_sigma[std::size_t(k)].sigma_max;
+    layers.push_back({{"layer", k},
+                      {"sigma_max", s},
+                      {"sigma_max_times_gamma", s * d.gamma},
+                      {"vanishing_guaranteed", d.bound_applies && s * d.gamma < 1}});
+  }
+  j["pascanu_bound"] = {
+      {"activation", d.activation},
+      {"gamma", d.gamma},
+      {"threshold", d.threshold},
+      {"applies", d.bound_applies},
+      {"note", d.bound_applies
+                   ? "sigma_max(W_hh) < 1/gamma is sufficient for long-term gradients to vanish; "
+                     "sigma_max >= 1/gamma is necessary for them to explode"
+                   : "the bound is derived for the Elman recursion h_t = phi(W_hh h_{t-1} + ...); "
+                     "LSTM/GRU gates change the Jacobian, so it is shown for reference only"},
+      {"layers", layers}};
+
+  json tb = json::array();
+  for (const TruncationBias& t : d.truncation)
+    tb.push_back({{"K", t.K},
+                  {"cosine", number(t.cosine)},
+                  {"relative_error", number(t.relative_error)},
+                  {"grad_norm", number(t.grad_norm)}});
+  j["truncation_bias"] = tb;
+  return j;
+}
+
+// Row indices to print out of 0..n-1: all when few, else 0, 1, 2, 3, 4, 6, 8, 12, 16, … and n-1.
+std::vector<int> rows_to_show(int n) {
+  std::vector<int> r;
+  if (n <= 25) {
+    for (int i = 0; i < n; ++i) r.push_back(i);
+    return r;
+  }
+  std::set<int> s = {0, 1, 2, 3, n - 1};
+  for (int p = 4; p < n; p *= 2) {
+    s.insert(p);
+    if (p + p / 2 < n) s.insert(p + p / 2);
+  }
+  return {s.begin(), s.end()};
+}
+
+std::string cell(double v) {
+  if (std::isnan(v)) return fmt::format("{:>11}", "-");
+  return fmt::format("{:>11.4e}", v);
+}
+
+void print_table(const Diagnosis& d, const RunInfo& info) {
+  std::string cellname(to_string(info.cfg.cell));
+  if (info.cfg.cell == CellKind::elman) cellname += " (" + d.activation + ")";
+  fmt::print("{}, L = {}, H = {}; T = {}, B = {}; loss {} = {:.6g} ({}); ‖dL/dθ‖ = {:.4e}\n\n",
+             cellname, d.L, d.H, d.T, d.B, info.loss, d.loss, info.dtype, d.full_grad_norm);
+
+  std::string layers_head;
+  for (int k = 0; k < d.L; ++k) layers_head += fmt::format("{:>11}", fmt::format("layer {}", k));
+
+  fmt::print("1. Gradient reaching each step's state: ‖dL/dh_t‖ (2-norm over the batch's B·H "
+             "numbers;\n   L is the batch-mean loss)\n");
+  fmt::print("{:>8}{}\n", "step t", layers_head);
+  const std::vector<int> steps = rows_to_show(d.T + 1);  // rows t = 0..T, t = 0 is h_0
+  for (int t : steps) {
+    std::string line = fmt::format("{:>8}", t == 0 ? "0 (h0)" : std::to_string(t));
+    for (int k = 0; k < d.L; ++k)
+      line += cell(t == 0 ? d.grad_norm_h0[std::size_t(k)]
+                          : d.grad_norm_by_step[std::size_t(k)][std::size_t(t - 1)]);
+    fmt::print("{}\n", line);
+  }
+  if (int(steps.size()) < d.T + 1)
+    fmt::print("   ({} of {} rows; --json or --out DIR for all)\n", steps.size(), d.T + 1);
+
+  fmt::print("\n2. ‖∂h_T/∂h_t‖_F within each layer against the distance T − t ({}; nothing from "
+             "the head)\n",
+             d.jacobian_exact ? fmt::format("exact: the {} unit vectors as probes", d.jacobian_probes)
+                              : fmt::format("estimated from {} random unit probes per sequence",
+                                            d.jacobian_probes));
+  std::string jhead;
+  for (int k = 0; k < d.L; ++k)
+    jhead += fmt::format("{:>11}{:>8}", fmt::format("layer {}", k), "log10");
+  fmt::print("{:>8}{:>6}{}\n", "T − t", "seqs", jhead);
+  const std::vector<int> dists = rows_to_show(d.T + 1);
+  for (int dist : dists) {
+    std::string line = fmt::format("{:>8}{:>6}", dist, d.sequences_by_distance[std::size_t(dist)]);
+    for (int k = 0; k < d.L; ++k) {
+      const double v = d.jacobian_norm_by_distance[std::size_t(k)][std::size_t(dist)];
+      const double lg = log10_or_nan(v);
+      line += cell(v) + (std::isnan(lg) ? fmt::format("{:>8}", "-") : fmt::format("{:>8.2f}", lg));
+    }
+    fmt::print("{}\n", line);
+  }
+  if (int(dists.size()) < d.T + 1)
+    fmt::print("   ({} of {} rows; --json or --out DIR for all)\n", dists.size(), d.T + 1);
+
+  fmt::print("\n3. Largest singular value of W_hh (power iteration) and Pascanu et al. 2013's "
+             "bound:\n   gradients vanish when σ_max < 1/γ, γ = sup|φ'| = {:g} ({}), 1/γ = {:g}\n",
+             d.gamma, d.activation, d.threshold);
+  if (!d.bound_applies)
+    fmt::print("   (the bound is for the Elman recursion; for {} it is shown for reference only)\n",
+               to_string(info.cfg.cell));
+  std::string ghead;
+  if (d.gate_names.size() > 1)
+    for (const std::string& g : d.gate_names) ghead += fmt::format("{:>10}", "σ(" + g + ")");
+  fmt::print("{:>8}{:>11}{}{:>10}   {}\n", "layer", "σ_max", ghead, "σ_max·γ", "");
+  for (int k = 0; k < d.L; ++k) {
+    const SingularValue& s = d.w_hh_sigma[std::size_t(k)];
+    std::string line = fmt::format("{:>8}{:>11.6f}", k, s.sigma_max);
+    if (d.gate_names.size() > 1)
+      for (const SingularValue& g : d.w_hh_gate_sigma[std::size_t(k)])
+        line += fmt::format("{:>10.4f}", g.sigma_max);
+    line += fmt::format("{:>10.4f}   ", s.sigma_max * d.gamma);
+    line += !d.bound_applies ? "(bound not applicable)"
+            : s.sigma_max * d.gamma < 1
+                ? "< 1: long-term gradients vanish"
+                : ">= 1: may explode (necessary, not sufficient)";
+    if (!s.converged) line += fmt::format(" [not converged after {} iterations]", s.iterations);
+    fmt::print("{}\n", line);
+  }
+
+  if (!d.truncation.empty()) {
+    fmt::print("\n4. Truncated BPTT against the full gradient g (all parameters)\n");
+    fmt::print("{:>8}{:>12}{:>16}{:>12}\n", "K", "cosine", "‖g_K − g‖/‖g‖", "‖g_K‖");
+    for (const TruncationBias& t : d.truncation)
+      fmt::print("{:>8}{:>12.6f}{:>16.4e}{:>12.4e}\n", t.K, t.cosine, t.relative_error,
+                 t.grad_norm);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files and gnuplot
+
+// Removes files when it goes out of scope, unless released.
+struct TempFiles {
+  std::vector<std::string> paths;
+  ~TempFiles() {
+    for (const std::string& p : paths) ::unlink(p.c_str());
+  }
+};
+
+std::string quoted(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'') q += "''";
+    else q += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
+  }
+  return q + "'";
+}
+
+std::string num(double v) { return std::isfinite(v) ? fmt::format("{:.17g}", v) : "NaN"; }
+
+struct DataFiles {
+  std::string grad, jacobian, sigma, truncation;  // file contents
+};
+
+DataFiles data_files(const Diagnosis& d) {
+  DataFiles f;
+  f.grad = "# ||dL/dh_t||_2 over the batch (B*H numbers); step 0 is h_0\n# step";
+  for (int k = 0; k < d.L; ++k) f.grad += fmt::format(" layer_{}", k);
+  f.grad += "\n";
+  for (int t = 0; t <= d.T; ++t) {
+    f.grad += std::to_string(t);
+    for (int k = 0; k < d.L; ++k)
+      f.grad += " " + num(t == 0 ? d.grad_norm_h0[std::size_t(k)]
+                                 : d.grad_norm_by_step[std::size_t(k)][std::size_t(t - 1)]);
+    f.grad += "\n";
+  }
+
+  f.jacobian = fmt::format("# ||dh_T/dh_t||_F within each layer ({} probes: {}); NaN: no sequence"
+                           " that long\n# distance sequences",
+                           d.jacobian_exact ? "exact" : "random", d.jacobian_probes);
+  for (int k = 0; k < d.L; ++k) f.jacobian += fmt::format(" norm_layer_{}", k);
+  for (int k = 0; k < d.L; ++k) f.jacobian += fmt::format(" log10_layer_{}", k);
+  f.jacobian += "\n";
+  for (int dist = 0; dist <= d.T; ++dist) {
+    f.jacobian += fmt::format("{} {}", dist, d.sequences_by_distance[std::size_t(dist)]);
+    for (int k = 0; k < d.L; ++k)
+      f.jacobian += " " + num(d.jacobian_norm_by_distance[std::size_t(k)][std::size_t(dist)]);
+    for (int k = 0; k < d.L; ++k)
+      f.jacobian +=
+          " " + num(log10_or_nan(d.jacobian_norm_by_distance[std::size_t(k)][std::size_t(dist)]));
+    f.jacobian += "\n";
+  }
+
+  f.sigma = fmt::format("# sigma_max(W_hh) and of each gate block; gamma = {} ({}), 1/gamma = {}\n"
+                        "# layer sigma_max",
+                        num(d.gamma), d.activation, num(d.threshold));
+  for (const std::string& g : d.gate_names) f.sigma += " sigma_" + g;
+  f.sigma += "\n";
+  for (int k = 0; k < d.L; ++k) {
+    f.sigma += fmt::format("{} {}", k, num(d.w_hh_sigma[std::size_t(k)].sigma_max));
+    for (const SingularValue& g : d.w_hh_gate_sigma[std::size_t(k)]) f.sigma += " " + num(g.sigma_max);
+    f.sigma += "\n";
+  }
+
+  f.truncation = "# truncated BPTT (window K) against the full gradient\n"
+                 "# K cosine relative_error grad_norm\n";
+  for (const TruncationBias& t : d.truncation)
+    f.truncation += fmt::format("{} {} {} {}\n", t.K, num(t.cosine), num(t.relative_error),
+                                num(t.grad_norm));
+  return f;
+}
+
+const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
+
+// The gnuplot script: `name(x)` maps a file name of DIR to the path the script should use
+// (the temporary files when run here; the plain names in the saved diagnose.gp).
+template <class Name>
+std::string script(const Diagnosis& d, const RunInfo& info, Name name) {
+  std::string s =
+      "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { set terminal pngcairo size 900,540 "
+      "enhanced font ',10' } else { set terminal png size 900,540 }\n"
+      "set grid\nset key top right\nset datafile missing 'NaN'\n";
+  const std::string what = fmt::format("{}{}, L = {}, H = {}, T = {}, B = {}",
+                                       to_string(info.cfg.cell),
+                                       info.cfg.cell == CellKind::elman ? " " + d.activation : "",
+                                       d.L, d.H, d.T, d.B);
+  auto color = [](int k) { return kColors[k % 6]; };
+
+  // 1. ‖dL/dh_t‖ against t.
+  s += "set output " + quoted(name("grad_norm_by_step.png")) + "\n";
+  s += "set title " + quoted("gradient reaching each step: ||dL/dh_t||  (" + what + ")") +
+       " noenhanced\n";
+  s += "set xlabel 'step t (0: h_0)' noenhanced\nset ylabel '||dL/dh_t||_2 over the batch' "
+       "noenhanced\nset logscale y\nset format y '%.0e'\n";
+  s += "plot ";
+  for (int k = 0; k < d.L; ++k)
+    s += fmt::format("{}{} using 1:{} with linespoints pt 7 ps 0.5 lw 1.5 lc rgb '{}' title "
+                     "'layer {}'",
+                     k ? ", " : "", quoted(name("grad_norm_by_step.dat")), k + 2, color(k), k);
+  s += "\n";
+
+  // 2. ‖∂h_T/∂h_t‖_F against T − t, with the Elman bound √H (γ σ_max)^d.
+  s += "set output " + quoted(name("jacobian_norm_by_distance.png")) + "\n";
+  s += "set title " + quoted("||dh_T/dh_t||_F against T - t  (" + what + ")") + " noenhanced\n";
+  s += "set xlabel 'distance T - t' noenhanced\nset ylabel '||dh_T/dh_t||_F' noenhanced\n";
+  s += "plot ";
+  for (int k = 0; k < d.L; ++k) {
+    s += fmt::format("{}{} using 1:{} with linespoints pt 7 ps 0.5 lw 1.5 lc rgb '{}' title "
+                     "'layer {}'",
+                     k ? ", " : "", quoted(name("jacobian_norm_by_distance.dat")), k + 3,
+                     color(k), k);
+    if (d.bound_applies)
+      s += fmt::format(", {} using 1:(sqrt({})*({:.17g})**$1) with lines dt 2 lc rgb '{}' title "
+                       "'layer {} bound sqrt(H)(gamma sigma_max)^d' noenhanced",
+                       quoted(name("jacobian_norm_by_distance.dat")), d.H,
+                       d.gamma * d.w_hh_sigma[std::size_t(k)].sigma_max, color(k), k);
+  }
+  s += "\n";
+
+  // 3. Truncation bias against K.
+  s += "set output " + quoted(name("truncation_bias.png")) + "\n";
+  s += "set title " + quoted("truncated BPTT against the full gradient  (" + what + ")") +
+       " noenhanced\n";
+  s += "unset logscale y\nset format y '%g'\nset logscale x 2\nset xlabel 'window K' "
+       "noenhanced\nset ylabel 'cosine(g_K, g)' noenhanced\nset y2label "
+       "'||g_K - g|| / ||g||' noenhanced\nset ytics nomirror\nset y2tics\nset yrange [*:1.05]\n"
+       "set key bottom right\n";
+  if (d.truncation.empty())
+    s += "set label 1 'no truncation rows' at graph 0.5, graph 0.5 center\nplot [1:2] NaN "
+         "notitle\n";
+  else
+    s += "plot " + quoted(name("truncation_bias.dat")) +
+         " using 1:2 axes x1y1 with linespoints pt 7 lw 1.5 lc rgb '#1f77b4' title 'cosine', " +
+         quoted(name("truncation_bias.dat")) +
+         " using 1:3 axes x1y2 with linespoints pt 5 lw 1.5 lc rgb '#d62728' title "
+         "'relative error'\n";
+  s += "set output\n";
+  return s;
+}
+
+// Runs `gnuplot script_path`; returns its exit status and what it printed.
+int run_gnuplot(const std::string& script_path, std::string& output) {
+  int fds[2];
+  if (::pipe(fds) != 0)
+    throw Error("gnuplot", fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
+  posix_spawn_file_actions_addclose(&actions, fds[0]);
+  posix_spawn_file_actions_addclose(&actions, fds[1]);
+  std::string prog = "gnuplot", arg = script_path;
+  char* argv[] = {prog.data(), arg.data(), nullptr};
+  pid_t pid = -1;
+  const int rc = posix_spawnp(&pid, "gnuplot", &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[1]);
+  if (rc != 0) {
+    ::close(fds[0]);
+    throw Error("gnuplot", rc == ENOENT ? "not installed (not found on PATH)"
+                                        : fmt::format("cannot run it: {}", std::strerror(rc)),
+                "apt-get install gnuplot-nox, or leave out --out");
+  }
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n > 0) output.append(buf, std::size_t(n));
+    else if (n == 0 || errno != EINTR) break;
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string first_line(const std::string& output) {
+  std::stringstream ss(output);
+  for (std::string l; std::getline(ss, l);) {
+    l.erase(0, l.find_first_not_of(" \t^"));
+    if (!l.empty()) return l;
+  }
+  return "no message";
+}
+
+// DIR must be a directory or not exist yet (it is created when the results are written).
+void check_out_dir(const std::string& dir) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(dir, ec);
+  if (fs::exists(st) && !fs::is_directory(st))
+    throw Error(dir, "exists and is not a directory",
+                "give a directory for the pictures and data files (created if missing)");
+}
+
+// Writes every file under DIR as a temporary, draws the pictures, then renames all into place.
+// Returns the final paths.
+std::vector<std::string> write_outputs(const std::string& dir, const Diagnosis& d,
+                                       const RunInfo& info, const std::string& json_text) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir))
+    throw Error(dir, "cannot create the directory" + (ec ? ": " + ec.message() : std::string()),
+                "check the path and its permissions");
+  const std::string suffix = ".tmp-" + std::to_string(::getpid());
+  const fs::path root(dir);
+  auto tmp = [&](const std::string& n) { return (root / (n + suffix)).string(); };
+
+  TempFiles temps;
+  std::vector<std::pair<std::string, std::string>> files;  // (name, content)
+  const DataFiles df = data_files(d);
+  files.emplace_back("grad_norm_by_step.dat", df.grad);
+  files.emplace_back("jacobian_norm_by_distance.dat", df.jacobian);
+  files.emplace_back("w_hh_singular_values.dat", df.sigma);
+  files.emplace_back("truncation_bias.dat", df.truncation);
+  files.emplace_back("diagnose.json", json_text + "\n");
+  files.emplace_back("diagnose.gp",
+                     "# Redraw with: cd DIR && gnuplot diagnose.gp\n" +
+                         script(d, info, [](const std::string& n) { return n; }));
+  for (const auto& [name, content] : files) {
+    const std::string p = tmp(name);
+    temps.paths.push_back(p);
+    std::ofstream out(p, std::ios::binary | std::ios::trunc);
+    out.write(content.data(), std::streamsize(content.size()));
+    out.close();
+    if (!out) throw Error((root / name).string(), "cannot write", "check that DIR is writable");
+  }
+  const std::vector<std::string> pictures = {"grad_norm_by_step.png",
+                                             "jacobian_norm_by_distance.png",
+                                             "truncation_bias.png"};
+  for (const std::string& p : pictures) temps.paths.push_back(tmp(p));
+  const std::string run_script = tmp("run.gp");
+  temps.paths.push_back(run_script);
+  {
+    std::ofstream out(run_script, std::ios::binary | std::ios::trunc);
+    const std::string text = script(d, info, tmp);
+    out.write(text.data(), std::streamsize(text.size()));
+    out.close();
+    if (!out) throw Error(run_script, "cannot write the gnuplot script");
+  }
+  std::string output;
+  const int status = run_gnuplot(run_script, output);
+  if (status != 0)
+    throw Error("gnuplot", fmt::format("failed (exit {}): {}", status, first_line(output)));
+  for (const std::string& p : pictures)
+    if (fs::file_size(tmp(p), ec) == 0 || ec)
+      throw Error("gnuplot", "wrote no picture " + p + ": " + first_line(output));
+
+  std::vector<std::string> written;
+  std::vector<std::string> names;
+  for (const auto& f : files) names.push_back(f.first);
+  names.insert(names.end(), pictures.begin(), pictures.end());
+  for (const std::string& n : names) {
+    const std::string final_path = (root / n).string();
+    fs::rename(tmp(n), final_path, ec);
+    if (ec) throw Error(final_path, "cannot rename into place: " + ec.message());
+    written.push_back(final_path);
+  }
+  return written;
+}
+
+template <class Real>
+void run_diagnose(const DiagnoseCliOptions& o, const safetensors::File& mf, LossKind loss) {
+  const Model<Real> model = load_model<Real>(mf);
+  const Batch<Real> batch = load_batch<Real>(safetensors::File::read(o.data), model.cfg, loss);
+  DiagnoseOptions opts;
+  opts.probes = o.probes;
+  opts.max_truncation = o.max_k;
+  const Diagnosis d = diagnose(model, batch, loss, opts);
+  RunInfo info{model.cfg, std::string(to_string(loss)),
+               std::is_same_v<Real, float> ? "f32" : "f64"};
+  const json j = to_json(d, info);
+  std::vector<std::string> written;
+  if (!o.out.empty()) written = write_outputs(o.out, d, info, j.dump(2));
+  if (o.json) {
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+  print_table(d, info);
+  if (!written.empty()) {
+    fmt::print("\nwritten to {}:", o.out);
+    for (const std::string& p : written) fmt::print(" {}", fs::path(p).filename().string());
+    fmt::print("\n");
+  }
+}
+
+}  // namespace
+
+void add_diagnose(CLI::App& app, Runner& run) {
+  auto o = std::make_shared<DiagnoseCliOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "diagnose",
+      "Show why gradients vanish or explode over time (docs/diagnostics.md): per layer and step\n"
+      "the gradient reaching the state ||dL/dh_t||; ||dh_T/dh_t||_F against the distance T - t;\n"
+      "sigma_max(W_hh) (per gate block too) beside Pascanu et al. 2013's bound 1/gamma; and the\n"
+      "truncated gradient (K = 1, 2, 4, ..., T) against the full one. Prints a table, or with\n"
+      "--json one JSON document; --out DIR also writes PNGs (gnuplot), their data and\n"
+      "diagnose.json.");
+  cmd->add_option("--model", o->model, "Model file (safetensors, see docs/file_format.md)")
+      ->required();
+  cmd->add_option("--data", o->data, "Data file: x [T, B, I], y, optional lengths, mask, h0, c0")
+      ->required();
+  cmd->add_option("--loss", o->loss, "Loss: mse, bce (from logits) or xent (from logits)")
+      ->required()
+      ->check(CLI::IsMember({"mse", "bce", "xent"}));
+  cmd->add_option("--out", o->out,
+                  "Directory for the pictures (PNG), their data files and diagnose.json "
+                  "(created if missing)");
+  cmd->add_flag("--json", o->json, "Print one JSON document instead of the table");
+  cmd->add_option("--probes", o->probes,
+                  "Probe directions per layer for ||dh_T/dh_t||_F (default 16; exact with the "
+                  "H unit vectors when H <= probes)")
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--max-k", o->max_k,
+                  "Largest truncation window below T to try (default: every power of two < T; "
+                  "K = T is always tried)")
+      ->check(CLI::Range(0, 1 << 30));
+  add_dtype_option(cmd, o->dtype);
+  cmd->callback([o, &run] {
+    run = [o] {
+      const LossKind loss = parse_loss(o->loss, "--loss");
+      if (!o->out.empty()) check_out_dir(o->out);
+      const auto mf = safetensors::File::read(o->model);
+      const DType dtype = o->dtype.empty() ? stored_dtype(mf) : parse_dtype(o->dtype, "--dtype");
+      with_dtype(dtype, [&]<class Real>() { run_diagnose<Real>(*o, mf, loss); });
+    };
+  });
+}
+
+}  // namespace bptt::cli
