@@ -129,6 +129,15 @@ TEST_F(DiagnoseCli, WritesPicturesAndData) {
   EXPECT_EQ(got, want);
 }
 
+TEST_F(DiagnoseCli, Help) {
+  const RunResult r = run({"diagnose", "--help"});
+  ASSERT_EQ(r.code, 0) << r;
+  for (const char* opt : {"--model", "--data", "--loss", "--out", "--json", "--dtype"})
+    EXPECT_NE(r.out.find(opt), std::string::npos) << opt << r;
+  const RunResult top = run({"--help"});
+  EXPECT_NE(top.out.find("diagnose"), std::string::npos) << top;
+}
+
 TEST_F(DiagnoseCli, BadInput) {
   make_files("lstm", 4);
   EXPECT_TRUE(rejected({"diagnose", "--model", path("none.safetensors"), "--data",

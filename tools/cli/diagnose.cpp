@@ -228,7 +228,7 @@ void print_table(const Diagnosis& d, const RunInfo& info) {
   std::string ghead;
   if (d.gate_names.size() > 1)
     for (const std::string& g : d.gate_names) ghead += fmt::format("{:>10}", "σ(" + g + ")");
-  fmt::print("{:>8}{:>11}{}{:>10}   {}\n", "layer", "σ_max", ghead, "σ_max·γ", "");
+  fmt::print("{:>8}{:>11}{}{:>10}   {}\n", "layer", "σ_max", ghead, "σ_max·γ", "verdict");
   for (int k = 0; k < d.L; ++k) {
     const SingularValue& s = d.w_hh_sigma[std::size_t(k)];
     std::string line = fmt::format("{:>8}{:>11.6f}", k, s.sigma_max);
@@ -360,6 +360,16 @@ std::string script(const Diagnosis& d, const RunInfo& info, Name name) {
   s += "set output " + quoted(name("jacobian_norm_by_distance.png")) + "\n";
   s += "set title " + quoted("||dh_T/dh_t||_F against T - t  (" + what + ")") + " noenhanced\n";
   s += "set xlabel 'distance T - t' noenhanced\nset ylabel '||dh_T/dh_t||_F' noenhanced\n";
+  // The y range of the measured norms (a decade either side), so that an exploding bound leaves
+  // the picture instead of flattening the curves.
+  double lo = INFINITY, hi = 0;
+  for (const auto& row : d.jacobian_norm_by_distance)
+    for (double v : row)
+      if (std::isfinite(v) && v > 0) {
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+      }
+  if (hi > 0) s += fmt::format("set yrange [{:.6g}:{:.6g}]\n", lo / 10, hi * 10);
   s += "plot ";
   for (int k = 0; k < d.L; ++k) {
     s += fmt::format("{}{} using 1:{} with linespoints pt 7 ps 0.5 lw 1.5 lc rgb '{}' title "
@@ -378,10 +388,11 @@ std::string script(const Diagnosis& d, const RunInfo& info, Name name) {
   s += "set output " + quoted(name("truncation_bias.png")) + "\n";
   s += "set title " + quoted("truncated BPTT against the full gradient  (" + what + ")") +
        " noenhanced\n";
-  s += "unset logscale y\nset format y '%g'\nset logscale x 2\nset xlabel 'window K' "
+  s += "unset logscale y\nset autoscale y\nset format y '%g'\nset logscale x 2\nset xlabel 'window K' "
        "noenhanced\nset ylabel 'cosine(g_K, g)' noenhanced\nset y2label "
        "'||g_K - g|| / ||g||' noenhanced\nset ytics nomirror\nset y2tics\nset yrange [*:1.05]\n"
        "set key bottom right\n";
+  if (!d.truncation.empty()) s += fmt::format("set xrange [0.9:{}]\n", d.T * 1.1);
   if (d.truncation.empty())
     s += "set label 1 'no truncation rows' at graph 0.5, graph 0.5 center\nplot [1:2] NaN "
          "notitle\n";
