@@ -177,7 +177,8 @@ std::string cell(double v) {
 void print_table(const Diagnosis& d, const RunInfo& info) {
   std::string cellname(to_string(info.cfg.cell));
   if (info.cfg.cell == CellKind::elman) cellname += " (" + d.activation + ")";
-  fmt::print("{}, L = {}, H = {}; T = {}, B = {}; loss {} = {:.6g} ({}); ‖dL/dθ‖ = {:.4e}\n\n",
+  fmt::print("{}, L = {}, H = {}; T = {}, B = {}; loss {} = {:.6g} ({}); "
+             "‖g‖ = ‖dL/dparams‖ = {:.4e}\n\n",
              cellname, d.L, d.H, d.T, d.B, info.loss, d.loss, info.dtype, d.full_grad_norm);
 
   std::string layers_head;
