@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bptt/batch.hpp"
+#include "bptt/methods.hpp"
 #include "bptt/model.hpp"
 #include "bptt/optim.hpp"
 #include "bptt/unroll.hpp"
@@ -62,6 +63,13 @@ struct TrainConfig {
   double clip_value = 0;  // 0: off
   double dropout = 0;     // between layers
   std::uint64_t seed = 1;
+  // How a window's gradient is computed (docs/training.md, "Gradient methods"):
+  int recompute = 0;            // K >= 1: recompute BPTT with states kept every K steps
+  double memory_budget_mb = 0;  // > 0: choose K from the cost model (methods.hpp) so the
+                                // backward pass fits; full BPTT when it fits as it is
+  int k2 = 0;                   // BPTT(k2; k1) for streams, k1 = the task's T: each update
+                                // backpropagates the last k2 >= k1 steps (0: k2 = k1)
+  bool rtrl = false;            // online RTRL: an update after every time step
 };
 
 struct StepInfo {
@@ -75,9 +83,13 @@ class Trainer {
  public:
   Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& cfg);
 
-  StepInfo step();  // one optimizer step on the next batch
+  // One window of the task: one optimizer step on the next batch (with rtrl, one update per
+  // time step of the window that carries loss weight).
+  StepInfo step();
 
   std::int64_t steps_done() const { return step_; }
+  // The recompute interval in use (0: full BPTT keeps every step).
+  int recompute_interval() const { return recompute_ ? recompute_->K() : 0; }
   std::int64_t epoch() const { return epoch_; }
   std::int64_t position() const { return index_; }
 
@@ -95,12 +107,24 @@ class Trainer {
   Model<Real>& model_;
   Task<Real>& task_;
   TrainConfig cfg_;
+  StepInfo bptt_window();
+  StepInfo rtrl_window();
+  const Batch<Real>& with_history();
+  // Clips, checks and applies grads_.params; fills info's grad_norm and lr.
+  void update(StepInfo& info);
+
   Optimizer<Real> opt_;
-  Workspace<Real> ws_;
+  std::unique_ptr<Workspace<Real>> ws_;    // full BPTT (nullptr with recompute or rtrl)
+  std::unique_ptr<Recompute<Real>> recompute_;
+  std::unique_ptr<RtrlStream<Real>> rtrl_;
   Gradients<Real> grads_;
   Batch<Real> batch_;
+  Batch<Real> window_;                     // k2 > k1: the history, then the new steps
   std::int64_t step_ = 0, epoch_ = 0, index_ = 0;
-  std::vector<Real> carry_h_, carry_c_;  // [L, B, H]; empty until the first window
+  std::vector<Real> carry_h_, carry_c_;  // [L, B, H]; empty until the first window (with
+                                         // k2 > k1: the state where the history starts)
+  std::vector<Real> hist_x_;             // k2 > k1: the last steps' inputs [n, B, I]
+  bool rtrl_started_ = false;
 };
 
 // PyTorch's default initialisation (uniform ±1/sqrt(H)), then forget_bias added to the forget

@@ -52,8 +52,8 @@ int recompute_interval_for_budget(const ModelConfig& cfg, int T, int B, std::siz
     least = std::min(least, need);
   }
   throw Error("--memory-budget",
-              fmt::format("{:.1f} MB is too little: the backward pass needs at least {:.1f} MB "
-                          "(full BPTT {:.1f} MB)",
+              fmt::format("{:.3g} MB is too little: the backward pass needs at least {:.3g} MB "
+                          "(full BPTT {:.3g} MB)",
                           double(budget_bytes) / 1e6, double(least) / 1e6,
                           double(full_bptt_bytes(cfg, T, B, real_size, with_dropout)) / 1e6),
               "raise --memory-budget, or lower --batch or --hidden");

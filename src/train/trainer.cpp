@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <fmt/core.h>
 
 #include "bptt/error.hpp"
 #include "bptt/io.hpp"
@@ -23,16 +24,57 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
       task_(task),
       cfg_(cfg),
       opt_(cfg.optimizer, model.params.size()),
-      ws_(model.cfg, task.T(), task.B(), cfg.dropout > 0),
       grads_(model.cfg, task.T(), task.B()) {
   grads_.x.clear();  // training needs no dL/dx
   if (!(cfg.dropout >= 0 && cfg.dropout < 1))
     throw Error("--dropout", "must lie in [0, 1)", "0 disables dropout");
   if (!(cfg.clip_norm >= 0)) throw Error("--clip-norm", "must be >= 0", "0 disables clipping");
   if (!(cfg.clip_value >= 0)) throw Error("--clip-value", "must be >= 0", "0 disables clipping");
+  if (cfg.recompute < 0) throw Error("--recompute", "must be >= 1 step", "");
+  if (!(cfg.memory_budget_mb >= 0))
+    throw Error("--memory-budget", "must be a positive number of MB", "");
   cfg.schedule.validate();
   if (task.batches_per_epoch() < 1)
     throw Error("training data", "holds no complete batch", "lower --batch or --seq-len");
+  const int T = task.T(), B = task.B();
+  const bool recompute = cfg.recompute > 0 || cfg.memory_budget_mb > 0;
+  const bool history = cfg.k2 > 0 && cfg.k2 != T;
+  if (cfg.k2 > 0 && cfg.k2 < T)
+    throw Error("--k2", "backpropagates " + std::to_string(cfg.k2) + " steps, fewer than the " +
+                            std::to_string(T) + " steps of each update (--k1)",
+                "give --k2 >= --k1");
+  if (history && !task.carries_state())
+    throw Error("--k2", "needs data whose windows continue each other (--text streams)",
+                "leave out --k2, or train on --text");
+  if (cfg.rtrl && (recompute || history || cfg.dropout > 0))
+    throw Error("--method rtrl", "cannot be combined with --recompute, --memory-budget, --k2 "
+                                 "or --dropout", "leave those out");
+  if (history && recompute)
+    throw Error("--k2", "cannot be combined with --recompute or --memory-budget",
+                "leave one of them out");
+  if (cfg.rtrl) {
+    const std::size_t states = model.cfg.cell == CellKind::lstm ? 2 : 1;
+    const double need = double(B) * model.cfg.num_layers * model.cfg.hidden_size * double(states) *
+                        double(model.params.size()) * sizeof(Real);
+    const double cap = cfg.memory_budget_mb > 0 ? cfg.memory_budget_mb * 1e6 : 1e9;
+    if (need > cap)
+      throw Error("--method rtrl", fmt::format("the sensitivities of {} sequences need {:.0f} MB "
+                                               "(B·L·H·P numbers; the limit is {:.0f} MB)",
+                                               B, need / 1e6, cap / 1e6),
+                  "lower --hidden, --layers or --batch, or use --method bptt");
+    rtrl_ = std::make_unique<RtrlStream<Real>>(model.cfg, B);
+    return;
+  }
+  int K = cfg.recompute;
+  if (cfg.memory_budget_mb > 0) {
+    K = recompute_interval_for_budget(model.cfg, T, B, sizeof(Real),
+                                      std::size_t(cfg.memory_budget_mb * 1e6), cfg.dropout > 0);
+    if (K >= T) K = 0;  // full BPTT fits
+  }
+  if (K > 0)
+    recompute_ = std::make_unique<Recompute<Real>>(model.cfg, T, B, K, cfg.dropout > 0);
+  else
+    ws_ = std::make_unique<Workspace<Real>>(model.cfg, history ? cfg.k2 : T, B, cfg.dropout > 0);
 }
 
 template <class Real>
@@ -42,6 +84,7 @@ StepInfo Trainer<Real>::step() {
     index_ = 0;
     carry_h_.clear();
     carry_c_.clear();
+    hist_x_.clear();
   }
   task_.fill(cfg_.seed, epoch_, index_, batch_);
   if (task_.carries_state()) {
@@ -49,14 +92,112 @@ StepInfo Trainer<Real>::step() {
     batch_.c0 = carry_c_;
   }
   if (step_ == 0) batch_.validate(model_.cfg, task_.loss(), "training batch");
+  const StepInfo info = rtrl_ ? rtrl_window() : bptt_window();
+  ++step_;
+  ++index_;
+  return info;
+}
 
+// With k2 > k1 (BPTT(k2; k1), Williams & Peng 1990): the inputs of the last k2 − k1 steps are
+// kept, with the state where they start; each update runs forward from there over them and the
+// k1 new steps (the history with the current parameters: nothing else of it is stored), takes
+// the loss of the new steps only and backpropagates through all of them.
+template <class Real>
+const Batch<Real>& Trainer<Real>::with_history() {
+  const int T = task_.T();
+  if (cfg_.k2 <= T) return batch_;
+  const std::size_t B = std::size_t(task_.B()), I = std::size_t(model_.cfg.input_size),
+                    O = std::size_t(model_.cfg.output_size);
+  const std::size_t n = hist_x_.size() / (B * I);  // steps of history
+  Batch<Real>& w = window_;
+  w.T = int(n) + T;
+  w.B = int(B);
+  w.x = hist_x_;
+  w.x.insert(w.x.end(), batch_.x.begin(), batch_.x.end());
+  const auto prepend = [&](const auto& v, std::size_t width, auto& out, auto zero) {
+    out.clear();
+    if (v.empty()) return;
+    out.assign(n * B * width, zero);
+    out.insert(out.end(), v.begin(), v.end());
+  };
+  prepend(batch_.y, O, w.y, Real(0));
+  prepend(batch_.classes, 1, w.classes, std::int64_t(0));
+  w.mask.assign(n * B, Real(0));  // the history's losses were taken by earlier updates
+  if (batch_.mask.empty())
+    w.mask.insert(w.mask.end(), std::size_t(T) * B, Real(1));
+  else
+    w.mask.insert(w.mask.end(), batch_.mask.begin(), batch_.mask.end());
+  w.lengths.clear();
+  for (std::int64_t l : batch_.lengths) w.lengths.push_back(l + std::int64_t(n));
+  w.h0 = batch_.h0;
+  w.c0 = batch_.c0;
+  return w;
+}
+
+template <class Real>
+StepInfo Trainer<Real>::bptt_window() {
   grads_.zero();
   const Dropout dropout{cfg_.dropout, cfg_.seed, std::uint64_t(step_)};
+  const Dropout* d = cfg_.dropout > 0 ? &dropout : nullptr;
+  const Batch<Real>& b = with_history();
   StepInfo info;
-  info.loss = loss_and_gradients(model_, batch_, task_.loss(), ws_, grads_,
-                                 cfg_.dropout > 0 ? &dropout : nullptr);
-  if (task_.carries_state())  // the next window starts from this one's final state
-    ws_.state_at(batch_.T, carry_h_, carry_c_);
+  if (recompute_) {
+    info.loss = recompute_->loss_and_gradients(model_, b, task_.loss(), grads_, d);
+    if (task_.carries_state()) recompute_->final_state(carry_h_, carry_c_);
+  } else {
+    info.loss = loss_and_gradients(model_, b, task_.loss(), *ws_, grads_, d);
+    if (task_.carries_state()) {  // the next window starts from this one's final state
+      if (cfg_.k2 > task_.T()) {  // ... or, with history, where its history starts
+        const std::size_t BI = std::size_t(b.B) * model_.cfg.input_size;
+        const int n = std::min(cfg_.k2 - task_.T(), b.T);
+        hist_x_.assign(b.x.end() - std::ptrdiff_t(std::size_t(n) * BI), b.x.end());
+        ws_->state_at(b.T - n, carry_h_, carry_c_);
+      } else {
+        ws_->state_at(b.T, carry_h_, carry_c_);
+      }
+    }
+  }
+  update(info);
+  return info;
+}
+
+// Online RTRL: the window's steps one at a time, each with its own update. A streaming task
+// keeps the sensitivities across windows (reset at each epoch and on resume); other tasks start
+// every batch from its initial state with zero sensitivity. Steps past a sequence's length are
+// advanced too, but they carry no loss and every loss comes before them.
+template <class Real>
+StepInfo Trainer<Real>::rtrl_window() {
+  const int T = batch_.T, B = batch_.B, I = model_.cfg.input_size, O = model_.cfg.output_size;
+  if (!task_.carries_state() || !rtrl_started_ || carry_h_.empty())
+    rtrl_->reset(batch_.h0, batch_.c0);
+  rtrl_started_ = true;
+  std::vector<Real> w(static_cast<std::size_t>(B));
+  StepInfo info;
+  double loss = 0, weight = 0;
+  for (int t = 0; t < T; ++t) {
+    const std::size_t tb = std::size_t(t) * B;
+    double norm = 0;
+    for (int b = 0; b < B; ++b) norm += double(w[std::size_t(b)] = batch_.weight(t, b));
+    const double l = rtrl_->step(model_, task_.loss(), batch_.x.data() + tb * I,
+                                 batch_.y.empty() ? nullptr : batch_.y.data() + tb * O,
+                                 batch_.classes.empty() ? nullptr : batch_.classes.data() + tb,
+                                 w.data(), norm > 0 ? norm : 1.0, grads_.params);
+    if (!(norm > 0)) continue;
+    StepInfo s;
+    s.loss = l;
+    update(s);
+    loss += l * norm;
+    weight += norm;
+    info.grad_norm = s.grad_norm;
+    info.lr = s.lr;
+  }
+  info.loss = weight > 0 ? loss / weight : 0;
+  if (task_.carries_state()) rtrl_->state(carry_h_, carry_c_);
+  return info;
+}
+
+template <class Real>
+void Trainer<Real>::update(StepInfo& info) {
   Real* g = grads_.params.data();
   const std::size_t n = grads_.params.size();
   info.grad_norm = global_norm(g, n);
@@ -68,9 +209,6 @@ StepInfo Trainer<Real>::step() {
   if (cfg_.clip_norm > 0) clip_by_norm(g, n, cfg_.clip_norm);
   info.lr = cfg_.schedule.at(step_);
   opt_.step(model_.params.data(), g, info.lr);
-  ++step_;
-  ++index_;
-  return info;
 }
 
 template <class Real>
@@ -93,6 +231,11 @@ void Trainer<Real>::save_snapshot(const std::string& path, const std::string& fi
   const std::vector<std::int64_t> state_shape = {c.num_layers, task_.B(), c.hidden_size};
   if (!carry_h_.empty()) w.add("carry.h", state_shape, carry_h_.data());
   if (!carry_c_.empty()) w.add("carry.c", state_shape, carry_c_.data());
+  if (!hist_x_.empty())
+    w.add("history.x",
+          {std::int64_t(hist_x_.size() / (std::size_t(task_.B()) * c.input_size)), task_.B(),
+           c.input_size},
+          hist_x_.data());
   w.write(path);
 }
 
@@ -182,6 +325,16 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
     f.expect_shape("carry.c", state_shape, "[L, B, H]");
     cc = f.as_real<Real>("carry.c");
   }
+  std::vector<Real> hx;
+  if (f.has("history.x")) {
+    const auto& shape = f.at("history.x").shape;
+    const std::int64_t most = std::max(0, cfg_.k2 - task_.T());
+    if (shape.size() != 3 || shape[0] < 1 || shape[0] > most)
+      throw Error(path + ": history.x", "holds no history this run can use",
+                  "resume with the --k1/--k2 of the run that wrote it");
+    f.expect_shape("history.x", {shape[0], task_.B(), model_.cfg.input_size}, "[n, B, I]");
+    hx = f.as_real<Real>("history.x");
+  }
   // Commit.
   model_.params = std::move(loaded.params);
   auto state = opt_.state();
@@ -190,6 +343,8 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
   opt_.set_steps(opt_steps);
   carry_h_ = std::move(ch);
   carry_c_ = std::move(cc);
+  hist_x_ = std::move(hx);
+  rtrl_started_ = false;
   step_ = step;
   epoch_ = epoch;
   index_ = position;

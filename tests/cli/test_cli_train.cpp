@@ -330,7 +330,11 @@ INSTANTIATE_TEST_SUITE_P(
                       ResumeCase{"cosine_warmup_nesterov",
                                  {"--optimizer", "sgd", "--momentum", "0.9", "--nesterov", "--lr", "0.5",
                                   "--schedule", "cosine", "--decay-steps", "40", "--warmup", "5"}},
-                      ResumeCase{"adamw_elman", {"--optimizer", "adamw", "--cell", "elman", "--layers", "2"}}),
+                      ResumeCase{"adamw_elman", {"--optimizer", "adamw", "--cell", "elman", "--layers", "2"}},
+                      ResumeCase{"recompute", {"--recompute", "5", "--layers", "2"}},
+                      // The snapshot holds the history of the last k2 − k1 steps.
+                      ResumeCase{"k1_k2_history", {"--k1", "16", "--k2", "40", "--cell", "gru"}},
+                      ResumeCase{"memory_budget", {"--memory-budget", "0.04"}}),
     [](const ::testing::TestParamInfo<ResumeCase>& p) { return p.param.name; });
 
 // ---------------------------------------------------------------------------------------------
@@ -394,6 +398,25 @@ TEST_F(CliTrainBad, SeqLenLongerThanTheText) {
 
 // Negative budgets must be refused, not read as "no limit" (which trains forever); the other
 // budget given with each bounds the run should it be accepted.
+TEST_F(CliTrainBad, GradientMethodOptions) {
+  EXPECT_TRUE(rejected(train_args(text_, {"--k1", "8"}), {"--k1", "--seq-len"}));
+  EXPECT_TRUE(rejected(train_args(text_, {"--k2", "8"}), {"--k2", "--k1"}));
+  EXPECT_TRUE(rejected(train_args(text_, {"--k2", "40", "--recompute", "4"}), {"--k2"}));
+  EXPECT_TRUE(rejected(train_args(text_, {"--method", "rtrl", "--dropout", "0.1"}), {"--method rtrl"}));
+  EXPECT_TRUE(rejected(train_args(text_, {"--method", "rtrl", "--hidden", "512"}),
+                       {"--method rtrl", "MB"}));
+  EXPECT_TRUE(rejected(train_args(text_, {"--method", "bptt2"}), {"--method"}));
+  EXPECT_TRUE(rejected(train_args(text_, {"--recompute", "0"}), {"--recompute"}));
+  EXPECT_TRUE(rejected(train_args(text_, {"--memory-budget", "0.0001"}), {"--memory-budget", "MB"}));
+}
+
+TEST_F(CliTrain, OnlineRtrlTrains) {
+  const RunResult r = train({"--method", "rtrl", "--hidden", "8", "--steps", "3", "--seq-len", "5"});
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_NE(r.err.find("online RTRL"), std::string::npos) << r;
+  EXPECT_NE(r.out.find("trained 3 steps"), std::string::npos) << r;
+}
+
 TEST_F(CliTrainBad, NegativeBudgets) {
   EXPECT_TRUE(rejected(train_args(text_, {"--steps", "-5", "--time-budget", "0.5"}), {"--steps"}));
   EXPECT_TRUE(rejected(train_args(text_, {"--epochs", "-1", "--time-budget", "0.5"}), {"--epochs"}));

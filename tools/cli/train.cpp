@@ -36,6 +36,10 @@ struct TrainOptions {
   int threads = 1;
   std::string out, snapshot, resume, metrics;
   std::int64_t snapshot_every = 0, eval_every = 0, log_every = 0;
+  // How each window's gradient is computed.
+  std::string method = "bptt";
+  int recompute = 0, k1 = 0, k2 = 0;
+  double memory_budget = 0;  // MB
   // Which model/optimizer options the user gave; the others take the data kind's defaults.
   bool given_hidden = false, given_layers = false, given_lr = false, given_weight_decay = false;
 };
@@ -52,7 +56,9 @@ std::string fingerprint(const TrainOptions& o, const TrainConfig& tc, const Mode
       to_string(c.cell), to_string(c.nonlinearity), to_string(c.output_activation), c.input_size,
       c.hidden_size, c.num_layers, c.output_size, kind, B, T, o.optimizer, tc.schedule.lr,
       o.momentum, o.nesterov, tc.optimizer.weight_decay, o.schedule, o.warmup, o.step_size, o.gamma, o.decay_steps,
-      o.min_lr, o.clip_norm, o.clip_value, o.dropout, o.seed, o.dtype);
+      o.min_lr, o.clip_norm, o.clip_value, o.dropout, o.seed, o.dtype) +
+         // Only when not the default, so snapshots of plain BPTT runs keep their fingerprint.
+         (tc.k2 > T ? fmt::format(" k2={}", tc.k2) : "") + (tc.rtrl ? " method=rtrl" : "");
 }
 
 // The directory of an output file must exist before hours of training are spent.
@@ -78,7 +84,14 @@ void run_train(const TrainOptions& o) {
   set_num_threads(o.threads);
   const TaskData data(o.data);
   const int B = o.data.batch ? o.data.batch : data.default_batch();
-  const int T = o.data.seq_len ? o.data.seq_len : data.default_seq_len();
+  if (o.k1 > 0 && o.data.seq_len > 0 && o.data.seq_len != o.k1)
+    throw Error("--k1", fmt::format("{} differs from --seq-len {}", o.k1, o.data.seq_len),
+                "--k1 is the window each update advances by: give one of them");
+  if ((o.k1 > 0 || o.k2 > 0) && data.kind() != "text")
+    throw Error(o.k1 > 0 ? "--k1" : "--k2",
+                "separate update and backprop windows need continuing streams (--text)",
+                "for this data use --seq-len");
+  const int T = o.k1 ? o.k1 : o.data.seq_len ? o.data.seq_len : data.default_seq_len();
 
   ModelConfig cfg;
   cfg.cell = parse_cell(o.cell, "--cell");
@@ -117,10 +130,24 @@ void run_train(const TrainOptions& o) {
   tc.clip_value = o.clip_value;
   tc.dropout = o.dropout;
   tc.seed = o.seed;
+  tc.recompute = o.recompute;
+  tc.memory_budget_mb = o.memory_budget;
+  tc.k2 = o.k2;
+  tc.rtrl = o.method == "rtrl";
   Trainer<Real> trainer(model, *task, tc);
   const std::string fp = fingerprint(o, tc, cfg, B, T, data.kind());
   if (!o.resume.empty()) trainer.load_snapshot(o.resume, fp);
   const bool evaluates = task->has_evaluation();
+  if (trainer.recompute_interval() > 0)
+    fmt::print(stderr, "gradient: recompute, states kept every {} steps ({:.3g} MB instead of "
+               "{:.3g} MB)\n", trainer.recompute_interval(),
+               double(recompute_bytes(cfg, task->T(), B, trainer.recompute_interval(), sizeof(Real), o.dropout > 0)) / 1e6,
+               double(full_bptt_bytes(cfg, task->T(), B, sizeof(Real), o.dropout > 0)) / 1e6);
+  if (tc.k2 > task->T())
+    fmt::print(stderr, "gradient: BPTT({}; {}): an update every {} steps, each backpropagating "
+               "{} steps\n", tc.k2, task->T(), task->T(), tc.k2);
+  if (tc.rtrl)
+    fmt::print(stderr, "gradient: online RTRL, an update after every time step\n");
 
   fmt::print(stderr, "data: {}\n", data.describe());
   fmt::print(stderr, "model: {} {}x{}, {} parameters, {} batches of {}x{} per epoch\n",
@@ -231,7 +258,7 @@ void add_train(CLI::App& app, Runner& run) {
   cmd->add_option("--forget-bias", o->forget_bias, "Added to LSTM forget-gate biases (default 0)")->group("Model");
   cmd->add_option("--optimizer", o->optimizer, "sgd, adam, adamw, rmsprop, adagrad (default adam)")
       ->check(CLI::IsMember({"sgd", "adam", "adamw", "rmsprop", "adagrad"}))->group("Optimizer");
-  cmd->add_option("--lr", o->lr, "Learning rate (default: text 2e-3, csv and task 1e-3, ts 3e-4)")->group("Optimizer");
+  cmd->add_option("--lr", o->lr, "Learning rate (default: text 2e-3, csv 1e-3, ts 3e-4, task 1e-2)")->group("Optimizer");
   cmd->add_option("--momentum", o->momentum, "SGD/RMSprop momentum (default 0)")->group("Optimizer");
   cmd->add_flag("--nesterov", o->nesterov, "Nesterov momentum for SGD")->group("Optimizer");
   cmd->add_option("--weight-decay", o->weight_decay, "L2 (decoupled for adamw; default 0, adamw 0.01)")->group("Optimizer");
@@ -244,6 +271,26 @@ void add_train(CLI::App& app, Runner& run) {
   cmd->add_option("--min-lr", o->min_lr, "cosine schedule: final learning rate (default 0)")->group("Optimizer");
   cmd->add_option("--clip-norm", o->clip_norm, "Clip the gradient's global norm (default 5; 0 off)")->group("Optimizer");
   cmd->add_option("--clip-value", o->clip_value, "Clip each gradient element to ±v (default 0 off)")->group("Optimizer");
+  cmd->add_option("--method", o->method,
+                  "bptt (default: each window by backpropagation through time) or rtrl (online "
+                  "real-time recurrent learning: an update after every step, no history kept; "
+                  "small models only)")
+      ->check(CLI::IsMember({"bptt", "rtrl"}))->group("Gradient");
+  cmd->add_option("--recompute", o->recompute,
+                  "Keep the state only every K steps and recompute each segment in the backward "
+                  "pass: the same gradient in far less memory, for one more forward pass")
+      ->check(CLI::PositiveNumber)->group("Gradient");
+  cmd->add_option("--memory-budget", o->memory_budget,
+                  "MB the backward pass may hold: full BPTT if it fits, else --recompute with the "
+                  "largest K that fits")
+      ->check(CLI::PositiveNumber)->group("Gradient");
+  cmd->add_option("--k1", o->k1,
+                  "Text: steps between updates (the window each update advances by; = --seq-len)")
+      ->check(CLI::PositiveNumber)->group("Gradient");
+  cmd->add_option("--k2", o->k2,
+                  "Text: steps each update backpropagates through (>= --k1; default --k1): "
+                  "BPTT(k2; k1), Williams & Peng 1990")
+      ->check(CLI::PositiveNumber)->group("Gradient");
   cmd->add_option("--steps", o->steps, "Stop after this many optimizer steps, counted from the start")->check(CLI::NonNegativeNumber)->group("Budget");
   cmd->add_option("--epochs", o->epochs, "Stop after this many passes over the training data")->check(CLI::NonNegativeNumber)->group("Budget");
   cmd->add_option("--time-budget", o->time_budget, "Stop after this many seconds, then evaluate and save")->check(CLI::NonNegativeNumber)->group("Budget");
