@@ -96,7 +96,7 @@ void add_data_options(CLI::App* cmd, DataOptions& o) {
                   "Steps per training window (text default 100; CSV: the context of each "
                   "forecast, default from the seasonal period; --task: T for adding, the delay "
                   "for copy, default 100 or the model's)");
-  cmd->add_option("--batch", o.batch, "Sequences per batch (default 32)");
+  cmd->add_option("--batch", o.batch, "Sequences per batch (default 32; --task 50)");
 }
 
 TaskData::TaskData(const DataOptions& o, const std::map<std::string, std::string>* model_meta)
@@ -337,7 +337,10 @@ int TaskData::default_layers() const {
 }
 
 double TaskData::default_lr() const {
-  if (kind_ == "csv" || kind_ == "task") return 1e-3;
+  if (kind_ == "csv") return 1e-3;
+  // Adam at 1e-3 stays on the adding problem's plateau (MSE 0.16) for 4000 steps at T = 100;
+  // at 1e-2 it leaves it after 1,000-2,000 steps (seeds 1-3; docs/training.md).
+  if (kind_ == "task") return 1e-2;
   if (kind_ == "ts") return 3e-4;  // steadier than 1e-3 at the end of a long constant-rate run
   return 2e-3;
 }
