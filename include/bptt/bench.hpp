@@ -50,11 +50,13 @@ struct BenchOptions {
   double min_seconds = 1.0;  // and keep going until this much time has passed
   int max_steps = 1000;
   bool gemm_bound = false;   // also time the same matrix products alone (the GEMM bound)
+  int recompute = 0;         // train: > 0 runs recompute BPTT with states kept every K steps
   std::uint64_t seed = 1;
 };
 
 // Builds a model (PyTorch's initialization) and a random batch for the shape and times steps:
-// train = forward over the whole sequence, the loss, full backward and an SGD update;
+// train = forward over the whole sequence, the loss, full backward (recompute:K when
+// o.recompute > 0) and an SGD update;
 // infer = forward and the readout.
 template <class Real>
 BenchResult run_bench(const BenchShape& s, const BenchOptions& o);

@@ -85,7 +85,8 @@ struct Gradients {
   std::vector<Real> x;       // [T, B, I]
   std::vector<Real> h0;      // [L, B, H]
   std::vector<Real> c0;      // [L, B, H] (LSTM; empty otherwise)
-  Gradients(const ModelConfig& cfg, int T, int B);
+  // with_x = false leaves x empty (training: no dL/dx, and none of its memory).
+  Gradients(const ModelConfig& cfg, int T, int B, bool with_x = true);
   void zero();
 };
 
@@ -119,9 +120,11 @@ struct BackwardOptions {
 // (with_dropout when dropout is given with p > 0).
 // ENSURES ws.z(), ws.yhat() and the saved states hold this batch's forward pass; ws.h(k)[T] is
 // h_n (the state after each sequence's last valid step).
+// head = false skips the readout (z, ŷ are left as they were): for a pass that only needs the
+// states, as recompute's first pass.
 template <class Real>
 void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
-             const Dropout* dropout = nullptr);
+             const Dropout* dropout = nullptr, bool head = true);
 
 // REQUIRES forward() on this batch and ws.dz() set (by loss_and_dz).
 // ENSURES grads += dL/d(params, x, h0, c0). Overwrites the workspace's gradient buffers.

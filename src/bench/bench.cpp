@@ -1,8 +1,10 @@
 #include "bptt/bench.hpp"
+#include "bptt/methods.hpp"
 
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <memory>
 #include <charconv>
 #include <chrono>
 #include <random>
@@ -179,24 +181,32 @@ BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
   model.init_uniform(o.seed);
   const Batch<Real> batch = random_batch<Real>(s, o.seed + 1);
   batch.validate(s.cfg, s.loss, "shape " + s.name);
-  Workspace<Real> ws(s.cfg, s.T, s.B);
   const bool train = o.mode == BenchMode::train;
-  Gradients<Real> grads(s.cfg, train ? s.T : 1, train ? s.B : 1);
-  grads.x.clear();
+  // Recompute holds one segment's workspace; full BPTT and inference hold all T steps.
+  std::unique_ptr<Recompute<Real>> recompute;
+  std::unique_ptr<Workspace<Real>> ws;
+  if (train && o.recompute > 0)
+    recompute = std::make_unique<Recompute<Real>>(s.cfg, s.T, s.B, o.recompute);
+  else
+    ws = std::make_unique<Workspace<Real>>(s.cfg, s.T, s.B);
+  Gradients<Real> grads(s.cfg, train ? s.T : 1, train ? s.B : 1, /*with_x=*/false);
   OptimizerConfig sgd;
   sgd.kind = OptimizerKind::sgd;
   Optimizer<Real> opt(sgd, train ? model.params.size() : 0);
 
   BenchResult r;
-  r.workspace_bytes = ws.bytes() + sizeof(Real) * model.params.size() *
+  r.workspace_bytes = (ws ? ws->bytes() : recompute->bytes()) + sizeof(Real) * model.params.size() *
                                        (train ? 2 : 1);
   auto step = [&] {
     if (train) {
       grads.zero();
-      loss_and_gradients(model, batch, s.loss, ws, grads);
+      if (recompute)
+        recompute->loss_and_gradients(model, batch, s.loss, grads);
+      else
+        loss_and_gradients(model, batch, s.loss, *ws, grads);
       opt.step(model.params.data(), grads.params.data(), 1e-6);
     } else {
-      forward(model, batch, ws);
+      forward(model, batch, *ws);
     }
   };
   auto time_it = [&](auto&& f) {

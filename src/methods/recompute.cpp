@@ -64,7 +64,7 @@ Recompute<Real>::Recompute(const ModelConfig& cfg, int T, int B, int K, bool wit
     : cfg_(cfg), T_(T), B_(B), K_(std::clamp(K, 1, std::max(T, 1))),
       ws_(cfg, K_, B, with_dropout), seg_grads_(cfg, K_, B) {
   if (K < 1) throw Error("--recompute", "the interval must be at least 1 step", "");
-  seg_grads_.params.clear();  // the caller's gradient arena is swapped in
+  seg_grads_.params = std::vector<Real>();  // the caller's arena is swapped in: free this one
   const std::size_t LBH = std::size_t(cfg.num_layers) * B * cfg.hidden_size;
   const std::size_t n = std::size_t(segments(T, K_) + 1) * LBH;
   ckpt_h_.assign(n, Real(0));
@@ -126,7 +126,8 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
     const int s = i * K_, e = std::min(T_, s + K_);
     segment(batch, s, e);
     const Dropout d = seg_dropout(s);
-    forward(model, seg_, ws_, dropout ? &d : nullptr);
+    // Only the states are needed now, except for the last segment, which pass two uses as it is.
+    forward(model, seg_, ws_, dropout ? &d : nullptr, /*head=*/i == S - 1);
     ws_.state_at(e - s, scratch_h_, scratch_c_);
     std::copy(scratch_h_.begin(), scratch_h_.end(), ckpt_h_.begin() + std::ptrdiff_t((i + 1) * LBH));
     if (!ckpt_c_.empty())

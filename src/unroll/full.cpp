@@ -118,7 +118,7 @@ const Real* apply_dropout(const Dropout& d, int k, std::size_t n, const Real* h,
 
 template <class Real>
 void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
-             const Dropout* dropout) {
+             const Dropout* dropout, bool head) {
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, H = cfg.hidden_size, GH = cfg.gates() * H,
             O = cfg.output_size, TB = T * B;
@@ -161,6 +161,7 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
       }
     });
   }
+  if (!head) return;
   const Real* top = ws.h(cfg.num_layers - 1) + BH;
   gemm(false, true, TB, O, H, Real(1), top, H, P.w_o, H, Real(0), ws.z(), O);
   kernels::add_rows(TB, O, P.b_o, ws.z());
@@ -259,7 +260,7 @@ double loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, Lo
 
 #define BPTT_INSTANTIATE(Real)                                                              \
   template void forward<Real>(const Model<Real>&, const Batch<Real>&, Workspace<Real>&,     \
-                             const Dropout*);                                               \
+                             const Dropout*, bool);                                         \
   template void backward<Real>(const Model<Real>&, const Batch<Real>&, Workspace<Real>&,    \
                                Gradients<Real>&, const BackwardOptions<Real>&);             \
   template double loss_and_gradients<Real>(const Model<Real>&, const Batch<Real>&, LossKind, \

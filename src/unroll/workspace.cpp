@@ -1,4 +1,8 @@
+#include <fmt/core.h>
+
 #include <algorithm>
+
+#include "bptt/limits.hpp"
 
 #include "bptt/unroll.hpp"
 #include "kernels/step_gemm.hpp"
@@ -52,6 +56,15 @@ template <class Real>
 Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropout)
     : T_(T), B_(B), H_(cfg.hidden_size), G_(cfg.gates()), L_(cfg.num_layers), cell_(cfg.cell),
       with_dropout_(with_dropout) {
+  {  // refused before allocating; in double first, since T·B·H of absurd options overflows
+    const double rough = double(T) * B * cfg.num_layers * cfg.hidden_size *
+                         (cfg.gates() + 4.0 + cfg.output_size) * sizeof(Real);
+    check_memory(rough > 1e18 ? rough : double(bytes_for(cfg, T, B, with_dropout)), "workspace",
+                 fmt::format("the BPTT workspace for T = {}, B = {}, H = {}, L = {}", T, B,
+                             cfg.hidden_size, cfg.num_layers),
+                 "use a smaller batch, sequence length or hidden size (train: --recompute or "
+                 "--memory-budget keeps less)");
+  }
   const Layout l = layout<Real>(cfg, T, B, with_dropout);
   const std::size_t t = std::size_t(T), b = std::size_t(B), H = std::size_t(H_),
                     GH = std::size_t(G_) * H, O = std::size_t(cfg.output_size);
@@ -114,9 +127,9 @@ Real* Workspace<Real>::drop_in(int k) {
 }
 
 template <class Real>
-Gradients<Real>::Gradients(const ModelConfig& cfg, int T, int B)
+Gradients<Real>::Gradients(const ModelConfig& cfg, int T, int B, bool with_x)
     : params(param_count(cfg)),
-      x(std::size_t(T) * B * cfg.input_size),
+      x(with_x ? std::size_t(T) * B * cfg.input_size : 0),
       h0(std::size_t(cfg.num_layers) * B * cfg.hidden_size),
       c0(cfg.cell == CellKind::lstm ? h0.size() : 0) {}
 

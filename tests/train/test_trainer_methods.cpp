@@ -21,7 +21,10 @@ namespace {
 
 class TrainerMethods : public test::TempDirTest {
  protected:
-  TrainerMethods() : TempDirTest("bptt_trainer_methods_") {
+  TrainerMethods() : TempDirTest("bptt_trainer_methods_") {}
+
+  void SetUp() override {
+    TempDirTest::SetUp();  // the directory exists from here on
     const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat.\n", "dog ", "ran "};
     std::mt19937 rng(4321);
     std::string s;

@@ -45,6 +45,7 @@ void run_one(const BenchCliOptions& o, const BenchShape& s) {
     j["gflops"] = gflops;
     j["peak_rss_mib"] = peak_rss_mib();
     j["workspace_mib"] = double(r.workspace_bytes) / (1 << 20);
+    if (ro.recompute > 0) j["recompute"] = ro.recompute;
     if (ro.gemm_bound) {
       j["gemm_ms"] = r.gemm_ms;
       j["gemm_gflops"] = flops / (r.gemm_ms * 1e6);
@@ -86,6 +87,9 @@ void add_bench(CLI::App& app, Runner& run) {
   cmd->add_flag("--gemm-bound", o->run.gemm_bound,
                 "Also time the step's matrix products alone with the same GEMM (the bound)");
   cmd->add_option("--seed", o->run.seed, "Seed of the random model and data");
+  cmd->add_option("--recompute", o->run.recompute,
+                  "Train mode: recompute BPTT keeping the state every K steps (default: full BPTT)")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", o->json, "One JSON object per shape and line");
   cmd->callback([o, &run] {
     run = [o] {
