@@ -70,12 +70,17 @@ struct TrainConfig {
   int k2 = 0;                   // BPTT(k2; k1) for streams, k1 = the task's T: each update
                                 // backpropagates the last k2 >= k1 steps (0: k2 = k1)
   bool rtrl = false;            // online RTRL: an update after every time step
+  // A non-finite loss, gradient or updated parameter: false stops training with bptt::Error
+  // naming the step; true skips that update (parameters and optimizer state are left as they
+  // were before it) and counts it in Trainer::skipped().
+  bool skip_nonfinite = false;
 };
 
 struct StepInfo {
   double loss = 0;
   double grad_norm = 0;  // before clipping
   double lr = 0;
+  bool skipped = false;  // the update was non-finite and skipped (TrainConfig::skip_nonfinite)
 };
 
 template <class Real>
@@ -92,6 +97,8 @@ class Trainer {
   int recompute_interval() const { return recompute_ ? recompute_->K() : 0; }
   std::int64_t epoch() const { return epoch_; }
   std::int64_t position() const { return index_; }
+  // Updates skipped as non-finite (TrainConfig::skip_nonfinite), in all runs of a snapshot.
+  std::int64_t skipped() const { return skipped_; }
 
   // A snapshot holds the parameters (under the model's tensor names), the optimizer state
   // ("optimizer.<slot>"), the carried state ("carry.h", "carry.c") and, in the metadata, the
@@ -120,7 +127,9 @@ class Trainer {
   Gradients<Real> grads_;
   Batch<Real> batch_;
   Batch<Real> window_;                     // k2 > k1: the history, then the new steps
-  std::int64_t step_ = 0, epoch_ = 0, index_ = 0;
+  std::int64_t step_ = 0, epoch_ = 0, index_ = 0, skipped_ = 0;
+  std::vector<Real> backup_;             // skip_nonfinite: the parameters and optimizer state
+                                         // before the update, restored when it is non-finite
   std::vector<Real> carry_h_, carry_c_;  // [L, B, H]; empty until the first window (with
                                          // k2 > k1: the state where the history starts)
   std::vector<Real> hist_x_;             // k2 > k1: the last steps' inputs [n, B, I]

@@ -1,9 +1,12 @@
 #include "bptt/model.hpp"
 
+#include <fmt/core.h>
+
 #include <cmath>
 #include <random>
 
 #include "bptt/error.hpp"
+#include "bptt/limits.hpp"
 
 namespace bptt {
 
@@ -24,6 +27,14 @@ void ModelConfig::validate(const std::string& where) const {
                 std::string(to_string(nonlinearity)) + " given for a " +
                     std::string(to_string(cell)) + " cell",
                 "only Elman cells take a nonlinearity; LSTM and GRU use tanh");
+  // Before param_count (which would overflow) and before any model is allocated.
+  const double H = hidden_size, GH = double(gates()) * H;
+  const double params = GH * (double(input_size) + H + 2) +
+                        double(num_layers - 1) * GH * (2 * H + 2) + double(output_size) * (H + 1);
+  check_memory(params * sizeof(float), where,
+               fmt::format("a model of {:.4g} parameters (L = {}, H = {}, I = {}, O = {})", params,
+                           num_layers, hidden_size, input_size, output_size),
+               "lower the hidden size or the number of layers");
 }
 
 std::vector<ParamInfo> param_layout(const ModelConfig& cfg) {

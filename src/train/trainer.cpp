@@ -158,6 +158,16 @@ StepInfo Trainer<Real>::bptt_window() {
     }
   }
   update(info);
+  if (info.skipped) {  // a non-finite state carried on would make every later window non-finite
+    const auto finite = [](const std::vector<Real>& v) {
+      return std::all_of(v.begin(), v.end(), [](Real e) { return std::isfinite(e); });
+    };
+    if (!finite(carry_h_) || !finite(carry_c_)) {
+      carry_h_.clear();
+      carry_c_.clear();
+      hist_x_.clear();
+    }
+  }
   return info;
 }
 
@@ -186,6 +196,10 @@ StepInfo Trainer<Real>::rtrl_window() {
     StepInfo s;
     s.loss = l;
     update(s);
+    if (s.skipped) {  // a skipped step adds nothing to the window's loss
+      info.skipped = true;
+      continue;
+    }
     loss += l * norm;
     weight += norm;
     info.grad_norm = s.grad_norm;
@@ -201,14 +215,42 @@ void Trainer<Real>::update(StepInfo& info) {
   Real* g = grads_.params.data();
   const std::size_t n = grads_.params.size();
   info.grad_norm = global_norm(g, n);
-  if (!std::isfinite(info.loss) || !std::isfinite(info.grad_norm))
-    throw Error("training", "the loss or gradient became non-finite at step " +
-                                std::to_string(step_ + 1),
-                "lower --lr, or clip with --clip-norm");
+  info.lr = cfg_.schedule.at(step_);
+  // A non-finite update is never applied: the parameters (and so every model or snapshot
+  // written later) stay the last finite ones. Without skip_nonfinite the run stops here.
+  const auto nonfinite = [&](const char* what) {
+    if (!cfg_.skip_nonfinite)
+      throw Error("training", fmt::format("the {} became non-finite at step {}", what, step_ + 1),
+                  "lower --lr, clip with --clip-norm, or pass --skip-nonfinite to skip such "
+                  "updates");
+    info.skipped = true;
+    ++skipped_;
+  };
+  if (!std::isfinite(info.loss)) return nonfinite("loss");
+  if (!std::isfinite(info.grad_norm)) return nonfinite("gradient");
   if (cfg_.clip_value > 0) clip_by_value(g, n, cfg_.clip_value);
   if (cfg_.clip_norm > 0) clip_by_norm(g, n, cfg_.clip_norm);
-  info.lr = cfg_.schedule.at(step_);
+  auto state = opt_.state();
+  if (cfg_.skip_nonfinite) {  // keep what the update changes, to undo it
+    backup_.assign(model_.params.begin(), model_.params.end());
+    for (const auto& slot : state) backup_.insert(backup_.end(), slot.data->begin(), slot.data->end());
+  }
+  const std::int64_t opt_steps = opt_.steps();
   opt_.step(model_.params.data(), g, info.lr);
+  if (std::all_of(model_.params.begin(), model_.params.end(),
+                  [](Real v) { return std::isfinite(v); }))
+    return;
+  if (cfg_.skip_nonfinite) {
+    auto from = backup_.begin();
+    std::copy(from, from + std::ptrdiff_t(model_.params.size()), model_.params.begin());
+    from += std::ptrdiff_t(model_.params.size());
+    for (const auto& slot : state) {
+      std::copy(from, from + std::ptrdiff_t(slot.data->size()), slot.data->begin());
+      from += std::ptrdiff_t(slot.data->size());
+    }
+    opt_.set_steps(opt_steps);
+  }
+  nonfinite("updated parameters");
 }
 
 template <class Real>
@@ -224,6 +266,7 @@ void Trainer<Real>::save_snapshot(const std::string& path, const std::string& fi
   w.set_metadata("epoch", std::to_string(epoch_));
   w.set_metadata("position", std::to_string(index_));
   w.set_metadata("optimizer_steps", std::to_string(opt_.steps()));
+  if (skipped_ > 0) w.set_metadata("skipped_nonfinite", std::to_string(skipped_));
   auto& opt = const_cast<Optimizer<Real>&>(opt_);
   for (const auto& slot : opt.state())
     if (!slot.data->empty())
@@ -310,6 +353,7 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
                                                  model_.cfg.hidden_size};
   const std::int64_t step = meta_int(f, "step"), epoch = meta_int(f, "epoch"),
                      position = meta_int(f, "position"), opt_steps = meta_int(f, "optimizer_steps");
+  const std::int64_t skipped = meta.count("skipped_nonfinite") ? meta_int(f, "skipped_nonfinite") : 0;
   // A streaming task carries state from window to window except at an epoch's first window.
   const bool needs_carry = task_.carries_state() && position > 0;
   const bool lstm = model_.cfg.cell == CellKind::lstm;
@@ -346,6 +390,7 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
   hist_x_ = std::move(hx);
   rtrl_started_ = false;
   step_ = step;
+  skipped_ = skipped;
   epoch_ = epoch;
   index_ = position;
 }

@@ -62,8 +62,8 @@ Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropo
     check_memory(rough > 1e18 ? rough : double(bytes_for(cfg, T, B, with_dropout)), "workspace",
                  fmt::format("the BPTT workspace for T = {}, B = {}, H = {}, L = {}", T, B,
                              cfg.hidden_size, cfg.num_layers),
-                 "use a smaller batch, sequence length or hidden size (train: --recompute or "
-                 "--memory-budget keeps less)");
+                 "use a smaller batch, sequence length or hidden size; train's --recompute or "
+                 "--memory-budget keep less");
   }
   const Layout l = layout<Real>(cfg, T, B, with_dropout);
   const std::size_t t = std::size_t(T), b = std::size_t(B), H = std::size_t(H_),

@@ -40,12 +40,18 @@ struct TrainOptions {
   std::string method = "bptt";
   int recompute = 0, k1 = 0, k2 = 0;
   double memory_budget = 0;  // MB
+  bool skip_nonfinite = false;
   // Which model/optimizer options the user gave; the others take the data kind's defaults.
   bool given_hidden = false, given_layers = false, given_lr = false, given_weight_decay = false;
 };
 
+// SIGINT and SIGTERM: finish the current step, save the snapshot, evaluate and save the model.
+// A second signal of the same kind kills the process at once (the default action).
 volatile std::sig_atomic_t g_interrupted = 0;
-extern "C" void on_sigint(int) { g_interrupted = 1; }
+extern "C" void on_stop_signal(int sig) {
+  g_interrupted = sig;
+  std::signal(sig, SIG_DFL);
+}
 
 std::string fingerprint(const TrainOptions& o, const TrainConfig& tc, const ModelConfig& c, int B,
                         int T, const std::string& kind) {
@@ -134,6 +140,7 @@ void run_train(const TrainOptions& o) {
   tc.memory_budget_mb = o.memory_budget;
   tc.k2 = o.k2;
   tc.rtrl = o.method == "rtrl";
+  tc.skip_nonfinite = o.skip_nonfinite;
   Trainer<Real> trainer(model, *task, tc);
   const std::string fp = fingerprint(o, tc, cfg, B, T, data.kind());
   if (!o.resume.empty()) trainer.load_snapshot(o.resume, fp);
@@ -158,10 +165,12 @@ void run_train(const TrainOptions& o) {
   if (!o.metrics.empty()) {
     metrics = std::make_unique<std::ofstream>(o.metrics, std::ios::trunc);
     if (!*metrics) throw Error(o.metrics, "cannot write the metrics file", "check the directory");
-    *metrics << "step,elapsed_s,train_loss,val_loss,lr,grad_norm,throughput\n";
+    *metrics << "step,elapsed_s,train_loss,val_loss,lr,grad_norm,throughput"
+             << (o.skip_nonfinite ? ",skipped_nonfinite\n" : "\n");
   }
   const bool tty = isatty(fileno(stderr));
-  std::signal(SIGINT, on_sigint);
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -186,9 +195,10 @@ void run_train(const TrainOptions& o) {
     else
       fmt::print(stderr, "{}{}\n", tty ? "\r" : "", line);
     if (metrics)
-      *metrics << fmt::format("{},{:.3f},{:.6g},{},{:.6g},{:.6g},{:.1f}\n", trainer.steps_done(), t,
+      *metrics << fmt::format("{},{:.3f},{:.6g},{},{:.6g},{:.6g},{:.1f}", trainer.steps_done(), t,
                               train_loss, val ? fmt::format("{:.6g}", val->loss) : "", info.lr,
                               info.grad_norm, rate)
+               << (o.skip_nonfinite ? fmt::format(",{}\n", trainer.skipped()) : "\n")
                << std::flush;
     loss_sum = 0;
     loss_n = 0;
@@ -201,8 +211,10 @@ void run_train(const TrainOptions& o) {
     if (o.time_budget > 0 && elapsed() >= o.time_budget) break;
     info = trainer.step();
     ++steps_this_run;
-    loss_sum += info.loss;
-    ++loss_n;
+    if (!info.skipped) {  // a skipped update's loss is not finite
+      loss_sum += info.loss;
+      ++loss_n;
+    }
     const bool ending = (limit > 0 && trainer.steps_done() >= limit) ||
                         (o.time_budget > 0 && elapsed() >= o.time_budget) || g_interrupted;
     if (ending) break;  // the final evaluation reports this step
@@ -217,11 +229,16 @@ void run_train(const TrainOptions& o) {
     if (!o.snapshot.empty() && o.snapshot_every > 0 && trainer.steps_done() % o.snapshot_every == 0)
       trainer.save_snapshot(o.snapshot, fp);
   }
-  if (g_interrupted) fmt::print(stderr, "\ninterrupted: evaluating and saving\n");
+  if (g_interrupted) {  // the snapshot first: it is what --resume needs
+    fmt::print(stderr, "\n{}: saving{} and evaluating\n",
+               g_interrupted == SIGTERM ? "terminated" : "interrupted",
+               o.snapshot.empty() ? "" : " the snapshot");
+    if (!o.snapshot.empty()) trainer.save_snapshot(o.snapshot, fp);
+  }
   Metrics val;
   if (evaluates) val = task->evaluate(model);
   if (steps_this_run > 0) report(info, evaluates ? &val : nullptr);
-  if (!o.snapshot.empty()) trainer.save_snapshot(o.snapshot, fp);
+  if (!o.snapshot.empty() && !g_interrupted) trainer.save_snapshot(o.snapshot, fp);
   if (!o.out.empty()) save_model(model, o.out);
   fmt::print("trained {} steps ({} this run) in {:.1f}s", trainer.steps_done(), steps_this_run,
              elapsed());
@@ -231,6 +248,9 @@ void run_train(const TrainOptions& o) {
   } else {
     fmt::print("; no held-out data to evaluate on");
   }
+  if (o.skip_nonfinite)
+    fmt::print("; {} non-finite update{} skipped", trainer.skipped(),
+               trainer.skipped() == 1 ? "" : "s");
   fmt::print("\n");
   if (!val.summary.empty()) fmt::print("{}\n", val.summary);
   if (!o.out.empty()) fmt::print("model written to {}\n", o.out);
@@ -291,6 +311,10 @@ void add_train(CLI::App& app, Runner& run) {
                   "Text: steps each update backpropagates through (>= --k1; default --k1): "
                   "BPTT(k2; k1), Williams & Peng 1990")
       ->check(CLI::PositiveNumber)->group("Gradient");
+  cmd->add_flag("--skip-nonfinite", o->skip_nonfinite,
+                "Skip an update whose loss, gradient or result is NaN or infinite (the "
+                "parameters stay as they were) and count it, instead of stopping with an error")
+      ->group("Optimizer");
   cmd->add_option("--steps", o->steps, "Stop after this many optimizer steps, counted from the start")->check(CLI::NonNegativeNumber)->group("Budget");
   cmd->add_option("--epochs", o->epochs, "Stop after this many passes over the training data")->check(CLI::NonNegativeNumber)->group("Budget");
   cmd->add_option("--time-budget", o->time_budget, "Stop after this many seconds, then evaluate and save")->check(CLI::NonNegativeNumber)->group("Budget");
