@@ -7,4 +7,5 @@ apt-get install -y --no-install-recommends \
   cmake make g++ pkg-config \
   libopenblas-dev libdnnl-dev libcli11-dev nlohmann-json3-dev libfmt-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
+  libopenmpi-dev openmpi-bin \
   gnuplot-nox fortunes

@@ -178,6 +178,11 @@ std::size_t numeric_gradient_count(const ModelConfig& cfg, int T, int B);
 template <class Real>
 void slice_steps(const Batch<Real>& batch, int s, int e, Batch<Real>& out);
 
+// Sequences [b0, b1) of a batch as a batch of its own (every tensor's B axis cut; h0/c0 are
+// [layers, B, H]). Reuses out's capacity.
+template <class Real>
+void slice_rows(const Batch<Real>& batch, int b0, int b1, int layers, Batch<Real>& out);
+
 // Σ_{t, b} batch.weight(t, b): the loss normalizer of the whole batch.
 template <class Real>
 double total_weight(const Batch<Real>& batch);

@@ -70,6 +70,9 @@ struct TrainConfig {
   int k2 = 0;                   // BPTT(k2; k1) for streams, k1 = the task's T: each update
                                 // backpropagates the last k2 >= k1 steps (0: k2 = k1)
   bool rtrl = false;            // online RTRL: an update after every time step
+  // Under MPI: start summing each layer's gradients across processes as soon as the backward
+  // pass has them (false: one all-reduce after the whole backward pass).
+  bool overlap_allreduce = true;
   // A non-finite loss, gradient or updated parameter: false stops training with bptt::Error
   // naming the step; true skips that update (parameters and optimizer state are left as they
   // were before it) and counts it in Trainer::skipped().
@@ -127,6 +130,8 @@ class Trainer {
   Gradients<Real> grads_;
   Batch<Real> batch_;
   Batch<Real> window_;                     // k2 > k1: the history, then the new steps
+  Batch<Real> local_;                      // under MPI: scratch for this process's rows
+  double global_weight_ = 0;               // Σ weights of the whole batch (all processes)
   std::int64_t step_ = 0, epoch_ = 0, index_ = 0, skipped_ = 0;
   std::vector<Real> backup_;             // skip_nonfinite: the parameters and optimizer state
                                          // before the update, restored when it is non-finite

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -28,6 +29,7 @@ class Workspace {
   static std::size_t bytes_for(const ModelConfig& cfg, int T, int B, bool with_dropout = false);
   int T() const { return T_; }
   int B() const { return B_; }
+  int hidden() const { return H_; }
   std::size_t bytes() const { return buf_.size() * sizeof(Real) + valid_.size(); }
 
   // Per layer k (pointers into one buffer):
@@ -101,6 +103,11 @@ struct Dropout {
   // The index of the batch's first element in the masks: a segment of a longer sequence that
   // starts at step s passes s·B·H, so it draws the same masks as the whole sequence would.
   std::uint64_t first = 0;
+  // A process that holds rows [row0, row0 + B) of a batch of `rows` sequences (data
+  // parallelism) draws, for its element (t, b, j), the mask of (t, row0 + b, j) of the whole
+  // batch; rows = 0: the batch is whole. `first` then counts elements of the whole batch.
+  int rows = 0;
+  int row0 = 0;
 };
 
 // What backward() takes from outside the batch, and what it can report beyond the gradients.
@@ -114,6 +121,10 @@ struct BackwardOptions {
   // If not nullptr: [L, T, B, H], ASSIGNED the total dL/dh_t of every layer and step (from the
   // layer above or the head plus from step t+1), for gradient diagnostics.
   Real* dh_trace = nullptr;
+  // If set: called with k as soon as layer k's parameter gradients are final, top layer first,
+  // and with k = L once the head's are (before any layer's), so that a caller can start
+  // reducing them across processes while the layers below are still running.
+  std::function<void(int)> gradients_ready;
 };
 
 // REQUIRES batch.validate(model.cfg, ...) passed and ws sized for (model.cfg, batch.T, batch.B)

@@ -72,6 +72,33 @@ void slice_steps(const Batch<Real>& batch, int s, int e, Batch<Real>& out) {
 }
 
 template <class Real>
+void slice_rows(const Batch<Real>& batch, int b0, int b1, int layers, Batch<Real>& out) {
+  const std::size_t B = std::size_t(batch.B), n = std::size_t(b1 - b0);
+  // v is [X, B, width]: keep rows [b0, b1) of every X.
+  const auto cut = [&](const auto& v, std::size_t X, auto& dst) {
+    dst.clear();
+    if (v.empty()) return;
+    const std::size_t width = v.size() / (X * B);
+    for (std::size_t x = 0; x < X; ++x) {
+      const auto first = v.begin() + std::ptrdiff_t((x * B + std::size_t(b0)) * width);
+      dst.insert(dst.end(), first, first + std::ptrdiff_t(n * width));
+    }
+  };
+  const std::size_t T = std::size_t(batch.T), L = std::size_t(layers);
+  out.T = batch.T;
+  out.B = int(n);
+  cut(batch.x, T, out.x);
+  cut(batch.y, T, out.y);
+  cut(batch.classes, T, out.classes);
+  cut(batch.mask, T, out.mask);
+  out.lengths.clear();
+  if (!batch.lengths.empty())
+    out.lengths.assign(batch.lengths.begin() + b0, batch.lengths.begin() + b1);
+  cut(batch.h0, L, out.h0);
+  cut(batch.c0, L, out.c0);
+}
+
+template <class Real>
 double total_weight(const Batch<Real>& batch) {
   double W = 0;
   for (int t = 0; t < batch.T; ++t)
@@ -81,6 +108,8 @@ double total_weight(const Batch<Real>& batch) {
 
 template void slice_steps<float>(const Batch<float>&, int, int, Batch<float>&);
 template void slice_steps<double>(const Batch<double>&, int, int, Batch<double>&);
+template void slice_rows<float>(const Batch<float>&, int, int, int, Batch<float>&);
+template void slice_rows<double>(const Batch<double>&, int, int, int, Batch<double>&);
 template double total_weight<float>(const Batch<float>&);
 template double total_weight<double>(const Batch<double>&);
 

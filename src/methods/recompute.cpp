@@ -117,7 +117,8 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
   }
   const auto seg_dropout = [&](int s) {
     Dropout d = dropout ? *dropout : Dropout{};
-    d.first = std::uint64_t(s) * std::uint64_t(B) * std::uint64_t(cfg.hidden_size);
+    const int whole = d.rows > 0 ? d.rows : B;  // elements of the whole batch per step
+    d.first = std::uint64_t(s) * std::uint64_t(whole) * std::uint64_t(cfg.hidden_size);
     return d;
   };
 

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <fmt/core.h>
 
+#include "bptt/dist.hpp"
 #include "bptt/error.hpp"
 #include "bptt/io.hpp"
 #include "bptt/train.hpp"
@@ -24,8 +25,9 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
       task_(task),
       cfg_(cfg),
       opt_(cfg.optimizer, model.params.size()),
-      grads_(model.cfg, task.T(), task.B()) {
-  grads_.x.clear();  // training needs no dL/dx
+      // Under MPI this process works on its rows of each batch only (include/bptt/dist.hpp).
+      grads_(model.cfg, task.T(), dist::rows_of(std::max(task.B(), dist::size())).count(),
+             /*with_x=*/false) {  // training needs no dL/dx
   if (!(cfg.dropout >= 0 && cfg.dropout < 1))
     throw Error("--dropout", "must lie in [0, 1)", "0 disables dropout");
   if (!(cfg.clip_norm >= 0)) throw Error("--clip-norm", "must be >= 0", "0 disables clipping");
@@ -36,7 +38,11 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
   cfg.schedule.validate();
   if (task.batches_per_epoch() < 1)
     throw Error("training data", "holds no complete batch", "lower --batch or --seq-len");
-  const int T = task.T(), B = task.B();
+  if (task.B() < dist::size())
+    throw Error("--batch", fmt::format("{} sequences cannot be split over {} processes",
+                                       task.B(), dist::size()),
+                "give --batch at least the number of processes (mpirun -np)");
+  const int T = task.T(), B = dist::rows_of(task.B()).count();  // this process's rows
   const bool recompute = cfg.recompute > 0 || cfg.memory_budget_mb > 0;
   const bool history = cfg.k2 > 0 && cfg.k2 != T;
   if (cfg.k2 > 0 && cfg.k2 < T)
@@ -52,6 +58,8 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
   if (history && recompute)
     throw Error("--k2", "cannot be combined with --recompute or --memory-budget",
                 "leave one of them out");
+  if (cfg.rtrl && dist::active())
+    throw Error("--method rtrl", "runs in one process", "run it without mpirun");
   if (cfg.rtrl) {
     const std::size_t states = model.cfg.cell == CellKind::lstm ? 2 : 1;
     const double need = double(B) * model.cfg.num_layers * model.cfg.hidden_size * double(states) *
@@ -87,11 +95,21 @@ StepInfo Trainer<Real>::step() {
     hist_x_.clear();
   }
   task_.fill(cfg_.seed, epoch_, index_, batch_);
+  if (step_ == 0 && !task_.carries_state())
+    batch_.validate(model_.cfg, task_.loss(), "training batch");
+  // Under MPI every process fills the same batch and keeps its own rows of it; the gradient is
+  // then weighted by this part's share of the loss weight (bptt_window).
+  global_weight_ = total_weight(batch_);
+  if (dist::active()) {
+    slice_rows(batch_, dist::rows_of(batch_.B).begin, dist::rows_of(batch_.B).end,
+               model_.cfg.num_layers, local_);
+    std::swap(batch_, local_);
+  }
   if (task_.carries_state()) {
     batch_.h0 = carry_h_;
     batch_.c0 = carry_c_;
+    if (step_ == 0) batch_.validate(model_.cfg, task_.loss(), "training batch");
   }
-  if (step_ == 0) batch_.validate(model_.cfg, task_.loss(), "training batch");
   const StepInfo info = rtrl_ ? rtrl_window() : bptt_window();
   ++step_;
   ++index_;
@@ -106,7 +124,7 @@ template <class Real>
 const Batch<Real>& Trainer<Real>::with_history() {
   const int T = task_.T();
   if (cfg_.k2 <= T) return batch_;
-  const std::size_t B = std::size_t(task_.B()), I = std::size_t(model_.cfg.input_size),
+  const std::size_t B = std::size_t(batch_.B), I = std::size_t(model_.cfg.input_size),
                     O = std::size_t(model_.cfg.output_size);
   const std::size_t n = hist_x_.size() / (B * I);  // steps of history
   Batch<Real>& w = window_;
@@ -137,11 +155,52 @@ const Batch<Real>& Trainer<Real>::with_history() {
 template <class Real>
 StepInfo Trainer<Real>::bptt_window() {
   grads_.zero();
-  const Dropout dropout{cfg_.dropout, cfg_.seed, std::uint64_t(step_)};
+  Dropout dropout{cfg_.dropout, cfg_.seed, std::uint64_t(step_)};
+  if (dist::active())  // this process's rows draw the whole batch's masks
+    dropout.rows = task_.B(), dropout.row0 = dist::rows_of(task_.B()).begin;
   const Dropout* d = cfg_.dropout > 0 ? &dropout : nullptr;
   const Batch<Real>& b = with_history();
   StepInfo info;
-  if (recompute_) {
+  const double local_weight = total_weight(b);
+  bool reduced = false;  // the gradient is summed over processes already
+  if (dist::active() && !(local_weight > 0)) {
+    // This process's rows carry no loss (padding of a last batch): its share is zero. (Streams,
+    // whose state must advance, always carry loss.)
+    info.loss = 0;
+  } else if (dist::active() && cfg_.overlap_allreduce && !recompute_) {
+    // The loss gradient is weighted by this part's share before the backward pass, so every
+    // layer's gradients are final when it finishes and their sum can start at once.
+    const double share = local_weight / global_weight_;
+    forward(model_, b, *ws_, d);
+    info.loss = loss_and_dz(task_.loss(), model_.cfg, b, ws_->z(), ws_->yhat(), ws_->dz()) * share;
+    Real* dz = ws_->dz();
+    for (std::size_t i = 0; i < std::size_t(b.T) * b.B * model_.cfg.output_size; ++i)
+      dz[i] *= Real(share);
+    dist::PendingSums pending;
+    ParamViews<Real> G(model_.cfg, grads_.params.data());
+    BackwardOptions<Real> opts;
+    opts.gradients_ready = [&](int k) {
+      Real* end = grads_.params.data() + grads_.params.size();
+      Real* first = k == model_.cfg.num_layers ? G.w_o : G.layers[std::size_t(k)].w_ih;
+      Real* last = k == model_.cfg.num_layers ? end
+                   : k + 1 < model_.cfg.num_layers ? G.layers[std::size_t(k) + 1].w_ih : G.w_o;
+      pending.start(first, std::size_t(last - first));
+    };
+    backward(model_, b, *ws_, grads_, opts);
+    pending.wait();
+    info.loss = dist::sum(info.loss);
+    reduced = true;
+    if (task_.carries_state()) {
+      if (cfg_.k2 > task_.T()) {
+        const std::size_t BI = std::size_t(b.B) * model_.cfg.input_size;
+        const int n = std::min(cfg_.k2 - task_.T(), b.T);
+        hist_x_.assign(b.x.end() - std::ptrdiff_t(std::size_t(n) * BI), b.x.end());
+        ws_->state_at(b.T - n, carry_h_, carry_c_);
+      } else {
+        ws_->state_at(b.T, carry_h_, carry_c_);
+      }
+    }
+  } else if (recompute_) {
     info.loss = recompute_->loss_and_gradients(model_, b, task_.loss(), grads_, d);
     if (task_.carries_state()) recompute_->final_state(carry_h_, carry_c_);
   } else {
@@ -156,6 +215,14 @@ StepInfo Trainer<Real>::bptt_window() {
         ws_->state_at(b.T, carry_h_, carry_c_);
       }
     }
+  }
+  if (dist::active() && !reduced) {
+    // Each part is normalized by its own weight; weighted by its share of the batch's, the sum
+    // over processes is the gradient of the global loss. One all-reduce over the whole arena.
+    const double share = local_weight / global_weight_;
+    for (Real& g : grads_.params) g *= Real(share);
+    info.loss = dist::sum(info.loss * share);
+    dist::sum(grads_.params.data(), grads_.params.size());
   }
   update(info);
   if (info.skipped) {  // a non-finite state carried on would make every later window non-finite
@@ -271,14 +338,19 @@ void Trainer<Real>::save_snapshot(const std::string& path, const std::string& fi
   for (const auto& slot : opt.state())
     if (!slot.data->empty())
       w.add("optimizer." + slot.name, {std::int64_t(slot.data->size())}, slot.data->data());
-  const std::vector<std::int64_t> state_shape = {c.num_layers, task_.B(), c.hidden_size};
-  if (!carry_h_.empty()) w.add("carry.h", state_shape, carry_h_.data());
-  if (!carry_c_.empty()) w.add("carry.c", state_shape, carry_c_.data());
-  if (!hist_x_.empty())
-    w.add("history.x",
-          {std::int64_t(hist_x_.size() / (std::size_t(task_.B()) * c.input_size)), task_.B(),
-           c.input_size},
-          hist_x_.data());
+  // Under MPI each process holds its rows of the carried state and history: rank 0 gathers them
+  // (every process calls this) and writes the whole batch's, so any number of processes resumes.
+  const int B = task_.B();
+  const std::vector<std::int64_t> state_shape = {c.num_layers, B, c.hidden_size};
+  std::vector<Real> ch, cc, hx;
+  dist::gather_rows(carry_h_, c.num_layers, B, c.hidden_size, ch);
+  dist::gather_rows(carry_c_, c.num_layers, B, c.hidden_size, cc);
+  const int n = int(hist_x_.size() / (std::size_t(dist::rows_of(B).count()) * c.input_size));
+  dist::gather_rows(hist_x_, n, B, c.input_size, hx);
+  if (dist::rank() != 0) return;
+  if (!ch.empty()) w.add("carry.h", state_shape, ch.data());
+  if (!cc.empty()) w.add("carry.c", state_shape, cc.data());
+  if (!hx.empty()) w.add("history.x", {n, B, c.input_size}, hx.data());
   w.write(path);
 }
 
@@ -363,11 +435,13 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
   std::vector<Real> ch, cc;
   if (f.has("carry.h")) {
     f.expect_shape("carry.h", state_shape, "[L, B, H]");
-    ch = f.as_real<Real>("carry.h");
+    ch = dist::my_rows(f.as_real<Real>("carry.h"), model_.cfg.num_layers, task_.B(),
+                       model_.cfg.hidden_size);
   }
   if (f.has("carry.c")) {
     f.expect_shape("carry.c", state_shape, "[L, B, H]");
-    cc = f.as_real<Real>("carry.c");
+    cc = dist::my_rows(f.as_real<Real>("carry.c"), model_.cfg.num_layers, task_.B(),
+                       model_.cfg.hidden_size);
   }
   std::vector<Real> hx;
   if (f.has("history.x")) {
@@ -377,7 +451,8 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
       throw Error(path + ": history.x", "holds no history this run can use",
                   "resume with the --k1/--k2 of the run that wrote it");
     f.expect_shape("history.x", {shape[0], task_.B(), model_.cfg.input_size}, "[n, B, I]");
-    hx = f.as_real<Real>("history.x");
+    hx = dist::my_rows(f.as_real<Real>("history.x"), int(shape[0]), task_.B(),
+                       model_.cfg.input_size);
   }
   // Commit.
   model_.params = std::move(loaded.params);

@@ -107,8 +107,13 @@ const Real* apply_dropout(const Dropout& d, int k, std::size_t n, const Real* h,
   Real* mask = ws.drop_mask(k);
   Real* out = ws.drop_in(k);
   const Real keep = Real(1 / (1 - d.p));
+  // Element i = (t, b, j) of this batch is element (t, row0 + b, j) of the whole one.
+  const std::uint64_t BH = std::uint64_t(ws.B()) * std::uint64_t(ws.hidden()),
+                      whole = d.rows > 0 ? std::uint64_t(d.rows) * std::uint64_t(ws.hidden()) : BH,
+                      shift = std::uint64_t(d.row0) * std::uint64_t(ws.hidden());
   for (std::size_t i = 0; i < n; ++i) {
-    mask[i] = counter_uniform(d.seed, d.stream, std::uint64_t(k), d.first + i) < d.p ? Real(0) : keep;
+    const std::uint64_t e = d.first + (i / BH) * whole + shift + i % BH;
+    mask[i] = counter_uniform(d.seed, d.stream, std::uint64_t(k), e) < d.p ? Real(0) : keep;
     out[i] = h[i] * mask[i];
   }
   return out;
@@ -183,6 +188,7 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
   const Real* top = ws.h(cfg.num_layers - 1) + BH;
   gemm(true, false, O, H, TB, Real(1), ws.dz(), O, top, H, Real(1), D.w_o, H);
   kernels::sum_rows(TB, O, ws.dz(), D.b_o);
+  if (opts.gradients_ready) opts.gradients_ready(cfg.num_layers);
 
   const int C = ws.chunk_steps();
   for (int k = cfg.num_layers - 1; k >= 0; --k) {
@@ -242,6 +248,7 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
     if (k > 0 && ws.dropout_active) in = ws.drop_in(k);
     gemm(true, false, GH, p.in, TB, Real(1), ws.dgi(k), GH, in, p.in, Real(1), d.w_ih, p.in);
     kernels::sum_rows(TB, GH, ws.dgi(k), d.b_ih);
+    if (opts.gradients_ready) opts.gradients_ready(k);
     if (k == 0 && !grads.x.empty()) {
       gemm(false, false, TB, p.in, GH, Real(1), ws.dgi(k), GH, p.w_ih, p.in, Real(1),
            grads.x.data(), p.in);

@@ -4,10 +4,12 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdio>
 #include <exception>
 #include <vector>
 #include <string>
 
+#include "bptt/dist.hpp"
 #include "bptt/error.hpp"
 #include "verbs.hpp"
 
@@ -44,9 +46,21 @@ std::string precheck(const CLI::App& app, int argc, char** argv) {
   return "";
 }
 
+// Under mpirun: rank 0 alone reports an error, then the whole job ends with `code` (a process
+// that failed alone must not leave the others waiting in a collective). Otherwise returns code.
+int fail(int code, const std::string& line) {
+  if (bptt::dist::rank() == 0) fmt::print(stderr, "{}\n", line);
+  if (bptt::dist::active()) {
+    std::fflush(stderr);
+    bptt::dist::abort_all(code);
+  }
+  return code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  bptt::dist::Session mpi(argc, argv);  // MPI_Init under mpirun, nothing otherwise
   CLI::App app{"bptt: recurrent networks trained by exact backpropagation through time"};
   app.require_subcommand(1, 1);
   app.fallthrough(false);
@@ -75,22 +89,18 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    fmt::print(stderr, "bptt: usage error: {} (hint: run 'bptt --help' or 'bptt VERB --help')\n",
-               one_line(e.what()));
-    return 2;
+    return fail(2, "bptt: usage error: " + one_line(e.what()) +
+                       " (hint: run 'bptt --help' or 'bptt VERB --help')");
   }
 
   try {
     if (run) run();
     return 0;
   } catch (const bptt::Error& e) {
-    fmt::print(stderr, "bptt: error: {}\n", one_line(e.what()));
-    return 2;
+    return fail(2, "bptt: error: " + one_line(e.what()));
   } catch (const std::bad_alloc&) {
-    fmt::print(stderr, "bptt: error: out of memory (hint: use smaller B, T or H)\n");
-    return 2;
+    return fail(2, "bptt: error: out of memory (hint: use smaller B, T or H)");
   } catch (const std::exception& e) {
-    fmt::print(stderr, "bptt: internal error: {}\n", one_line(e.what()));
-    return 1;
+    return fail(1, "bptt: internal error: " + one_line(e.what()));
   }
 }

@@ -5,10 +5,12 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 
+#include "bptt/dist.hpp"
 #include "bptt/error.hpp"
 #include "bptt/io.hpp"
 #include "common.hpp"
@@ -41,6 +43,8 @@ struct TrainOptions {
   int recompute = 0, k1 = 0, k2 = 0;
   double memory_budget = 0;  // MB
   bool skip_nonfinite = false;
+  std::int64_t check_replicas = 0;  // MPI: compare the parameters of all processes every N steps
+  std::string allreduce = "overlap";  // MPI: sum each layer's gradients as soon as it has them
   // Which model/optimizer options the user gave; the others take the data kind's defaults.
   bool given_hidden = false, given_layers = false, given_lr = false, given_weight_decay = false;
 };
@@ -141,28 +145,34 @@ void run_train(const TrainOptions& o) {
   tc.k2 = o.k2;
   tc.rtrl = o.method == "rtrl";
   tc.skip_nonfinite = o.skip_nonfinite;
+  tc.overlap_allreduce = o.allreduce == "overlap";
   Trainer<Real> trainer(model, *task, tc);
   const std::string fp = fingerprint(o, tc, cfg, B, T, data.kind());
   if (!o.resume.empty()) trainer.load_snapshot(o.resume, fp);
   const bool evaluates = task->has_evaluation();
-  if (trainer.recompute_interval() > 0)
+  // Under mpirun (docs/distributed.md) rank 0 alone prints and writes files.
+  const bool root = dist::rank() == 0;
+  if (root && dist::active())
+    fmt::print(stderr, "distributed: {} processes, {} sequences of each batch per process\n",
+               dist::size(), dist::rows_of(B).count());
+  if (root && trainer.recompute_interval() > 0)
     fmt::print(stderr, "gradient: recompute, states kept every {} steps ({:.3g} MB instead of "
                "{:.3g} MB)\n", trainer.recompute_interval(),
                double(recompute_bytes(cfg, task->T(), B, trainer.recompute_interval(), sizeof(Real), o.dropout > 0)) / 1e6,
                double(full_bptt_bytes(cfg, task->T(), B, sizeof(Real), o.dropout > 0)) / 1e6);
-  if (tc.k2 > task->T())
+  if (root && tc.k2 > task->T())
     fmt::print(stderr, "gradient: BPTT({}; {}): an update every {} steps, each backpropagating "
                "{} steps\n", tc.k2, task->T(), task->T(), tc.k2);
-  if (tc.rtrl)
+  if (root && tc.rtrl)
     fmt::print(stderr, "gradient: online RTRL, an update after every time step\n");
 
-  fmt::print(stderr, "data: {}\n", data.describe());
-  fmt::print(stderr, "model: {} {}x{}, {} parameters, {} batches of {}x{} per epoch\n",
+  if (root) fmt::print(stderr, "data: {}\n", data.describe());
+  if (root) fmt::print(stderr, "model: {} {}x{}, {} parameters, {} batches of {}x{} per epoch\n",
              to_string(cfg.cell), cfg.num_layers, cfg.hidden_size, model.params.size(), bpe, B,
              task->T());
 
   std::unique_ptr<std::ofstream> metrics;
-  if (!o.metrics.empty()) {
+  if (root && !o.metrics.empty()) {
     metrics = std::make_unique<std::ofstream>(o.metrics, std::ios::trunc);
     if (!*metrics) throw Error(o.metrics, "cannot write the metrics file", "check the directory");
     *metrics << "step,elapsed_s,train_loss,val_loss,lr,grad_norm,throughput"
@@ -190,7 +200,9 @@ void run_train(const TrainOptions& o) {
         limit > 0 ? fmt::format("/{}", limit) : "", trainer.epoch() + 1, train_loss,
         val ? fmt::format(" | val {:.4f}", val->loss) : "", info.lr, rate,
         data.kind() == "text" ? "chars" : "steps", eta);
-    if (tty && !val)
+    if (!root)
+      ;
+    else if (tty && !val)
       fmt::print(stderr, "\r{:<100}", line);
     else
       fmt::print(stderr, "{}{}\n", tty ? "\r" : "", line);
@@ -206,19 +218,43 @@ void run_train(const TrainOptions& o) {
   };
 
   StepInfo info;
-  while (!g_interrupted) {
-    if (limit > 0 && trainer.steps_done() >= limit) break;
-    if (o.time_budget > 0 && elapsed() >= o.time_budget) break;
+  // Every process must take the same decisions: stop when any of them would (a budget reached,
+  // or a signal; max over processes: 2 = a signal, 1 = a budget).
+  bool interrupted = false;
+  const auto should_stop = [&] {
+    const bool budget = (limit > 0 && trainer.steps_done() >= limit) ||
+                        (o.time_budget > 0 && elapsed() >= o.time_budget);
+    const double v = dist::max(g_interrupted ? 2.0 : budget ? 1.0 : 0.0);
+    interrupted = v >= 2;
+    return v > 0;
+  };
+  while (!should_stop()) {
     info = trainer.step();
     ++steps_this_run;
     if (!info.skipped) {  // a skipped update's loss is not finite
       loss_sum += info.loss;
       ++loss_n;
     }
-    const bool ending = (limit > 0 && trainer.steps_done() >= limit) ||
-                        (o.time_budget > 0 && elapsed() >= o.time_budget) || g_interrupted;
-    if (ending) break;  // the final evaluation reports this step
-    const bool eval_now = evaluates && o.eval_every > 0 && trainer.steps_done() % o.eval_every == 0;
+    // Fault injection for the test of --check-replicas (docs/distributed.md): the named rank's
+    // parameters drift after the first step.
+    if (trainer.steps_done() == 1 && dist::active())
+      if (const char* r = std::getenv("BPTT_FAULT_PERTURB_RANK"); r && std::atoi(r) == dist::rank())
+        model.params[0] += Real(1e-3);
+    if (o.check_replicas > 0 && trainer.steps_done() % o.check_replicas == 0) {
+      const std::vector<int> bad =
+          dist::differing_replicas(model.params.data(), model.params.size() * sizeof(Real));
+      if (!bad.empty()) {
+        std::string ranks;
+        for (int r : bad) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+        throw Error("--check-replicas", fmt::format("after step {} the parameters of rank {} "
+                                                    "differ from rank 0's", trainer.steps_done(),
+                                                    ranks),
+                    "the processes diverged: check that every rank runs the same bptt, options "
+                    "and data, then --resume from the last snapshot");
+      }
+    }
+    if (should_stop()) break;  // the final evaluation reports this step
+    const bool eval_now = root && evaluates && o.eval_every > 0 && trainer.steps_done() % o.eval_every == 0;
     if (eval_now) {
       const Metrics val = task->evaluate(model);
       report(info, &val);
@@ -229,16 +265,18 @@ void run_train(const TrainOptions& o) {
     if (!o.snapshot.empty() && o.snapshot_every > 0 && trainer.steps_done() % o.snapshot_every == 0)
       trainer.save_snapshot(o.snapshot, fp);
   }
-  if (g_interrupted) {  // the snapshot first: it is what --resume needs
+  if (interrupted) {  // the snapshot first: it is what --resume needs
+    if (root)
     fmt::print(stderr, "\n{}: saving{} and evaluating\n",
                g_interrupted == SIGTERM ? "terminated" : "interrupted",
                o.snapshot.empty() ? "" : " the snapshot");
     if (!o.snapshot.empty()) trainer.save_snapshot(o.snapshot, fp);
   }
+  if (!o.snapshot.empty() && !interrupted) trainer.save_snapshot(o.snapshot, fp);
+  if (!root) return;  // every process holds the same model; rank 0 evaluates and writes it
   Metrics val;
   if (evaluates) val = task->evaluate(model);
   if (steps_this_run > 0) report(info, evaluates ? &val : nullptr);
-  if (!o.snapshot.empty() && !g_interrupted) trainer.save_snapshot(o.snapshot, fp);
   if (!o.out.empty()) save_model(model, o.out);
   fmt::print("trained {} steps ({} this run) in {:.1f}s", trainer.steps_done(), steps_this_run,
              elapsed());
@@ -311,6 +349,15 @@ void add_train(CLI::App& app, Runner& run) {
                   "Text: steps each update backpropagates through (>= --k1; default --k1): "
                   "BPTT(k2; k1), Williams & Peng 1990")
       ->check(CLI::PositiveNumber)->group("Gradient");
+  cmd->add_option("--allreduce", o->allreduce,
+                  "Under mpirun: overlap (default; each layer's gradients are summed across "
+                  "processes while the layers below run backward) or after (one all-reduce "
+                  "after the backward pass)")
+      ->check(CLI::IsMember({"overlap", "after"}))->group("Output");
+  cmd->add_option("--check-replicas", o->check_replicas,
+                  "Under mpirun: every N steps compare a hash of the parameters of all "
+                  "processes and stop with an error naming the ranks that differ")
+      ->check(CLI::NonNegativeNumber)->group("Output");
   cmd->add_flag("--skip-nonfinite", o->skip_nonfinite,
                 "Skip an update whose loss, gradient or result is NaN or infinite (the "
                 "parameters stay as they were) and count it, instead of stopping with an error")
