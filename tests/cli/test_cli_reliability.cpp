@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "cli/cli_util.hpp"
+#include "cli/spawn_util.hpp"
 
 namespace bptt::cli_test {
 namespace {
@@ -102,32 +103,6 @@ TEST_F(CliReliability, SkipNonfiniteSkipsCountsAndKeepsTheLastGoodParameters) {
   for (const std::string& n : a.names()) EXPECT_EQ(a.as_f64(n), b.as_f64(n)) << n;
 }
 
-// Starts `bptt args` in the background; returns its pid.
-pid_t spawn_cli(const std::vector<std::string>& args, const fs::path& dir) {
-  std::vector<std::string> argv_s = {BPTT_CLI_PATH};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  const std::string out = (dir / "stdout").string(), err = (dir / "stderr").string();
-  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  EXPECT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&actions);
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 class CliStop : public CliReliability, public ::testing::WithParamInterface<int> {};
 
 TEST_P(CliStop, SavesASnapshotAfterTheCurrentStepAndResumes) {
@@ -135,6 +110,7 @@ TEST_P(CliStop, SavesASnapshotAfterTheCurrentStepAndResumes) {
   const std::string snap = path("snap.safetensors"), out = path("model.safetensors");
   const pid_t pid = spawn_cli(train_args({"--steps", "100000000", "--snapshot", snap, "--out", out}),
                               root_ / "io");
+  ASSERT_GT(pid, 0);
   // Wait until training runs (the progress line), then stop it.
   for (int i = 0; i < 400 && read_bytes(root_ / "io" / "stderr").find("model:") == std::string::npos;
        ++i)
