@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "bptt/batch.hpp"
 #include "bptt/model.hpp"
@@ -23,6 +24,11 @@ template <class Real>
 Model<Real> load_model(const safetensors::File& file);
 template <class Real>
 Model<Real> load_model(const std::string& path) { return load_model<Real>(safetensors::File::read(path)); }
+
+// Throws bptt::Error("<path>: <name>", "element [i, j] is nan", ...) for the first non-finite
+// value of tensor `name` (v: its values as read). load_model checks every parameter with it.
+template <class Real>
+void require_finite(const safetensors::File& f, const std::string& name, const std::vector<Real>& v);
 
 // Writes the configuration keys above and the task metadata into w's __metadata__ (shared by
 // model files and snapshots), and the parameters under their state_dict names.

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <set>
 
 #include <fmt/core.h>
@@ -90,10 +91,34 @@ Model<Real> load_model(const File& f) {
     if (!kConfigKeys.count(key)) model.metadata[key] = value;
   for (const ParamInfo& p : layout) {
     const std::vector<Real> v = f.as_real<Real>(p.name);
+    require_finite(f, p.name, v);
     std::copy(v.begin(), v.end(), model.params.begin() + std::ptrdiff_t(p.offset));
   }
   return model;
 }
+
+template <class Real>
+void require_finite(const safetensors::File& f, const std::string& name, const std::vector<Real>& v) {
+  for (std::size_t k = 0; k < v.size(); ++k) {
+    if (std::isfinite(v[k])) continue;
+    std::string pos;
+    std::size_t rest = k;
+    const auto& shape = f.at(name).shape;
+    for (std::size_t j = shape.size(); j-- > 0;) {
+      const auto n = std::size_t(std::max<std::int64_t>(shape[j], 1));
+      pos = std::to_string(rest % n) + (pos.empty() ? "" : ", ") + pos;
+      rest /= n;
+    }
+    throw Error(f.path() + ": " + name,
+                "element [" + pos + "] is " + (std::isnan(v[k]) ? "nan" : v[k] > 0 ? "inf" : "-inf"),
+                "the file holds non-finite numbers (written by a run that diverged, or damaged)");
+  }
+}
+
+template void require_finite<float>(const safetensors::File&, const std::string&,
+                                    const std::vector<float>&);
+template void require_finite<double>(const safetensors::File&, const std::string&,
+                                     const std::vector<double>&);
 
 template <class Real>
 void add_model(const Model<Real>& model, safetensors::Writer& w) {

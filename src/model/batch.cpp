@@ -1,6 +1,8 @@
 #include "bptt/batch.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "bptt/error.hpp"
 
@@ -15,6 +17,29 @@ void expect_size(const V& v, std::size_t n, const std::string& where, const std:
     throw Error(where + ": " + name,
                 "has " + std::to_string(v.size()) + " elements, expected " + shape + " = " +
                     std::to_string(n));
+}
+
+// The first non-finite element of v (laid out as `shape`), named by its position:
+// "x: element [t=3, b=0, i=1] is nan (a value beyond float's range reads as inf)".
+template <class V>
+void check_finite(const V& v, std::initializer_list<std::size_t> shape, const char* axes,
+                  const std::string& where, const std::string& name) {
+  for (std::size_t k = 0; k < v.size(); ++k) {
+    if (std::isfinite(v[k])) continue;
+    std::vector<std::size_t> idx(shape.size());
+    std::size_t rest = k;
+    for (std::size_t j = shape.size(); j-- > 0;) {
+      const std::size_t n = std::max<std::size_t>(shape.begin()[j], 1);
+      idx[j] = rest % n;
+      rest /= n;
+    }
+    std::string pos;
+    for (std::size_t j = 0; j < idx.size(); ++j)
+      pos += (j ? ", " : "") + std::string(1, axes[j]) + "=" + std::to_string(idx[j]);
+    throw Error(where + ": " + name,
+                "element [" + pos + "] is " + (std::isnan(v[k]) ? "nan" : v[k] > 0 ? "inf" : "-inf"),
+                "input data must be finite; values beyond the precision's range read as inf");
+  }
 }
 
 std::string dims(std::initializer_list<std::size_t> d) {
@@ -33,8 +58,7 @@ void Batch<Real>::validate(const ModelConfig& cfg, const std::string& where) con
   const std::size_t t = std::size_t(T), b = std::size_t(B), I = std::size_t(cfg.input_size),
                     H = std::size_t(cfg.hidden_size), L = std::size_t(cfg.num_layers);
   expect_size(x, t * b * I, where, "x", "[T, B, I] " + dims({t, b, I}));
-  for (Real v : x)
-    if (!std::isfinite(v)) throw Error(where + ": x", "contains a non-finite value");
+  check_finite(x, {t, b, I}, "tbi", where, "x");
   if (!lengths.empty()) {
     expect_size(lengths, b, where, "lengths", "[B] " + dims({b}));
     for (std::size_t i = 0; i < b; ++i)
@@ -52,8 +76,7 @@ void Batch<Real>::validate(const ModelConfig& cfg, const std::string& where) con
                     "mask values are step weights and must be finite and >= 0");
   }
   auto finite = [&](const std::vector<Real>& v, const char* name) {
-    for (Real e : v)
-      if (!std::isfinite(e)) throw Error(where + ": " + name, "contains a non-finite value");
+    check_finite(v, {L, b, H}, "lbh", where, name);
   };
   if (!h0.empty()) expect_size(h0, L * b * H, where, "h0", "[L, B, H] " + dims({L, b, H}));
   finite(h0, "h0");
@@ -78,8 +101,7 @@ void Batch<Real>::validate(const ModelConfig& cfg, LossKind loss, const std::str
                                        std::string(to_string(loss)) + " loss needs values",
                     "use --loss xent for class indices, or store y as F32/F64 [T, B, O]");
       expect_size(y, t * b * O, where, "y", "[T, B, O] " + dims({t, b, O}));
-      for (Real v : y)
-        if (!std::isfinite(v)) throw Error(where + ": y", "contains a non-finite value");
+      check_finite(y, {t, b, O}, "tbo", where, "y");
       if (loss == LossKind::bce)
         for (Real v : y)
           if (v < Real(0) || v > Real(1))

@@ -409,6 +409,7 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
   for (const ParamInfo& p : param_layout(model_.cfg)) {
     f.expect_shape(p.name, p.shape, "the run's shape");
     const auto v = f.as_real<Real>(p.name);
+    require_finite(f, p.name, v);  // a snapshot is never written with non-finite parameters
     std::copy(v.begin(), v.end(), loaded.params.begin() + std::ptrdiff_t(p.offset));
   }
   std::vector<std::vector<Real>> slots;
@@ -420,6 +421,7 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
     }
     f.expect_shape(name, {std::int64_t(slot.data->size())}, "[parameters]");
     slots.push_back(f.as_real<Real>(name));
+    require_finite(f, name, slots.back());
   }
   const std::vector<std::int64_t> state_shape = {model_.cfg.num_layers, task_.B(),
                                                  model_.cfg.hidden_size};

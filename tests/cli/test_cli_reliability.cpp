@@ -149,5 +149,54 @@ TEST_F(CliReliability, AnAbsurdWorkspaceIsRefusedBeforeAllocating) {
                        {"workspace", "T = 1000, B = 100000", "needs", "GB"}));
 }
 
+// Non-finite numbers in input files are refused at load time, naming the file, the tensor and
+// the element.
+TEST_F(CliReliability, NonFiniteDataIsRefusedWithItsPosition) {
+  Sizes s;  // LSTM, I = 2, H = 3, O = 2, T = 3, B = 2
+  const std::string mp = small_model(s).write(path("model.safetensors"));
+  FileSpec d = small_data(s, "mse");
+  std::vector<double> x = values(s.T * s.B * s.I, 50);
+  x[(1 * s.B + 1) * s.I + 0] = std::nan("");  // t = 1, b = 1, i = 0
+  d.set("x", tensor_f64({s.T, s.B, s.I}, x));
+  const std::string dp = d.write(path("data.safetensors"));
+  const std::vector<std::string> grad = {"grad", "--model", mp, "--data", dp, "--out",
+                                         path("g.safetensors"), "--loss", "mse"};
+  EXPECT_TRUE(rejected(grad, {"data.safetensors: x", "element [t=1, b=1, i=0] is nan"}));
+  // 1e300 is finite in f64 but beyond float's range: refused when computing in f32.
+  std::vector<double> y = values(s.T * s.B * s.O, 60);
+  y[(1 * s.B + 0) * s.O + 1] = 1e300;  // t = 1, b = 0, o = 1
+  d = small_data(s, "mse");
+  d.set("y", tensor_f64({s.T, s.B, s.O}, y));
+  d.write(path("data.safetensors"));
+  std::vector<std::string> f32 = grad;
+  f32.insert(f32.end(), {"--dtype", "f32"});
+  EXPECT_TRUE(rejected(f32, {"data.safetensors: y", "element [t=1, b=0, o=1] is inf"}));
+}
+
+TEST_F(CliReliability, NonFiniteParametersAreRefusedWithTheirPosition) {
+  Sizes s;
+  FileSpec m = small_model(s);
+  std::vector<double> w = values(4 * s.H * s.H, 3);
+  w[s.H + 2] = -INFINITY;  // row 1, column 2
+  m.set("rnn.weight_hh_l0", tensor_f64({4 * s.H, s.H}, w));
+  const std::string mp = m.write(path("model.safetensors"));
+  const std::string dp = small_data(s, "mse").write(path("data.safetensors"));
+  EXPECT_TRUE(rejected({"predict", "--model", mp, "--data", dp, "--out", path("p.safetensors")},
+                       {"model.safetensors: rnn.weight_hh_l0", "element [1, 2] is -inf"}));
+}
+
+TEST_F(CliReliability, ASnapshotWithNonFiniteNumbersIsRefused) {
+  const std::string snap = path("snap.safetensors");
+  ASSERT_EQ(run(train_args({"--steps", "2", "--snapshot", snap})).code, 0);
+  FileSpec f = FileSpec::from(st::File::read(snap));
+  st::Tensor& t = f.at("optimizer.exp_avg");
+  ASSERT_EQ(t.dtype, st::ElemType::F32);
+  const float nan = std::nanf("");
+  std::memcpy(t.bytes.data() + 5 * sizeof(float), &nan, sizeof(float));
+  f.write(snap);
+  EXPECT_TRUE(rejected(train_args({"--steps", "4", "--snapshot", snap, "--resume", snap}),
+                       {"snap.safetensors: optimizer.exp_avg", "element [5] is nan"}));
+}
+
 }  // namespace
 }  // namespace bptt::cli_test
