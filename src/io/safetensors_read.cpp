@@ -26,6 +26,7 @@
 #include <utility>
 
 #include "bptt/error.hpp"
+#include "bptt/limits.hpp"
 
 namespace bptt::safetensors {
 
@@ -254,6 +255,16 @@ File File::read(const std::string& path) {
              std::to_string(size) + "-byte file",
          "the file is truncated or not a safetensors file");
 
+  // The reference implementation's limit: a longer header is damage, not a model.
+  constexpr u64 kMaxHeader = 100'000'000;
+  if (header_len > kMaxHeader)
+    fail(path + ": header",
+         "length " + std::to_string(header_len) + " bytes exceeds the format's limit of " +
+             std::to_string(kMaxHeader),
+         "the file is corrupt or not a safetensors file");
+  // Every tensor is copied into memory: the file must fit before anything is read.
+  check_memory(double(size), path, "reading this " + std::to_string(size) + "-byte file",
+               "the tensors of a safetensors file are held in memory");
   std::string header(static_cast<std::size_t>(header_len), '\0');
   read_exact(header.data(), header_len);
   const u64 data_size = size - 8 - header_len;

@@ -30,6 +30,7 @@ std::uint64_t memory_limit_bytes() {
 }
 
 std::string format_bytes(double bytes) {
+  if (bytes < 1e6) return fmt::format("{:.0f} bytes", bytes);
   if (bytes < 1e9) return fmt::format("{:.1f} MB", bytes / 1e6);
   if (bytes < 1e15) return fmt::format("{:.1f} GB", bytes / 1e9);
   return fmt::format("{:.3g} GB", bytes / 1e9);

@@ -198,5 +198,38 @@ TEST_F(CliReliability, ASnapshotWithNonFiniteNumbersIsRefused) {
                        {"snap.safetensors: optimizer.exp_avg", "element [5] is nan"}));
 }
 
+// A header length within the file but beyond the format's 100 MB limit (a sparse file: no disk
+// space is used) is refused before the header is read.
+TEST_F(CliReliability, AHugeHeaderIsRefusedBeforeReadingIt) {
+  const std::string mp = path("model.safetensors");
+  const std::uint64_t n = 150'000'000;
+  std::string len(8, '\0');
+  for (int i = 0; i < 8; ++i) len[std::size_t(i)] = char((n >> (8 * i)) & 0xff);
+  write_file(mp, len);
+  fs::resize_file(mp, 8 + n + 16);
+  Sizes s;
+  const std::string dp = small_data(s, "mse").write(path("data.safetensors"));
+  const RunResult r =
+      run({"predict", "--model", mp, "--data", dp, "--out", path("p.safetensors")});
+  EXPECT_EQ(r.code, 2) << r;
+  EXPECT_NE(r.err.find("model.safetensors: header: length 150000000 bytes exceeds the format's "
+                       "limit of 100000000"),
+            std::string::npos)
+      << r;
+}
+
+// A file larger than the memory this process may use is refused before it is read, saying how
+// much it needs (BPTT_MEMORY_LIMIT_MB lowers the limit, as on a small machine).
+TEST_F(CliReliability, AFileLargerThanMemoryIsRefused) {
+  Sizes s;
+  const std::string mp = small_model(s).write(path("model.safetensors"));
+  const std::string dp = small_data(s, "mse").write(path("data.safetensors"));
+  ::setenv("BPTT_MEMORY_LIMIT_MB", "0.0005", 1);
+  const bool ok = rejected({"predict", "--model", mp, "--data", dp, "--out", path("p.safetensors")},
+                           {"model.safetensors", "needs", "but only 500 bytes of memory are available"});
+  ::unsetenv("BPTT_MEMORY_LIMIT_MB");
+  EXPECT_TRUE(ok);
+}
+
 }  // namespace
 }  // namespace bptt::cli_test
