@@ -8,4 +8,5 @@ apt-get install -y --no-install-recommends \
   libopenblas-dev libdnnl-dev libcli11-dev nlohmann-json3-dev libfmt-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
   libopenmpi-dev openmpi-bin \
+  clang libclang-rt-14-dev libomp-dev \
   gnuplot-nox fortunes
