@@ -1,4 +1,6 @@
 #include "bptt/bench.hpp"
+
+#include <fmt/core.h>
 #include "bptt/methods.hpp"
 
 #include <sys/resource.h>
@@ -10,6 +12,7 @@
 #include <random>
 
 #include "bptt/error.hpp"
+#include "bptt/limits.hpp"
 #include "bptt/optim.hpp"
 #include "bptt/unroll.hpp"
 #include "kernels/gemm.hpp"
@@ -179,6 +182,17 @@ template <class Real>
 BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
   Model<Real> model(s.cfg);
   model.init_uniform(o.seed);
+  {  // the batch (x, y) and, when not recomputing, the workspace: refused before allocating
+    const ModelConfig& c = s.cfg;
+    const double TB = double(s.T) * s.B;
+    const double need =
+        TB * (c.input_size + c.output_size) * sizeof(Real) +
+        (o.recompute > 0 ? 0.0
+                         : TB * c.num_layers * c.hidden_size * (c.gates() + 4.0) * sizeof(Real));
+    check_memory(need, "shape " + s.name,
+                 fmt::format("the batch and workspace of T = {}, B = {}", s.T, s.B),
+                 "use a smaller T or B");
+  }
   const Batch<Real> batch = random_batch<Real>(s, o.seed + 1);
   batch.validate(s.cfg, s.loss, "shape " + s.name);
   const bool train = o.mode == BenchMode::train;

@@ -149,6 +149,12 @@ TEST_F(CliReliability, AnAbsurdWorkspaceIsRefusedBeforeAllocating) {
                        {"workspace", "T = 1000, B = 100000", "needs", "GB"}));
 }
 
+TEST_F(CliReliability, AnAbsurdBenchShapeIsRefusedBeforeAllocating) {
+  EXPECT_TRUE(rejected({"bench", "lstm_l2_t100000_b100000_i65_h256_o65_xent"},
+                       {"shape lstm_l2_t100000_b100000_i65_h256_o65_xent", "T = 100000, B = 100000",
+                        "needs", "GB but only"}));
+}
+
 // Non-finite numbers in input files are refused at load time, naming the file, the tensor and
 // the element.
 TEST_F(CliReliability, NonFiniteDataIsRefusedWithItsPosition) {
