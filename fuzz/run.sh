@@ -22,11 +22,13 @@ for n in $names; do
   artifacts=build-fuzz/artifacts/$n
   mkdir -p "$corpus" "$artifacts"
   log=build-fuzz/fuzz-$n.log
+  regressions=""  # inputs that once failed: replayed first, every run
+  [ -d fuzz/regressions/"$n" ] && regressions=fuzz/regressions/$n
   # -rss_limit_mb / -malloc_limit_mb: an allocation a file's header asks for beyond 1 GB is a
   # finding (limits are checked before allocating). Seeds are up to ~6 KB; inputs up to 64 KB.
   if ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 \
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
-     ./build-fuzz/fuzz/fuzz_"$n" "$corpus" fuzz/corpus/"$n" -max_total_time="$seconds" \
+     ./build-fuzz/fuzz/fuzz_"$n" "$corpus" fuzz/corpus/"$n" $regressions -max_total_time="$seconds" \
        -max_len=65536 -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
        -artifact_prefix="$artifacts/" -print_final_stats=1 >"$log" 2>&1; then
     result=ok

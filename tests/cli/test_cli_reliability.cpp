@@ -155,6 +155,15 @@ TEST_F(CliReliability, AnAbsurdBenchShapeIsRefusedBeforeAllocating) {
                         "needs", "GB but only"}));
 }
 
+// Found by fuzz_cli (fuzz/regressions/cli/explain_h0_carriage_return): explain echoed an option's
+// value with its control bytes into the error, so the message itself held a line break.
+TEST_F(CliReliability, ExplainEscapesControlBytesOfABadValue) {
+  const std::string value = "-0\xff\r,1";
+  EXPECT_TRUE(rejected({"explain", "--h0", value}, {"--h0", "'-0\xff\\x0d,1' is not a number"}));
+  EXPECT_TRUE(rejected({"explain", "--x", "1,\n2x"}, {"--x", "'1,\\x0a2x' is not a list"}));
+  EXPECT_TRUE(rejected({"explain", "--phi", "re\x1blu"}, {"--phi", "'re\\x1blu'"}));
+}
+
 // Non-finite numbers in input files are refused at load time, naming the file, the tensor and
 // the element.
 TEST_F(CliReliability, NonFiniteDataIsRefusedWithItsPosition) {
