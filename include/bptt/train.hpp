@@ -120,6 +120,7 @@ class Trainer {
   StepInfo bptt_window();
   StepInfo rtrl_window();
   const Batch<Real>& with_history();
+  void keep_state(const Batch<Real>& b);
   // Clips, checks and applies grads_.params; fills info's grad_norm and lr.
   void update(StepInfo& info);
 

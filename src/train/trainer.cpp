@@ -152,6 +152,18 @@ const Batch<Real>& Trainer<Real>::with_history() {
   return w;
 }
 
+// After a full-BPTT pass over window b of a stream: the next window starts from this one's
+// final state or, with history (k2 > k1), where its history starts, keeping that history's inputs.
+template <class Real>
+void Trainer<Real>::keep_state(const Batch<Real>& b) {
+  if (!task_.carries_state()) return;
+  if (cfg_.k2 <= task_.T()) return ws_->state_at(b.T, carry_h_, carry_c_);
+  const std::size_t BI = std::size_t(b.B) * model_.cfg.input_size;
+  const int n = std::min(cfg_.k2 - task_.T(), b.T);
+  hist_x_.assign(b.x.end() - std::ptrdiff_t(std::size_t(n) * BI), b.x.end());
+  ws_->state_at(b.T - n, carry_h_, carry_c_);
+}
+
 template <class Real>
 StepInfo Trainer<Real>::bptt_window() {
   grads_.zero();
@@ -190,31 +202,13 @@ StepInfo Trainer<Real>::bptt_window() {
     pending.wait();
     info.loss = dist::sum(info.loss);
     reduced = true;
-    if (task_.carries_state()) {
-      if (cfg_.k2 > task_.T()) {
-        const std::size_t BI = std::size_t(b.B) * model_.cfg.input_size;
-        const int n = std::min(cfg_.k2 - task_.T(), b.T);
-        hist_x_.assign(b.x.end() - std::ptrdiff_t(std::size_t(n) * BI), b.x.end());
-        ws_->state_at(b.T - n, carry_h_, carry_c_);
-      } else {
-        ws_->state_at(b.T, carry_h_, carry_c_);
-      }
-    }
+    keep_state(b);
   } else if (recompute_) {
     info.loss = recompute_->loss_and_gradients(model_, b, task_.loss(), grads_, d);
     if (task_.carries_state()) recompute_->final_state(carry_h_, carry_c_);
   } else {
     info.loss = loss_and_gradients(model_, b, task_.loss(), *ws_, grads_, d);
-    if (task_.carries_state()) {  // the next window starts from this one's final state
-      if (cfg_.k2 > task_.T()) {  // ... or, with history, where its history starts
-        const std::size_t BI = std::size_t(b.B) * model_.cfg.input_size;
-        const int n = std::min(cfg_.k2 - task_.T(), b.T);
-        hist_x_.assign(b.x.end() - std::ptrdiff_t(std::size_t(n) * BI), b.x.end());
-        ws_->state_at(b.T - n, carry_h_, carry_c_);
-      } else {
-        ws_->state_at(b.T, carry_h_, carry_c_);
-      }
-    }
+    keep_state(b);
   }
   if (dist::active() && !reduced) {
     // Each part is normalized by its own weight; weighted by its share of the batch's, the sum
