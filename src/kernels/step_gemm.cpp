@@ -26,22 +26,36 @@ struct VecOf<double> {
 template <class Real>
 using Vec = typename VecOf<Real>::type;
 
-// C[MR rows, cols < kPanel] += A[MR, K] · panel. `cols` < kPanel only in the last panel.
+// C[MR rows, cols < kPanel] = init + A[MR, K] · panel, where init is the row `bias` (the
+// panel's part of it) when given, else C itself. `cols` < kPanel only in the last panel.
 template <int MR, class Real>
 BPTT_ALWAYS_INLINE void tile(int K, const Real* __restrict A, int lda, const Real* __restrict P,
-                             Real* __restrict C, int ldc, int cols) {
+                             const Real* __restrict bias, Real* __restrict C, int ldc, int cols) {
   constexpr int L = int(64 / sizeof(Real));
   Vec<Real> acc[MR][2];
   Real edge[MR][2 * L];
-  for (int m = 0; m < MR; ++m) {
-    const Real* c = C + std::size_t(m) * ldc;
+  if (bias) {
+    Vec<Real> b0, b1;
+    const Real* b = bias;
     if (cols < 2 * L) {
-      std::fill(edge[m], edge[m] + 2 * L, Real(0));
-      std::copy(c, c + cols, edge[m]);
-      c = edge[m];
+      std::fill(edge[0], edge[0] + 2 * L, Real(0));
+      std::copy(bias, bias + cols, edge[0]);
+      b = edge[0];
     }
-    std::memcpy(&acc[m][0], c, 64);
-    std::memcpy(&acc[m][1], c + L, 64);
+    std::memcpy(&b0, b, 64);
+    std::memcpy(&b1, b + L, 64);
+    for (int m = 0; m < MR; ++m) acc[m][0] = b0, acc[m][1] = b1;
+  } else {
+    for (int m = 0; m < MR; ++m) {
+      const Real* c = C + std::size_t(m) * ldc;
+      if (cols < 2 * L) {
+        std::fill(edge[m], edge[m] + 2 * L, Real(0));
+        std::copy(c, c + cols, edge[m]);
+        c = edge[m];
+      }
+      std::memcpy(&acc[m][0], c, 64);
+      std::memcpy(&acc[m][1], c + L, 64);
+    }
   }
   for (int k = 0; k < K; ++k) {
     Vec<Real> b0, b1;
@@ -67,17 +81,28 @@ BPTT_ALWAYS_INLINE void tile(int K, const Real* __restrict A, int lda, const Rea
   }
 }
 
+// Rows in blocks of kRowBlock, so that a block of A stays in cache while every panel passes
+// over it (the per-step products have M = B rows: one block).
+constexpr int kRowBlock = 64;
+
 template <class Real>
-BPTT_ALWAYS_INLINE void packed(int M, int N, int K, const Real* A, int lda, const Real* P, Real* C,
-                               int ldc) {
+BPTT_ALWAYS_INLINE void packed(int M, int N, int K, const Real* A, int lda, const Real* P,
+                               const Real* bias, Real* C, int ldc) {
   constexpr int NR = kPanel<Real>;
-  for (int n0 = 0; n0 < N; n0 += NR) {
-    const Real* panel = P + std::size_t(n0) * K;
-    const int cols = std::min(NR, N - n0);
-    int m = 0;
-    for (; m + 8 <= M; m += 8) tile<8>(K, A + std::size_t(m) * lda, lda, panel, C + std::size_t(m) * ldc + n0, ldc, cols);
-    for (; m + 4 <= M; m += 4) tile<4>(K, A + std::size_t(m) * lda, lda, panel, C + std::size_t(m) * ldc + n0, ldc, cols);
-    for (; m < M; ++m) tile<1>(K, A + std::size_t(m) * lda, lda, panel, C + std::size_t(m) * ldc + n0, ldc, cols);
+  for (int m0 = 0; m0 < M; m0 += kRowBlock) {
+    const int m1 = std::min(M, m0 + kRowBlock);
+    for (int n0 = 0; n0 < N; n0 += NR) {
+      const Real* panel = P + std::size_t(n0) * K;
+      const Real* b = bias ? bias + n0 : nullptr;
+      const int cols = std::min(NR, N - n0);
+      int m = m0;
+      for (; m + 8 <= m1; m += 8)
+        tile<8>(K, A + std::size_t(m) * lda, lda, panel, b, C + std::size_t(m) * ldc + n0, ldc, cols);
+      for (; m + 4 <= m1; m += 4)
+        tile<4>(K, A + std::size_t(m) * lda, lda, panel, b, C + std::size_t(m) * ldc + n0, ldc, cols);
+      for (; m < m1; ++m)
+        tile<1>(K, A + std::size_t(m) * lda, lda, panel, b, C + std::size_t(m) * ldc + n0, ldc, cols);
+    }
   }
 }
 
@@ -99,13 +124,13 @@ void pack_panels(bool trans, int N, int K, const Real* W, int ldw, Real* P) {
 }
 
 BPTT_TARGET_CLONES void gemm_packed(int M, int N, int K, const float* A, int lda, const float* P,
-                                    float* C, int ldc) {
-  packed(M, N, K, A, lda, P, C, ldc);
+                                    const float* bias, float* C, int ldc) {
+  packed(M, N, K, A, lda, P, bias, C, ldc);
 }
 
 BPTT_TARGET_CLONES void gemm_packed(int M, int N, int K, const double* A, int lda,
-                                    const double* P, double* C, int ldc) {
-  packed(M, N, K, A, lda, P, C, ldc);
+                                    const double* P, const double* bias, double* C, int ldc) {
+  packed(M, N, K, A, lda, P, bias, C, ldc);
 }
 
 template void pack_panels<float>(bool, int, int, const float*, int, float*);

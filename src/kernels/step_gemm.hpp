@@ -26,10 +26,14 @@ std::size_t packed_size(int N, int K) {
 template <class Real>
 void pack_panels(bool trans, int N, int K, const Real* W, int ldw, Real* P);
 
-// C[M, N] += A[M, K] · op(W) (ACCUMULATES), A row-major with row stride lda, P from pack_panels.
-// Compiled per x86-64 level (BPTT_TARGET_CLONES, kernels/simd.hpp).
-void gemm_packed(int M, int N, int K, const float* A, int lda, const float* P, float* C, int ldc);
-void gemm_packed(int M, int N, int K, const double* A, int lda, const double* P, double* C,
-                 int ldc);
+// C[M, N] = init + A[M, K] · op(W), A row-major with row stride lda, P from pack_panels:
+// init is the row `bias` [N] broadcast to every row when bias is given (C is ASSIGNED and never
+// read), else C itself (ACCUMULATES). Single-threaded; rows go in blocks of 64, so M may be
+// large (the hoisted products over all T·B rows). Compiled per x86-64 level
+// (BPTT_TARGET_CLONES, kernels/simd.hpp).
+void gemm_packed(int M, int N, int K, const float* A, int lda, const float* P, const float* bias,
+                 float* C, int ldc);
+void gemm_packed(int M, int N, int K, const double* A, int lda, const double* P,
+                 const double* bias, double* C, int ldc);
 
 }  // namespace bptt::kernels

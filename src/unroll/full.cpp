@@ -160,8 +160,7 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
     for_row_parts(B, [&](Rows r) {
       for (int t = 0; t < T; ++t) {
         const auto s = step_at(ws, k, t, H, GH, r);
-        kernels::broadcast_rows(s.B, GH, bias, s.gh);
-        kernels::gemm_packed(s.B, GH, H, s.h_prev, H, ws.packed_w(), s.gh, GH);
+        kernels::gemm_packed(s.B, GH, H, s.h_prev, H, ws.packed_w(), bias, s.gh, GH);
         cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
       }
     });
@@ -231,7 +230,7 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
           g.dgh = ws.dgh(k) + (std::size_t(t) * B + std::size_t(r.begin)) * GH;
           g.dh_prev = carry;
           cells::cell_backward(cfg.cell, cfg.nonlinearity, s, g);
-          kernels::gemm_packed(s.B, H, GH, g.dgh, GH, ws.packed_w(), carry, H);
+          kernels::gemm_packed(s.B, H, GH, g.dgh, GH, ws.packed_w(), nullptr, carry, H);
         }
       });
     }

@@ -1,9 +1,11 @@
 // The time loop's per-step product (kernels/step_gemm.hpp) against the triple loop: every row
 // tail of the 8/4/1-row tiles, column counts below, at and across a panel, both packings
 // (forward: op(W) = Wᵀ; backward: op(W) = W), float and double, with a row stride larger than
-// the row (the unroller passes rows of wider buffers) and accumulation into C.
+// the row (the unroller passes rows of wider buffers), accumulation into C and assignment from a
+// bias row, and M across the 64-row blocks (the hoisted products over all T·B rows).
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -14,7 +16,7 @@ namespace bptt::kernels {
 namespace {
 
 template <class Real>
-void check(int M, int N, int K, bool trans) {
+void check(int M, int N, int K, bool trans, bool with_bias) {
   std::mt19937 rng(unsigned(M * 1000 + N * 10 + K));
   std::uniform_real_distribution<double> u(-1, 1);
   const int lda = K + 3, ldc = N + 2, ldw = trans ? K + 1 : N + 1;
@@ -22,19 +24,28 @@ void check(int M, int N, int K, bool trans) {
       C(std::size_t(M) * ldc);
   for (auto* v : {&A, &W, &C})
     for (Real& x : *v) x = Real(u(rng));
+  std::vector<Real> bias(static_cast<std::size_t>(N));
+  for (Real& x : bias) x = Real(u(rng));
   std::vector<Real> expect = C;
+  if (with_bias)
+    for (int m = 0; m < M; ++m)
+      std::copy(bias.begin(), bias.end(), expect.begin() + std::ptrdiff_t(m) * ldc);
   gemm_naive(false, trans, M, N, K, Real(1), A.data(), lda, W.data(), ldw, Real(1), expect.data(),
              ldc);
   std::vector<Real> P(packed_size<Real>(N, K), Real(-99));
   pack_panels(trans, N, K, W.data(), ldw, P.data());
-  gemm_packed(M, N, K, A.data(), lda, P.data(), C.data(), ldc);
+  if (with_bias)  // C is assigned: what was there must not matter
+    for (int m = 0; m < M; ++m)
+      std::fill(C.begin() + std::ptrdiff_t(m) * ldc, C.begin() + std::ptrdiff_t(m) * ldc + N,
+                std::numeric_limits<Real>::quiet_NaN());
+  gemm_packed(M, N, K, A.data(), lda, P.data(), with_bias ? bias.data() : nullptr, C.data(), ldc);
   const double tol = sizeof(Real) == 4 ? 1e-5 : 1e-13;
   for (int m = 0; m < M; ++m)
     for (int n = 0; n < ldc; ++n) {  // the padding columns of C must be untouched
       const std::size_t i = std::size_t(m) * ldc + n;
       ASSERT_NEAR(double(C[i]), double(expect[i]), tol * (1 + K))
           << "M " << M << " N " << N << " K " << K << (trans ? " Wᵀ" : " W") << " at " << m << ","
-          << n;
+          << n << (with_bias ? " with bias" : "");
     }
 }
 
@@ -42,10 +53,19 @@ TEST(StepGemm, MatchesTheTripleLoop) {
   for (int M : {1, 3, 4, 5, 8, 9, 13, 16, 19})
     for (int N : {1, 7, 16, 31, 32, 33, 64, 70})
       for (int K : {1, 5, 64})
-        for (bool trans : {true, false}) {
-          check<float>(M, N, K, trans);
-          check<double>(M, N, K, trans);
-        }
+        for (bool trans : {true, false})
+          for (bool with_bias : {false, true}) {
+            check<float>(M, N, K, trans, with_bias);
+            check<double>(M, N, K, trans, with_bias);
+          }
+}
+
+TEST(StepGemm, LargeMAcrossRowBlocks) {
+  for (int M : {64, 65, 130, 203})
+    for (bool with_bias : {false, true}) {
+      check<float>(M, 70, 33, true, with_bias);
+      check<double>(M, 70, 33, false, with_bias);
+    }
 }
 
 }  // namespace
