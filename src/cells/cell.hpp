@@ -3,7 +3,8 @@
 // T·B rows; per step gh = h_{t-1}·W_hhᵀ + b_hh; after the pointwise backward it forms
 // dL/dh_{t-1} = dgh·W_hh + dh_prev, and after the reverse loop the weight gradients. Where a
 // cell only uses gates + gh (Elman, LSTM, the GRU's r and z) the unroller adds b_ih to gh
-// instead of gates, which saves a pass over [T·B, G·H].
+// instead of gates, and hands the GRU's b_in to the cell (bias_n), which saves a pass over
+// [T·B, G·H].
 //
 // Contracts shared by every cell (see each cell's file for its equations and what it saves):
 //  - forward ASSIGNS h (and c for LSTM, aux for GRU) and overwrites `gates` with what backward
@@ -35,6 +36,8 @@ struct CellStep {
   const Real* c_prev = nullptr;  // [B, H] LSTM
   Real* c = nullptr;             // [B, H] LSTM
   Real* aux = nullptr;           // [B, H] GRU: W_hn·h_{t-1} + b_hn (unused otherwise)
+  const Real* bias_n = nullptr;  // [H] GRU forward: b_in when `gates` holds x·W_inᵀ without it
+                                 // (the unroller's case); nullptr when it is already there
 };
 
 template <class Real>

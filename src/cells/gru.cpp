@@ -26,20 +26,22 @@ namespace bptt::cells {
 
 namespace {
 
-// Row kernel: a = [r | z | n] holds the x-side pre-activations on entry and r, z, n on exit; ah
-// is the row of h-side pre-activations (all three blocks). r and z in one loop, then n and the
-// state: two short loops run faster than one long one (which spills registers).
-template <class Real>
+// Row kernel: a = [r | z | n] holds the x-side pre-activations on entry (the n block without
+// b_in when kBiasN: then bn = b_in) and r, z, n on exit; ah is the row of h-side pre-activations
+// (all three blocks). r and z in one loop, then n and the state: two short loops run faster than
+// one long one (which spills registers).
+template <bool kBiasN, class Real>
 BPTT_ALWAYS_INLINE void gru_forward_row(int H, Real* __restrict a, const Real* __restrict ah,
-                                        const Real* __restrict hp, Real* __restrict ghn,
-                                        Real* __restrict h) {
+                                        const Real* __restrict bn, const Real* __restrict hp,
+                                        Real* __restrict ghn, Real* __restrict h) {
   for (int j = 0; j < 2 * H; ++j) a[j] = kernels::sigmoid(a[j] + ah[j]);  // r, z
   const Real* __restrict rg = a;
   const Real* __restrict zg = a + H;
   Real* __restrict ng = a + 2 * H;
   for (int j = 0; j < H; ++j) {
     const Real z = zg[j], hn = ah[2 * H + j];
-    const Real n = kernels::tanh(ng[j] + rg[j] * hn);
+    const Real xn = kBiasN ? ng[j] + bn[j] : ng[j];
+    const Real n = kernels::tanh(xn + rg[j] * hn);
     ng[j] = n;
     ghn[j] = hn;
     h[j] = (Real(1) - z) * n + z * hp[j];
@@ -57,7 +59,10 @@ BPTT_ALWAYS_INLINE void gru_forward_rows(const CellStep<Real>& s) {
       continue;
     }
     Real* a = s.gates + b * G;
-    gru_forward_row(H, a, s.gh + b * G, s.h_prev + r, s.aux + r, s.h + r);
+    if (s.bias_n)
+      gru_forward_row<true>(H, a, s.gh + b * G, s.bias_n, s.h_prev + r, s.aux + r, s.h + r);
+    else
+      gru_forward_row<false>(H, a, s.gh + b * G, s.bias_n, s.h_prev + r, s.aux + r, s.h + r);
   }
 }
 

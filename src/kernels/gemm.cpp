@@ -28,6 +28,11 @@ namespace {
 
 inline CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
+// A product of fewer FLOPs than this per thread runs on one thread: about 0.1 ms of work. Below
+// it, on shape c of the benchmarks (B = 1, H = 32: products of 1-8 MFLOP), two threads were
+// slower than one; 2e6 still left LSTM training there 5% slower.
+[[maybe_unused]] constexpr double kMinFlopsPerThread = 1e7;
+
 template <class Real>
 void scale(int M, int N, Real beta, Real* C, int ldc) {
   for (int i = 0; i < M; ++i)
@@ -47,9 +52,15 @@ void gemm<float>(bool ta, bool tb, int M, int N, int K, float alpha, const float
 #ifdef BPTT_HAVE_DNNL
   // oneDNN's sgemm is row-major like ours and JIT-compiled for the machine's widest vectors
   // (AVX-512 here): about twice OpenBLAS's Haswell kernels on our shapes (docs/benchmarks.md).
+  // It splits work over OpenMP's threads; a product too small to pay for waking them runs on
+  // this one (shape c of the benchmarks was slower with two threads than with one).
+  const int threads = omp_get_max_threads();
+  const bool alone = threads > 1 && 2.0 * M * N * K < kMinFlopsPerThread * threads;
+  if (alone) omp_set_num_threads(1);
   const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A,
                                       std::max(lda, 1), B, std::max(ldb, 1), beta, C,
                                       std::max(ldc, 1));
+  if (alone) omp_set_num_threads(threads);
   if (st != dnnl_success)
     throw Error("dnnl_sgemm", "failed with status " + std::to_string(int(st)),
                 "report this with the model's sizes");

@@ -141,25 +141,23 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
     const auto& p = P.layers[std::size_t(k)];
     const Real* in = k == 0 ? batch.x.data() : ws.h(k - 1) + BH;
     if (k > 0 && ws.dropout_active) in = apply_dropout(*dropout, k, std::size_t(TB) * H, in, ws);
-    // Hoisted: x-side pre-activations of all T·B rows in one GEMM. The cells only use
-    // gates + gh, so b_ih joins b_hh in the per-step bias instead of taking a pass over
-    // [T·B, G·H] -- except the GRU's b_in, which must stay outside r ⊙ (W_hn h + b_hn).
+    // Hoisted: x-side pre-activations of all T·B rows in one GEMM. No pass over [T·B, G·H]
+    // adds b_ih: where a cell uses gates + gh (Elman, LSTM, the GRU's r and z) b_ih joins b_hh
+    // in the per-step bias; the GRU's b_in, which must stay outside r ⊙ (W_hn h + b_hn), goes
+    // to the cell (CellStep::bias_n).
     gemm(false, true, TB, GH, p.in, Real(1), in, p.in, p.w_ih, p.in, Real(0), ws.gates(k), GH);
     Real* bias = ws.step_bias();
     const int folded = cfg.cell == CellKind::gru ? 2 * H : GH;
     for (int j = 0; j < GH; ++j) bias[j] = p.b_hh[j] + (j < folded ? p.b_ih[j] : Real(0));
-    if (folded < GH)
-      for (int row = 0; row < TB; ++row) {
-        Real* g = ws.gates(k) + std::size_t(row) * GH;
-        for (int j = folded; j < GH; ++j) g[j] += p.b_ih[j];
-      }
+    const Real* bias_n = cfg.cell == CellKind::gru ? p.b_ih + 2 * H : nullptr;
     init_state(batch.h0, std::size_t(k) * BH, BH, ws.h(k));
     if (ws.c(k)) init_state(batch.c0, std::size_t(k) * BH, BH, ws.c(k));
     // Per step: gh = h_{t-1}·W_hhᵀ + bias, with W_hhᵀ packed once for all T steps.
     kernels::pack_panels(true, GH, H, p.w_hh, H, ws.packed_w());
     for_row_parts(B, [&](Rows r) {
       for (int t = 0; t < T; ++t) {
-        const auto s = step_at(ws, k, t, H, GH, r);
+        auto s = step_at(ws, k, t, H, GH, r);
+        s.bias_n = bias_n;
         kernels::gemm_packed(s.B, GH, H, s.h_prev, H, ws.packed_w(), bias, s.gh, GH);
         cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
       }
