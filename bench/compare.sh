@@ -4,11 +4,15 @@
 # side, then a markdown table (bench/report.py).
 #
 # Usage: bench/compare.sh [--quick]        (environment: SHAPES="..." to run other shapes,
-#                                            BPTT=path to use another bptt binary)
+#                                            BPTT=path to use another bptt binary,
+#                                            ROUNDS=N rounds, default 3; --quick: 1)
 #   shapes a: CELL_l1_t100_b32_i64_h128_o64   b: CELL_l1_t100_b64_i256_h512_o256
 #          c: CELL_l1_t1000_b1_i1_h32_o1      (CELL = elman, lstm, gru)
 #          d: lstm_l2_t100_b32_i65_h256_o65_xent   (bptt and PyTorch only: oneDNN side is mse-only)
 #   modes train and infer, threads 1 and 2 (--quick: threads 1 and --min-time 0.2).
+# The whole sweep runs ROUNDS times and each configuration keeps its fastest median: on a shared
+# (virtual) machine the neighbours' noise only ever adds time, and one sweep's medians were seen
+# to move by 10-20% between runs.
 # Each implementation runs every configuration in its own process (peak memory is per shape),
 # alternating bptt, PyTorch, oneDNN configuration by configuration, so a slow drift of the
 # machine hits all three alike. Lines go to build/bench/results.jsonl (the previous file is kept
@@ -18,8 +22,9 @@ cd "$(dirname "$0")/.." || exit 2
 
 min_time=1
 threads_list="1 2"
+rounds=${ROUNDS:-3}
 case "${1:-}" in
-  --quick) min_time=0.2; threads_list="1" ;;
+  --quick) min_time=0.2; threads_list="1"; rounds=${ROUNDS:-1} ;;
   "") ;;
   *) echo "usage: bench/compare.sh [--quick]" >&2; exit 2 ;;
 esac
@@ -94,10 +99,11 @@ print("%10.3f ms/step %7.1f GFLOP/s %7.1f MiB peak" % (j["ms_per_step"], j["gflo
   fi
 }
 
+for round in $(seq "$rounds"); do
 for threads in $threads_list; do
   for mode in train infer; do
     for s in $shapes; do
-      echo "$s $mode threads=$threads" >&2
+      echo "$s $mode threads=$threads (round $round of $rounds)" >&2
       common="--mode $mode --threads $threads --min-time $min_time"
       # shellcheck disable=SC2086
       run bptt "$bptt" bench "$s" $common --json
@@ -110,6 +116,7 @@ for threads in $threads_list; do
       esac
     done
   done
+done
 done
 
 echo

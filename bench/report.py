@@ -6,7 +6,8 @@
 One row per (shape, mode, threads), in the order they first appear: ms/step of bptt, PyTorch and
 oneDNN, bptt's GFLOP/s, and the ratios PyTorch/bptt and oneDNN/bptt of the ms/step (> 1: bptt is
 faster). A line without "impl" is bptt's (`bptt bench --json`). If a configuration was run more
-than once by an implementation, its last line counts.
+than once by an implementation (compare.sh's rounds), its fastest median counts: other load on
+the machine only ever adds time. The last column says how many runs each row had.
 """
 import json, sys
 
@@ -43,15 +44,19 @@ def main():
             if key not in rows:
                 rows[key] = {}
                 order.append(key)
-            rows[key][impl] = j
-    print("| shape | mode | threads | bptt ms | PyTorch ms | oneDNN ms | bptt GFLOP/s | PyTorch/bptt | oneDNN/bptt |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+            runs = rows[key].setdefault("runs", {})
+            runs[impl] = runs.get(impl, 0) + 1
+            if impl not in rows[key] or float(j["ms_per_step"]) < rows[key][impl]["ms_per_step"]:
+                rows[key][impl] = j
+    print("| shape | mode | threads | bptt ms | PyTorch ms | oneDNN ms | bptt GFLOP/s | PyTorch/bptt | oneDNN/bptt | runs |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key in order:
         r = rows[key]
         t = {i: (r[i]["ms_per_step"] if i in r else None) for i in IMPLS}
         gf = f"{r['bptt']['gflops']:.1f}" if "bptt" in r else "–"
         print(f"| {key[0]} | {key[1]} | {key[2]} | {ms(t['bptt'])} | {ms(t['pytorch'])} | {ms(t['onednn'])} "
-              f"| {gf} | {ratio(t['pytorch'], t['bptt'])} | {ratio(t['onednn'], t['bptt'])} |")
+              f"| {gf} | {ratio(t['pytorch'], t['bptt'])} | {ratio(t['onednn'], t['bptt'])} "
+              f"| {max(r['runs'].values())} |")
 
 
 if __name__ == "__main__":

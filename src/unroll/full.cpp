@@ -44,6 +44,9 @@ cells::CellStep<Real> step_at(Workspace<Real>& ws, int k, int t, int H, int GH, 
   return s;
 }
 
+// Rows of the readout per task: enough for a thread's share to outweigh starting one.
+constexpr int kReadoutRows = 256;
+
 // Runs f(rows) on contiguous parts of the batch, one per thread. Each sequence's recursion
 // touches only its own rows of every buffer, so the parts run the whole time loop without a
 // barrier; their per-step products are our own single-threaded kernel (kernels/step_gemm.hpp),
@@ -165,8 +168,16 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
   }
   if (!head) return;
   const Real* top = ws.h(cfg.num_layers - 1) + BH;
-  gemm(false, true, TB, O, H, Real(1), top, H, P.w_o, H, Real(0), ws.z(), O);
-  kernels::add_rows(TB, O, P.b_o, ws.z());
+  // Z = H_top·W_oᵀ + b_o through the packed kernel, which starts from the bias row: a BLAS
+  // call would write Z and then need a second pass to add b_o.
+  kernels::pack_panels(true, O, H, P.w_o, H, ws.packed_w());
+  const int blocks = (TB + kReadoutRows - 1) / kReadoutRows;
+#pragma omp parallel for schedule(static) if (blocks > 1 && omp_get_max_threads() > 1)
+  for (int i = 0; i < blocks; ++i) {
+    const int r0 = i * kReadoutRows, rows = std::min(kReadoutRows, TB - r0);
+    kernels::gemm_packed(rows, O, H, top + std::size_t(r0) * H, H, ws.packed_w(), P.b_o,
+                         ws.z() + std::size_t(r0) * O, O);
+  }
   apply_output_activation(cfg.output_activation, TB, O, ws.z(), ws.yhat());
 }
 

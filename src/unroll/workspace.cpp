@@ -38,8 +38,10 @@ Layout layout(const ModelConfig& cfg, int T, int B, bool with_dropout) {
   l.layer_stride = off;
   l.chunk_steps = std::min(T, 64);
   l.chunk = std::size_t(l.chunk_steps) * b * H;
-  l.packed = std::max(kernels::packed_size<Real>(int(GH), int(H)),
-                      kernels::packed_size<Real>(int(H), int(GH)));
+  // One packed matrix at a time: W_hhᵀ (forward), W_hh (backward), W_oᵀ (the readout).
+  l.packed = std::max({kernels::packed_size<Real>(int(GH), int(H)),
+                       kernels::packed_size<Real>(int(H), int(GH)),
+                       kernels::packed_size<Real>(int(O), int(H))});
   l.shared = 2 * t * b * O + b * GH + l.chunk + 3 * b * H + GH + l.packed;
   l.total = l.layer_stride * std::size_t(cfg.num_layers) + l.shared;
   return l;
