@@ -211,5 +211,32 @@ TEST_F(CliKeepsOut, WhenTheOutputIsAlsoTheModel) {
   EXPECT_EQ(read_bytes(model_), before);
 }
 
+// Every verb that runs the network takes --threads (default 1, as train and bench do); the
+// gradients do not depend on it beyond rounding, and 0 threads is a usage error.
+TEST_F(CliUsage, ThreadsOption) {
+  const RunResult one = run(grad_args());
+  ASSERT_EQ(one.code, 0) << one;
+  const st::File a = st::File::read(out_);
+  std::filesystem::remove(out_);
+  std::vector<std::string> args = grad_args();
+  args.insert(args.end(), {"--threads", "2"});
+  const RunResult two = run(args);
+  ASSERT_EQ(two.code, 0) << two;
+  const st::File b = st::File::read(out_);
+  for (const std::string& n : a.names()) {
+    const std::vector<double> x = a.as_f64(n), y = b.as_f64(n);
+    ASSERT_EQ(x.size(), y.size()) << n;
+    for (std::size_t i = 0; i < x.size(); ++i)
+      EXPECT_NEAR(x[i], y[i], 1e-5 * (1 + std::abs(x[i]))) << n << "[" << i << "]";
+  }
+  std::filesystem::remove(out_);
+  args.back() = "0";
+  EXPECT_TRUE(rejected(args, {"--threads"}));
+  for (const char* verb : {"eval", "sample", "predict", "diagnose"}) {
+    const RunResult help = run({verb, "--help"});
+    EXPECT_NE(help.out.find("--threads"), std::string::npos) << verb << ": " << help;
+  }
+}
+
 }  // namespace
 }  // namespace bptt::cli_test

@@ -25,4 +25,14 @@ inline CLI::Option* add_dtype_option(CLI::App* cmd, std::string& dtype) {
       ->check(CLI::IsMember({"f32", "f64"}));
 }
 
+// Adds `--threads N` (default 1, as in train and bench): the OpenMP and BLAS threads a verb's
+// kernels may use. One thread is the default so that results do not depend on the machine and a
+// busy machine does not make spinning threads wait for each other.
+inline CLI::Option* add_threads_option(CLI::App* cmd, int& threads) {
+  return cmd
+      ->add_option("--threads", threads,
+                   "Threads for the matrix products and the time loop (default 1)")
+      ->check(CLI::Range(1, 1024));
+}
+
 }  // namespace bptt::cli

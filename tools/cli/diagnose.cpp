@@ -5,8 +5,6 @@
 // Every output file is written as "<name>.tmp-<pid>" first and all are renamed into place only
 // after gnuplot has drawn every picture, so a failed run leaves no file behind.
 #include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/core.h>
@@ -33,9 +31,9 @@
 #include "bptt/error.hpp"
 #include "bptt/io.hpp"
 #include "common.hpp"
+#include "gnuplot.hpp"
 #include "verbs.hpp"
 
-extern char** environ;
 
 namespace bptt::cli {
 
@@ -46,6 +44,7 @@ using json = nlohmann::ordered_json;
 
 struct DiagnoseCliOptions {
   std::string model, data, loss, out, dtype;
+  int threads = 1;
   bool json = false;
   int probes = 16;
   int max_k = 0;
@@ -407,52 +406,6 @@ std::string script(const Diagnosis& d, const RunInfo& info, Name name) {
   return s;
 }
 
-// Runs `gnuplot script_path`; returns its exit status and what it printed.
-int run_gnuplot(const std::string& script_path, std::string& output) {
-  int fds[2];
-  if (::pipe(fds) != 0)
-    throw Error("gnuplot", fmt::format("cannot create a pipe: {}", std::strerror(errno)));
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
-  posix_spawn_file_actions_addclose(&actions, fds[0]);
-  posix_spawn_file_actions_addclose(&actions, fds[1]);
-  std::string prog = "gnuplot", arg = script_path;
-  char* argv[] = {prog.data(), arg.data(), nullptr};
-  pid_t pid = -1;
-  const int rc = posix_spawnp(&pid, "gnuplot", &actions, nullptr, argv, environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(fds[1]);
-  if (rc != 0) {
-    ::close(fds[0]);
-    throw Error("gnuplot", rc == ENOENT ? "not installed (not found on PATH)"
-                                        : fmt::format("cannot run it: {}", std::strerror(rc)),
-                "apt-get install gnuplot-nox, or leave out --out");
-  }
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fds[0], buf, sizeof buf);
-    if (n > 0) output.append(buf, std::size_t(n));
-    else if (n == 0 || errno != EINTR) break;
-  }
-  ::close(fds[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string first_line(const std::string& output) {
-  std::stringstream ss(output);
-  for (std::string l; std::getline(ss, l);) {
-    l.erase(0, l.find_first_not_of(" \t^"));
-    if (!l.empty()) return l;
-  }
-  return "no message";
-}
-
 // DIR must be a directory or not exist yet (it is created when the results are written).
 void check_out_dir(const std::string& dir) {
   std::error_code ec;
@@ -510,10 +463,10 @@ std::vector<std::string> write_outputs(const std::string& dir, const Diagnosis& 
   std::string output;
   const int status = run_gnuplot(run_script, output);
   if (status != 0)
-    throw Error("gnuplot", fmt::format("failed (exit {}): {}", status, first_line(output)));
+    throw Error("gnuplot", fmt::format("failed (exit {}): {}", status, gnuplot_problem(output)));
   for (const std::string& p : pictures)
     if (fs::file_size(tmp(p), ec) == 0 || ec)
-      throw Error("gnuplot", "wrote no picture " + p + ": " + first_line(output));
+      throw Error("gnuplot", "wrote no picture " + p + ": " + gnuplot_problem(output));
 
   std::vector<std::string> written;
   std::vector<std::string> names;
@@ -565,6 +518,7 @@ void add_diagnose(CLI::App& app, Runner& run) {
       "truncated gradient (K = 1, 2, 4, ..., T) against the full one. Prints a table, or with\n"
       "--json one JSON document; --out DIR also writes PNGs (gnuplot), their data and\n"
       "diagnose.json.");
+  add_threads_option(cmd, o->threads);
   cmd->add_option("--model", o->model, "Model file (safetensors, see docs/file_format.md)")
       ->required();
   cmd->add_option("--data", o->data, "Data file: x [T, B, I], y, optional lengths, mask, h0, c0")
@@ -587,6 +541,7 @@ void add_diagnose(CLI::App& app, Runner& run) {
   add_dtype_option(cmd, o->dtype);
   cmd->callback([o, &run] {
     run = [o] {
+      set_num_threads(o->threads);
       const LossKind loss = parse_loss(o->loss, "--loss");
       if (!o->out.empty()) check_out_dir(o->out);
       const auto mf = safetensors::File::read(o->model);

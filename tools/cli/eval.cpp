@@ -17,6 +17,7 @@ namespace {
 struct EvalOptions {
   std::string model, dtype;
   DataOptions data;
+  int threads = 1;
   bool json = false;
 };
 
@@ -60,6 +61,7 @@ void add_eval(CLI::App& app, Runner& run) {
       "eval",
       "Evaluate a trained model on held-out data: the loss and the task's measure\n"
       "(bits per character for text). Give the data options the model was trained with.");
+  add_threads_option(cmd, o->threads);
   cmd->add_option("--model", o->model, "Model file written by `bptt train --out`")->required();
   add_data_options(cmd, o->data);
   for (const char* name : {"--seq-len", "--batch"})  // 0 is not "the default" when typed
@@ -68,6 +70,7 @@ void add_eval(CLI::App& app, Runner& run) {
   cmd->add_flag("--json", o->json, "Print one JSON object with loss and the task's measures");
   cmd->callback([o, &run] {
     run = [o] {
+      set_num_threads(o->threads);
       const auto mf = safetensors::File::read(o->model);
       const DType dtype = o->dtype.empty() ? stored_dtype(mf) : parse_dtype(o->dtype, "--dtype");
       with_dtype(dtype, [&]<class Real>() { run_eval<Real>(*o, mf); });

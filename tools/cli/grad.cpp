@@ -18,6 +18,7 @@ namespace {
 
 struct GradOptions {
   std::string model, data, out, loss, dtype, method = "bptt";
+  int threads = 1;
 };
 
 // --method numeric perturbs every number twice: past this many it is a mistake, not a check.
@@ -77,6 +78,7 @@ void add_grad(CLI::App& app, Runner& run) {
       "Compute the loss and its gradient by backpropagation through time (or another method).\n"
       "Writes a safetensors file with dL/d(parameter) under each parameter's own name,\n"
       "x (dL/dx [T, B, I]), h0 (dL/dh0 [L, B, H]), c0 (LSTM) and loss [1].");
+  add_threads_option(cmd, o->threads);
   cmd->add_option("--model", o->model, "Model file (safetensors, see docs/file_format.md)")
       ->required();
   cmd->add_option("--data", o->data, "Data file: x [T, B, I], y, optional lengths, mask, h0, c0")
@@ -98,6 +100,7 @@ void add_grad(CLI::App& app, Runner& run) {
   add_dtype_option(cmd, o->dtype);
   cmd->callback([o, &run] {
     run = [o] {
+      set_num_threads(o->threads);
       const GradMethodSpec method = parse_grad_method(o->method, "--method");
       const LossKind loss = parse_loss(o->loss, "--loss");
       const auto mf = safetensors::File::read(o->model);

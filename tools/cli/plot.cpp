@@ -5,8 +5,6 @@
 // column); gnuplot gets a generated script on a temporary file, with the points inline as
 // datablocks, and draws into "<out>.tmp-<pid>", which is renamed into place only on success.
 #include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/core.h>
@@ -27,9 +25,9 @@
 
 #include "bptt/data.hpp"
 #include "bptt/error.hpp"
+#include "gnuplot.hpp"
 #include "verbs.hpp"
 
-extern char** environ;
 
 namespace bptt::cli {
 
@@ -167,56 +165,6 @@ struct TempFile {
   }
 };
 
-// Runs `gnuplot script_path`; returns its exit status and what it printed.
-int run_gnuplot(const std::string& script_path, std::string& output) {
-  int fds[2];
-  if (::pipe(fds) != 0) throw Error("gnuplot", fmt::format("cannot create a pipe: {}", std::strerror(errno)));
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
-  posix_spawn_file_actions_addclose(&actions, fds[0]);
-  posix_spawn_file_actions_addclose(&actions, fds[1]);
-  std::string prog = "gnuplot", arg = script_path;
-  char* argv[] = {prog.data(), arg.data(), nullptr};
-  pid_t pid = -1;
-  const int rc = posix_spawnp(&pid, "gnuplot", &actions, nullptr, argv, environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(fds[1]);
-  if (rc != 0) {
-    ::close(fds[0]);
-    if (rc == ENOENT)
-      throw Error("gnuplot", "not installed (not found on PATH)", "apt-get install gnuplot-nox");
-    throw Error("gnuplot", fmt::format("cannot run it: {}", std::strerror(rc)),
-                "apt-get install gnuplot-nox");
-  }
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fds[0], buf, sizeof buf);
-    if (n > 0) output.append(buf, std::size_t(n));
-    else if (n == 0 || errno != EINTR) break;
-  }
-  ::close(fds[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-// The first line of gnuplot's output that says what went wrong.
-std::string first_error(const std::string& output) {
-  std::stringstream ss(output);
-  std::string first;
-  for (std::string l; std::getline(ss, l);) {
-    l.erase(0, l.find_first_not_of(" \t^"));
-    if (l.empty()) continue;
-    if (first.empty()) first = l;
-    if (l.find("rror") != std::string::npos || l.find("annot") != std::string::npos) return l;
-  }
-  return first.empty() ? "no message" : first;
-}
-
 void run_plot(const PlotOptions& o) {
   std::string ext = fs::path(o.out).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
@@ -250,9 +198,9 @@ void run_plot(const PlotOptions& o) {
   const int status = run_gnuplot(tmp_script.path, output);
   std::error_code ec;
   if (status != 0)
-    throw Error("gnuplot", fmt::format("failed (exit {}): {}", status, first_error(output)));
+    throw Error("gnuplot", fmt::format("failed (exit {}): {}", status, gnuplot_problem(output)));
   if (fs::file_size(tmp_out.path, ec) == 0 || ec)
-    throw Error("gnuplot", "wrote no picture: " + first_error(output));
+    throw Error("gnuplot", "wrote no picture: " + gnuplot_problem(output));
   fs::rename(tmp_out.path, o.out, ec);
   if (ec) throw Error(o.out, "cannot rename the picture into place: " + ec.message());
   tmp_out.path.clear();

@@ -12,6 +12,7 @@ namespace {
 
 struct PredictOptions {
   std::string model, data, out, dtype;
+  int threads = 1;
 };
 
 template <class Real>
@@ -44,6 +45,7 @@ void add_predict(CLI::App& app, Runner& run) {
       "predict",
       "Run the model forward. Writes y_hat [T, B, O], h_n [L, B, H] (the state at each\n"
       "sequence's last valid step, as PyTorch's packed sequences) and c_n for LSTM.");
+  add_threads_option(cmd, o->threads);
   cmd->add_option("--model", o->model, "Model file (safetensors, see docs/file_format.md)")
       ->required();
   cmd->add_option("--data", o->data, "Data file: x [T, B, I], optional lengths, h0, c0 (y ignored)")
@@ -52,6 +54,7 @@ void add_predict(CLI::App& app, Runner& run) {
   add_dtype_option(cmd, o->dtype);
   cmd->callback([o, &run] {
     run = [o] {
+      set_num_threads(o->threads);
       const auto mf = safetensors::File::read(o->model);
       const DType dtype = o->dtype.empty() ? stored_dtype(mf) : parse_dtype(o->dtype, "--dtype");
       with_dtype(dtype, [&]<class Real>() { run_predict<Real>(*o, mf); });

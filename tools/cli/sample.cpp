@@ -17,6 +17,7 @@ namespace {
 struct SampleCliOptions {
   std::string model, dtype;
   SampleOptions s;
+  int threads = 1;
 };
 
 template <class Real>
@@ -43,6 +44,7 @@ void run_sample(const SampleCliOptions& o, const safetensors::File& mf) {
 void add_sample(CLI::App& app, Runner& run) {
   auto o = std::make_shared<SampleCliOptions>();
   CLI::App* cmd = app.add_subcommand("sample", "Generate text from a character model, streaming it");
+  add_threads_option(cmd, o->threads);
   cmd->add_option("--model", o->model, "Model file written by `bptt train --text ... --out`")->required();
   cmd->add_option("--length", o->s.length, "Characters to generate (default 500)");
   cmd->add_option("--temperature", o->s.temperature, "Divide the logits by this (default 1)");
@@ -53,6 +55,7 @@ void add_sample(CLI::App& app, Runner& run) {
   add_dtype_option(cmd, o->dtype);
   cmd->callback([o, &run] {
     run = [o] {
+      set_num_threads(o->threads);
       const auto mf = safetensors::File::read(o->model);
       const DType dtype = o->dtype.empty() ? stored_dtype(mf) : parse_dtype(o->dtype, "--dtype");
       with_dtype(dtype, [&]<class Real>() { run_sample<Real>(*o, mf); });
