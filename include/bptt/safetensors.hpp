@@ -82,7 +82,8 @@ class Writer {
   void add(const std::string& name, Tensor tensor);
   void set_metadata(const std::string& key, const std::string& value);
   // Writes "<path>.tmp-<pid>", flushes, renames it to `path`. On failure removes the temporary
-  // file and throws bptt::Error naming `path`.
+  // file and throws bptt::Error naming `path`. After a success it also removes the
+  // "<path>.tmp-<pid>" files of writers of `path` that died mid-write (their pid no longer runs).
   void write(const std::string& path) const;
 
  private:

@@ -2,6 +2,7 @@
 // of written files, and every kind of malformed file the reader must reject with a bptt::Error
 // that names the file and the tensor or field at fault, on one line.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -116,6 +117,31 @@ std::string f16_file_bytes(const std::vector<std::uint16_t>& v) {
     s[2 * i + 1] = static_cast<char>(v[i] >> 8);
   }
   return s;
+}
+
+// A writer killed mid-write leaves "<path>.tmp-<pid>"; the next successful write of the same path
+// removes it once that process is gone, and leaves alone a live writer's temporary and the
+// temporaries of other paths.
+TEST_F(Safetensors, AWriteRemovesTheTemporariesOfDeadWriters) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);  // reaped: its pid no longer runs
+  const std::string out = path("model.safetensors");
+  const std::string dead = out + ".tmp-" + std::to_string(child), alive = out + ".tmp-1",
+                    other = path("other.safetensors") + ".tmp-" + std::to_string(child),
+                    not_pid = out + ".tmp-notes";
+  for (const std::string& p : {dead, alive, other, not_pid}) std::ofstream(p) << "partial";
+  st::Writer f;
+  const std::vector<double> w = {1, 2};
+  f.add("w", {2}, w.data());
+  f.write(out);
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_TRUE(fs::exists(alive)) << "pid 1 runs";
+  EXPECT_TRUE(fs::exists(other)) << "another path's temporary";
+  EXPECT_TRUE(fs::exists(not_pid)) << "not a temporary of ours";
+  EXPECT_EQ(st::File::read(out).as_f64("w"), w);
 }
 
 // ---------------------------------------------------------------------------------------------
