@@ -390,6 +390,16 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
     throw Error(path + ": __metadata__.fingerprint",
                 "the snapshot is from a different model, data or optimizer",
                 "resume with the options of the run that wrote it");
+  // The data's own description (the text's vocabulary, a series' scaling, the classes, ...), as
+  // the run's model carries it: another file with the same sizes passes the fingerprint but not
+  // this. Snapshots written before these keys existed lack them and are not held to them.
+  for (const auto& [key, value] : model_.metadata) {
+    const auto it = meta.find(key);
+    if (it != meta.end() && it->second != value)
+      throw Error(path + ": __metadata__." + key,
+                  "the snapshot was trained on other data (its " + key + " differs from this run's)",
+                  "resume with the data options of the run that wrote it");
+  }
   // Everything is read into temporaries first: a damaged file leaves the trainer untouched.
   Model<Real> loaded(model_.cfg);
   const ModelConfig cfg = read_model_config(f);

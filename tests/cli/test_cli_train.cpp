@@ -506,6 +506,20 @@ TEST_F(CliTrainBad, ResumeWithADifferentModel) {
                        {snap, "optimizer"}));
 }
 
+// Another text of the same size and vocabulary size passes the fingerprint (the model's sizes)
+// but not the snapshot's vocabulary.
+TEST_F(CliTrainBad, ResumeWithADifferentText) {
+  const std::string snap = path("snap.safetensors");
+  ASSERT_EQ(train({"--steps", "20", "--snapshot", snap}).code, 0);
+  std::string other = corpus_text();
+  ASSERT_EQ(other.find('~'), std::string::npos);
+  std::replace(other.begin(), other.end(), 'e', '~');
+  const std::string other_path = path("other.txt");
+  write_file(other_path, other);
+  EXPECT_TRUE(rejected(cat(train_args(other_path, {}), {"--resume", snap}),
+                       {snap, "__metadata__.vocab", "other data"}));
+}
+
 TEST_F(CliTrainBad, ResumeFromAMissingSnapshot) {
   EXPECT_TRUE(rejected(cat(train_args(text_, {}), {"--resume", path("none.safetensors")}),
                        {path("none.safetensors")}));
