@@ -111,16 +111,23 @@ BPTT_ALWAYS_INLINE void packed(int M, int N, int K, const Real* A, int lda, cons
 template <class Real>
 void pack_panels(bool trans, int N, int K, const Real* W, int ldw, Real* P) {
   constexpr int NR = kPanel<Real>;
-  for (int n0 = 0; n0 < N; n0 += NR)
-    for (int k = 0; k < K; ++k) {
-      Real* out = P + std::size_t(n0) * K + std::size_t(k) * NR;
-      for (int j = 0; j < NR; ++j) {
-        const int n = n0 + j;
-        out[j] = n >= N ? Real(0)
-                 : trans ? W[std::size_t(n) * ldw + k]
-                         : W[std::size_t(k) * ldw + n];
+  for (int n0 = 0; n0 < N; n0 += NR) {
+    Real* panel = P + std::size_t(n0) * K;
+    const int cols = std::min(NR, N - n0);
+    if (trans) {  // column j of the panel is row n0 + j of W, read contiguously
+      for (int j = 0; j < cols; ++j) {
+        const Real* w = W + std::size_t(n0 + j) * ldw;
+        for (int k = 0; k < K; ++k) panel[std::size_t(k) * NR + j] = w[k];
       }
+    } else {  // row k of the panel is part of row k of W
+      for (int k = 0; k < K; ++k)
+        std::copy(W + std::size_t(k) * ldw + n0, W + std::size_t(k) * ldw + n0 + cols,
+                  panel + std::size_t(k) * NR);
     }
+    if (cols < NR)
+      for (int k = 0; k < K; ++k)
+        std::fill(panel + std::size_t(k) * NR + cols, panel + std::size_t(k + 1) * NR, Real(0));
+  }
 }
 
 BPTT_TARGET_CLONES void gemm_packed(int M, int N, int K, const float* A, int lda, const float* P,

@@ -11,6 +11,10 @@ namespace bptt {
 
 template <class Real>
 void apply_output_activation(Activation theta, int N, int O, const Real* z, Real* yhat) {
+  if (theta == Activation::identity) {  // one vectorized copy; nothing to do when yhat is z
+    if (yhat != z) std::copy(z, z + std::size_t(N) * O, yhat);
+    return;
+  }
   for (int n = 0; n < N; ++n) {
     const Real* zr = z + std::size_t(n) * O;
     Real* yr = yhat + std::size_t(n) * O;
