@@ -26,8 +26,8 @@ inline CLI::Option* add_dtype_option(CLI::App* cmd, std::string& dtype) {
 }
 
 // Adds `--threads N` (default 1, as in train and bench): the OpenMP and BLAS threads a verb's
-// kernels may use. One thread is the default so that results do not depend on the machine and a
-// busy machine does not make spinning threads wait for each other.
+// kernels may use. One thread is the default so that results do not depend on the number of
+// cores, and a busy machine does not make spinning threads wait for each other.
 inline CLI::Option* add_threads_option(CLI::App* cmd, int& threads) {
   return cmd
       ->add_option("--threads", threads,

@@ -1,0 +1,55 @@
+// The machine's single-thread float FMA peak, for docs/benchmarks.md: the ceiling that any step
+// time (bptt's, PyTorch's, oneDNN's) is measured against. Twelve independent accumulators of
+// vfmadd231ps (more than latency x throughput on any x86-64 core), in inline assembly so that the
+// compiler can neither fold nor reorder them; 512-bit (zmm) and 256-bit (ymm) forms, since some
+// cores (AMD Zen 4) execute AVX-512 on 256-bit units and reach the same peak with either.
+//
+//   g++ -O2 -mavx512f bench/peak/fma_peak.cpp -o build/bench/fma_peak && build/bench/fma_peak
+//
+// Prints GFLOP/s (2 FLOPs per lane per FMA) for each form, best of 5 runs of about 0.3 s.
+#include <chrono>
+#include <cstdio>
+
+namespace {
+
+#define BPTT_R12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define BPTT_CLOBBER                                                                      \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", \
+      "xmm11"
+
+constexpr long kIterations = 100'000'000;
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double zmm() {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (long n = 0; n < kIterations; ++n) {
+#define BPTT_Z(i) "vfmadd231ps %%zmm12, %%zmm13, %%zmm" #i "\n\t"
+    asm volatile(BPTT_R12(BPTT_Z)::: BPTT_CLOBBER);
+  }
+  return double(kIterations) * 12 * 16 * 2 / seconds_since(t0) / 1e9;
+}
+
+double ymm() {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (long n = 0; n < kIterations; ++n) {
+#define BPTT_Y(i) "vfmadd231ps %%ymm12, %%ymm13, %%ymm" #i "\n\t"
+    asm volatile(BPTT_R12(BPTT_Y)::: BPTT_CLOBBER);
+  }
+  return double(kIterations) * 12 * 8 * 2 / seconds_since(t0) / 1e9;
+}
+
+}  // namespace
+
+int main() {
+  double best_z = 0, best_y = 0;
+  for (int run = 0; run < 5; ++run) {
+    const double z = zmm(), y = ymm();
+    best_z = z > best_z ? z : best_z;
+    best_y = y > best_y ? y : best_y;
+  }
+  std::printf("float FMA peak, one thread: 512-bit %.1f GFLOP/s, 256-bit %.1f GFLOP/s\n", best_z,
+              best_y);
+}
