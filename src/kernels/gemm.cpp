@@ -28,11 +28,6 @@ namespace {
 
 inline CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
-// A product of fewer FLOPs than this per thread runs on one thread: about 0.1 ms of work. Below
-// it, on shape c of the benchmarks (B = 1, H = 32: products of 1-8 MFLOP), two threads were
-// slower than one; 2e6 still left LSTM training there 5% slower.
-[[maybe_unused]] constexpr double kMinFlopsPerThread = 1e7;
-
 template <class Real>
 void scale(int M, int N, Real beta, Real* C, int ldc) {
   for (int i = 0; i < M; ++i)
@@ -96,19 +91,6 @@ void gemm_naive(bool ta, bool tb, int M, int N, int K, Real alpha, const Real* A
 }
 
 template <class Real>
-void broadcast_rows(int rows, int cols, const Real* bias, Real* out) {
-  for (int r = 0; r < rows; ++r) std::copy(bias, bias + cols, out + std::size_t(r) * cols);
-}
-
-template <class Real>
-void add_rows(int rows, int cols, const Real* bias, Real* out) {
-  for (int r = 0; r < rows; ++r) {
-    Real* o = out + std::size_t(r) * cols;
-    for (int c = 0; c < cols; ++c) o[c] += bias[c];
-  }
-}
-
-template <class Real>
 void sum_rows(int rows, int cols, const Real* in, Real* out) {
   for (int r = 0; r < rows; ++r) {
     const Real* i = in + std::size_t(r) * cols;
@@ -119,8 +101,6 @@ void sum_rows(int rows, int cols, const Real* in, Real* out) {
 #define BPTT_INSTANTIATE(Real)                                                                 \
   template void gemm_naive<Real>(bool, bool, int, int, int, Real, const Real*, int, const Real*, \
                                  int, Real, Real*, int);                                       \
-  template void broadcast_rows<Real>(int, int, const Real*, Real*);                            \
-  template void add_rows<Real>(int, int, const Real*, Real*);                                  \
   template void sum_rows<Real>(int, int, const Real*, Real*);
 BPTT_INSTANTIATE(float)
 BPTT_INSTANTIATE(double)

@@ -8,6 +8,11 @@
 
 namespace bptt::kernels {
 
+// A product of fewer FLOPs than this per thread runs on one thread: about 0.1 ms of work. Below
+// it, on shape c of the benchmarks (B = 1, H = 32: products of 1-8 MFLOP), two threads were
+// slower than one; 2e6 still left LSTM training there 5% slower.
+inline constexpr double kMinFlopsPerThread = 1e7;
+
 template <class Real>
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, Real alpha, const Real* A, int lda,
           const Real* B, int ldb, Real beta, Real* C, int ldc);
@@ -15,14 +20,6 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, Real alpha, const Rea
 template <class Real>
 void gemm_naive(bool trans_a, bool trans_b, int M, int N, int K, Real alpha, const Real* A,
                 int lda, const Real* B, int ldb, Real beta, Real* C, int ldc);
-
-// out[r, c] = bias[c] for r < rows (assign).
-template <class Real>
-void broadcast_rows(int rows, int cols, const Real* bias, Real* out);
-
-// out[r, c] += bias[c] for r < rows.
-template <class Real>
-void add_rows(int rows, int cols, const Real* bias, Real* out);
 
 // out[c] += Σ_r in[r, c] (the bias gradient of a batch of rows).
 template <class Real>

@@ -44,7 +44,7 @@ cells::CellStep<Real> step_at(Workspace<Real>& ws, int k, int t, int H, int GH, 
   return s;
 }
 
-// Rows of the readout per task: enough for a thread's share to outweigh starting one.
+// Rows of the readout per task (of the threads' loop over blocks of rows).
 constexpr int kReadoutRows = 256;
 
 // Runs f(rows) on contiguous parts of the batch, one per thread. Each sequence's recursion
@@ -172,7 +172,8 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
   // call would write Z and then need a second pass to add b_o.
   kernels::pack_panels(true, O, H, P.w_o, H, ws.packed_w());
   const int blocks = (TB + kReadoutRows - 1) / kReadoutRows;
-#pragma omp parallel for schedule(static) if (blocks > 1 && omp_get_max_threads() > 1)
+  const bool split = blocks > 1 && 2.0 * TB * O * H >= kernels::kMinFlopsPerThread * 2;
+#pragma omp parallel for schedule(static) if (split && omp_get_max_threads() > 1)
   for (int i = 0; i < blocks; ++i) {
     const int r0 = i * kReadoutRows, rows = std::min(kReadoutRows, TB - r0);
     kernels::gemm_packed(rows, O, H, top + std::size_t(r0) * H, H, ws.packed_w(), P.b_o,
