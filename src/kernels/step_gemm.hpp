@@ -1,7 +1,9 @@
-// The per-step products of the time loop, C[M, N] += A[M, K] · op(W), with the weight matrix
-// packed once per pass into panels and reused by every step: forward h_{t-1} · W_hhᵀ
-// ([B, H] × [H, G·H]) and backward δ^h_t · W_hh ([B, G·H] × [G·H, H]). A BLAS call packs its
-// operands again on every call; here the T steps share one packing.
+// The per-step products of the time loop, C[M, N] = init + A[M, K] · op(W), with the weight
+// matrix packed once per pass into panels and reused by every step: forward
+// b_hh + h_{t-1} · W_hhᵀ ([B, H] × [H, G·H]) and backward δ^h_t · W_hh ([B, G·H] × [G·H, H]). A
+// BLAS call packs its operands again on every call; here the T steps share one packing. The
+// readout, b_o + H_top · W_oᵀ over all T·B rows, uses it too: starting from the bias saves the
+// pass a BLAS call would need to add it.
 //
 // Panel layout: op(W) [K, N] is cut into column panels of kPanel<Real> columns (two vectors of
 // 64 bytes: 32 floats, 16 doubles); panel p holds P[p][k][j] = op(W)[k][p·kPanel + j], zero
