@@ -259,6 +259,16 @@ StepInfo Trainer<Real>::rtrl_window() {
     update(s);
     if (s.skipped) {  // a skipped step adds nothing to the window's loss
       info.skipped = true;
+      // What went non-finite is this step's sensitivities or state, which every later step
+      // would inherit: restart the online gradient here (zero sensitivity), from the current
+      // state when it is finite and from zero otherwise.
+      std::vector<Real> h, c;
+      rtrl_->state(h, c);
+      const auto finite = [](const std::vector<Real>& v) {
+        return std::all_of(v.begin(), v.end(), [](Real e) { return std::isfinite(e); });
+      };
+      if (!finite(h) || !finite(c)) h.clear(), c.clear();
+      rtrl_->reset(h, c);
       continue;
     }
     loss += l * norm;
