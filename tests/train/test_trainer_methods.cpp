@@ -222,5 +222,34 @@ TEST_F(TrainerMethods, OnlineRtrlLearns) {
   EXPECT_LT(after, before - 0.3) << before << " -> " << after;
 }
 
+// With --skip-nonfinite, online RTRL skips a step whose state overflowed and goes on: the state
+// and sensitivities it left (inf, NaN) must not make every later step non-finite too. An Elman
+// relu layer with W_hh = 1e100·I and every input weight 1 has h_t = 1, 1e100, 1e200, 1e300 and
+// then +inf from a fresh start; the gradient's norm overflows from h = 1e200 on, so steps 3-5 of
+// each such cycle are skipped: 12 of 20. Without the restart the stream stayed at +inf after
+// the first overflow and 18 of 20 were skipped. lr 0 leaves the weights as they are.
+TEST_F(TrainerMethods, OnlineRtrlRestartsAfterASkippedStep) {
+  ModelConfig mc = model_config(CellKind::elman, 1, 2);
+  mc.nonlinearity = Activation::relu;
+  Model<double> model(mc);
+  init_model(model, 3, 0);
+  const auto v = model.views();
+  const auto& p = v.layers[0];
+  for (int i = 0; i < 2 * p.in; ++i) p.w_ih[i] = 1;
+  for (int i = 0; i < 2; ++i) p.b_ih[i] = p.b_hh[i] = 0;
+  p.w_hh[0] = p.w_hh[3] = 1e100;
+  p.w_hh[1] = p.w_hh[2] = 0;
+  auto task = make_text_task<double>(corpus, 1, 10);
+  TrainConfig tc = sgd(0);
+  tc.rtrl = true;
+  tc.skip_nonfinite = true;
+  Trainer<double> trainer(model, *task, tc);
+  const std::vector<double> before = model.params;
+  trainer.step();
+  trainer.step();  // 20 steps
+  EXPECT_EQ(trainer.skipped(), 12) << "each overflow is skipped, then the stream restarts";
+  EXPECT_EQ(model.params, before);
+}
+
 }  // namespace
 }  // namespace bptt
