@@ -164,7 +164,6 @@ void Writer::set_metadata(const std::string& key, const std::string& value) {
   metadata_[key] = value;
 }
 
-
 namespace {
 
 // Removes "<path>.tmp-<pid>" files left by writers of `path` that were killed mid-write (a

@@ -518,7 +518,6 @@ void add_diagnose(CLI::App& app, Runner& run) {
       "truncated gradient (K = 1, 2, 4, ..., T) against the full one. Prints a table, or with\n"
       "--json one JSON document; --out DIR also writes PNGs (gnuplot), their data and\n"
       "diagnose.json.");
-  add_threads_option(cmd, o->threads);
   cmd->add_option("--model", o->model, "Model file (safetensors, see docs/file_format.md)")
       ->required();
   cmd->add_option("--data", o->data, "Data file: x [T, B, I], y, optional lengths, mask, h0, c0")
@@ -539,6 +538,7 @@ void add_diagnose(CLI::App& app, Runner& run) {
                   "K = T is always tried)")
       ->check(CLI::Range(0, 1 << 30));
   add_dtype_option(cmd, o->dtype);
+  add_threads_option(cmd, o->threads);
   cmd->callback([o, &run] {
     run = [o] {
       set_num_threads(o->threads);

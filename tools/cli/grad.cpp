@@ -78,7 +78,6 @@ void add_grad(CLI::App& app, Runner& run) {
       "Compute the loss and its gradient by backpropagation through time (or another method).\n"
       "Writes a safetensors file with dL/d(parameter) under each parameter's own name,\n"
       "x (dL/dx [T, B, I]), h0 (dL/dh0 [L, B, H]), c0 (LSTM) and loss [1].");
-  add_threads_option(cmd, o->threads);
   cmd->add_option("--model", o->model, "Model file (safetensors, see docs/file_format.md)")
       ->required();
   cmd->add_option("--data", o->data, "Data file: x [T, B, I], y, optional lengths, mask, h0, c0")
@@ -98,6 +97,7 @@ void add_grad(CLI::App& app, Runner& run) {
                   "                mode (sensitivities carried with the state; small models)\n"
                   "  numeric       central differences in f64, for checking small models");
   add_dtype_option(cmd, o->dtype);
+  add_threads_option(cmd, o->threads);
   cmd->callback([o, &run] {
     run = [o] {
       set_num_threads(o->threads);

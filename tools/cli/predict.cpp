@@ -45,13 +45,13 @@ void add_predict(CLI::App& app, Runner& run) {
       "predict",
       "Run the model forward. Writes y_hat [T, B, O], h_n [L, B, H] (the state at each\n"
       "sequence's last valid step, as PyTorch's packed sequences) and c_n for LSTM.");
-  add_threads_option(cmd, o->threads);
   cmd->add_option("--model", o->model, "Model file (safetensors, see docs/file_format.md)")
       ->required();
   cmd->add_option("--data", o->data, "Data file: x [T, B, I], optional lengths, h0, c0 (y ignored)")
       ->required();
   cmd->add_option("--out", o->out, "Output file for the predictions")->required();
   add_dtype_option(cmd, o->dtype);
+  add_threads_option(cmd, o->threads);
   cmd->callback([o, &run] {
     run = [o] {
       set_num_threads(o->threads);

@@ -44,7 +44,6 @@ void run_sample(const SampleCliOptions& o, const safetensors::File& mf) {
 void add_sample(CLI::App& app, Runner& run) {
   auto o = std::make_shared<SampleCliOptions>();
   CLI::App* cmd = app.add_subcommand("sample", "Generate text from a character model, streaming it");
-  add_threads_option(cmd, o->threads);
   cmd->add_option("--model", o->model, "Model file written by `bptt train --text ... --out`")->required();
   cmd->add_option("--length", o->s.length, "Characters to generate (default 500)");
   cmd->add_option("--temperature", o->s.temperature, "Divide the logits by this (default 1)");
@@ -53,6 +52,7 @@ void add_sample(CLI::App& app, Runner& run) {
   cmd->add_option("--prime", o->s.prime, "Text to start from (printed first)");
   cmd->add_option("--seed", o->s.seed, "Random seed (default 1)");
   add_dtype_option(cmd, o->dtype);
+  add_threads_option(cmd, o->threads);
   cmd->callback([o, &run] {
     run = [o] {
       set_num_threads(o->threads);
