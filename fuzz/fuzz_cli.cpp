@@ -35,15 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   app.require_subcommand(1, 1);
   app.fallthrough(false);
   bptt::cli::Runner run;
-  bptt::cli::add_grad(app, run);
-  bptt::cli::add_predict(app, run);
-  bptt::cli::add_explain(app, run);
-  bptt::cli::add_train(app, run);
-  bptt::cli::add_eval(app, run);
-  bptt::cli::add_sample(app, run);
-  bptt::cli::add_plot(app, run);
-  bptt::cli::add_bench(app, run);
-  bptt::cli::add_diagnose(app, run);
+  bptt::cli::add_verbs(app, run);
   try {
     app.parse(int(args.size()), argv.data());
   } catch (const CLI::ParseError&) {

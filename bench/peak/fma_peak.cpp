@@ -19,26 +19,22 @@ namespace {
 
 constexpr long kIterations = 100'000'000;
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+// GFLOP/s of kIterations runs of `twelve_fmas` (12 FMAs of `lanes` floats each).
+template <class Body>
+double rate(Body twelve_fmas, int lanes) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (long n = 0; n < kIterations; ++n) twelve_fmas();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return double(kIterations) * 12 * lanes * 2 / s / 1e9;
 }
 
-double zmm() {
-  const auto t0 = std::chrono::steady_clock::now();
-  for (long n = 0; n < kIterations; ++n) {
 #define BPTT_Z(i) "vfmadd231ps %%zmm12, %%zmm13, %%zmm" #i "\n\t"
-    asm volatile(BPTT_R12(BPTT_Z)::: BPTT_CLOBBER);
-  }
-  return double(kIterations) * 12 * 16 * 2 / seconds_since(t0) / 1e9;
-}
-
-double ymm() {
-  const auto t0 = std::chrono::steady_clock::now();
-  for (long n = 0; n < kIterations; ++n) {
 #define BPTT_Y(i) "vfmadd231ps %%ymm12, %%ymm13, %%ymm" #i "\n\t"
-    asm volatile(BPTT_R12(BPTT_Y)::: BPTT_CLOBBER);
-  }
-  return double(kIterations) * 12 * 8 * 2 / seconds_since(t0) / 1e9;
+double zmm() {
+  return rate([] { asm volatile(BPTT_R12(BPTT_Z)::: BPTT_CLOBBER); }, 16);
+}
+double ymm() {
+  return rate([] { asm volatile(BPTT_R12(BPTT_Y)::: BPTT_CLOBBER); }, 8);
 }
 
 }  // namespace

@@ -9,6 +9,15 @@
 
 namespace bptt {
 
+namespace {
+
+template <class Real>
+bool all_finite(const std::vector<Real>& v) {
+  return std::all_of(v.begin(), v.end(), [](Real e) { return std::isfinite(e); });
+}
+
+}  // namespace
+
 template <class Real>
 void init_model(Model<Real>& model, std::uint64_t seed, double forget_bias) {
   model.init_uniform(seed);
@@ -220,10 +229,7 @@ StepInfo Trainer<Real>::bptt_window() {
   }
   update(info);
   if (info.skipped) {  // a non-finite state carried on would make every later window non-finite
-    const auto finite = [](const std::vector<Real>& v) {
-      return std::all_of(v.begin(), v.end(), [](Real e) { return std::isfinite(e); });
-    };
-    if (!finite(carry_h_) || !finite(carry_c_)) {
+    if (!all_finite(carry_h_) || !all_finite(carry_c_)) {
       carry_h_.clear();
       carry_c_.clear();
       hist_x_.clear();
@@ -264,10 +270,7 @@ StepInfo Trainer<Real>::rtrl_window() {
       // state when it is finite and from zero otherwise.
       std::vector<Real> h, c;
       rtrl_->state(h, c);
-      const auto finite = [](const std::vector<Real>& v) {
-        return std::all_of(v.begin(), v.end(), [](Real e) { return std::isfinite(e); });
-      };
-      if (!finite(h) || !finite(c)) h.clear(), c.clear();
+      if (!all_finite(h) || !all_finite(c)) h.clear(), c.clear();
       rtrl_->reset(h, c);
       continue;
     }
@@ -308,9 +311,7 @@ void Trainer<Real>::update(StepInfo& info) {
   }
   const std::int64_t opt_steps = opt_.steps();
   opt_.step(model_.params.data(), g, info.lr);
-  if (std::all_of(model_.params.begin(), model_.params.end(),
-                  [](Real v) { return std::isfinite(v); }))
-    return;
+  if (all_finite(model_.params)) return;
   if (cfg_.skip_nonfinite) {
     auto from = backup_.begin();
     std::copy(from, from + std::ptrdiff_t(model_.params.size()), model_.params.begin());

@@ -65,15 +65,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1, 1);
   app.fallthrough(false);
   bptt::cli::Runner run;
-  bptt::cli::add_grad(app, run);
-  bptt::cli::add_predict(app, run);
-  bptt::cli::add_explain(app, run);
-  bptt::cli::add_train(app, run);
-  bptt::cli::add_eval(app, run);
-  bptt::cli::add_sample(app, run);
-  bptt::cli::add_plot(app, run);
-  bptt::cli::add_bench(app, run);
-  bptt::cli::add_diagnose(app, run);
+  bptt::cli::add_verbs(app, run);
 
   if (const std::string problem = precheck(app, argc, argv); !problem.empty()) {
     fmt::print(stderr, "bptt: usage error: {} (hint: run 'bptt --help' or 'bptt VERB --help')\n",
