@@ -26,36 +26,34 @@ struct VecOf<double> {
 template <class Real>
 using Vec = typename VecOf<Real>::type;
 
-// C[MR rows, cols < kPanel] = init + A[MR, K] · panel, where init is the row `bias` (the
-// panel's part of it) when given, else C itself. `cols` < kPanel only in the last panel.
-template <int MR, class Real>
+// C[MR rows, cols ≤ kPanel] = init + A[MR, K] · panel, where init is the row `bias` (the
+// panel's part of it) when given, else C itself. Full: cols == kPanel, so C and the bias are
+// read and written straight from the registers; otherwise (only the last panel) through a
+// zero-padded copy. Keeping the two apart matters: with one body GCC sent every full tile's
+// accumulators through the stack on their way out.
+template <int MR, bool Full, class Real>
 BPTT_ALWAYS_INLINE void tile(int K, const Real* __restrict A, int lda, const Real* __restrict P,
                              const Real* __restrict bias, Real* __restrict C, int ldc, int cols) {
   constexpr int L = int(64 / sizeof(Real));
   Vec<Real> acc[MR][2];
-  Real edge[MR][2 * L];
+  // Two vectors from the first `cols` elements of src (zero beyond them unless Full).
+  const auto load = [cols](const Real* src, Vec<Real>& v0, Vec<Real>& v1) {
+    if constexpr (Full) {
+      std::memcpy(&v0, src, 64);
+      std::memcpy(&v1, src + L, 64);
+    } else {
+      Real edge[2 * L] = {};
+      std::copy(src, src + cols, edge);
+      std::memcpy(&v0, edge, 64);
+      std::memcpy(&v1, edge + L, 64);
+    }
+  };
   if (bias) {
     Vec<Real> b0, b1;
-    const Real* b = bias;
-    if (cols < 2 * L) {
-      std::fill(edge[0], edge[0] + 2 * L, Real(0));
-      std::copy(bias, bias + cols, edge[0]);
-      b = edge[0];
-    }
-    std::memcpy(&b0, b, 64);
-    std::memcpy(&b1, b + L, 64);
+    load(bias, b0, b1);
     for (int m = 0; m < MR; ++m) acc[m][0] = b0, acc[m][1] = b1;
   } else {
-    for (int m = 0; m < MR; ++m) {
-      const Real* c = C + std::size_t(m) * ldc;
-      if (cols < 2 * L) {
-        std::fill(edge[m], edge[m] + 2 * L, Real(0));
-        std::copy(c, c + cols, edge[m]);
-        c = edge[m];
-      }
-      std::memcpy(&acc[m][0], c, 64);
-      std::memcpy(&acc[m][1], c + L, 64);
-    }
+    for (int m = 0; m < MR; ++m) load(C + std::size_t(m) * ldc, acc[m][0], acc[m][1]);
   }
   for (int k = 0; k < K; ++k) {
     Vec<Real> b0, b1;
@@ -70,13 +68,14 @@ BPTT_ALWAYS_INLINE void tile(int K, const Real* __restrict A, int lda, const Rea
   }
   for (int m = 0; m < MR; ++m) {
     Real* c = C + std::size_t(m) * ldc;
-    if (cols < 2 * L) {
-      std::memcpy(edge[m], &acc[m][0], 64);
-      std::memcpy(edge[m] + L, &acc[m][1], 64);
-      std::copy(edge[m], edge[m] + cols, c);
-    } else {
+    if constexpr (Full) {
       std::memcpy(c, &acc[m][0], 64);
       std::memcpy(c + L, &acc[m][1], 64);
+    } else {
+      Real edge[2 * L];
+      std::memcpy(edge, &acc[m][0], 64);
+      std::memcpy(edge + L, &acc[m][1], 64);
+      std::copy(edge, edge + cols, c);
     }
   }
 }
@@ -84,6 +83,19 @@ BPTT_ALWAYS_INLINE void tile(int K, const Real* __restrict A, int lda, const Rea
 // Rows in blocks of kRowBlock, so that a block of A stays in cache while every panel passes
 // over it (the per-step products have M = B rows: one block).
 constexpr int kRowBlock = 64;
+
+// Rows [m0, m1) of one panel's columns: tiles of 8 rows, then 4, then 1.
+template <bool Full, class Real>
+BPTT_ALWAYS_INLINE void tiles(int m0, int m1, int K, const Real* A, int lda, const Real* panel,
+                              const Real* bias, Real* C, int ldc, int cols) {
+  int m = m0;
+  for (; m + 8 <= m1; m += 8)
+    tile<8, Full>(K, A + std::size_t(m) * lda, lda, panel, bias, C + std::size_t(m) * ldc, ldc, cols);
+  for (; m + 4 <= m1; m += 4)
+    tile<4, Full>(K, A + std::size_t(m) * lda, lda, panel, bias, C + std::size_t(m) * ldc, ldc, cols);
+  for (; m < m1; ++m)
+    tile<1, Full>(K, A + std::size_t(m) * lda, lda, panel, bias, C + std::size_t(m) * ldc, ldc, cols);
+}
 
 template <class Real>
 BPTT_ALWAYS_INLINE void packed(int M, int N, int K, const Real* A, int lda, const Real* P,
@@ -95,13 +107,10 @@ BPTT_ALWAYS_INLINE void packed(int M, int N, int K, const Real* A, int lda, cons
       const Real* panel = P + std::size_t(n0) * K;
       const Real* b = bias ? bias + n0 : nullptr;
       const int cols = std::min(NR, N - n0);
-      int m = m0;
-      for (; m + 8 <= m1; m += 8)
-        tile<8>(K, A + std::size_t(m) * lda, lda, panel, b, C + std::size_t(m) * ldc + n0, ldc, cols);
-      for (; m + 4 <= m1; m += 4)
-        tile<4>(K, A + std::size_t(m) * lda, lda, panel, b, C + std::size_t(m) * ldc + n0, ldc, cols);
-      for (; m < m1; ++m)
-        tile<1>(K, A + std::size_t(m) * lda, lda, panel, b, C + std::size_t(m) * ldc + n0, ldc, cols);
+      if (cols == NR)
+        tiles<true>(m0, m1, K, A, lda, panel, b, C + n0, ldc, cols);
+      else
+        tiles<false>(m0, m1, K, A, lda, panel, b, C + n0, ldc, cols);
     }
   }
 }
