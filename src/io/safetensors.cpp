@@ -7,7 +7,6 @@
 #include "bptt/safetensors.hpp"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +18,7 @@
 #include <utility>
 
 #include "bptt/error.hpp"
+#include "bptt/io.hpp"
 
 namespace bptt::safetensors {
 
@@ -164,34 +164,6 @@ void Writer::set_metadata(const std::string& key, const std::string& value) {
   metadata_[key] = value;
 }
 
-namespace {
-
-// Removes "<path>.tmp-<pid>" files left by writers of `path` that were killed mid-write (a
-// SIGKILL or a power cut gives them no chance to clean up). Only temporaries whose process no
-// longer exists go: one that is alive may still be writing. Best effort: errors are ignored.
-void remove_stale_temporaries(const std::string& path) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  fs::path dir = target.parent_path();
-  if (dir.empty()) dir = ".";
-  const std::string prefix = target.filename().string() + ".tmp-";
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
-    const std::string digits = name.substr(prefix.size());
-    if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
-    const long pid = std::stol(digits);
-    if (pid <= 0 || pid == long(::getpid())) continue;
-    if (::kill(pid_t(pid), 0) == -1 && errno == ESRCH) {
-      std::error_code ignored;
-      fs::remove(it->path(), ignored);
-    }
-  }
-}
-
-}  // namespace
-
 void Writer::write(const std::string& path) const {
   // Header: metadata first (if any), then the tensors in insertion order, contiguous.
   ojson header = ojson::object();
@@ -250,7 +222,7 @@ void Writer::write(const std::string& path) const {
     fail(path, "cannot write (rename from " + tmp + " failed: " + ec.message() + ")",
          "check that the path is not a directory and that its directory is writable");
   }
-  remove_stale_temporaries(path);
+  bptt::remove_stale_temporaries(path);
   // Make the rename itself durable; failing here does not lose data, so it is best effort.
   std::filesystem::path dir = std::filesystem::path(path).parent_path();
   if (dir.empty()) dir = ".";

@@ -120,7 +120,11 @@ TEST_F(DiagnoseCli, WritesPicturesAndData) {
   const std::string dat = read_bytes(fs::path(dir) / "jacobian_norm_by_distance.dat");
   EXPECT_EQ(std::count(dat.begin(), dat.end(), '\n'), 2 + 6);
 
-  // A second run over the same directory replaces the files.
+  // A second run over the same directory replaces the files, and removes the temporaries a
+  // run killed mid-write left there.
+  const std::string dead = ".tmp-" + dead_pid();
+  for (const char* n : {"diagnose.json", "truncation_bias.png", "run.gp"})
+    write_file(fs::path(dir) / (n + dead), "partial");
   const RunResult again = run(args({"--out", dir}));
   ASSERT_EQ(again.code, 0) << again;
   EXPECT_NE(again.out.find("written to"), std::string::npos) << again;

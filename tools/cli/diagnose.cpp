@@ -478,6 +478,8 @@ std::vector<std::string> write_outputs(const std::string& dir, const Diagnosis& 
     if (ec) throw Error(final_path, "cannot rename into place: " + ec.message());
     written.push_back(final_path);
   }
+  for (const std::string& n : names) remove_stale_temporaries((root / n).string());
+  remove_stale_temporaries(run_script.substr(0, run_script.size() - suffix.size()));
   return written;
 }
 

@@ -25,6 +25,7 @@
 
 #include "bptt/data.hpp"
 #include "bptt/error.hpp"
+#include "bptt/io.hpp"
 #include "gnuplot.hpp"
 #include "verbs.hpp"
 
@@ -204,6 +205,7 @@ void run_plot(const PlotOptions& o) {
   fs::rename(tmp_out.path, o.out, ec);
   if (ec) throw Error(o.out, "cannot rename the picture into place: " + ec.message());
   tmp_out.path.clear();
+  remove_stale_temporaries(o.out);
   fmt::print("plot written to {} ({} training points, {} validation points)\n", o.out,
              curves.train.size(), curves.val.size());
 }
