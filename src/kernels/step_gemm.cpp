@@ -37,7 +37,7 @@ BPTT_ALWAYS_INLINE void tile(int K, const Real* __restrict A, int lda, const Rea
   constexpr int L = int(64 / sizeof(Real));
   Vec<Real> acc[MR][2];
   // Two vectors from the first `cols` elements of src (zero beyond them unless Full).
-  const auto load = [cols](const Real* src, Vec<Real>& v0, Vec<Real>& v1) {
+  const auto load = [&](const Real* src, Vec<Real>& v0, Vec<Real>& v1) {
     if constexpr (Full) {
       std::memcpy(&v0, src, 64);
       std::memcpy(&v1, src + L, 64);
