@@ -479,7 +479,7 @@ std::vector<std::string> write_outputs(const std::string& dir, const Diagnosis& 
     written.push_back(final_path);
   }
   for (const std::string& n : names) remove_stale_temporaries((root / n).string());
-  remove_stale_temporaries(run_script.substr(0, run_script.size() - suffix.size()));
+  remove_stale_temporaries((root / "run.gp").string());
   return written;
 }
 
