@@ -123,10 +123,15 @@ void pack_panels(bool trans, int N, int K, const Real* W, int ldw, Real* P) {
   for (int n0 = 0; n0 < N; n0 += NR) {
     Real* panel = P + std::size_t(n0) * K;
     const int cols = std::min(NR, N - n0);
-    if (trans) {  // column j of the panel is row n0 + j of W, read contiguously
-      for (int j = 0; j < cols; ++j) {
-        const Real* w = W + std::size_t(n0 + j) * ldw;
-        for (int k = 0; k < K; ++k) panel[std::size_t(k) * NR + j] = w[k];
+    if (trans) {  // column j of the panel is row n0 + j of W, read contiguously; in blocks of
+                  // kKBlock rows of the panel, which stay in L1 while its columns are filled
+      constexpr int kKBlock = 128;
+      for (int k0 = 0; k0 < K; k0 += kKBlock) {
+        const int k1 = std::min(K, k0 + kKBlock);
+        for (int j = 0; j < cols; ++j) {
+          const Real* w = W + std::size_t(n0 + j) * ldw;
+          for (int k = k0; k < k1; ++k) panel[std::size_t(k) * NR + j] = w[k];
+        }
       }
     } else {  // row k of the panel is part of row k of W
       for (int k = 0; k < K; ++k)
