@@ -169,17 +169,18 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
   if (!head) return;
   const Real* top = ws.h(cfg.num_layers - 1) + BH;
   // Z = H_top·W_oᵀ + b_o through the packed kernel, which starts from the bias row: a BLAS
-  // call would write Z and then need a second pass to add b_o.
+  // call would write Z and then need a second pass to add b_o. Each block of rows gets θ while
+  // it is in cache, on the thread that computed it.
   kernels::pack_panels(true, O, H, P.w_o, H, ws.packed_w());
   const int blocks = (TB + kReadoutRows - 1) / kReadoutRows;
   const bool split = blocks > 1 && 2.0 * TB * O * H >= kernels::kMinFlopsPerThread * 2;
 #pragma omp parallel for schedule(static) if (split && omp_get_max_threads() > 1)
   for (int i = 0; i < blocks; ++i) {
     const int r0 = i * kReadoutRows, rows = std::min(kReadoutRows, TB - r0);
-    kernels::gemm_packed(rows, O, H, top + std::size_t(r0) * H, H, ws.packed_w(), P.b_o,
-                         ws.z() + std::size_t(r0) * O, O);
+    Real* z = ws.z() + std::size_t(r0) * O;
+    kernels::gemm_packed(rows, O, H, top + std::size_t(r0) * H, H, ws.packed_w(), P.b_o, z, O);
+    apply_output_activation(cfg.output_activation, rows, O, z, ws.yhat() + std::size_t(r0) * O);
   }
-  apply_output_activation(cfg.output_activation, TB, O, ws.z(), ws.yhat());
 }
 
 template <class Real>
