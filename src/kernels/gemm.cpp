@@ -13,6 +13,7 @@
 #include <string>
 
 #include "bptt/error.hpp"
+#include "kernels/simd.hpp"
 
 namespace bptt {
 // Our parallel regions and oneDNN use OpenMP's threads; OpenBLAS (float64) has its own pool.
@@ -90,18 +91,36 @@ void gemm_naive(bool ta, bool tb, int M, int N, int K, Real alpha, const Real* A
     }
 }
 
+namespace {
+
 template <class Real>
-void sum_rows(int rows, int cols, const Real* in, Real* out) {
+BPTT_ALWAYS_INLINE void sum_rows_body(int rows, int cols, const Real* __restrict in,
+                                      Real* __restrict out) {
   for (int r = 0; r < rows; ++r) {
-    const Real* i = in + std::size_t(r) * cols;
+    const Real* __restrict i = in + std::size_t(r) * cols;
     for (int c = 0; c < cols; ++c) out[c] += i[c];
   }
 }
 
+BPTT_TARGET_CLONES void sum_rows_f32(int rows, int cols, const float* in, float* out) {
+  sum_rows_body(rows, cols, in, out);
+}
+
+}  // namespace
+
+template <>
+void sum_rows<float>(int rows, int cols, const float* in, float* out) {
+  sum_rows_f32(rows, cols, in, out);
+}
+
+template <>
+void sum_rows<double>(int rows, int cols, const double* in, double* out) {
+  sum_rows_body(rows, cols, in, out);
+}
+
 #define BPTT_INSTANTIATE(Real)                                                                 \
   template void gemm_naive<Real>(bool, bool, int, int, int, Real, const Real*, int, const Real*, \
-                                 int, Real, Real*, int);                                       \
-  template void sum_rows<Real>(int, int, const Real*, Real*);
+                                 int, Real, Real*, int);
 BPTT_INSTANTIATE(float)
 BPTT_INSTANTIATE(double)
 #undef BPTT_INSTANTIATE

@@ -21,7 +21,8 @@ template <class Real>
 void gemm_naive(bool trans_a, bool trans_b, int M, int N, int K, Real alpha, const Real* A,
                 int lda, const Real* B, int ldb, Real beta, Real* C, int ldc);
 
-// out[c] += Σ_r in[r, c] (the bias gradient of a batch of rows).
+// out[c] += Σ_r in[r, c] (the bias gradient of a batch of rows); in and out do not overlap.
+// The float version is compiled per x86-64 level (kernels/simd.hpp).
 template <class Real>
 void sum_rows(int rows, int cols, const Real* in, Real* out);
 

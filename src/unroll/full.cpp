@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "bptt/error.hpp"
 
@@ -19,9 +20,11 @@ using kernels::gemm;
 
 namespace {
 
-// A contiguous range [begin, end) of the batch's rows (sequences).
+// A contiguous range [begin, end) of the batch's rows (sequences); part: its index among the
+// parts of for_row_parts.
 struct Rows {
   int begin = 0, end = 0;
+  int part = 0;
   int size() const { return end - begin; }
 };
 
@@ -52,15 +55,19 @@ constexpr int kReadoutRows = 256;
 // barrier; their per-step products are our own single-threaded kernel (kernels/step_gemm.hpp),
 // never a BLAS call. Small batches run as one part: a thread per handful of rows costs more
 // than it saves.
+inline int row_parts(int B) {
+  constexpr int kMinRowsPerPart = 8;
+  return std::max(1, std::min(omp_get_max_threads(), B / kMinRowsPerPart));
+}
+
 template <class F>
 void for_row_parts(int B, F&& f) {
-  constexpr int kMinRowsPerPart = 8;
-  const int parts = std::max(1, std::min(omp_get_max_threads(), B / kMinRowsPerPart));
-  if (parts == 1) return f(Rows{0, B});
+  const int parts = row_parts(B);
+  if (parts == 1) return f(Rows{0, B, 0});
 #pragma omp parallel num_threads(parts)
   {
     const int p = omp_get_thread_num();
-    f(Rows{B * p / parts, B * (p + 1) / parts});
+    f(Rows{B * p / parts, B * (p + 1) / parts, p});
   }
 }
 
@@ -201,6 +208,11 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
   if (opts.gradients_ready) opts.gradients_ready(cfg.num_layers);
 
   const int C = ws.chunk_steps();
+  // Bias gradients: Σ over steps and rows of dgh (b_hh) and dgi (b_ih), added step by step
+  // while the step's rows are in cache, one pair of accumulators per row part (no pass over
+  // [T·B, G·H] after the loop). Only the GRU's dgi differs from its dgh.
+  const bool gru = cfg.cell == CellKind::gru;
+  std::vector<Real> db(std::size_t(row_parts(B)) * 2 * GH);
   for (int k = cfg.num_layers - 1; k >= 0; --k) {
     const auto& p = P.layers[std::size_t(k)];
     const auto& d = D.layers[std::size_t(k)];
@@ -208,6 +220,7 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
     // ∂L/∂h_{T+1} = 0, unless the final state's gradient comes from beyond the batch.
     init_state(opts.dh_n, std::size_t(k) * BH, BH, ws.dh_carry());
     init_state(opts.dc_n, std::size_t(k) * BH, BH, ws.dc_carry());
+    std::fill(db.begin(), db.end(), Real(0));
     Real* trace = opts.dh_trace ? opts.dh_trace + std::size_t(k) * T * BH : nullptr;
     for (int end = T; end > 0; end -= C) {
       const int begin = std::max(0, end - C), rows = (end - begin) * B;
@@ -242,6 +255,9 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
           g.dh_prev = carry;
           cells::cell_backward(cfg.cell, cfg.nonlinearity, s, g);
           kernels::gemm_packed(s.B, H, GH, g.dgh, GH, ws.packed_w(), nullptr, carry, H);
+          Real* acc = db.data() + std::size_t(r.part) * 2 * GH;
+          kernels::sum_rows(s.B, GH, g.dgh, acc);
+          if (gru) kernels::sum_rows(s.B, GH, s.gates, acc + GH);  // s.gates now holds dgi
         }
       });
     }
@@ -253,11 +269,16 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
     }
     // Hoisted: weight gradients merged over time, one GEMM each.
     gemm(true, false, GH, H, TB, Real(1), ws.dgh(k), GH, ws.h(k), H, Real(1), d.w_hh, H);
-    kernels::sum_rows(TB, GH, ws.dgh(k), d.b_hh);
     const Real* in = k == 0 ? batch.x.data() : ws.h(k - 1) + BH;
     if (k > 0 && ws.dropout_active) in = ws.drop_in(k);
     gemm(true, false, GH, p.in, TB, Real(1), ws.dgi(k), GH, in, p.in, Real(1), d.w_ih, p.in);
-    kernels::sum_rows(TB, GH, ws.dgi(k), d.b_ih);
+    for (std::size_t part = 0; part < db.size(); part += 2 * std::size_t(GH)) {
+      const Real* acc = db.data() + part;
+      for (int j = 0; j < GH; ++j) {
+        d.b_hh[j] += acc[j];
+        d.b_ih[j] += gru ? acc[GH + j] : acc[j];
+      }
+    }
     if (opts.gradients_ready) opts.gradients_ready(k);
     if (k == 0 && !grads.x.empty()) {
       gemm(false, false, TB, p.in, GH, Real(1), ws.dgi(k), GH, p.w_ih, p.in, Real(1),
