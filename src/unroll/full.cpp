@@ -54,7 +54,7 @@ constexpr int kReadoutRows = 256;
 // touches only its own rows of every buffer, so the parts run the whole time loop without a
 // barrier; their per-step products are our own single-threaded kernel (kernels/step_gemm.hpp),
 // never a BLAS call. Small batches run as one part: a thread per handful of rows costs more
-// than it saves.
+// than it saves. row_parts(B): how many parts that is.
 inline int row_parts(int B) {
   constexpr int kMinRowsPerPart = 8;
   return std::max(1, std::min(omp_get_max_threads(), B / kMinRowsPerPart));
@@ -64,11 +64,11 @@ template <class F>
 void for_row_parts(int B, F&& f) {
   const int parts = row_parts(B);
   if (parts == 1) return f(Rows{0, B, 0});
+  // OpenMP may give the region fewer threads than asked for (called from inside another
+  // parallel region, or under a thread limit): each thread then takes several parts in turn.
 #pragma omp parallel num_threads(parts)
-  {
-    const int p = omp_get_thread_num();
+  for (int p = omp_get_thread_num(); p < parts; p += omp_get_num_threads())
     f(Rows{B * p / parts, B * (p + 1) / parts, p});
-  }
 }
 
 template <class Real>

@@ -1,6 +1,7 @@
 // The batch split across threads (src/unroll/full.cpp, for_row_parts): with 1, 2 and 3 threads
 // the fast path computes the same loss, ŷ and gradients as the reference, for every cell, with
-// lengths, h0 and c0, and B large enough that the rows are really split (B / 8 parts at most).
+// lengths, h0 and c0, and B large enough that the rows are really split (B / 8 parts at most);
+// and the same from inside a parallel region of the caller's.
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -49,7 +50,38 @@ void check_threads(const Case& c, double tol) {
   }
 }
 
+// Called from inside the caller's own parallel region, where a nested region gets fewer threads
+// than it asks for (one, with nesting off): every part of the batch must still run.
+template <class Real>
+void check_inside_a_parallel_region(const Case& c, double tol) {
+  const ModelConfig cfg = c.config();
+  const Model<Real> model = make_model<Real>(c);
+  const Batch<Real> batch = make_batch<Real>(c);
+  Gradients<Real> ref(cfg, c.T, c.B);
+  ref.zero();
+  std::vector<Real> yhat;
+  const double l_ref = reference_loss_and_gradients(model, batch, c.loss.loss, ref, &yhat);
+  set_num_threads(2);
+  Workspace<Real> ws(cfg, c.T, c.B);
+  Gradients<Real> g(cfg, c.T, c.B);
+  g.zero();
+  double l = 0;
+#pragma omp parallel num_threads(2)
+  {
+#pragma omp single
+    l = loss_and_gradients(model, batch, c.loss.loss, ws, g);
+  }
+  EXPECT_TRUE(close(l, l_ref, tol)) << "loss " << l << " vs " << l_ref;
+  for (std::size_t i = 0; i < yhat.size(); ++i)
+    ASSERT_TRUE(close(double(ws.yhat()[i]), double(yhat[i]), tol)) << "yhat " << i;
+  for (std::size_t i = 0; i < g.params.size(); ++i)
+    ASSERT_TRUE(close(double(g.params[i]), double(ref.params[i]), tol)) << "gradient " << i;
+}
+
 TEST_P(ThreadedRows, Float64MatchesReference) { check_threads<double>(GetParam(), 1e-12); }
+TEST_P(ThreadedRows, InsideTheCallersParallelRegion) {
+  check_inside_a_parallel_region<double>(GetParam(), 1e-12);
+}
 TEST_P(ThreadedRows, Float32MatchesReference) { check_threads<float>(GetParam(), 1e-4); }
 
 std::vector<Case> threaded_cases() {
