@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "bptt/safetensors.hpp"
+#include "support/dead_pid.hpp"
 
 extern char** environ;
 
@@ -53,16 +54,6 @@ struct RunResult {
   std::string out, err;  // captured stdout and stderr
   std::string command;   // for messages
 };
-
-// The pid of a process that has exited and been reaped: one that no longer runs (for planting
-// the temporary file of a writer that was killed mid-write).
-inline std::string dead_pid() {
-  const pid_t child = ::fork();
-  if (child == 0) ::_exit(0);
-  int status = 0;
-  if (child < 0 || ::waitpid(child, &status, 0) != child) return "999999999";
-  return std::to_string(child);
-}
 
 inline std::string read_bytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

@@ -122,7 +122,7 @@ TEST_F(DiagnoseCli, WritesPicturesAndData) {
 
   // A second run over the same directory replaces the files, and removes the temporaries a
   // run killed mid-write left there.
-  const std::string dead = ".tmp-" + dead_pid();
+  const std::string dead = ".tmp-" + std::to_string(test::dead_pid());
   for (const char* n : {"diagnose.json", "truncation_bias.png", "run.gp"})
     write_file(fs::path(dir) / (n + dead), "partial");
   const RunResult again = run(args({"--out", dir}));

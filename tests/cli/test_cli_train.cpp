@@ -269,7 +269,7 @@ TEST_F(CliTrain, PlotDrawsPngAndSvg) {
   ASSERT_EQ(png.code, 0) << png;
   EXPECT_EQ(read_bytes(path("loss.png")).substr(0, 8), "\x89PNG\r\n\x1a\n");
   // A plot killed mid-draw left its temporary; the next plot of the same name removes it.
-  write_file(path("loss.svg.tmp-" + dead_pid()), "<svg partial");
+  write_file(path("loss.svg.tmp-" + std::to_string(test::dead_pid())), "<svg partial");
   const RunResult svg = run({"plot", "--metrics", metrics, "--out", path("loss.svg"), "--title",
                              "it's \"quoted\"\nand two lines"});
   ASSERT_EQ(svg.code, 0) << svg;

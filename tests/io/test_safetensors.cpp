@@ -2,7 +2,6 @@
 // of written files, and every kind of malformed file the reader must reject with a bptt::Error
 // that names the file and the tensor or field at fault, on one line.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -19,6 +18,7 @@
 
 #include "bptt/error.hpp"
 #include "bptt/safetensors.hpp"
+#include "support/dead_pid.hpp"
 
 namespace st = bptt::safetensors;
 using namespace std::string_literals;
@@ -123,11 +123,8 @@ std::string f16_file_bytes(const std::vector<std::uint16_t>& v) {
 // removes it once that process is gone, and leaves alone a live writer's temporary and the
 // temporaries of other paths.
 TEST_F(Safetensors, AWriteRemovesTheTemporariesOfDeadWriters) {
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) ::_exit(0);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);  // reaped: its pid no longer runs
+  const pid_t child = bptt::test::dead_pid();  // reaped: its pid no longer runs
+  ASSERT_GT(child, 0);
   const std::string out = path("model.safetensors");
   const std::string dead = out + ".tmp-" + std::to_string(child), alive = out + ".tmp-1",
                     other = path("other.safetensors") + ".tmp-" + std::to_string(child),
