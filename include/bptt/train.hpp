@@ -143,7 +143,8 @@ class Trainer {
 };
 
 // PyTorch's default initialisation (uniform ±1/sqrt(H)), then forget_bias added to the forget
-// gate's b_ih for LSTM (char-rnn and Jozefowicz et al. use 1).
+// gate's b_ih for LSTM (char-rnn and Jozefowicz et al. use 1); other cells ignore it. Throws
+// Error when forget_bias is not finite.
 template <class Real>
 void init_model(Model<Real>& model, std::uint64_t seed, double forget_bias);
 

@@ -20,6 +20,8 @@ bool all_finite(const std::vector<Real>& v) {
 
 template <class Real>
 void init_model(Model<Real>& model, std::uint64_t seed, double forget_bias) {
+  if (!std::isfinite(forget_bias))
+    throw Error("--forget-bias", "must be a finite number", "1 is the usual value");
   model.init_uniform(seed);
   if (model.cfg.cell != CellKind::lstm || forget_bias == 0) return;
   auto v = model.views();

@@ -386,6 +386,24 @@ TEST_F(CliTrainBad, SeqLenZero) {
   EXPECT_TRUE(rejected(train_args(text_, {"--seq-len", "0"}), {"--seq-len"}));
 }
 
+// A number of the wrong sign is named with what is wanted, not with CLI11's range message
+// ("not in range 0.000000 to 1797693...", 300 digits).
+TEST_F(CliTrainBad, SignOfANumberSaysWhatIsWanted) {
+  EXPECT_TRUE(rejected(train_args(text_, {"--hidden", "0"}), {"--hidden: must be > 0, not 0"}));
+  EXPECT_TRUE(rejected(train_args(text_, {"--steps", "-1"}), {"--steps: must be >= 0, not -1"}));
+  const RunResult r = run(train_args(text_, {"--layers", "-2"}));
+  EXPECT_EQ(r.code, 2) << r;
+  EXPECT_LT(r.err.size(), 200u) << r;
+}
+
+// The forget-gate bias exists only in an LSTM, and must be finite: before, inf trained to a
+// non-finite update at step 1 and a GRU silently ignored it.
+TEST_F(CliTrainBad, ForgetBias) {
+  EXPECT_TRUE(rejected(train_args(text_, {"--forget-bias", "inf"}), {"--forget-bias", "finite"}));
+  EXPECT_TRUE(rejected(train_args(text_, {"--forget-bias", "1", "--cell", "gru"}),
+                       {"--forget-bias", "LSTM"}));
+}
+
 TEST_F(CliTrainBad, BatchZero) {
   EXPECT_TRUE(rejected(train_args(text_, {"--batch", "0"}), {"--batch"}));
 }

@@ -89,7 +89,7 @@ void add_bench(CLI::App& app, Runner& run) {
   cmd->add_option("--seed", o->run.seed, "Seed of the random model and data");
   cmd->add_option("--recompute", o->run.recompute,
                   "Train mode: recompute BPTT keeping the state every K steps (default: full BPTT)")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->add_flag("--json", o->json, "One JSON object per shape and line");
   cmd->callback([o, &run] {
     run = [o] {

@@ -35,4 +35,21 @@ inline CLI::Option* add_threads_option(CLI::App* cmd, int& threads) {
       ->check(CLI::Range(1, 1024));
 }
 
+// Number checks in place of CLI11's PositiveNumber and NonNegativeNumber, whose message prints
+// their range as "0.000000 to 1797693134862315708…" (309 digits). Same names in --help
+// (INT:POSITIVE, FLOAT:NONNEGATIVE); the message says what is wanted. A value that is not a
+// number at all is left to the option's own conversion error.
+inline CLI::Validator sign_check(bool zero_allowed) {
+  return CLI::Validator(
+      [zero_allowed](std::string& text) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(text, v)) return {};
+        if (v > 0 || (zero_allowed && v == 0)) return {};
+        return (zero_allowed ? "must be >= 0, not " : "must be > 0, not ") + text;
+      },
+      zero_allowed ? "NONNEGATIVE" : "POSITIVE");
+}
+inline const CLI::Validator kPositive = sign_check(false);
+inline const CLI::Validator kNonNegative = sign_check(true);
+
 }  // namespace bptt::cli

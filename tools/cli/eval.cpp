@@ -64,7 +64,7 @@ void add_eval(CLI::App& app, Runner& run) {
   cmd->add_option("--model", o->model, "Model file written by `bptt train --out`")->required();
   add_data_options(cmd, o->data);
   for (const char* name : {"--seq-len", "--batch"})  // 0 is not "the default" when typed
-    cmd->get_option(name)->check(CLI::PositiveNumber);
+    cmd->get_option(name)->check(kPositive);
   add_dtype_option(cmd, o->dtype);
   add_threads_option(cmd, o->threads);
   cmd->add_flag("--json", o->json, "Print one JSON object with loss and the task's measures");

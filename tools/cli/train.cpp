@@ -112,6 +112,9 @@ void run_train(const TrainOptions& o) {
   cfg.hidden_size = o.given_hidden ? o.hidden : data.default_hidden();
   cfg.num_layers = o.given_layers ? o.layers : data.default_layers();
   cfg.validate("options");
+  if (o.forget_bias != 0 && cfg.cell != CellKind::lstm)
+    throw Error("--forget-bias", "only an LSTM has a forget gate",
+                "leave --forget-bias out, or train with --cell lstm");
   Model<Real> model(cfg);
   init_model(model, o.seed, o.forget_bias);
   auto task = data.task<Real>(B, T);
@@ -305,13 +308,13 @@ void add_train(CLI::App& app, Runner& run) {
       "carried between windows with the gradient cut at each window start (as char-rnn).");
   add_data_options(cmd, o->data);
   for (const char* name : {"--seq-len", "--batch"})  // 0 is not "the default" when typed
-    cmd->get_option(name)->check(CLI::PositiveNumber);
+    cmd->get_option(name)->check(kPositive);
   cmd->add_option("--cell", o->cell, "elman, lstm or gru (default lstm)")->group("Model");
   cmd->add_option("--nonlinearity", o->nonlinearity, "Elman's φ: tanh, relu, sigmoid, identity")->group("Model");
   cmd->add_option("--hidden", o->hidden, "Hidden units per layer (default: text 128, csv 32, ts 64, task 128)")
-      ->check(CLI::PositiveNumber)->group("Model");
+      ->check(kPositive)->group("Model");
   cmd->add_option("--layers", o->layers, "Stacked layers (default: text 2, csv, ts and task 1)")
-      ->check(CLI::PositiveNumber)->group("Model");
+      ->check(kPositive)->group("Model");
   cmd->add_option("--dropout", o->dropout, "Dropout between layers, as PyTorch (default 0)")->group("Model");
   cmd->add_option("--forget-bias", o->forget_bias, "Added to LSTM forget-gate biases (default 0)")->group("Model");
   cmd->add_option("--optimizer", o->optimizer, "sgd, adam, adamw, rmsprop, adagrad (default adam)")
@@ -337,18 +340,18 @@ void add_train(CLI::App& app, Runner& run) {
   cmd->add_option("--recompute", o->recompute,
                   "Keep the state only every K steps and recompute each segment in the backward "
                   "pass: the same gradient in far less memory, for one more forward pass")
-      ->check(CLI::PositiveNumber)->group("Gradient");
+      ->check(kPositive)->group("Gradient");
   cmd->add_option("--memory-budget", o->memory_budget,
                   "MB the backward pass may hold: full BPTT if it fits, else --recompute with the "
                   "largest K that fits")
-      ->check(CLI::PositiveNumber)->group("Gradient");
+      ->check(kPositive)->group("Gradient");
   cmd->add_option("--k1", o->k1,
                   "Text: steps between updates (the window each update advances by; = --seq-len)")
-      ->check(CLI::PositiveNumber)->group("Gradient");
+      ->check(kPositive)->group("Gradient");
   cmd->add_option("--k2", o->k2,
                   "Text: steps each update backpropagates through (>= --k1; default --k1): "
                   "BPTT(k2; k1), Williams & Peng 1990")
-      ->check(CLI::PositiveNumber)->group("Gradient");
+      ->check(kPositive)->group("Gradient");
   cmd->add_option("--allreduce", o->allreduce,
                   "Under mpirun: overlap (default; each layer's gradients are summed across "
                   "processes while the layers below run backward) or after (one all-reduce "
@@ -357,25 +360,25 @@ void add_train(CLI::App& app, Runner& run) {
   cmd->add_option("--check-replicas", o->check_replicas,
                   "Under mpirun: every N steps compare a hash of the parameters of all "
                   "processes and stop with an error naming the ranks that differ")
-      ->check(CLI::NonNegativeNumber)->group("Output");
+      ->check(kNonNegative)->group("Output");
   cmd->add_flag("--skip-nonfinite", o->skip_nonfinite,
                 "Skip an update whose loss, gradient or result is NaN or infinite (the "
                 "parameters stay as they were) and count it, instead of stopping with an error")
       ->group("Optimizer");
-  cmd->add_option("--steps", o->steps, "Stop after this many optimizer steps, counted from the start")->check(CLI::NonNegativeNumber)->group("Budget");
-  cmd->add_option("--epochs", o->epochs, "Stop after this many passes over the training data")->check(CLI::NonNegativeNumber)->group("Budget");
-  cmd->add_option("--time-budget", o->time_budget, "Stop after this many seconds, then evaluate and save")->check(CLI::NonNegativeNumber)->group("Budget");
+  cmd->add_option("--steps", o->steps, "Stop after this many optimizer steps, counted from the start")->check(kNonNegative)->group("Budget");
+  cmd->add_option("--epochs", o->epochs, "Stop after this many passes over the training data")->check(kNonNegative)->group("Budget");
+  cmd->add_option("--time-budget", o->time_budget, "Stop after this many seconds, then evaluate and save")->check(kNonNegative)->group("Budget");
   add_dtype_option(cmd, o->dtype)->description("Precision: f32 (default) or f64");
   cmd->add_option("--seed", o->seed, "Random seed (default 1); the same seed and threads give identical results");
   cmd->add_option("--threads", o->threads, "Threads for the matrix products and the time loop (default 1)")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->add_option("--out", o->out, "Write the trained model here (safetensors; PyTorch loads it)")->group("Output");
   cmd->add_option("--snapshot", o->snapshot, "Save the training state here (at --snapshot-every and at the end)")->group("Output");
-  cmd->add_option("--snapshot-every", o->snapshot_every, "Steps between snapshots")->check(CLI::NonNegativeNumber)->group("Output");
+  cmd->add_option("--snapshot-every", o->snapshot_every, "Steps between snapshots")->check(kNonNegative)->group("Output");
   cmd->add_option("--resume", o->resume, "Continue from this snapshot (give the run's other options again)")->group("Output");
   cmd->add_option("--metrics", o->metrics, "CSV of step, elapsed_s, train_loss, val_loss, lr, grad_norm, throughput")->group("Output");
-  cmd->add_option("--eval-every", o->eval_every, "Steps between validation evaluations (default: only at the end)")->check(CLI::NonNegativeNumber)->group("Output");
-  cmd->add_option("--log-every", o->log_every, "Steps between progress lines (default: by time)")->check(CLI::NonNegativeNumber)->group("Output");
+  cmd->add_option("--eval-every", o->eval_every, "Steps between validation evaluations (default: only at the end)")->check(kNonNegative)->group("Output");
+  cmd->add_option("--log-every", o->log_every, "Steps between progress lines (default: by time)")->check(kNonNegative)->group("Output");
   cmd->callback([o, &run, cmd] {
     o->given_hidden = cmd->count("--hidden") > 0;
     o->given_layers = cmd->count("--layers") > 0;
