@@ -33,7 +33,8 @@ class Workspace {
   std::size_t bytes() const { return buf_.size() * sizeof(Real) + valid_.size(); }
 
   // Per layer k (pointers into one buffer):
-  Real* gates(int k);   // [T, B, G·H] x-side pre-activations, then saved activations
+  Real* gates(int k);   // [T, B, G·H] x-side pre-activations (or all of them, see packed_w()),
+                        // then saved activations
   Real* h(int k);       // [T+1, B, H] h(k)[0] = h0, h(k)[t] = state after step t
   Real* c(int k);       // [T+1, B, H] LSTM cell states (nullptr for other cells)
   Real* aux(int k);     // [T, B, H] GRU W_hn h_{t-1} + b_hn (nullptr for Elman and LSTM)
@@ -61,7 +62,10 @@ class Workspace {
   Real* dc_carry() { return dc_carry_; }    // [B, H] LSTM dL/dc carried backwards in time
   Real* step_bias() { return step_bias_; }  // [G·H] the bias added at every step of one layer
   Real* packed_w() { return packed_w_; }    // one layer's W_hh packed for the per-step products
-                                            // (kernels/step_gemm.hpp), forward or backward
+                                            // (kernels/step_gemm.hpp), forward or backward; in
+                                            // forward W_ihᵀ follows W_hhᵀ's panels for a layer
+                                            // whose x-side product is formed in the step
+                                            // (src/unroll/x_product.hpp)
   // Dropout between layers (k >= 1; nullptr without dropout buffers):
   Real* drop_mask(int k);  // [T, B, H] 0 or 1/(1-p) applied to layer k-1's h
   Real* drop_in(int k);    // [T, B, H] layer k's input: h(k-1) ⊙ drop_mask(k)

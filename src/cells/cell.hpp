@@ -30,7 +30,10 @@ struct CellStep {
   const std::uint8_t* valid = nullptr;  // [B]
   Real* gates = nullptr;         // [B, G·H] in: x·W_ihᵀ + b_ih; forward out: saved activations;
                                  // backward out: dgi
-  Real* gh = nullptr;            // [B, G·H] h_{t-1}·W_hhᵀ + b_hh (forward only; scratch)
+  Real* gh = nullptr;            // [B, G·H] h_{t-1}·W_hhᵀ + b_hh (forward only; scratch);
+                                 // Elman and LSTM forward: nullptr when `gates` already holds
+                                 // the whole pre-activation (the x-side product formed in the
+                                 // step, src/unroll/x_product.hpp)
   const Real* h_prev = nullptr;  // [B, H]
   Real* h = nullptr;             // [B, H]
   const Real* c_prev = nullptr;  // [B, H] LSTM

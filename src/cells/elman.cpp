@@ -19,10 +19,14 @@ namespace bptt::cells {
 
 namespace {
 
+// gh == nullptr: gi is already the whole pre-activation s.
 template <Activation A, class Real>
 BPTT_ALWAYS_INLINE void elman_forward_row(int H, const Real* __restrict gi,
                                           const Real* __restrict gh, Real* __restrict h) {
-  for (int j = 0; j < H; ++j) h[j] = kernels::activate<A>(gi[j] + gh[j]);
+  if (gh)
+    for (int j = 0; j < H; ++j) h[j] = kernels::activate<A>(gi[j] + gh[j]);
+  else
+    for (int j = 0; j < H; ++j) h[j] = kernels::activate<A>(gi[j]);
 }
 
 template <Activation A, class Real>
@@ -34,7 +38,7 @@ BPTT_ALWAYS_INLINE void elman_forward_rows(const CellStep<Real>& s) {
       std::copy(s.h_prev + r, s.h_prev + r + H, s.h + r);
       continue;
     }
-    elman_forward_row<A>(H, s.gates + r, s.gh + r, s.h + r);
+    elman_forward_row<A>(H, s.gates + r, s.gh ? s.gh + r : nullptr, s.h + r);
   }
 }
 

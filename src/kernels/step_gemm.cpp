@@ -31,9 +31,36 @@ using Vec = typename VecOf<Real>::type;
 // read and written straight from the registers; otherwise (only the last panel) through a
 // zero-padded copy. Keeping the two apart matters: with one body GCC sent every full tile's
 // accumulators through the stack on their way out.
+template <int MR, class Real>
+BPTT_ALWAYS_INLINE void accumulate(Vec<Real> (&acc)[MR][2], int K, const Real* __restrict A,
+                                   int lda, const Real* __restrict P) {
+  constexpr int L = int(64 / sizeof(Real));
+  for (int k = 0; k < K; ++k) {
+    Vec<Real> b0, b1;
+    std::memcpy(&b0, P + std::size_t(k) * 2 * L, 64);
+    std::memcpy(&b1, P + std::size_t(k) * 2 * L + L, 64);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      const Real a = A[std::size_t(m) * lda + k];
+      acc[m][0] += a * b0;
+      acc[m][1] += a * b1;
+    }
+  }
+}
+
+// The second source of a tile: A2[MR, K2] · P2 added after the first (K2 = 0: none).
+template <class Real>
+struct Source {
+  int K = 0;
+  const Real* A = nullptr;
+  int lda = 0;
+  const Real* P = nullptr;
+};
+
 template <int MR, bool Full, class Real>
 BPTT_ALWAYS_INLINE void tile(int K, const Real* __restrict A, int lda, const Real* __restrict P,
-                             const Real* __restrict bias, Real* __restrict C, int ldc, int cols) {
+                             const Real* __restrict bias, Real* __restrict C, int ldc, int cols,
+                             Source<Real> second = {}) {
   constexpr int L = int(64 / sizeof(Real));
   Vec<Real> acc[MR][2];
   // Two vectors from the first `cols` elements of src (zero beyond them unless Full).
@@ -55,17 +82,8 @@ BPTT_ALWAYS_INLINE void tile(int K, const Real* __restrict A, int lda, const Rea
   } else {
     for (int m = 0; m < MR; ++m) load(C + std::size_t(m) * ldc, acc[m][0], acc[m][1]);
   }
-  for (int k = 0; k < K; ++k) {
-    Vec<Real> b0, b1;
-    std::memcpy(&b0, P + std::size_t(k) * 2 * L, 64);
-    std::memcpy(&b1, P + std::size_t(k) * 2 * L + L, 64);
-#pragma GCC unroll 8
-    for (int m = 0; m < MR; ++m) {
-      const Real a = A[std::size_t(m) * lda + k];
-      acc[m][0] += a * b0;
-      acc[m][1] += a * b1;
-    }
-  }
+  accumulate<MR>(acc, K, A, lda, P);
+  if (second.K > 0) accumulate<MR>(acc, second.K, second.A, second.lda, second.P);
   for (int m = 0; m < MR; ++m) {
     Real* c = C + std::size_t(m) * ldc;
     if constexpr (Full) {
@@ -115,6 +133,39 @@ BPTT_ALWAYS_INLINE void packed(int M, int N, int K, const Real* A, int lda, cons
   }
 }
 
+// Rows [m, m + MR) of C = bias + A1·P1 + A2·P2 across every panel.
+template <int MR, class Real>
+BPTT_ALWAYS_INLINE void pair_rows(int m, int N, int K1, const Real* A1, int lda1, const Real* P1,
+                                  int K2, const Real* A2, int lda2, const Real* P2,
+                                  const Real* bias, Real* C, int ldc) {
+  constexpr int NR = kPanel<Real>;
+  const Real* a1 = A1 + std::size_t(m) * lda1;
+  Real* c = C + std::size_t(m) * ldc;
+  for (int n0 = 0; n0 < N; n0 += NR) {
+    const int cols = std::min(NR, N - n0);
+    const Source<Real> second{K2, A2 + std::size_t(m) * lda2, lda2, P2 + std::size_t(n0) * K2};
+    const Real* p1 = P1 + std::size_t(n0) * K1;
+    if (cols == NR)
+      tile<MR, true>(K1, a1, lda1, p1, bias + n0, c + n0, ldc, cols, second);
+    else
+      tile<MR, false>(K1, a1, lda1, p1, bias + n0, c + n0, ldc, cols, second);
+  }
+}
+
+// C = bias + A1·P1 + A2·P2, tile-major: each tile of rows goes across all panels, so its rows
+// of A1 and A2 stay in L1 while the panels stream from L2 (panel-major, as in packed(), reread
+// the rows of both sources for every panel and ran 2-5% slower in the step). No lambdas here:
+// one would be compiled for the baseline target, not the caller's clone.
+template <class Real>
+BPTT_ALWAYS_INLINE void packed_pair(int M, int N, int K1, const Real* A1, int lda1, const Real* P1,
+                                    int K2, const Real* A2, int lda2, const Real* P2,
+                                    const Real* bias, Real* C, int ldc) {
+  int m = 0;
+  for (; m + 8 <= M; m += 8) pair_rows<8>(m, N, K1, A1, lda1, P1, K2, A2, lda2, P2, bias, C, ldc);
+  for (; m + 4 <= M; m += 4) pair_rows<4>(m, N, K1, A1, lda1, P1, K2, A2, lda2, P2, bias, C, ldc);
+  for (; m < M; ++m) pair_rows<1>(m, N, K1, A1, lda1, P1, K2, A2, lda2, P2, bias, C, ldc);
+}
+
 }  // namespace
 
 template <class Real>
@@ -152,6 +203,19 @@ BPTT_TARGET_CLONES void gemm_packed(int M, int N, int K, const float* A, int lda
 BPTT_TARGET_CLONES void gemm_packed(int M, int N, int K, const double* A, int lda,
                                     const double* P, const double* bias, double* C, int ldc) {
   packed(M, N, K, A, lda, P, bias, C, ldc);
+}
+
+BPTT_TARGET_CLONES void gemm_packed_pair(int M, int N, int K1, const float* A1, int lda1,
+                                         const float* P1, int K2, const float* A2, int lda2,
+                                         const float* P2, const float* bias, float* C, int ldc) {
+  packed_pair(M, N, K1, A1, lda1, P1, K2, A2, lda2, P2, bias, C, ldc);
+}
+
+BPTT_TARGET_CLONES void gemm_packed_pair(int M, int N, int K1, const double* A1, int lda1,
+                                         const double* P1, int K2, const double* A2, int lda2,
+                                         const double* P2, const double* bias, double* C,
+                                         int ldc) {
+  packed_pair(M, N, K1, A1, lda1, P1, K2, A2, lda2, P2, bias, C, ldc);
 }
 
 template void pack_panels<float>(bool, int, int, const float*, int, float*);

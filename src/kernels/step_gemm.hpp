@@ -38,4 +38,16 @@ void gemm_packed(int M, int N, int K, const float* A, int lda, const float* P, c
 void gemm_packed(int M, int N, int K, const double* A, int lda, const double* P,
                  const double* bias, double* C, int ldc);
 
+// C[M, N] = bias + A1[M, K1] · op(W1) + A2[M, K2] · op(W2), with P1 and P2 packed from W1 and
+// W2 by pack_panels (same N): the per-step product of a layer whose x-side product is formed in
+// the time loop, [x_t | h_{t-1}] · [W_ih | W_hh]ᵀ without concatenating either. ASSIGNS C
+// (never read); bias is required. Single-threaded; for the M = B rows of one step (each 8-row
+// tile crosses all panels before the next). Compiled per x86-64 level.
+void gemm_packed_pair(int M, int N, int K1, const float* A1, int lda1, const float* P1, int K2,
+                      const float* A2, int lda2, const float* P2, const float* bias, float* C,
+                      int ldc);
+void gemm_packed_pair(int M, int N, int K1, const double* A1, int lda1, const double* P1, int K2,
+                      const double* A2, int lda2, const double* P2, const double* bias, double* C,
+                      int ldc);
+
 }  // namespace bptt::kernels

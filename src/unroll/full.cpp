@@ -1,7 +1,8 @@
 // Full BPTT: the forward pass over all layers and steps, the loss, and the backward recursion
 // from t = T down to 1 with ∂L/∂h_{T+1} = 0. Per layer the matrix products are hoisted out of the
-// time loop (docs/math.md, "Hoisting"): one input GEMM before it, one GEMM each for dW_ih, dW_hh
-// and dX after it; only h·W_hhᵀ and dgh·W_hh remain per step.
+// time loop (docs/math.md, "Hoisting"): one input GEMM before it (unless the layer is small
+// enough to form x·W_ihᵀ in the step's kernel, unroll/x_product.hpp), one GEMM each for dW_ih,
+// dW_hh and dX after it; only h·W_hhᵀ and dgh·W_hh remain per step.
 #include <omp.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include "cells/cell.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/step_gemm.hpp"
+#include "unroll/x_product.hpp"
 
 namespace bptt {
 
@@ -151,24 +153,37 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
     const auto& p = P.layers[std::size_t(k)];
     const Real* in = k == 0 ? batch.x.data() : ws.h(k - 1) + BH;
     if (k > 0 && ws.dropout_active) in = apply_dropout(*dropout, k, std::size_t(TB) * H, in, ws);
-    // Hoisted: x-side pre-activations of all T·B rows in one GEMM. No pass over [T·B, G·H]
-    // adds b_ih: where a cell uses gates + gh (Elman, LSTM, the GRU's r and z) b_ih joins b_hh
-    // in the per-step bias; the GRU's b_in, which must stay outside r ⊙ (W_hn h + b_hn), goes
-    // to the cell (CellStep::bias_n).
-    gemm(false, true, TB, GH, p.in, Real(1), in, p.in, p.w_ih, p.in, Real(0), ws.gates(k), GH);
+    // Hoisted (unroll/x_product.hpp): x-side pre-activations of all T·B rows in one GEMM. No
+    // pass over [T·B, G·H] adds b_ih: where a cell uses gates + gh (Elman, LSTM, the GRU's r
+    // and z) b_ih joins b_hh in the per-step bias; the GRU's b_in, which must stay outside
+    // r ⊙ (W_hn h + b_hn), goes to the cell (CellStep::bias_n).
+    const bool in_step = unroll::x_product_in_step<Real>(cfg, p.in);
+    if (!in_step)
+      gemm(false, true, TB, GH, p.in, Real(1), in, p.in, p.w_ih, p.in, Real(0), ws.gates(k), GH);
     Real* bias = ws.step_bias();
     const int folded = cfg.cell == CellKind::gru ? 2 * H : GH;
     for (int j = 0; j < GH; ++j) bias[j] = p.b_hh[j] + (j < folded ? p.b_ih[j] : Real(0));
     const Real* bias_n = cfg.cell == CellKind::gru ? p.b_ih + 2 * H : nullptr;
     init_state(batch.h0, std::size_t(k) * BH, BH, ws.h(k));
     if (ws.c(k)) init_state(batch.c0, std::size_t(k) * BH, BH, ws.c(k));
-    // Per step: gh = h_{t-1}·W_hhᵀ + bias, with W_hhᵀ packed once for all T steps.
-    kernels::pack_panels(true, GH, H, p.w_hh, H, ws.packed_w());
+    // Per step: gh = h_{t-1}·W_hhᵀ + bias, with W_hhᵀ packed once for all T steps; in the step,
+    // the step's rows of gates = bias + x_t·W_ihᵀ + h_{t-1}·W_hhᵀ, W_ihᵀ packed after W_hhᵀ.
+    Real* packed_hh = ws.packed_w();
+    Real* packed_ih = packed_hh + kernels::packed_size<Real>(GH, H);
+    kernels::pack_panels(true, GH, H, p.w_hh, H, packed_hh);
+    if (in_step) kernels::pack_panels(true, GH, p.in, p.w_ih, p.in, packed_ih);
     for_row_parts(B, [&](Rows r) {
       for (int t = 0; t < T; ++t) {
         auto s = step_at(ws, k, t, H, GH, r);
         s.bias_n = bias_n;
-        kernels::gemm_packed(s.B, GH, H, s.h_prev, H, ws.packed_w(), bias, s.gh, GH);
+        if (in_step) {
+          s.gh = nullptr;
+          const Real* x_t = in + (std::size_t(t) * B + std::size_t(r.begin)) * p.in;
+          kernels::gemm_packed_pair(s.B, GH, p.in, x_t, p.in, packed_ih, H, s.h_prev, H,
+                                    packed_hh, bias, s.gates, GH);
+        } else {
+          kernels::gemm_packed(s.B, GH, H, s.h_prev, H, packed_hh, bias, s.gh, GH);
+        }
         cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
       }
     });

@@ -6,6 +6,7 @@
 
 #include "bptt/unroll.hpp"
 #include "kernels/step_gemm.hpp"
+#include "unroll/x_product.hpp"
 
 namespace bptt {
 
@@ -38,8 +39,15 @@ Layout layout(const ModelConfig& cfg, int T, int B, bool with_dropout) {
   l.layer_stride = off;
   l.chunk_steps = std::min(T, 64);
   l.chunk = std::size_t(l.chunk_steps) * b * H;
-  // One packed matrix at a time: W_hhᵀ (forward), W_hh (backward), W_oᵀ (the readout).
-  l.packed = std::max({kernels::packed_size<Real>(int(GH), int(H)),
+  // One packed matrix at a time: W_hhᵀ (forward), W_hh (backward), W_oᵀ (the readout); in
+  // forward W_ihᵀ after W_hhᵀ, for a layer whose x-side product is formed in the step.
+  std::size_t packed_x = 0;
+  for (int k = 0; k < cfg.num_layers; ++k) {
+    const int in = k == 0 ? cfg.input_size : cfg.hidden_size;
+    if (unroll::x_product_in_step<Real>(cfg, in))
+      packed_x = std::max(packed_x, kernels::packed_size<Real>(int(GH), in));
+  }
+  l.packed = std::max({kernels::packed_size<Real>(int(GH), int(H)) + packed_x,
                        kernels::packed_size<Real>(int(H), int(GH)),
                        kernels::packed_size<Real>(int(O), int(H))});
   l.shared = 2 * t * b * O + b * GH + l.chunk + 3 * b * H + GH + l.packed;

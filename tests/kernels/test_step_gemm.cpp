@@ -7,6 +7,7 @@
 
 #include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "kernels/gemm.hpp"
@@ -66,6 +67,53 @@ TEST(StepGemm, LargeMAcrossRowBlocks) {
       check<float>(M, 70, 33, true, with_bias);
       check<double>(M, 70, 33, false, with_bias);
     }
+}
+
+// gemm_packed_pair: C = bias + A1·W1ᵀ + A2·W2ᵀ (the step's [x_t | h_{t-1}] product) against
+// the triple loop, with K1 and K2 apart (K1 = 0 too), the same row tails, panel edges and
+// strides as above; C is assigned, its padding untouched.
+template <class Real>
+void check_pair(int M, int N, int K1, int K2) {
+  std::mt19937 rng(unsigned(M * 100000 + N * 1000 + K1 * 31 + K2));
+  std::uniform_real_distribution<double> u(-1, 1);
+  const int lda1 = K1 + 2, lda2 = K2 + 3, ldc = N + 2, ldw1 = K1 + 1, ldw2 = K2 + 4;
+  std::vector<Real> A1(std::size_t(M) * lda1), A2(std::size_t(M) * lda2),
+      W1(std::size_t(N) * ldw1), W2(std::size_t(N) * ldw2), C(std::size_t(M) * ldc),
+      bias(static_cast<std::size_t>(N));
+  for (auto* v : {&A1, &A2, &W1, &W2, &C, &bias})
+    for (Real& x : *v) x = Real(u(rng));
+  std::vector<Real> expect = C;
+  for (int m = 0; m < M; ++m)
+    std::copy(bias.begin(), bias.end(), expect.begin() + std::ptrdiff_t(m) * ldc);
+  gemm_naive(false, true, M, N, K1, Real(1), A1.data(), lda1, W1.data(), ldw1, Real(1),
+             expect.data(), ldc);
+  gemm_naive(false, true, M, N, K2, Real(1), A2.data(), lda2, W2.data(), ldw2, Real(1),
+             expect.data(), ldc);
+  std::vector<Real> P1(packed_size<Real>(N, K1), Real(-99)),
+      P2(packed_size<Real>(N, K2), Real(-99));
+  pack_panels(true, N, K1, W1.data(), ldw1, P1.data());
+  pack_panels(true, N, K2, W2.data(), ldw2, P2.data());
+  for (int m = 0; m < M; ++m)
+    std::fill(C.begin() + std::ptrdiff_t(m) * ldc, C.begin() + std::ptrdiff_t(m) * ldc + N,
+              std::numeric_limits<Real>::quiet_NaN());
+  gemm_packed_pair(M, N, K1, A1.data(), lda1, P1.data(), K2, A2.data(), lda2, P2.data(),
+                   bias.data(), C.data(), ldc);
+  const double tol = sizeof(Real) == 4 ? 1e-5 : 1e-13;
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < ldc; ++n) {
+      const std::size_t i = std::size_t(m) * ldc + n;
+      ASSERT_NEAR(double(C[i]), double(expect[i]), tol * (1 + K1 + K2))
+          << "M " << M << " N " << N << " K1 " << K1 << " K2 " << K2 << " at " << m << "," << n;
+    }
+}
+
+TEST(StepGemm, PairMatchesTheTripleLoop) {
+  for (int M : {1, 3, 4, 5, 8, 9, 13, 16, 19, 70})
+    for (int N : {1, 7, 32, 33, 70})
+      for (auto [K1, K2] : {std::pair{0, 5}, {1, 1}, {3, 64}, {65, 7}}) {
+        check_pair<float>(M, N, K1, K2);
+        check_pair<double>(M, N, K1, K2);
+      }
 }
 
 }  // namespace

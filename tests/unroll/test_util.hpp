@@ -104,12 +104,14 @@ inline std::vector<Case> grid(const std::vector<int>& Ls, const std::vector<int>
   return out;
 }
 
-// Every cell × every loss pairing with sizes that all differ (B = 4, I = 4, H = 5, O = 2), so a
-// transposed or mis-strided matrix cannot hide behind a square one; L = 2, T = 5.
+// Every cell × every loss pairing with sizes that all differ (B = 4, I = 6, H = 5, O = 2), so a
+// transposed or mis-strided matrix cannot hide behind a square one; L = 2, T = 5. With I > H,
+// Elman and LSTM form layer 0's x-side product hoisted and layer 1's in the step
+// (src/unroll/x_product.hpp): both paths in one model (the grid, I < H, has only the second).
 inline std::vector<Case> odd_shapes() {
   std::vector<Case> out;
   for (const CellVariant& c : all_cells())
-    for (const LossPair& l : all_losses()) out.push_back(Case{c, l, 2, 5, 4, 4, 5, 2});
+    for (const LossPair& l : all_losses()) out.push_back(Case{c, l, 2, 5, 4, 6, 5, 2});
   return out;
 }
 

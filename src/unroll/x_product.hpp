@@ -1,0 +1,30 @@
+// Where forward forms a layer's x-side pre-activations x·W_ihᵀ (src/unroll/full.cpp):
+//  - hoisted (the default): one GEMM over all T·B rows before the time loop writes them into
+//    gates(k), and each step's kernel forms h_{t-1}·W_hhᵀ + b separately for the cell to add;
+//  - in the step: each step's kernel forms b + x_t·W_ihᵀ + h_{t-1}·W_hhᵀ straight into the
+//    step's rows of gates(k) (kernels::gemm_packed_pair), with W_ihᵀ packed beside W_hhᵀ.
+// The second wins where both packed matrices are small enough to stay near the core, and the
+// hoisted GEMM, with its small K = I, runs below the kernel's rate: LSTM inference 2% faster on
+// docs/benchmarks.md's shapes a and d, equal on b, which is past the size limit below. Not for
+// the GRU, whose n gate needs W_in·x and W_hn·h apart (r multiplies only the second).
+// Backward is the same either way: it reads the activations the cell leaves in gates(k).
+#pragma once
+
+#include <cstddef>
+
+#include "bptt/model.hpp"
+
+namespace bptt::unroll {
+
+// The packed [W_ih | W_hh]ᵀ of a layer, in bytes, above which the product stays hoisted.
+inline constexpr std::size_t kInStepMaxBytes = std::size_t(4) << 20;
+
+// Whether forward forms layer input size `in`'s x-side product inside the time loop.
+template <class Real>
+bool x_product_in_step(const ModelConfig& cfg, int in) {
+  const std::size_t H = std::size_t(cfg.hidden_size), GH = std::size_t(cfg.gates()) * H;
+  return cfg.cell != CellKind::gru && in <= cfg.hidden_size &&
+         GH * (std::size_t(in) + H) * sizeof(Real) <= kInStepMaxBytes;
+}
+
+}  // namespace bptt::unroll
