@@ -26,11 +26,7 @@ struct VecOf<double> {
 template <class Real>
 using Vec = typename VecOf<Real>::type;
 
-// C[MR rows, cols ≤ kPanel] = init + A[MR, K] · panel, where init is the row `bias` (the
-// panel's part of it) when given, else C itself. Full: cols == kPanel, so C and the bias are
-// read and written straight from the registers; otherwise (only the last panel) through a
-// zero-padded copy. Keeping the two apart matters: with one body GCC sent every full tile's
-// accumulators through the stack on their way out.
+// acc[m] += A[m, 0..K) · P over the K rows of one panel.
 template <int MR, class Real>
 BPTT_ALWAYS_INLINE void accumulate(Vec<Real> (&acc)[MR][2], int K, const Real* __restrict A,
                                    int lda, const Real* __restrict P) {
@@ -57,6 +53,11 @@ struct Source {
   const Real* P = nullptr;
 };
 
+// C[MR rows, cols ≤ kPanel] = init + A[MR, K] · panel (+ second.A · second.P when given), where
+// init is the row `bias` (the panel's part of it) when given, else C itself. Full: cols ==
+// kPanel, so C and the bias are read and written straight from the registers; otherwise (only
+// the last panel) through a zero-padded copy. Keeping the two apart matters: with one body GCC sent every full tile's
+// accumulators through the stack on their way out.
 template <int MR, bool Full, class Real>
 BPTT_ALWAYS_INLINE void tile(int K, const Real* __restrict A, int lda, const Real* __restrict P,
                              const Real* __restrict bias, Real* __restrict C, int ldc, int cols,
@@ -154,8 +155,9 @@ BPTT_ALWAYS_INLINE void pair_rows(int m, int N, int K1, const Real* A1, int lda1
 
 // C = bias + A1·P1 + A2·P2, tile-major: each tile of rows goes across all panels, so its rows
 // of A1 and A2 stay in L1 while the panels stream from L2 (panel-major, as in packed(), reread
-// the rows of both sources for every panel and ran 2-5% slower in the step). No lambdas here:
-// one would be compiled for the baseline target, not the caller's clone.
+// the rows of both sources for every panel and ran 2-5% slower in the step). pair_rows is a
+// function, not a lambda: GCC compiled such a lambda out of line for the baseline target instead
+// of the caller's clone, which made the step 30 times slower.
 template <class Real>
 BPTT_ALWAYS_INLINE void packed_pair(int M, int N, int K1, const Real* A1, int lda1, const Real* P1,
                                     int K2, const Real* A2, int lda2, const Real* P2,
