@@ -71,8 +71,7 @@ BPTT_ALWAYS_INLINE void lstm_forward_rows(const CellStep<Real>& s) {
     if (s.gh)
       lstm_forward_row<true>(H, a, s.gh + b * G, s.c_prev + r, s.c + r, s.h + r);
     else
-      lstm_forward_row<false>(H, a, static_cast<const Real*>(nullptr), s.c_prev + r, s.c + r,
-                              s.h + r);
+      lstm_forward_row<false, Real>(H, a, nullptr, s.c_prev + r, s.c + r, s.h + r);
   }
 }
 

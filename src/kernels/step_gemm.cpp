@@ -56,8 +56,8 @@ struct Source {
 // C[MR rows, cols ≤ kPanel] = init + A[MR, K] · panel (+ second.A · second.P when given), where
 // init is the row `bias` (the panel's part of it) when given, else C itself. Full: cols ==
 // kPanel, so C and the bias are read and written straight from the registers; otherwise (only
-// the last panel) through a zero-padded copy. Keeping the two apart matters: with one body GCC sent every full tile's
-// accumulators through the stack on their way out.
+// the last panel) through a zero-padded copy. Keeping the two apart matters: with one body GCC
+// sent every full tile's accumulators through the stack on their way out.
 template <int MR, bool Full, class Real>
 BPTT_ALWAYS_INLINE void tile(int K, const Real* __restrict A, int lda, const Real* __restrict P,
                              const Real* __restrict bias, Real* __restrict C, int ldc, int cols,
