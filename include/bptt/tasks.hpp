@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,11 +37,26 @@ struct SampleOptions {
 };
 
 // Generates text from a character model, calling emit for each piece as soon as it exists
-// (the prime first). Throws bptt::Error for options out of range or a prime byte outside the
-// vocabulary.
+// (the prime first). Each character is one sample_symbol() draw from the model's logits after
+// the prime and the characters before it, all from one std::mt19937_64 seeded with opt.seed.
+// Throws bptt::Error for options out of range or a prime byte outside the vocabulary.
 template <class Real>
 void sample_text(const Model<Real>& model, const data::Vocab& vocab, const SampleOptions& opt,
                  const std::function<void(std::string_view)>& emit);
+
+// One draw of a symbol in [0, V) from the logits z[0, V), as sample_text draws each character:
+//   - p_i ∝ exp(z_i / temperature);
+//   - the symbols in order of p, most probable first (equal p: the lower index first);
+//   - top_k > 0 keeps the first top_k of them;
+//   - top_p < 1 then keeps the nucleus: the shortest prefix of that order whose probabilities
+//     p_i (normalized over all V symbols, not over those top_k kept) sum to at least top_p, or
+//     all that top_k kept when they sum to less;
+//   - one symbol among those kept, drawn with probability p_i / (their sum), from one
+//     uniform_real_distribution draw of rng.
+// REQUIRES V >= 1, temperature > 0 and finite, top_k >= 0, 0 < top_p <= 1 (sample_text checks
+// them).
+template <class Real>
+int sample_symbol(const Real* z, int V, const SampleOptions& opt, std::mt19937_64& rng);
 
 }  // namespace bptt
 

@@ -6,7 +6,7 @@
 //
 // φ is switched on once per call; each case runs a row loop instantiated for that φ, with
 // __restrict rows, so the loop over j vectorizes (in float through kernels/vmath.hpp). The float
-// entry points are compiled per x86-64 level (BPTT_TARGET_CLONES, kernels/simd.hpp).
+// entry points are compiled per x86-64 level (BPTT_PER_CPU_LEVEL, kernels/simd.hpp).
 #include <algorithm>
 #include <cstddef>
 #include <type_traits>
@@ -96,14 +96,12 @@ BPTT_ALWAYS_INLINE void elman_backward_any(Activation phi, const CellStep<Real>&
   }
 }
 
-BPTT_TARGET_CLONES void elman_forward_f32(Activation phi, const CellStep<float>& s) {
-  elman_forward_any(phi, s);
-}
+BPTT_PER_CPU_LEVEL(void, elman_forward_f32, (Activation phi, const CellStep<float>& s),
+                   (phi, s), elman_forward_any(phi, s);)
 
-BPTT_TARGET_CLONES void elman_backward_f32(Activation phi, const CellStep<float>& s,
-                                           const CellStepGrad<float>& d) {
-  elman_backward_any(phi, s, d);
-}
+BPTT_PER_CPU_LEVEL(void, elman_backward_f32, (Activation phi, const CellStep<float>& s,
+                                              const CellStepGrad<float>& d),
+                   (phi, s, d), elman_backward_any(phi, s, d);)
 
 }  // namespace
 

@@ -13,7 +13,7 @@
 // Each row's loop over j is a separate function whose pointers are __restrict (gate blocks,
 // state rows and gradient rows never overlap; dgi and dgh are separate for the GRU), so GCC
 // vectorizes it; in float, σ and tanh are the kernels/vmath.hpp versions. The float entry
-// points are compiled per x86-64 level (BPTT_TARGET_CLONES, kernels/simd.hpp).
+// points are compiled per x86-64 level (BPTT_PER_CPU_LEVEL, kernels/simd.hpp).
 #include <algorithm>
 #include <cstddef>
 #include <type_traits>
@@ -107,11 +107,11 @@ BPTT_ALWAYS_INLINE void gru_backward_rows(const CellStep<Real>& s, const CellSte
   }
 }
 
-BPTT_TARGET_CLONES void gru_forward_f32(const CellStep<float>& s) { gru_forward_rows(s); }
+BPTT_PER_CPU_LEVEL(void, gru_forward_f32, (const CellStep<float>& s), (s), gru_forward_rows(s);)
 
-BPTT_TARGET_CLONES void gru_backward_f32(const CellStep<float>& s, const CellStepGrad<float>& d) {
-  gru_backward_rows(s, d);
-}
+BPTT_PER_CPU_LEVEL(void, gru_backward_f32, (const CellStep<float>& s,
+                                            const CellStepGrad<float>& d),
+                   (s, d), gru_backward_rows(s, d);)
 
 }  // namespace
 

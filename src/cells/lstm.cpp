@@ -14,7 +14,7 @@
 // Each row's loop over j is a separate function whose pointers are __restrict (the gate blocks
 // of one row, the state rows and the gradient rows never overlap), so GCC vectorizes it; in
 // float, σ and tanh are the branch-free kernels/vmath.hpp versions. The float entry points are
-// compiled per x86-64 level (BPTT_TARGET_CLONES, kernels/simd.hpp).
+// compiled per x86-64 level (BPTT_PER_CPU_LEVEL, kernels/simd.hpp).
 #include <algorithm>
 #include <cstddef>
 #include <type_traits>
@@ -117,12 +117,12 @@ BPTT_ALWAYS_INLINE void lstm_backward_rows(const CellStep<Real>& s, const CellSt
   }
 }
 
-BPTT_TARGET_CLONES void lstm_forward_f32(const CellStep<float>& s) { lstm_forward_rows(s); }
+BPTT_PER_CPU_LEVEL(void, lstm_forward_f32, (const CellStep<float>& s), (s),
+                   lstm_forward_rows(s);)
 
-BPTT_TARGET_CLONES void lstm_backward_f32(const CellStep<float>& s,
-                                          const CellStepGrad<float>& d) {
-  lstm_backward_rows(s, d);
-}
+BPTT_PER_CPU_LEVEL(void, lstm_backward_f32, (const CellStep<float>& s,
+                                             const CellStepGrad<float>& d),
+                   (s, d), lstm_backward_rows(s, d);)
 
 }  // namespace
 

@@ -102,9 +102,8 @@ BPTT_ALWAYS_INLINE void sum_rows_body(int rows, int cols, const Real* __restrict
   }
 }
 
-BPTT_TARGET_CLONES void sum_rows_f32(int rows, int cols, const float* in, float* out) {
-  sum_rows_body(rows, cols, in, out);
-}
+BPTT_PER_CPU_LEVEL(void, sum_rows_f32, (int rows, int cols, const float* in, float* out),
+                   (rows, cols, in, out), sum_rows_body(rows, cols, in, out);)
 
 }  // namespace
 

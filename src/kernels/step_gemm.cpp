@@ -197,28 +197,29 @@ void pack_panels(bool trans, int N, int K, const Real* W, int ldw, Real* P) {
   }
 }
 
-BPTT_TARGET_CLONES void gemm_packed(int M, int N, int K, const float* A, int lda, const float* P,
-                                    const float* bias, float* C, int ldc) {
-  packed(M, N, K, A, lda, P, bias, C, ldc);
-}
+BPTT_PER_CPU_LEVEL(void, gemm_packed,
+                   (int M, int N, int K, const float* A, int lda, const float* P,
+                    const float* bias, float* C, int ldc),
+                   (M, N, K, A, lda, P, bias, C, ldc), packed(M, N, K, A, lda, P, bias, C, ldc);)
 
-BPTT_TARGET_CLONES void gemm_packed(int M, int N, int K, const double* A, int lda,
-                                    const double* P, const double* bias, double* C, int ldc) {
-  packed(M, N, K, A, lda, P, bias, C, ldc);
-}
+BPTT_PER_CPU_LEVEL(void, gemm_packed,
+                   (int M, int N, int K, const double* A, int lda, const double* P,
+                    const double* bias, double* C, int ldc),
+                   (M, N, K, A, lda, P, bias, C, ldc), packed(M, N, K, A, lda, P, bias, C, ldc);)
 
-BPTT_TARGET_CLONES void gemm_packed_pair(int M, int N, int K1, const float* A1, int lda1,
-                                         const float* P1, int K2, const float* A2, int lda2,
-                                         const float* P2, const float* bias, float* C, int ldc) {
-  packed_pair(M, N, K1, A1, lda1, P1, K2, A2, lda2, P2, bias, C, ldc);
-}
+BPTT_PER_CPU_LEVEL(void, gemm_packed_pair,
+                   (int M, int N, int K1, const float* A1, int lda1, const float* P1, int K2,
+                    const float* A2, int lda2, const float* P2, const float* bias, float* C,
+                    int ldc),
+                   (M, N, K1, A1, lda1, P1, K2, A2, lda2, P2, bias, C, ldc),
+                   packed_pair(M, N, K1, A1, lda1, P1, K2, A2, lda2, P2, bias, C, ldc);)
 
-BPTT_TARGET_CLONES void gemm_packed_pair(int M, int N, int K1, const double* A1, int lda1,
-                                         const double* P1, int K2, const double* A2, int lda2,
-                                         const double* P2, const double* bias, double* C,
-                                         int ldc) {
-  packed_pair(M, N, K1, A1, lda1, P1, K2, A2, lda2, P2, bias, C, ldc);
-}
+BPTT_PER_CPU_LEVEL(void, gemm_packed_pair,
+                   (int M, int N, int K1, const double* A1, int lda1, const double* P1, int K2,
+                    const double* A2, int lda2, const double* P2, const double* bias, double* C,
+                    int ldc),
+                   (M, N, K1, A1, lda1, P1, K2, A2, lda2, P2, bias, C, ldc),
+                   packed_pair(M, N, K1, A1, lda1, P1, K2, A2, lda2, P2, bias, C, ldc);)
 
 template void pack_panels<float>(bool, int, int, const float*, int, float*);
 template void pack_panels<double>(bool, int, int, const double*, int, double*);

@@ -32,7 +32,7 @@ void pack_panels(bool trans, int N, int K, const Real* W, int ldw, Real* P);
 // init is the row `bias` [N] broadcast to every row when bias is given (C is ASSIGNED and never
 // read), else C itself (ACCUMULATES). Single-threaded; rows go in blocks of 64, so M may be
 // large (the hoisted products over all T·B rows). Compiled per x86-64 level
-// (BPTT_TARGET_CLONES, kernels/simd.hpp).
+// (BPTT_PER_CPU_LEVEL, kernels/simd.hpp).
 void gemm_packed(int M, int N, int K, const float* A, int lda, const float* P, const float* bias,
                  float* C, int ldc);
 void gemm_packed(int M, int N, int K, const double* A, int lda, const double* P,

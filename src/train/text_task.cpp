@@ -106,8 +106,6 @@ void sample_text(const Model<Real>& model, const data::Vocab& vocab, const Sampl
   batch.B = 1;
   batch.x.assign(std::size_t(V), Real(0));
   std::mt19937_64 rng(opt.seed);
-  std::vector<double> p(static_cast<std::size_t>(V));
-  std::vector<int> order(static_cast<std::size_t>(V));
   auto feed = [&](int id) {
     std::fill(batch.x.begin(), batch.x.end(), Real(0));
     batch.x[std::size_t(id)] = Real(1);
@@ -116,39 +114,49 @@ void sample_text(const Model<Real>& model, const data::Vocab& vocab, const Sampl
   };
   for (int id : ids) feed(id);
   for (std::int64_t n = 0; n < opt.length; ++n) {
-    // p ∝ exp(z / temperature), then top-k and top-p truncation.
-    const Real* z = ws.z();
-    const double zmax = *std::max_element(z, z + V);
-    double sum = 0;
-    for (int o = 0; o < V; ++o) sum += p[std::size_t(o)] = std::exp((double(z[o]) - zmax) / opt.temperature);
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return p[std::size_t(a)] > p[std::size_t(b)]; });
-    std::size_t keep = opt.top_k > 0 ? std::min<std::size_t>(std::size_t(opt.top_k), order.size()) : order.size();
-    if (opt.top_p < 1) {
-      double mass = 0;
-      for (std::size_t i = 0; i < keep; ++i) {
-        mass += p[std::size_t(order[i])] / sum;
-        if (mass >= opt.top_p) {
-          keep = i + 1;
-          break;
-        }
-      }
-    }
-    double kept = 0;
-    for (std::size_t i = 0; i < keep; ++i) kept += p[std::size_t(order[i])];
-    double u = std::uniform_real_distribution<double>(0, kept)(rng);
-    int next = order[keep - 1];
-    for (std::size_t i = 0; i < keep; ++i) {
-      u -= p[std::size_t(order[i])];
-      if (u < 0) {
-        next = order[i];
-        break;
-      }
-    }
+    const int next = sample_symbol(ws.z(), V, opt, rng);
     const char ch = char(vocab.decode(next));
     emit(std::string_view(&ch, 1));
     feed(next);
   }
+}
+
+template <class Real>
+int sample_symbol(const Real* z, int V, const SampleOptions& opt, std::mt19937_64& rng) {
+  // p ∝ exp(z / temperature), then top-k and top-p truncation.
+  std::vector<double> p(static_cast<std::size_t>(V));
+  std::vector<int> order(static_cast<std::size_t>(V));
+  const double zmax = *std::max_element(z, z + V);
+  double sum = 0;
+  for (int o = 0; o < V; ++o)
+    sum += p[std::size_t(o)] = std::exp((double(z[o]) - zmax) / opt.temperature);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return p[std::size_t(a)] > p[std::size_t(b)]; });
+  std::size_t keep = opt.top_k > 0 ? std::min<std::size_t>(std::size_t(opt.top_k), order.size())
+                                   : order.size();
+  if (opt.top_p < 1) {
+    double mass = 0;
+    for (std::size_t i = 0; i < keep; ++i) {
+      mass += p[std::size_t(order[i])] / sum;
+      if (mass >= opt.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  double kept = 0;
+  for (std::size_t i = 0; i < keep; ++i) kept += p[std::size_t(order[i])];
+  double u = std::uniform_real_distribution<double>(0, kept)(rng);
+  int next = order[keep - 1];
+  for (std::size_t i = 0; i < keep; ++i) {
+    u -= p[std::size_t(order[i])];
+    if (u < 0) {
+      next = order[i];
+      break;
+    }
+  }
+  return next;
 }
 
 #define BPTT_INSTANTIATE(Real)                                                                    \
@@ -156,7 +164,8 @@ void sample_text(const Model<Real>& model, const data::Vocab& vocab, const Sampl
   template Metrics evaluate_text<Real>(const Model<Real>&, const data::TextCorpus&, std::size_t, \
                                        std::size_t, int, int);                                    \
   template void sample_text<Real>(const Model<Real>&, const data::Vocab&, const SampleOptions&,  \
-                                  const std::function<void(std::string_view)>&);
+                                  const std::function<void(std::string_view)>&);                 \
+  template int sample_symbol<Real>(const Real*, int, const SampleOptions&, std::mt19937_64&);
 BPTT_INSTANTIATE(float)
 BPTT_INSTANTIATE(double)
 #undef BPTT_INSTANTIATE

@@ -27,11 +27,15 @@ inline pid_t spawn_cli(const std::vector<std::string>& args, const fs::path& dir
   return pid;
 }
 
-// Waits for `pid`; the exit status, or 128 + the signal that ended it.
-inline int wait_exit(pid_t pid) {
+// Waits for `pid`, started by spawn_cli(args, dir); the exit status, or 128 + the signal that
+// ended it. A sanitizer report in dir/stderr fails the test (expect_no_sanitizer_report).
+inline int wait_exit(pid_t pid, const fs::path& dir) {
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
+  expect_no_sanitizer_report(read_bytes(dir / "stderr"),
+                             "bptt (pid " + std::to_string(pid) + ", output in " + dir.string() +
+                                 ")");
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 

@@ -53,7 +53,7 @@ TEST_F(CliKill, RandomSigkillsLeaveLoadableFilesAndResumeContinues) {
     ASSERT_GT(pid, 0);
         std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, run_us)(rng)));
     ::kill(pid, SIGKILL);
-    const int code = wait_exit(pid);
+    const int code = wait_exit(pid, root_ / "io");
     if (code == 128 + SIGKILL) {
       ++kills;
     } else {

@@ -117,7 +117,7 @@ TEST_P(CliStop, SavesASnapshotAfterTheCurrentStepAndResumes) {
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   ASSERT_EQ(::kill(pid, sig), 0);
-  EXPECT_EQ(wait_exit(pid), 0) << read_bytes(root_ / "io" / "stderr");
+  EXPECT_EQ(wait_exit(pid, root_ / "io"), 0) << read_bytes(root_ / "io" / "stderr");
   const std::string err = read_bytes(root_ / "io" / "stderr");
   EXPECT_NE(err.find(sig == SIGTERM ? "terminated: saving the snapshot"
                                     : "interrupted: saving the snapshot"),

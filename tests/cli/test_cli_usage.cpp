@@ -2,6 +2,10 @@
 // values, input paths that do not exist, an --out that cannot be written, and that a failing
 // command leaves an existing --out file exactly as it was. Each is refused with exit status 2
 // and one line on stderr naming what is wrong, and leaves no file behind (CliTest::rejected).
+// And CliSanitizer: a sanitizer report on a command's stderr fails the test (cli_util.hpp).
+#include <gtest/gtest-spi.h>
+
+#include "bptt/cpu.hpp"
 #include "cli/cli_util.hpp"
 
 namespace bptt::cli_test {
@@ -29,7 +33,30 @@ TEST_F(CliUsage, TheValidCommandWorks) {
   std::filesystem::remove(out_);
 }
 
-TEST_F(CliUsage, NoVerb) { EXPECT_TRUE(rejected({}, {})); }
+// BPTT_CPU_LEVEL (bptt/cpu.hpp): a name bptt does not know, or a level this CPU cannot run, is
+// refused before any work, naming the variable; a level the CPU has gives the same gradient
+// file as the default (to float64's rounding: the float64 path has no per-level code but the
+// packed step product, whose levels differ at most in FMA contraction).
+TEST_F(CliUsage, CpuLevelFromTheEnvironment) {
+  ::setenv("BPTT_CPU_LEVEL", "avx9000", 1);
+  const bool refused = rejected(grad_args(), {"BPTT_CPU_LEVEL", "avx9000", "x86-64-v3"});
+  ::unsetenv("BPTT_CPU_LEVEL");
+  EXPECT_TRUE(refused);
+  for (bptt::CpuLevel l : {bptt::CpuLevel::x86_64_v3, bptt::CpuLevel::x86_64_v4}) {
+    if (bptt::cpu_supports(l)) continue;
+    ::setenv("BPTT_CPU_LEVEL", std::string(bptt::to_string(l)).c_str(), 1);
+    const bool lacking = rejected(grad_args(), {"BPTT_CPU_LEVEL", "cannot run"});
+    ::unsetenv("BPTT_CPU_LEVEL");
+    EXPECT_TRUE(lacking) << bptt::to_string(l);
+  }
+  ::setenv("BPTT_CPU_LEVEL", "baseline", 1);
+  const RunResult r = run(grad_args());
+  ::unsetenv("BPTT_CPU_LEVEL");
+  ASSERT_EQ(r.code, 0) << r;
+  std::filesystem::remove(out_);
+}
+
+TEST_F(CliUsage, NoVerb) { EXPECT_TRUE(rejected({}, {"no verb given", "grad", "train"})); }
 
 TEST_F(CliUsage, OnlyAnOptionNoVerb) {
   EXPECT_TRUE(rejected({"--model", model_}, {"--model"}));
@@ -223,12 +250,8 @@ TEST_F(CliUsage, ThreadsOption) {
   const RunResult two = run(args);
   ASSERT_EQ(two.code, 0) << two;
   const st::File b = st::File::read(out_);
-  for (const std::string& n : a.names()) {
-    const std::vector<double> x = a.as_f64(n), y = b.as_f64(n);
-    ASSERT_EQ(x.size(), y.size()) << n;
-    for (std::size_t i = 0; i < x.size(); ++i)
-      EXPECT_NEAR(x[i], y[i], 1e-5 * (1 + std::abs(x[i]))) << n << "[" << i << "]";
-  }
+  for (const std::string& n : a.names())
+    test::expect_close("--threads 2 vs 1: " + n, b.as_f64(n), a.as_f64(n), test::Tol{1e-5, 1});
   std::filesystem::remove(out_);
   args.back() = "0";
   EXPECT_TRUE(rejected(args, {"--threads"}));
@@ -236,6 +259,32 @@ TEST_F(CliUsage, ThreadsOption) {
     const RunResult help = run({verb, "--help"});
     EXPECT_NE(help.out.find("--threads"), std::string::npos) << verb << ": " << help;
   }
+}
+
+// A sanitizer report on a command's stderr fails the test whatever the exit status (the asan
+// preset; cli_util.hpp): the patterns, and run_cli applying them to a command that exits 2 as
+// expected but whose one line, naming a file called "runtime error: x.txt", looks like UBSan's.
+TEST(CliSanitizer, ReportsAreRecognized) {
+  EXPECT_EQ(sanitizer_report("a.cpp:3:5: runtime error: signed integer overflow\n"),
+            "a.cpp:3:5: runtime error: signed integer overflow");
+  EXPECT_NE(sanitizer_report("x\n==7==ERROR: AddressSanitizer: heap-use-after-free\n"), "");
+  EXPECT_NE(sanitizer_report("==7==ERROR: LeakSanitizer: detected memory leaks\n"), "");
+  EXPECT_NE(sanitizer_report("==7==ERROR: ThreadSanitizer: data race\n"), "");
+  EXPECT_NE(sanitizer_report("==7==WARNING: MemorySanitizer: use-of-uninitialized-value\n"
+                             "==7==ERROR: MemorySanitizer: ...\n"),
+            "");
+  EXPECT_EQ(sanitizer_report("bptt: error: x.txt: no such file\n"), "");
+  EXPECT_EQ(sanitizer_report("ERROR: one line\nSanitizer on another\n"), "");
+  EXPECT_NONFATAL_FAILURE(expect_no_sanitizer_report("runtime error: x\n", "cmd"),
+                          "sanitizer report in the stderr of cmd");
+}
+
+TEST_F(CliUsage, ASanitizerReportOnStderrFailsTheTest) {
+  const std::string missing = path("runtime error: x.txt");
+  RunResult r;
+  EXPECT_NONFATAL_FAILURE(r = run({"train", "--text", missing}), "sanitizer report");
+  EXPECT_EQ(r.code, 2) << r;
+  EXPECT_NE(r.err.find(missing), std::string::npos) << r;
 }
 
 }  // namespace

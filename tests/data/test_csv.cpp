@@ -10,13 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "support/shared_data.hpp"
 #include "support/temp_dir.hpp"
 #include "bptt/data.hpp"
 #include "bptt/error.hpp"
-
-#ifndef BPTT_SHARED_DATA_DIR
-#define BPTT_SHARED_DATA_DIR "../shared/data"
-#endif
 
 namespace fs = std::filesystem;
 using bptt::Error;
@@ -41,10 +38,6 @@ std::string expect_error(F&& f, const std::string& where, const std::string& wha
   return {};
 }
 
-std::string shared(const std::string& name) {
-  return std::string(BPTT_SHARED_DATA_DIR) + "/" + name;
-}
-
 class CsvData : public bptt::test::TempDirTest {
  protected:
   CsvData() : TempDirTest("bptt_csv_") {}
@@ -56,8 +49,8 @@ class CsvData : public bptt::test::TempDirTest {
 // ---- the real series ------------------------------------------------------------------------
 
 TEST(CsvShared, AirlinePassengers) {
-  const std::string p = shared("airline-passengers.csv");
-  if (!fs::exists(p)) GTEST_SKIP() << p << " is absent (../shared/data not checked out)";
+  const std::string p = bptt::test::shared_data("airline-passengers.csv");
+  BPTT_REQUIRE_SHARED_DATA(p);
   const Series s = load_csv_column(p, "Passengers");
   EXPECT_EQ(s.path, p);
   EXPECT_EQ(s.column, "Passengers");
@@ -73,8 +66,8 @@ TEST(CsvShared, AirlinePassengers) {
 }
 
 TEST(CsvShared, DailyMinTemperatures) {
-  const std::string p = shared("daily-min-temperatures.csv");
-  if (!fs::exists(p)) GTEST_SKIP() << p << " is absent (../shared/data not checked out)";
+  const std::string p = bptt::test::shared_data("daily-min-temperatures.csv");
+  BPTT_REQUIRE_SHARED_DATA(p);
   const Series s = load_csv_column(p, "Temp");
   ASSERT_EQ(s.values.size(), 3650u);
   EXPECT_EQ(s.labels.front(), "1981-01-01");
@@ -86,8 +79,8 @@ TEST(CsvShared, DailyMinTemperatures) {
 }
 
 TEST(CsvShared, MonthlySunspots) {
-  const std::string p = shared("monthly-sunspots.csv");
-  if (!fs::exists(p)) GTEST_SKIP() << p << " is absent (../shared/data not checked out)";
+  const std::string p = bptt::test::shared_data("monthly-sunspots.csv");
+  BPTT_REQUIRE_SHARED_DATA(p);
   const Series s = load_csv_column(p, "Sunspots");
   ASSERT_EQ(s.values.size(), 2820u);
   EXPECT_EQ(s.labels.front(), "1749-01");
@@ -99,8 +92,8 @@ TEST(CsvShared, MonthlySunspots) {
 }
 
 TEST(CsvShared, UnknownColumnListsTheColumns) {
-  const std::string p = shared("monthly-sunspots.csv");
-  if (!fs::exists(p)) GTEST_SKIP() << p << " is absent (../shared/data not checked out)";
+  const std::string p = bptt::test::shared_data("monthly-sunspots.csv");
+  BPTT_REQUIRE_SHARED_DATA(p);
   const std::string hint =
       expect_error([&] { load_csv_column(p, "sunspots"); }, p + ":1: sunspots", "no column named");
   EXPECT_NE(hint.find("'Month', 'Sunspots'"), std::string::npos) << hint;

@@ -12,14 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "support/shared_data.hpp"
 #include "support/temp_dir.hpp"
 #include "bptt/batch.hpp"
 #include "bptt/data.hpp"
 #include "bptt/error.hpp"
-
-#ifndef BPTT_SHARED_DATA_DIR
-#define BPTT_SHARED_DATA_DIR "../shared/data"
-#endif
 
 namespace fs = std::filesystem;
 using bptt::Error;
@@ -124,8 +121,8 @@ TEST_F(TextData, Utf8AndFewControlsAreText) {
 }
 
 TEST_F(TextData, TinyShakespeare) {
-  const std::string p = std::string(BPTT_SHARED_DATA_DIR) + "/tinyshakespeare.txt";
-  if (!fs::exists(p)) GTEST_SKIP() << p << " is absent (../shared/data not checked out)";
+  const std::string p = bptt::test::shared_data("tinyshakespeare.txt");
+  BPTT_REQUIRE_SHARED_DATA(p);
   const TextCorpus c = load_text(p, 0.1);
   EXPECT_EQ(c.ids.size(), 1115394u);
   EXPECT_EQ(c.vocab.size(), 65);

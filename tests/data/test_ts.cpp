@@ -12,15 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "support/shared_data.hpp"
 #include "support/temp_dir.hpp"
 #include "bptt/batch.hpp"
 #include "bptt/data.hpp"
 #include "bptt/error.hpp"
 #include "bptt/model.hpp"
-
-#ifndef BPTT_SHARED_DATA_DIR
-#define BPTT_SHARED_DATA_DIR "../shared/data"
-#endif
 
 namespace fs = std::filesystem;
 using bptt::Error;
@@ -41,10 +38,6 @@ void expect_error(F&& f, const std::string& where, const std::string& what) {
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
     EXPECT_FALSE(e.hint().empty()) << e.what();
   }
-}
-
-std::string shared(const std::string& name) {
-  return std::string(BPTT_SHARED_DATA_DIR) + "/" + name;
 }
 
 const char* const kHeader =
@@ -71,8 +64,8 @@ class TsData : public bptt::test::TempDirTest {
 // ---- JapaneseVowels -------------------------------------------------------------------------
 
 TEST(TsShared, JapaneseVowelsTrain) {
-  const std::string p = shared("JapaneseVowels_TRAIN.ts");
-  if (!fs::exists(p)) GTEST_SKIP() << p << " is absent (../shared/data not checked out)";
+  const std::string p = bptt::test::shared_data("JapaneseVowels_TRAIN.ts");
+  BPTT_REQUIRE_SHARED_DATA(p);
   const TsDataset ds = load_ts(p);
   EXPECT_EQ(ds.path, p);
   EXPECT_EQ(ds.dims, 12);
@@ -97,10 +90,10 @@ TEST(TsShared, JapaneseVowelsTrain) {
 }
 
 TEST(TsShared, JapaneseVowelsTestWithTheTrainingClasses) {
-  const std::string train_path = shared("JapaneseVowels_TRAIN.ts");
-  const std::string p = shared("JapaneseVowels_TEST.ts");
-  if (!fs::exists(p) || !fs::exists(train_path))
-    GTEST_SKIP() << p << " is absent (../shared/data not checked out)";
+  const std::string train_path = bptt::test::shared_data("JapaneseVowels_TRAIN.ts");
+  const std::string p = bptt::test::shared_data("JapaneseVowels_TEST.ts");
+  BPTT_REQUIRE_SHARED_DATA(train_path);
+  BPTT_REQUIRE_SHARED_DATA(p);
   const TsDataset own = load_ts(p);
   ASSERT_EQ(own.size(), 370u);
   EXPECT_EQ(own.dims, 12);
@@ -125,8 +118,8 @@ TEST(TsShared, JapaneseVowelsTestWithTheTrainingClasses) {
 }
 
 TEST(TsShared, JapaneseVowelsBatchAndStats) {
-  const std::string p = shared("JapaneseVowels_TRAIN.ts");
-  if (!fs::exists(p)) GTEST_SKIP() << p << " is absent (../shared/data not checked out)";
+  const std::string p = bptt::test::shared_data("JapaneseVowels_TRAIN.ts");
+  BPTT_REQUIRE_SHARED_DATA(p);
   const TsDataset ds = load_ts(p);
   std::vector<double> mean, stddev;
   ts_channel_stats(ds, mean, stddev);

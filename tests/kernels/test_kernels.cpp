@@ -4,10 +4,12 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/activations.hpp"
 #include "kernels/gemm.hpp"
+#include "support/compare.hpp"
 
 namespace bptt::kernels {
 namespace {
@@ -34,6 +36,26 @@ TEST(Kernels, GemmMatchesNaiveForEveryTransposeAndBeta) {
         check_gemm<double>(ta, tb, beta);
         check_gemm<float>(ta, tb, float(beta));
       }
+}
+
+// sum_rows (compiled per CPU level in float) against a double loop: column counts around the
+// 16-float vectors, rows from one to past a block; it accumulates into out.
+TEST(Kernels, SumRowsAccumulatesEveryColumn) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> u(-1, 1);
+  for (int rows : {1, 9, 130})
+    for (int cols : {1, 15, 16, 17, 70, 280}) {
+      std::vector<float> in(std::size_t(rows) * cols), out(static_cast<std::size_t>(cols));
+      for (float& x : in) x = float(u(rng));
+      for (float& x : out) x = float(u(rng));
+      std::vector<double> want(out.begin(), out.end());
+      for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < cols; ++c) want[std::size_t(c)] += in[std::size_t(r) * cols + c];
+      sum_rows(rows, cols, in.data(), out.data());
+      // rows + 1 float additions in order: rounding at most (rows + 1)·2⁻²⁴ of Σ|terms| ≤ rows + 1
+      test::expect_close("sum_rows " + std::to_string(rows) + "x" + std::to_string(cols), out,
+                         want, test::Tol{(rows + 1) * 6e-8, double(rows + 1)});
+    }
 }
 
 TEST(Kernels, GemmWithBetaZeroIgnoresNaNInOutput) {

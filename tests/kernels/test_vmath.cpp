@@ -48,7 +48,7 @@ BPTT_ALWAYS_INLINE void apply(const float* x, float* y, std::size_t n) {
     }                                                                  \
   }
 BPTT_APPLY_AT_LEVEL(apply_baseline, )
-#if BPTT_HAVE_TARGET_CLONES
+#if BPTT_HAVE_CPU_LEVELS
 BPTT_APPLY_AT_LEVEL(apply_v3, __attribute__((target("arch=x86-64-v3"))))
 BPTT_APPLY_AT_LEVEL(apply_v4, __attribute__((target("arch=x86-64-v4"))))
 #endif
@@ -59,7 +59,7 @@ using ApplyFn = void (*)(Fn, const float*, float*, std::size_t);
 // The variant named `level`, or nullptr where it is not built or this CPU cannot run it.
 ApplyFn variant(const std::string& level) {
   if (level == "baseline") return apply_baseline;
-#if BPTT_HAVE_TARGET_CLONES
+#if BPTT_HAVE_CPU_LEVELS
   __builtin_cpu_init();
   if (level == "x86_64_v3" && __builtin_cpu_supports("x86-64-v3")) return apply_v3;
   if (level == "x86_64_v4" && __builtin_cpu_supports("x86-64-v4")) return apply_v4;

@@ -1,7 +1,9 @@
 // The other gradient methods against full BPTT and against their slow references, in float64:
 //   recompute:K equals bptt (1e-12) for every K, with dropout too;
 //   truncated:K equals bptt for K >= T, and the slow per-step reference for K < T (1e-12);
-//   rtrl equals bptt (1e-9); online RTRL summed over a stream equals rtrl's parameter gradient.
+//   rtrl equals bptt (1e-9); online RTRL summed over a stream equals rtrl's parameter gradient;
+// and in float32, recompute and rtrl against the float64 reference (kFloat32, test_util.hpp).
+// Small cases and the large sizes that cross the kernels' blocks (large_shapes).
 // Every case has T > 1, nonzero h0/c0, variable lengths and a mask (tests/unroll/test_util.hpp).
 #include <gtest/gtest.h>
 
@@ -23,6 +25,14 @@ std::vector<Case> method_grid() {
       for (int L : {1, 2}) out.push_back(Case{c, l, L, 7});
   for (const CellVariant& c : all_cells())
     out.push_back(Case{c, {LossKind::bce, Activation::sigmoid}, 2, 13, 4, 4, 5, 2});
+  return out;
+}
+
+// RTRL carries the influence of every parameter on every state: O(H⁴) work per step, so its
+// large cases stay at H = 16 (G·H = 64 for the LSTM still spans two panels): every cell × loss.
+std::vector<Case> rtrl_grid() {
+  std::vector<Case> out = method_grid();
+  for (const Case& c : large_shapes({16})) out.push_back(c);
   return out;
 }
 
@@ -122,7 +132,26 @@ TEST_P(Methods, TruncatedEqualsSlowReference) {
   }
 }
 
-TEST_P(Methods, RtrlEqualsBptt) {
+// Float32 recompute against the float64 reference on the same rounded inputs (kFloat32).
+TEST_P(Methods, Float32RecomputeMatchesReference) {
+  const Case& c = GetParam();
+  const auto m = make_model<float>(c);
+  const auto b = make_batch<float>(c);
+  Recompute<float> r(c.config(), c.T, c.B, 2);
+  Gradients<float> g(c.config(), c.T, c.B);
+  g.zero();
+  const double l = r.loss_and_gradients(m, b, c.loss.loss, g);
+  Workspace<float> ws(c.config(), c.T, c.B);  // recompute keeps no ŷ: the full pass's
+  forward(m, b, ws);
+  expect_float32_matches(c, l, ws.yhat(), g, float64_reference(c, m, b));
+}
+
+INSTANTIATE_TEST_SUITE_P(Grid, Methods, testing::ValuesIn(method_grid()), case_name);
+INSTANTIATE_TEST_SUITE_P(Large, Methods, testing::ValuesIn(large_shapes_rotated()), case_name);
+
+class Rtrl : public testing::TestWithParam<Case> {};
+
+TEST_P(Rtrl, EqualsBptt) {
   const Case& c = GetParam();
   const auto m = make_model<double>(c);
   const auto b = make_batch<double>(c);
@@ -133,22 +162,20 @@ TEST_P(Methods, RtrlEqualsBptt) {
   expect_gradients_close(c, g, full.g, 1e-9);
 }
 
-TEST_P(Methods, Float32RecomputeAndRtrlAgreeWithBptt) {
+// Float32 RTRL against the float64 reference on the same rounded inputs (kFloat32).
+TEST_P(Rtrl, Float32MatchesReference) {
   const Case& c = GetParam();
   const auto m = make_model<float>(c);
   const auto b = make_batch<float>(c);
-  const auto full = full_bptt(c, m, b);
-  Recompute<float> r(c.config(), c.T, c.B, 2);
-  Gradients<float> g(c.config(), c.T, c.B), q(c.config(), c.T, c.B);
+  Gradients<float> g(c.config(), c.T, c.B);
   g.zero();
-  q.zero();
-  r.loss_and_gradients(m, b, c.loss.loss, g);
-  expect_gradients_close(c, g, full.g, 1e-5);
-  rtrl_loss_and_gradients(m, b, c.loss.loss, q);
-  expect_gradients_close(c, q, full.g, 1e-4);
+  const double l = rtrl_loss_and_gradients(m, b, c.loss.loss, g);
+  Workspace<float> ws(c.config(), c.T, c.B);
+  forward(m, b, ws);
+  expect_float32_matches(c, l, ws.yhat(), g, float64_reference(c, m, b));
 }
 
-INSTANTIATE_TEST_SUITE_P(Grid, Methods, testing::ValuesIn(method_grid()), case_name);
+INSTANTIATE_TEST_SUITE_P(Grid, Rtrl, testing::ValuesIn(rtrl_grid()), case_name);
 
 // Online RTRL over a stream, with the parameters held fixed, sums to rtrl's parameter gradient:
 // each step's gradient is that step's loss's, and the sensitivities carry across steps.

@@ -16,21 +16,15 @@
 #include "bptt/error.hpp"
 #include "bptt/optim.hpp"
 #include "bptt/safetensors.hpp"
+#include "support/compare.hpp"
 
 namespace bptt {
 namespace {
 
-const std::string kDir = std::string(BPTT_FIXTURE_DIR) + "/optim/";
+using test::expect_close;
+using test::Tol;
 
-// max over elements of |ours − ref| / max(|ref|, floor): relative, with a floor so that a value
-// that happens to be near 0 does not turn rounding into a failure.
-template <class Real>
-double rel_error(const Real* ours, const double* ref, std::size_t n, double floor = 1e-3) {
-  double err = 0;
-  for (std::size_t i = 0; i < n; ++i)
-    err = std::max(err, std::abs(double(ours[i]) - ref[i]) / std::max(std::abs(ref[i]), floor));
-  return err;
-}
+const std::string kDir = std::string(BPTT_FIXTURE_DIR) + "/optim/";
 
 std::string meta(const safetensors::File& f, const std::string& key) {
   auto it = f.metadata().find(key);
@@ -83,8 +77,8 @@ class OptimFixture : public ::testing::TestWithParam<std::string> {
       EXPECT_EQ(g, g_before) << "step() modified the gradient";
       // float32: a floor of 1e-2, because a parameter that an update brings near 0 keeps the
       // absolute rounding error of its start (one float ulp of 0.1 is 7e-9).
-      EXPECT_LE(rel_error(p.data(), ref.data() + s * n, n, sizeof(Real) == 8 ? 1e-3 : 1e-2), tol)
-          << GetParam() << " " << ref_name << ", after step " << s + 1;
+      expect_close(GetParam() + " " + ref_name + ", after step " + std::to_string(s + 1),
+                   p.data(), ref.data() + s * n, n, Tol{tol, sizeof(Real) == 8 ? 1e-3 : 1e-2});
     }
     EXPECT_EQ(opt.steps(), std::int64_t(S));
 
@@ -100,9 +94,8 @@ class OptimFixture : public ::testing::TestWithParam<std::string> {
       ASSERT_EQ(slot.data->size(), want.size()) << name;
       // The state is compared in both dtypes against the float64 run; float32 gets a looser
       // tolerance because Adam's exp_avg_sq of the 1e-6 gradients is ~1e-13 in magnitude.
-      EXPECT_LE(rel_error(slot.data->data(), want.data(), want.size(), 1e-12),
-                sizeof(Real) == 8 ? tol : 1e-4)
-          << GetParam() << " " << name;
+      expect_close(GetParam() + " " + name, slot.data->data(), want.data(), want.size(),
+                   Tol{sizeof(Real) == 8 ? tol : 1e-4, 1e-12});
     }
   }
 };
@@ -187,8 +180,8 @@ void check_clipping(const char* suffix, double tol) {
     std::vector<Real> c = g;
     const double returned = clip_by_norm(c.data(), n, max_norm[k]);
     EXPECT_NEAR(returned, norm[k], tol * norm[k]) << "max_norm " << max_norm[k];
-    EXPECT_LE(rel_error(c.data(), clipped.data() + k * n, n, 1e-12), tol)
-        << "max_norm " << max_norm[k];
+    expect_close("clipped at max_norm " + std::to_string(max_norm[k]), c.data(),
+                 clipped.data() + k * n, n, Tol{tol, 1e-12});
     if (max_norm[k] > norm[k]) {
       EXPECT_EQ(c, g) << "a gradient below max_norm must not change";
     }
@@ -237,7 +230,7 @@ TEST_P(ScheduleFixture, MatchesTorchLrScheduler) {
   const auto want = f.as_f64("lr." + GetParam());
   ASSERT_FALSE(want.empty());
   for (std::size_t k = 0; k < want.size(); ++k)
-    EXPECT_LE(std::abs(s.at(std::int64_t(k)) - want[k]), 1e-12 * std::max(want[k], s.lr * 1e-3))
+    EXPECT_TRUE(test::close(s.at(std::int64_t(k)), want[k], Tol{1e-12, s.lr * 1e-3}))
         << GetParam() << " step " << k << ": ours " << s.at(std::int64_t(k)) << ", torch "
         << want[k];
 }

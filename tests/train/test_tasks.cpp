@@ -24,10 +24,7 @@
 #include "bptt/tasks.hpp"
 #include "bptt/train.hpp"
 #include "cli/cli_util.hpp"
-
-#ifndef BPTT_SHARED_DATA_DIR
-#define BPTT_SHARED_DATA_DIR "../shared/data"
-#endif
+#include "support/shared_data.hpp"
 
 namespace bptt {
 namespace {
@@ -366,8 +363,8 @@ TEST(TsTask, ShortTrainingLowersTheLoss) {
 }
 
 TEST(TsTask, JapaneseVowelsBatches) {
-  const std::string p = std::string(BPTT_SHARED_DATA_DIR) + "/JapaneseVowels_TRAIN.ts";
-  if (!fs::exists(p)) GTEST_SKIP() << p << " is absent (../shared/data not checked out)";
+  const std::string p = bptt::test::shared_data("JapaneseVowels_TRAIN.ts");
+  BPTT_REQUIRE_SHARED_DATA(p);
   const data::TsDataset ds = data::load_ts(p);
   std::vector<double> mean, stddev;
   data::ts_channel_stats(ds, mean, stddev);

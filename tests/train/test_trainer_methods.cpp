@@ -14,10 +14,16 @@
 #include "bptt/error.hpp"
 #include "bptt/tasks.hpp"
 #include "bptt/train.hpp"
+#include "support/compare.hpp"
 #include "support/temp_dir.hpp"
 
 namespace bptt {
 namespace {
+
+// Trained parameters are compared element by element: |got − ref| ≤ tol · max(1, |ref|), and a
+// NaN fails.
+using test::expect_close;
+using test::Tol;
 
 class TrainerMethods : public test::TempDirTest {
  protected:
@@ -61,13 +67,6 @@ class TrainerMethods : public test::TempDirTest {
     return tc;
   }
 
-  static double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
-    double d = 0;
-    for (std::size_t i = 0; i < a.size(); ++i)
-      d = std::max(d, std::abs(a[i] - b[i]) / std::max(1.0, std::abs(b[i])));
-    return d;
-  }
-
   data::TextCorpus corpus;
 };
 
@@ -80,8 +79,10 @@ TEST_F(TrainerMethods, RecomputeTrainsLikeFullBptt) {
     const auto full = train(mc, tc, 4, 13, 5);
     tc.recompute = 4;
     const auto rec = train(mc, tc, 4, 13, 5);
-    EXPECT_LT(max_rel_diff(rec, full), 1e-10) << to_string(cell);
-    EXPECT_GT(max_rel_diff(full, train(mc, tc, 4, 13, 0)), 1e-4) << "training changed nothing";
+    expect_close(std::string(to_string(cell)) + ": recompute vs full BPTT", rec, full,
+                 Tol{1e-10, 1});
+    EXPECT_GT(test::max_rel_error(full, train(mc, tc, 4, 13, 0), 1), 1e-4)
+        << "training changed nothing";
   }
 }
 
@@ -148,7 +149,8 @@ TEST_F(TrainerMethods, K2GreaterThanK1BackpropagatesIntoTheHistory) {
     g.zero();
     loss_and_gradients(m, win, LossKind::xent, ws, g);
     for (std::size_t i = 0; i < m.params.size(); ++i) m.params[i] -= lr * g.params[i];
-    EXPECT_LT(max_rel_diff(got, m.params), 1e-12) << to_string(cell);
+    expect_close(std::string(to_string(cell)) + ": BPTT(k2; k1) vs by hand", got, m.params,
+                 Tol{1e-12, 1});
   }
 }
 
@@ -204,7 +206,7 @@ TEST_F(TrainerMethods, OnlineRtrlFirstUpdateIsTheFirstStepsGradient) {
   g.zero();
   loss_and_gradients(m, b, LossKind::xent, ws, g);
   for (std::size_t i = 0; i < m.params.size(); ++i) m.params[i] -= lr * g.params[i];
-  EXPECT_LT(max_rel_diff(got, m.params), 1e-12);
+  expect_close("RTRL's first update vs the step's gradient", got, m.params, Tol{1e-12, 1});
 }
 
 TEST_F(TrainerMethods, OnlineRtrlLearns) {

@@ -4,10 +4,15 @@
 // way, so it is verified on its own and not only by agreeing with the fast path.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <functional>
+#include <random>
+#include <utility>
 #include <string>
 #include <vector>
 
+#include "bptt/loss.hpp"
 #include "bptt/unroll.hpp"
 #include "test_util.hpp"
 
@@ -20,25 +25,26 @@ constexpr double kTol = 1e-6;
 // Compares analytic gradients with central differences and collects the mismatches.
 class FiniteDifference {
  public:
-  FiniteDifference(std::string path, std::function<double()> loss, bool relu)
-      : path_(std::move(path)), loss_(std::move(loss)), relu_(relu) {}
+  FiniteDifference(std::string path, std::function<double()> loss, bool relu,
+                   double step = kStep)
+      : path_(std::move(path)), loss_(std::move(loss)), relu_(relu), step_(step) {}
 
   // *v is the input being perturbed (restored afterwards), analytic its claimed dL/dv.
   void check(const std::string& name, double* v, double analytic) {
     const double v0 = *v;
-    *v = v0 + kStep;
+    *v = v0 + step_;
     const double lp = loss_();
-    *v = v0 - kStep;
+    *v = v0 - step_;
     const double lm = loss_();
     *v = v0;
-    const double numeric = (lp - lm) / (2 * kStep);
+    const double numeric = (lp - lm) / (2 * step_);
     ++checked_;
     if (close(analytic, numeric, kTol)) return;
     if (relu_) {
       // A ReLU kink within the step makes the loss non-differentiable there: the two one-sided
       // differences then disagree. Skip only such elements (and count them, see below).
       const double l0 = loss_();
-      const double fwd = (lp - l0) / kStep, bwd = (l0 - lm) / kStep;
+      const double fwd = (lp - l0) / step_, bwd = (l0 - lm) / step_;
       if (!close(fwd, bwd, 1e-4)) {
         ++skipped_;
         return;
@@ -64,9 +70,43 @@ class FiniteDifference {
   std::string path_;
   std::function<double()> loss_;
   bool relu_;
+  double step_;
   int checked_ = 0, failed_ = 0, skipped_ = 0;
   std::vector<std::string> failures_;
 };
+
+// The 32-wide boundaries of the packed panels below n (32, 64, ...): the first, one in the
+// middle and the last, which is where a wrong panel offset or stride first shows.
+std::vector<std::size_t> panel_boundaries(std::size_t n) {
+  std::vector<std::size_t> all, out;
+  for (std::size_t b = 32; b < n; b += 32) all.push_back(b);
+  if (!all.empty()) out = {all.front(), all[all.size() / 2], all.back()};
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+// The elements a check perturbs, of a tensor of n elements in rows of `cols`: all of them in the
+// small cases; in the large ones (thousands of parameters, and a loss evaluation costs
+// milliseconds) the first and the last, those on both sides of panel boundaries (forward packs
+// a weight's rows into panels, backward its columns: rows and columns 31 | 32, ...), and 6 at
+// random. Every element at once is checked along random directions (below).
+std::vector<std::size_t> elements_to_check(bool large, std::size_t n, std::size_t cols,
+                                           std::uint64_t seed) {
+  std::vector<std::size_t> idx;
+  if (!large || n <= 8) {
+    for (std::size_t i = 0; i < n; ++i) idx.push_back(i);
+    return idx;
+  }
+  std::mt19937_64 rng(seed);
+  const std::size_t rows = n / cols;
+  idx = {0, n - 1};
+  for (std::size_t b : panel_boundaries(cols))  // column boundaries, in a random row
+    for (std::size_t i : {b - 1, b}) idx.push_back(rng() % rows * cols + i);
+  for (std::size_t b : panel_boundaries(rows))  // row boundaries, at a random column
+    for (std::size_t r : {b - 1, b}) idx.push_back(r * cols + rng() % cols);
+  for (int k = 0; k < 6; ++k) idx.push_back(std::size_t(rng() % n));
+  return idx;
+}
 
 class GradCheck : public testing::TestWithParam<Case> {};
 
@@ -84,28 +124,74 @@ TEST_P(GradCheck, FiniteDifferencesMatchFastAndReferencePaths) {
   loss_and_gradients(model, batch, loss, ws, fast);
   reference_loss_and_gradients(model, batch, loss, ref);
 
+  // The large cases check the reference path against the fast one in full (FastVsReference);
+  // here their finite differences run on the fast path only, which keeps them to seconds.
+  const bool large = c.H >= 16;
   const bool relu = c.cell.cell == CellKind::elman && c.cell.phi == Activation::relu;
-  FiniteDifference fd_fast("fast", [&] {
-    return loss_and_gradients(model, batch, loss, ws, scratch);
-  }, relu);
+  const auto fast_loss = [&] {  // forward and the loss only: what the differences need
+    forward(model, batch, ws);
+    return loss_and_dz(loss, cfg, batch, ws.z(), ws.yhat(), ws.dz());
+  };
+  FiniteDifference fd_fast("fast", fast_loss, relu);
   FiniteDifference fd_ref("reference", [&] {
     return reference_loss_and_gradients(model, batch, loss, scratch);
   }, relu);
   const auto check = [&](const std::string& name, double* v, double g_fast, double g_ref) {
     fd_fast.check(name, v, g_fast);
-    fd_ref.check(name, v, g_ref);
+    if (!large) fd_ref.check(name, v, g_ref);
   };
 
-  for (std::size_t i = 0; i < model.params.size(); ++i)
-    check(param_name(cfg, i), &model.params[i], fast.params[i], ref.params[i]);
-  for (std::size_t i = 0; i < batch.x.size(); ++i)
+  std::uint64_t seed = c.seed();
+  for (const ParamInfo& p : param_layout(cfg))
+    for (std::size_t i : elements_to_check(large, p.size, std::size_t(p.shape.back()), ++seed)) {
+      const std::size_t k = p.offset + i;
+      check(param_name(cfg, k), &model.params[k], fast.params[k], ref.params[k]);
+    }
+  for (std::size_t i : elements_to_check(large, batch.x.size(), std::size_t(c.I), ++seed))
     check(index3("x", i, c.B, c.I), &batch.x[i], fast.x[i], ref.x[i]);
-  for (std::size_t i = 0; i < batch.h0.size(); ++i)
+  for (std::size_t i : elements_to_check(large, batch.h0.size(), std::size_t(c.H), ++seed))
     check(index3("h0", i, c.B, c.H), &batch.h0[i], fast.h0[i], ref.h0[i]);
-  for (std::size_t i = 0; i < batch.c0.size(); ++i)
+  for (std::size_t i : elements_to_check(large, batch.c0.size(), std::size_t(c.H), ++seed))
     check(index3("c0", i, c.B, c.H), &batch.c0[i], fast.c0[i], ref.c0[i]);
+
+  // Every element at once: the derivative of the loss along random directions v (all
+  // parameters, x, h0 and c0 moved together by e·v) is <gradient, v>. The step is in e, so a
+  // ReLU kink that e·v crosses is recognized as in the element checks.
+  if (large) {
+    std::vector<double*> values;
+    std::vector<double> grads;
+    for (auto [v, g] : {std::pair{&model.params, &fast.params}, std::pair{&batch.x, &fast.x},
+                        std::pair{&batch.h0, &fast.h0}, std::pair{&batch.c0, &fast.c0}})
+      for (std::size_t i = 0; i < v->size(); ++i) {
+        values.push_back(&(*v)[i]);
+        grads.push_back((*g)[i]);
+      }
+    const std::vector<double> v0 = [&] {
+      std::vector<double> out;
+      for (double* v : values) out.push_back(*v);
+      return out;
+    }();
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<double> u(-1, 1);
+    std::vector<double> dir(values.size());
+    double e = 0;
+    // A step of 1e-8: moving ~10⁴ values at once, a step of 1e-6 crosses a ReLU kink somewhere
+    // about once per direction (each bends the slope by ~1e-4 of it, too little for the
+    // one-sided test to see); the rounding error, ~1e-16/1e-8, stays far below kTol.
+    FiniteDifference fd_dir("fast", [&] {
+      for (std::size_t i = 0; i < dir.size(); ++i) *values[i] = v0[i] + e * dir[i];
+      return fast_loss();
+    }, relu, 1e-8);
+    for (int d = 0; d < 3; ++d) {
+      double along = 0;
+      for (std::size_t i = 0; i < dir.size(); ++i) along += grads[i] * (dir[i] = u(rng));
+      fd_dir.check("direction " + std::to_string(d), &e, along);
+    }
+    for (std::size_t i = 0; i < values.size(); ++i) *values[i] = v0[i];
+    fd_dir.report();
+  }
   fd_fast.report();
-  fd_ref.report();
+  if (!large) fd_ref.report();
 
   // Inputs past a sequence's end are never read: their gradient is exactly zero.
   for (int t = 0; t < c.T; ++t)
@@ -121,6 +207,7 @@ TEST_P(GradCheck, FiniteDifferencesMatchFastAndReferencePaths) {
 
 INSTANTIATE_TEST_SUITE_P(Grid, GradCheck, testing::ValuesIn(grid({1, 2}, {1, 3, 7})), case_name);
 INSTANTIATE_TEST_SUITE_P(Shapes, GradCheck, testing::ValuesIn(odd_shapes()), case_name);
+INSTANTIATE_TEST_SUITE_P(Large, GradCheck, testing::ValuesIn(large_shapes_rotated()), case_name);
 
 }  // namespace
 }  // namespace bptt::test

@@ -4,6 +4,8 @@
 // and the same from inside a parallel region of the caller's.
 #include <gtest/gtest.h>
 
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "bptt/unroll.hpp"
@@ -19,20 +21,25 @@ class ThreadedRows : public testing::TestWithParam<Case> {
 
 // inside_region: each run is made from inside a parallel region of the caller's, where a nested
 // region gets fewer threads than it asks for (one, with nesting off): every part of the batch
-// must still run.
+// must still run. float64 is compared with the float64 reference to 1e-12 · max(1, |ref|),
+// float32 with the float64 reference of the same rounded inputs within kFloat32 (test_util.hpp).
 template <class Real>
-void check_threads(const Case& c, double tol, bool inside_region = false) {
+void check_threads(const Case& c, bool inside_region = false) {
   const ModelConfig cfg = c.config();
   const Model<Real> model = make_model<Real>(c);
   Batch<Real> batch = make_batch<Real>(c);
   for (int b = 1; b < c.B; ++b)  // every part of the split gets full, short and empty sequences
     batch.lengths[std::size_t(b)] = (b * 7) % (c.T + 1);
   batch.validate(cfg, c.loss.loss, "threaded batch");
-  Gradients<Real> ref(cfg, c.T, c.B);
-  ref.zero();
-  std::vector<Real> yhat;
-  const double l_ref = reference_loss_and_gradients(model, batch, c.loss.loss, ref, &yhat);
+  Float64Reference ref{0, Gradients<double>(cfg, c.T, c.B), {}};
+  if constexpr (std::is_same_v<Real, double>) {
+    ref.g.zero();
+    ref.loss = reference_loss_and_gradients(model, batch, c.loss.loss, ref.g, &ref.yhat);
+  } else {
+    ref = float64_reference(c, model, batch);
+  }
   for (int threads : inside_region ? std::vector<int>{2} : std::vector<int>{1, 2, 3}) {
+    SCOPED_TRACE(std::to_string(threads) + " threads");
     set_num_threads(threads);
     Workspace<Real> ws(cfg, c.T, c.B);
     Gradients<Real> g(cfg, c.T, c.B);
@@ -43,26 +50,22 @@ void check_threads(const Case& c, double tol, bool inside_region = false) {
 #pragma omp single
       l = loss_and_gradients(model, batch, c.loss.loss, ws, g);
     }
-    EXPECT_TRUE(close(l, l_ref, tol)) << threads << " threads: loss " << l << " vs " << l_ref;
-    for (std::size_t i = 0; i < yhat.size(); ++i)
-      ASSERT_TRUE(close(double(ws.yhat()[i]), double(yhat[i]), tol)) << threads << " threads: yhat " << i;
-    const std::vector<const std::vector<Real>*> mine = {&g.params, &g.x, &g.h0, &g.c0},
-                                               theirs = {&ref.params, &ref.x, &ref.h0, &ref.c0};
-    for (std::size_t v = 0; v < mine.size(); ++v) {
-      ASSERT_EQ(mine[v]->size(), theirs[v]->size());
-      for (std::size_t i = 0; i < mine[v]->size(); ++i)
-        ASSERT_TRUE(close(double((*mine[v])[i]), double((*theirs[v])[i]), tol))
-            << threads << " threads: gradient " << v << "[" << i << "] " << (*mine[v])[i]
-            << " vs " << (*theirs[v])[i];
+    if constexpr (std::is_same_v<Real, double>) {
+      EXPECT_TRUE(close(l, ref.loss, 1e-12)) << "loss " << l << " vs " << ref.loss;
+      expect_all_close("yhat", ws.yhat(), ref.yhat.data(), ref.yhat.size(), 1e-12,
+                       [&](std::size_t i) { return index3("yhat", i, c.B, c.O); });
+      expect_gradients_close(c, g, ref.g, 1e-12);
+    } else {
+      expect_float32_matches(c, l, ws.yhat(), g, ref);
     }
   }
 }
 
-TEST_P(ThreadedRows, Float64MatchesReference) { check_threads<double>(GetParam(), 1e-12); }
+TEST_P(ThreadedRows, Float64MatchesReference) { check_threads<double>(GetParam()); }
 TEST_P(ThreadedRows, InsideTheCallersParallelRegion) {
-  check_threads<double>(GetParam(), 1e-12, /*inside_region=*/true);
+  check_threads<double>(GetParam(), /*inside_region=*/true);
 }
-TEST_P(ThreadedRows, Float32MatchesReference) { check_threads<float>(GetParam(), 1e-4); }
+TEST_P(ThreadedRows, Float32MatchesReference) { check_threads<float>(GetParam()); }
 
 std::vector<Case> threaded_cases() {
   std::vector<Case> out;
@@ -71,6 +74,13 @@ std::vector<Case> threaded_cases() {
   // T = 70: backward's two 64-step chunks, each a parallel region of its own over the same rows.
   for (CellKind k : {CellKind::lstm, CellKind::gru})
     out.push_back(Case{{k, Activation::tanh}, {LossKind::mse, Activation::identity}, 2, 70, 16, 3, 5, 4});
+  // The large sizes (test_util.hpp, large_shapes) with B = 27 and 18, split in three and two
+  // parts: every cell, two losses, each H.
+  for (Case c : large_shapes())
+    if (c.loss.loss == LossKind::xent || c.loss.theta == Activation::sigmoid) {
+      c.B = c.H == 70 ? 18 : 27;
+      out.push_back(c);
+    }
   return out;
 }
 

@@ -20,6 +20,7 @@
 #include "bptt/model.hpp"
 #include "bptt/types.hpp"
 #include "bptt/unroll.hpp"
+#include "support/compare.hpp"
 
 namespace bptt::test {
 
@@ -115,16 +116,70 @@ inline std::vector<Case> odd_shapes() {
   return out;
 }
 
+// Sizes that cross every blocking boundary of the kernels, for every cell × loss pairing:
+//  - H ∈ {16, 37, 70}: G·H spans one to nine of float's 32-column packed panels (kernels/
+//    step_gemm) and backward's product (N = H) crosses a panel at 37 and 70; the cells' 16-wide
+//    vector loops run whole vectors and remainders (37 = 2·16 + 5, 70 = 4·16 + 6);
+//  - I = 40: layer 0's x-side product is hoisted for H = 16, 37 (I > H) and formed in the step
+//    for H = 70 (src/unroll/x_product.hpp; never in the step for the GRU); layer 1 (in = H) in
+//    the step;
+//  - B = 9: the step kernels' 8-row tile plus a 1-row tail;
+//  - O = 5, 35, 9 with H: the readout's product crosses a panel at O = 35;
+//  - T = 20, L = 2, lengths from make_lengths (full, shorter and one empty sequence).
+inline std::vector<Case> large_shapes(const std::vector<int>& Hs = {16, 37, 70}) {
+  std::vector<Case> out;
+  for (const CellVariant& c : all_cells())
+    for (const LossPair& l : all_losses())
+      for (int H : Hs) out.push_back(Case{c, l, 2, 20, 9, 40, H, H == 37 ? 35 : H == 16 ? 5 : 9});
+  return out;
+}
+
+// large_shapes() with each cell × loss pairing at one H in turn (36 cases), so that each cell and
+// each loss still meets every H: for the checks that cost seconds per case.
+inline std::vector<Case> large_shapes_rotated() {
+  std::vector<Case> out;
+  const std::vector<Case> all = large_shapes();
+  for (std::size_t i = 0; i < all.size(); i += 3) out.push_back(all[i + (i / 3) % 3]);
+  return out;
+}
+
+// The same model or batch in another precision, element by element (float → double is exact).
+template <class To, class From>
+Model<To> cast_model(const Model<From>& m) {
+  Model<To> out(m.cfg);
+  for (std::size_t i = 0; i < m.params.size(); ++i) out.params[i] = To(m.params[i]);
+  return out;
+}
+template <class To, class From>
+Batch<To> cast_batch(const Batch<From>& b) {
+  const auto cast = [](const std::vector<From>& v) { return std::vector<To>(v.begin(), v.end()); };
+  Batch<To> out;
+  out.T = b.T;
+  out.B = b.B;
+  out.x = cast(b.x);
+  out.y = cast(b.y);
+  out.mask = cast(b.mask);
+  out.h0 = cast(b.h0);
+  out.c0 = cast(b.c0);
+  out.lengths = b.lengths;
+  out.classes = b.classes;
+  return out;
+}
+
 inline std::string case_name(const testing::TestParamInfo<Case>& info) {
   return info.param.name();
 }
 
-// Parameters uniform in (−0.7, 0.7), filled directly into the arena.
+// Parameters uniform in (−a, a), filled directly into the arena: a = 0.7 for the small cases,
+// 2/√(I + H) for the large ones (H ≥ 16), so that pre-activations stay O(1) and an identity
+// Elman network neither explodes nor dies out over T = 20 (W_hh's spectral radius is about
+// a·√(H/3): 0.62 at H = 16, 0.92 at H = 70).
 template <class Real>
 Model<Real> make_model(const Case& c, std::uint64_t salt = 0) {
   Model<Real> m(c.config());
   std::mt19937_64 rng(c.seed() ^ (salt * 0x9e3779b97f4a7c15ull) ^ 0x1234);
-  std::uniform_real_distribution<double> u(-0.7, 0.7);
+  const double a = c.H >= 16 ? 2.0 / std::sqrt(double(c.I + c.H)) : 0.7;
+  std::uniform_real_distribution<double> u(-a, a);
   for (Real& p : m.params) p = Real(u(rng));
   return m;
 }
@@ -185,10 +240,9 @@ Batch<Real> make_batch(const Case& c, std::uint64_t salt = 0) {
   return b;
 }
 
-// |a − b| ≤ tol · max(1, |b|)
-inline bool close(double a, double b, double tol) {
-  return std::abs(a - b) <= tol * std::max(1.0, std::abs(b));
-}
+// |a − b| ≤ tol · max(1, |b|), both finite (support/compare.hpp): the bound of the float64
+// checks, absolute below 1 and relative above.
+inline bool close(double a, double b, double tol) { return close(a, b, Tol{tol, 1.0}); }
 
 // Names of gradient elements for failure messages.
 inline std::string param_name(const ModelConfig& cfg, std::size_t i) {
@@ -205,35 +259,89 @@ inline std::string index3(const char* what, std::size_t i, int d1, int d2) {
 }
 
 // EXPECTs close(a[i], b[i], tol) for all i, naming the first few mismatches.
-template <class Real>
-void expect_all_close(const std::string& what, const Real* a, const Real* b, std::size_t n,
+template <class A, class B>
+void expect_all_close(const std::string& what, const A* a, const B* b, std::size_t n, Tol tol,
+                      const std::function<std::string(std::size_t)>& name) {
+  expect_close(what, a, b, n, tol, name);
+}
+template <class A, class B>
+void expect_all_close(const std::string& what, const A* a, const B* b, std::size_t n,
                       double tol, const std::function<std::string(std::size_t)>& name) {
-  std::size_t bad = 0;
-  std::string msg;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (close(double(a[i]), double(b[i]), tol)) continue;
-    if (++bad <= 8)
-      msg += "\n  " + name(i) + ": " + std::to_string(double(a[i])) + " vs " +
-             std::to_string(double(b[i])) + " (diff " + std::to_string(double(a[i] - b[i])) +
-             ")";
-  }
-  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << n << " elements differ" << msg;
+  expect_close(what, a, b, n, Tol{tol, 1.0}, name);
 }
 
-template <class Real>
-void expect_gradients_close(const Case& c, const Gradients<Real>& a, const Gradients<Real>& b,
-                            double tol) {
+// Every gradient of `a` against `b` (parameters tensor by tensor, then x, h0, c0), element by
+// element. Two bounds:
+//  - expect_gradients_close(c, a, b, double tol): tol · max(1, |b|), for results that agree to
+//    rounding in float64 (absolute below 1, relative above);
+//  - expect_gradients_close(c, a, b, Tol{rel, frac}, true): rel · max(|b|, frac · max|b| over
+//    the tensor), relative per element with a floor that scales with the tensor (float32, where
+//    an element that is a sum of cancelling terms keeps only the terms' absolute error).
+template <class A, class B>
+void expect_gradients_close(const Case& c, const Gradients<A>& a, const Gradients<B>& b,
+                            Tol tol, bool floor_is_fraction) {
   const ModelConfig cfg = c.config();
   ASSERT_EQ(a.params.size(), b.params.size());
+  ASSERT_EQ(a.x.size(), b.x.size());
+  ASSERT_EQ(a.h0.size(), b.h0.size());
   ASSERT_EQ(a.c0.size(), b.c0.size());
-  expect_all_close("d params", a.params.data(), b.params.data(), a.params.size(), tol,
-                   [&](std::size_t i) { return param_name(cfg, i); });
-  expect_all_close("d x", a.x.data(), b.x.data(), a.x.size(), tol,
-                   [&](std::size_t i) { return index3("x", i, c.B, c.I); });
-  expect_all_close("d h0", a.h0.data(), b.h0.data(), a.h0.size(), tol,
-                   [&](std::size_t i) { return index3("h0", i, c.B, c.H); });
-  expect_all_close("d c0", a.c0.data(), b.c0.data(), a.c0.size(), tol,
-                   [&](std::size_t i) { return index3("c0", i, c.B, c.H); });
+  const auto tol_for = [&](const B* ref, std::size_t n) {
+    return floor_is_fraction ? Tol{tol.rel, tol.floor * max_abs(ref, n)} : tol;
+  };
+  for (const ParamInfo& p : param_layout(cfg)) {
+    const B* ref = b.params.data() + p.offset;
+    expect_close("d " + p.name, a.params.data() + p.offset, ref, p.size, tol_for(ref, p.size),
+                 [&](std::size_t i) { return p.name + "[" + std::to_string(i) + "]"; });
+  }
+  expect_close("d x", a.x.data(), b.x.data(), a.x.size(), tol_for(b.x.data(), b.x.size()),
+               [&](std::size_t i) { return index3("x", i, c.B, c.I); });
+  expect_close("d h0", a.h0.data(), b.h0.data(), a.h0.size(), tol_for(b.h0.data(), b.h0.size()),
+               [&](std::size_t i) { return index3("h0", i, c.B, c.H); });
+  expect_close("d c0", a.c0.data(), b.c0.data(), a.c0.size(), tol_for(b.c0.data(), b.c0.size()),
+               [&](std::size_t i) { return index3("c0", i, c.B, c.H); });
+}
+
+template <class A, class B>
+void expect_gradients_close(const Case& c, const Gradients<A>& a, const Gradients<B>& b,
+                            double tol) {
+  expect_gradients_close(c, a, b, Tol{tol, 1.0}, false);
+}
+
+// The float32 bound of the fast path against float64 on the same (float-rounded) model and
+// batch, per element: 5e-4 · max(|ref|, 1e-2 · max|ref| over the tensor). Measured at the large
+// sizes (T = 20, H up to 70, dot products of up to 110 terms): the worst relative error above
+// the floor is 1.7e-4 (identity Elman at H = 70, whose rounding errors grow along T), 6e-5 for
+// every other cell; below the floor the error is a few ulp of the tensor's largest element
+// (rounding in sums whose terms cancel). 5e-4 leaves a margin of 3; a wrong offset, stride or
+// gate gives errors of order 1. The loss, a sum of positive terms, agrees to 1.3e-7: 1e-6.
+inline constexpr Tol kFloat32{5e-4, 1e-2};  // floor: a fraction of each tensor's max |ref|
+inline constexpr double kFloat32Loss = 1e-6;
+
+// The float64 reference (src/unroll/reference.cpp) on a float model and batch, widened exactly.
+struct Float64Reference {
+  double loss = 0;
+  Gradients<double> g;
+  std::vector<double> yhat;
+};
+inline Float64Reference float64_reference(const Case& c, const Model<float>& m,
+                                          const Batch<float>& b) {
+  Float64Reference r{0, Gradients<double>(c.config(), c.T, c.B), {}};
+  r.g.zero();
+  r.loss = reference_loss_and_gradients(cast_model<double>(m), cast_batch<double>(b),
+                                        c.loss.loss, r.g, &r.yhat);
+  return r;
+}
+
+// A float32 result (loss, ŷ and gradients) against the float64 reference, within kFloat32.
+inline void expect_float32_matches(const Case& c, double loss, const float* yhat,
+                                   const Gradients<float>& g, const Float64Reference& ref) {
+  EXPECT_TRUE(close(loss, ref.loss, Tol{kFloat32Loss, 1e-300}))
+      << "loss: float32 " << loss << " float64 reference " << ref.loss;
+  const std::size_t n = ref.yhat.size();
+  expect_close("yhat", yhat, ref.yhat.data(), n,
+               Tol{kFloat32.rel, kFloat32.floor * max_abs(ref.yhat.data(), n)},
+               [&](std::size_t i) { return index3("yhat", i, c.B, c.O); });
+  expect_gradients_close(c, g, ref.g, kFloat32, true);
 }
 
 }  // namespace bptt::test

@@ -9,6 +9,7 @@
 #include <vector>
 #include <string>
 
+#include "bptt/cpu.hpp"
 #include "bptt/dist.hpp"
 #include "bptt/error.hpp"
 #include "verbs.hpp"
@@ -86,6 +87,7 @@ int main(int argc, char** argv) {
   }
 
   try {
+    bptt::cpu_level();  // a bad BPTT_CPU_LEVEL is refused before any work starts
     if (run) run();
     return 0;
   } catch (const bptt::Error& e) {
