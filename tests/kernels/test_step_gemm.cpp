@@ -7,11 +7,13 @@
 
 #include <limits>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "kernels/gemm.hpp"
 #include "kernels/step_gemm.hpp"
+#include "support/compare.hpp"
 
 namespace bptt::kernels {
 namespace {
@@ -40,14 +42,17 @@ void check(int M, int N, int K, bool trans, bool with_bias) {
       std::fill(C.begin() + std::ptrdiff_t(m) * ldc, C.begin() + std::ptrdiff_t(m) * ldc + N,
                 std::numeric_limits<Real>::quiet_NaN());
   gemm_packed(M, N, K, A.data(), lda, P.data(), with_bias ? bias.data() : nullptr, C.data(), ldc);
+  // Sums of K products of numbers below 1 in size (plus C or the bias): the rounding of either
+  // order of summation is below tol·(1 + K), relative to |expect| where that is larger. The
+  // padding columns of C (n >= N) must be untouched: compared too.
   const double tol = sizeof(Real) == 4 ? 1e-5 : 1e-13;
-  for (int m = 0; m < M; ++m)
-    for (int n = 0; n < ldc; ++n) {  // the padding columns of C must be untouched
-      const std::size_t i = std::size_t(m) * ldc + n;
-      ASSERT_NEAR(double(C[i]), double(expect[i]), tol * (1 + K))
-          << "M " << M << " N " << N << " K " << K << (trans ? " Wᵀ" : " W") << " at " << m << ","
-          << n << (with_bias ? " with bias" : "");
-    }
+  test::expect_close("M " + std::to_string(M) + " N " + std::to_string(N) + " K " +
+                         std::to_string(K) + (trans ? " Wᵀ" : " W") +
+                         (with_bias ? " with bias" : ""),
+                     C, expect, test::Tol{tol, double(1 + K)}, [&](std::size_t i) {
+                       return "C[" + std::to_string(i / std::size_t(ldc)) + "," +
+                              std::to_string(i % std::size_t(ldc)) + "]";
+                     });
 }
 
 TEST(StepGemm, MatchesTheTripleLoop) {
@@ -98,13 +103,13 @@ void check_pair(int M, int N, int K1, int K2) {
               std::numeric_limits<Real>::quiet_NaN());
   gemm_packed_pair(M, N, K1, A1.data(), lda1, P1.data(), K2, A2.data(), lda2, P2.data(),
                    bias.data(), C.data(), ldc);
-  const double tol = sizeof(Real) == 4 ? 1e-5 : 1e-13;
-  for (int m = 0; m < M; ++m)
-    for (int n = 0; n < ldc; ++n) {
-      const std::size_t i = std::size_t(m) * ldc + n;
-      ASSERT_NEAR(double(C[i]), double(expect[i]), tol * (1 + K1 + K2))
-          << "M " << M << " N " << N << " K1 " << K1 << " K2 " << K2 << " at " << m << "," << n;
-    }
+  const double tol = sizeof(Real) == 4 ? 1e-5 : 1e-13;  // as in check() above
+  test::expect_close("M " + std::to_string(M) + " N " + std::to_string(N) + " K1 " +
+                         std::to_string(K1) + " K2 " + std::to_string(K2),
+                     C, expect, test::Tol{tol, double(1 + K1 + K2)}, [&](std::size_t i) {
+                       return "C[" + std::to_string(i / std::size_t(ldc)) + "," +
+                              std::to_string(i % std::size_t(ldc)) + "]";
+                     });
 }
 
 TEST(StepGemm, PairMatchesTheTripleLoop) {
