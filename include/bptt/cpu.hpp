@@ -1,11 +1,12 @@
 // Which instruction-set level bptt's own float kernels run at.
 //
-// The pointwise cell kernels (src/cells/), the packed per-step products (kernels/step_gemm) and
-// the row sums of the bias gradients are compiled once per x86-64 level: `baseline` (SSE2),
-// `x86-64-v3` (AVX2 + FMA) and `x86-64-v4` (AVX-512). Each call runs the version of the level
-// that is active: by default the highest one this CPU supports. The float64 path and the
-// matrix products of the libraries (OpenBLAS; oneDNN's sgemm) are not affected: those pick
-// their own code (OPENBLAS_CORETYPE, ONEDNN_MAX_CPU_ISA).
+// The float pointwise cell kernels (src/cells/), the packed per-step products (kernels/
+// step_gemm, float and double) and the float row sums of the bias gradients are compiled once
+// per x86-64 level: `baseline` (SSE2), `x86-64-v3` (AVX2 + FMA) and `x86-64-v4` (AVX-512).
+// Each call runs the version of the level that is active: by default the highest one this CPU
+// supports. The float64 cells (which call libm) have one version, and the matrix products of
+// the libraries (OpenBLAS; oneDNN's sgemm) pick their own code (OPENBLAS_CORETYPE,
+// ONEDNN_MAX_CPU_ISA).
 //
 // The levels round differently in the last bit (v3 and v4 contract a·b + c into FMAs); each
 // gives results within the bounds the tests state, and the tests run every level the CPU has.
