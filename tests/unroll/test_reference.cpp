@@ -23,18 +23,17 @@ void compare_with_reference(const Case& c) {
   const Model<double> model = make_model<double>(c);
   const Batch<double> batch = make_batch<double>(c);
   Workspace<double> ws(cfg, c.T, c.B);
-  Gradients<double> fast(cfg, c.T, c.B), ref(cfg, c.T, c.B);
+  Gradients<double> fast(cfg, c.T, c.B);
   fast.zero();
-  ref.zero();
   const double l_fast = loss_and_gradients(model, batch, c.loss.loss, ws, fast);
-  std::vector<double> yhat;
-  const double l_ref = reference_loss_and_gradients(model, batch, c.loss.loss, ref, &yhat);
+  const Float64Reference ref = float64_reference(c, model, batch);
 
-  EXPECT_TRUE(close(l_fast, l_ref, 1e-12)) << "loss: fast " << l_fast << " reference " << l_ref;
-  ASSERT_EQ(yhat.size(), std::size_t(c.T) * c.B * c.O);
-  expect_all_close("yhat", ws.yhat(), yhat.data(), yhat.size(), 1e-12,
+  EXPECT_TRUE(close(l_fast, ref.loss, 1e-12)) << "loss: fast " << l_fast << " reference "
+                                              << ref.loss;
+  ASSERT_EQ(ref.yhat.size(), std::size_t(c.T) * c.B * c.O);
+  expect_all_close("yhat", ws.yhat(), ref.yhat.data(), ref.yhat.size(), 1e-12,
                    [&](std::size_t i) { return index3("yhat", i, c.B, c.O); });
-  expect_gradients_close(c, fast, ref, 1e-12);
+  expect_gradients_close(c, fast, ref.g, 1e-12);
 }
 
 // The float fast path against the float64 reference on the same float-rounded inputs: what is

@@ -260,11 +260,6 @@ inline std::string index3(const char* what, std::size_t i, int d1, int d2) {
 
 // EXPECTs close(a[i], b[i], tol) for all i, naming the first few mismatches.
 template <class A, class B>
-void expect_all_close(const std::string& what, const A* a, const B* b, std::size_t n, Tol tol,
-                      const std::function<std::string(std::size_t)>& name) {
-  expect_close(what, a, b, n, tol, name);
-}
-template <class A, class B>
 void expect_all_close(const std::string& what, const A* a, const B* b, std::size_t n,
                       double tol, const std::function<std::string(std::size_t)>& name) {
   expect_close(what, a, b, n, Tol{tol, 1.0}, name);
@@ -317,14 +312,15 @@ void expect_gradients_close(const Case& c, const Gradients<A>& a, const Gradient
 inline constexpr Tol kFloat32{5e-4, 1e-2};  // floor: a fraction of each tensor's max |ref|
 inline constexpr double kFloat32Loss = 1e-6;
 
-// The float64 reference (src/unroll/reference.cpp) on a float model and batch, widened exactly.
+// The float64 reference (src/unroll/reference.cpp) on a model and batch of either precision
+// (a float one widened exactly).
 struct Float64Reference {
   double loss = 0;
   Gradients<double> g;
   std::vector<double> yhat;
 };
-inline Float64Reference float64_reference(const Case& c, const Model<float>& m,
-                                          const Batch<float>& b) {
+template <class Real>
+Float64Reference float64_reference(const Case& c, const Model<Real>& m, const Batch<Real>& b) {
   Float64Reference r{0, Gradients<double>(c.config(), c.T, c.B), {}};
   r.g.zero();
   r.loss = reference_loss_and_gradients(cast_model<double>(m), cast_batch<double>(b),
