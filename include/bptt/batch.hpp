@@ -18,8 +18,9 @@ struct Batch {
   std::vector<std::int64_t> classes;  // [T, B] class indices for xent (empty otherwise)
   std::vector<std::int64_t> lengths;  // [B], 0 <= lengths[b] <= T; empty = all T
   std::vector<Real> mask;         // [T, B] step weights >= 0; empty = all 1
-  std::vector<Real> h0;           // [L, B, H] initial hidden state; empty = zeros
-  std::vector<Real> c0;           // [L, B, H] initial cell state (LSTM); empty = zeros
+  std::vector<Real> h0;           // [L·D, B, H_out] initial hidden state; empty = the model's
+                                  // (zeros, or its learned init.h0)
+  std::vector<Real> c0;           // [L·D, B, H] initial cell state (LSTM); empty = the model's
 
   // True when step t of sequence b is inside the sequence (t < lengths[b]).
   bool valid(int t, int b) const { return lengths.empty() || t < lengths[b]; }

@@ -1,15 +1,23 @@
 // A stacked recurrent network with a linear readout, and its parameters in one flat arena.
 //
-//   layer k = 0..L-1:  gates_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh   (G·H wide)
+//   layer k = 0..L-1, direction d = 0..D-1 (D = 2 when bidirectional; d = 1 reads the sequence
+//   from its last valid step back to its first), one "unit" u = k·D + d each:
+//                      gates_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh   (G·H wide)
 //                      Elman: h_t = φ(gates_t);  LSTM (i,f,g,o) / GRU (r,z,n): see docs/math.md
-//                      x_t is the data for k = 0 and layer k-1's h_t otherwise
-//   head:              z_t = h_t W_o^T + b_o (top layer),  ŷ_t = θ(z_t)
+//                      LSTM with a projection (proj_size P): h_t = (o ⊙ tanh c_t) W_hr^T, P wide
+//                      x_t is the data for k = 0 and [h_t of layer k-1, d = 0 ; d = 1] otherwise
+//   head:              z_t = [h_t of the top layer's directions] W_o^T + b_o,  ŷ_t = θ(z_t)
 //
+// H_out, the width of h (and of h0, h_n), is P with a projection and H otherwise; c stays H wide.
 // Parameters live in one contiguous arena in PyTorch state_dict order; the gradient arena has the
-// same layout, so the optimizer, clipping and file I/O work on one flat span. Names and shapes:
-//   rnn.weight_ih_l{k} [G·H, I or H]   rnn.weight_hh_l{k} [G·H, H]
-//   rnn.bias_ih_l{k}   [G·H]           rnn.bias_hh_l{k}   [G·H]     for k = 0..L-1, then
-//   head.weight        [O, H]          head.bias          [O]
+// same layout, so the optimizer, clipping and file I/O work on one flat span. Names and shapes,
+// with s = "" for d = 0 and "_reverse" for d = 1:
+//   rnn.weight_ih_l{k}{s} [G·H, I or D·H_out]   rnn.weight_hh_l{k}{s} [G·H, H_out]
+//   rnn.bias_ih_l{k}{s}   [G·H]   rnn.bias_hh_l{k}{s} [G·H]     (only with bias)
+//   rnn.weight_hr_l{k}{s} [P, H]                                (only with a projection)
+//   for k = 0..L-1, d = 0..D-1, then
+//   head.weight [O, D·H_out]   head.bias [O]
+//   init.h0     [L·D, H_out]   init.c0   [L·D, H] (LSTM)        (only with a learned initial state)
 #pragma once
 
 #include <cstddef>
@@ -30,10 +38,19 @@ struct ModelConfig {
   int hidden_size = 0;  // H
   int num_layers = 1;   // L
   int output_size = 0;  // O
+  bool bidirectional = false;  // D = 2: every layer also runs right to left
+  int proj_size = 0;           // P: LSTM only, 0 < P < H; 0 = no projection
+  bool bias = true;            // false: no bias_ih / bias_hh tensors (torch's bias=False)
+  InitialState initial_state = InitialState::zero;  // learned: init.h0 / init.c0 are parameters
 
-  int gates() const { return gate_count(cell); }  // G
-  int layer_input_size(int k) const { return k == 0 ? input_size : hidden_size; }
-  // Throws bptt::Error (where = `where`) for sizes < 1, φ = softmax, or φ ≠ tanh for LSTM/GRU.
+  int gates() const { return gate_count(cell); }           // G
+  int directions() const { return bidirectional ? 2 : 1; }  // D
+  int units() const { return num_layers * directions(); }   // L·D
+  int state_size() const { return proj_size > 0 ? proj_size : hidden_size; }  // H_out
+  int output_width() const { return directions() * state_size(); }  // a layer's output, D·H_out
+  int layer_input_size(int k) const { return k == 0 ? input_size : output_width(); }
+  // Throws bptt::Error (where = `where`) for sizes < 1, φ = softmax, φ ≠ tanh for LSTM/GRU, or a
+  // projection outside 0 < P < H or on a cell other than LSTM.
   void validate(const std::string& where = "model") const;
 };
 
@@ -52,18 +69,21 @@ std::size_t param_count(const ModelConfig& cfg);
 // Named views into an arena (parameters or gradients; both have the same layout).
 template <class Real>
 struct LayerParams {
-  Real* w_ih;  // [G·H, in]  in = I for layer 0, H above
-  Real* w_hh;  // [G·H, H]
-  Real* b_ih;  // [G·H]
-  Real* b_hh;  // [G·H]
+  Real* w_ih;  // [G·H, in]  in = I for layer 0, D·H_out above
+  Real* w_hh;  // [G·H, H_out]
+  Real* b_ih;  // [G·H]  nullptr without bias
+  Real* b_hh;  // [G·H]  nullptr without bias
+  Real* w_hr;  // [P, H] nullptr without a projection
   int in;      // input width of this layer
 };
 
 template <class Real>
 struct ParamViews {
-  std::vector<LayerParams<Real>> layers;  // L entries
-  Real* w_o;                              // [O, H]
+  std::vector<LayerParams<Real>> layers;  // L·D entries, unit u = k·D + d
+  Real* w_o;                              // [O, D·H_out]
   Real* b_o;                              // [O]
+  Real* h0;                               // [L·D, H_out] nullptr unless the state is learned
+  Real* c0;                               // [L·D, H] LSTM; nullptr unless learned
   ParamViews(const ModelConfig& cfg, Real* arena);
 };
 
@@ -80,8 +100,9 @@ struct Model {
   ParamViews<Real> views() { return ParamViews<Real>(cfg, params.data()); }
   ParamViews<const Real> views() const { return ParamViews<const Real>(cfg, params.data()); }
 
-  // PyTorch's default initialisation: every parameter uniform in [-1/sqrt(H), 1/sqrt(H)]
-  // (the head uses 1/sqrt(H) too, as nn.Linear with fan_in = H).
+  // PyTorch's default initialisation: every recurrent weight and bias uniform in
+  // [-1/sqrt(H), 1/sqrt(H)] (W_hr too), the head in [-1/sqrt(D·H_out), 1/sqrt(D·H_out)] as
+  // nn.Linear; a learned initial state starts at zero.
   void init_uniform(std::uint64_t seed);
 };
 

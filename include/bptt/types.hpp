@@ -15,6 +15,9 @@ enum class CellKind { elman, lstm, gru };
 enum class Activation { identity, tanh, relu, sigmoid, softmax };
 enum class LossKind { mse, bce, xent };
 enum class DType { f32, f64 };
+// Where each layer's initial state comes from when a batch gives none: zeros, or the trained
+// tensors init.h0 / init.c0 (model.hpp).
+enum class InitialState { zero, learned };
 
 // Number of gate blocks G in the fused weight matrices [G·H, ·].
 int gate_count(CellKind cell);
@@ -25,10 +28,12 @@ std::string_view to_string(CellKind v);
 std::string_view to_string(Activation v);
 std::string_view to_string(LossKind v);
 std::string_view to_string(DType v);
+std::string_view to_string(InitialState v);
 CellKind parse_cell(std::string_view s, const std::string& where);
 Activation parse_activation(std::string_view s, const std::string& where);
 LossKind parse_loss(std::string_view s, const std::string& where);
 DType parse_dtype(std::string_view s, const std::string& where);
+InitialState parse_initial_state(std::string_view s, const std::string& where);
 
 // Threads the matrix kernels may use (the BLAS library's pool). 0 < n.
 void set_num_threads(int n);

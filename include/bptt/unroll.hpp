@@ -19,6 +19,12 @@ namespace bptt {
 
 // Everything forward saves for backward, sized once for (model, T, B): nothing is allocated
 // inside the time loop. Reusable for any batch with the same T and B.
+//
+// Buffers are per unit u = k·D + d (layer k, direction d; model.hpp). A right-to-left unit
+// (d = 1) keeps its buffers in its own time frame: its row τ holds, for sequence b, step
+// π_b(τ) = lengths[b] − 1 − τ (τ < lengths[b]; rows past the length stay in place), so the
+// recursion runs forward over τ with the same cells and kernels, and a sequence's padding is
+// at the end in both frames (valid() serves both). out(k) is a layer's output in data order.
 template <class Real>
 class Workspace {
  public:
@@ -32,54 +38,81 @@ class Workspace {
   int hidden() const { return H_; }
   std::size_t bytes() const { return buf_.size() * sizeof(Real) + valid_.size(); }
 
-  // Per layer k (pointers into one buffer):
-  Real* gates(int k);   // [T, B, G·H] x-side pre-activations (or all of them, see packed_w()),
+  // Per unit u (pointers into one buffer), in the unit's time frame:
+  Real* gates(int u);   // [T, B, G·H] x-side pre-activations (or all of them, see packed_w()),
                         // then saved activations
-  Real* h(int k);       // [T+1, B, H] h(k)[0] = h0, h(k)[t] = state after step t
-  Real* c(int k);       // [T+1, B, H] LSTM cell states (nullptr for other cells)
-  Real* aux(int k);     // [T, B, H] GRU W_hn h_{t-1} + b_hn (nullptr for Elman and LSTM)
-  Real* dgi(int k);     // [T, B, G·H] dL/d(x-side pre-activations): the SAME memory as gates(k),
+  Real* h(int u);       // [T+1, B, H_out] h(u)[0] = h0, h(u)[t] = state after step t
+  Real* c(int u);       // [T+1, B, H] LSTM cell states (nullptr for other cells)
+  Real* aux(int u);     // [T, B, H] GRU W_hn h_{t-1} + b_hn (nullptr for Elman and LSTM)
+  Real* m(int u);       // [T, B, H] LSTM with a projection: o ⊙ tanh(c), the projection's input
+                        // (0 past a sequence's length); nullptr without a projection
+  Real* dh_proj(int u); // [T, B, P] with a projection: the total dL/dh_t, for dW_hr; else nullptr
+  Real* x_rev(int u);   // [T, B, in] d = 1: the layer's input in the unit's frame; else nullptr
+  Real* dgi(int u);     // [T, B, G·H] dL/d(x-side pre-activations): the SAME memory as gates(u),
                         // which backward overwrites step by step once it has read them
-  Real* dgh(int k);     // [T, B, G·H] dL/d(h-side pre-activations) (== dgi(k) except for GRU)
+  Real* dgh(int u);     // [T, B, G·H] dL/d(h-side pre-activations) (== dgi(u) except for GRU)
+  // Per layer k, in data order:
+  Real* out(int k);     // [T, B, D·H_out] the layer's output [h_t(d = 0) ; h_t(d = 1)]: for D = 1
+                        // h(k) + B·H_out itself; for D = 2 a buffer of its own, which backward
+                        // overwrites with dL/d(out) once layer k+1 no longer needs it
+  // Dropout between layers (k >= 1; nullptr without dropout buffers):
+  Real* drop_mask(int k);  // [T, B, D·H_out] 0 or 1/(1-p) applied to layer k-1's output
+  Real* drop_in(int k);    // [T, B, D·H_out] layer k's input: out(k-1) ⊙ drop_mask(k)
+  bool dropout_active = false;  // set by forward(): whether the last pass used dropout
   // Shared:
   Real* z() { return z_; }        // [T, B, O] head logits
   Real* yhat() { return yhat_; }  // [T, B, O] θ(z)
   Real* dz() { return dz_; }      // [T, B, O] dL/dz, set by the loss: the SAME memory as z()
                                   // (backward needs only dz), so the logits are gone after it
   const std::uint8_t* valid() const { return valid_.data(); }  // [T, B] t < lengths[b]
-  // ASSIGNS every layer's state after step t (t = batch.T: h_n, c_n): h [L, B, H], and c
-  // [L, B, H] for LSTM (cleared otherwise). Reuses the vectors' capacity.
-  void state_at(int t, std::vector<Real>& h, std::vector<Real>& c);
-  // Scratch for the unroller:
   std::uint8_t* valid() { return valid_.data(); }
-  Real* gh_step() { return gh_step_; }      // [B, G·H] h-side pre-activations of one step
-  // [C, B, H] dL/dh_t from above (the head or the next layer) for C = chunk_steps() steps:
-  // backward forms it a chunk at a time instead of holding [T, B, H].
-  Real* dh_chunk() { return dh_chunk_; }
+  // Set by forward() through begin(): the batch's T and every sequence's length (T when the
+  // batch gives none), and valid() from them. REQUIRES T <= T(), lengths empty or B long.
+  void begin(int T, const std::vector<std::int64_t>& lengths);
+  int steps() const { return steps_; }
+  const std::vector<int>& lengths() const { return len_; }
+
+  // ASSIGNS every unit's state after step t of its own frame: h [L·D, B, H_out], and c
+  // [L·D, B, H] for LSTM (cleared otherwise). t = steps() gives h_n, c_n (also for a right-to-
+  // left unit, whose last step is the sequence's first). Reuses the vectors' capacity.
+  void state_at(int t, std::vector<Real>& h, std::vector<Real>& c);
+  // ASSIGNS the states after every step, in data order: h [L·D, T, B, H_out] and c
+  // [L·D, T, B, H] (LSTM; cleared otherwise), T = steps(). Past a sequence's length each unit
+  // repeats its last state (h_n, c_n).
+  void step_states(std::vector<Real>& h, std::vector<Real>& c);
+
+  // Scratch for the unroller, one set per direction (the two directions may run at once):
+  struct Scratch {
+    Real* gh_step;   // [B, G·H] h-side pre-activations of one step
+    Real* dh_chunk;  // [C, B, H_out] dL/dh_t from above for C = chunk_steps() steps: backward
+                     // forms it a chunk at a time instead of holding [T, B, H_out]
+    Real* dh_step;   // [B, H_out] total dL/dh_t at the current step
+    Real* dh_carry;  // [B, H_out] dL/dh_{t-1} being built
+    Real* dc_carry;  // [B, H] LSTM dL/dc carried backwards in time
+    Real* dm_step;   // [B, H] with a projection: dL/d(o ⊙ tanh c) of the current step
+    Real* dm_prev;   // [B, H] with a projection: the cell's dh_prev output (unused)
+    Real* zeros;     // [B, H] zeros: the cell's h_prev with a projection (so m = 0 past a length)
+    Real* step_bias; // [G·H] the bias added at every step of one unit
+    Real* packed_w;  // one unit's W_hh (and W_hr) packed for the per-step products
+                     // (kernels/step_gemm.hpp), forward or backward; in forward W_ihᵀ follows
+                     // W_hhᵀ's panels for a unit whose x-side product is formed in the step
+                     // (src/unroll/x_product.hpp), then W_hrᵀ
+  };
+  const Scratch& scratch(int d) const { return scratch_[std::size_t(d)]; }
   int chunk_steps() const { return chunk_; }
-  Real* dh_step() { return dh_step_; }      // [B, H] total dL/dh_t at the current step
-  Real* dh_carry() { return dh_carry_; }    // [B, H] dL/dh_{t-1} being built
-  Real* dc_carry() { return dc_carry_; }    // [B, H] LSTM dL/dc carried backwards in time
-  Real* step_bias() { return step_bias_; }  // [G·H] the bias added at every step of one layer
-  Real* packed_w() { return packed_w_; }    // one layer's W_hh packed for the per-step products
-                                            // (kernels/step_gemm.hpp), forward or backward; in
-                                            // forward W_ihᵀ follows W_hhᵀ's panels for a layer
-                                            // whose x-side product is formed in the step
-                                            // (src/unroll/x_product.hpp)
-  // Dropout between layers (k >= 1; nullptr without dropout buffers):
-  Real* drop_mask(int k);  // [T, B, H] 0 or 1/(1-p) applied to layer k-1's h
-  Real* drop_in(int k);    // [T, B, H] layer k's input: h(k-1) ⊙ drop_mask(k)
-  bool dropout_active = false;  // set by forward(): whether the last pass used dropout
 
  private:
-  int T_, B_, H_, G_, L_, chunk_;
+  friend struct WorkspacePlan;
+  int T_, B_, H_, D_, L_, chunk_;
+  int steps_ = 0;
+  std::vector<int> len_;
   CellKind cell_;
-  std::size_t layer_stride_ = 0;
-  std::size_t off_h_ = 0, off_c_ = 0, off_aux_ = 0, off_dgh_ = 0, off_drop_ = 0;
-  bool with_dropout_ = false;
+  int HO_;
+  std::vector<Real*> unit_[8];  // per unit: gates h c aux m dh_proj x_rev dgh
+  std::vector<Real*> layer_[3];  // per layer: out drop_mask drop_in
+  std::vector<Scratch> scratch_;
   std::vector<Real> buf_;
-  Real *z_, *yhat_, *dz_, *gh_step_, *dh_chunk_, *dh_step_, *dh_carry_, *dc_carry_, *step_bias_,
-      *packed_w_;
+  Real *z_, *yhat_, *dz_;
   std::vector<std::uint8_t> valid_;
 };
 
@@ -89,15 +122,15 @@ template <class Real>
 struct Gradients {
   std::vector<Real> params;  // same layout as Model::params
   std::vector<Real> x;       // [T, B, I]
-  std::vector<Real> h0;      // [L, B, H]
-  std::vector<Real> c0;      // [L, B, H] (LSTM; empty otherwise)
+  std::vector<Real> h0;      // [L·D, B, H_out] dL/d(the initial state each sequence started from)
+  std::vector<Real> c0;      // [L·D, B, H] (LSTM; empty otherwise)
   // with_x = false leaves x empty (training: no dL/dx, and none of its memory).
   Gradients(const ModelConfig& cfg, int T, int B, bool with_x = true);
   void zero();
 };
 
 // Dropout between stacked layers, as torch.nn.LSTM(dropout=p): layer k >= 1 reads
-// h(k-1) ⊙ m with m = 0 (probability p) or 1/(1-p). The masks are a pure function of
+// out(k-1) ⊙ m with m = 0 (probability p) or 1/(1-p) (elements of width D·H_out per row). The masks are a pure function of
 // (seed, stream, layer, element), so a run is reproducible and resumable without RNG state;
 // pass a new `stream` (e.g. the optimizer step) for every training step.
 struct Dropout {
@@ -105,7 +138,7 @@ struct Dropout {
   std::uint64_t seed = 0;
   std::uint64_t stream = 0;
   // The index of the batch's first element in the masks: a segment of a longer sequence that
-  // starts at step s passes s·B·H, so it draws the same masks as the whole sequence would.
+  // starts at step s passes s·B·D·H_out, so it draws the same masks as the whole sequence would.
   std::uint64_t first = 0;
   // A process that holds rows [row0, row0 + B) of a batch of `rows` sequences (data
   // parallelism) draws, for its element (t, b, j), the mask of (t, row0 + b, j) of the whole
@@ -117,13 +150,14 @@ struct Dropout {
 // What backward() takes from outside the batch, and what it can report beyond the gradients.
 template <class Real>
 struct BackwardOptions {
-  // dL/dh_n and dL/dc_n [L, B, H]: the gradient reaching the final state from beyond the batch
+  // dL/dh_n [L·D, B, H_out] and dL/dc_n [L·D, B, H]: the gradient reaching the final state from beyond the batch
   // (a later segment of the same sequences, or a probe direction); nullptr means zero, i.e.
   // ∂L/∂h_{T+1} = 0. dc_n only for LSTM.
   const Real* dh_n = nullptr;
   const Real* dc_n = nullptr;
-  // If not nullptr: [L, T, B, H], ASSIGNED the total dL/dh_t of every layer and step (from the
-  // layer above or the head plus from step t+1), for gradient diagnostics.
+  // If not nullptr: [L·D, T, B, H_out], ASSIGNED the total dL/dh_t of every unit and step (from
+  // the layer above or the head plus from the unit's next step), in data order, for gradient
+  // diagnostics.
   Real* dh_trace = nullptr;
   // If set: called with k as soon as layer k's parameter gradients are final, top layer first,
   // and with k = L once the head's are (before any layer's), so that a caller can start
@@ -142,10 +176,26 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
              const Dropout* dropout = nullptr, bool head = true);
 
 // REQUIRES forward() on this batch and ws.dz() set (by loss_and_dz).
-// ENSURES grads += dL/d(params, x, h0, c0). Overwrites the workspace's gradient buffers.
+// ENSURES grads += dL/d(params, x, h0, c0). Overwrites the workspace's gradient buffers. With a
+// learned initial state, grads.params' init.h0 (init.c0) gains Σ_b dL/dh0 of this call when the
+// batch gives no h0 (c0); a batch's own h0 overrides init.h0, whose gradient is then zero.
 template <class Real>
 void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
               Gradients<Real>& grads, const BackwardOptions<Real>& opts = {});
+
+// The initial state forward starts each unit from: batch.h0 when given, else the learned
+// init.h0 broadcast over the batch, else zeros; h [L·D, B, H_out], c [L·D, B, H] (LSTM; cleared
+// for other cells). For the methods that carry states themselves (recompute, truncated, rtrl).
+template <class Real>
+void initial_states(const Model<Real>& model, const Batch<Real>& batch, std::vector<Real>& h,
+                    std::vector<Real>& c);
+
+// What a learned initial state receives: init.h0 += Σ_b dh0[·, b] when the batch gives no h0,
+// init.c0 += Σ_b dc0[·, b] when it gives no c0 (dh0 [L·D, B, H_out], dc0 [L·D, B, H] or nullptr:
+// the gradient of one call, not an accumulated one). Nothing without a learned initial state.
+template <class Real>
+void add_initial_state_gradient(const ModelConfig& cfg, const Batch<Real>& batch, const Real* dh0,
+                                const Real* dc0, Real* dparams);
 
 // forward + loss + backward. Returns the loss; grads += its gradient.
 template <class Real>

@@ -49,7 +49,7 @@ Batch<Real> load_batch(const File& f, const ModelConfig& cfg, std::optional<Loss
     throw Error(f.path() + ": x", "has " + std::to_string(x.shape.size()) + " dimensions",
                 "x is time-major [T, B, I]");
   const std::int64_t T = x.shape[0], B = x.shape[1], I = cfg.input_size, O = cfg.output_size,
-                     H = cfg.hidden_size, L = cfg.num_layers;
+                     H = cfg.hidden_size, HO = cfg.state_size(), L = cfg.units();
   if (T < 1 || B < 1)
     throw Error(f.path() + ": x", "is empty (T = " + std::to_string(T) + ", B = " +
                                       std::to_string(B) + ")", "give at least one step and sequence");
@@ -91,11 +91,14 @@ Batch<Real> load_batch(const File& f, const ModelConfig& cfg, std::optional<Loss
     batch.mask = f.as_real<Real>("mask");
   }
   if (f.has("h0")) {
-    f.expect_shape("h0", {L, B, H}, dims({L, B, H}, "[L, B, H]"));
+    f.expect_shape("h0", {L, B, HO},
+                   dims({L, B, HO}, cfg.bidirectional
+                                        ? (cfg.proj_size ? "[L·D, B, P]" : "[L·D, B, H]")
+                                        : (cfg.proj_size ? "[L, B, P]" : "[L, B, H]")));
     batch.h0 = f.as_real<Real>("h0");
   }
   if (f.has("c0")) {
-    f.expect_shape("c0", {L, B, H}, dims({L, B, H}, "[L, B, H]"));
+    f.expect_shape("c0", {L, B, H}, dims({L, B, H}, cfg.bidirectional ? "[L·D, B, H]" : "[L, B, H]"));
     batch.c0 = f.as_real<Real>("c0");
   }
   if (loss)

@@ -18,7 +18,9 @@ using safetensors::File;
 // Metadata keys that describe the network itself; the rest is Model::metadata.
 const std::set<std::string> kConfigKeys = {"format", "format_version", "cell", "nonlinearity",
                                            "input_size", "hidden_size", "num_layers",
-                                           "output_size", "output_activation"};
+                                           "output_size", "output_activation",
+                                           "bidirectional", "proj_size", "bias",
+                                           "initial_state"};
 
 std::string field(const File& f, const std::string& key) { return f.path() + ": __metadata__." + key; }
 
@@ -40,6 +42,17 @@ int meta_size(const File& f, const std::string& key) {
   return v;
 }
 
+// A true/false key; `fallback` when absent.
+bool meta_bool(const File& f, const std::string& key, bool fallback) {
+  const std::string* s = meta(f, key);
+  if (!s) return fallback;
+  if (*s == "true") return true;
+  if (*s == "false") return false;
+  throw Error(field(f, key), fmt::format("'{}{}' is not true or false", s->substr(0, 40),
+                                         s->size() > 40 ? "..." : ""),
+              "write true or false");
+}
+
 }  // namespace
 
 ModelConfig read_model_config(const File& f) {
@@ -55,6 +68,20 @@ ModelConfig read_model_config(const File& f) {
   cfg.hidden_size = meta_size(f, "hidden_size");
   cfg.num_layers = meta_size(f, "num_layers");
   cfg.output_size = meta_size(f, "output_size");
+  // The torch.nn options (absent in files of earlier versions: their defaults).
+  cfg.bidirectional = meta_bool(f, "bidirectional", false);
+  cfg.bias = meta_bool(f, "bias", true);
+  if (const std::string* s = meta(f, "proj_size")) {
+    int v = -1;
+    auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
+    if (ec != std::errc() || end != s->data() + s->size() || v < 0)
+      throw Error(field(f, "proj_size"), fmt::format("'{}{}' is not an integer >= 0",
+                                                     s->substr(0, 40), s->size() > 40 ? "..." : ""),
+                  "0 means no projection");
+    cfg.proj_size = v;
+  }
+  if (const std::string* s = meta(f, "initial_state"))
+    cfg.initial_state = parse_initial_state(*s, field(f, "initial_state"));
   cfg.validate(f.path() + ": __metadata__");
   return cfg;
 }
@@ -84,8 +111,11 @@ Model<Real> load_model(const File& f) {
   for (const std::string& name : f.names())
     if (!expected.count(name))
       throw Error(f.path() + ": " + name, "unexpected tensor for this model",
-                  "a model file holds exactly rnn.weight_ih_l{k}, rnn.weight_hh_l{k}, "
-                  "rnn.bias_ih_l{k}, rnn.bias_hh_l{k}, head.weight, head.bias");
+                  "a model file holds exactly the tensors its metadata describes (docs/"
+                  "file_format.md): rnn.weight_ih_l{k}, rnn.weight_hh_l{k}, rnn.bias_ih_l{k}, "
+                  "rnn.bias_hh_l{k} (with bias), rnn.weight_hr_l{k} (with proj_size), their "
+                  "_reverse twins (bidirectional), head.weight, head.bias, init.h0 and init.c0 "
+                  "(initial_state learned)");
   Model<Real> model(cfg);
   for (const auto& [key, value] : f.metadata())
     if (!kConfigKeys.count(key)) model.metadata[key] = value;
@@ -131,6 +161,10 @@ void add_model(const Model<Real>& model, safetensors::Writer& w) {
   w.set_metadata("num_layers", std::to_string(c.num_layers));
   w.set_metadata("output_size", std::to_string(c.output_size));
   w.set_metadata("output_activation", std::string(to_string(c.output_activation)));
+  w.set_metadata("bidirectional", c.bidirectional ? "true" : "false");
+  w.set_metadata("proj_size", std::to_string(c.proj_size));
+  w.set_metadata("bias", c.bias ? "true" : "false");
+  w.set_metadata("initial_state", std::string(to_string(c.initial_state)));
   for (const ParamInfo& p : param_layout(c)) w.add(p.name, p.shape, model.params.data() + p.offset);
 }
 

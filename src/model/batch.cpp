@@ -56,7 +56,8 @@ void Batch<Real>::validate(const ModelConfig& cfg, const std::string& where) con
     throw Error(where + ": x", "needs at least one time step and one sequence, got T = " +
                                    std::to_string(T) + ", B = " + std::to_string(B));
   const std::size_t t = std::size_t(T), b = std::size_t(B), I = std::size_t(cfg.input_size),
-                    H = std::size_t(cfg.hidden_size), L = std::size_t(cfg.num_layers);
+                    H = std::size_t(cfg.hidden_size), HO = std::size_t(cfg.state_size()),
+                    L = std::size_t(cfg.units());  // L·D initial states, as torch's h0
   expect_size(x, t * b * I, where, "x", "[T, B, I] " + dims({t, b, I}));
   check_finite(x, {t, b, I}, "tbi", where, "x");
   if (!lengths.empty()) {
@@ -75,17 +76,17 @@ void Batch<Real>::validate(const ModelConfig& cfg, const std::string& where) con
         throw Error(where + ": mask", "contains " + std::to_string(double(v)),
                     "mask values are step weights and must be finite and >= 0");
   }
-  auto finite = [&](const std::vector<Real>& v, const char* name) {
-    check_finite(v, {L, b, H}, "lbh", where, name);
-  };
-  if (!h0.empty()) expect_size(h0, L * b * H, where, "h0", "[L, B, H] " + dims({L, b, H}));
-  finite(h0, "h0");
-  finite(c0, "c0");
+  const char* layers = cfg.bidirectional ? "[L·D, B, " : "[L, B, ";
+  if (!h0.empty())
+    expect_size(h0, L * b * HO, where, "h0",
+                layers + std::string(cfg.proj_size > 0 ? "P] " : "H] ") + dims({L, b, HO}));
+  check_finite(h0, {L, b, HO}, "lbh", where, "h0");
+  check_finite(c0, {L, b, H}, "lbh", where, "c0");
   if (!c0.empty()) {
     if (cfg.cell != CellKind::lstm)
       throw Error(where + ": c0", "given, but a " + std::string(to_string(cfg.cell)) +
                                       " cell has no cell state", "remove c0 or use an LSTM model");
-    expect_size(c0, L * b * H, where, "c0", "[L, B, H] " + dims({L, b, H}));
+    expect_size(c0, L * b * H, where, "c0", layers + std::string("H] ") + dims({L, b, H}));
   }
 }
 

@@ -27,10 +27,25 @@ void ModelConfig::validate(const std::string& where) const {
                 std::string(to_string(nonlinearity)) + " given for a " +
                     std::string(to_string(cell)) + " cell",
                 "only Elman cells take a nonlinearity; LSTM and GRU use tanh");
+  if (proj_size != 0) {
+    if (cell != CellKind::lstm)
+      throw Error(where + ": proj_size",
+                  fmt::format("{} given for a {} cell", proj_size, to_string(cell)),
+                  "projections are an LSTM option (torch.nn.LSTM's proj_size); use 0");
+    if (proj_size < 0 || proj_size >= hidden_size)
+      throw Error(where + ": proj_size",
+                  fmt::format("{} is outside 0 < proj_size < hidden_size = {}", proj_size,
+                              hidden_size),
+                  "a projection makes h narrower than the cell: pick 0 < P < H, or 0 for none");
+  }
   // Before param_count (which would overflow) and before any model is allocated.
-  const double H = hidden_size, GH = double(gates()) * H;
-  const double params = GH * (double(input_size) + H + 2) +
-                        double(num_layers - 1) * GH * (2 * H + 2) + double(output_size) * (H + 1);
+  const double H = hidden_size, GH = double(gates()) * H, D = directions(), HO = state_size(),
+               nb = bias ? 2 : 0, proj = proj_size > 0 ? double(proj_size) * H : 0;
+  const double unit0 = GH * (double(input_size) + HO + nb) + proj;
+  const double unit = GH * (D * HO + HO + nb) + proj;
+  const double params = D * unit0 + double(num_layers - 1) * D * unit +
+                        double(output_size) * (D * HO + 1) +
+                        (initial_state == InitialState::learned ? double(num_layers) * D * 2 * H : 0);
   check_memory(params * sizeof(float), where,
                fmt::format("a model of {:.4g} parameters (L = {}, H = {}, I = {}, O = {})", params,
                            num_layers, hidden_size, input_size, output_size),
@@ -46,42 +61,58 @@ std::vector<ParamInfo> param_layout(const ModelConfig& cfg) {
     out.push_back({std::move(name), std::move(shape), offset, n});
     offset += n;
   };
-  const std::int64_t GH = std::int64_t(cfg.gates()) * cfg.hidden_size;
-  for (int k = 0; k < cfg.num_layers; ++k) {
-    const std::string s = std::to_string(k);
-    add("rnn.weight_ih_l" + s, {GH, cfg.layer_input_size(k)});
-    add("rnn.weight_hh_l" + s, {GH, cfg.hidden_size});
-    add("rnn.bias_ih_l" + s, {GH});
-    add("rnn.bias_hh_l" + s, {GH});
-  }
-  add("head.weight", {cfg.output_size, cfg.hidden_size});
+  const std::int64_t GH = std::int64_t(cfg.gates()) * cfg.hidden_size, HO = cfg.state_size();
+  for (int k = 0; k < cfg.num_layers; ++k)
+    for (int d = 0; d < cfg.directions(); ++d) {  // torch.nn.RNNBase's _flat_weights_names order
+      const std::string s = std::to_string(k) + (d == 1 ? "_reverse" : "");
+      add("rnn.weight_ih_l" + s, {GH, cfg.layer_input_size(k)});
+      add("rnn.weight_hh_l" + s, {GH, HO});
+      if (cfg.bias) {
+        add("rnn.bias_ih_l" + s, {GH});
+        add("rnn.bias_hh_l" + s, {GH});
+      }
+      if (cfg.proj_size > 0) add("rnn.weight_hr_l" + s, {cfg.proj_size, cfg.hidden_size});
+    }
+  add("head.weight", {cfg.output_size, cfg.output_width()});
   add("head.bias", {cfg.output_size});
+  if (cfg.initial_state == InitialState::learned) {
+    add("init.h0", {cfg.units(), HO});
+    if (cfg.cell == CellKind::lstm) add("init.c0", {cfg.units(), cfg.hidden_size});
+  }
   return out;
 }
 
 std::size_t param_count(const ModelConfig& cfg) {
-  const std::size_t H = std::size_t(cfg.hidden_size), GH = std::size_t(cfg.gates()) * H;
-  std::size_t n = 0;
-  for (int k = 0; k < cfg.num_layers; ++k) n += GH * (std::size_t(cfg.layer_input_size(k)) + H + 2);
-  return n + std::size_t(cfg.output_size) * (H + 1);
+  const std::vector<ParamInfo> layout = param_layout(cfg);
+  return layout.back().offset + layout.back().size;
 }
 
 template <class Real>
 ParamViews<Real>::ParamViews(const ModelConfig& cfg, Real* arena) {
-  const std::size_t H = std::size_t(cfg.hidden_size), GH = std::size_t(cfg.gates()) * H;
+  const std::size_t H = std::size_t(cfg.hidden_size), GH = std::size_t(cfg.gates()) * H,
+                    HO = std::size_t(cfg.state_size()), P = std::size_t(cfg.proj_size);
   Real* p = arena;
-  for (int k = 0; k < cfg.num_layers; ++k) {
-    const int in = cfg.layer_input_size(k);
-    LayerParams<Real> l{};
-    l.w_ih = p, p += GH * std::size_t(in);
-    l.w_hh = p, p += GH * H;
-    l.b_ih = p, p += GH;
-    l.b_hh = p, p += GH;
-    l.in = in;
-    layers.push_back(l);
+  for (int k = 0; k < cfg.num_layers; ++k)
+    for (int d = 0; d < cfg.directions(); ++d) {
+      const int in = cfg.layer_input_size(k);
+      LayerParams<Real> l{};
+      l.w_ih = p, p += GH * std::size_t(in);
+      l.w_hh = p, p += GH * HO;
+      if (cfg.bias) {
+        l.b_ih = p, p += GH;
+        l.b_hh = p, p += GH;
+      }
+      if (P > 0) l.w_hr = p, p += P * H;
+      l.in = in;
+      layers.push_back(l);
+    }
+  w_o = p, p += std::size_t(cfg.output_size) * std::size_t(cfg.output_width());
+  b_o = p, p += std::size_t(cfg.output_size);
+  h0 = c0 = nullptr;
+  if (cfg.initial_state == InitialState::learned) {
+    h0 = p, p += std::size_t(cfg.units()) * HO;
+    if (cfg.cell == CellKind::lstm) c0 = p;
   }
-  w_o = p, p += std::size_t(cfg.output_size) * H;
-  b_o = p;
 }
 
 template <class Real>
@@ -89,7 +120,15 @@ void Model<Real>::init_uniform(std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   const double bound = 1.0 / std::sqrt(double(cfg.hidden_size));
   std::uniform_real_distribution<double> u(-bound, bound);
-  for (Real& p : params) p = Real(u(rng));
+  std::fill(params.begin(), params.end(), Real(0));
+  const auto P = views();
+  const std::size_t recurrent = std::size_t(P.w_o - params.data());
+  for (std::size_t i = 0; i < recurrent; ++i) params[i] = Real(u(rng));
+  // The head: nn.Linear's bound 1/sqrt(fan_in), fan_in = D·H_out (= H without the options, so
+  // the draws are those of earlier versions).
+  const double scale = std::sqrt(double(cfg.hidden_size) / double(cfg.output_width()));
+  const std::size_t n_head = std::size_t(cfg.output_size) * (std::size_t(cfg.output_width()) + 1);
+  for (std::size_t i = 0; i < n_head; ++i) params[recurrent + i] = Real(u(rng) * scale);
 }
 
 template struct ParamViews<float>;

@@ -57,6 +57,14 @@ std::string_view to_string(DType v) {
   return "?";
 }
 
+std::string_view to_string(InitialState v) {
+  switch (v) {
+    case InitialState::zero: return "zero";
+    case InitialState::learned: return "learned";
+  }
+  return "?";
+}
+
 CellKind parse_cell(std::string_view s, const std::string& where) {
   for (CellKind v : {CellKind::elman, CellKind::lstm, CellKind::gru})
     if (s == to_string(v)) return v;
@@ -81,6 +89,12 @@ DType parse_dtype(std::string_view s, const std::string& where) {
   if (s == "f32" || s == "float32") return DType::f32;
   if (s == "f64" || s == "float64") return DType::f64;
   throw Error(where, "unknown dtype " + quoted(s), "use f32 or f64");
+}
+
+InitialState parse_initial_state(std::string_view s, const std::string& where) {
+  for (InitialState v : {InitialState::zero, InitialState::learned})
+    if (s == to_string(v)) return v;
+  throw Error(where, "unknown initial state " + quoted(s), "use zero or learned");
 }
 
 }  // namespace bptt

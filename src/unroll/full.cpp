@@ -14,6 +14,7 @@
 #include "cells/cell.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/step_gemm.hpp"
+#include "unroll/direction.hpp"
 #include "unroll/x_product.hpp"
 
 namespace bptt {
@@ -32,20 +33,30 @@ struct Rows {
 
 // The pointers of step t (0-based; it reads state t and writes state t+1) of layer k, for the
 // rows r of the batch.
+// The pointers of step t (0-based, in the unit's frame; it reads state t and writes state t+1)
+// of unit u, for the rows r of the batch. With a projection the cell's h is m = o ⊙ tanh(c)
+// and its h_prev the scratch's zeros (the LSTM cell reads h_prev only to carry it past a
+// sequence's end, so m is 0 there); the unroller forms h = m·W_hrᵀ itself.
 template <class Real>
-cells::CellStep<Real> step_at(Workspace<Real>& ws, int k, int t, int H, int GH, Rows r) {
+cells::CellStep<Real> step_at(Workspace<Real>& ws, const typename Workspace<Real>::Scratch& sc,
+                              int u, int t, int H, int HO, int GH, Rows r) {
   const std::size_t B = std::size_t(ws.B()), row = std::size_t(t), b0 = std::size_t(r.begin);
-  const std::size_t BH = B * H, h0 = b0 * H;
+  const std::size_t BH = B * H, BHO = B * HO;
   cells::CellStep<Real> s;
   s.B = r.size();
   s.H = H;
   s.valid = ws.valid() + row * B + b0;
-  s.gates = ws.gates(k) + (row * B + b0) * GH;
-  s.gh = ws.gh_step() + b0 * GH;
-  s.h_prev = ws.h(k) + row * BH + h0;
-  s.h = ws.h(k) + (row + 1) * BH + h0;
-  if (Real* c = ws.c(k)) s.c_prev = c + row * BH + h0, s.c = c + (row + 1) * BH + h0;
-  if (Real* aux = ws.aux(k)) s.aux = aux + row * BH + h0;
+  s.gates = ws.gates(u) + (row * B + b0) * GH;
+  s.gh = sc.gh_step + b0 * GH;
+  if (Real* m = ws.m(u)) {
+    s.h_prev = sc.zeros + b0 * H;
+    s.h = m + row * BH + b0 * H;
+  } else {
+    s.h_prev = ws.h(u) + row * BHO + b0 * HO;
+    s.h = ws.h(u) + (row + 1) * BHO + b0 * HO;
+  }
+  if (Real* c = ws.c(u)) s.c_prev = c + row * BH + b0 * H, s.c = c + (row + 1) * BH + b0 * H;
+  if (Real* aux = ws.aux(u)) s.aux = aux + row * BH + b0 * H;
   return s;
 }
 
@@ -82,22 +93,38 @@ void check_workspace(const Workspace<Real>& ws, const Batch<Real>& batch) {
                 "size the Workspace for the batch");
 }
 
-// state[0..n) = init (a slice of h0/c0 [L, B, H]) or zeros when not given.
+// Row 0 of unit u's state [B, width]: the batch's slice of h0/c0 [L·D, B, width] when given,
+// else the learned init row [width] (nullptr when not learned) for every sequence, else zeros.
 template <class Real>
-void init_state(const std::vector<Real>& given, std::size_t offset, std::size_t n, Real* state) {
-  if (given.empty())
+void initial_state(const std::vector<Real>& given, const Real* learned, int u, int B, int width,
+                   Real* state) {
+  const std::size_t n = std::size_t(B) * width;
+  if (!given.empty()) {
+    const auto first = given.begin() + std::ptrdiff_t(std::size_t(u) * n);
+    std::copy(first, first + std::ptrdiff_t(n), state);
+  } else if (learned) {
+    for (int b = 0; b < B; ++b)
+      std::copy(learned + std::size_t(u) * width, learned + std::size_t(u + 1) * width,
+                state + std::size_t(b) * width);
+  } else {
     std::fill(state, state + n, Real(0));
-  else
-    std::copy(given.begin() + std::ptrdiff_t(offset), given.begin() + std::ptrdiff_t(offset + n),
-              state);
+  }
 }
 
+// state[0..n) = the slice of a [L·D, B, ·] gradient from beyond the batch, or zeros.
 template <class Real>
-void init_state(const Real* given, std::size_t offset, std::size_t n, Real* state) {
+void init_carry(const Real* given, std::size_t offset, std::size_t n, Real* state) {
   if (!given)
     std::fill(state, state + n, Real(0));
   else
     std::copy(given + offset, given + offset + n, state);
+}
+
+// d_learned[0..width) += Σ_b g[b, 0..width): a learned initial state's share of dL/dh0.
+template <class Real>
+void add_batch_sum(int B, int width, const Real* g, Real* d_learned) {
+  for (int b = 0; b < B; ++b)
+    for (int j = 0; j < width; ++j) d_learned[j] += g[std::size_t(b) * width + j];
 }
 
 // A uniform number in [0, 1) from a counter (splitmix64 finalizer): dropout masks depend only on
@@ -113,16 +140,17 @@ inline double counter_uniform(std::uint64_t seed, std::uint64_t stream, std::uin
   return double(z >> 11) * 0x1.0p-53;
 }
 
-// Layer k's dropped input: drop_in = h ⊙ mask, mask ∈ {0, 1/(1-p)}.
+// Layer k's dropped input: drop_in = h ⊙ mask, mask ∈ {0, 1/(1-p)}; rows of `width`.
 template <class Real>
-const Real* apply_dropout(const Dropout& d, int k, std::size_t n, const Real* h, Workspace<Real>& ws) {
+const Real* apply_dropout(const Dropout& d, int k, std::size_t n, int width, const Real* h,
+                          Workspace<Real>& ws) {
   Real* mask = ws.drop_mask(k);
   Real* out = ws.drop_in(k);
   const Real keep = Real(1 / (1 - d.p));
   // Element i = (t, b, j) of this batch is element (t, row0 + b, j) of the whole one.
-  const std::uint64_t BH = std::uint64_t(ws.B()) * std::uint64_t(ws.hidden()),
-                      whole = d.rows > 0 ? std::uint64_t(d.rows) * std::uint64_t(ws.hidden()) : BH,
-                      shift = std::uint64_t(d.row0) * std::uint64_t(ws.hidden());
+  const std::uint64_t W = std::uint64_t(width), BH = std::uint64_t(ws.B()) * W,
+                      whole = d.rows > 0 ? std::uint64_t(d.rows) * W : BH,
+                      shift = std::uint64_t(d.row0) * W;
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint64_t e = d.first + (i / BH) * whole + shift + i % BH;
     mask[i] = counter_uniform(d.seed, d.stream, std::uint64_t(k), e) < d.p ? Real(0) : keep;
@@ -131,18 +159,75 @@ const Real* apply_dropout(const Dropout& d, int k, std::size_t n, const Real* h,
   return out;
 }
 
+// One unit's forward pass over its input `in` [T, B, in] (in its frame): the hoisted input
+// GEMM, then per step the packed product and the cell, then with a projection h = m·W_hrᵀ.
+template <class Real>
+void unit_forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws, int u,
+                  const Real* in) {
+  const ModelConfig& cfg = model.cfg;
+  const int T = batch.T, B = batch.B, H = cfg.hidden_size, HO = cfg.state_size(),
+            GH = cfg.gates() * H, P = cfg.proj_size, TB = T * B;
+  const std::size_t BHO = std::size_t(B) * HO;
+  const auto V = model.views();
+  const auto& p = V.layers[std::size_t(u)];
+  const auto& sc = ws.scratch(u % cfg.directions());
+  // Hoisted (unroll/x_product.hpp): x-side pre-activations of all T·B rows in one GEMM. No
+  // pass over [T·B, G·H] adds b_ih: where a cell uses gates + gh (Elman, LSTM, the GRU's r
+  // and z) b_ih joins b_hh in the per-step bias; the GRU's b_in, which must stay outside
+  // r ⊙ (W_hn h + b_hn), goes to the cell (CellStep::bias_n).
+  const bool in_step = unroll::x_product_in_step<Real>(cfg, p.in);
+  if (!in_step)
+    gemm(false, true, TB, GH, p.in, Real(1), in, p.in, p.w_ih, p.in, Real(0), ws.gates(u), GH);
+  Real* bias = sc.step_bias;
+  const int folded = cfg.cell == CellKind::gru ? 2 * H : GH;
+  for (int j = 0; j < GH; ++j)
+    bias[j] = cfg.bias ? p.b_hh[j] + (j < folded ? p.b_ih[j] : Real(0)) : Real(0);
+  const Real* bias_n = cfg.cell == CellKind::gru && cfg.bias ? p.b_ih + 2 * H : nullptr;
+  initial_state(batch.h0, V.h0, u, B, HO, ws.h(u));
+  if (ws.c(u)) initial_state(batch.c0, V.c0, u, B, H, ws.c(u));
+  // Per step: gh = h_{t-1}·W_hhᵀ + bias, with W_hhᵀ packed once for all T steps; in the step,
+  // the step's rows of gates = bias + x_t·W_ihᵀ + h_{t-1}·W_hhᵀ, W_ihᵀ packed after W_hhᵀ.
+  Real* packed_hh = sc.packed_w;
+  Real* packed_ih = packed_hh + kernels::packed_size<Real>(GH, HO);
+  Real* packed_hr = packed_ih + (in_step ? kernels::packed_size<Real>(GH, p.in) : 0);
+  kernels::pack_panels(true, GH, HO, p.w_hh, HO, packed_hh);
+  if (in_step) kernels::pack_panels(true, GH, p.in, p.w_ih, p.in, packed_ih);
+  if (P) kernels::pack_panels(true, P, H, p.w_hr, H, packed_hr);
+  for_row_parts(B, [&](Rows r) {
+    const std::size_t o0 = std::size_t(r.begin) * HO;
+    for (int t = 0; t < T; ++t) {
+      auto s = step_at(ws, sc, u, t, H, HO, GH, r);
+      s.bias_n = bias_n;
+      const Real* h_prev = ws.h(u) + std::size_t(t) * BHO + o0;
+      if (in_step) {
+        s.gh = nullptr;
+        const Real* x_t = in + (std::size_t(t) * B + std::size_t(r.begin)) * p.in;
+        kernels::gemm_packed_pair(s.B, GH, p.in, x_t, p.in, packed_ih, HO, h_prev, HO, packed_hh,
+                                  bias, s.gates, GH);
+      } else {
+        kernels::gemm_packed(s.B, GH, HO, h_prev, HO, packed_hh, bias, s.gh, GH);
+      }
+      cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
+      if (P) {  // h_t = m_t·W_hrᵀ (sc.zeros as a zero bias: ASSIGN), carried past a length
+        Real* h = ws.h(u) + std::size_t(t + 1) * BHO + o0;
+        kernels::gemm_packed(s.B, P, H, s.h, H, packed_hr, sc.zeros, h, P);
+        for (int b = 0; b < s.B; ++b)
+          if (!s.valid[b]) std::copy(h_prev + b * P, h_prev + (b + 1) * P, h + b * P);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 template <class Real>
 void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
              const Dropout* dropout, bool head) {
   const ModelConfig& cfg = model.cfg;
-  const int T = batch.T, B = batch.B, H = cfg.hidden_size, GH = cfg.gates() * H,
-            O = cfg.output_size, TB = T * B;
-  const std::size_t BH = std::size_t(B) * H;
+  const int T = batch.T, B = batch.B, HO = cfg.state_size(), W = cfg.output_width(),
+            O = cfg.output_size, TB = T * B, D = cfg.directions();
   check_workspace(ws, batch);
-  for (int t = 0; t < T; ++t)
-    for (int b = 0; b < B; ++b) ws.valid()[std::size_t(t) * B + b] = batch.valid(t, b);
+  ws.begin(T, batch.lengths);
 
   ws.dropout_active = dropout && dropout->p > 0 && cfg.num_layers > 1;
   if (ws.dropout_active && !ws.drop_mask(1))
@@ -150,155 +235,245 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
                 "construct the Workspace with with_dropout = true");
   const auto P = model.views();
   for (int k = 0; k < cfg.num_layers; ++k) {
-    const auto& p = P.layers[std::size_t(k)];
-    const Real* in = k == 0 ? batch.x.data() : ws.h(k - 1) + BH;
-    if (k > 0 && ws.dropout_active) in = apply_dropout(*dropout, k, std::size_t(TB) * H, in, ws);
-    // Hoisted (unroll/x_product.hpp): x-side pre-activations of all T·B rows in one GEMM. No
-    // pass over [T·B, G·H] adds b_ih: where a cell uses gates + gh (Elman, LSTM, the GRU's r
-    // and z) b_ih joins b_hh in the per-step bias; the GRU's b_in, which must stay outside
-    // r ⊙ (W_hn h + b_hn), goes to the cell (CellStep::bias_n).
-    const bool in_step = unroll::x_product_in_step<Real>(cfg, p.in);
-    if (!in_step)
-      gemm(false, true, TB, GH, p.in, Real(1), in, p.in, p.w_ih, p.in, Real(0), ws.gates(k), GH);
-    Real* bias = ws.step_bias();
-    const int folded = cfg.cell == CellKind::gru ? 2 * H : GH;
-    for (int j = 0; j < GH; ++j) bias[j] = p.b_hh[j] + (j < folded ? p.b_ih[j] : Real(0));
-    const Real* bias_n = cfg.cell == CellKind::gru ? p.b_ih + 2 * H : nullptr;
-    init_state(batch.h0, std::size_t(k) * BH, BH, ws.h(k));
-    if (ws.c(k)) init_state(batch.c0, std::size_t(k) * BH, BH, ws.c(k));
-    // Per step: gh = h_{t-1}·W_hhᵀ + bias, with W_hhᵀ packed once for all T steps; in the step,
-    // the step's rows of gates = bias + x_t·W_ihᵀ + h_{t-1}·W_hhᵀ, W_ihᵀ packed after W_hhᵀ.
-    Real* packed_hh = ws.packed_w();
-    Real* packed_ih = packed_hh + kernels::packed_size<Real>(GH, H);
-    kernels::pack_panels(true, GH, H, p.w_hh, H, packed_hh);
-    if (in_step) kernels::pack_panels(true, GH, p.in, p.w_ih, p.in, packed_ih);
-    for_row_parts(B, [&](Rows r) {
-      for (int t = 0; t < T; ++t) {
-        auto s = step_at(ws, k, t, H, GH, r);
-        s.bias_n = bias_n;
-        if (in_step) {
-          s.gh = nullptr;
-          const Real* x_t = in + (std::size_t(t) * B + std::size_t(r.begin)) * p.in;
-          kernels::gemm_packed_pair(s.B, GH, p.in, x_t, p.in, packed_ih, H, s.h_prev, H,
-                                    packed_hh, bias, s.gates, GH);
-        } else {
-          kernels::gemm_packed(s.B, GH, H, s.h_prev, H, packed_hh, bias, s.gh, GH);
-        }
-        cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
+    const int in_width = cfg.layer_input_size(k);
+    const Real* in = k == 0 ? batch.x.data() : ws.out(k - 1);
+    if (k > 0 && ws.dropout_active)
+      in = apply_dropout(*dropout, k, std::size_t(TB) * W, W, in, ws);
+    for (int d = 0; d < D; ++d) {
+      const int u = k * D + d;
+      const Real* src = in;
+      if (d == 1) {  // the input in the unit's frame (unroll/direction.hpp)
+        unroll::to_data_order(true, ws.lengths(), T, B, in_width, in, ws.x_rev(u));
+        src = ws.x_rev(u);
       }
-    });
+      unit_forward(model, batch, ws, u, src);
+    }
+    if (D == 2)  // out(k) = [h(d = 0) ; h(d = 1)] in data order
+      for (int d = 0; d < D; ++d)
+        unroll::permute_steps(d == 1, ws.lengths(), 0, T, B, HO,
+                              ws.h(k * D + d) + std::size_t(B) * HO, std::size_t(HO),
+                              ws.out(k) + std::size_t(d) * HO, std::size_t(W));
   }
   if (!head) return;
-  const Real* top = ws.h(cfg.num_layers - 1) + BH;
-  // Z = H_top·W_oᵀ + b_o through the packed kernel, which starts from the bias row: a BLAS
+  const Real* top = ws.out(cfg.num_layers - 1);
+  // Z = top·W_oᵀ + b_o through the packed kernel, which starts from the bias row: a BLAS
   // call would write Z and then need a second pass to add b_o. Each block of rows gets θ while
   // it is in cache, on the thread that computed it.
-  kernels::pack_panels(true, O, H, P.w_o, H, ws.packed_w());
+  Real* packed = ws.scratch(0).packed_w;
+  kernels::pack_panels(true, O, W, P.w_o, W, packed);
   const int blocks = (TB + kReadoutRows - 1) / kReadoutRows;
-  const bool split = blocks > 1 && 2.0 * TB * O * H >= kernels::kMinFlopsPerThread * 2;
+  const bool split = blocks > 1 && 2.0 * TB * O * W >= kernels::kMinFlopsPerThread * 2;
 #pragma omp parallel for schedule(static) if (split && omp_get_max_threads() > 1)
   for (int i = 0; i < blocks; ++i) {
     const int r0 = i * kReadoutRows, rows = std::min(kReadoutRows, TB - r0);
     Real* z = ws.z() + std::size_t(r0) * O;
-    kernels::gemm_packed(rows, O, H, top + std::size_t(r0) * H, H, ws.packed_w(), P.b_o, z, O);
+    kernels::gemm_packed(rows, O, W, top + std::size_t(r0) * W, W, packed, P.b_o, z, O);
     apply_output_activation(cfg.output_activation, rows, O, z, ws.yhat() + std::size_t(r0) * O);
   }
 }
+
+namespace {
+
+// One unit's backward pass: t = T..1 in its frame with dL/dh_{T+1} from opts (zero by
+// default), dL/dh_t from above formed a chunk at a time, then the weight gradients merged over
+// time. `dout` is dL/d(out(k)) [T, B, D·H_out] in data order when D = 2; for D = 1 (nullptr)
+// the chunk's dL/dh_t from above is formed here from the head's dz or layer k+1's dgi.
+template <class Real>
+void unit_backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
+                   Gradients<Real>& grads, const BackwardOptions<Real>& opts, int u,
+                   const Real* dout) {
+  const ModelConfig& cfg = model.cfg;
+  const int T = batch.T, B = batch.B, H = cfg.hidden_size, HO = cfg.state_size(),
+            GH = cfg.gates() * H, O = cfg.output_size, P = cfg.proj_size, TB = T * B,
+            D = cfg.directions(), W = cfg.output_width(), L = cfg.num_layers;
+  const int k = u / D, dir = u % D;
+  const bool reverse = dir == 1;
+  const std::size_t BH = std::size_t(B) * H, BHO = std::size_t(B) * HO;
+  const auto V = model.views();
+  ParamViews<Real> G(cfg, grads.params.data());
+  const auto& p = V.layers[std::size_t(u)];
+  const auto& d = G.layers[std::size_t(u)];
+  const auto& sc = ws.scratch(dir);
+  Real* packed_hh = sc.packed_w;  // W_hh for δ^h_t·W_hh, then W_hr for dh_t·W_hr
+  Real* packed_hr = packed_hh + kernels::packed_size<Real>(HO, GH);
+  kernels::pack_panels(false, HO, GH, p.w_hh, HO, packed_hh);
+  if (P) kernels::pack_panels(false, H, P, p.w_hr, H, packed_hr);
+  // ∂L/∂h_{T+1} = 0, unless the final state's gradient comes from beyond the batch.
+  init_carry(opts.dh_n, std::size_t(u) * BHO, BHO, sc.dh_carry);
+  if (ws.c(u)) init_carry(opts.dc_n, std::size_t(u) * BH, BH, sc.dc_carry);
+  // Bias gradients: Σ over steps and rows of dgh (b_hh) and dgi (b_ih), added step by step
+  // while the step's rows are in cache, one pair of accumulators per row part (no pass over
+  // [T·B, G·H] after the loop). Only the GRU's dgi differs from its dgh.
+  const bool gru = cfg.cell == CellKind::gru;
+  std::vector<Real> db(cfg.bias ? std::size_t(row_parts(B)) * 2 * GH : 0);
+  Real* trace = opts.dh_trace ? opts.dh_trace + std::size_t(u) * T * BHO : nullptr;
+  const int C = ws.chunk_steps();
+  for (int end = T; end > 0; end -= C) {
+    const int begin = std::max(0, end - C), rows = (end - begin) * B;
+    const std::size_t first = std::size_t(begin) * B;
+    // dL/dh_t from above for the chunk's steps: from the head, or from layer k+1's dgi (still
+    // in its gates buffer) through W_ih and the dropout mask; for D = 2 from dout.
+    Real* above = sc.dh_chunk;
+    if (dout) {
+      unroll::permute_steps(reverse, ws.lengths(), begin, end, B, HO, dout + std::size_t(dir) * HO,
+                            std::size_t(W), above, std::size_t(HO));
+    } else if (k == L - 1) {
+      gemm(false, false, rows, HO, O, Real(1), ws.dz() + first * O, O, V.w_o, HO, Real(0), above,
+           HO);
+    } else {
+      const auto& q = V.layers[std::size_t(k) + 1];
+      gemm(false, false, rows, HO, GH, Real(1), ws.dgi(k + 1) + first * GH, GH, q.w_ih, HO,
+           Real(0), above, HO);
+      if (ws.dropout_active) {
+        const Real* mask = ws.drop_mask(k + 1) + first * HO;
+        for (std::size_t i = 0; i < std::size_t(rows) * HO; ++i) above[i] *= mask[i];
+      }
+    }
+    for_row_parts(B, [&](Rows r) {
+      const std::size_t o0 = std::size_t(r.begin) * HO, h0 = std::size_t(r.begin) * H,
+                        n = std::size_t(r.size()) * HO;
+      Real* dh = sc.dh_step + o0;
+      Real* carry = sc.dh_carry + o0;
+      for (int t = end - 1; t >= begin; --t) {
+        const auto s = step_at(ws, sc, u, t, H, HO, GH, r);
+        const Real* a = above + std::size_t(t - begin) * BHO + o0;
+        for (std::size_t i = 0; i < n; ++i) dh[i] = a[i] + carry[i];
+        if (trace)
+          for (int b = r.begin; b < r.end; ++b) {
+            const int at = reverse ? unroll::reversed_step(t, ws.lengths()[std::size_t(b)]) : t;
+            std::copy(sc.dh_step + std::size_t(b) * HO, sc.dh_step + std::size_t(b + 1) * HO,
+                      trace + std::size_t(at) * BHO + std::size_t(b) * HO);
+          }
+        cells::CellStepGrad<Real> g;
+        g.dh = dh;
+        g.dc = sc.dc_carry + h0;
+        g.dgh = ws.dgh(u) + (std::size_t(t) * B + std::size_t(r.begin)) * GH;
+        g.dh_prev = carry;
+        if (P) {  // through h = m·W_hrᵀ: dm = dh·W_hr; dh is kept for dW_hr = Σ dhᵀ·m
+          std::copy(dh, dh + n, ws.dh_proj(u) + (std::size_t(t) * B + std::size_t(r.begin)) * P);
+          kernels::gemm_packed(s.B, H, P, dh, P, packed_hr, sc.zeros, sc.dm_step + h0, H);
+          g.dh = sc.dm_step + h0;
+          g.dh_prev = sc.dm_prev + h0;
+          // dL/dh_{t-1}: dh itself where the step is past the length (h_t = h_{t-1}), then
+          // δ^h_t·W_hh below.
+          for (int b = 0; b < s.B; ++b)
+            for (int j = 0; j < P; ++j) carry[b * P + j] = s.valid[b] ? Real(0) : dh[b * P + j];
+        }
+        cells::cell_backward(cfg.cell, cfg.nonlinearity, s, g);
+        kernels::gemm_packed(s.B, HO, GH, g.dgh, GH, packed_hh, nullptr, carry, HO);
+        if (!db.empty()) {
+          Real* acc = db.data() + std::size_t(r.part) * 2 * GH;
+          kernels::sum_rows(s.B, GH, g.dgh, acc);
+          if (gru) kernels::sum_rows(s.B, GH, s.gates, acc + GH);  // s.gates now holds dgi
+        }
+      }
+    });
+  }
+  // dL/dh0, dL/dc0, and a learned initial state's share of them.
+  Real* dh0 = grads.h0.data() + std::size_t(u) * BHO;
+  for (std::size_t i = 0; i < BHO; ++i) dh0[i] += sc.dh_carry[i];
+  if (G.h0 && batch.h0.empty()) add_batch_sum(B, HO, sc.dh_carry, G.h0 + std::size_t(u) * HO);
+  if (ws.c(u)) {
+    if (!grads.c0.empty()) {
+      Real* dc0 = grads.c0.data() + std::size_t(u) * BH;
+      for (std::size_t i = 0; i < BH; ++i) dc0[i] += sc.dc_carry[i];
+    }
+    if (G.c0 && batch.c0.empty()) add_batch_sum(B, H, sc.dc_carry, G.c0 + std::size_t(u) * H);
+  }
+  // Hoisted: weight gradients merged over time, one GEMM each.
+  gemm(true, false, GH, HO, TB, Real(1), ws.dgh(u), GH, ws.h(u), HO, Real(1), d.w_hh, HO);
+  const Real* in = reverse ? ws.x_rev(u)
+                   : k == 0 ? batch.x.data()
+                   : ws.dropout_active ? ws.drop_in(k)
+                                       : ws.out(k - 1);
+  gemm(true, false, GH, p.in, TB, Real(1), ws.dgi(u), GH, in, p.in, Real(1), d.w_ih, p.in);
+  if (P) gemm(true, false, P, H, TB, Real(1), ws.dh_proj(u), P, ws.m(u), H, Real(1), d.w_hr, H);
+  for (std::size_t part = 0; part < db.size(); part += 2 * std::size_t(GH)) {
+    const Real* acc = db.data() + part;
+    for (int j = 0; j < GH; ++j) {
+      d.b_hh[j] += acc[j];
+      d.b_ih[j] += gru ? acc[GH + j] : acc[j];
+    }
+  }
+}
+
+}  // namespace
 
 template <class Real>
 void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
               Gradients<Real>& grads, const BackwardOptions<Real>& opts) {
   const ModelConfig& cfg = model.cfg;
-  const int T = batch.T, B = batch.B, H = cfg.hidden_size, GH = cfg.gates() * H,
-            O = cfg.output_size, TB = T * B;
-  const std::size_t BH = std::size_t(B) * H;
+  const int T = batch.T, B = batch.B, GH = cfg.gates() * cfg.hidden_size, W = cfg.output_width(),
+            O = cfg.output_size, TB = T * B, D = cfg.directions(), L = cfg.num_layers;
   const auto P = model.views();
-  ParamViews<Real> D(cfg, grads.params.data());
+  ParamViews<Real> G(cfg, grads.params.data());
   check_workspace(ws, batch);
 
-  // Head: dW_o += dZᵀ·H_top, db_o += Σ dZ. Its dL/dH_top = dZ·W_o is formed a chunk at a time.
-  const Real* top = ws.h(cfg.num_layers - 1) + BH;
-  gemm(true, false, O, H, TB, Real(1), ws.dz(), O, top, H, Real(1), D.w_o, H);
-  kernels::sum_rows(TB, O, ws.dz(), D.b_o);
-  if (opts.gradients_ready) opts.gradients_ready(cfg.num_layers);
+  // Head: dW_o += dZᵀ·top, db_o += Σ dZ. For D = 1 its dL/dtop = dZ·W_o is formed a chunk at a
+  // time by unit_backward; for D = 2 here, over top itself (no longer needed).
+  gemm(true, false, O, W, TB, Real(1), ws.dz(), O, ws.out(L - 1), W, Real(1), G.w_o, W);
+  kernels::sum_rows(TB, O, ws.dz(), G.b_o);
+  if (opts.gradients_ready) opts.gradients_ready(L);
+  if (D == 2) gemm(false, false, TB, W, O, Real(1), ws.dz(), O, P.w_o, W, Real(0), ws.out(L - 1), W);
 
-  const int C = ws.chunk_steps();
-  // Bias gradients: Σ over steps and rows of dgh (b_hh) and dgi (b_ih), added step by step
-  // while the step's rows are in cache, one pair of accumulators per row part (no pass over
-  // [T·B, G·H] after the loop). Only the GRU's dgi differs from its dgh.
-  const bool gru = cfg.cell == CellKind::gru;
-  std::vector<Real> db(std::size_t(row_parts(B)) * 2 * GH);
-  for (int k = cfg.num_layers - 1; k >= 0; --k) {
-    const auto& p = P.layers[std::size_t(k)];
-    const auto& d = D.layers[std::size_t(k)];
-    kernels::pack_panels(false, H, GH, p.w_hh, H, ws.packed_w());  // W_hh for δ^h_t·W_hh
-    // ∂L/∂h_{T+1} = 0, unless the final state's gradient comes from beyond the batch.
-    init_state(opts.dh_n, std::size_t(k) * BH, BH, ws.dh_carry());
-    init_state(opts.dc_n, std::size_t(k) * BH, BH, ws.dc_carry());
-    std::fill(db.begin(), db.end(), Real(0));
-    Real* trace = opts.dh_trace ? opts.dh_trace + std::size_t(k) * T * BH : nullptr;
-    for (int end = T; end > 0; end -= C) {
-      const int begin = std::max(0, end - C), rows = (end - begin) * B;
-      const std::size_t first = std::size_t(begin) * B;
-      // dL/dh_t from above for the chunk's steps: from the head, or from layer k+1's dgi
-      // (still in its gates buffer) through W_ih and the dropout mask.
-      Real* above = ws.dh_chunk();
-      if (k == cfg.num_layers - 1) {
-        gemm(false, false, rows, H, O, Real(1), ws.dz() + first * O, O, P.w_o, H, Real(0), above, H);
-      } else {
-        const auto& q = P.layers[std::size_t(k) + 1];
-        gemm(false, false, rows, H, GH, Real(1), ws.dgi(k + 1) + first * GH, GH, q.w_ih, H,
-             Real(0), above, H);
-        if (ws.dropout_active) {
-          const Real* mask = ws.drop_mask(k + 1) + first * H;
-          for (std::size_t i = 0; i < std::size_t(rows) * H; ++i) above[i] *= mask[i];
-        }
-      }
-      for_row_parts(B, [&](Rows r) {
-        const std::size_t h0 = std::size_t(r.begin) * H, n = std::size_t(r.size()) * H;
-        Real* dh = ws.dh_step() + h0;
-        Real* carry = ws.dh_carry() + h0;
-        for (int t = end - 1; t >= begin; --t) {
-          const auto s = step_at(ws, k, t, H, GH, r);
-          const Real* a = above + std::size_t(t - begin) * BH + h0;
-          for (std::size_t i = 0; i < n; ++i) dh[i] = a[i] + carry[i];
-          if (trace) std::copy(dh, dh + n, trace + std::size_t(t) * BH + h0);
-          cells::CellStepGrad<Real> g;
-          g.dh = dh;
-          g.dc = ws.dc_carry() + h0;
-          g.dgh = ws.dgh(k) + (std::size_t(t) * B + std::size_t(r.begin)) * GH;
-          g.dh_prev = carry;
-          cells::cell_backward(cfg.cell, cfg.nonlinearity, s, g);
-          kernels::gemm_packed(s.B, H, GH, g.dgh, GH, ws.packed_w(), nullptr, carry, H);
-          Real* acc = db.data() + std::size_t(r.part) * 2 * GH;
-          kernels::sum_rows(s.B, GH, g.dgh, acc);
-          if (gru) kernels::sum_rows(s.B, GH, s.gates, acc + GH);  // s.gates now holds dgi
-        }
-      });
-    }
-    Real* dh0 = grads.h0.data() + std::size_t(k) * BH;
-    for (std::size_t i = 0; i < BH; ++i) dh0[i] += ws.dh_carry()[i];
-    if (!grads.c0.empty()) {
-      Real* dc0 = grads.c0.data() + std::size_t(k) * BH;
-      for (std::size_t i = 0; i < BH; ++i) dc0[i] += ws.dc_carry()[i];
-    }
-    // Hoisted: weight gradients merged over time, one GEMM each.
-    gemm(true, false, GH, H, TB, Real(1), ws.dgh(k), GH, ws.h(k), H, Real(1), d.w_hh, H);
-    const Real* in = k == 0 ? batch.x.data() : ws.h(k - 1) + BH;
-    if (k > 0 && ws.dropout_active) in = ws.drop_in(k);
-    gemm(true, false, GH, p.in, TB, Real(1), ws.dgi(k), GH, in, p.in, Real(1), d.w_ih, p.in);
-    for (std::size_t part = 0; part < db.size(); part += 2 * std::size_t(GH)) {
-      const Real* acc = db.data() + part;
-      for (int j = 0; j < GH; ++j) {
-        d.b_hh[j] += acc[j];
-        d.b_ih[j] += gru ? acc[GH + j] : acc[j];
+  for (int k = L - 1; k >= 0; --k) {
+    if (D == 2 && k < L - 1) {
+      // dL/d out(k) = Σ_d dgi(k+1, d)·W_ih(k+1, d) in data order, over out(k) (layer k+1's
+      // weight gradients are done with it); the right-to-left unit's product goes through its
+      // x_rev buffer, free now too.
+      Real* dout = ws.out(k);
+      const int u0 = (k + 1) * D, u1 = u0 + 1;
+      gemm(false, false, TB, W, GH, Real(1), ws.dgi(u0), GH, P.layers[std::size_t(u0)].w_ih, W,
+           Real(0), dout, W);
+      gemm(false, false, TB, W, GH, Real(1), ws.dgi(u1), GH, P.layers[std::size_t(u1)].w_ih, W,
+           Real(0), ws.x_rev(u1), W);
+      unroll::permute_steps(true, ws.lengths(), 0, T, B, W, ws.x_rev(u1), std::size_t(W), dout,
+                            std::size_t(W), /*accumulate=*/true);
+      if (ws.dropout_active) {
+        const Real* mask = ws.drop_mask(k + 1);
+        for (std::size_t i = 0; i < std::size_t(TB) * W; ++i) dout[i] *= mask[i];
       }
     }
+    for (int d = 0; d < D; ++d)
+      unit_backward(model, batch, ws, grads, opts, k * D + d, D == 2 ? ws.out(k) : nullptr);
     if (opts.gradients_ready) opts.gradients_ready(k);
-    if (k == 0 && !grads.x.empty()) {
-      gemm(false, false, TB, p.in, GH, Real(1), ws.dgi(k), GH, p.w_ih, p.in, Real(1),
-           grads.x.data(), p.in);
+  }
+  if (!grads.x.empty()) {
+    const int I = cfg.input_size;
+    gemm(false, false, TB, I, GH, Real(1), ws.dgi(0), GH, P.layers[0].w_ih, I, Real(1),
+         grads.x.data(), I);
+    if (D == 2) {  // the right-to-left unit's dL/dx in its frame (over its x_rev), then in order
+      gemm(false, false, TB, I, GH, Real(1), ws.dgi(1), GH, P.layers[1].w_ih, I, Real(0),
+           ws.x_rev(1), I);
+      unroll::permute_steps(true, ws.lengths(), 0, T, B, I, ws.x_rev(1), std::size_t(I),
+                            grads.x.data(), std::size_t(I), /*accumulate=*/true);
     }
+  }
+}
+
+template <class Real>
+void initial_states(const Model<Real>& model, const Batch<Real>& batch, std::vector<Real>& h,
+                    std::vector<Real>& c) {
+  const ModelConfig& cfg = model.cfg;
+  const auto V = model.views();
+  const int U = cfg.units(), B = batch.B, HO = cfg.state_size(), H = cfg.hidden_size;
+  h.resize(std::size_t(U) * B * HO);
+  for (int u = 0; u < U; ++u) initial_state(batch.h0, V.h0, u, B, HO, h.data() + std::size_t(u) * B * HO);
+  if (cfg.cell != CellKind::lstm) return c.clear();
+  c.resize(std::size_t(U) * B * H);
+  for (int u = 0; u < U; ++u) initial_state(batch.c0, V.c0, u, B, H, c.data() + std::size_t(u) * B * H);
+}
+
+template <class Real>
+void add_initial_state_gradient(const ModelConfig& cfg, const Batch<Real>& batch, const Real* dh0,
+                                const Real* dc0, Real* dparams) {
+  const ParamViews<Real> G(cfg, dparams);
+  const int B = batch.B, HO = cfg.state_size(), H = cfg.hidden_size;
+  for (int u = 0; u < cfg.units(); ++u) {
+    if (G.h0 && dh0 && batch.h0.empty())
+      add_batch_sum(B, HO, dh0 + std::size_t(u) * B * HO, G.h0 + std::size_t(u) * HO);
+    if (G.c0 && dc0 && batch.c0.empty())
+      add_batch_sum(B, H, dc0 + std::size_t(u) * B * H, G.c0 + std::size_t(u) * H);
   }
 }
 
@@ -317,7 +492,11 @@ double loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, Lo
   template void backward<Real>(const Model<Real>&, const Batch<Real>&, Workspace<Real>&,    \
                                Gradients<Real>&, const BackwardOptions<Real>&);             \
   template double loss_and_gradients<Real>(const Model<Real>&, const Batch<Real>&, LossKind, \
-                                           Workspace<Real>&, Gradients<Real>&, const Dropout*);
+                                           Workspace<Real>&, Gradients<Real>&, const Dropout*); \
+  template void initial_states<Real>(const Model<Real>&, const Batch<Real>&,                \
+                                     std::vector<Real>&, std::vector<Real>&);               \
+  template void add_initial_state_gradient<Real>(const ModelConfig&, const Batch<Real>&,    \
+                                                 const Real*, const Real*, Real*);
 BPTT_INSTANTIATE(float)
 BPTT_INSTANTIATE(double)
 #undef BPTT_INSTANTIATE

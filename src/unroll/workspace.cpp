@@ -6,68 +6,104 @@
 
 #include "bptt/unroll.hpp"
 #include "kernels/step_gemm.hpp"
+#include "unroll/direction.hpp"
 #include "unroll/x_product.hpp"
 
 namespace bptt {
 
-namespace {
-
-// The layout of a Workspace: per layer k one block
-//   gates (dgi after backward) | h | c | aux | dgh (GRU) | drop_mask | drop_in
-// then the shared part
-//   z (dz overwrites it) | yhat | gh_step | dh_chunk | dh_step | dh_carry | dc_carry | step_bias |
-//   packed_w.
+// The layout of a Workspace, walked once to size it (base = nullptr) and once to place its
+// pointers: per unit u
+//   gates (dgi after backward) | h | c (LSTM) | aux (GRU) | dgh (GRU) | m, dh_proj (projection) |
+//   x_rev (d = 1)
+// per layer k: out (D = 2) | drop_mask, drop_in (dropout, k >= 1)
+// then the shared z (dz overwrites it) | yhat, and per direction the Scratch.
 // 64 steps per chunk keep the chunk's GEMMs large (64·B rows) and its memory small.
-struct Layout {
-  std::size_t off_h = 0, off_c = 0, off_aux = 0, off_dgh = 0, off_drop = 0, layer_stride = 0;
-  std::size_t chunk = 0, packed = 0, shared = 0, total = 0;
-  int chunk_steps = 0;
+struct WorkspacePlan {
+  template <class Real>
+  static std::size_t walk(const ModelConfig& cfg, int T, int B, bool with_dropout,
+                          Workspace<Real>* ws) {
+    const std::size_t t = std::size_t(T), b = std::size_t(B), H = std::size_t(cfg.hidden_size),
+                      GH = std::size_t(cfg.gates()) * H, O = std::size_t(cfg.output_size),
+                      HO = std::size_t(cfg.state_size()), P = std::size_t(cfg.proj_size),
+                      W = std::size_t(cfg.output_width());
+    const bool lstm = cfg.cell == CellKind::lstm, gru = cfg.cell == CellKind::gru;
+    const int D = cfg.directions(), chunk = std::min(T, 64);
+    std::size_t off = 0;
+    const auto take = [&](std::size_t n) -> Real* {
+      Real* p = ws && n ? ws->buf_.data() + off : nullptr;
+      off += n;
+      return p;
+    };
+    for (int u = 0; u < cfg.units(); ++u) {
+      const std::size_t in = std::size_t(cfg.layer_input_size(u / D));
+      Real* p[8];
+      p[0] = take(t * b * GH);                        // gates
+      p[1] = take((t + 1) * b * HO);                  // h
+      p[2] = take(lstm ? (t + 1) * b * H : 0);        // c
+      p[3] = take(gru ? t * b * H : 0);               // aux
+      p[4] = take(P ? t * b * H : 0);                 // m
+      p[5] = take(P ? t * b * P : 0);                 // dh_proj
+      p[6] = take(u % D == 1 ? t * b * in : 0);       // x_rev
+      p[7] = take(gru ? t * b * GH : 0);              // dgh
+      if (ws)
+        for (int i = 0; i < 8; ++i) ws->unit_[i].push_back(p[i]);
+    }
+    for (int k = 0; k < cfg.num_layers; ++k) {
+      Real* p[3];
+      p[0] = take(D == 2 ? t * b * W : 0);                       // out
+      p[1] = take(with_dropout && k > 0 ? t * b * W : 0);        // drop_mask
+      p[2] = take(with_dropout && k > 0 ? t * b * W : 0);        // drop_in
+      if (ws)
+        for (int i = 0; i < 3; ++i) ws->layer_[i].push_back(p[i]);
+    }
+    Real* z = take(t * b * O);
+    Real* yhat = take(t * b * O);
+    if (ws) ws->z_ = ws->dz_ = z, ws->yhat_ = yhat;
+    // One packed matrix set at a time per direction: forward W_hhᵀ, then W_ihᵀ for a unit whose
+    // x-side product is formed in the step, then W_hrᵀ; backward W_hh then W_hr; the readout W_oᵀ.
+    std::size_t packed_x = 0;
+    for (int k = 0; k < cfg.num_layers; ++k) {
+      const int in = cfg.layer_input_size(k);
+      if (unroll::x_product_in_step<Real>(cfg, in))
+        packed_x = std::max(packed_x, kernels::packed_size<Real>(int(GH), in));
+    }
+    const std::size_t proj_fwd = P ? kernels::packed_size<Real>(int(P), int(H)) : 0,
+                      proj_bwd = P ? kernels::packed_size<Real>(int(H), int(P)) : 0;
+    const std::size_t packed =
+        std::max({kernels::packed_size<Real>(int(GH), int(HO)) + packed_x + proj_fwd,
+                  kernels::packed_size<Real>(int(HO), int(GH)) + proj_bwd,
+                  kernels::packed_size<Real>(int(O), int(W))});
+    for (int d = 0; d < D; ++d) {
+      typename Workspace<Real>::Scratch s;
+      s.gh_step = take(b * GH);
+      s.dh_chunk = take(std::size_t(chunk) * b * HO);
+      s.dh_step = take(b * HO);
+      s.dh_carry = take(b * HO);
+      s.dc_carry = take(b * H);
+      s.dm_step = take(P ? b * H : 0);
+      s.dm_prev = take(P ? b * H : 0);
+      s.zeros = take(P ? b * H : 0);
+      s.step_bias = take(GH);
+      s.packed_w = take(packed);
+      if (ws) ws->scratch_.push_back(s);
+    }
+    if (ws) ws->chunk_ = chunk;
+    return off;
+  }
 };
 
 template <class Real>
-Layout layout(const ModelConfig& cfg, int T, int B, bool with_dropout) {
-  const std::size_t t = std::size_t(T), b = std::size_t(B), H = std::size_t(cfg.hidden_size),
-                    GH = std::size_t(cfg.gates()) * H, O = std::size_t(cfg.output_size);
-  const bool lstm = cfg.cell == CellKind::lstm, gru = cfg.cell == CellKind::gru;
-  Layout l;
-  std::size_t off = t * b * GH;
-  l.off_h = off, off += (t + 1) * b * H;
-  l.off_c = off, off += lstm ? (t + 1) * b * H : 0;
-  l.off_aux = off, off += gru ? t * b * H : 0;
-  l.off_dgh = off, off += gru ? t * b * GH : 0;
-  l.off_drop = off, off += with_dropout ? 2 * t * b * H : 0;
-  l.layer_stride = off;
-  l.chunk_steps = std::min(T, 64);
-  l.chunk = std::size_t(l.chunk_steps) * b * H;
-  // One packed matrix at a time: W_hhᵀ (forward), W_hh (backward), W_oᵀ (the readout); in
-  // forward W_ihᵀ after W_hhᵀ, for a layer whose x-side product is formed in the step.
-  std::size_t packed_x = 0;
-  for (int k = 0; k < cfg.num_layers; ++k) {
-    const int in = k == 0 ? cfg.input_size : cfg.hidden_size;
-    if (unroll::x_product_in_step<Real>(cfg, in))
-      packed_x = std::max(packed_x, kernels::packed_size<Real>(int(GH), in));
-  }
-  l.packed = std::max({kernels::packed_size<Real>(int(GH), int(H)) + packed_x,
-                       kernels::packed_size<Real>(int(H), int(GH)),
-                       kernels::packed_size<Real>(int(O), int(H))});
-  l.shared = 2 * t * b * O + b * GH + l.chunk + 3 * b * H + GH + l.packed;
-  l.total = l.layer_stride * std::size_t(cfg.num_layers) + l.shared;
-  return l;
-}
-
-}  // namespace
-
-template <class Real>
 std::size_t Workspace<Real>::bytes_for(const ModelConfig& cfg, int T, int B, bool with_dropout) {
-  return layout<Real>(cfg, T, B, with_dropout).total * sizeof(Real) + std::size_t(T) * B;
+  return WorkspacePlan::walk<Real>(cfg, T, B, with_dropout, nullptr) * sizeof(Real) +
+         std::size_t(T) * B;
 }
 
 template <class Real>
 Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropout)
-    : T_(T), B_(B), H_(cfg.hidden_size), G_(cfg.gates()), L_(cfg.num_layers), cell_(cfg.cell),
-      with_dropout_(with_dropout) {
+    : T_(T), B_(B), H_(cfg.hidden_size), D_(cfg.directions()), L_(cfg.num_layers), chunk_(0),
+      cell_(cfg.cell), HO_(cfg.state_size()) {
   {  // refused before allocating; in double first, since T·B·H of absurd options overflows
-    const double rough = double(T) * B * cfg.num_layers * cfg.hidden_size *
+    const double rough = double(T) * B * cfg.units() * cfg.hidden_size *
                          (cfg.gates() + 4.0 + cfg.output_size) * sizeof(Real);
     check_memory(rough > 1e18 ? rough : double(bytes_for(cfg, T, B, with_dropout)), "workspace",
                  fmt::format("the BPTT workspace for T = {}, B = {}, H = {}, L = {}", T, B,
@@ -75,73 +111,89 @@ Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropo
                  "use a smaller batch, sequence length or hidden size; train's --recompute or "
                  "--memory-budget keep less");
   }
-  const Layout l = layout<Real>(cfg, T, B, with_dropout);
-  const std::size_t t = std::size_t(T), b = std::size_t(B), H = std::size_t(H_),
-                    GH = std::size_t(G_) * H, O = std::size_t(cfg.output_size);
-  off_h_ = l.off_h, off_c_ = l.off_c, off_aux_ = l.off_aux, off_dgh_ = l.off_dgh;
-  off_drop_ = l.off_drop, layer_stride_ = l.layer_stride, chunk_ = l.chunk_steps;
-  buf_.assign(l.total, Real(0));
-  Real* p = buf_.data() + layer_stride_ * std::size_t(cfg.num_layers);
-  z_ = p, p += t * b * O;
-  dz_ = z_;
-  yhat_ = p, p += t * b * O;
-  gh_step_ = p, p += b * GH;
-  dh_chunk_ = p, p += l.chunk;
-  dh_step_ = p, p += b * H;
-  dh_carry_ = p, p += b * H;
-  dc_carry_ = p, p += b * H;
-  step_bias_ = p, p += GH;
-  packed_w_ = p;
-  valid_.assign(t * b, 1);
+  buf_.assign(WorkspacePlan::walk<Real>(cfg, T, B, with_dropout, nullptr), Real(0));
+  WorkspacePlan::walk<Real>(cfg, T, B, with_dropout, this);
+  valid_.assign(std::size_t(T) * B, 1);
+  len_.assign(std::size_t(B), T);
+  steps_ = T;
 }
 
 template <class Real>
-Real* Workspace<Real>::gates(int k) { return buf_.data() + layer_stride_ * std::size_t(k); }
+void Workspace<Real>::begin(int T, const std::vector<std::int64_t>& lengths) {
+  steps_ = T;
+  for (int b = 0; b < B_; ++b) len_[std::size_t(b)] = lengths.empty() ? T : int(lengths[std::size_t(b)]);
+  for (int t = 0; t < T; ++t)
+    for (int b = 0; b < B_; ++b) valid_[std::size_t(t) * B_ + b] = t < len_[std::size_t(b)];
+}
+
 template <class Real>
-Real* Workspace<Real>::h(int k) { return gates(k) + off_h_; }
+Real* Workspace<Real>::gates(int u) { return unit_[0][std::size_t(u)]; }
 template <class Real>
-Real* Workspace<Real>::c(int k) { return cell_ == CellKind::lstm ? gates(k) + off_c_ : nullptr; }
+Real* Workspace<Real>::h(int u) { return unit_[1][std::size_t(u)]; }
 template <class Real>
-Real* Workspace<Real>::aux(int k) {
-  return cell_ == CellKind::gru ? gates(k) + off_aux_ : nullptr;
+Real* Workspace<Real>::c(int u) { return unit_[2][std::size_t(u)]; }
+template <class Real>
+Real* Workspace<Real>::aux(int u) { return unit_[3][std::size_t(u)]; }
+template <class Real>
+Real* Workspace<Real>::m(int u) { return unit_[4][std::size_t(u)]; }
+template <class Real>
+Real* Workspace<Real>::dh_proj(int u) { return unit_[5][std::size_t(u)]; }
+template <class Real>
+Real* Workspace<Real>::x_rev(int u) { return unit_[6][std::size_t(u)]; }
+template <class Real>
+Real* Workspace<Real>::dgi(int u) { return gates(u); }
+template <class Real>
+Real* Workspace<Real>::dgh(int u) {
+  return cell_ == CellKind::gru ? unit_[7][std::size_t(u)] : dgi(u);
 }
 template <class Real>
-Real* Workspace<Real>::dgi(int k) { return gates(k); }
-template <class Real>
-Real* Workspace<Real>::dgh(int k) {
-  return cell_ == CellKind::gru ? gates(k) + off_dgh_ : dgi(k);
+Real* Workspace<Real>::out(int k) {
+  return D_ == 1 ? h(k) + std::size_t(B_) * HO_ : layer_[0][std::size_t(k)];
 }
+template <class Real>
+Real* Workspace<Real>::drop_mask(int k) { return k > 0 ? layer_[1][std::size_t(k)] : nullptr; }
+template <class Real>
+Real* Workspace<Real>::drop_in(int k) { return k > 0 ? layer_[2][std::size_t(k)] : nullptr; }
 
 template <class Real>
 void Workspace<Real>::state_at(int t, std::vector<Real>& h, std::vector<Real>& c) {
-  const std::size_t BH = std::size_t(B_) * H_, row = std::size_t(t) * BH;
-  h.resize(std::size_t(L_) * BH);
-  for (int k = 0; k < L_; ++k)
-    std::copy(this->h(k) + row, this->h(k) + row + BH, h.begin() + std::ptrdiff_t(k * BH));
+  const int U = L_ * D_;
+  const std::size_t BHO = std::size_t(B_) * HO_, BH = std::size_t(B_) * H_;
+  h.resize(std::size_t(U) * BHO);
+  for (int u = 0; u < U; ++u)
+    std::copy(this->h(u) + t * BHO, this->h(u) + (t + 1) * BHO, h.begin() + std::ptrdiff_t(u * BHO));
   if (cell_ != CellKind::lstm) {
     c.clear();
     return;
   }
-  c.resize(h.size());
-  for (int k = 0; k < L_; ++k)
-    std::copy(this->c(k) + row, this->c(k) + row + BH, c.begin() + std::ptrdiff_t(k * BH));
+  c.resize(std::size_t(U) * BH);
+  for (int u = 0; u < U; ++u)
+    std::copy(this->c(u) + t * BH, this->c(u) + (t + 1) * BH, c.begin() + std::ptrdiff_t(u * BH));
 }
 
 template <class Real>
-Real* Workspace<Real>::drop_mask(int k) {
-  return with_dropout_ && k > 0 ? gates(k) + off_drop_ : nullptr;
-}
-template <class Real>
-Real* Workspace<Real>::drop_in(int k) {
-  return with_dropout_ && k > 0 ? gates(k) + off_drop_ + std::size_t(T_) * B_ * H_ : nullptr;
+void Workspace<Real>::step_states(std::vector<Real>& h, std::vector<Real>& c) {
+  const int U = L_ * D_, T = steps_;
+  const auto gather = [&](int width, const auto& buffer, std::vector<Real>& out) {
+    const std::size_t per = std::size_t(T) * B_ * width;
+    out.resize(std::size_t(U) * per);
+    for (int u = 0; u < U; ++u)
+      unroll::to_data_order(u % D_ == 1, len_, T, B_, width, buffer(u) + std::size_t(B_) * width,
+                            out.data() + std::size_t(u) * per);
+  };
+  gather(HO_, [&](int u) { return this->h(u); }, h);
+  if (cell_ == CellKind::lstm)
+    gather(H_, [&](int u) { return this->c(u); }, c);
+  else
+    c.clear();
 }
 
 template <class Real>
 Gradients<Real>::Gradients(const ModelConfig& cfg, int T, int B, bool with_x)
     : params(param_count(cfg)),
       x(with_x ? std::size_t(T) * B * cfg.input_size : 0),
-      h0(std::size_t(cfg.num_layers) * B * cfg.hidden_size),
-      c0(cfg.cell == CellKind::lstm ? h0.size() : 0) {}
+      h0(std::size_t(cfg.units()) * B * cfg.state_size()),
+      c0(cfg.cell == CellKind::lstm ? std::size_t(cfg.units()) * B * cfg.hidden_size : 0) {}
 
 template <class Real>
 void Gradients<Real>::zero() {

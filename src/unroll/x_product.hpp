@@ -24,7 +24,7 @@ template <class Real>
 bool x_product_in_step(const ModelConfig& cfg, int in) {
   const std::size_t H = std::size_t(cfg.hidden_size), GH = std::size_t(cfg.gates()) * H;
   return cfg.cell != CellKind::gru && in <= cfg.hidden_size &&
-         GH * (std::size_t(in) + H) * sizeof(Real) <= kInStepMaxBytes;
+         GH * (std::size_t(in) + std::size_t(cfg.state_size())) * sizeof(Real) <= kInStepMaxBytes;
 }
 
 }  // namespace bptt::unroll
