@@ -183,6 +183,21 @@ void slice_steps(const Batch<Real>& batch, int s, int e, Batch<Real>& out);
 template <class Real>
 void slice_rows(const Batch<Real>& batch, int b0, int b1, int layers, Batch<Real>& out);
 
+// The model options (model.hpp) a method or verb handles. require_options throws bptt::Error
+// (where = `where`) naming `what` and the first option cfg uses that it does not: for
+// `causal` code (truncation, RTRL, online training, streams) a bidirectional model is refused
+// for good, since its right-to-left pass needs each sequence whole; the others are refused
+// until that code supports them.
+struct OptionSupport {
+  bool causal = false;         // runs left to right only: refuses bidirectional models
+  bool bidirectional = true;
+  bool projection = true;
+  bool no_bias = true;
+  bool learned_initial_state = true;
+};
+void require_options(const ModelConfig& cfg, const OptionSupport& support,
+                     const std::string& where, const std::string& what);
+
 // Σ_{t, b} batch.weight(t, b): the loss normalizer of the whole batch.
 template <class Real>
 double total_weight(const Batch<Real>& batch);

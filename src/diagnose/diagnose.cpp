@@ -143,6 +143,9 @@ template <class Real>
 Diagnosis diagnose(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
                    const DiagnoseOptions& opts) {
   const ModelConfig& cfg = model.cfg;
+  require_options(cfg, {.bidirectional = false, .projection = false,
+                        .learned_initial_state = false},
+                  "diagnose", "diagnose");
   const int T = batch.T, B = batch.B, H = cfg.hidden_size, L = cfg.num_layers,
             G = cfg.gates(), O = cfg.output_size;
   const std::size_t BH = std::size_t(B) * H, TBH = std::size_t(T) * BH;

@@ -8,6 +8,23 @@
 
 namespace bptt {
 
+void require_options(const ModelConfig& cfg, const OptionSupport& support,
+                     const std::string& where, const std::string& what) {
+  if (cfg.bidirectional && support.causal)
+    throw Error(where, "a bidirectional model cannot use " + what,
+                "its right-to-left pass reads each sequence from its last step, and " + what +
+                    " runs left to right only; use full BPTT (--method bptt) or recompute");
+  const auto refuse = [&](const std::string& option) {
+    throw Error(where, what + " does not support " + option + " yet",
+                "use full BPTT (--method bptt) for this model");
+  };
+  if (cfg.bidirectional && !support.bidirectional) refuse("bidirectional models");
+  if (cfg.proj_size > 0 && !support.projection) refuse("LSTM projections (proj_size)");
+  if (!cfg.bias && !support.no_bias) refuse("bias-free layers");
+  if (cfg.initial_state == InitialState::learned && !support.learned_initial_state)
+    refuse("a learned initial state");
+}
+
 GradMethodSpec parse_grad_method(std::string_view text, const std::string& where) {
   const auto colon = text.find(':');
   const std::string_view name = text.substr(0, colon);

@@ -6,21 +6,17 @@
 namespace bptt {
 
 std::size_t numeric_gradient_count(const ModelConfig& cfg, int T, int B) {
-  const std::size_t LBH = std::size_t(cfg.num_layers) * B * cfg.hidden_size;
-  return param_count(cfg) + std::size_t(T) * B * cfg.input_size + LBH +
-         (cfg.cell == CellKind::lstm ? LBH : 0);
+  const std::size_t UB = std::size_t(cfg.units()) * B;
+  return param_count(cfg) + std::size_t(T) * B * cfg.input_size + UB * cfg.state_size() +
+         (cfg.cell == CellKind::lstm ? UB * cfg.hidden_size : 0);
 }
 
 double numeric_loss_and_gradients(const Model<double>& model, const Batch<double>& batch,
                                   LossKind loss, Gradients<double>& grads, double step) {
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B;
-  const std::size_t LBH = std::size_t(cfg.num_layers) * B * cfg.hidden_size;
   Model<double> m = model;
   Batch<double> b = batch;
-  // Absent initial states are zeros: perturb explicit ones.
-  if (b.h0.empty()) b.h0.assign(LBH, 0.0);
-  if (cfg.cell == CellKind::lstm && b.c0.empty()) b.c0.assign(LBH, 0.0);
   Workspace<double> ws(cfg, T, B);
   auto L = [&] {
     forward(m, b, ws);
@@ -39,8 +35,10 @@ double numeric_loss_and_gradients(const Model<double>& model, const Batch<double
     }
   };
   const double loss0 = L();
-  differentiate(m.params, grads.params);
-  differentiate(b.x, grads.x);
+  differentiate(m.params, grads.params);  // a learned initial state with the batch's own
+  differentiate(b.x, grads.x);            // states as given, so init.h0/c0 get what they do
+  // The initial states as forward uses them (zeros, learned or given), made explicit to perturb.
+  initial_states(model, batch, b.h0, b.c0);
   differentiate(b.h0, grads.h0);
   if (cfg.cell == CellKind::lstm)
     differentiate(b.c0, grads.c0);

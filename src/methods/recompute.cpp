@@ -64,6 +64,9 @@ Recompute<Real>::Recompute(const ModelConfig& cfg, int T, int B, int K, bool wit
     : cfg_(cfg), T_(T), B_(B), K_(std::clamp(K, 1, std::max(T, 1))),
       ws_(cfg, K_, B, with_dropout), seg_grads_(cfg, K_, B) {
   if (K < 1) throw Error("--recompute", "the interval must be at least 1 step", "");
+  require_options(cfg, {.bidirectional = false, .projection = false,
+                        .learned_initial_state = false},
+                  "recompute", "recompute");
   seg_grads_.params = std::vector<Real>();  // the caller's arena is swapped in: free this one
   const std::size_t LBH = std::size_t(cfg.num_layers) * B * cfg.hidden_size;
   const std::size_t n = std::size_t(segments(T, K_) + 1) * LBH;

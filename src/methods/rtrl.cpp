@@ -261,6 +261,9 @@ template <class Real>
 double rtrl_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
                                Gradients<Real>& grads) {
   const ModelConfig& cfg = model.cfg;
+  require_options(cfg, {.causal = true, .projection = false, .no_bias = false,
+                        .learned_initial_state = false},
+                  "rtrl", "RTRL");
   const int T = batch.T, B = batch.B, L = cfg.num_layers, H = cfg.hidden_size,
             I = cfg.input_size;
   const bool lstm = cfg.cell == CellKind::lstm;
@@ -325,6 +328,9 @@ double rtrl_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batc
 
 template <class Real>
 RtrlStream<Real>::RtrlStream(const ModelConfig& cfg, int B) : cfg_(cfg), B_(B) {
+  require_options(cfg, {.causal = true, .projection = false, .no_bias = false,
+                        .learned_initial_state = false},
+                  "rtrl", "online RTRL");
   reset({}, {});
 }
 

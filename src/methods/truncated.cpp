@@ -26,6 +26,9 @@ double truncated_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
                                     LossKind loss, int K, Gradients<Real>& grads) {
   if (K < 1) throw Error("truncated", "the window K must be at least 1 step", "");
   const ModelConfig& cfg = model.cfg;
+  require_options(cfg, {.causal = true, .projection = false, .no_bias = false,
+                        .learned_initial_state = false},
+                  "truncated", "truncated BPTT");
   const int T = batch.T, B = batch.B, L = cfg.num_layers, H = cfg.hidden_size;
   const int GH = cfg.gates() * H, O = cfg.output_size, TB = T * B;
   Workspace<Real> ws(cfg, T, B);
@@ -125,6 +128,8 @@ double truncated_reference_loss_and_gradients(const Model<Real>& model, const Ba
                                               LossKind loss, int K, Gradients<Real>& grads) {
   if (K < 1) throw Error("truncated", "the window K must be at least 1 step", "");
   const ModelConfig& cfg = model.cfg;
+  require_options(cfg, {.causal = true, .projection = false, .learned_initial_state = false},
+                  "truncated", "truncated BPTT");
   const int T = batch.T, B = batch.B, I = cfg.input_size;
   const double W = total_weight(batch);
   // The exact states at every step, from one forward pass.

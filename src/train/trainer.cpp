@@ -24,6 +24,9 @@ void init_model(Model<Real>& model, std::uint64_t seed, double forget_bias) {
     throw Error("--forget-bias", "must be a finite number", "1 is the usual value");
   model.init_uniform(seed);
   if (model.cfg.cell != CellKind::lstm || forget_bias == 0) return;
+  if (!model.cfg.bias)
+    throw Error("--forget-bias", "the model has no biases to add it to (bias-free layers)",
+                "use --forget-bias 0 with a bias-free LSTM");
   auto v = model.views();
   const int H = model.cfg.hidden_size;
   for (auto& layer : v.layers)  // gate order i, f, g, o: the forget gate is rows [H, 2H)
@@ -39,6 +42,9 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
       // Under MPI this process works on its rows of each batch only (include/bptt/dist.hpp).
       grads_(model.cfg, task.T(), dist::rows_of(std::max(task.B(), dist::size())).count(),
              /*with_x=*/false) {  // training needs no dL/dx
+  require_options(model.cfg, {.bidirectional = false, .projection = false,
+                              .learned_initial_state = false},
+                  "train", "training");
   if (!(cfg.dropout >= 0 && cfg.dropout < 1))
     throw Error("--dropout", "must lie in [0, 1)", "0 disables dropout");
   if (!(cfg.clip_norm >= 0)) throw Error("--clip-norm", "must be >= 0", "0 disables clipping");

@@ -14,6 +14,9 @@ namespace {
 struct Fixture {
   std::string name, loss, cell;
   bool h0 = false;
+  // The torch.nn options (absent from the manifest's entries of the plain fixtures).
+  bool bidirectional = false, projection = false, no_bias = false, learned = false;
+  bool options() const { return bidirectional || projection || no_bias || learned; }
 };
 
 std::vector<Fixture> fixtures() {
@@ -27,7 +30,9 @@ std::vector<Fixture> fixtures() {
     // check them all (tests/torch/test_torch_fixtures.cpp).
     if (f.at("H").get<int>() < 16)
       out.push_back({f.at("name").get<std::string>(), f.at("loss").get<std::string>(),
-                     f.at("cell").get<std::string>(), f.at("h0").get<bool>()});
+                     f.at("cell").get<std::string>(), f.at("h0").get<bool>(),
+                     f.value("bidirectional", false), f.value("proj_size", 0) > 0,
+                     !f.value("bias", true), f.value("initial_state", "zero") == "learned"});
   return out;
 }
 
@@ -49,9 +54,27 @@ std::set<std::string> grad_names(const st::File& model, const std::string& cell)
   return s;
 }
 
-std::set<std::string> predict_names(const std::string& cell) {
-  if (cell == "lstm") return {"y_hat", "h_n", "c_n"};
-  return {"y_hat", "h_n"};
+// With --states also every step's h (and c).
+std::set<std::string> predict_names(const std::string& cell, bool states = false) {
+  std::set<std::string> s = {"y_hat", "h_n"};
+  if (cell == "lstm") s.insert("c_n");
+  if (states) s.insert("h");
+  if (states && cell == "lstm") s.insert("c");
+  return s;
+}
+
+// What `bptt grad --method M` says when it refuses a fixture's model ("" when it takes it):
+// truncation and RTRL run left to right only, so a bidirectional model is refused for good;
+// projections and a learned initial state wait for their support in recompute, truncated and
+// rtrl (methods.hpp, require_options).
+std::string refusal(const Fixture& f, const std::string& method) {
+  const bool causal = method.rfind("truncated", 0) == 0 || method == "rtrl";
+  if (!causal && method.rfind("recompute", 0) != 0) return "";
+  if (f.bidirectional && causal) return "a bidirectional model cannot use";
+  if (f.bidirectional || f.projection || f.learned || (f.no_bias && method == "rtrl"))
+    return "does not support";
+  if (f.no_bias && method.rfind("truncated", 0) == 0) return "does not support";
+  return "";
 }
 
 class CliFixture : public CliTest, public ::testing::WithParamInterface<Fixture> {
@@ -73,6 +96,13 @@ class CliFixture : public CliTest, public ::testing::WithParamInterface<Fixture>
     if (!dtype.empty()) args.insert(args.end(), {"--dtype", dtype});
     if (!method.empty()) args.insert(args.end(), {"--method", method});
     const RunResult r = run(args);
+    if (const std::string why = refusal(fx, method); !method.empty() && !why.empty()) {
+      EXPECT_EQ(r.code, 2) << r;  // one line naming the method, and no file
+      EXPECT_NE(r.err.find(why), std::string::npos) << r;
+      EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r;
+      EXPECT_FALSE(std::filesystem::exists(out));
+      return;
+    }
     ASSERT_EQ(r.code, 0) << r;
     EXPECT_TRUE(r.err.empty()) << r;
     EXPECT_TRUE(no_temporary_files()) << "temporary file left";
@@ -90,16 +120,19 @@ class CliFixture : public CliTest, public ::testing::WithParamInterface<Fixture>
   void check_predict(const std::string& dtype, st::ElemType want, double tol) {
     const Fixture& fx = GetParam();
     const std::string out = path("pred.safetensors");
-    const RunResult r = run({"predict", "--model", model_of(fx), "--data", data_of(fx), "--out",
-                             out, "--dtype", dtype});
+    // The option fixtures hold every step's states too: ask for them.
+    std::vector<std::string> args = {"predict", "--model", model_of(fx), "--data", data_of(fx),
+                                     "--out", out, "--dtype", dtype};
+    if (fx.options()) args.push_back("--states");
+    const RunResult r = run(args);
     ASSERT_EQ(r.code, 0) << r;
     EXPECT_TRUE(r.err.empty()) << r;
     EXPECT_TRUE(no_temporary_files()) << "temporary file left";
     const st::File got = st::File::read(out);
     const st::File ref = st::File::read(ref_of(fx, dtype));
-    EXPECT_EQ(names_of(got), predict_names(fx.cell));
+    EXPECT_EQ(names_of(got), predict_names(fx.cell, fx.options()));
     EXPECT_EQ(got.metadata().count("format") ? got.metadata().at("format") : "", "bptt-predict");
-    for (const std::string& name : predict_names(fx.cell))
+    for (const std::string& name : predict_names(fx.cell, fx.options()))
       EXPECT_TRUE(matches(got, ref, name, want, tol)) << fx.name;
   }
 };
@@ -145,7 +178,14 @@ TEST(CliFixtures, ManifestCoversEveryCellLossAndOption) {
     if (d.has("mask")) seen.insert("mask");
     if (!d.has("h0")) seen.insert("no h0");
     if (d.has("c0")) seen.insert("c0");
+    if (f.bidirectional) seen.insert(d.has("lengths") ? "bidirectional lengths" : "bidirectional");
+    if (f.projection) seen.insert("proj_size");
+    if (f.no_bias) seen.insert("bias=False");
+    if (f.learned) seen.insert(d.has("h0") ? "learned, given h0" : "learned");
   }
+  for (const char* want : {"bidirectional", "bidirectional lengths", "proj_size", "bias=False",
+                           "learned", "learned, given h0"})
+    EXPECT_TRUE(seen.count(want)) << "no fixture with " << want;
   for (const char* want : {"elman", "lstm", "gru", "mse", "bce", "xent", "lengths", "mask",
                            "no h0", "c0"})
     EXPECT_TRUE(seen.count(want)) << "no fixture with " << want;

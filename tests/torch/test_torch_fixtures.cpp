@@ -1,6 +1,8 @@
 // The fast path against PyTorch autograd, on fixtures that tools/fixtures/make_fixtures.py
 // generated with Debian's python3-torch (small cases, and the large sizes that cross the
-// kernels' blocks): forward outputs (ŷ, h_n, c_n), the loss and every gradient, element by
+// kernels' blocks, and the torch.nn options: bidirectional, proj_size, bias=False, a learned
+// initial state): forward outputs (ŷ, h_n, c_n, and every step's h and c where the fixture has
+// them), the loss and every gradient, element by
 // element against torch's float64 results: ours in float64 within 1e-9 · max(1, |torch|), ours
 // in float32 within kFloat32 (relative, tests/unroll/test_util.hpp).
 #include <gtest/gtest.h>
@@ -77,14 +79,16 @@ class TorchFixture : public ::testing::TestWithParam<Fixture> {
 
     const std::size_t n = std::size_t(batch.T) * batch.B * model.cfg.output_size;
     match("y_hat", std::vector<Real>(ws.yhat(), ws.yhat() + n), "y_hat");
-    const std::size_t BH = std::size_t(batch.B) * model.cfg.hidden_size;
     std::vector<Real> hn, cn;
-    for (int k = 0; k < model.cfg.num_layers; ++k) {
-      hn.insert(hn.end(), ws.h(k) + batch.T * BH, ws.h(k) + (batch.T + 1) * BH);
-      if (ws.c(k)) cn.insert(cn.end(), ws.c(k) + batch.T * BH, ws.c(k) + (batch.T + 1) * BH);
-    }
+    ws.state_at(batch.T, hn, cn);
     match("h_n", hn, "h_n");
     if (model.cfg.cell == CellKind::lstm) match("c_n", cn, "c_n");
+    if (ref.has("h")) {  // the option fixtures: every step's states (predict --states)
+      std::vector<Real> h, c;
+      ws.step_states(h, c);
+      match("h", h, "h");
+      if (model.cfg.cell == CellKind::lstm) match("c", c, "c");
+    }
   }
 };
 

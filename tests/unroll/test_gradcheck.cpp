@@ -154,8 +154,8 @@ TEST_P(GradCheck, FiniteDifferencesMatchFastAndReferencePaths) {
     }
   for (std::size_t i : elements_to_check(large, batch.x.size(), std::size_t(c.I), ++seed))
     check(index3("x", i, c.B, c.I), &batch.x[i], fast.x[i], ref.x[i]);
-  for (std::size_t i : elements_to_check(large, batch.h0.size(), std::size_t(c.H), ++seed))
-    check(index3("h0", i, c.B, c.H), &batch.h0[i], fast.h0[i], ref.h0[i]);
+  for (std::size_t i : elements_to_check(large, batch.h0.size(), std::size_t(c.HO()), ++seed))
+    check(index3("h0", i, c.B, c.HO()), &batch.h0[i], fast.h0[i], ref.h0[i]);
   for (std::size_t i : elements_to_check(large, batch.c0.size(), std::size_t(c.H), ++seed))
     check(index3("c0", i, c.B, c.H), &batch.c0[i], fast.c0[i], ref.c0[i]);
 
@@ -213,6 +213,7 @@ TEST_P(GradCheck, FiniteDifferencesMatchFastAndReferencePaths) {
 INSTANTIATE_TEST_SUITE_P(Grid, GradCheck, testing::ValuesIn(grid({1, 2}, {1, 3, 7})), case_name);
 INSTANTIATE_TEST_SUITE_P(Shapes, GradCheck, testing::ValuesIn(odd_shapes()), case_name);
 INSTANTIATE_TEST_SUITE_P(Large, GradCheck, testing::ValuesIn(large_shapes_rotated()), case_name);
+INSTANTIATE_TEST_SUITE_P(Options, GradCheck, testing::ValuesIn(option_cases()), case_name);
 
 }  // namespace
 }  // namespace bptt::test

@@ -49,17 +49,43 @@ struct LossPair {
   }
 };
 
+// Where a case's initial state comes from: the batch's h0 (and c0) with a zero-initialised
+// model (the default), the model's learned init.h0/init.c0 with none in the batch, or a learned
+// state that the batch overrides in part (h0 given, c0 learned for LSTM).
+enum class InitCase { given, learned, learned_given };
+
+// The torch.nn options of a case (model.hpp), named by suffixes as bench's shape strings:
+// _bi, _p{P}, _nobias, then _learn / _learnh0 and _nolen (a batch without lengths).
+struct Options {
+  bool bi = false;
+  int P = 0;
+  bool bias = true;
+  InitCase init = InitCase::given;
+  bool lengths = true;
+  std::string name() const {
+    std::string s;
+    if (bi) s += "_bi";
+    if (P) s += "_p" + std::to_string(P);
+    if (!bias) s += "_nobias";
+    if (init == InitCase::learned) s += "_learn";
+    if (init == InitCase::learned_given) s += "_learnh0";
+    if (!lengths) s += "_nolen";
+    return s;
+  }
+};
+
 struct Case {
   CellVariant cell;
   LossPair loss;
   int L = 1, T = 1, B = 3, I = 2, H = 3, O = 3;
+  Options opt = {};
 
   std::string name() const {
     std::string s = cell.name() + "_l" + std::to_string(L) + "_t" + std::to_string(T) + "_b" +
                     std::to_string(B);
     if (I != 2 || H != 3 || O != 3)  // the grid's default sizes are left out of the name
       s += "_i" + std::to_string(I) + "_h" + std::to_string(H) + "_o" + std::to_string(O);
-    return s + "_" + loss.name();
+    return s + opt.name() + "_" + loss.name();
   }
   ModelConfig config() const {
     ModelConfig c;
@@ -70,9 +96,14 @@ struct Case {
     c.hidden_size = H;
     c.num_layers = L;
     c.output_size = O;
+    c.bidirectional = opt.bi;
+    c.proj_size = opt.P;
+    c.bias = opt.bias;
+    c.initial_state = opt.init == InitCase::given ? InitialState::zero : InitialState::learned;
     c.validate("test");
     return c;
   }
+  int HO() const { return opt.P ? opt.P : H; }  // H_out
   // A seed of its own for every configuration (FNV-1a of the name).
   std::uint64_t seed() const {
     std::uint64_t h = 1469598103934665603ull;
@@ -143,11 +174,60 @@ inline std::vector<Case> large_shapes_rotated() {
   return out;
 }
 
+// Every combination of the torch.nn options (bidirectional with and without lengths, 1-3
+// layers, projections, bias-free layers, learned and given initial states) for Elman (tanh and
+// relu), LSTM and GRU, small sizes, the losses in turn. Projections are LSTM's only.
+inline std::vector<Case> option_cases() {
+  struct Combo {
+    Options opt;
+    int L, T;
+  };
+  const InitCase learned = InitCase::learned, given_h0 = InitCase::learned_given;
+  const std::vector<Combo> common = {
+      {{.bi = true}, 1, 5},
+      {{.bi = true}, 2, 7},
+      {{.bi = true}, 3, 3},
+      {{.bi = true, .lengths = false}, 2, 4},
+      {{.bias = false}, 2, 5},
+      {{.init = learned}, 2, 5},
+      {{.init = given_h0}, 2, 4},
+      {{.bi = true, .bias = false, .init = learned}, 2, 5},
+      {{.bi = true, .init = given_h0}, 1, 4},
+  };
+  const std::vector<Combo> lstm_only = {
+      {{.P = 2}, 1, 5},
+      {{.P = 2}, 2, 6},
+      {{.bi = true, .P = 2}, 2, 7},
+      {{.bi = true, .P = 1, .lengths = false}, 1, 4},
+      {{.P = 2, .bias = false, .init = learned}, 2, 5},
+      {{.bi = true, .P = 2, .bias = false, .init = learned}, 3, 4},
+      {{.bi = true, .P = 2, .init = given_h0}, 2, 5},
+  };
+  const std::vector<LossPair> losses = all_losses();
+  std::vector<Case> out;
+  std::size_t i = 0;
+  const std::vector<CellVariant> cells = {{CellKind::elman, Activation::tanh},
+                                          {CellKind::elman, Activation::relu},
+                                          {CellKind::lstm, Activation::tanh},
+                                          {CellKind::gru, Activation::tanh}};
+  for (const CellVariant& cell : cells) {
+    std::vector<Combo> combos = common;
+    if (cell.cell == CellKind::lstm) combos.insert(combos.end(), lstm_only.begin(), lstm_only.end());
+    for (const Combo& co : combos) {
+      Case c{cell, losses[i++ % losses.size()], co.L, co.T, 3, 2, 3, 3, co.opt};
+      if (co.opt.bi) c.B = 4;  // rows of different lengths for the right-to-left frame
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
 // The same model or batch in another precision, element by element (float → double is exact).
 template <class To, class From>
 Model<To> cast_model(const Model<From>& m) {
   Model<To> out(m.cfg);
   for (std::size_t i = 0; i < m.params.size(); ++i) out.params[i] = To(m.params[i]);
+  out.metadata = m.metadata;
   return out;
 }
 template <class To, class From>
@@ -205,23 +285,25 @@ Batch<Real> make_batch(const Case& c, std::uint64_t salt = 0) {
   std::mt19937_64 rng(c.seed() ^ (salt * 0xbf58476d1ce4e5b9ull) ^ 0xba7c4);
   std::uniform_real_distribution<double> u(-1.0, 1.0);
   const auto unif = [&](double lo, double hi) { return lo + (hi - lo) * (u(rng) + 1.0) / 2.0; };
-  const std::size_t TB = std::size_t(c.T) * c.B, LBH = std::size_t(c.L) * c.B * c.H;
+  const std::size_t TB = std::size_t(c.T) * c.B, UB = std::size_t(cfg.units()) * c.B;
   Batch<Real> b;
   b.T = c.T;
   b.B = c.B;
   b.x.resize(TB * c.I);
   for (Real& v : b.x) v = Real(u(rng));
-  b.lengths = make_lengths(c.T, c.B);
+  if (c.opt.lengths) b.lengths = make_lengths(c.T, c.B);
   b.mask.resize(TB);
   for (std::size_t i = 0; i < TB; ++i)
     b.mask[i] = Real(i % 4 == 1 || i % 7 == 5 ? 0.0 : unif(0.3, 2.0));
   b.mask[0] = Real(1.5);
-  b.h0.resize(LBH);
+  b.h0.resize(UB * c.HO());
   for (Real& v : b.h0) v = Real(0.8 * u(rng));
   if (c.cell.cell == CellKind::lstm) {
-    b.c0.resize(LBH);
+    b.c0.resize(UB * c.H);
     for (Real& v : b.c0) v = Real(1.2 * u(rng));
   }
+  if (c.opt.init == InitCase::learned) b.h0.clear();
+  if (c.opt.init != InitCase::given) b.c0.clear();
   switch (c.loss.loss) {
     case LossKind::mse:
     case LossKind::bce: {
@@ -291,7 +373,7 @@ void expect_gradients_close(const Case& c, const Gradients<A>& a, const Gradient
   expect_close("d x", a.x.data(), b.x.data(), a.x.size(), tol_for(b.x.data(), b.x.size()),
                [&](std::size_t i) { return index3("x", i, c.B, c.I); });
   expect_close("d h0", a.h0.data(), b.h0.data(), a.h0.size(), tol_for(b.h0.data(), b.h0.size()),
-               [&](std::size_t i) { return index3("h0", i, c.B, c.H); });
+               [&](std::size_t i) { return index3("h0", i, c.B, c.HO()); });
   expect_close("d c0", a.c0.data(), b.c0.data(), a.c0.size(), tol_for(b.c0.data(), b.c0.size()),
                [&](std::size_t i) { return index3("c0", i, c.B, c.H); });
 }

@@ -63,8 +63,8 @@ void run_grad(const GradOptions& o, const GradMethodSpec& method, const safetens
   w.set_metadata("loss", std::string(to_string(loss)));
   for (const ParamInfo& p : param_layout(c)) w.add(p.name, p.shape, g.params.data() + p.offset);
   w.add("x", {T, B, c.input_size}, g.x.data());
-  w.add("h0", {c.num_layers, B, c.hidden_size}, g.h0.data());
-  if (c.cell == CellKind::lstm) w.add("c0", {c.num_layers, B, c.hidden_size}, g.c0.data());
+  w.add("h0", {c.units(), B, c.state_size()}, g.h0.data());
+  if (c.cell == CellKind::lstm) w.add("c0", {c.units(), B, c.hidden_size}, g.c0.data());
   w.add("loss", {1}, &L);
   w.write(o.out);
 }
@@ -76,8 +76,9 @@ void add_grad(CLI::App& app, Runner& run) {
   CLI::App* cmd = app.add_subcommand(
       "grad",
       "Compute the loss and its gradient by backpropagation through time (or another method).\n"
-      "Writes a safetensors file with dL/d(parameter) under each parameter's own name,\n"
-      "x (dL/dx [T, B, I]), h0 (dL/dh0 [L, B, H]), c0 (LSTM) and loss [1].");
+      "Writes a safetensors file with dL/d(parameter) under each parameter's own name\n"
+      "(init.h0/init.c0 too, for a learned initial state), x (dL/dx [T, B, I]),\n"
+      "h0 (dL/dh0 [L·D, B, H_out]), c0 (LSTM, [L·D, B, H]) and loss [1].");
   cmd->add_option("--model", o->model, "Model file (safetensors, see docs/file_format.md)")
       ->required();
   cmd->add_option("--data", o->data, "Data file: x [T, B, I], y, optional lengths, mask, h0, c0")

@@ -13,6 +13,7 @@ namespace {
 struct PredictOptions {
   std::string model, data, out, dtype;
   int threads = 1;
+  bool states = false;
 };
 
 template <class Real>
@@ -24,16 +25,24 @@ void run_predict(const PredictOptions& o, const safetensors::File& mf) {
   forward(model, batch, ws);
 
   const ModelConfig& c = model.cfg;
-  const std::int64_t T = batch.T, B = batch.B, L = c.num_layers;
+  const std::int64_t T = batch.T, B = batch.B, U = c.units(), HO = c.state_size(),
+                     H = c.hidden_size;
+  const bool lstm = c.cell == CellKind::lstm;
   safetensors::Writer w;
   w.set_metadata("format", "bptt-predict");
   w.add("y_hat", {T, B, c.output_size}, ws.yhat());
-  // h_n/c_n: every layer's state after step T, which is the state at each sequence's last
-  // valid step (steps past a sequence's length leave the state unchanged).
+  // h_n/c_n: every unit's state after its last step, which is the state at each sequence's last
+  // valid step (first, right to left; steps past a sequence's length leave the state unchanged).
   std::vector<Real> hn, cn;
   ws.state_at(batch.T, hn, cn);
-  w.add("h_n", {L, B, c.hidden_size}, hn.data());
-  if (c.cell == CellKind::lstm) w.add("c_n", {L, B, c.hidden_size}, cn.data());
+  w.add("h_n", {U, B, HO}, hn.data());
+  if (lstm) w.add("c_n", {U, B, H}, cn.data());
+  if (o.states) {  // the states after every step, in data order
+    std::vector<Real> h, cs;
+    ws.step_states(h, cs);
+    w.add("h", {U, T, B, HO}, h.data());
+    if (lstm) w.add("c", {U, T, B, H}, cs.data());
+  }
   w.write(o.out);
 }
 
@@ -43,13 +52,18 @@ void add_predict(CLI::App& app, Runner& run) {
   auto o = std::make_shared<PredictOptions>();
   CLI::App* cmd = app.add_subcommand(
       "predict",
-      "Run the model forward. Writes y_hat [T, B, O], h_n [L, B, H] (the state at each\n"
-      "sequence's last valid step, as PyTorch's packed sequences) and c_n for LSTM.");
+      "Run the model forward. Writes y_hat [T, B, O], h_n [L·D, B, H_out] (the state at each\n"
+      "sequence's last valid step, as PyTorch's packed sequences) and c_n [L·D, B, H] for LSTM;\n"
+      "with --states also every step's states h [L·D, T, B, H_out] and c [L·D, T, B, H].");
   cmd->add_option("--model", o->model, "Model file (safetensors, see docs/file_format.md)")
       ->required();
   cmd->add_option("--data", o->data, "Data file: x [T, B, I], optional lengths, h0, c0 (y ignored)")
       ->required();
   cmd->add_option("--out", o->out, "Output file for the predictions")->required();
+  cmd->add_flag("--states", o->states,
+                "Also write h [L·D, T, B, H_out] and, for LSTM, c [L·D, T, B, H]: every unit's\n"
+                "state after every step, in data order (past a sequence's length each unit\n"
+                "repeats its last state, h_n and c_n)");
   add_dtype_option(cmd, o->dtype);
   add_threads_option(cmd, o->threads);
   cmd->callback([o, &run] {
