@@ -32,13 +32,14 @@ std::size_t full_bptt_bytes(const ModelConfig& cfg, int T, int B, std::size_t re
 std::size_t recompute_bytes(const ModelConfig& cfg, int T, int B, int K, std::size_t real_size,
                             bool with_dropout) {
   K = std::clamp(K, 1, T);
-  const std::size_t LBH = std::size_t(cfg.num_layers) * B * cfg.hidden_size;
-  const std::size_t states = cfg.cell == CellKind::lstm ? 2 : 1;
-  const std::size_t ckpt = std::size_t(segments(T, K) + 1) * LBH * states;
+  const std::size_t UB = std::size_t(cfg.units()) * B;
+  const std::size_t state = UB * (std::size_t(cfg.state_size()) +
+                                  (cfg.cell == CellKind::lstm ? std::size_t(cfg.hidden_size) : 0));
+  const std::size_t ckpt = std::size_t(segments(T, K) + 1) * state;
   // The segment's slice of the batch (x, targets, mask) and its dL/dx, dL/dh0, dL/dc0.
   const std::size_t seg = std::size_t(K) * B * (2 * std::size_t(cfg.input_size) +
                                                 std::size_t(cfg.output_size) + 2) +
-                          2 * LBH * states;
+                          2 * state;
   return workspace_bytes(cfg, K, B, real_size, with_dropout) + (ckpt + seg) * real_size;
 }
 
@@ -64,14 +65,11 @@ Recompute<Real>::Recompute(const ModelConfig& cfg, int T, int B, int K, bool wit
     : cfg_(cfg), T_(T), B_(B), K_(std::clamp(K, 1, std::max(T, 1))),
       ws_(cfg, K_, B, with_dropout), seg_grads_(cfg, K_, B) {
   if (K < 1) throw Error("--recompute", "the interval must be at least 1 step", "");
-  require_options(cfg, {.bidirectional = false, .projection = false,
-                        .learned_initial_state = false},
-                  "recompute", "recompute");
+  require_options(cfg, {.bidirectional = false}, "recompute", "recompute");
   seg_grads_.params = std::vector<Real>();  // the caller's arena is swapped in: free this one
-  const std::size_t LBH = std::size_t(cfg.num_layers) * B * cfg.hidden_size;
-  const std::size_t n = std::size_t(segments(T, K_) + 1) * LBH;
-  ckpt_h_.assign(n, Real(0));
-  if (cfg.cell == CellKind::lstm) ckpt_c_.assign(n, Real(0));
+  const std::size_t UB = std::size_t(cfg.units()) * B, S1 = std::size_t(segments(T, K_) + 1);
+  ckpt_h_.assign(S1 * UB * std::size_t(cfg.state_size()), Real(0));
+  if (cfg.cell == CellKind::lstm) ckpt_c_.assign(S1 * UB * std::size_t(cfg.hidden_size), Real(0));
 }
 
 template <class Real>
@@ -86,12 +84,13 @@ std::size_t Recompute<Real>::bytes() const {
 template <class Real>
 void Recompute<Real>::segment(const Batch<Real>& batch, int s, int e) {
   slice_steps(batch, s, e, seg_);
-  const std::size_t LBH = std::size_t(cfg_.num_layers) * B_ * cfg_.hidden_size;
-  const std::size_t at = std::size_t(s / K_) * LBH;
-  seg_.h0.assign(ckpt_h_.begin() + std::ptrdiff_t(at), ckpt_h_.begin() + std::ptrdiff_t(at + LBH));
+  const std::size_t nh = std::size_t(cfg_.units()) * B_ * cfg_.state_size(),
+                    nc = std::size_t(cfg_.units()) * B_ * cfg_.hidden_size;
+  const std::size_t i = std::size_t(s / K_);
+  seg_.h0.assign(ckpt_h_.begin() + std::ptrdiff_t(i * nh), ckpt_h_.begin() + std::ptrdiff_t((i + 1) * nh));
   if (!ckpt_c_.empty())
-    seg_.c0.assign(ckpt_c_.begin() + std::ptrdiff_t(at),
-                   ckpt_c_.begin() + std::ptrdiff_t(at + LBH));
+    seg_.c0.assign(ckpt_c_.begin() + std::ptrdiff_t(i * nc),
+                   ckpt_c_.begin() + std::ptrdiff_t((i + 1) * nc));
   else
     seg_.c0.clear();
 }
@@ -106,22 +105,20 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
                 "construct Recompute for the batch's shape");
   const ModelConfig& cfg = model.cfg;
   const int S = segments(T_, K_), B = B_, I = cfg.input_size, O = cfg.output_size;
-  const std::size_t LBH = std::size_t(cfg.num_layers) * B * cfg.hidden_size;
+  const std::size_t nh = std::size_t(cfg.units()) * B * cfg.state_size(),
+                    nc = std::size_t(cfg.units()) * B * cfg.hidden_size;
   const double W = total_weight(batch);
   if (!(W > 0))
     throw Error("loss", "every step has weight 0 (all masked or past the lengths)",
                 "give at least one step inside a sequence a positive mask value");
-  // Checkpoint 0 is the initial state.
-  if (batch.h0.empty()) std::fill(ckpt_h_.begin(), ckpt_h_.begin() + std::ptrdiff_t(LBH), Real(0));
-  else std::copy(batch.h0.begin(), batch.h0.end(), ckpt_h_.begin());
-  if (!ckpt_c_.empty()) {
-    if (batch.c0.empty()) std::fill(ckpt_c_.begin(), ckpt_c_.begin() + std::ptrdiff_t(LBH), Real(0));
-    else std::copy(batch.c0.begin(), batch.c0.end(), ckpt_c_.begin());
-  }
+  // Checkpoint 0 is the initial state (the batch's, the learned one or zeros).
+  initial_states(model, batch, scratch_h_, scratch_c_);
+  std::copy(scratch_h_.begin(), scratch_h_.end(), ckpt_h_.begin());
+  if (!ckpt_c_.empty()) std::copy(scratch_c_.begin(), scratch_c_.end(), ckpt_c_.begin());
   const auto seg_dropout = [&](int s) {
     Dropout d = dropout ? *dropout : Dropout{};
     const int whole = d.rows > 0 ? d.rows : B;  // elements of the whole batch per step
-    d.first = std::uint64_t(s) * std::uint64_t(whole) * std::uint64_t(cfg.hidden_size);
+    d.first = std::uint64_t(s) * std::uint64_t(whole) * std::uint64_t(cfg.output_width());
     return d;
   };
 
@@ -133,10 +130,10 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
     // Only the states are needed now, except for the last segment, which pass two uses as it is.
     forward(model, seg_, ws_, dropout ? &d : nullptr, /*head=*/i == S - 1);
     ws_.state_at(e - s, scratch_h_, scratch_c_);
-    std::copy(scratch_h_.begin(), scratch_h_.end(), ckpt_h_.begin() + std::ptrdiff_t((i + 1) * LBH));
+    std::copy(scratch_h_.begin(), scratch_h_.end(), ckpt_h_.begin() + std::ptrdiff_t((i + 1) * nh));
     if (!ckpt_c_.empty())
       std::copy(scratch_c_.begin(), scratch_c_.end(),
-                ckpt_c_.begin() + std::ptrdiff_t((i + 1) * LBH));
+                ckpt_c_.begin() + std::ptrdiff_t((i + 1) * nc));
   }
 
   // Pass two: last segment first (still in the workspace), each with dL/d(its final state)
@@ -183,18 +180,22 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
   }
   for (std::size_t j = 0; j < grads.h0.size(); ++j) grads.h0[j] += dh_n_[j];
   for (std::size_t j = 0; j < grads.c0.size() && j < dc_n_.size(); ++j) grads.c0[j] += dc_n_[j];
+  // Every segment started from a given state; the learned one gets its share here.
+  add_initial_state_gradient(cfg, batch, dh_n_.data(), dc_n_.empty() ? nullptr : dc_n_.data(),
+                             grads.params.data());
   return total;
 }
 
 template <class Real>
 void Recompute<Real>::final_state(std::vector<Real>& h, std::vector<Real>& c) const {
-  const std::size_t LBH = std::size_t(cfg_.num_layers) * B_ * cfg_.hidden_size;
-  const std::size_t at = std::size_t(segments(T_, K_)) * LBH;
-  h.assign(ckpt_h_.begin() + std::ptrdiff_t(at), ckpt_h_.begin() + std::ptrdiff_t(at + LBH));
+  const std::size_t nh = std::size_t(cfg_.units()) * B_ * cfg_.state_size(),
+                    nc = std::size_t(cfg_.units()) * B_ * cfg_.hidden_size;
+  const std::size_t S = std::size_t(segments(T_, K_));
+  h.assign(ckpt_h_.begin() + std::ptrdiff_t(S * nh), ckpt_h_.begin() + std::ptrdiff_t((S + 1) * nh));
   if (ckpt_c_.empty())
     c.clear();
   else
-    c.assign(ckpt_c_.begin() + std::ptrdiff_t(at), ckpt_c_.begin() + std::ptrdiff_t(at + LBH));
+    c.assign(ckpt_c_.begin() + std::ptrdiff_t(S * nc), ckpt_c_.begin() + std::ptrdiff_t((S + 1) * nc));
 }
 
 template class Recompute<float>;
