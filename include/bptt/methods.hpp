@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -64,31 +65,47 @@ int recompute_interval_for_budget(const ModelConfig& cfg, int T, int B, std::siz
 // last to the first, recomputes each one's forward pass from its checkpoint, takes its loss
 // and runs the backward pass with dL/d(final state) handed over from the segment after it.
 // The gradient equals full BPTT's (to rounding); the work is one more forward pass.
+//
+// A bidirectional model goes layer by layer instead (a right-to-left pass needs the layer below
+// for the whole sequence): pass one keeps every layer's output [T, B, D·H_out] and, per unit,
+// its state at every K-th step of its own time frame; pass two takes the head's gradient and
+// then, top layer first, runs each unit as a one-layer model over its segments, last first,
+// recomputing each from its checkpoint, with dL/d(its outputs) from the layer above. What is
+// kept is the layers' outputs instead of every unit's gates and states.
 template <class Real>
 class Recompute {
  public:
   // REQUIRES 1 <= K (K >= T is plain BPTT in one segment).
   Recompute(const ModelConfig& cfg, int T, int B, int K, bool with_dropout = false);
+  ~Recompute();
   int K() const { return K_; }
   std::size_t bytes() const;
 
   // As bptt::loss_and_gradients (grads += dL/d(params, x, h0, c0); x skipped when empty).
   double loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
                             Gradients<Real>& grads, const Dropout* dropout = nullptr);
-  // The state after the last step of the last call (h_n [L, B, H]; c_n for LSTM, else cleared).
+  // The state after the last step of the last call (h_n [L·D, B, H_out]; c_n [L·D, B, H] for
+  // LSTM, else cleared).
   void final_state(std::vector<Real>& h, std::vector<Real>& c) const;
 
  private:
+  struct Layers;  // the bidirectional path's buffers (recompute_layers.cpp)
   void segment(const Batch<Real>& batch, int s, int e);
+  void init_layers(bool with_dropout);
+  std::size_t layers_bytes() const;
+  double by_layer(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+                  Gradients<Real>& grads, const Dropout* dropout);
   ModelConfig cfg_;
   int T_, B_, K_;
-  Workspace<Real> ws_;           // one segment (K steps)
-  std::vector<Real> ckpt_h_;     // [S + 1, L, B, H] the state at every segment start, and h_n
-  std::vector<Real> ckpt_c_;     // the same for the LSTM cell state
+  std::unique_ptr<Workspace<Real>> ws_;  // one segment (K steps); bidirectional: of one unit
+  std::vector<Real> ckpt_h_;     // [S + 1, L, B, H_out] the state at every segment start, and
+                                 // h_n (bidirectional: [L·D, S + 1, B, H_out], per unit)
+  std::vector<Real> ckpt_c_;     // the same for the LSTM cell state (H wide)
   Batch<Real> seg_;              // the current segment's part of the batch
   Gradients<Real> seg_grads_;    // its dL/dx, dL/dh0 (= dL/dh at its start), dL/dc0
   std::vector<Real> dh_n_, dc_n_;  // dL/d(state at the segment's end), from the one after
   std::vector<Real> scratch_h_, scratch_c_;
+  std::unique_ptr<Layers> layers_;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -147,6 +147,11 @@ struct Dropout {
   int row0 = 0;
 };
 
+// ASSIGNS mask [T, B, width] the dropout mask forward() applies to layer k's input (k >= 1):
+// 0 with probability d.p, else 1/(1 − d.p), a pure function of (d, k, element).
+template <class Real>
+void dropout_mask(const Dropout& d, int k, int T, int B, int width, Real* mask);
+
 // What backward() takes from outside the batch, and what it can report beyond the gradients.
 template <class Real>
 struct BackwardOptions {
@@ -155,6 +160,10 @@ struct BackwardOptions {
   // ∂L/∂h_{T+1} = 0. dc_n only for LSTM.
   const Real* dh_n = nullptr;
   const Real* dc_n = nullptr;
+  // If not nullptr: dL/d(the top layer's output) [T, B, D·H_out] from outside the model, in place
+  // of the head's: backward then skips the head (ws.dz() is not read, the head's gradients are
+  // left as they are). For a model whose output feeds something else, as recompute's layers.
+  const Real* dh_above = nullptr;
   // If not nullptr: [L·D, T, B, H_out], ASSIGNED the total dL/dh_t of every unit and step (from
   // the layer above or the head plus from the unit's next step), in data order, for gradient
   // diagnostics.

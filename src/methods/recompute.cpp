@@ -5,6 +5,7 @@
 
 #include "bptt/error.hpp"
 #include "bptt/methods.hpp"
+#include "methods/recompute_layers.hpp"
 
 namespace bptt {
 
@@ -32,6 +33,7 @@ std::size_t full_bptt_bytes(const ModelConfig& cfg, int T, int B, std::size_t re
 std::size_t recompute_bytes(const ModelConfig& cfg, int T, int B, int K, std::size_t real_size,
                             bool with_dropout) {
   K = std::clamp(K, 1, T);
+  if (cfg.bidirectional) return recompute_layers_bytes(cfg, T, B, K, real_size, with_dropout);
   const std::size_t UB = std::size_t(cfg.units()) * B;
   const std::size_t state = UB * (std::size_t(cfg.state_size()) +
                                   (cfg.cell == CellKind::lstm ? std::size_t(cfg.hidden_size) : 0));
@@ -63,9 +65,13 @@ int recompute_interval_for_budget(const ModelConfig& cfg, int T, int B, std::siz
 template <class Real>
 Recompute<Real>::Recompute(const ModelConfig& cfg, int T, int B, int K, bool with_dropout)
     : cfg_(cfg), T_(T), B_(B), K_(std::clamp(K, 1, std::max(T, 1))),
-      ws_(cfg, K_, B, with_dropout), seg_grads_(cfg, K_, B) {
+      seg_grads_(cfg.bidirectional ? recompute_unit_config(cfg, 0) : cfg, K_, B) {
   if (K < 1) throw Error("--recompute", "the interval must be at least 1 step", "");
-  require_options(cfg, {.bidirectional = false}, "recompute", "recompute");
+  if (cfg.bidirectional) {
+    init_layers(with_dropout);
+    return;
+  }
+  ws_ = std::make_unique<Workspace<Real>>(cfg, K_, B, with_dropout);
   seg_grads_.params = std::vector<Real>();  // the caller's arena is swapped in: free this one
   const std::size_t UB = std::size_t(cfg.units()) * B, S1 = std::size_t(segments(T, K_) + 1);
   ckpt_h_.assign(S1 * UB * std::size_t(cfg.state_size()), Real(0));
@@ -73,8 +79,12 @@ Recompute<Real>::Recompute(const ModelConfig& cfg, int T, int B, int K, bool wit
 }
 
 template <class Real>
+Recompute<Real>::~Recompute() = default;  // here, where Layers is complete
+
+template <class Real>
 std::size_t Recompute<Real>::bytes() const {
-  return ws_.bytes() +
+  if (cfg_.bidirectional) return layers_bytes();
+  return ws_->bytes() +
          (ckpt_h_.size() + ckpt_c_.size() + seg_grads_.x.size() + seg_grads_.h0.size() +
           seg_grads_.c0.size() + seg_.x.size() + seg_.y.size() + seg_.mask.size()) *
              sizeof(Real);
@@ -103,6 +113,7 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
     throw Error("recompute", fmt::format("sized for T = {}, B = {} but the batch has T = {}, "
                                          "B = {}", T_, B_, batch.T, batch.B),
                 "construct Recompute for the batch's shape");
+  if (cfg_.bidirectional) return by_layer(model, batch, loss, grads, dropout);
   const ModelConfig& cfg = model.cfg;
   const int S = segments(T_, K_), B = B_, I = cfg.input_size, O = cfg.output_size;
   const std::size_t nh = std::size_t(cfg.units()) * B * cfg.state_size(),
@@ -128,8 +139,8 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
     segment(batch, s, e);
     const Dropout d = seg_dropout(s);
     // Only the states are needed now, except for the last segment, which pass two uses as it is.
-    forward(model, seg_, ws_, dropout ? &d : nullptr, /*head=*/i == S - 1);
-    ws_.state_at(e - s, scratch_h_, scratch_c_);
+    forward(model, seg_, *ws_, dropout ? &d : nullptr, /*head=*/i == S - 1);
+    ws_->state_at(e - s, scratch_h_, scratch_c_);
     std::copy(scratch_h_.begin(), scratch_h_.end(), ckpt_h_.begin() + std::ptrdiff_t((i + 1) * nh));
     if (!ckpt_c_.empty())
       std::copy(scratch_c_.begin(), scratch_c_.end(),
@@ -148,16 +159,16 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
     const Dropout d = seg_dropout(s);
     if (i != S - 1) {
       segment(batch, s, e);
-      forward(model, seg_, ws_, dropout ? &d : nullptr);
+      forward(model, seg_, *ws_, dropout ? &d : nullptr);
     }
     const double w = total_weight(seg_);
     const std::size_t nz = std::size_t(e - s) * B * O;
     if (w > 0) {
-      total += loss_and_dz(loss, cfg, seg_, ws_.z(), ws_.yhat(), ws_.dz()) * (w / W);
+      total += loss_and_dz(loss, cfg, seg_, ws_->z(), ws_->yhat(), ws_->dz()) * (w / W);
       const Real scale = Real(w / W);
-      for (std::size_t j = 0; j < nz; ++j) ws_.dz()[j] *= scale;
+      for (std::size_t j = 0; j < nz; ++j) ws_->dz()[j] *= scale;
     } else {
-      std::fill(ws_.dz(), ws_.dz() + nz, Real(0));
+      std::fill(ws_->dz(), ws_->dz() + nz, Real(0));
     }
     seg_grads_.zero();
     std::swap(seg_grads_.params, grads.params);
@@ -165,7 +176,7 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
     opts.dh_n = dh_n_.empty() ? nullptr : dh_n_.data();
     opts.dc_n = dc_n_.empty() ? nullptr : dc_n_.data();
     try {
-      backward(model, seg_, ws_, seg_grads_, opts);
+      backward(model, seg_, *ws_, seg_grads_, opts);
     } catch (...) {
       std::swap(seg_grads_.params, grads.params);
       throw;
@@ -188,6 +199,20 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
 
 template <class Real>
 void Recompute<Real>::final_state(std::vector<Real>& h, std::vector<Real>& c) const {
+  if (cfg_.bidirectional) {  // per unit: the last of its S + 1 checkpoints
+    const std::size_t S1 = std::size_t(segments(T_, K_) + 1), U = std::size_t(cfg_.units());
+    const auto last = [&](const std::vector<Real>& ckpt, std::vector<Real>& out) {
+      const std::size_t n = ckpt.size() / (U * S1);
+      out.resize(U * n);
+      for (std::size_t u = 0; u < U; ++u)
+        std::copy(ckpt.begin() + std::ptrdiff_t((u * S1 + S1 - 1) * n),
+                  ckpt.begin() + std::ptrdiff_t((u * S1 + S1) * n), out.begin() + std::ptrdiff_t(u * n));
+    };
+    last(ckpt_h_, h);
+    if (ckpt_c_.empty()) c.clear();
+    else last(ckpt_c_, c);
+    return;
+  }
   const std::size_t nh = std::size_t(cfg_.units()) * B_ * cfg_.state_size(),
                     nc = std::size_t(cfg_.units()) * B_ * cfg_.hidden_size;
   const std::size_t S = std::size_t(segments(T_, K_));

@@ -36,6 +36,24 @@ void permute_steps(bool reverse, const std::vector<int>& len, int t0, int t1, in
     }
 }
 
+// The inverse of permute_steps: dst[s, b, ·] = src[t − t0, b, ·] (or +=) for t in [t0, t1), with
+// s = π_b(t) when reverse, else t: rows t0..t1 of a unit's frame put back in data order.
+template <class Real>
+void scatter_steps(bool reverse, const std::vector<int>& len, int t0, int t1, int B, int width,
+                   const Real* src, std::size_t lds, Real* dst, std::size_t ldd,
+                   bool accumulate = false) {
+  for (int t = t0; t < t1; ++t)
+    for (int b = 0; b < B; ++b) {
+      const int s = reverse ? reversed_step(t, len[std::size_t(b)]) : t;
+      const Real* from = src + (std::size_t(t - t0) * B + std::size_t(b)) * lds;
+      Real* to = dst + (std::size_t(s) * B + std::size_t(b)) * ldd;
+      if (accumulate)
+        for (int j = 0; j < width; ++j) to[j] += from[j];
+      else
+        std::copy(from, from + width, to);
+    }
+}
+
 // A unit's buffer [T, B, width] (its own frame) in data order, contiguous.
 template <class Real>
 void to_data_order(bool reverse, const std::vector<int>& len, int T, int B, int width,

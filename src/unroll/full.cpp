@@ -146,16 +146,8 @@ const Real* apply_dropout(const Dropout& d, int k, std::size_t n, int width, con
                           Workspace<Real>& ws) {
   Real* mask = ws.drop_mask(k);
   Real* out = ws.drop_in(k);
-  const Real keep = Real(1 / (1 - d.p));
-  // Element i = (t, b, j) of this batch is element (t, row0 + b, j) of the whole one.
-  const std::uint64_t W = std::uint64_t(width), BH = std::uint64_t(ws.B()) * W,
-                      whole = d.rows > 0 ? std::uint64_t(d.rows) * W : BH,
-                      shift = std::uint64_t(d.row0) * W;
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::uint64_t e = d.first + (i / BH) * whole + shift + i % BH;
-    mask[i] = counter_uniform(d.seed, d.stream, std::uint64_t(k), e) < d.p ? Real(0) : keep;
-    out[i] = h[i] * mask[i];
-  }
+  dropout_mask(d, k, int(n / (std::size_t(ws.B()) * std::size_t(width))), ws.B(), width, mask);
+  for (std::size_t i = 0; i < n; ++i) out[i] = h[i] * mask[i];
   return out;
 }
 
@@ -317,6 +309,8 @@ void unit_backward(const Model<Real>& model, const Batch<Real>& batch, Workspace
     if (dout) {
       unroll::permute_steps(reverse, ws.lengths(), begin, end, B, HO, dout + std::size_t(dir) * HO,
                             std::size_t(W), above, std::size_t(HO));
+    } else if (k == L - 1 && opts.dh_above) {
+      std::copy(opts.dh_above + first * HO, opts.dh_above + (first + std::size_t(rows)) * HO, above);
     } else if (k == L - 1) {
       gemm(false, false, rows, HO, O, Real(1), ws.dz() + first * O, O, V.w_o, HO, Real(0), above,
            HO);
@@ -411,10 +405,15 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
 
   // Head: dW_o += dZᵀ·top, db_o += Σ dZ. For D = 1 its dL/dtop = dZ·W_o is formed a chunk at a
   // time by unit_backward; for D = 2 here, over top itself (no longer needed).
-  gemm(true, false, O, W, TB, Real(1), ws.dz(), O, ws.out(L - 1), W, Real(1), G.w_o, W);
-  kernels::sum_rows(TB, O, ws.dz(), G.b_o);
+  if (!opts.dh_above) {
+    gemm(true, false, O, W, TB, Real(1), ws.dz(), O, ws.out(L - 1), W, Real(1), G.w_o, W);
+    kernels::sum_rows(TB, O, ws.dz(), G.b_o);
+  }
   if (opts.gradients_ready) opts.gradients_ready(L);
-  if (D == 2) gemm(false, false, TB, W, O, Real(1), ws.dz(), O, P.w_o, W, Real(0), ws.out(L - 1), W);
+  if (D == 2 && opts.dh_above)
+    std::copy(opts.dh_above, opts.dh_above + std::size_t(TB) * W, ws.out(L - 1));
+  else if (D == 2)
+    gemm(false, false, TB, W, O, Real(1), ws.dz(), O, P.w_o, W, Real(0), ws.out(L - 1), W);
 
   for (int k = L - 1; k >= 0; --k) {
     if (D == 2 && k < L - 1) {
@@ -448,6 +447,20 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
       unroll::permute_steps(true, ws.lengths(), 0, T, B, I, ws.x_rev(1), std::size_t(I),
                             grads.x.data(), std::size_t(I), /*accumulate=*/true);
     }
+  }
+}
+
+template <class Real>
+void dropout_mask(const Dropout& d, int k, int T, int B, int width, Real* mask) {
+  const Real keep = Real(1 / (1 - d.p));
+  // Element i = (t, b, j) of this batch is element (t, row0 + b, j) of the whole one.
+  const std::uint64_t W = std::uint64_t(width), BH = std::uint64_t(B) * W,
+                      whole = d.rows > 0 ? std::uint64_t(d.rows) * W : BH,
+                      shift = std::uint64_t(d.row0) * W;
+  const std::size_t n = std::size_t(T) * std::size_t(B) * std::size_t(width);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t e = d.first + (i / BH) * whole + shift + i % BH;
+    mask[i] = counter_uniform(d.seed, d.stream, std::uint64_t(k), e) < d.p ? Real(0) : keep;
   }
 }
 
@@ -493,6 +506,7 @@ double loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, Lo
                                Gradients<Real>&, const BackwardOptions<Real>&);             \
   template double loss_and_gradients<Real>(const Model<Real>&, const Batch<Real>&, LossKind, \
                                            Workspace<Real>&, Gradients<Real>&, const Dropout*); \
+  template void dropout_mask<Real>(const Dropout&, int, int, int, int, Real*);               \
   template void initial_states<Real>(const Model<Real>&, const Batch<Real>&,                \
                                      std::vector<Real>&, std::vector<Real>&);               \
   template void add_initial_state_gradient<Real>(const ModelConfig&, const Batch<Real>&,    \
