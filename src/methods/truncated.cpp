@@ -26,43 +26,48 @@ double truncated_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
                                     LossKind loss, int K, Gradients<Real>& grads) {
   if (K < 1) throw Error("truncated", "the window K must be at least 1 step", "");
   const ModelConfig& cfg = model.cfg;
-  require_options(cfg, {.causal = true, .projection = false, .no_bias = false,
-                        .learned_initial_state = false},
-                  "truncated", "truncated BPTT");
+  require_options(cfg, {.causal = true}, "truncated", "truncated BPTT");
   const int T = batch.T, B = batch.B, L = cfg.num_layers, H = cfg.hidden_size;
-  const int GH = cfg.gates() * H, O = cfg.output_size, TB = T * B;
+  const int GH = cfg.gates() * H, O = cfg.output_size, TB = T * B, HO = cfg.state_size(),
+            P = cfg.proj_size;
   Workspace<Real> ws(cfg, T, B);
   if (K >= T) return loss_and_gradients(model, batch, loss, ws, grads);
 
   forward(model, batch, ws);
   const double total = loss_and_dz(loss, cfg, batch, ws.z(), ws.yhat(), ws.dz());
-  const auto P = model.views();
+  const auto V = model.views();
   ParamViews<Real> D(cfg, grads.params.data());
-  const std::size_t BH = std::size_t(B) * H, TBH = std::size_t(TB) * H,
+  const std::size_t BH = std::size_t(B) * H, BHO = std::size_t(B) * HO,
+                    TBH = std::size_t(TB) * H, TBHO = std::size_t(TB) * HO,
                     TBG = std::size_t(TB) * GH;
   const bool lstm = cfg.cell == CellKind::lstm, gru = cfg.cell == CellKind::gru;
 
   // The head is not recurrent: its gradients are full BPTT's; dL/dh_top of ℓ_t is at distance 0.
-  const Real* top = ws.h(L - 1) + BH;
-  gemm(true, false, O, H, TB, Real(1), ws.dz(), O, top, H, Real(1), D.w_o, H);
+  const Real* top = ws.h(L - 1) + BHO;
+  gemm(true, false, O, HO, TB, Real(1), ws.dz(), O, top, HO, Real(1), D.w_o, HO);
   kernels::sum_rows(TB, O, ws.dz(), D.b_o);
-  std::vector<Real> head(TBH);
-  gemm(false, false, TB, H, O, Real(1), ws.dz(), O, P.w_o, H, Real(0), head.data(), H);
+  std::vector<Real> head(TBHO);
+  gemm(false, false, TB, HO, O, Real(1), ws.dz(), O, V.w_o, HO, Real(0), head.data(), HO);
 
-  std::vector<std::vector<Real>> carry_h(std::size_t(L), std::vector<Real>(TBH, Real(0)));
+  std::vector<std::vector<Real>> carry_h(std::size_t(L), std::vector<Real>(TBHO, Real(0)));
   std::vector<std::vector<Real>> carry_c(std::size_t(lstm ? L : 0), std::vector<Real>(TBH, Real(0)));
   std::vector<std::vector<Real>> acc_gi(std::size_t(L), std::vector<Real>(TBG, Real(0)));
   std::vector<std::vector<Real>> acc_gh(std::size_t(gru ? L : 0), std::vector<Real>(TBG, Real(0)));
-  std::vector<Real> act(TBG), dgh(gru ? TBG : 0), dh(TBH), bypass(TBH), above(TBH);
+  // With a projection: Σ over chains of dL/dh at each step, for dW_hr = Σ dhᵀ·m.
+  std::vector<std::vector<Real>> acc_dh(std::size_t(P ? L : 0), std::vector<Real>(TBHO, Real(0)));
+  std::vector<Real> act(TBG), dgh(gru ? TBG : 0), dh(TBHO), bypass(TBHO), above(TBHO);
+  std::vector<Real> dm(P ? TBH : 0), dm_prev(P ? TBH : 0);
+  // This call's dL/dh0 and dL/dc0 (for a learned initial state's share, at the end).
+  std::vector<Real> dh0_call(std::size_t(L) * BHO, Real(0)), dc0_call(lstm ? std::size_t(L) * BH : 0, Real(0));
 
   for (int j = 0; j < K; ++j) {
     const int n = T - j, R = n * B;  // active chains: origins [j, T), steps [0, n)
     for (int k = L - 1; k >= 0; --k) {
-      const auto& p = P.layers[std::size_t(k)];
+      const auto& p = V.layers[std::size_t(k)];
       // dL/dh at the state each chain's step writes: its carry, and from above.
-      const Real* carry = carry_h[std::size_t(k)].data() + std::size_t(j) * BH;
+      const Real* carry = carry_h[std::size_t(k)].data() + std::size_t(j) * BHO;
       const Real* from_above = k == L - 1 ? (j == 0 ? head.data() : nullptr) : above.data();
-      for (std::size_t i = 0; i < std::size_t(R) * H; ++i)
+      for (std::size_t i = 0; i < std::size_t(R) * HO; ++i)
         dh[i] = carry[i] + (from_above ? from_above[i] : Real(0));
       std::copy(ws.gates(k), ws.gates(k) + std::size_t(R) * GH, act.begin());
       cells::CellStep<Real> s;
@@ -70,8 +75,8 @@ double truncated_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
       s.H = H;
       s.valid = ws.valid();
       s.gates = act.data();
-      s.h_prev = ws.h(k);
-      s.h = ws.h(k) + BH;
+      s.h_prev = ws.h(k);  // read by the GRU's backward only (no projection there)
+      s.h = ws.h(k) + BHO;
       if (lstm) s.c_prev = ws.c(k), s.c = ws.c(k) + BH;
       if (gru) s.aux = ws.aux(k);
       cells::CellStepGrad<Real> g;
@@ -79,7 +84,18 @@ double truncated_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
       g.dc = lstm ? carry_c[std::size_t(k)].data() + std::size_t(j) * BH : nullptr;
       g.dgh = gru ? dgh.data() : act.data();
       g.dh_prev = bypass.data();
+      if (P) {  // through h = m·W_hrᵀ: the cell sees dm = dh·W_hr (docs/math.md, section 5)
+        Real* acc = acc_dh[std::size_t(k)].data();
+        for (std::size_t i = 0; i < std::size_t(R) * HO; ++i) acc[i] += dh[i];
+        gemm(false, false, R, H, P, Real(1), dh.data(), P, p.w_hr, H, Real(0), dm.data(), H);
+        g.dh = dm.data();
+        g.dh_prev = dm_prev.data();
+      }
       cells::cell_backward(cfg.cell, cfg.nonlinearity, s, g);  // act := dgi
+      if (P)  // past a length h_t = h_{t−1}: dh passes; elsewhere only through W_hh below
+        for (int r = 0; r < R; ++r)
+          for (int i = 0; i < P; ++i)
+            bypass[std::size_t(r) * P + i] = s.valid[r] ? Real(0) : dh[std::size_t(r) * P + i];
       Real* gi = acc_gi[std::size_t(k)].data();
       for (std::size_t i = 0; i < std::size_t(R) * GH; ++i) gi[i] += act[i];
       if (gru) {
@@ -88,38 +104,47 @@ double truncated_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
       }
       // dL/d(state s) of each chain = bypass + dgh·W_hh. The chain at step 0 (origin j) has
       // reached h0; the others carry it to distance j + 1, unless that is past the window.
-      gemm(false, false, R, H, GH, Real(1), g.dgh, GH, p.w_hh, H, Real(1), bypass.data(), H);
-      Real* dh0 = grads.h0.data() + std::size_t(k) * BH;
-      for (std::size_t i = 0; i < BH; ++i) dh0[i] += bypass[i];
+      gemm(false, false, R, HO, GH, Real(1), g.dgh, GH, p.w_hh, HO, Real(1), bypass.data(), HO);
+      Real* dh0 = dh0_call.data() + std::size_t(k) * BHO;
+      for (std::size_t i = 0; i < BHO; ++i) dh0[i] += bypass[i];
       if (lstm) {
         const Real* dc = carry_c[std::size_t(k)].data() + std::size_t(j) * BH;
-        Real* dc0 = grads.c0.data() + std::size_t(k) * BH;
+        Real* dc0 = dc0_call.data() + std::size_t(k) * BH;
         for (std::size_t i = 0; i < BH; ++i) dc0[i] += dc[i];
       }
       if (j + 1 < K)
-        std::copy(bypass.begin() + std::ptrdiff_t(BH), bypass.begin() + std::ptrdiff_t(R * H),
-                  carry_h[std::size_t(k)].begin() + std::ptrdiff_t(std::size_t(j + 1) * BH));
+        std::copy(bypass.begin() + std::ptrdiff_t(BHO), bypass.begin() + std::ptrdiff_t(std::size_t(R) * HO),
+                  carry_h[std::size_t(k)].begin() + std::ptrdiff_t(std::size_t(j + 1) * BHO));
       // dL/dh of the layer below at the same steps, through this layer's W_ih.
       if (k > 0)
-        gemm(false, false, R, H, GH, Real(1), act.data(), GH, p.w_ih, H, Real(0), above.data(), H);
+        gemm(false, false, R, HO, GH, Real(1), act.data(), GH, p.w_ih, HO, Real(0), above.data(), HO);
     }
   }
 
   // Weight gradients, merged over steps and chains.
   for (int k = 0; k < L; ++k) {
-    const auto& p = P.layers[std::size_t(k)];
+    const auto& p = V.layers[std::size_t(k)];
     const auto& d = D.layers[std::size_t(k)];
     const Real* gi = acc_gi[std::size_t(k)].data();
     const Real* gh = gru ? acc_gh[std::size_t(k)].data() : gi;
-    gemm(true, false, GH, H, TB, Real(1), gh, GH, ws.h(k), H, Real(1), d.w_hh, H);
-    kernels::sum_rows(TB, GH, gh, d.b_hh);
-    const Real* in = k == 0 ? batch.x.data() : ws.h(k - 1) + BH;
+    gemm(true, false, GH, HO, TB, Real(1), gh, GH, ws.h(k), HO, Real(1), d.w_hh, HO);
+    const Real* in = k == 0 ? batch.x.data() : ws.out(k - 1);
     gemm(true, false, GH, p.in, TB, Real(1), gi, GH, in, p.in, Real(1), d.w_ih, p.in);
-    kernels::sum_rows(TB, GH, gi, d.b_ih);
+    if (cfg.bias) {
+      kernels::sum_rows(TB, GH, gh, d.b_hh);
+      kernels::sum_rows(TB, GH, gi, d.b_ih);
+    }
+    if (P)  // m is 0 past a sequence's length (unroll.hpp), so those rows add nothing
+      gemm(true, false, P, H, TB, Real(1), acc_dh[std::size_t(k)].data(), P, ws.m(k), H, Real(1),
+           d.w_hr, H);
     if (k == 0 && !grads.x.empty())
       gemm(false, false, TB, p.in, GH, Real(1), gi, GH, p.w_ih, p.in, Real(1), grads.x.data(),
            p.in);
   }
+  for (std::size_t i = 0; i < dh0_call.size(); ++i) grads.h0[i] += dh0_call[i];
+  for (std::size_t i = 0; i < dc0_call.size() && i < grads.c0.size(); ++i) grads.c0[i] += dc0_call[i];
+  add_initial_state_gradient(cfg, batch, dh0_call.data(), lstm ? dc0_call.data() : nullptr,
+                             grads.params.data());
   return total;
 }
 
@@ -128,9 +153,12 @@ double truncated_reference_loss_and_gradients(const Model<Real>& model, const Ba
                                               LossKind loss, int K, Gradients<Real>& grads) {
   if (K < 1) throw Error("truncated", "the window K must be at least 1 step", "");
   const ModelConfig& cfg = model.cfg;
-  require_options(cfg, {.causal = true, .projection = false, .learned_initial_state = false},
-                  "truncated", "truncated BPTT");
+  require_options(cfg, {.causal = true}, "truncated", "truncated BPTT");
   const int T = batch.T, B = batch.B, I = cfg.input_size;
+  // The windows from step 0 start from the initial state itself: their dL/dh0 is this call's,
+  // and a learned state gets its share of it at the end.
+  Gradients<Real> first(cfg, 1, B, /*with_x=*/false);
+  first.zero();
   const double W = total_weight(batch);
   // The exact states at every step, from one forward pass.
   Workspace<Real> ws(cfg, T, B);
@@ -159,11 +187,14 @@ double truncated_reference_loss_and_gradients(const Model<Real>& model, const Ba
       for (std::size_t i = 0; i < g.x.size(); ++i)
         grads.x[std::size_t(s) * B * I + i] += scale * g.x[i];
     if (s == 0) {
-      for (std::size_t i = 0; i < g.h0.size(); ++i) grads.h0[i] += scale * g.h0[i];
-      for (std::size_t i = 0; i < g.c0.size() && i < grads.c0.size(); ++i)
-        grads.c0[i] += scale * g.c0[i];
+      for (std::size_t i = 0; i < g.h0.size(); ++i) first.h0[i] += scale * g.h0[i];
+      for (std::size_t i = 0; i < g.c0.size(); ++i) first.c0[i] += scale * g.c0[i];
     }
   }
+  for (std::size_t i = 0; i < first.h0.size(); ++i) grads.h0[i] += first.h0[i];
+  for (std::size_t i = 0; i < first.c0.size() && i < grads.c0.size(); ++i) grads.c0[i] += first.c0[i];
+  add_initial_state_gradient(cfg, batch, first.h0.data(),
+                             first.c0.empty() ? nullptr : first.c0.data(), grads.params.data());
   return total;
 }
 

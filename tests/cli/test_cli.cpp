@@ -69,7 +69,7 @@ std::set<std::string> predict_names(const std::string& cell, bool states = false
 std::string refusal(const Fixture& f, const std::string& method) {
   const bool causal = method.rfind("truncated", 0) == 0 || method == "rtrl";
   if (causal && f.bidirectional) return "a bidirectional model cannot use";
-  if (causal && (f.projection || f.learned || f.no_bias)) return "does not support";
+  if (method == "rtrl" && (f.projection || f.learned || f.no_bias)) return "does not support";
   return "";
 }
 

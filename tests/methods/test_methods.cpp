@@ -57,7 +57,8 @@ Full<Real> full_bptt(const Case& c, const Model<Real>& m, const Batch<Real>& b,
 bool refused(const Case& c, const std::string& method) {
   const Options& o = c.opt;
   if (method == "recompute") return false;
-  if (method == "truncated" || method == "rtrl") return o.bi || o.P || o.init != InitCase::given || !o.bias;
+  if (method == "truncated") return o.bi;
+  if (method == "rtrl") return o.bi || o.P || o.init != InitCase::given || !o.bias;
   return false;
 }
 
@@ -149,8 +150,9 @@ TEST_P(Methods, TruncatedEqualsSlowReference) {
     EXPECT_TRUE(close(ls, full.loss, 1e-12));
     expect_gradients_close(c, fast, slow, 1e-12);
     // A short window really cuts something: W_hh's gradient is not full BPTT's. (With K = T − 1
-    // the one cut path can be too small to see after 12 steps of a sigmoid Elman network.)
-    if (K > 3) continue;
+    // the one cut path can be too small to see after 12 steps of a sigmoid Elman network; the
+    // option cases' T <= 5 leave their few longer chains on steps the mask weighs 0.)
+    if (K > 3 || c.T < 7) continue;
     double diff = 0;
     const auto P = ParamViews<const double>(c.config(), fast.params.data());
     const auto F = ParamViews<const double>(c.config(), full.g.params.data());
