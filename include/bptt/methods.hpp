@@ -154,22 +154,26 @@ template <class Real>
 class RtrlStream {
  public:
   RtrlStream(const ModelConfig& cfg, int B);
-  // Starts every sequence from the state h0/c0 ([L, B, H]; empty = zeros) with zero sensitivity.
+  // Starts every sequence from the state h0 [L, B, H_out] / c0 [L, B, H] (empty: the model's
+  // initial state, zeros or its learned init.h0/init.c0, whose parameters then get the
+  // sensitivity of the state they set; given states have none).
+  void reset(const Model<Real>& model, const std::vector<Real>& h0, const std::vector<Real>& c0);
+  // The same for a model with a zero initial state (refuses a learned one without h0 and c0).
   void reset(const std::vector<Real>& h0, const std::vector<Real>& c0);
   // One step: x [B, I]; the loss of this step is Σ_b w_b ℓ_b / norm (targets as in Batch: y
   // [B, O] or classes [B]; w [B] weights, empty = 1). ASSIGNS grad (param_count) and returns the
   // loss; a sequence with w_b = 0 still advances.
   double step(const Model<Real>& model, LossKind loss, const Real* x, const Real* y,
               const std::int64_t* classes, const Real* w, double norm, std::vector<Real>& grad);
-  // The current state (h [L, B, H]; c for LSTM, else cleared).
+  // The current state (h [L, B, H_out]; c [L, B, H] for LSTM, else cleared).
   void state(std::vector<Real>& h, std::vector<Real>& c) const;
   std::size_t bytes() const;
 
  private:
   ModelConfig cfg_;
   int B_;
-  std::vector<Real> h_, c_;   // [L, B, H]
-  std::vector<Real> Mh_, Mc_; // [B, L, H, P] sensitivities
+  std::vector<Real> h_, c_;   // [L, B, H_out], [L, B, H]
+  std::vector<Real> Mh_, Mc_; // [B, L, H_out, P], [B, L, H, P] sensitivities
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -50,24 +50,29 @@ Real phi_grad(Activation f, Real a) {
   throw Error("rtrl", "softmax is not an elementwise nonlinearity");
 }
 
-// Column offsets of one layer's parameters in the arena (= their column in M).
+constexpr std::size_t npos = std::size_t(-1);
+
+// Column offsets of one layer's parameters in the arena (= their column in M); npos for the
+// tensors the layer does not have (biases of a bias-free layer, W_hr without a projection).
 struct LayerCols {
-  std::size_t w_ih, w_hh, b_ih, b_hh;
+  std::size_t w_ih, w_hh, b_ih, b_hh, w_hr;
 };
 
 // One sequence's state and sensitivities, and the scratch of one step.
 template <class Real>
 struct Carry {
   std::size_t N = 0;
-  std::vector<Real> h, c;    // [L, H]
-  std::vector<Real> Mh, Mc;  // [L, H, N]
+  std::vector<Real> h, c;    // [L, H_out], [L, H]
+  std::vector<Real> Mh, Mc;  // [L, H_out, N], [L, H, N]
 };
 
 template <class Real>
 struct Scratch {
   std::vector<Real> ax, ah;    // [G·H] pre-activations, x side and h side
   std::vector<Real> dax, dah;  // [G·H, N]
-  std::vector<Real> hn, cn, Mhn, Mcn;  // one layer's new state [H] and sensitivities [H, N]
+  std::vector<Real> hn, cn, Mhn, Mcn;  // one layer's cell output [H] (m with a projection),
+                                       // new c [H] and their sensitivities [H, N]
+  std::vector<Real> hp, Mhp;           // with a projection: h = W_hr m [P] and its [P, N]
 };
 
 // The forward-mode step of every layer of one sequence. x: [I]; x_col: the column of x_t[0] in
@@ -75,11 +80,11 @@ struct Scratch {
 template <class Real>
 void advance(const Model<Real>& model, const std::vector<LayerCols>& cols, const Real* x,
              std::size_t x_col, Carry<Real>& s, Scratch<Real>& w) {
-  constexpr std::size_t npos = std::size_t(-1);
   const ModelConfig& cfg = model.cfg;
-  const int H = cfg.hidden_size, G = cfg.gates(), GH = G * H;
+  const int H = cfg.hidden_size, G = cfg.gates(), GH = G * H, HO = cfg.state_size(),
+            P = cfg.proj_size;
   const std::size_t N = s.N;
-  const auto P = model.views();
+  const auto V = model.views();
   w.ax.resize(std::size_t(GH));
   w.ah.resize(std::size_t(GH));
   w.dax.resize(std::size_t(GH) * N);
@@ -88,20 +93,22 @@ void advance(const Model<Real>& model, const std::vector<LayerCols>& cols, const
   w.cn.resize(std::size_t(H));
   w.Mhn.resize(std::size_t(H) * N);
   w.Mcn.resize(std::size_t(H) * N);
+  w.hp.resize(std::size_t(P));
+  w.Mhp.resize(std::size_t(P) * N);
   for (int k = 0; k < cfg.num_layers; ++k) {
-    const auto& p = P.layers[std::size_t(k)];
+    const auto& p = V.layers[std::size_t(k)];
     const LayerCols& lc = cols[std::size_t(k)];
     const int in = p.in;
-    const Real* u = k == 0 ? x : s.h.data() + std::size_t(k - 1) * H;  // already the new h(k-1)
-    Real* hp = s.h.data() + std::size_t(k) * H;
+    const Real* u = k == 0 ? x : s.h.data() + std::size_t(k - 1) * HO;  // already the new h(k-1)
+    Real* hp = s.h.data() + std::size_t(k) * HO;
     Real* cp = s.c.empty() ? nullptr : s.c.data() + std::size_t(k) * H;
-    Real* Mhp = s.Mh.data() + std::size_t(k) * H * N;
+    Real* Mhp = s.Mh.data() + std::size_t(k) * HO * N;
     Real* Mcp = s.Mc.empty() ? nullptr : s.Mc.data() + std::size_t(k) * H * N;
     // Values.
     for (int r = 0; r < GH; ++r) {
-      Real a = p.b_ih[r], b = p.b_hh[r];
+      Real a = p.b_ih ? p.b_ih[r] : Real(0), b = p.b_hh ? p.b_hh[r] : Real(0);
       for (int c = 0; c < in; ++c) a += p.w_ih[std::size_t(r) * in + c] * u[c];
-      for (int c = 0; c < H; ++c) b += p.w_hh[std::size_t(r) * H + c] * hp[c];
+      for (int c = 0; c < HO; ++c) b += p.w_hh[std::size_t(r) * HO + c] * hp[c];
       w.ax[std::size_t(r)] = a, w.ah[std::size_t(r)] = b;
     }
     // Tangents: the products through the state, then the direct parts.
@@ -109,17 +116,17 @@ void advance(const Model<Real>& model, const std::vector<LayerCols>& cols, const
       std::fill(w.dax.begin(), w.dax.end(), Real(0));
     else
       kernels::gemm(false, false, GH, int(N), in, Real(1), p.w_ih, in,
-                    s.Mh.data() + std::size_t(k - 1) * H * N, int(N), Real(0), w.dax.data(),
+                    s.Mh.data() + std::size_t(k - 1) * HO * N, int(N), Real(0), w.dax.data(),
                     int(N));
-    kernels::gemm(false, false, GH, int(N), H, Real(1), p.w_hh, H, Mhp, int(N), Real(0),
+    kernels::gemm(false, false, GH, int(N), HO, Real(1), p.w_hh, HO, Mhp, int(N), Real(0),
                   w.dah.data(), int(N));
     for (int r = 0; r < GH; ++r) {
       Real* dx = w.dax.data() + std::size_t(r) * N;
       Real* dh = w.dah.data() + std::size_t(r) * N;
       for (int c = 0; c < in; ++c) dx[lc.w_ih + std::size_t(r) * in + c] += u[c];
-      dx[lc.b_ih + std::size_t(r)] += Real(1);
-      for (int c = 0; c < H; ++c) dh[lc.w_hh + std::size_t(r) * H + c] += hp[c];
-      dh[lc.b_hh + std::size_t(r)] += Real(1);
+      if (lc.b_ih != npos) dx[lc.b_ih + std::size_t(r)] += Real(1);
+      for (int c = 0; c < HO; ++c) dh[lc.w_hh + std::size_t(r) * HO + c] += hp[c];
+      if (lc.b_hh != npos) dh[lc.b_hh + std::size_t(r)] += Real(1);
       if (k == 0 && x_col != npos)
         for (int c = 0; c < in; ++c) dx[x_col + std::size_t(c)] += p.w_ih[std::size_t(r) * in + c];
     }
@@ -159,7 +166,7 @@ void advance(const Model<Real>& model, const std::vector<LayerCols>& cols, const
             Mh[n] = dO * (axo[n] + aho[n]) * tc + o * (1 - tc * tc) * dc;
           }
           w.cn[J] = c;
-          w.hn[J] = o * tc;
+          w.hn[J] = o * tc;  // m with a projection
           break;
         }
         case CellKind::gru: {
@@ -181,8 +188,23 @@ void advance(const Model<Real>& model, const std::vector<LayerCols>& cols, const
         }
       }
     }
-    std::copy(w.hn.begin(), w.hn.end(), hp);
-    std::copy(w.Mhn.begin(), w.Mhn.end(), Mhp);
+    if (P) {  // h = W_hr m: M_h = W_hr M_m + m in the columns of W_hr
+      for (int r = 0; r < P; ++r) {
+        Real v = 0;
+        for (int c = 0; c < H; ++c) v += p.w_hr[std::size_t(r) * H + c] * w.hn[std::size_t(c)];
+        w.hp[std::size_t(r)] = v;
+      }
+      kernels::gemm(false, false, P, int(N), H, Real(1), p.w_hr, H, w.Mhn.data(), int(N),
+                    Real(0), w.Mhp.data(), int(N));
+      for (int r = 0; r < P; ++r)
+        for (int c = 0; c < H; ++c)
+          w.Mhp[std::size_t(r) * N + lc.w_hr + std::size_t(r) * H + c] += w.hn[std::size_t(c)];
+      std::copy(w.hp.begin(), w.hp.end(), hp);
+      std::copy(w.Mhp.begin(), w.Mhp.end(), Mhp);
+    } else {
+      std::copy(w.hn.begin(), w.hn.end(), hp);
+      std::copy(w.Mhn.begin(), w.Mhn.end(), Mhp);
+    }
     if (cp) {
       std::copy(w.cn.begin(), w.cn.end(), cp);
       std::copy(w.Mcn.begin(), w.Mcn.end(), Mcp);
@@ -194,11 +216,45 @@ template <class Real>
 std::vector<LayerCols> layer_columns(const Model<Real>& model) {
   const auto P = model.views();
   const Real* base = model.params.data();
+  const auto col = [&](const Real* p) { return p ? std::size_t(p - base) : npos; };
   std::vector<LayerCols> cols;
   for (const auto& p : P.layers)
-    cols.push_back({std::size_t(p.w_ih - base), std::size_t(p.w_hh - base),
-                    std::size_t(p.b_ih - base), std::size_t(p.b_hh - base)});
+    cols.push_back({col(p.w_ih), col(p.w_hh), col(p.b_ih), col(p.b_hh), col(p.w_hr)});
   return cols;
+}
+
+// The initial state of one sequence b (the batch's, the learned one or zeros: initial_states)
+// with its sensitivities: ∂h0/∂(the sequence's own h0) = I in columns col_h0 (npos: none), and
+// ∂h0/∂init.h0 = I in init.h0's parameter columns when the model learns it and the batch does
+// not give it; the same for c.
+template <class Real>
+void start(const Model<Real>& model, const Batch<Real>* batch, const std::vector<Real>& h0,
+           const std::vector<Real>& c0, int B, int b, std::size_t col_h0, std::size_t col_c0,
+           Carry<Real>& s) {
+  const ModelConfig& cfg = model.cfg;
+  const int L = cfg.num_layers, H = cfg.hidden_size, HO = cfg.state_size();
+  const bool lstm = cfg.cell == CellKind::lstm;
+  const std::size_t N = s.N, LHO = std::size_t(L) * HO, LH = std::size_t(L) * H;
+  const auto V = model.views();
+  s.h.assign(LHO, Real(0));
+  s.c.assign(lstm ? LH : 0, Real(0));
+  for (int k = 0; k < L; ++k) {
+    for (int j = 0; j < HO; ++j) s.h[std::size_t(k) * HO + j] = h0[(std::size_t(k) * B + b) * HO + j];
+    for (int j = 0; j < H && lstm; ++j) s.c[std::size_t(k) * H + j] = c0[(std::size_t(k) * B + b) * H + j];
+  }
+  s.Mh.assign(LHO * N, Real(0));
+  s.Mc.assign(lstm ? LH * N : 0, Real(0));
+  const bool own_h = !batch || !batch->h0.empty(), own_c = !batch || !batch->c0.empty();
+  const std::size_t init_h = V.h0 ? std::size_t(V.h0 - model.params.data()) : npos,
+                    init_c = V.c0 ? std::size_t(V.c0 - model.params.data()) : npos;
+  for (std::size_t r = 0; r < LHO; ++r) {
+    if (col_h0 != npos) s.Mh[r * N + col_h0 + r] = Real(1);
+    if (init_h != npos && !own_h) s.Mh[r * N + init_h + r] = Real(1);
+  }
+  for (std::size_t r = 0; r < LH && lstm; ++r) {
+    if (col_c0 != npos) s.Mc[r * N + col_c0 + r] = Real(1);
+    if (init_c != npos && !own_c) s.Mc[r * N + init_c + r] = Real(1);
+  }
 }
 
 // The loss of one step of one sequence and the head's part of the gradient:
@@ -211,13 +267,13 @@ class StepLoss {
     one_.T = 1, one_.B = 1;
     z_.resize(std::size_t(cfg.output_size));
     yhat_ = dz_ = z_;
-    dh_.resize(std::size_t(cfg.hidden_size));
+    dh_.resize(std::size_t(cfg.state_size()));
   }
 
   double apply(const Model<Real>& model, LossKind loss, const Real* y, const std::int64_t* cls,
                double weight, double norm, const Carry<Real>& s, Real* grad_cols,
                Real* param_grad) {
-    const int H = cfg_.hidden_size, O = cfg_.output_size, L = cfg_.num_layers;
+    const int H = cfg_.state_size(), O = cfg_.output_size, L = cfg_.num_layers;
     const auto P = model.views();
     const Real* h = s.h.data() + std::size_t(L - 1) * H;
     for (int o = 0; o < O; ++o) {
@@ -261,15 +317,13 @@ template <class Real>
 double rtrl_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
                                Gradients<Real>& grads) {
   const ModelConfig& cfg = model.cfg;
-  require_options(cfg, {.causal = true, .projection = false, .no_bias = false,
-                        .learned_initial_state = false},
-                  "rtrl", "RTRL");
+  require_options(cfg, {.causal = true}, "rtrl", "RTRL");
   const int T = batch.T, B = batch.B, L = cfg.num_layers, H = cfg.hidden_size,
-            I = cfg.input_size;
+            HO = cfg.state_size(), I = cfg.input_size;
   const bool lstm = cfg.cell == CellKind::lstm;
-  const std::size_t P = model.params.size(), LH = std::size_t(L) * H;
-  // Columns: parameters | this sequence's x [T, I] | h0 [L, H] | c0 [L, H] (LSTM).
-  const std::size_t col_x = P, col_h0 = col_x + std::size_t(T) * I, col_c0 = col_h0 + LH;
+  const std::size_t P = model.params.size(), LHO = std::size_t(L) * HO, LH = std::size_t(L) * H;
+  // Columns: parameters | this sequence's x [T, I] | h0 [L, H_out] | c0 [L, H] (LSTM).
+  const std::size_t col_x = P, col_h0 = col_x + std::size_t(T) * I, col_c0 = col_h0 + LHO;
   const std::size_t N = col_c0 + (lstm ? LH : 0);
   const double norm = total_weight(batch);
   if (!(norm > 0))
@@ -279,24 +333,12 @@ double rtrl_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batc
   StepLoss<Real> head(cfg);
   Carry<Real> s;
   Scratch<Real> w;
-  std::vector<Real> g(N);
+  std::vector<Real> g(N), h0, c0;
+  initial_states(model, batch, h0, c0);
   double total = 0;
   for (int b = 0; b < B; ++b) {
     s.N = N;
-    s.h.assign(LH, Real(0));
-    s.c.assign(lstm ? LH : 0, Real(0));
-    for (int k = 0; k < L; ++k)
-      for (int j = 0; j < H; ++j) {
-        const std::size_t i = (std::size_t(k) * B + b) * H + j;
-        if (!batch.h0.empty()) s.h[std::size_t(k) * H + j] = batch.h0[i];
-        if (lstm && !batch.c0.empty()) s.c[std::size_t(k) * H + j] = batch.c0[i];
-      }
-    s.Mh.assign(LH * N, Real(0));
-    s.Mc.assign(lstm ? LH * N : 0, Real(0));
-    for (std::size_t r = 0; r < LH; ++r) {
-      s.Mh[r * N + col_h0 + r] = Real(1);
-      if (lstm) s.Mc[r * N + col_c0 + r] = Real(1);
-    }
+    start(model, &batch, h0, c0, B, b, col_h0, col_c0, s);
     std::fill(g.begin(), g.end(), Real(0));
     for (int t = 0; t < T; ++t) {
       if (!batch.valid(t, b)) continue;  // past the end: state and sensitivities carried
@@ -314,12 +356,12 @@ double rtrl_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batc
       for (int t = 0; t < T; ++t)
         for (int i = 0; i < I; ++i)
           grads.x[(std::size_t(t) * B + b) * I + i] += g[col_x + std::size_t(t) * I + i];
-    for (int k = 0; k < L; ++k)
-      for (int j = 0; j < H; ++j) {
-        const std::size_t i = (std::size_t(k) * B + b) * H + j, r = std::size_t(k) * H + j;
-        grads.h0[i] += g[col_h0 + r];
-        if (lstm && !grads.c0.empty()) grads.c0[i] += g[col_c0 + r];
-      }
+    for (int k = 0; k < L; ++k) {
+      for (int j = 0; j < HO; ++j)
+        grads.h0[(std::size_t(k) * B + b) * HO + j] += g[col_h0 + std::size_t(k) * HO + j];
+      for (int j = 0; j < H && lstm && !grads.c0.empty(); ++j)
+        grads.c0[(std::size_t(k) * B + b) * H + j] += g[col_c0 + std::size_t(k) * H + j];
+    }
   }
   return total;
 }
@@ -328,30 +370,50 @@ double rtrl_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batc
 
 template <class Real>
 RtrlStream<Real>::RtrlStream(const ModelConfig& cfg, int B) : cfg_(cfg), B_(B) {
-  require_options(cfg, {.causal = true, .projection = false, .no_bias = false,
-                        .learned_initial_state = false},
-                  "rtrl", "online RTRL");
-  reset({}, {});
+  require_options(cfg, {.causal = true}, "rtrl", "online RTRL");
+  if (cfg.initial_state == InitialState::zero) reset({}, {});
 }
 
 template <class Real>
 void RtrlStream<Real>::reset(const std::vector<Real>& h0, const std::vector<Real>& c0) {
-  const std::size_t LBH = std::size_t(cfg_.num_layers) * B_ * cfg_.hidden_size;
-  const std::size_t P = param_count(cfg_);
+  if (cfg_.initial_state == InitialState::learned && (h0.empty() || (cfg_.cell == CellKind::lstm && c0.empty())))
+    throw Error("rtrl", "the model learns its initial state, which reset(h0, c0) does not see",
+                "call reset(model, h0, c0)");
+  reset(Model<Real>(cfg_), h0, c0);
+}
+
+template <class Real>
+void RtrlStream<Real>::reset(const Model<Real>& model, const std::vector<Real>& h0,
+                             const std::vector<Real>& c0) {
+  const std::size_t P = param_count(cfg_), LHO = std::size_t(cfg_.num_layers) * cfg_.state_size(),
+                    LH = std::size_t(cfg_.num_layers) * cfg_.hidden_size;
   const bool lstm = cfg_.cell == CellKind::lstm;
-  h_ = h0.empty() ? std::vector<Real>(LBH, Real(0)) : h0;
-  c_ = !lstm ? std::vector<Real>{} : c0.empty() ? std::vector<Real>(LBH, Real(0)) : c0;
-  Mh_.assign(LBH * P, Real(0));
-  Mc_.assign(lstm ? LBH * P : 0, Real(0));
+  Batch<Real> given;  // the states as a batch, for initial_states
+  given.B = B_;
+  given.h0 = h0;
+  given.c0 = lstm ? c0 : std::vector<Real>{};
+  initial_states(model, given, h_, c_);
+  Mh_.assign(std::size_t(B_) * LHO * P, Real(0));
+  Mc_.assign(lstm ? std::size_t(B_) * LH * P : 0, Real(0));
+  Carry<Real> s;
+  s.N = P;
+  for (int b = 0; b < B_; ++b) {  // the learned state's columns (none for given states)
+    start(model, &given, h_, c_, B_, b, npos, npos, s);
+    std::copy(s.Mh.begin(), s.Mh.end(), Mh_.begin() + std::ptrdiff_t(std::size_t(b) * LHO * P));
+    if (lstm) std::copy(s.Mc.begin(), s.Mc.end(), Mc_.begin() + std::ptrdiff_t(std::size_t(b) * LH * P));
+  }
 }
 
 template <class Real>
 double RtrlStream<Real>::step(const Model<Real>& model, LossKind loss, const Real* x,
                               const Real* y, const std::int64_t* classes, const Real* w,
                               double norm, std::vector<Real>& grad) {
-  const int L = cfg_.num_layers, H = cfg_.hidden_size, I = cfg_.input_size,
-            O = cfg_.output_size;
-  const std::size_t P = model.params.size(), LH = std::size_t(L) * H, BH = std::size_t(B_) * H;
+  const int L = cfg_.num_layers, H = cfg_.hidden_size, HO = cfg_.state_size(),
+            I = cfg_.input_size, O = cfg_.output_size;
+  const std::size_t P = model.params.size(), LH = std::size_t(L) * H, BH = std::size_t(B_) * H,
+                    LHO = std::size_t(L) * HO, BHO = std::size_t(B_) * HO;
+  if (Mh_.size() != std::size_t(B_) * LHO * P)
+    throw Error("rtrl", "the stream has no state yet", "call reset(model, h0, c0) first");
   const bool lstm = cfg_.cell == CellKind::lstm;
   const auto cols = layer_columns(model);
   grad.assign(P, Real(0));
@@ -362,18 +424,19 @@ double RtrlStream<Real>::step(const Model<Real>& model, LossKind loss, const Rea
   std::vector<Real> g(P);
   double total = 0;
   for (int b = 0; b < B_; ++b) {
-    // Gather sequence b's state ([L, B, H] -> [L, H]) and sensitivities ([B, L, H, P]).
-    s.h.resize(LH);
+    // Gather sequence b's state ([L, B, ·] -> [L, ·]) and sensitivities ([B, L, ·, P]).
+    s.h.resize(LHO);
     s.c.resize(lstm ? LH : 0);
-    for (int k = 0; k < L; ++k)
-      for (int j = 0; j < H; ++j) {
-        s.h[std::size_t(k) * H + j] = h_[std::size_t(k) * BH + std::size_t(b) * H + j];
-        if (lstm) s.c[std::size_t(k) * H + j] = c_[std::size_t(k) * BH + std::size_t(b) * H + j];
-      }
-    const std::size_t m0 = std::size_t(b) * LH * P;
-    s.Mh.assign(Mh_.begin() + std::ptrdiff_t(m0), Mh_.begin() + std::ptrdiff_t(m0 + LH * P));
+    for (int k = 0; k < L; ++k) {
+      for (int j = 0; j < HO; ++j)
+        s.h[std::size_t(k) * HO + j] = h_[std::size_t(k) * BHO + std::size_t(b) * HO + j];
+      for (int j = 0; j < H && lstm; ++j)
+        s.c[std::size_t(k) * H + j] = c_[std::size_t(k) * BH + std::size_t(b) * H + j];
+    }
+    const std::size_t mh = std::size_t(b) * LHO * P, mc = std::size_t(b) * LH * P;
+    s.Mh.assign(Mh_.begin() + std::ptrdiff_t(mh), Mh_.begin() + std::ptrdiff_t(mh + LHO * P));
     if (lstm)
-      s.Mc.assign(Mc_.begin() + std::ptrdiff_t(m0), Mc_.begin() + std::ptrdiff_t(m0 + LH * P));
+      s.Mc.assign(Mc_.begin() + std::ptrdiff_t(mc), Mc_.begin() + std::ptrdiff_t(mc + LH * P));
     else
       s.Mc.clear();
     advance(model, cols, x + std::size_t(b) * I, std::size_t(-1), s, scratch);
@@ -385,13 +448,14 @@ double RtrlStream<Real>::step(const Model<Real>& model, LossKind loss, const Rea
                           grad.data());
       for (std::size_t i = 0; i < P; ++i) grad[i] += g[i];
     }
-    for (int k = 0; k < L; ++k)
-      for (int j = 0; j < H; ++j) {
-        h_[std::size_t(k) * BH + std::size_t(b) * H + j] = s.h[std::size_t(k) * H + j];
-        if (lstm) c_[std::size_t(k) * BH + std::size_t(b) * H + j] = s.c[std::size_t(k) * H + j];
-      }
-    std::copy(s.Mh.begin(), s.Mh.end(), Mh_.begin() + std::ptrdiff_t(m0));
-    if (lstm) std::copy(s.Mc.begin(), s.Mc.end(), Mc_.begin() + std::ptrdiff_t(m0));
+    for (int k = 0; k < L; ++k) {
+      for (int j = 0; j < HO; ++j)
+        h_[std::size_t(k) * BHO + std::size_t(b) * HO + j] = s.h[std::size_t(k) * HO + j];
+      for (int j = 0; j < H && lstm; ++j)
+        c_[std::size_t(k) * BH + std::size_t(b) * H + j] = s.c[std::size_t(k) * H + j];
+    }
+    std::copy(s.Mh.begin(), s.Mh.end(), Mh_.begin() + std::ptrdiff_t(mh));
+    if (lstm) std::copy(s.Mc.begin(), s.Mc.end(), Mc_.begin() + std::ptrdiff_t(mc));
   }
   return total;
 }

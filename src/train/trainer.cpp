@@ -254,7 +254,7 @@ template <class Real>
 StepInfo Trainer<Real>::rtrl_window() {
   const int T = batch_.T, B = batch_.B, I = model_.cfg.input_size, O = model_.cfg.output_size;
   if (!task_.carries_state() || !rtrl_started_ || carry_h_.empty())
-    rtrl_->reset(batch_.h0, batch_.c0);
+    rtrl_->reset(model_, batch_.h0, batch_.c0);
   rtrl_started_ = true;
   std::vector<Real> w(static_cast<std::size_t>(B));
   StepInfo info;
@@ -279,7 +279,7 @@ StepInfo Trainer<Real>::rtrl_window() {
       std::vector<Real> h, c;
       rtrl_->state(h, c);
       if (!all_finite(h) || !all_finite(c)) h.clear(), c.clear();
-      rtrl_->reset(h, c);
+      rtrl_->reset(model_, h, c);
       continue;
     }
     loss += l * norm;

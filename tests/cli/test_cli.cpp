@@ -64,12 +64,11 @@ std::set<std::string> predict_names(const std::string& cell, bool states = false
 }
 
 // What `bptt grad --method M` says when it refuses a fixture's model ("" when it takes it):
-// truncation and RTRL run left to right only, so a bidirectional model is refused for good;
-// the other options wait for their support there (methods.hpp, require_options).
+// truncation and RTRL run left to right only, so a bidirectional model is refused for good
+// (methods.hpp, require_options).
 std::string refusal(const Fixture& f, const std::string& method) {
   const bool causal = method.rfind("truncated", 0) == 0 || method == "rtrl";
   if (causal && f.bidirectional) return "a bidirectional model cannot use";
-  if (method == "rtrl" && (f.projection || f.learned || f.no_bias)) return "does not support";
   return "";
 }
 

@@ -58,7 +58,7 @@ bool refused(const Case& c, const std::string& method) {
   const Options& o = c.opt;
   if (method == "recompute") return false;
   if (method == "truncated") return o.bi;
-  if (method == "rtrl") return o.bi || o.P || o.init != InitCase::given || !o.bias;
+  if (method == "rtrl") return o.bi;
   return false;
 }
 
@@ -209,12 +209,54 @@ TEST_P(Rtrl, Float32MatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Grid, Rtrl, testing::ValuesIn(rtrl_grid()), case_name);
+// The options RTRL takes: projections, bias-free layers and learned initial states.
+std::vector<Case> rtrl_option_cases() {
+  std::vector<Case> out;
+  for (const Case& c : option_cases())
+    if (!c.opt.bi) out.push_back(c);
+  return out;
+}
+INSTANTIATE_TEST_SUITE_P(Options, Rtrl, testing::ValuesIn(rtrl_option_cases()), case_name);
+
+// A bidirectional model is refused by every causal method, with a message that says why.
+TEST(CausalMethods, RefuseBidirectionalModels) {
+  for (const Case& c : option_cases()) {
+    if (!c.opt.bi) continue;
+    SCOPED_TRACE(c.name());
+    const auto m = make_model<double>(c);
+    const auto b = make_batch<double>(c);
+    Gradients<double> g(c.config(), c.T, c.B);
+    for (const auto& [name, call] : std::vector<std::pair<std::string, std::function<void()>>>{
+             {"truncated", [&] { truncated_loss_and_gradients(m, b, c.loss.loss, 2, g); }},
+             {"truncated", [&] { truncated_reference_loss_and_gradients(m, b, c.loss.loss, 2, g); }},
+             {"rtrl", [&] { rtrl_loss_and_gradients(m, b, c.loss.loss, g); }},
+             {"rtrl", [&] { RtrlStream<double>(c.config(), c.B); }}}) {
+      try {
+        call();
+        ADD_FAILURE() << name << " took a bidirectional model";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("bidirectional"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.where()).find(name), std::string::npos) << e.where();
+      }
+    }
+  }
+}
 
 // Online RTRL over a stream, with the parameters held fixed, sums to rtrl's parameter gradient:
 // each step's gradient is that step's loss's, and the sensitivities carry across steps.
 TEST(RtrlStream, StepsSumToTheWholeGradient) {
-  for (const CellVariant& cell : all_cells()) {
-    const Case c{cell, {LossKind::xent, Activation::softmax}, 2, 6};
+  std::vector<Case> cases;
+  for (const CellVariant& cell : all_cells())
+    cases.push_back(Case{cell, {LossKind::xent, Activation::softmax}, 2, 6});
+  // A learned initial state (the stream starts from it: its parameters get the sensitivity),
+  // a projection and no biases.
+  Case learned{{CellKind::lstm, Activation::tanh}, {LossKind::xent, Activation::softmax}, 2, 6};
+  learned.opt = {.P = 2, .bias = false, .init = InitCase::learned};
+  cases.push_back(learned);
+  learned.cell = {CellKind::gru, Activation::tanh};
+  learned.opt.P = 0;
+  cases.push_back(learned);
+  for (const Case& c : cases) {
     SCOPED_TRACE(c.name());
     const auto m = make_model<double>(c);
     auto b = make_batch<double>(c);
@@ -222,7 +264,7 @@ TEST(RtrlStream, StepsSumToTheWholeGradient) {
     b.mask.clear();
     const auto full = full_bptt(c, m, b);
     RtrlStream<double> s(c.config(), c.B);
-    s.reset(b.h0, b.c0);
+    s.reset(m, b.h0, b.c0);
     std::vector<double> sum(m.params.size(), 0.0), g;
     const double norm = double(c.T) * c.B;
     double loss = 0;
