@@ -7,6 +7,7 @@
 //                      LSTM with a projection (proj_size P): h_t = (o ⊙ tanh c_t) W_hr^T, P wide
 //                      x_t is the data for k = 0 and [h_t of layer k-1, d = 0 ; d = 1] otherwise
 //   head:              z_t = [h_t of the top layer's directions] W_o^T + b_o,  ŷ_t = θ(z_t)
+//                      (readout final_state: [h_n of the top layer's directions] at every t)
 //
 // H_out, the width of h (and of h0, h_n), is P with a projection and H otherwise; c stays H wide.
 // Parameters live in one contiguous arena in PyTorch state_dict order; the gradient arena has the
@@ -42,6 +43,7 @@ struct ModelConfig {
   int proj_size = 0;           // P: LSTM only, 0 < P < H; 0 = no projection
   bool bias = true;            // false: no bias_ih / bias_hh tensors (torch's bias=False)
   InitialState initial_state = InitialState::zero;  // learned: init.h0 / init.c0 are parameters
+  Readout readout = Readout::steps;  // final_state: the head reads the top layer's h_n at every step
 
   int gates() const { return gate_count(cell); }           // G
   int directions() const { return bidirectional ? 2 : 1; }  // D

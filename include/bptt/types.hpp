@@ -18,6 +18,10 @@ enum class DType { f32, f64 };
 // Where each layer's initial state comes from when a batch gives none: zeros, or the trained
 // tensors init.h0 / init.c0 (model.hpp).
 enum class InitialState { zero, learned };
+// What the head reads at step t: the top layer's output at t (steps), or at every step the
+// top layer's final states [h_n(d = 0) ; h_n(d = 1)] (final: a sequence classifier, what
+// PyTorch users write as head(cat(h_n[-2], h_n[-1]))).
+enum class Readout { steps, final_state };
 
 // Number of gate blocks G in the fused weight matrices [G·H, ·].
 int gate_count(CellKind cell);
@@ -29,11 +33,13 @@ std::string_view to_string(Activation v);
 std::string_view to_string(LossKind v);
 std::string_view to_string(DType v);
 std::string_view to_string(InitialState v);
+std::string_view to_string(Readout v);
 CellKind parse_cell(std::string_view s, const std::string& where);
 Activation parse_activation(std::string_view s, const std::string& where);
 LossKind parse_loss(std::string_view s, const std::string& where);
 DType parse_dtype(std::string_view s, const std::string& where);
 InitialState parse_initial_state(std::string_view s, const std::string& where);
+Readout parse_readout(std::string_view s, const std::string& where);
 
 // Threads the matrix kernels may use (the BLAS library's pool). 0 < n.
 void set_num_threads(int n);

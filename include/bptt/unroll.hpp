@@ -60,6 +60,10 @@ class Workspace {
   Real* drop_in(int k);    // [T, B, D·H_out] layer k's input: out(k-1) ⊙ drop_mask(k)
   bool dropout_active = false;  // set by forward(): whether the last pass used dropout
   // Shared:
+  Real* top() { return top_ ? top_ : out(L_ - 1); }  // [T, B, D·H_out] the head's input:
+                                  // out(L−1), or for Readout::final_state a buffer of its own
+                                  // holding the top layer's [h_n(d = 0) ; h_n(d = 1)] at every
+                                  // step (backward overwrites it with dL/d(it))
   Real* z() { return z_; }        // [T, B, O] head logits
   Real* yhat() { return yhat_; }  // [T, B, O] θ(z)
   Real* dz() { return dz_; }      // [T, B, O] dL/dz, set by the loss: the SAME memory as z()
@@ -112,7 +116,7 @@ class Workspace {
   std::vector<Real*> layer_[3];  // per layer: out drop_mask drop_in
   std::vector<Scratch> scratch_;
   std::vector<Real> buf_;
-  Real *z_, *yhat_, *dz_;
+  Real *z_, *yhat_, *dz_, *top_ = nullptr;
   std::vector<std::uint8_t> valid_;
 };
 

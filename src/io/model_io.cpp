@@ -20,7 +20,7 @@ const std::set<std::string> kConfigKeys = {"format", "format_version", "cell", "
                                            "input_size", "hidden_size", "num_layers",
                                            "output_size", "output_activation",
                                            "bidirectional", "proj_size", "bias",
-                                           "initial_state"};
+                                           "initial_state", "readout"};
 
 std::string field(const File& f, const std::string& key) { return f.path() + ": __metadata__." + key; }
 
@@ -82,6 +82,7 @@ ModelConfig read_model_config(const File& f) {
   }
   if (const std::string* s = meta(f, "initial_state"))
     cfg.initial_state = parse_initial_state(*s, field(f, "initial_state"));
+  if (const std::string* s = meta(f, "readout")) cfg.readout = parse_readout(*s, field(f, "readout"));
   cfg.validate(f.path() + ": __metadata__");
   return cfg;
 }
@@ -165,6 +166,7 @@ void add_model(const Model<Real>& model, safetensors::Writer& w) {
   w.set_metadata("proj_size", std::to_string(c.proj_size));
   w.set_metadata("bias", c.bias ? "true" : "false");
   w.set_metadata("initial_state", std::string(to_string(c.initial_state)));
+  w.set_metadata("readout", std::string(to_string(c.readout)));
   for (const ParamInfo& p : param_layout(c)) w.add(p.name, p.shape, model.params.data() + p.offset);
 }
 

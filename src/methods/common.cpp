@@ -14,6 +14,10 @@ void require_options(const ModelConfig& cfg, const OptionSupport& support,
     throw Error(where, "a bidirectional model cannot use " + what,
                 "its right-to-left pass reads each sequence from its last step, and " + what +
                     " runs left to right only; use full BPTT (--method bptt) or recompute");
+  if (cfg.readout == Readout::final_state && support.causal)
+    throw Error(where, "a model whose head reads the final state (readout final) cannot use " + what,
+                "every step's output depends on the sequence's end, and " + what +
+                    " runs left to right only; use full BPTT (--method bptt) or recompute");
   const auto refuse = [&](const std::string& option) {
     throw Error(where, what + " does not support " + option + " yet",
                 "use full BPTT (--method bptt) for this model");

@@ -33,7 +33,7 @@ std::size_t full_bptt_bytes(const ModelConfig& cfg, int T, int B, std::size_t re
 std::size_t recompute_bytes(const ModelConfig& cfg, int T, int B, int K, std::size_t real_size,
                             bool with_dropout) {
   K = std::clamp(K, 1, T);
-  if (cfg.bidirectional) return recompute_layers_bytes(cfg, T, B, K, real_size, with_dropout);
+  if (recompute_by_layer(cfg)) return recompute_layers_bytes(cfg, T, B, K, real_size, with_dropout);
   const std::size_t UB = std::size_t(cfg.units()) * B;
   const std::size_t state = UB * (std::size_t(cfg.state_size()) +
                                   (cfg.cell == CellKind::lstm ? std::size_t(cfg.hidden_size) : 0));
@@ -65,9 +65,9 @@ int recompute_interval_for_budget(const ModelConfig& cfg, int T, int B, std::siz
 template <class Real>
 Recompute<Real>::Recompute(const ModelConfig& cfg, int T, int B, int K, bool with_dropout)
     : cfg_(cfg), T_(T), B_(B), K_(std::clamp(K, 1, std::max(T, 1))),
-      seg_grads_(cfg.bidirectional ? recompute_unit_config(cfg, 0) : cfg, K_, B) {
+      seg_grads_(recompute_by_layer(cfg) ? recompute_unit_config(cfg, 0) : cfg, K_, B) {
   if (K < 1) throw Error("--recompute", "the interval must be at least 1 step", "");
-  if (cfg.bidirectional) {
+  if (recompute_by_layer(cfg)) {
     init_layers(with_dropout);
     return;
   }
@@ -83,7 +83,7 @@ Recompute<Real>::~Recompute() = default;  // here, where Layers is complete
 
 template <class Real>
 std::size_t Recompute<Real>::bytes() const {
-  if (cfg_.bidirectional) return layers_bytes();
+  if (recompute_by_layer(cfg_)) return layers_bytes();
   return ws_->bytes() +
          (ckpt_h_.size() + ckpt_c_.size() + seg_grads_.x.size() + seg_grads_.h0.size() +
           seg_grads_.c0.size() + seg_.x.size() + seg_.y.size() + seg_.mask.size()) *
@@ -113,7 +113,7 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
     throw Error("recompute", fmt::format("sized for T = {}, B = {} but the batch has T = {}, "
                                          "B = {}", T_, B_, batch.T, batch.B),
                 "construct Recompute for the batch's shape");
-  if (cfg_.bidirectional) return by_layer(model, batch, loss, grads, dropout);
+  if (recompute_by_layer(cfg_)) return by_layer(model, batch, loss, grads, dropout);
   const ModelConfig& cfg = model.cfg;
   const int S = segments(T_, K_), B = B_, I = cfg.input_size, O = cfg.output_size;
   const std::size_t nh = std::size_t(cfg.units()) * B * cfg.state_size(),
@@ -199,7 +199,7 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
 
 template <class Real>
 void Recompute<Real>::final_state(std::vector<Real>& h, std::vector<Real>& c) const {
-  if (cfg_.bidirectional) {  // per unit: the last of its S + 1 checkpoints
+  if (recompute_by_layer(cfg_)) {  // per unit: the last of its S + 1 checkpoints
     const std::size_t S1 = std::size_t(segments(T_, K_) + 1), U = std::size_t(cfg_.units());
     const auto last = [&](const std::vector<Real>& ckpt, std::vector<Real>& out) {
       const std::size_t n = ckpt.size() / (U * S1);

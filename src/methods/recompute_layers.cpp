@@ -214,7 +214,15 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const Batch<Real>& ba
   }
 
   // ---- the head: ŷ, the loss, dL/dz, the head's gradients and dL/d out(L−1) ----
-  const Real* top = l.outs.data() + std::size_t(L - 1) * TB * W;
+  Real* top = l.outs.data() + std::size_t(L - 1) * TB * W;
+  const bool final_readout = cfg.readout == Readout::final_state;
+  if (final_readout)  // the head reads the top layer's h_n (last checkpoints) at every step
+    for (int d = 0; d < D; ++d) {
+      const Real* hn = ckpt_h_.data() + (std::size_t(L - 1) * D + d) * S1 * BHO + std::size_t(S) * BHO;
+      for (std::size_t r = 0; r < TB; ++r)
+        std::copy(hn + (r % std::size_t(B)) * HO, hn + (r % std::size_t(B) + 1) * HO,
+                  top + r * W + std::size_t(d) * HO);
+    }
   gemm(false, true, int(TB), O, W, Real(1), top, W, V.w_o, W, Real(0), l.z.data(), O);
   for (std::size_t r = 0; r < TB; ++r)
     for (int o = 0; o < O; ++o) l.z[r * O + o] += V.b_o[o];
@@ -225,6 +233,15 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const Batch<Real>& ba
   for (std::size_t r = 0; r < TB; ++r)
     for (int o = 0; o < O; ++o) G.b_o[o] += dz[r * O + o];
   gemm(false, false, int(TB), W, O, Real(1), dz, O, V.w_o, W, Real(0), l.dout.data(), W);
+  std::vector<Real> d_hn;  // final readout: Σ_t dL/dtop_t, the top units' dL/dh_n [D, B, H_out]
+  if (final_readout) {
+    d_hn.assign(std::size_t(D) * BHO, Real(0));
+    for (std::size_t r = 0; r < TB; ++r)
+      for (int d = 0; d < D; ++d)
+        for (int j = 0; j < HO; ++j)
+          d_hn[std::size_t(d) * BHO + (r % std::size_t(B)) * HO + j] += l.dout[r * W + std::size_t(d) * HO + j];
+    std::fill(l.dout.begin(), l.dout.end(), Real(0));
+  }
 
   // ---- pass two: top layer first, each unit's segments last first ----
   std::vector<Real>& carry_h = dh_n_;
@@ -243,6 +260,9 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const Batch<Real>& ba
       seg_grads_.c0.resize(lstm ? BH : 0);
       carry_h.assign(BHO, Real(0));
       carry_c.assign(lstm ? BH : 0, Real(0));
+      if (k == L - 1 && final_readout)
+        std::copy(d_hn.begin() + std::ptrdiff_t(std::size_t(d) * BHO),
+                  d_hn.begin() + std::ptrdiff_t(std::size_t(d + 1) * BHO), carry_h.begin());
       for (int i = S - 1; i >= 0; --i) {
         const int s = i * K_, e = std::min(T, s + K_);
         segment_of(u, in, in_w, s, e);

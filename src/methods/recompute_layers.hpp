@@ -12,6 +12,12 @@
 
 namespace bptt {
 
+// Whether Recompute goes layer by layer: a bidirectional model, or a head that reads the final
+// states (which the segments of the other path, cut across all layers, do not know in time).
+inline bool recompute_by_layer(const ModelConfig& cfg) {
+  return cfg.bidirectional || cfg.readout == Readout::final_state;
+}
+
 // One direction of layer k as a model of its own: one layer, left to right, input width
 // cfg.layer_input_size(k), the same cell and options, a zero initial state (the caller passes
 // every segment's) and a head of one output that is never used. Its parameter arena starts

@@ -65,6 +65,14 @@ std::string_view to_string(InitialState v) {
   return "?";
 }
 
+std::string_view to_string(Readout v) {
+  switch (v) {
+    case Readout::steps: return "steps";
+    case Readout::final_state: return "final";
+  }
+  return "?";
+}
+
 CellKind parse_cell(std::string_view s, const std::string& where) {
   for (CellKind v : {CellKind::elman, CellKind::lstm, CellKind::gru})
     if (s == to_string(v)) return v;
@@ -95,6 +103,12 @@ InitialState parse_initial_state(std::string_view s, const std::string& where) {
   for (InitialState v : {InitialState::zero, InitialState::learned})
     if (s == to_string(v)) return v;
   throw Error(where, "unknown initial state " + quoted(s), "use zero or learned");
+}
+
+Readout parse_readout(std::string_view s, const std::string& where) {
+  for (Readout v : {Readout::steps, Readout::final_state})
+    if (s == to_string(v)) return v;
+  throw Error(where, "unknown readout " + quoted(s), "use steps or final");
 }
 
 }  // namespace bptt

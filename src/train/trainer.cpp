@@ -42,9 +42,11 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
       // Under MPI this process works on its rows of each batch only (include/bptt/dist.hpp).
       grads_(model.cfg, task.T(), dist::rows_of(std::max(task.B(), dist::size())).count(),
              /*with_x=*/false) {  // training needs no dL/dx
-  require_options(model.cfg, {.bidirectional = false, .projection = false,
-                              .learned_initial_state = false},
-                  "train", "training");
+  if (cfg.rtrl) require_options(model.cfg, {.causal = true}, "--method rtrl", "online RTRL");
+  if (cfg.k2 > 0) require_options(model.cfg, {.causal = true}, "--k2", "truncation (--k1/--k2)");
+  if (task.carries_state())
+    require_options(model.cfg, {.causal = true}, "--bidirectional",
+                    "training on a stream whose state carries from window to window");
   if (!(cfg.dropout >= 0 && cfg.dropout < 1))
     throw Error("--dropout", "must lie in [0, 1)", "0 disables dropout");
   if (!(cfg.clip_norm >= 0)) throw Error("--clip-norm", "must be >= 0", "0 disables clipping");
@@ -79,7 +81,10 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
     throw Error("--method rtrl", "runs in one process", "run it without mpirun");
   if (cfg.rtrl) {
     const std::size_t states = model.cfg.cell == CellKind::lstm ? 2 : 1;
-    const double need = double(B) * model.cfg.num_layers * model.cfg.hidden_size * double(states) *
+    (void)states;
+    const double need = double(B) * model.cfg.num_layers *
+                        double(model.cfg.state_size() + (model.cfg.cell == CellKind::lstm
+                                                             ? model.cfg.hidden_size : 0)) *
                         double(model.params.size()) * sizeof(Real);
     const double cap = cfg.memory_budget_mb > 0 ? cfg.memory_budget_mb * 1e6 : 1e9;
     if (need > cap)
@@ -119,7 +124,7 @@ StepInfo Trainer<Real>::step() {
   global_weight_ = total_weight(batch_);
   if (dist::active()) {
     slice_rows(batch_, dist::rows_of(batch_.B).begin, dist::rows_of(batch_.B).end,
-               model_.cfg.num_layers, local_);
+               model_.cfg.units(), local_);
     std::swap(batch_, local_);
   }
   if (task_.carries_state()) {
@@ -208,14 +213,20 @@ StepInfo Trainer<Real>::bptt_window() {
     dist::PendingSums pending;
     ParamViews<Real> G(model_.cfg, grads_.params.data());
     BackwardOptions<Real> opts;
+    // Layer k's tensors (both directions) are contiguous; the head's are final first, a learned
+    // initial state's (after the head in the arena) only with layer 0: it goes last.
+    const int L = model_.cfg.num_layers, D = model_.cfg.directions();
+    Real* const head_end = G.b_o + model_.cfg.output_size;
     opts.gradients_ready = [&](int k) {
-      Real* end = grads_.params.data() + grads_.params.size();
-      Real* first = k == model_.cfg.num_layers ? G.w_o : G.layers[std::size_t(k)].w_ih;
-      Real* last = k == model_.cfg.num_layers ? end
-                   : k + 1 < model_.cfg.num_layers ? G.layers[std::size_t(k) + 1].w_ih : G.w_o;
+      Real* first = k == L ? G.w_o : G.layers[std::size_t(k * D)].w_ih;
+      Real* last = k == L ? head_end : k + 1 < L ? G.layers[std::size_t((k + 1) * D)].w_ih : G.w_o;
       pending.start(first, std::size_t(last - first));
     };
     backward(model_, b, *ws_, grads_, opts);
+    if (G.h0) {
+      Real* end = grads_.params.data() + grads_.params.size();
+      pending.start(G.h0, std::size_t(end - G.h0));
+    }
     pending.wait();
     info.loss = dist::sum(info.loss);
     reduced = true;
@@ -354,15 +365,17 @@ void Trainer<Real>::save_snapshot(const std::string& path, const std::string& fi
   // Under MPI each process holds its rows of the carried state and history: rank 0 gathers them
   // (every process calls this) and writes the whole batch's, so any number of processes resumes.
   const int B = task_.B();
-  const std::vector<std::int64_t> state_shape = {c.num_layers, B, c.hidden_size};
+  // (Streams are left to right only: L·D = L.)
+  const std::vector<std::int64_t> h_shape = {c.num_layers, B, c.state_size()},
+                                  c_shape = {c.num_layers, B, c.hidden_size};
   std::vector<Real> ch, cc, hx;
-  dist::gather_rows(carry_h_, c.num_layers, B, c.hidden_size, ch);
+  dist::gather_rows(carry_h_, c.num_layers, B, c.state_size(), ch);
   dist::gather_rows(carry_c_, c.num_layers, B, c.hidden_size, cc);
   const int n = int(hist_x_.size() / (std::size_t(dist::rows_of(B).count()) * c.input_size));
   dist::gather_rows(hist_x_, n, B, c.input_size, hx);
   if (dist::rank() != 0) return;
-  if (!ch.empty()) w.add("carry.h", state_shape, ch.data());
-  if (!cc.empty()) w.add("carry.c", state_shape, cc.data());
+  if (!ch.empty()) w.add("carry.h", h_shape, ch.data());
+  if (!cc.empty()) w.add("carry.c", c_shape, cc.data());
   if (!hx.empty()) w.add("history.x", {n, B, c.input_size}, hx.data());
   w.write(path);
 }
@@ -426,7 +439,9 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
       cfg.nonlinearity != model_.cfg.nonlinearity ||
       cfg.output_activation != model_.cfg.output_activation ||
       cfg.num_layers != model_.cfg.num_layers || cfg.input_size != model_.cfg.input_size ||
-      cfg.output_size != model_.cfg.output_size)
+      cfg.output_size != model_.cfg.output_size || cfg.bidirectional != model_.cfg.bidirectional ||
+      cfg.proj_size != model_.cfg.proj_size || cfg.bias != model_.cfg.bias ||
+      cfg.initial_state != model_.cfg.initial_state)
     throw Error(path, "the snapshot's model differs from this run's",
                 "resume with the options of the run that wrote it");
   for (const ParamInfo& p : param_layout(model_.cfg)) {
@@ -446,8 +461,10 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
     slots.push_back(f.as_real<Real>(name));
     require_finite(f, name, slots.back());
   }
-  const std::vector<std::int64_t> state_shape = {model_.cfg.num_layers, task_.B(),
-                                                 model_.cfg.hidden_size};
+  const std::vector<std::int64_t> h_shape = {model_.cfg.num_layers, task_.B(),
+                                             model_.cfg.state_size()},
+                                  c_shape = {model_.cfg.num_layers, task_.B(),
+                                             model_.cfg.hidden_size};
   const std::int64_t step = meta_int(f, "step"), epoch = meta_int(f, "epoch"),
                      position = meta_int(f, "position"), opt_steps = meta_int(f, "optimizer_steps");
   const std::int64_t skipped = meta.count("skipped_nonfinite") ? meta_int(f, "skipped_nonfinite") : 0;
@@ -459,12 +476,12 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
                 "the snapshot is damaged: it was written mid-epoch but holds no carried state");
   std::vector<Real> ch, cc;
   if (f.has("carry.h")) {
-    f.expect_shape("carry.h", state_shape, "[L, B, H]");
+    f.expect_shape("carry.h", h_shape, "[L, B, H_out]");
     ch = dist::my_rows(f.as_real<Real>("carry.h"), model_.cfg.num_layers, task_.B(),
-                       model_.cfg.hidden_size);
+                       model_.cfg.state_size());
   }
   if (f.has("carry.c")) {
-    f.expect_shape("carry.c", state_shape, "[L, B, H]");
+    f.expect_shape("carry.c", c_shape, "[L, B, H]");
     cc = dist::my_rows(f.as_real<Real>("carry.c"), model_.cfg.num_layers, task_.B(),
                        model_.cfg.hidden_size);
   }

@@ -247,7 +247,17 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
                               ws.out(k) + std::size_t(d) * HO, std::size_t(W));
   }
   if (!head) return;
-  const Real* top = ws.out(cfg.num_layers - 1);
+  if (cfg.readout == Readout::final_state) {  // the top layer's h_n at every step
+    const int k = cfg.num_layers - 1;
+    for (int d = 0; d < D; ++d) {
+      const Real* hn = ws.h(k * D + d) + std::size_t(T) * B * HO;  // after the last step: h_n
+      for (int t = 0; t < T; ++t)
+        for (int b = 0; b < B; ++b)
+          std::copy(hn + std::size_t(b) * HO, hn + std::size_t(b + 1) * HO,
+                    ws.top() + (std::size_t(t) * B + b) * W + std::size_t(d) * HO);
+    }
+  }
+  const Real* top = ws.top();
   // Z = top·W_oᵀ + b_o through the packed kernel, which starts from the bias row: a BLAS
   // call would write Z and then need a second pass to add b_o. Each block of rows gets θ while
   // it is in cache, on the thread that computed it.
@@ -270,10 +280,12 @@ namespace {
 // default), dL/dh_t from above formed a chunk at a time, then the weight gradients merged over
 // time. `dout` is dL/d(out(k)) [T, B, D·H_out] in data order when D = 2; for D = 1 (nullptr)
 // the chunk's dL/dh_t from above is formed here from the head's dz or layer k+1's dgi.
+// d_hn: with Readout::final_state, dL/d(h_n) [B, H_out] of a top-layer unit from the head (which
+// then sends nothing to the steps themselves); else nullptr.
 template <class Real>
 void unit_backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
                    Gradients<Real>& grads, const BackwardOptions<Real>& opts, int u,
-                   const Real* dout) {
+                   const Real* dout, const Real* d_hn) {
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, H = cfg.hidden_size, HO = cfg.state_size(),
             GH = cfg.gates() * H, O = cfg.output_size, P = cfg.proj_size, TB = T * B,
@@ -292,6 +304,8 @@ void unit_backward(const Model<Real>& model, const Batch<Real>& batch, Workspace
   if (P) kernels::pack_panels(false, H, P, p.w_hr, H, packed_hr);
   // ∂L/∂h_{T+1} = 0, unless the final state's gradient comes from beyond the batch.
   init_carry(opts.dh_n, std::size_t(u) * BHO, BHO, sc.dh_carry);
+  if (d_hn)
+    for (std::size_t i = 0; i < BHO; ++i) sc.dh_carry[i] += d_hn[i];
   if (ws.c(u)) init_carry(opts.dc_n, std::size_t(u) * BH, BH, sc.dc_carry);
   // Bias gradients: Σ over steps and rows of dgh (b_hh) and dgi (b_ih), added step by step
   // while the step's rows are in cache, one pair of accumulators per row part (no pass over
@@ -309,6 +323,8 @@ void unit_backward(const Model<Real>& model, const Batch<Real>& batch, Workspace
     if (dout) {
       unroll::permute_steps(reverse, ws.lengths(), begin, end, B, HO, dout + std::size_t(dir) * HO,
                             std::size_t(W), above, std::size_t(HO));
+    } else if (k == L - 1 && d_hn) {
+      std::fill(above, above + std::size_t(rows) * HO, Real(0));
     } else if (k == L - 1 && opts.dh_above) {
       std::copy(opts.dh_above + first * HO, opts.dh_above + (first + std::size_t(rows)) * HO, above);
     } else if (k == L - 1) {
@@ -404,16 +420,32 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
   check_workspace(ws, batch);
 
   // Head: dW_o += dZᵀ·top, db_o += Σ dZ. For D = 1 its dL/dtop = dZ·W_o is formed a chunk at a
-  // time by unit_backward; for D = 2 here, over top itself (no longer needed).
+  // time by unit_backward; for D = 2 here, over top itself (no longer needed). A head that reads
+  // the final states sends Σ_t dL/dtop_t to them (d_hn) and nothing to the steps.
+  const bool final_readout = cfg.readout == Readout::final_state && !opts.dh_above;
   if (!opts.dh_above) {
-    gemm(true, false, O, W, TB, Real(1), ws.dz(), O, ws.out(L - 1), W, Real(1), G.w_o, W);
+    gemm(true, false, O, W, TB, Real(1), ws.dz(), O, ws.top(), W, Real(1), G.w_o, W);
     kernels::sum_rows(TB, O, ws.dz(), G.b_o);
   }
   if (opts.gradients_ready) opts.gradients_ready(L);
-  if (D == 2 && opts.dh_above)
+  std::vector<Real> d_hn;  // [D, B, H_out]
+  if (final_readout) {
+    const int HO = cfg.state_size();
+    Real* dtop = ws.top();
+    gemm(false, false, TB, W, O, Real(1), ws.dz(), O, P.w_o, W, Real(0), dtop, W);
+    d_hn.assign(std::size_t(D) * B * HO, Real(0));
+    for (int t = 0; t < T; ++t)
+      for (int b = 0; b < B; ++b)
+        for (int d = 0; d < D; ++d)
+          for (int j = 0; j < HO; ++j)
+            d_hn[(std::size_t(d) * B + b) * HO + j] +=
+                dtop[(std::size_t(t) * B + b) * W + std::size_t(d) * HO + j];
+    if (D == 2) std::fill(ws.out(L - 1), ws.out(L - 1) + std::size_t(TB) * W, Real(0));
+  } else if (D == 2 && opts.dh_above) {
     std::copy(opts.dh_above, opts.dh_above + std::size_t(TB) * W, ws.out(L - 1));
-  else if (D == 2)
+  } else if (D == 2) {
     gemm(false, false, TB, W, O, Real(1), ws.dz(), O, P.w_o, W, Real(0), ws.out(L - 1), W);
+  }
 
   for (int k = L - 1; k >= 0; --k) {
     if (D == 2 && k < L - 1) {
@@ -434,7 +466,10 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
       }
     }
     for (int d = 0; d < D; ++d)
-      unit_backward(model, batch, ws, grads, opts, k * D + d, D == 2 ? ws.out(k) : nullptr);
+      unit_backward(model, batch, ws, grads, opts, k * D + d, D == 2 ? ws.out(k) : nullptr,
+                    k == L - 1 && final_readout
+                        ? d_hn.data() + std::size_t(d) * B * cfg.state_size()
+                        : nullptr);
     if (opts.gradients_ready) opts.gradients_ready(k);
   }
   if (!grads.x.empty()) {

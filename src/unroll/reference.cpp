@@ -13,7 +13,8 @@
 //   layer's output at t is [h_t left to right ; h_t right to left].
 //   Steps with t ≥ lengths[b] output each direction's final state (and pass their gradient to it).
 //   Initial state: the batch's h0/c0, else the learned init.h0/init.c0, else zeros.
-//   Head: z = W_o out_top + b_o, ŷ = θ(z); loss as in bptt/loss.hpp.
+//   Head: z = W_o out_top + b_o, ŷ = θ(z); loss as in bptt/loss.hpp. With the final-state
+//   readout the head reads [h_n(d = 0) ; h_n(d = 1)] of the top layer at every step.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -182,6 +183,7 @@ double reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
     const auto order = [&](int d, int i) { return d == 0 ? i : len - 1 - i; };  // i-th step
     // ---- forward: out[k][t] = [h_t of each direction] (W wide) ----
     std::vector<std::vector<Vec>> out(L, std::vector<Vec>(T, Vec(W, Real(0))));
+    std::vector<Vec> final_state(L, Vec(W, Real(0)));  // [h_n(d = 0) ; h_n(d = 1)] per layer
     std::vector<std::vector<Saved<Real>>> saved(std::size_t(L) * D, std::vector<Saved<Real>>(T));
     for (int k = 0; k < L; ++k) {
       for (int d = 0; d < D; ++d) {
@@ -245,14 +247,20 @@ double reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
         }
         for (int t = len; t < T; ++t)  // past the length: the final state
           std::copy(h.begin(), h.end(), out[k][t].begin() + std::ptrdiff_t(d) * HO);
+        std::copy(h.begin(), h.end(), final_state[k].begin() + std::ptrdiff_t(d) * HO);
       }
     }
     // ---- head, loss and dL/dz ----
+    // The head's input at step t: the top layer's output, or its final states at every step.
+    const bool final_readout = cfg.readout == Readout::final_state;
+    const auto head_in = [&](int t) -> const Vec& {
+      return final_readout ? final_state[L - 1] : out[L - 1][t];
+    };
     std::vector<Vec> dz(T, Vec(O, Real(0)));
     for (int t = 0; t < T; ++t) {
       Vec z(O);
       Real* yr = &out_all[tb(t, b) * O];
-      affine(O, W, V.w_o, V.b_o, out[L - 1][t].data(), z.data());
+      affine(O, W, V.w_o, V.b_o, head_in(t).data(), z.data());
       readout(cfg.output_activation, O, z.data(), yr);
       const Real w = batch.weight(t, b);
       if (w == Real(0)) continue;
@@ -264,9 +272,10 @@ double reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
     }
     // ---- backward: dout[t] = dL/d out[k][t], top layer first ----
     std::vector<Vec> dout(T, Vec(W, Real(0)));
+    Vec dfinal(W, Real(0));  // final readout: dL/d[h_n(d = 0) ; h_n(d = 1)] of the top layer
     for (int t = 0; t < T; ++t)
-      affine_backward(O, W, V.w_o, dz[t].data(), out[L - 1][t].data(), dV.w_o, dV.b_o,
-                      dout[t].data());
+      affine_backward(O, W, V.w_o, dz[t].data(), head_in(t).data(), dV.w_o, dV.b_o,
+                      final_readout ? dfinal.data() : dout[t].data());
     for (int k = L - 1; k >= 0; --k) {
       const int in_w = cfg.layer_input_size(k);
       std::vector<Vec> din(T, Vec(in_w, Real(0)));
@@ -277,6 +286,8 @@ double reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
         Vec dh(HO, Real(0)), dc(H, Real(0));
         for (int t = len; t < T; ++t)  // the final state was the output past the length
           for (int j = 0; j < HO; ++j) dh[j] += dout[t][std::size_t(d) * HO + j];
+        if (k == L - 1 && final_readout)  // and the head's input at every step
+          for (int j = 0; j < HO; ++j) dh[j] += dfinal[std::size_t(d) * HO + j];
         for (int i = len - 1; i >= 0; --i) {
           const int t = order(d, i);
           const Saved<Real>& s = saved[std::size_t(u)][std::size_t(t)];

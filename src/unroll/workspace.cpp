@@ -16,7 +16,8 @@ namespace bptt {
 //   gates (dgi after backward) | h | c (LSTM) | aux (GRU) | dgh (GRU) | m, dh_proj (projection) |
 //   x_rev (d = 1)
 // per layer k: out (D = 2) | drop_mask, drop_in (dropout, k >= 1)
-// then the shared z (dz overwrites it) | yhat, and per direction the Scratch.
+// then the shared z (dz overwrites it) | yhat | top (final-state readout), and per direction
+// the Scratch.
 // 64 steps per chunk keep the chunk's GEMMs large (64·B rows) and its memory small.
 struct WorkspacePlan {
   template <class Real>
@@ -58,7 +59,8 @@ struct WorkspacePlan {
     }
     Real* z = take(t * b * O);
     Real* yhat = take(t * b * O);
-    if (ws) ws->z_ = ws->dz_ = z, ws->yhat_ = yhat;
+    Real* top = take(cfg.readout == Readout::final_state ? t * b * W : 0);
+    if (ws) ws->z_ = ws->dz_ = z, ws->yhat_ = yhat, ws->top_ = top;
     // One packed matrix set at a time per direction: forward W_hhᵀ, then W_ihᵀ for a unit whose
     // x-side product is formed in the step, then W_hrᵀ; backward W_hh then W_hr; the readout W_oᵀ.
     std::size_t packed_x = 0;

@@ -16,7 +16,8 @@ struct Fixture {
   bool h0 = false;
   // The torch.nn options (absent from the manifest's entries of the plain fixtures).
   bool bidirectional = false, projection = false, no_bias = false, learned = false;
-  bool options() const { return bidirectional || projection || no_bias || learned; }
+  bool final_readout = false;
+  bool options() const { return bidirectional || projection || no_bias || learned || final_readout; }
 };
 
 std::vector<Fixture> fixtures() {
@@ -32,7 +33,8 @@ std::vector<Fixture> fixtures() {
       out.push_back({f.at("name").get<std::string>(), f.at("loss").get<std::string>(),
                      f.at("cell").get<std::string>(), f.at("h0").get<bool>(),
                      f.value("bidirectional", false), f.value("proj_size", 0) > 0,
-                     !f.value("bias", true), f.value("initial_state", "zero") == "learned"});
+                     !f.value("bias", true), f.value("initial_state", "zero") == "learned",
+                     f.value("readout", "steps") == "final"});
   return out;
 }
 
@@ -69,6 +71,7 @@ std::set<std::string> predict_names(const std::string& cell, bool states = false
 std::string refusal(const Fixture& f, const std::string& method) {
   const bool causal = method.rfind("truncated", 0) == 0 || method == "rtrl";
   if (causal && f.bidirectional) return "a bidirectional model cannot use";
+  if (causal && f.final_readout) return "reads the final state";
   return "";
 }
 
@@ -177,9 +180,10 @@ TEST(CliFixtures, ManifestCoversEveryCellLossAndOption) {
     if (f.projection) seen.insert("proj_size");
     if (f.no_bias) seen.insert("bias=False");
     if (f.learned) seen.insert(d.has("h0") ? "learned, given h0" : "learned");
+    if (f.final_readout) seen.insert("readout final");
   }
   for (const char* want : {"bidirectional", "bidirectional lengths", "proj_size", "bias=False",
-                           "learned", "learned, given h0"})
+                           "learned", "learned, given h0", "readout final"})
     EXPECT_TRUE(seen.count(want)) << "no fixture with " << want;
   for (const char* want : {"elman", "lstm", "gru", "mse", "bce", "xent", "lengths", "mask",
                            "no h0", "c0"})

@@ -57,8 +57,7 @@ Full<Real> full_bptt(const Case& c, const Model<Real>& m, const Batch<Real>& b,
 bool refused(const Case& c, const std::string& method) {
   const Options& o = c.opt;
   if (method == "recompute") return false;
-  if (method == "truncated") return o.bi;
-  if (method == "rtrl") return o.bi;
+  if (method == "truncated" || method == "rtrl") return o.bi || o.final_readout;
   return false;
 }
 
@@ -213,15 +212,16 @@ INSTANTIATE_TEST_SUITE_P(Grid, Rtrl, testing::ValuesIn(rtrl_grid()), case_name);
 std::vector<Case> rtrl_option_cases() {
   std::vector<Case> out;
   for (const Case& c : option_cases())
-    if (!c.opt.bi) out.push_back(c);
+    if (!c.opt.bi && !c.opt.final_readout) out.push_back(c);
   return out;
 }
 INSTANTIATE_TEST_SUITE_P(Options, Rtrl, testing::ValuesIn(rtrl_option_cases()), case_name);
 
-// A bidirectional model is refused by every causal method, with a message that says why.
+// A bidirectional model, or a head that reads the final state, is refused by every causal
+// method, with a message that says why.
 TEST(CausalMethods, RefuseBidirectionalModels) {
   for (const Case& c : option_cases()) {
-    if (!c.opt.bi) continue;
+    if (!c.opt.bi && !c.opt.final_readout) continue;
     SCOPED_TRACE(c.name());
     const auto m = make_model<double>(c);
     const auto b = make_batch<double>(c);
@@ -235,7 +235,8 @@ TEST(CausalMethods, RefuseBidirectionalModels) {
         call();
         ADD_FAILURE() << name << " took a bidirectional model";
       } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("bidirectional"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find(c.opt.bi ? "bidirectional" : "final"),
+                  std::string::npos) << e.what();
         EXPECT_NE(std::string(e.where()).find(name), std::string::npos) << e.where();
       }
     }

@@ -55,13 +55,15 @@ struct LossPair {
 enum class InitCase { given, learned, learned_given };
 
 // The torch.nn options of a case (model.hpp), named by suffixes as bench's shape strings:
-// _bi, _p{P}, _nobias, then _learn / _learnh0 and _nolen (a batch without lengths).
+// _bi, _p{P}, _nobias, then _learn / _learnh0, _final (the head reads the final states) and
+// _nolen (a batch without lengths).
 struct Options {
   bool bi = false;
   int P = 0;
   bool bias = true;
   InitCase init = InitCase::given;
   bool lengths = true;
+  bool final_readout = false;
   std::string name() const {
     std::string s;
     if (bi) s += "_bi";
@@ -69,6 +71,7 @@ struct Options {
     if (!bias) s += "_nobias";
     if (init == InitCase::learned) s += "_learn";
     if (init == InitCase::learned_given) s += "_learnh0";
+    if (final_readout) s += "_final";
     if (!lengths) s += "_nolen";
     return s;
   }
@@ -100,6 +103,7 @@ struct Case {
     c.proj_size = opt.P;
     c.bias = opt.bias;
     c.initial_state = opt.init == InitCase::given ? InitialState::zero : InitialState::learned;
+    c.readout = opt.final_readout ? Readout::final_state : Readout::steps;
     c.validate("test");
     return c;
   }
@@ -193,6 +197,9 @@ inline std::vector<Case> option_cases() {
       {{.init = given_h0}, 2, 4},
       {{.bi = true, .bias = false, .init = learned}, 2, 5},
       {{.bi = true, .init = given_h0}, 1, 4},
+      {{.bi = true, .final_readout = true}, 1, 5},
+      {{.bi = true, .lengths = false, .final_readout = true}, 2, 4},
+      {{.final_readout = true}, 2, 5},
   };
   const std::vector<Combo> lstm_only = {
       {{.P = 2}, 1, 5},
@@ -202,6 +209,7 @@ inline std::vector<Case> option_cases() {
       {{.P = 2, .bias = false, .init = learned}, 2, 5},
       {{.bi = true, .P = 2, .bias = false, .init = learned}, 3, 4},
       {{.bi = true, .P = 2, .init = given_h0}, 2, 5},
+      {{.bi = true, .P = 2, .bias = false, .init = learned, .final_readout = true}, 2, 5},
   };
   const std::vector<LossPair> losses = all_losses();
   std::vector<Case> out;
