@@ -9,4 +9,5 @@ apt-get install -y --no-install-recommends \
   libgtest-dev libgmock-dev libbenchmark-dev \
   libopenmpi-dev openmpi-bin \
   clang libclang-rt-14-dev libomp-dev \
-  gnuplot-nox fortunes
+  gnuplot-nox fortunes \
+  python3-torch python3-numpy

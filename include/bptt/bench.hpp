@@ -1,15 +1,18 @@
 // Benchmark shapes, their arithmetic and the timed step that `bptt bench` runs.
 //
-// A shape is written `CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS]`, e.g. lstm_l2_t100_b32_i65_h256_o65_xent:
-// the cell as in model files (elman, lstm, gru; Elman's φ after a dash, default tanh), then L, T,
-// B, I, H, O, and the loss (mse, the default; bce; xent). The readout θ follows the loss
+// A shape is written `CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias][_learn]`, e.g.
+// lstm_l2_t100_b32_i65_h256_o65_xent or lstm_l1_t100_b64_i256_h512_o256_bi_p128: the cell as in
+// model files (elman, lstm, gru; Elman's φ after a dash, default tanh), then L, T, B, I, H, O,
+// the loss (mse, the default; bce; xent), and the torch.nn options in any order (bidirectional,
+// an LSTM projection of P, no biases, a learned initial state). The readout θ follows the loss
 // (identity, sigmoid, softmax).
 //
 // FLOPs count the matrix products only (2·M·N·K each), as every RNN benchmark does; see
 // docs/benchmarks.md. With I_k the input size of layer k (I, then H), G the gate count:
-//   forward F = Σ_k 2·T·B·G·H·(I_k + H) + 2·T·B·H·O
-//   train     = 3·F − 2·T·B·G·H·I   (weight gradients F, state gradients F less the first
-//                                    layer's dL/dx, which training does not need)
+//   forward F = Σ_k D·2·T·B·(G·H·(I_k + H_out) + P·H) + 2·T·B·D·H_out·O
+//   train     = 3·F − D·2·T·B·G·H·I   (weight gradients F, state gradients F less the first
+//                                      layer's dL/dx, which training does not need)
+// with D directions, H_out = P (projection) or H, and I_k = I, then D·H_out.
 #pragma once
 
 #include <cstdint>

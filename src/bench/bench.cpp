@@ -6,6 +6,8 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cctype>
+#include <set>
 #include <memory>
 #include <charconv>
 #include <chrono>
@@ -21,7 +23,9 @@ namespace bptt {
 
 namespace {
 
-const char* kShapeHint = "write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS], e.g. lstm_l1_t100_b32_i64_h128_o64";
+const char* kShapeHint =
+    "write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias][_learn], e.g. "
+    "lstm_l1_t100_b32_i64_h128_o64 or lstm_l1_t100_b64_i256_h512_o256_bi_p128";
 
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> parts;
@@ -96,22 +100,33 @@ struct GemmReplay {
 
   GemmReplay(const BenchShape& s, BenchMode mode) {
     const ModelConfig& cfg = s.cfg;
-    const int T = s.T, B = s.B, H = cfg.hidden_size, GH = cfg.gates() * H, O = cfg.output_size;
+    const int T = s.T, B = s.B, H = cfg.hidden_size, GH = cfg.gates() * H, O = cfg.output_size,
+              HO = cfg.state_size(), P = cfg.proj_size, W = cfg.output_width(),
+              D = cfg.directions();
     const int TB = T * B;
-    for (int k = 0; k < cfg.num_layers; ++k) {
-      calls.push_back({false, true, TB, GH, cfg.layer_input_size(k)});
-      for (int t = 0; t < T; ++t) calls.push_back({false, true, B, GH, H});
-    }
-    calls.push_back({false, true, TB, O, H});
-    if (mode == BenchMode::train) {
-      calls.push_back({true, false, O, H, TB});
-      calls.push_back({false, false, TB, H, O});
-      for (int k = cfg.num_layers - 1; k >= 0; --k) {
-        for (int t = 0; t < T; ++t) calls.push_back({false, false, B, H, GH});
-        calls.push_back({true, false, GH, H, TB});
-        calls.push_back({true, false, GH, cfg.layer_input_size(k), TB});
-        if (k > 0) calls.push_back({false, false, TB, H, GH});
+    for (int k = 0; k < cfg.num_layers; ++k)
+      for (int d = 0; d < D; ++d) {
+        calls.push_back({false, true, TB, GH, cfg.layer_input_size(k)});
+        for (int t = 0; t < T; ++t) {
+          calls.push_back({false, true, B, GH, HO});
+          if (P) calls.push_back({false, true, B, P, H});
+        }
       }
+    calls.push_back({false, true, TB, O, W});
+    if (mode == BenchMode::train) {
+      calls.push_back({true, false, O, W, TB});
+      calls.push_back({false, false, TB, W, O});
+      for (int k = cfg.num_layers - 1; k >= 0; --k)
+        for (int d = 0; d < D; ++d) {
+          for (int t = 0; t < T; ++t) {
+            if (P) calls.push_back({false, false, B, H, P});
+            calls.push_back({false, false, B, HO, GH});
+          }
+          calls.push_back({true, false, GH, HO, TB});
+          calls.push_back({true, false, GH, cfg.layer_input_size(k), TB});
+          if (P) calls.push_back({true, false, P, H, TB});
+          if (k > 0) calls.push_back({false, false, TB, W, GH});
+        }
     }
     std::size_t na = 0, nb = 0, nc = 0;
     for (const Call& x : calls) {
@@ -134,8 +149,8 @@ struct GemmReplay {
 
 BenchShape parse_bench_shape(const std::string& text) {
   const std::vector<std::string> parts = split(text, '_');
-  if (parts.size() != 7 && parts.size() != 8)
-    throw Error("shape " + text, "has " + std::to_string(parts.size()) + " parts separated by '_', not 7 or 8",
+  if (parts.size() < 7)
+    throw Error("shape " + text, "has " + std::to_string(parts.size()) + " parts separated by '_', not 7 or more",
                 kShapeHint);
   BenchShape s;
   s.name = text;
@@ -154,7 +169,24 @@ BenchShape parse_bench_shape(const std::string& text) {
   s.cfg.input_size = parse_size(text, parts[4], 'i');
   s.cfg.hidden_size = parse_size(text, parts[5], 'h');
   s.cfg.output_size = parse_size(text, parts[6], 'o');
-  if (parts.size() == 8) s.loss = parse_loss(parts[7], "shape " + text + ": loss");
+  // Suffixes: a loss, then the torch.nn options, each at most once.
+  std::set<std::string> seen;
+  for (std::size_t i = 7; i < parts.size(); ++i) {
+    const std::string& p = parts[i];
+    const std::string what = p == "bi" || p == "nobias" || p == "learn" ? p
+                             : p.size() > 1 && p[0] == 'p' && std::isdigit(static_cast<unsigned char>(p[1])) ? "p"
+                                                                                 : "loss";
+    if (!seen.insert(what).second)
+      throw Error("shape " + text, "'" + p + "' repeats an option", kShapeHint);
+    if (what == "loss" && i != 7)
+      throw Error("shape " + text, "'" + p + "' is not bi, pP, nobias or learn (a loss comes first)",
+                  kShapeHint);
+    if (p == "bi") s.cfg.bidirectional = true;
+    else if (p == "nobias") s.cfg.bias = false;
+    else if (p == "learn") s.cfg.initial_state = InitialState::learned;
+    else if (what == "p") s.cfg.proj_size = parse_size(text, p, 'p');
+    else s.loss = parse_loss(p, "shape " + text + ": loss");
+  }
   s.cfg.output_activation = s.loss == LossKind::xent  ? Activation::softmax
                             : s.loss == LossKind::bce ? Activation::sigmoid
                                                       : Activation::identity;
@@ -172,10 +204,12 @@ const char* to_string(BenchMode m) { return m == BenchMode::train ? "train" : "i
 
 double bench_flops(const BenchShape& s, BenchMode mode) {
   const ModelConfig& c = s.cfg;
-  const double TB = double(s.T) * s.B, GH = double(c.gates()) * c.hidden_size;
-  double f = 2 * TB * c.hidden_size * c.output_size;
-  for (int k = 0; k < c.num_layers; ++k) f += 2 * TB * GH * (c.layer_input_size(k) + c.hidden_size);
-  return mode == BenchMode::infer ? f : 3 * f - 2 * TB * GH * c.input_size;
+  const double TB = double(s.T) * s.B, GH = double(c.gates()) * c.hidden_size,
+               D = c.directions(), HO = c.state_size();
+  double f = 2 * TB * c.output_width() * c.output_size;
+  for (int k = 0; k < c.num_layers; ++k)
+    f += D * 2 * TB * (GH * (c.layer_input_size(k) + HO) + double(c.proj_size) * c.hidden_size);
+  return mode == BenchMode::infer ? f : 3 * f - D * 2 * TB * GH * c.input_size;
 }
 
 template <class Real>
@@ -188,7 +222,7 @@ BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
     const double need =
         TB * (c.input_size + c.output_size) * sizeof(Real) +
         (o.recompute > 0 ? 0.0
-                         : TB * c.num_layers * c.hidden_size * (c.gates() + 4.0) * sizeof(Real));
+                         : TB * c.units() * c.hidden_size * (c.gates() + 4.0) * sizeof(Real));
     check_memory(need, "shape " + s.name,
                  fmt::format("the batch and workspace of T = {}, B = {}", s.T, s.B),
                  "use a smaller T or B");

@@ -6,6 +6,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <exception>
+#include <type_traits>
 #include <vector>
 
 #include "bptt/error.hpp"
@@ -67,21 +69,51 @@ constexpr int kReadoutRows = 256;
 // touches only its own rows of every buffer, so the parts run the whole time loop without a
 // barrier; their per-step products are our own single-threaded kernel (kernels/step_gemm.hpp),
 // never a BLAS call. Small batches run as one part: a thread per handful of rows costs more
-// than it saves. row_parts(B): how many parts that is.
-inline int row_parts(int B) {
+// than it saves. row_parts(B, threads): how many parts that is with `threads` threads (all of
+// OpenMP's, or a direction's share when the two directions of a layer run at once).
+inline int row_parts(int B, int threads) {
   constexpr int kMinRowsPerPart = 8;
-  return std::max(1, std::min(omp_get_max_threads(), B / kMinRowsPerPart));
+  return std::max(1, std::min(threads, B / kMinRowsPerPart));
 }
 
 template <class F>
-void for_row_parts(int B, F&& f) {
-  const int parts = row_parts(B);
+void for_row_parts(int B, int threads, F&& f) {
+  const int parts = row_parts(B, threads);
   if (parts == 1) return f(Rows{0, B, 0});
   // OpenMP may give the region fewer threads than asked for (called from inside another
   // parallel region, or under a thread limit): each thread then takes several parts in turn.
 #pragma omp parallel num_threads(parts)
   for (int p = omp_get_thread_num(); p < parts; p += omp_get_num_threads())
     f(Rows{B * p / parts, B * (p + 1) / parts, p});
+}
+
+// Runs f(d, threads) for the D directions of a layer. The two recursions of a bidirectional
+// layer are independent (each its own weights, buffers and scratch; they share only the
+// layer's input, which they read): with two threads or more they run at once, each on half of
+// them, when Real is float (oneDNN's sgemm may be called from two threads at once; the float64
+// path through OpenBLAS keeps to one caller). Errors inside are carried out of the region.
+template <class Real, class F>
+void for_directions(int D, F&& f) {
+  const int threads = omp_get_max_threads();
+  if (D == 1 || threads < 2 || !std::is_same_v<Real, float> || omp_in_parallel()) {
+    for (int d = 0; d < D; ++d) f(d, threads);
+    return;
+  }
+  std::exception_ptr error[2];
+#pragma omp parallel num_threads(2)
+  {
+    // A region of fewer threads than asked for (a thread limit) runs both in turn.
+    const int n = omp_get_num_threads();
+    for (int d = omp_get_thread_num(); d < D; d += n) {
+      try {
+        f(d, std::max(1, threads / n));
+      } catch (...) {
+        error[d] = std::current_exception();
+      }
+    }
+  }
+  for (auto& e : error)
+    if (e) std::rethrow_exception(e);
 }
 
 template <class Real>
@@ -155,7 +187,7 @@ const Real* apply_dropout(const Dropout& d, int k, std::size_t n, int width, con
 // GEMM, then per step the packed product and the cell, then with a projection h = m·W_hrᵀ.
 template <class Real>
 void unit_forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws, int u,
-                  const Real* in) {
+                  const Real* in, int threads) {
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, H = cfg.hidden_size, HO = cfg.state_size(),
             GH = cfg.gates() * H, P = cfg.proj_size, TB = T * B;
@@ -185,7 +217,7 @@ void unit_forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<
   kernels::pack_panels(true, GH, HO, p.w_hh, HO, packed_hh);
   if (in_step) kernels::pack_panels(true, GH, p.in, p.w_ih, p.in, packed_ih);
   if (P) kernels::pack_panels(true, P, H, p.w_hr, H, packed_hr);
-  for_row_parts(B, [&](Rows r) {
+  for_row_parts(B, threads, [&](Rows r) {
     const std::size_t o0 = std::size_t(r.begin) * HO;
     for (int t = 0; t < T; ++t) {
       auto s = step_at(ws, sc, u, t, H, HO, GH, r);
@@ -231,15 +263,16 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
     const Real* in = k == 0 ? batch.x.data() : ws.out(k - 1);
     if (k > 0 && ws.dropout_active)
       in = apply_dropout(*dropout, k, std::size_t(TB) * W, W, in, ws);
-    for (int d = 0; d < D; ++d) {
+    const auto direction = [&](int d, int threads) {
       const int u = k * D + d;
       const Real* src = in;
       if (d == 1) {  // the input in the unit's frame (unroll/direction.hpp)
         unroll::to_data_order(true, ws.lengths(), T, B, in_width, in, ws.x_rev(u));
         src = ws.x_rev(u);
       }
-      unit_forward(model, batch, ws, u, src);
-    }
+      unit_forward(model, batch, ws, u, src, threads);
+    };
+    for_directions<Real>(D, direction);
     if (D == 2)  // out(k) = [h(d = 0) ; h(d = 1)] in data order
       for (int d = 0; d < D; ++d)
         unroll::permute_steps(d == 1, ws.lengths(), 0, T, B, HO,
@@ -285,7 +318,7 @@ namespace {
 template <class Real>
 void unit_backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
                    Gradients<Real>& grads, const BackwardOptions<Real>& opts, int u,
-                   const Real* dout, const Real* d_hn) {
+                   const Real* dout, const Real* d_hn, int threads) {
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, H = cfg.hidden_size, HO = cfg.state_size(),
             GH = cfg.gates() * H, O = cfg.output_size, P = cfg.proj_size, TB = T * B,
@@ -311,7 +344,7 @@ void unit_backward(const Model<Real>& model, const Batch<Real>& batch, Workspace
   // while the step's rows are in cache, one pair of accumulators per row part (no pass over
   // [T·B, G·H] after the loop). Only the GRU's dgi differs from its dgh.
   const bool gru = cfg.cell == CellKind::gru;
-  std::vector<Real> db(cfg.bias ? std::size_t(row_parts(B)) * 2 * GH : 0);
+  std::vector<Real> db(cfg.bias ? std::size_t(row_parts(B, threads)) * 2 * GH : 0);
   Real* trace = opts.dh_trace ? opts.dh_trace + std::size_t(u) * T * BHO : nullptr;
   const int C = ws.chunk_steps();
   for (int end = T; end > 0; end -= C) {
@@ -339,7 +372,7 @@ void unit_backward(const Model<Real>& model, const Batch<Real>& batch, Workspace
         for (std::size_t i = 0; i < std::size_t(rows) * HO; ++i) above[i] *= mask[i];
       }
     }
-    for_row_parts(B, [&](Rows r) {
+    for_row_parts(B, threads, [&](Rows r) {
       const std::size_t o0 = std::size_t(r.begin) * HO, h0 = std::size_t(r.begin) * H,
                         n = std::size_t(r.size()) * HO;
       Real* dh = sc.dh_step + o0;
@@ -465,11 +498,13 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
         for (std::size_t i = 0; i < std::size_t(TB) * W; ++i) dout[i] *= mask[i];
       }
     }
-    for (int d = 0; d < D; ++d)
+    for_directions<Real>(D, [&](int d, int threads) {
       unit_backward(model, batch, ws, grads, opts, k * D + d, D == 2 ? ws.out(k) : nullptr,
                     k == L - 1 && final_readout
                         ? d_hn.data() + std::size_t(d) * B * cfg.state_size()
-                        : nullptr);
+                        : nullptr,
+                    threads);
+    });
     if (opts.gradients_ready) opts.gradients_ready(k);
   }
   if (!grads.x.empty()) {

@@ -29,6 +29,17 @@ TEST(BenchShape, ParsesEveryPart) {
   EXPECT_EQ(e.loss, LossKind::mse);
   EXPECT_EQ(e.cfg.output_activation, Activation::identity);
   EXPECT_EQ(parse_bench_shape("gru_l1_t1_b1_i1_h1_o1_bce").cfg.output_activation, Activation::sigmoid);
+  // The torch.nn options as suffixes, in any order, after the loss when there is one.
+  const BenchShape o = parse_bench_shape("lstm_l1_t100_b64_i256_h512_o256_bi_p128");
+  EXPECT_TRUE(o.cfg.bidirectional);
+  EXPECT_EQ(o.cfg.proj_size, 128);
+  EXPECT_TRUE(o.cfg.bias);
+  EXPECT_EQ(o.loss, LossKind::mse);
+  const BenchShape n = parse_bench_shape("gru_l2_t10_b4_i3_h8_o2_xent_nobias_learn_bi");
+  EXPECT_TRUE(n.cfg.bidirectional);
+  EXPECT_FALSE(n.cfg.bias);
+  EXPECT_EQ(n.cfg.initial_state, InitialState::learned);
+  EXPECT_EQ(n.loss, LossKind::xent);
 }
 
 TEST(BenchShape, RejectsMalformedShapes) {
@@ -36,7 +47,10 @@ TEST(BenchShape, RejectsMalformedShapes) {
                           "lstmx_l1_t1_b1_i1_h1_o1", "lstm-relu_l1_t1_b1_i1_h1_o1",
                           "lstm_l0_t1_b1_i1_h1_o1", "lstm_t1_l1_b1_i1_h1_o1", "lstm_l1_t1_b1_i1_h1_o1_ce",
                           "lstm_l1_t-1_b1_i1_h1_o1", "lstm_l1_t1x_b1_i1_h1_o1", "lstm_l1_t_b1_i1_h1_o1",
-                          "elman-softmax_l1_t1_b1_i1_h1_o1", "lstm_l1_t99999999999_b1_i1_h1_o1"}) {
+                          "elman-softmax_l1_t1_b1_i1_h1_o1", "lstm_l1_t99999999999_b1_i1_h1_o1",
+                          "lstm_l1_t1_b1_i1_h4_o1_bi_bi", "lstm_l1_t1_b1_i1_h4_o1_bi_xent",
+                          "lstm_l1_t1_b1_i1_h4_o1_p4", "gru_l1_t1_b1_i1_h4_o1_p2",
+                          "lstm_l1_t1_b1_i1_h4_o1_p0", "lstm_l1_t1_b1_i1_h4_o1_px"}) {
     try {
       parse_bench_shape(bad);
       ADD_FAILURE() << "accepted " << bad;
@@ -56,6 +70,14 @@ TEST(BenchFlops, CountsEveryMatrixProduct) {
   EXPECT_DOUBLE_EQ(bench_flops(s, BenchMode::infer), fwd);
   // Backward: every weight gradient (= fwd) and every state gradient except dL/dx of layer 0.
   EXPECT_DOUBLE_EQ(bench_flops(s, BenchMode::train), fwd + fwd + (fwd - 2 * TB * GH * 5));
+  // Bidirectional with a projection P = 3: each layer twice, layer 1 reads 2·P, the recurrent
+  // products are P wide plus the projection's P·H, the head reads 2·P.
+  const BenchShape b = parse_bench_shape("lstm_l2_t3_b2_i5_h4_o6_bi_p3");
+  const double unit0 = 2 * TB * GH * 5 + 2 * TB * GH * 3 + 2 * TB * 3 * 4,
+               unit1 = 2 * TB * GH * 6 + 2 * TB * GH * 3 + 2 * TB * 3 * 4;
+  const double fb = 2 * unit0 + 2 * unit1 + 2 * TB * 6 * 6;
+  EXPECT_DOUBLE_EQ(bench_flops(b, BenchMode::infer), fb);
+  EXPECT_DOUBLE_EQ(bench_flops(b, BenchMode::train), 3 * fb - 2 * 2 * TB * GH * 5);
 }
 
 TEST(BenchRun, TimesTheRequestedSteps) {
@@ -66,13 +88,15 @@ TEST(BenchRun, TimesTheRequestedSteps) {
   o.gemm_bound = true;
   for (BenchMode m : {BenchMode::train, BenchMode::infer}) {
     o.mode = m;
-    const BenchResult r = run_bench<float>(parse_bench_shape("gru_l2_t5_b3_i4_h6_o2_bce"), o);
+    for (const char* shape : {"gru_l2_t5_b3_i4_h6_o2_bce", "lstm_l2_t5_b3_i4_h6_o2_bi_p3_nobias_learn"}) {
+    const BenchResult r = run_bench<float>(parse_bench_shape(shape), o);
     EXPECT_EQ(r.steps, 3);
     EXPECT_GT(r.ms_median, 0);
     EXPECT_LE(r.ms_min, r.ms_median);
     EXPECT_LE(r.ms_median, r.ms_max);
     EXPECT_GT(r.gemm_ms, 0);
     EXPECT_GT(r.workspace_bytes, 0u);
+    }
   }
 }
 

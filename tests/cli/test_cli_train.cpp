@@ -336,7 +336,14 @@ INSTANTIATE_TEST_SUITE_P(
                       ResumeCase{"recompute", {"--recompute", "5", "--layers", "2"}},
                       // The snapshot holds the history of the last k2 − k1 steps.
                       ResumeCase{"k1_k2_history", {"--k1", "16", "--k2", "40", "--cell", "gru"}},
-                      ResumeCase{"memory_budget", {"--memory-budget", "0.04"}}),
+                      ResumeCase{"memory_budget", {"--memory-budget", "0.04"}},
+                      // The torch.nn options a stream takes (its state carries: no
+                      // bidirectional): the snapshot's carried h is P wide.
+                      ResumeCase{"proj_nobias_learned",
+                                 {"--proj-size", "5", "--no-bias", "--learn-initial-state",
+                                  "--layers", "2"}},
+                      ResumeCase{"learned_recompute_rtrl_free",
+                                 {"--learn-initial-state", "--recompute", "4", "--cell", "gru"}}),
     [](const ::testing::TestParamInfo<ResumeCase>& p) { return p.param.name; });
 
 // ---------------------------------------------------------------------------------------------

@@ -181,6 +181,28 @@ TEST_F(Mpi, TwoProcessesTrainLikeOne) {
   }
 }
 
+// Every torch.nn option at once (a bidirectional, projected, bias-free LSTM with a learned
+// initial state and dropout, on the adding task): each layer's gradients, both directions, are
+// summed as soon as they are final, the learned state's last; two processes train like one.
+TEST_F(Mpi, TwoProcessesTrainLikeOneWithEveryModelOption) {
+  for (const char* dtype : {"f64", "f32"}) {
+    SCOPED_TRACE(dtype);
+    const auto cmd = [&](const std::string& out) {
+      return std::vector<std::string>{BPTT_CLI_PATH, "train", "--task", "adding", "--seq-len",
+                                      "10", "--hidden", "8", "--layers", "2", "--batch", "6",
+                                      "--seed", "3", "--steps", "15", "--dtype", dtype,
+                                      "--bidirectional", "--proj-size", "4", "--no-bias",
+                                      "--learn-initial-state", "--dropout", "0.2", "--out", out};
+    };
+    std::string err;
+    ASSERT_EQ(run(cmd(path("one.safetensors")), "one", &err), 0) << err;
+    ASSERT_EQ(run(mpi(2, cmd(path("two.safetensors"))), "two", &err), 0) << err;
+    EXPECT_NE(err.find("distributed: 2 processes"), std::string::npos) << err;
+    EXPECT_LT(model_difference(path("two.safetensors"), path("one.safetensors")),
+              std::string(dtype) == "f64" ? 1e-10 : 1e-5);
+  }
+}
+
 TEST_F(Mpi, SnapshotOfTwoProcessesResumesInOne) {
   std::string err;
   auto straight = train({"--steps", "16", "--dtype", "f64", "--out", path("straight.safetensors")});

@@ -1,7 +1,8 @@
-// The batch split across threads (src/unroll/full.cpp, for_row_parts): with 1, 2 and 3 threads
-// the fast path computes the same loss, ŷ and gradients as the reference, for every cell, with
-// lengths, h0 and c0, and B large enough that the rows are really split (B / 8 parts at most);
-// and the same from inside a parallel region of the caller's.
+// The batch split across threads (src/unroll/full.cpp, for_row_parts), and a bidirectional
+// layer's two directions run at once (for_directions): with 1, 2 and 3 threads the fast path
+// computes the same loss, ŷ and gradients as the reference, for every cell, with lengths, h0 and
+// c0, and B large enough that the rows are really split (B / 8 parts at most); and the same from
+// inside a parallel region of the caller's.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -75,6 +76,21 @@ std::vector<Case> threaded_cases() {
       c.B = c.H == 70 ? 18 : 27;
       out.push_back(c);
     }
+  // Bidirectional layers, whose two directions run at once with two threads or more (float:
+  // full.cpp, for_directions), each on its share of the threads' row parts; with every other
+  // option, and with the final-state readout.
+  for (CellKind k : {CellKind::lstm, CellKind::gru, CellKind::elman}) {
+    Case c{{k, Activation::tanh}, {LossKind::xent, Activation::softmax}, 2, 9, 27, 3, 5, 4};
+    c.opt = {.bi = true, .P = k == CellKind::lstm ? 3 : 0, .bias = k != CellKind::gru,
+             .init = InitCase::learned_given};
+    out.push_back(c);
+    c.opt.final_readout = true;
+    c.L = 1;
+    out.push_back(c);
+  }
+  Case big{{CellKind::lstm, Activation::tanh}, {LossKind::mse, Activation::tanh}, 2, 70, 18, 40, 37, 9};
+  big.opt = {.bi = true, .P = 20};
+  out.push_back(big);
   return out;
 }
 

@@ -349,6 +349,23 @@ double TaskData::default_weight_decay() const {
   return kind_ == "csv" || kind_ == "ts" ? 1e-2 : -1;
 }
 
+std::string TaskData::bidirectional_refusal() const {
+  if (kind_ == "text")
+    return "next-character prediction: the right-to-left pass would read the character each step "
+           "is asked to predict";
+  if (kind_ == "csv")
+    return "one-step-ahead forecasting: the right-to-left pass would read the value each step is "
+           "asked to predict";
+  if (kind_ == "task" && synthetic_.kind == SyntheticKind::copy)
+    return "the copy task: the right-to-left pass would read the symbols it is asked to recall "
+           "(they are inputs at the steps the answers are due)";
+  return "";
+}
+
+Readout TaskData::bidirectional_readout() const {
+  return kind_ == "ts" || kind_ == "task" ? Readout::final_state : Readout::steps;
+}
+
 std::string TaskData::describe() const {
   if (kind_ == "csv")
     return fmt::format("{}: column {}, {} values, {} for training (mean {:.4g}, stddev {:.4g}, "

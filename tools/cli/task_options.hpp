@@ -45,6 +45,13 @@ class TaskData {
   double default_lr() const;
   double default_weight_decay() const;  // L2 (decoupled for adamw); < 0: the optimizer's own
   std::string describe() const;  // one line: what was loaded
+  // A bidirectional model for this data: "" when it is fine, else why not (the right-to-left
+  // pass would read the answer: next-character text, one-step-ahead forecasting, the copy
+  // task, whose targets are inputs of later steps).
+  std::string bidirectional_refusal() const;
+  // What a bidirectional model's head reads: the final states for the sequence classifiers
+  // (.ts, the adding task: one answer per sequence), every step otherwise (--data).
+  Readout bidirectional_readout() const;
   // T is --seq-len (or default_seq_len()): the window, or for --task the sequence length T
   // (adding) or the delay (copy, whose sequences have T + 20 steps).
   template <class Real>

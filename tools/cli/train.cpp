@@ -25,6 +25,10 @@ struct TrainOptions {
   DataOptions data;
   std::string cell = "lstm", nonlinearity = "tanh";
   int hidden = 128, layers = 2;
+  // The torch.nn options (model.hpp): bidirectional layers, an LSTM projection, no biases, a
+  // learned initial state.
+  bool bidirectional = false, no_bias = false, learn_initial_state = false;
+  int proj_size = 0;
   double dropout = 0, forget_bias = 0;
   std::string optimizer = "adam", schedule = "constant";
   double lr = 2e-3, momentum = 0, weight_decay = -1, gamma = 0.5, min_lr = 0;
@@ -68,7 +72,11 @@ std::string fingerprint(const TrainOptions& o, const TrainConfig& tc, const Mode
       o.momentum, o.nesterov, tc.optimizer.weight_decay, o.schedule, o.warmup, o.step_size, o.gamma, o.decay_steps,
       o.min_lr, o.clip_norm, o.clip_value, o.dropout, o.seed, o.dtype) +
          // Only when not the default, so snapshots of plain BPTT runs keep their fingerprint.
-         (tc.k2 > T ? fmt::format(" k2={}", tc.k2) : "") + (tc.rtrl ? " method=rtrl" : "");
+         (tc.k2 > T ? fmt::format(" k2={}", tc.k2) : "") + (tc.rtrl ? " method=rtrl" : "") +
+         (c.bidirectional ? " bidirectional" : "") +
+         (c.proj_size ? fmt::format(" proj_size={}", c.proj_size) : "") +
+         (c.bias ? "" : " bias=false") +
+         (c.initial_state == InitialState::learned ? " initial_state=learned" : "");
 }
 
 // The directory of an output file must exist before hours of training are spent.
@@ -111,7 +119,22 @@ void run_train(const TrainOptions& o) {
   cfg.output_size = data.output_size();
   cfg.hidden_size = o.given_hidden ? o.hidden : data.default_hidden();
   cfg.num_layers = o.given_layers ? o.layers : data.default_layers();
+  cfg.bidirectional = o.bidirectional;
+  cfg.proj_size = o.proj_size;
+  cfg.bias = !o.no_bias;
+  cfg.initial_state = o.learn_initial_state ? InitialState::learned : InitialState::zero;
+  if (o.bidirectional) {
+    if (const std::string why = data.bidirectional_refusal(); !why.empty())
+      throw Error("--bidirectional", "refused for " + why, "train a left-to-right model");
+    cfg.readout = data.bidirectional_readout();
+  }
+  if (o.proj_size != 0 && cfg.cell != CellKind::lstm)
+    throw Error("--proj-size", "only an LSTM has a projection (torch.nn.LSTM's proj_size)",
+                "leave --proj-size out, or train with --cell lstm");
   cfg.validate("options");
+  if (o.no_bias && o.forget_bias != 0)
+    throw Error("--forget-bias", "the model has no biases to add it to (--no-bias)",
+                "leave one of them out");
   if (o.forget_bias != 0 && cfg.cell != CellKind::lstm)
     throw Error("--forget-bias", "only an LSTM has a forget gate",
                 "leave --forget-bias out, or train with --cell lstm");
@@ -170,9 +193,19 @@ void run_train(const TrainOptions& o) {
     fmt::print(stderr, "gradient: online RTRL, an update after every time step\n");
 
   if (root) fmt::print(stderr, "data: {}\n", data.describe());
-  if (root) fmt::print(stderr, "model: {} {}x{}, {} parameters, {} batches of {}x{} per epoch\n",
-             to_string(cfg.cell), cfg.num_layers, cfg.hidden_size, model.params.size(), bpe, B,
-             task->T());
+  if (root) {
+    std::string options;
+    if (cfg.bidirectional)
+      options += cfg.readout == Readout::final_state
+                     ? " bidirectional (the head reads both directions' final states)"
+                     : " bidirectional";
+    if (cfg.proj_size) options += fmt::format(" projected to {}", cfg.proj_size);
+    if (!cfg.bias) options += " no bias";
+    if (cfg.initial_state == InitialState::learned) options += " learned initial state";
+    fmt::print(stderr, "model: {} {}x{}{}, {} parameters, {} batches of {}x{} per epoch\n",
+               to_string(cfg.cell), cfg.num_layers, cfg.hidden_size,
+               options.empty() ? "" : "," + options, model.params.size(), bpe, B, task->T());
+  }
 
   std::unique_ptr<std::ofstream> metrics;
   if (root && !o.metrics.empty()) {
@@ -316,6 +349,19 @@ void add_train(CLI::App& app, Runner& run) {
   cmd->add_option("--layers", o->layers, "Stacked layers (default: text 2, csv, ts and task 1)")
       ->check(kPositive)->group("Model");
   cmd->add_option("--dropout", o->dropout, "Dropout between layers, as PyTorch (default 0)")->group("Model");
+  cmd->add_flag("--bidirectional", o->bidirectional,
+                "Every layer also runs right to left (torch's bidirectional=True); a .ts or\n"
+                "adding-task classifier then reads both directions' final states. Refused where\n"
+                "the right-to-left pass would see the answer (text, csv, the copy task)")
+      ->group("Model");
+  cmd->add_option("--proj-size", o->proj_size,
+                  "LSTM projection: h = W_hr (o ⊙ tanh c), P wide (torch's proj_size; 0 < P < H)")
+      ->check(CLI::NonNegativeNumber)
+      ->group("Model");
+  cmd->add_flag("--no-bias", o->no_bias, "Layers without biases (torch's bias=False)")->group("Model");
+  cmd->add_flag("--learn-initial-state", o->learn_initial_state,
+                "Train the initial state h0 (and c0) as parameters init.h0, init.c0")
+      ->group("Model");
   cmd->add_option("--forget-bias", o->forget_bias, "Added to LSTM forget-gate biases (default 0)")->group("Model");
   cmd->add_option("--optimizer", o->optimizer, "sgd, adam, adamw, rmsprop, adagrad (default adam)")
       ->check(CLI::IsMember({"sgd", "adam", "adamw", "rmsprop", "adagrad"}))->group("Optimizer");
