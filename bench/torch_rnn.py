@@ -5,10 +5,11 @@ step on the same shapes and prints the same JSON line per shape.
     /usr/bin/python3 bench/torch_rnn.py SHAPE... [--mode train|infer] [--threads N]
         [--min-steps N] [--min-time S] [--max-steps N] [--seed S]
 
-SHAPE is CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS] (include/bptt/bench.hpp), e.g.
-lstm_l1_t100_b32_i64_h128_o64 or lstm_l2_t100_b32_i65_h256_o65_xent. The model is
-torch.nn.RNN(nonlinearity=PHI)/LSTM/GRU(I, H, L), time-major, then Linear(H, O) at every step,
-float32, PyTorch's default CPU path and default initialization.
+SHAPE is CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias] (include/bptt/bench.hpp),
+e.g. lstm_l1_t100_b32_i64_h128_o64, lstm_l2_t100_b32_i65_h256_o65_xent or
+lstm_l1_t100_b64_i256_h512_o256_bi_p128. The model is torch.nn.RNN(nonlinearity=PHI)/LSTM/
+GRU(I, H, L, bidirectional, proj_size=P, bias), time-major, then Linear(D*H_out, O) at every
+step, float32, PyTorch's default CPU path and default initialization.
 
 train step: forward over the whole sequence from a zero state, the loss at every step (mse:
 MSELoss(mean) vs a random target; bce: BCE-with-logits vs random 0/1 targets; xent:
@@ -29,8 +30,10 @@ import argparse, json, os, re, resource, sys, time
 
 torch = None  # imported in main(), after OPENBLAS_NUM_THREADS is set
 
-SHAPE = re.compile(r"^(elman|lstm|gru)(?:-(\w+))?_l(\d+)_t(\d+)_b(\d+)_i(\d+)_h(\d+)_o(\d+)(?:_(mse|bce|xent))?$")
-HINT = "write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS], e.g. lstm_l1_t100_b32_i64_h128_o64"
+SHAPE = re.compile(r"^(elman|lstm|gru)(?:-(\w+))?_l(\d+)_t(\d+)_b(\d+)_i(\d+)_h(\d+)_o(\d+)"
+                   r"(?:_(mse|bce|xent))?((?:_bi|_p\d+|_nobias)*)$")
+HINT = ("write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias], e.g. "
+        "lstm_l1_t100_b32_i64_h128_o64")
 GATES = {"elman": 1, "lstm": 4, "gru": 3}
 
 
@@ -43,8 +46,16 @@ def parse_shape(s):
     m = SHAPE.match(s)
     if not m:
         fail(f"shape {s}: not a shape ({HINT})")
-    cell, phi, *dims, loss = m.groups()
+    cell, phi, *dims, loss, options = m.groups()
     L, T, B, I, H, O = (int(v) for v in dims)
+    opts = [o for o in options.split("_") if o]
+    if len(set(o[0] for o in opts)) != len(opts):
+        fail(f"shape {s}: an option repeats ({HINT})")
+    bi = "bi" in opts
+    bias = "nobias" not in opts
+    P = next((int(o[1:]) for o in opts if o.startswith("p")), 0)
+    if P and (cell != "lstm" or not 0 < P < H):
+        fail(f"shape {s}: a projection needs an LSTM and 0 < P < H")
     if phi is not None and cell != "elman":
         fail(f"shape {s}: only elman takes a nonlinearity")
     phi = phi or "tanh"
@@ -52,27 +63,30 @@ def parse_shape(s):
         fail(f"shape {s}: torch.nn.RNN has no nonlinearity '{phi}' (use tanh or relu)")
     if min(L, T, B, I, H, O) < 1:
         fail(f"shape {s}: sizes must be at least 1")
-    return dict(name=s, cell=cell, phi=phi, L=L, T=T, B=B, I=I, H=H, O=O, loss=loss or "mse")
+    return dict(name=s, cell=cell, phi=phi, L=L, T=T, B=B, I=I, H=H, O=O, loss=loss or "mse",
+                bi=bi, P=P, bias=bias)
 
 
 def flops(s, mode):  # matrix products only, as bptt::bench_flops
     TB, GH = s["T"] * s["B"], GATES[s["cell"]] * s["H"]
-    f = 2 * TB * s["H"] * s["O"]
+    D, HO = (2 if s["bi"] else 1), (s["P"] or s["H"])
+    f = 2 * TB * D * HO * s["O"]
     for k in range(s["L"]):
-        f += 2 * TB * GH * ((s["I"] if k == 0 else s["H"]) + s["H"])
-    return f if mode == "infer" else 3 * f - 2 * TB * GH * s["I"]
+        f += D * 2 * TB * (GH * ((s["I"] if k == 0 else D * HO) + HO) + s["P"] * s["H"])
+    return f if mode == "infer" else 3 * f - D * 2 * TB * GH * s["I"]
 
 
 def build(s, seed):
     torch.manual_seed(seed)
     T, B, I, H, O, L = s["T"], s["B"], s["I"], s["H"], s["O"], s["L"]
+    kw = dict(bidirectional=s["bi"], bias=s["bias"])
     if s["cell"] == "elman":
-        rnn = torch.nn.RNN(I, H, L, nonlinearity=s["phi"])
+        rnn = torch.nn.RNN(I, H, L, nonlinearity=s["phi"], **kw)
     elif s["cell"] == "lstm":
-        rnn = torch.nn.LSTM(I, H, L)
+        rnn = torch.nn.LSTM(I, H, L, proj_size=s["P"], **kw)
     else:
-        rnn = torch.nn.GRU(I, H, L)
-    head = torch.nn.Linear(H, O)
+        rnn = torch.nn.GRU(I, H, L, **kw)
+    head = torch.nn.Linear((2 if s["bi"] else 1) * (s["P"] or H), O)
     if s["loss"] == "xent":  # one-hot random symbols in, random classes out
         x = torch.nn.functional.one_hot(torch.randint(0, I, (T, B)), I).float()
         target = torch.randint(0, O, (T * B,))
