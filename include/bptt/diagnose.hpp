@@ -56,7 +56,7 @@ struct TruncationBias {
 };
 
 struct Diagnosis {
-  int T = 0, B = 0, L = 0, H = 0;
+  int T = 0, B = 0, L = 0, H = 0;  // H: the state's width, H_out (a projection's P, else H)
   double loss = 0;
   double full_grad_norm = 0;  // ‖g‖ over every parameter
 

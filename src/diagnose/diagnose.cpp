@@ -143,17 +143,16 @@ template <class Real>
 Diagnosis diagnose(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
                    const DiagnoseOptions& opts) {
   const ModelConfig& cfg = model.cfg;
-  require_options(cfg, {.bidirectional = false, .projection = false,
-                        .learned_initial_state = false},
-                  "diagnose", "diagnose");
-  const int T = batch.T, B = batch.B, H = cfg.hidden_size, L = cfg.num_layers,
-            G = cfg.gates(), O = cfg.output_size;
+  require_options(cfg, {.bidirectional = false}, "diagnose", "diagnose");
+  // The state is H_out wide (a projection's P): the trace, the probes and W_hh's columns.
+  const int T = batch.T, B = batch.B, H = cfg.state_size(), HC = cfg.hidden_size,
+            L = cfg.num_layers, G = cfg.gates(), O = cfg.output_size;
   const std::size_t BH = std::size_t(B) * H, TBH = std::size_t(T) * BH;
   Diagnosis d;
   d.T = T;
   d.B = B;
   d.L = L;
-  d.H = H;
+  d.H = H;  // the width of the state the numbers are about
 
   Workspace<Real> ws(cfg, T, B);
   std::vector<Real> trace(std::size_t(L) * TBH);
@@ -241,11 +240,11 @@ Diagnosis diagnose(const Model<Real>& model, const Batch<Real>& batch, LossKind 
   const auto views = model.views();
   for (int k = 0; k < L; ++k) {
     const Real* w = views.layers[std::size_t(k)].w_hh;
-    d.w_hh_sigma.push_back(largest_singular_value(w, G * H, H, H, opts.power_tolerance,
+    d.w_hh_sigma.push_back(largest_singular_value(w, G * HC, H, H, opts.power_tolerance,
                                                   opts.power_max_iterations));
-    std::vector<SingularValue> gates;
+    std::vector<SingularValue> gates;  // [H, H_out] blocks of W_hh [G·H, H_out]
     for (int g = 0; g < G; ++g)
-      gates.push_back(largest_singular_value(w + std::size_t(g) * H * H, H, H, H,
+      gates.push_back(largest_singular_value(w + std::size_t(g) * HC * H, HC, H, H,
                                              opts.power_tolerance, opts.power_max_iterations));
     d.w_hh_gate_sigma.push_back(std::move(gates));
   }

@@ -80,8 +80,6 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
   if (cfg.rtrl && dist::active())
     throw Error("--method rtrl", "runs in one process", "run it without mpirun");
   if (cfg.rtrl) {
-    const std::size_t states = model.cfg.cell == CellKind::lstm ? 2 : 1;
-    (void)states;
     const double need = double(B) * model.cfg.num_layers *
                         double(model.cfg.state_size() + (model.cfg.cell == CellKind::lstm
                                                              ? model.cfg.hidden_size : 0)) *

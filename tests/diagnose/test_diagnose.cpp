@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bptt/diagnose.hpp"
+#include "bptt/error.hpp"
 #include "bptt/methods.hpp"
 #include "bptt/unroll.hpp"
 #include "unroll/test_util.hpp"
@@ -227,7 +228,8 @@ TEST(DiagnoseTrace, RandomProbesEstimateFrobenius) {
 // over steps [T − d, T) started from the exact state at T − d (c held fixed for LSTM).
 double fd_jacobian_norm(const Case& c, const Model<double>& m, const Batch<double>& b, int k,
                         int d, int s) {
-  if (d == 0) return std::sqrt(double(c.H));  // ∂h_n/∂h_n = I
+  const int H = c.HO();  // the state's width (a projection's P)
+  if (d == 0) return std::sqrt(double(H));  // ∂h_n/∂h_n = I
   const ModelConfig cfg = c.config();
   Workspace<double> ws(cfg, b.T, b.B);
   forward(m, b, ws);
@@ -237,22 +239,22 @@ double fd_jacobian_norm(const Case& c, const Model<double>& m, const Batch<doubl
   slice_steps(b, b.T - d, b.T, sub);
   sub.h0 = h;
   if (cfg.cell == CellKind::lstm) sub.c0 = cc;
-  const std::size_t BH = std::size_t(b.B) * c.H, at = std::size_t(k) * BH + std::size_t(s) * c.H;
+  const std::size_t BH = std::size_t(b.B) * H, at = std::size_t(k) * BH + std::size_t(s) * H;
   auto final_h = [&](const Batch<double>& x) {
     Workspace<double> w(cfg, x.T, x.B);
     forward(m, x, w);
     std::vector<double> hn, cn;
     w.state_at(x.T, hn, cn);
-    return std::vector<double>(hn.begin() + std::ptrdiff_t(at), hn.begin() + std::ptrdiff_t(at) + c.H);
+    return std::vector<double>(hn.begin() + std::ptrdiff_t(at), hn.begin() + std::ptrdiff_t(at) + H);
   };
   const double eps = 1e-6;
   double sum = 0;
-  for (int j = 0; j < c.H; ++j) {
+  for (int j = 0; j < H; ++j) {
     Batch<double> plus = sub, minus = sub;
     plus.h0[at + std::size_t(j)] += eps;
     minus.h0[at + std::size_t(j)] -= eps;
     const auto a = final_h(plus), z = final_h(minus);
-    for (int i = 0; i < c.H; ++i) sum += std::pow((a[std::size_t(i)] - z[std::size_t(i)]) / (2 * eps), 2);
+    for (int i = 0; i < H; ++i) sum += std::pow((a[std::size_t(i)] - z[std::size_t(i)]) / (2 * eps), 2);
   }
   return std::sqrt(sum);
 }
@@ -295,6 +297,35 @@ TEST_P(DiagnoseCells, DistancesCountFromEachSequencesEnd) {
   first.lengths.clear();
   EXPECT_NEAR(d.jacobian_norm_by_distance[0][5], fd_jacobian_norm(c, m, first, 0, 5, 0), 1e-7);
   EXPECT_NEAR(d.jacobian_norm_by_distance[0][0], std::sqrt(double(c.H)), 1e-12);
+}
+
+// A projected, bias-free LSTM with a learned initial state: the state, the probes and the
+// Jacobians are P wide; truncation rows as well. A bidirectional model is refused by name.
+TEST(DiagnoseOptions, ProjectedLearnedBiasFreeLstm) {
+  Case c{{CellKind::lstm, Activation::tanh}, {LossKind::mse, Activation::tanh}, 2, 5};
+  c.B = 1;
+  c.H = 4;
+  c.opt = {.P = 2, .bias = false, .init = InitCase::learned};
+  const auto m = make_model<double>(c);
+  auto b = make_batch<double>(c);
+  b.lengths.clear();
+  const Diagnosis d = diagnose(m, b, c.loss.loss, DiagnoseOptions{});
+  EXPECT_EQ(d.H, 2);
+  EXPECT_EQ(d.w_hh_sigma.size(), 2u);
+  for (int k = 0; k < c.L; ++k)
+    for (int dist = 0; dist <= c.T; ++dist) {
+      const double want = fd_jacobian_norm(c, m, b, k, dist, 0);
+      EXPECT_NEAR(d.jacobian_norm_by_distance[std::size_t(k)][std::size_t(dist)], want,
+                  1e-7 * std::max(1.0, want))
+          << "layer " << k << ", distance " << dist;
+    }
+  ASSERT_FALSE(d.truncation.empty());
+  EXPECT_NEAR(d.truncation.back().cosine, 1.0, 1e-12);  // K = T: the full gradient
+  Case bi = c;
+  bi.opt = {.bi = true};
+  EXPECT_THROW(diagnose(make_model<double>(bi), make_batch<double>(bi), bi.loss.loss,
+                        DiagnoseOptions{}),
+               Error);
 }
 
 INSTANTIATE_TEST_SUITE_P(, DiagnoseCells,

@@ -76,7 +76,8 @@ json to_json(const Diagnosis& d, const RunInfo& info) {
   j["model"] = {{"cell", std::string(to_string(info.cfg.cell))},
                 {"nonlinearity", d.activation},
                 {"input_size", info.cfg.input_size},
-                {"hidden_size", d.H},
+                {"hidden_size", info.cfg.hidden_size},
+                {"proj_size", info.cfg.proj_size},
                 {"num_layers", d.L},
                 {"output_size", info.cfg.output_size}};
   j["steps"] = d.T;
