@@ -13,6 +13,7 @@
 #include <fmt/core.h>
 
 #include "bptt/error.hpp"
+#include "bptt/methods.hpp"
 #include "bptt/loss.hpp"
 #include "bptt/tasks.hpp"
 #include "bptt/unroll.hpp"
@@ -186,6 +187,8 @@ std::unique_ptr<Task<Real>> make_series_task(const data::Series& series, std::si
 template <class Real>
 Metrics evaluate_series(const Model<Real>& model, const data::Series& series, std::size_t begin,
                         std::size_t end, const SeriesScaling& scaling) {
+  require_options(model.cfg, {.causal = true}, "model",
+                  "forecast evaluation (a right-to-left pass would read the values it forecasts)");
   const std::vector<double>& y = series.values;
   if (begin < 1 || begin >= end || end > y.size())
     throw Error(series.path, "no values to forecast", "lower or raise --test-fraction");

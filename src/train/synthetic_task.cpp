@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "bptt/error.hpp"
+#include "bptt/methods.hpp"
 #include "bptt/tasks.hpp"
 #include "bptt/unroll.hpp"
 
@@ -134,6 +135,9 @@ void fill_synthetic(const SyntheticSpec& spec, std::uint64_t seed, std::int64_t 
 
 template <class Real>
 Metrics evaluate_synthetic(const Model<Real>& model, const SyntheticSpec& spec, int n) {
+  if (spec.kind == SyntheticKind::copy)
+    require_options(model.cfg, {.causal = true}, "model",
+                    "the copy task (a right-to-left pass would read the symbols to recall)");
   spec.validate();
   const ModelConfig& c = model.cfg;
   const std::string name(to_string(spec.kind));

@@ -7,6 +7,7 @@
 
 #include "bptt/error.hpp"
 #include "bptt/loss.hpp"
+#include "bptt/methods.hpp"
 #include "bptt/tasks.hpp"
 
 namespace bptt {
@@ -50,6 +51,8 @@ std::unique_ptr<Task<Real>> make_text_task(const data::TextCorpus& corpus, int B
 template <class Real>
 Metrics evaluate_text(const Model<Real>& model, const data::TextCorpus& corpus, std::size_t begin,
                       std::size_t end, int B, int T) {
+  require_options(model.cfg, {.causal = true}, "model",
+                  "text evaluation (streams whose state carries from window to window)");
   if (end < begin + 2)
     throw Error(corpus.path, "the evaluation part holds fewer than 2 characters",
                 "raise --val-fraction or use a longer text");
@@ -84,6 +87,7 @@ void sample_text(const Model<Real>& model, const data::Vocab& vocab, const Sampl
   if (opt.top_k < 0) throw Error("--top-k", "must be >= 0", "0 disables it");
   if (!(opt.top_p > 0 && opt.top_p <= 1)) throw Error("--top-p", "must lie in (0, 1]", "1 disables it");
   if (opt.length < 0) throw Error("--length", "must be >= 0");
+  require_options(model.cfg, {.causal = true}, "model", "sampling (one step at a time)");
   const ModelConfig& c = model.cfg;
   const int V = vocab.size();
   if (c.input_size != V || c.output_size != V)

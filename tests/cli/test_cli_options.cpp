@@ -15,6 +15,9 @@
 
 #include "cli/cli_util.hpp"
 #include "support/shared_data.hpp"
+#include "bptt/data.hpp"
+#include "bptt/error.hpp"
+#include "bptt/tasks.hpp"
 
 namespace bptt::cli_test {
 namespace {
@@ -102,6 +105,44 @@ TEST_F(CliOptions, BadOptionValues) {
   EXPECT_TRUE(rejected(cat(kAdding, {"--proj-size", "6"}), {"proj_size", "hidden_size"}));
   EXPECT_TRUE(rejected(cat(kAdding, {"--no-bias", "--forget-bias", "1"}), {"--forget-bias", "--no-bias"}));
   EXPECT_TRUE(rejected(cat(kAdding, {"--proj-size", "-1"}), {"--proj-size"}));
+}
+
+}  // namespace
+}  // namespace bptt::cli_test
+
+namespace bptt::cli_test {
+namespace {
+
+// The uses that run left to right only refuse a bidirectional model (one built by hand: train
+// refuses to make one for them), with the reason, instead of answering wrongly.
+TEST(CausalUses, RefuseABidirectionalModel) {
+  const data::Vocab vocab = data::Vocab::of("abc\n");
+  ModelConfig cfg;
+  cfg.cell = CellKind::lstm;
+  cfg.input_size = cfg.output_size = vocab.size();
+  cfg.hidden_size = 4;
+  cfg.bidirectional = true;
+  cfg.output_activation = Activation::softmax;
+  Model<double> m(cfg);
+  m.init_uniform(1);
+  const auto refused = [](auto&& call, const std::string& what) {
+    try {
+      call();
+      ADD_FAILURE() << what << " took a bidirectional model";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("bidirectional"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  refused([&] { sample_text(m, vocab, SampleOptions{}, [](std::string_view) {}); }, "sampling");
+  SyntheticSpec copy;
+  copy.kind = SyntheticKind::copy;
+  copy.seq_len = 3;
+  ModelConfig cc = cfg;
+  cc.input_size = copy.input_size();
+  cc.output_size = copy.output_size();
+  Model<double> mc(cc);
+  refused([&] { evaluate_synthetic(mc, copy, 4); }, "copy task");
 }
 
 }  // namespace
