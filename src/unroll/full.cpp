@@ -89,9 +89,11 @@ void for_row_parts(int B, int threads, F&& f) {
 
 // Runs f(d, threads) for the D directions of a layer. The two recursions of a bidirectional
 // layer are independent (each its own weights, buffers and scratch; they share only the
-// layer's input, which they read): with two threads or more they run at once, each on half of
-// them, when Real is float (oneDNN's sgemm may be called from two threads at once; the float64
-// path through OpenBLAS keeps to one caller). Errors inside are carried out of the region.
+// layer's input, which they read): with two threads or more they run at once, when Real is
+// float (oneDNN's sgemm may be called from two threads at once; the float64 path through
+// OpenBLAS keeps to one caller). Each direction is handed half of the threads for its row parts;
+// beyond two threads those parts run in turn unless OpenMP's nested parallelism is on. Errors
+// inside are carried out of the region.
 template <class Real, class F>
 void for_directions(int D, F&& f) {
   const int threads = omp_get_max_threads();
