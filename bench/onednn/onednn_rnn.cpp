@@ -4,10 +4,12 @@
 //   onednn_rnn SHAPE... [--mode train|infer] [--threads N] [--min-steps N] [--min-time S]
 //              [--max-steps N] [--seed S] [--check]
 //
-// SHAPE is CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse] (include/bptt/bench.hpp); only the mse loss.
+// SHAPE is CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse][_bi] (include/bptt/bench.hpp); only the mse loss;
+// _bi: every layer bidirectional (rnn_direction::bidirectional_concat: the next layer and the
+// readout read [h_fwd ; h_bwd], 2H wide, as torch.nn and bptt).
 // elman = vanilla_rnn (eltwise_tanh or eltwise_relu), lstm = lstm (no peepholes, no projection),
 // gru = lbr_gru (linear-before-reset, which is PyTorch's GRU). f32, time-major (tnc), an explicit
-// zero initial state (see the note in Net), unidirectional; the L layers share one primitive
+// zero initial state (see the note in Net), one or two directions; the L layers share one primitive
 // through its layer dimension (when I != H and L > 1 the first layer gets its own primitive:
 // oneDNN wants one input size for all the layers of a primitive). The readout
 // Z = H_top·W_oᵀ + b_o is an inner_product.
@@ -58,11 +60,13 @@ namespace {
   std::exit(2);
 }
 
-const char* kHint = "write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse], e.g. lstm_l1_t100_b32_i64_h128_o64";
+const char* kHint = "write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse][_bi], e.g. lstm_l1_t100_b32_i64_h128_o64";
 
 struct Shape {
   std::string name, cell, phi = "tanh";
   int L = 0, T = 0, B = 0, I = 0, H = 0, O = 0;
+  bool bi = false;
+  int D() const { return bi ? 2 : 1; }  // directions
   int gates() const { return cell == "lstm" ? 4 : cell == "gru" ? 3 : 1; }
   int bias_gates() const { return cell == "gru" ? 4 : gates(); }  // lbr_gru: one more bias
 };
@@ -89,9 +93,9 @@ int parse_size(const std::string& shape, const std::string& part, char letter) {
 
 Shape parse_shape(const std::string& text) {
   const std::vector<std::string> parts = split(text, '_');
-  if (parts.size() != 7 && parts.size() != 8)
+  if (parts.size() < 7 || parts.size() > 9)
     usage_error("shape " + text + ": has " + std::to_string(parts.size()) +
-                " parts separated by '_', not 7 or 8 (" + kHint + ")");
+                " parts separated by '_', not 7 to 9 (" + kHint + ")");
   Shape s;
   s.name = text;
   const std::vector<std::string> cell = split(parts[0], '-');
@@ -110,24 +114,41 @@ Shape parse_shape(const std::string& text) {
   s.I = parse_size(text, parts[4], 'i');
   s.H = parse_size(text, parts[5], 'h');
   s.O = parse_size(text, parts[6], 'o');
-  if (parts.size() == 8 && parts[7] != "mse")
-    usage_error("shape " + text + ": loss '" + parts[7] +
-                "' is not implemented by the oneDNN benchmark (only mse; run bce/xent shapes with "
-                "bptt and PyTorch)");
+  for (std::size_t i = 7; i < parts.size(); ++i) {
+    if (parts[i] == "bi" && !s.bi) {
+      s.bi = true;
+    } else if (parts[i] == "mse" && i == 7) {
+    } else if (i == 7 && (parts[i] == "bce" || parts[i] == "xent")) {
+      usage_error("shape " + text + ": loss '" + parts[i] +
+                  "' is not implemented by the oneDNN benchmark (only mse; run bce/xent shapes "
+                  "with bptt and PyTorch)");
+    } else {
+      usage_error("shape " + text + ": '" + parts[i] + "' is not an option of the oneDNN "
+                  "benchmark (only _bi; projections and bias-free layers are not written yet)");
+    }
+  }
   return s;
 }
 
 double flops(const Shape& s, bool train) {  // matrix products only, as bptt::bench_flops
-  const double TB = double(s.T) * s.B, GH = double(s.gates()) * s.H;
-  double f = 2 * TB * s.H * s.O;
-  for (int k = 0; k < s.L; ++k) f += 2 * TB * GH * ((k == 0 ? s.I : s.H) + s.H);
-  return train ? 3 * f - 2 * TB * GH * s.I : f;
+  const double TB = double(s.T) * s.B, GH = double(s.gates()) * s.H, D = s.D();
+  double f = 2 * TB * D * s.H * s.O;
+  for (int k = 0; k < s.L; ++k) f += D * 2 * TB * GH * ((k == 0 ? s.I : D * s.H) + s.H);
+  return train ? 3 * f - D * 2 * TB * GH * s.I : f;
 }
 
-// Groups of consecutive layers that share one RNN primitive: {layers, input size}.
+// Groups of consecutive layers that share one RNN primitive: {layers, input size} (above layer
+// 0 a layer reads D·H). oneDNN 2.6.3 creates no multi-layer bidirectional_concat primitive (not
+// even with I = 2H): a bidirectional model gets one primitive per layer.
 std::vector<std::pair<int, int>> layer_blocks(const Shape& s) {
-  if (s.L == 1 || s.I == s.H) return {{s.L, s.I}};
-  return {{1, s.I}, {s.L - 1, s.H}};
+  const int up = s.D() * s.H;
+  if (s.bi) {
+    std::vector<std::pair<int, int>> blocks{{1, s.I}};
+    for (int k = 1; k < s.L; ++k) blocks.push_back({1, up});
+    return blocks;
+  }
+  if (s.L == 1 || s.I == up) return {{s.L, s.I}};
+  return {{1, s.I}, {s.L - 1, up}};
 }
 
 // The model's parameters in plain layouts (oneDNN's ldigo / ldgo, W_o as O x H) and the batch.
@@ -146,12 +167,13 @@ Plain make_plain(const Shape& s, std::uint64_t seed) {
     return v;
   };
   Plain p;
+  const std::size_t D = std::size_t(s.D());
   for (const auto& [layers, in] : layer_blocks(s)) {
-    p.wl.push_back(fill(std::size_t(layers) * in * s.gates() * s.H, uk));
-    p.wi.push_back(fill(std::size_t(layers) * s.H * s.gates() * s.H, uk));
-    p.bias.push_back(fill(std::size_t(layers) * s.bias_gates() * s.H, uk));
+    p.wl.push_back(fill(std::size_t(layers) * D * in * s.gates() * s.H, uk));
+    p.wi.push_back(fill(std::size_t(layers) * D * s.H * s.gates() * s.H, uk));
+    p.bias.push_back(fill(std::size_t(layers) * D * s.bias_gates() * s.H, uk));
   }
-  p.wo = fill(std::size_t(s.O) * s.H, uk);
+  p.wo = fill(std::size_t(s.O) * D * s.H, uk);
   p.bo = fill(std::size_t(s.O), uk);
   const std::size_t TB = std::size_t(s.T) * s.B;
   p.x = fill(TB * s.I, u1);
@@ -219,7 +241,7 @@ class Net {
  public:
   Net(const Shape& s, bool train, const engine& eng, stream& st, const Plain& p)
       : s_(s), train_(train), eng_(eng), st_(st) {
-    const int T = s.T, B = s.B, H = s.H, O = s.O, G = s.gates(), Gb = s.bias_gates();
+    const int T = s.T, B = s.B, H = s.H, O = s.O, G = s.gates(), Gb = s.bias_gates(), D = s.D();
     const memory::dim TB = memory::dim(T) * B;
     const prop_kind pk = train ? prop_kind::forward_training : prop_kind::forward_inference;
     memory prev_dst;
@@ -228,18 +250,19 @@ class Net {
       RnnBlock b;
       b.layers = blocks[bi].first;
       b.in = blocks[bi].second;
-      const auto src_md = f32({T, B, b.in}, tag::tnc), dst_md = f32({T, B, H}, tag::tnc);
-      const auto wl_any = f32({b.layers, 1, b.in, G, H}, tag::any);
-      const auto wi_any = f32({b.layers, 1, H, G, H}, tag::any);
-      const auto bias_any = f32({b.layers, 1, Gb, H}, tag::any);
+      const auto src_md = f32({T, B, b.in}, tag::tnc), dst_md = f32({T, B, D * H}, tag::tnc);
+      const auto wl_any = f32({b.layers, D, b.in, G, H}, tag::any);
+      const auto wi_any = f32({b.layers, D, H, G, H}, tag::any);
+      const auto bias_any = f32({b.layers, D, Gb, H}, tag::any);
       const memory::desc none;  // the final state is not needed
       // The zero initial state is passed explicitly, as a zero memory: with src_iter left out (a
       // zero memory descriptor, which the API allows and documents as a zero state) oneDNN 2.6.3's
       // vanilla_rnn and lstm backward return a wrong diff_weights_iter (--check finds it:
       // nonzero even for T = 1, where it must be 0); lbr_gru is right either way.
-      const auto h0_md = f32({b.layers, 1, B, H}, tag::ldnc);
+      const auto h0_md = f32({b.layers, D, B, H}, tag::ldnc);
       const memory::desc c0_md = s.cell == "lstm" ? h0_md : none;
-      const auto dir = rnn_direction::unidirectional_left2right;
+      const auto dir = s.bi ? rnn_direction::bidirectional_concat
+                            : rnn_direction::unidirectional_left2right;
       primitive_desc fpd, bpd;
       if (s.cell == "elman") {
         const algorithm act = s.phi == "relu" ? algorithm::eltwise_relu : algorithm::eltwise_tanh;
@@ -296,9 +319,9 @@ class Net {
         st_.wait();
         return m;
       };
-      b.wl = load(p.wl[bi], {b.layers, 1, b.in, G, H}, tag::ldigo, DNNL_ARG_WEIGHTS_LAYER);
-      b.wi = load(p.wi[bi], {b.layers, 1, H, G, H}, tag::ldigo, DNNL_ARG_WEIGHTS_ITER);
-      b.bias = load(p.bias[bi], {b.layers, 1, Gb, H}, tag::ldgo, DNNL_ARG_BIAS);
+      b.wl = load(p.wl[bi], {b.layers, D, b.in, G, H}, tag::ldigo, DNNL_ARG_WEIGHTS_LAYER);
+      b.wi = load(p.wi[bi], {b.layers, D, H, G, H}, tag::ldigo, DNNL_ARG_WEIGHTS_ITER);
+      b.bias = load(p.bias[bi], {b.layers, D, Gb, H}, tag::ldgo, DNNL_ARG_BIAS);
       formats_ += "layers " + std::to_string(b.layers) + " (in " + std::to_string(b.in) + "): " +
                   (train ? "fwd_training [" : "fwd_inference [") + std::string(fpd.impl_info_str()) + "] weights_layer " + format_name(b.wl.get_desc()) +
                   ", weights_iter " + format_name(b.wi.get_desc()) + ", bias " + format_name(b.bias.get_desc());
@@ -332,8 +355,8 @@ class Net {
     }
 
     // The readout Z = H_top·W_oᵀ + b_o: an inner product over the T·B rows, plain layouts.
-    const auto h_md = f32({TB, H}, tag::nc), wo_md = f32({O, H}, tag::oi), bo_md = f32({O}, tag::x),
-               z_md = f32({TB, O}, tag::nc);
+    const auto h_md = f32({TB, D * H}, tag::nc), wo_md = f32({O, D * H}, tag::oi),
+               bo_md = f32({O}, tag::x), z_md = f32({TB, O}, tag::nc);
     inner_product_forward::primitive_desc ipf(inner_product_forward::desc(pk, h_md, wo_md, bo_md, z_md), eng);
     ip_fwd_ = primitive(ipf);
     h_top_ = memory(h_md, eng, blocks_.back().dst.get_data_handle());
@@ -352,7 +375,7 @@ class Net {
       dwo_ = memory(wo_md, eng);
       dbo_ = memory(bo_md, eng);
       dh_top_ = memory(h_md, eng);
-      blocks_.back().ddst = memory(f32({T, B, H}, tag::tnc), eng, dh_top_.get_data_handle());
+      blocks_.back().ddst = memory(f32({T, B, D * H}, tag::tnc), eng, dh_top_.get_data_handle());
       params_.push_back({"readout.weight", wo_, dwo_});
       params_.push_back({"readout.bias", bo_, dbo_});
     }
@@ -465,59 +488,66 @@ float sigm(float v) { return 1.0f / (1.0f + std::exp(-v)); }
 // The readout Z of the model in `p`, by a plain loop of oneDNN's cell equations (gate orders:
 // LSTM i, f, c~, o; lbr_gru u, r, c~ with the 4th bias inside r * (.)).
 std::vector<float> naive_forward(const Shape& s, const Plain& p) {
-  const int T = s.T, B = s.B, H = s.H, G = s.gates(), Gb = s.bias_gates();
+  const int T = s.T, B = s.B, H = s.H, G = s.gates(), Gb = s.bias_gates(), D = s.D();
   std::vector<float> in = p.x;
   int in_size = s.I;
   const auto blocks = layer_blocks(s);
   for (std::size_t bi = 0; bi < blocks.size(); ++bi) {
     for (int l = 0; l < blocks[bi].first; ++l) {
-      const float* W = p.wl[bi].data() + std::size_t(l) * in_size * G * H;
-      const float* U = p.wi[bi].data() + std::size_t(l) * H * G * H;
-      const float* bias = p.bias[bi].data() + std::size_t(l) * Gb * H;
-      std::vector<float> out(std::size_t(T) * B * H), h(std::size_t(B) * H, 0), c(std::size_t(B) * H, 0);
-      std::vector<double> a(std::size_t(G) * H), r(std::size_t(G) * H);
-      for (int t = 0; t < T; ++t)
-        for (int b = 0; b < B; ++b) {
-          const float* xr = &in[(std::size_t(t) * B + b) * in_size];
-          float* hr = &h[std::size_t(b) * H];
-          for (int gh = 0; gh < G * H; ++gh) {
-            a[gh] = bias[gh];
-            r[gh] = 0;
-          }
-          for (int i = 0; i < in_size; ++i)
-            for (int gh = 0; gh < G * H; ++gh) a[gh] += double(xr[i]) * W[std::size_t(i) * G * H + gh];
-          for (int j = 0; j < H; ++j)
-            for (int gh = 0; gh < G * H; ++gh) r[gh] += double(hr[j]) * U[std::size_t(j) * G * H + gh];
-          std::vector<float> hn(H);
-          for (int k = 0; k < H; ++k) {
-            if (s.cell == "elman") {
-              const double v = a[k] + r[k];
-              hn[k] = float(s.phi == "relu" ? std::max(v, 0.0) : std::tanh(v));
-            } else if (s.cell == "lstm") {
-              const float ig = sigm(float(a[k] + r[k])), fg = sigm(float(a[H + k] + r[H + k]));
-              const float cg = std::tanh(float(a[2 * H + k] + r[2 * H + k]));
-              const float og = sigm(float(a[3 * H + k] + r[3 * H + k]));
-              float& cc = c[std::size_t(b) * H + k];
-              cc = fg * cc + ig * cg;
-              hn[k] = og * std::tanh(cc);
-            } else {
-              const float u = sigm(float(a[k] + r[k])), rg = sigm(float(a[H + k] + r[H + k]));
-              const float n = std::tanh(float(a[2 * H + k] + rg * (r[2 * H + k] + bias[3 * H + k])));
-              hn[k] = u * hr[k] + (1 - u) * n;
+      // Direction d = 1 reads the sequence from its end; the layer's output is [h_fwd ; h_bwd].
+      std::vector<float> out(std::size_t(T) * B * D * H);
+      for (int d = 0; d < D; ++d) {
+        const std::size_t ld = std::size_t(l) * D + d;
+        const float* W = p.wl[bi].data() + ld * in_size * G * H;
+        const float* U = p.wi[bi].data() + ld * H * G * H;
+        const float* bias = p.bias[bi].data() + ld * Gb * H;
+        std::vector<float> h(std::size_t(B) * H, 0), c(std::size_t(B) * H, 0);
+        std::vector<double> a(std::size_t(G) * H), r(std::size_t(G) * H);
+        for (int tau = 0; tau < T; ++tau)
+          for (int b = 0; b < B; ++b) {
+            const int t = d == 0 ? tau : T - 1 - tau;
+            const float* xr = &in[(std::size_t(t) * B + b) * in_size];
+            float* hr = &h[std::size_t(b) * H];
+            for (int gh = 0; gh < G * H; ++gh) {
+              a[gh] = bias[gh];
+              r[gh] = 0;
             }
+            for (int i = 0; i < in_size; ++i)
+              for (int gh = 0; gh < G * H; ++gh) a[gh] += double(xr[i]) * W[std::size_t(i) * G * H + gh];
+            for (int j = 0; j < H; ++j)
+              for (int gh = 0; gh < G * H; ++gh) r[gh] += double(hr[j]) * U[std::size_t(j) * G * H + gh];
+            std::vector<float> hn(H);
+            for (int k = 0; k < H; ++k) {
+              if (s.cell == "elman") {
+                const double v = a[k] + r[k];
+                hn[k] = float(s.phi == "relu" ? std::max(v, 0.0) : std::tanh(v));
+              } else if (s.cell == "lstm") {
+                const float ig = sigm(float(a[k] + r[k])), fg = sigm(float(a[H + k] + r[H + k]));
+                const float cg = std::tanh(float(a[2 * H + k] + r[2 * H + k]));
+                const float og = sigm(float(a[3 * H + k] + r[3 * H + k]));
+                float& cc = c[std::size_t(b) * H + k];
+                cc = fg * cc + ig * cg;
+                hn[k] = og * std::tanh(cc);
+              } else {
+                const float u = sigm(float(a[k] + r[k])), rg = sigm(float(a[H + k] + r[H + k]));
+                const float n = std::tanh(float(a[2 * H + k] + rg * (r[2 * H + k] + bias[3 * H + k])));
+                hn[k] = u * hr[k] + (1 - u) * n;
+              }
+            }
+            std::copy(hn.begin(), hn.end(), hr);
+            std::copy(hn.begin(), hn.end(), &out[(std::size_t(t) * B + b) * D * H + std::size_t(d) * H]);
           }
-          std::copy(hn.begin(), hn.end(), hr);
-          std::copy(hn.begin(), hn.end(), &out[(std::size_t(t) * B + b) * H]);
-        }
+      }
       in = std::move(out);
-      in_size = H;
+      in_size = D * H;
     }
   }
+  const int W = D * H;
   std::vector<float> z(std::size_t(T) * B * s.O);
   for (std::size_t row = 0; row < std::size_t(T) * B; ++row)
     for (int o = 0; o < s.O; ++o) {
       double v = p.bo[o];
-      for (int k = 0; k < H; ++k) v += double(in[row * H + k]) * p.wo[std::size_t(o) * H + k];
+      for (int k = 0; k < W; ++k) v += double(in[row * W + k]) * p.wo[std::size_t(o) * W + k];
       z[row * s.O + o] = float(v);
     }
   return z;
@@ -631,7 +661,7 @@ Options parse_args(int argc, char** argv) {
           "usage: onednn_rnn SHAPE... [--mode train|infer] [--threads N] [--min-steps N] [--min-time S]\n"
           "                  [--max-steps N] [--seed S] [--check]\n"
           "Times oneDNN RNN training or inference steps (same protocol and JSON as `bptt bench --json`).\n"
-          "SHAPE: CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse]. --check verifies the primitives on tiny and short\n"
+          "SHAPE: CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse][_bi]. --check verifies the primitives on tiny and short\n"
           "versions of the shapes first (PASS/FAIL on stderr; exit 1 on a failure).\n");
       std::exit(0);
     } else if (a == "--mode") {
@@ -680,11 +710,11 @@ int main(int argc, char** argv) {
           v.T = T, v.B = B, v.I = I, v.H = H, v.O = O;
           v.name = s.cell + (s.phi == "tanh" ? "" : "-" + s.phi) + "_l" + std::to_string(s.L) + "_t" +
                    std::to_string(T) + "_b" + std::to_string(B) + "_i" + std::to_string(I) + "_h" +
-                   std::to_string(H) + "_o" + std::to_string(O);
+                   std::to_string(H) + "_o" + std::to_string(O) + (s.bi ? "_bi" : "");
           ok = check_one(v, eng, st, o.seed) && ok;
         };
         variant(6, 3, 5, 4, 3);
-        if (s.L > 1) variant(6, 3, 4, 4, 3);
+        if (s.L > 1) variant(6, 3, 4 * s.D(), 4, 3);  // I = D·H: one primitive for all layers
         variant(std::min(s.T, 4), s.B, s.I, s.H, s.O);
       }
       std::fprintf(stderr, "check: %s\n", ok ? "PASS" : "FAIL");
