@@ -111,20 +111,29 @@ BPTT_ALWAYS_INLINE float sigmoid(float x) { return 1.0f / (1.0f + exp_in_denomin
 // tanh(x) = m / (m + 2) with m = e^{2|x|} − 1, given x's sign at the end (so it is exactly odd).
 // One formula for every x, with no cancellation: m is formed from exp's reduction
 // 2|x| = n·ln2 + r as 2^n·(e^r − 1) + (2^n − 1), where e^r − 1 is expm1_poly (small r keeps its
-// relative accuracy) and 2^n·(e^r − 1) is exact, so that sum is rounded once. 2|x| is clamped to
-// 20 on its bit pattern first (tanh rounds to 1 from |x| ≈ 9.01 on, and n stays ≤ 29); a NaN,
-// which the clamp would turn into 20, is passed on by the last select. About 20% faster than
+// relative accuracy) and 2^n·(e^r − 1) is exact, so that sum is rounded once. |x| is clamped to
+// 10 on its bit pattern first (tanh rounds to 1 from |x| ≈ 9.01 on, and n stays ≤ 29); a NaN,
+// which the clamp would turn into 10, is passed on by a bit mask. About 20% faster than
 // evaluating a small-|x| polynomial and 1 − 2/(e^{2|x|} + 1) and picking one, and within 1.5 ulp.
+// The sign and the NaN are put in with integer masks, not a select on x != x: GCC turned that
+// select into a branch around the division (which, without -ffast-math, it may not compute
+// speculatively), so no loop calling tanh vectorized, and tanh ran at 4.5 ns per element on an
+// AVX2 core instead of 0.6 (the LSTM step's two tanh per unit were most of its pointwise time).
+// The results are bit for bit those of the select.
 BPTT_ALWAYS_INLINE float tanh(float x) {
-  const float y0 = 2.0f * std::fabs(x);
-  const std::int32_t yb = std::bit_cast<std::int32_t>(y0), cap = std::bit_cast<std::int32_t>(20.0f);
-  const float y = std::bit_cast<float>(yb < cap ? yb : cap);  // min(2|x|, 20); NaN → 20
+  const std::int32_t xb = std::bit_cast<std::int32_t>(x), ab = xb & 0x7FFFFFFF;
+  const std::int32_t cap = std::bit_cast<std::int32_t>(10.0f);
+  const float y = 2.0f * std::bit_cast<float>(ab < cap ? ab : cap);  // min(2|x|, 20); NaN → 20
   std::int32_t n;
   const float r = reduce_ln2(y, n);  // n ∈ [0, 29]
   const float s = pow2(n);
   const float m = s * expm1_poly(r) + (s - 1.0f);                       // e^y − 1
   const float t = m / (m + 2.0f);
-  return std::copysign(x != x ? x : t, x);
+  const std::int32_t signed_t = std::bit_cast<std::int32_t>(t) | (xb & INT32_MIN);
+  // All ones when x is a NaN (|x|'s bits above +inf's), else 0.
+  const std::int32_t nan = (std::bit_cast<std::int32_t>(std::numeric_limits<float>::infinity()) - ab) >> 31;
+  return std::bit_cast<float>((signed_t & ~nan) | (xb & nan));
 }
+
 
 }  // namespace bptt::kernels::vec
