@@ -206,15 +206,13 @@ void slice_rows(const Batch<Real>& batch, int b0, int b1, int layers, Batch<Real
 
 // The model options (model.hpp) a method or verb handles. require_options throws bptt::Error
 // (where = `where`) naming `what` and the first option cfg uses that it does not: for
-// `causal` code (truncation, RTRL, online training, streams) a bidirectional model and a head
-// that reads the final state (Readout::final_state) are refused for good, since both need each
-// sequence whole; the others are refused until that code supports them.
+// `causal` code (truncation, RTRL, online training, streams, sampling) a bidirectional model and
+// a head that reads the final state (Readout::final_state) are refused for good, since both
+// need each sequence whole; `bidirectional = false` refuses bidirectional models until that
+// code supports them (diagnose).
 struct OptionSupport {
-  bool causal = false;         // runs left to right only: refuses bidirectional models
+  bool causal = false;         // runs left to right only
   bool bidirectional = true;
-  bool projection = true;
-  bool no_bias = true;
-  bool learned_initial_state = true;
 };
 void require_options(const ModelConfig& cfg, const OptionSupport& support,
                      const std::string& where, const std::string& what);

@@ -9,9 +9,7 @@
 // FMA; the baseline SSE2) and dispatches every call on bptt::cpu_level() (bptt/cpu.hpp: the
 // highest level the CPU has, or the one BPTT_CPU_LEVEL or set_cpu_level() forces, so that tests
 // can run each). Use it on a non-template function whose BODY calls a BPTT_ALWAYS_INLINE template
-// (the body is then compiled for the level); elsewhere it defines NAME with BODY once. BODY sees
-// `constexpr CpuLevel bptt_level`, its level, for choices such as a register tile that fits the
-// level's register file. The v3/v4
+// (the body is then compiled for the level); elsewhere it defines NAME with BODY once. The v3/v4
 // versions contract a·b + c into FMAs, so their float results may differ from the baseline's in
 // the last bit; the accuracy bounds in vmath.hpp hold for all three (tests/kernels/test_vmath.cpp
 // checks each one the machine can run). The dispatch is one relaxed atomic load and a switch per
@@ -26,17 +24,12 @@
 #define BPTT_HAVE_CPU_LEVELS 1
 #define BPTT_PER_CPU_LEVEL(RET, NAME, PARAMS, ARGS, ...)             \
   [[gnu::target("arch=x86-64-v4")]] RET NAME##_x86_64_v4 PARAMS {    \
-    [[maybe_unused]] constexpr auto bptt_level = ::bptt::CpuLevel::x86_64_v4; \
     __VA_ARGS__                                                      \
   }                                                                  \
   [[gnu::target("arch=x86-64-v3")]] RET NAME##_x86_64_v3 PARAMS {    \
-    [[maybe_unused]] constexpr auto bptt_level = ::bptt::CpuLevel::x86_64_v3; \
     __VA_ARGS__                                                      \
   }                                                                  \
-  RET NAME##_baseline PARAMS {                                       \
-    [[maybe_unused]] constexpr auto bptt_level = ::bptt::CpuLevel::baseline; \
-    __VA_ARGS__                                                      \
-  }                                                                  \
+  RET NAME##_baseline PARAMS { __VA_ARGS__ }                         \
   RET NAME PARAMS {                                                  \
     switch (::bptt::cpu_level()) {                                   \
       case ::bptt::CpuLevel::x86_64_v4: return NAME##_x86_64_v4 ARGS; \
@@ -47,9 +40,6 @@
   }
 #else
 #define BPTT_HAVE_CPU_LEVELS 0
-#define BPTT_PER_CPU_LEVEL(RET, NAME, PARAMS, ARGS, ...)                    \
-  RET NAME PARAMS {                                                         \
-    [[maybe_unused]] constexpr auto bptt_level = ::bptt::CpuLevel::baseline; \
-    __VA_ARGS__                                                             \
-  }
+#define BPTT_PER_CPU_LEVEL(RET, NAME, PARAMS, ARGS, ...) \
+  RET NAME PARAMS { __VA_ARGS__ }
 #endif

@@ -18,15 +18,9 @@ void require_options(const ModelConfig& cfg, const OptionSupport& support,
     throw Error(where, "a model whose head reads the final state (readout final) cannot use " + what,
                 "every step's output depends on the sequence's end, and " + what +
                     " runs left to right only; use full BPTT (--method bptt) or recompute");
-  const auto refuse = [&](const std::string& option) {
-    throw Error(where, what + " does not support " + option + " yet",
+  if (cfg.bidirectional && !support.bidirectional)
+    throw Error(where, what + " does not support bidirectional models yet",
                 "use full BPTT (--method bptt) for this model");
-  };
-  if (cfg.bidirectional && !support.bidirectional) refuse("bidirectional models");
-  if (cfg.proj_size > 0 && !support.projection) refuse("LSTM projections (proj_size)");
-  if (!cfg.bias && !support.no_bias) refuse("bias-free layers");
-  if (cfg.initial_state == InitialState::learned && !support.learned_initial_state)
-    refuse("a learned initial state");
 }
 
 GradMethodSpec parse_grad_method(std::string_view text, const std::string& where) {

@@ -25,8 +25,8 @@ void init_model(Model<Real>& model, std::uint64_t seed, double forget_bias) {
   model.init_uniform(seed);
   if (model.cfg.cell != CellKind::lstm || forget_bias == 0) return;
   if (!model.cfg.bias)
-    throw Error("--forget-bias", "the model has no biases to add it to (bias-free layers)",
-                "use --forget-bias 0 with a bias-free LSTM");
+    throw Error("--forget-bias", "the model has no biases to add it to (--no-bias)",
+                "leave one of them out");
   auto v = model.views();
   const int H = model.cfg.hidden_size;
   for (auto& layer : v.layers)  // gate order i, f, g, o: the forget gate is rows [H, 2H)

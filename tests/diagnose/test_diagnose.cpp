@@ -259,6 +259,18 @@ double fd_jacobian_norm(const Case& c, const Model<double>& m, const Batch<doubl
   return std::sqrt(sum);
 }
 
+// Every layer's ‖∂h_n/∂h_t‖_F at every distance against fd_jacobian_norm (sequence 0).
+void expect_jacobians_match_differences(const Case& c, const Model<double>& m,
+                                        const Batch<double>& b, const Diagnosis& d) {
+  for (int k = 0; k < c.L; ++k)
+    for (int dist = 0; dist <= c.T; ++dist) {
+      const double want = fd_jacobian_norm(c, m, b, k, dist, 0);
+      EXPECT_NEAR(d.jacobian_norm_by_distance[std::size_t(k)][std::size_t(dist)], want,
+                  1e-7 * std::max(1.0, want))
+          << "layer " << k << ", distance " << dist;
+    }
+}
+
 class DiagnoseCells : public testing::TestWithParam<CellVariant> {};
 
 std::string cell_name(const testing::TestParamInfo<CellVariant>& p) { return p.param.name(); }
@@ -273,13 +285,7 @@ TEST_P(DiagnoseCells, JacobianAgainstFiniteDifferences) {
   DiagnoseOptions o;
   o.truncation = false;
   const Diagnosis d = diagnose(m, b, c.loss.loss, o);
-  for (int k = 0; k < c.L; ++k)
-    for (int dist = 0; dist <= c.T; ++dist) {
-      const double want = fd_jacobian_norm(c, m, b, k, dist, 0);
-      EXPECT_NEAR(d.jacobian_norm_by_distance[std::size_t(k)][std::size_t(dist)], want,
-                  1e-7 * std::max(1.0, want))
-          << "layer " << k << ", distance " << dist;
-    }
+  expect_jacobians_match_differences(c, m, b, d);
 }
 
 // Variable lengths: each sequence's distances count from its own end; the distance T is reached
@@ -312,13 +318,7 @@ TEST(DiagnoseOptions, ProjectedLearnedBiasFreeLstm) {
   const Diagnosis d = diagnose(m, b, c.loss.loss, DiagnoseOptions{});
   EXPECT_EQ(d.H, 2);
   EXPECT_EQ(d.w_hh_sigma.size(), 2u);
-  for (int k = 0; k < c.L; ++k)
-    for (int dist = 0; dist <= c.T; ++dist) {
-      const double want = fd_jacobian_norm(c, m, b, k, dist, 0);
-      EXPECT_NEAR(d.jacobian_norm_by_distance[std::size_t(k)][std::size_t(dist)], want,
-                  1e-7 * std::max(1.0, want))
-          << "layer " << k << ", distance " << dist;
-    }
+  expect_jacobians_match_differences(c, m, b, d);
   ASSERT_FALSE(d.truncation.empty());
   EXPECT_NEAR(d.truncation.back().cosine, 1.0, 1e-12);  // K = T: the full gradient
   Case bi = c;

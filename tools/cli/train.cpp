@@ -132,9 +132,6 @@ void run_train(const TrainOptions& o) {
     throw Error("--proj-size", "only an LSTM has a projection (torch.nn.LSTM's proj_size)",
                 "leave --proj-size out, or train with --cell lstm");
   cfg.validate("options");
-  if (o.no_bias && o.forget_bias != 0)
-    throw Error("--forget-bias", "the model has no biases to add it to (--no-bias)",
-                "leave one of them out");
   if (o.forget_bias != 0 && cfg.cell != CellKind::lstm)
     throw Error("--forget-bias", "only an LSTM has a forget gate",
                 "leave --forget-bias out, or train with --cell lstm");
