@@ -12,13 +12,15 @@
 #include <cstddef>
 #include <string>
 
+#include "bptt/cpu.hpp"
 #include "bptt/error.hpp"
 #include "kernels/simd.hpp"
 
 namespace bptt {
-// Our parallel regions and oneDNN use OpenMP's threads; OpenBLAS (float64) has its own pool.
+// One threading model: OpenMP's threads. OpenBLAS always runs single-threaded inside our parts
+// (kernels/gemm.cpp's split), so its own pool never competes with our parallel regions.
 void set_num_threads(int n) {
-  openblas_set_num_threads(n);
+  openblas_set_num_threads(1);
   omp_set_num_threads(n);
 }
 }  // namespace bptt
@@ -38,6 +40,64 @@ void scale(int M, int N, Real beta, Real* C, int ldc) {
     }
 }
 
+void blas(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc) {
+  cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), M, N, K, alpha, A, std::max(lda, 1), B,
+              std::max(ldb, 1), beta, C, std::max(ldc, 1));
+}
+void blas(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda,
+          const double* B, int ldb, double beta, double* C, int ldc) {
+  cblas_dgemm(CblasRowMajor, tr(ta), tr(tb), M, N, K, alpha, A, std::max(lda, 1), B,
+              std::max(ldb, 1), beta, C, std::max(ldc, 1));
+}
+
+// How many threads a product of M·N·K gets: OpenMP's, fewer when each would have less than
+// kMinFlopsPerThread, one inside a parallel region (a direction's share of the threads, or a
+// caller's own team).
+int product_threads(int M, int N, int K) {
+  if (omp_in_parallel()) return 1;
+  const double flops = 2.0 * M * N * K;
+  return std::max(1, std::min(omp_get_max_threads(), int(flops / kMinFlopsPerThread)));
+}
+
+// C = alpha·op(A)·op(B) + beta·C through OpenBLAS on our threads: C's rows (or its columns, when
+// it has more of them) cut into one contiguous part per thread, each part one single-threaded
+// BLAS call. OpenBLAS is set to one thread once, before its first call here.
+template <class Real>
+void blas_on_our_threads(bool ta, bool tb, int M, int N, int K, Real alpha, const Real* A,
+                         int lda, const Real* B, int ldb, Real beta, Real* C, int ldc) {
+  static const bool single = (openblas_set_num_threads(1), true);
+  (void)single;
+  const int parts = product_threads(M, N, K);
+  if (parts == 1) return blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const bool by_rows = M >= N;
+  const int n = by_rows ? M : N;
+  // Part boundaries on multiples of 16 elements (whole vectors of the kernels), the last part
+  // taking the rest.
+  const auto edge = [&](int p) { return p == parts ? n : (n * p / parts) / 16 * 16; };
+#pragma omp parallel for num_threads(parts) schedule(static)
+  for (int p = 0; p < parts; ++p) {
+    const int a = edge(p), b = edge(p + 1);
+    if (b <= a) continue;
+    if (by_rows)  // rows a..b of op(A) and C
+      blas(ta, tb, b - a, N, K, alpha, ta ? A + a : A + std::size_t(a) * lda, lda, B, ldb, beta,
+           C + std::size_t(a) * ldc, ldc);
+    else  // columns a..b of op(B) and C
+      blas(ta, tb, M, b - a, K, alpha, A, lda, tb ? B + std::size_t(a) * ldb : B + a, ldb, beta,
+           C + a, ldc);
+  }
+}
+
+#ifdef BPTT_HAVE_DNNL
+// oneDNN's sgemm JIT-compiles for the machine's widest vectors and splits its work over OpenMP's
+// threads. Where the CPU has AVX-512 (Zen 4, Zen 5) it ran about twice OpenBLAS's Haswell kernels
+// (OPENBLAS_CORETYPE=Haswell) on our shapes; on an AVX2 CPU it has no wider vectors to use and
+// was slower than OpenBLAS on every product of the LSTM shape b step (Zen 3, 1 thread):
+// 39 against 89 GFLOP/s on dW_ih (TN, N = 256, K = 6400), 86 against 92 on dW_hh, 92 against 92
+// on the hoisted input product. So it serves the AVX-512 level only.
+bool use_dnnl() { return ::bptt::cpu_level() == ::bptt::CpuLevel::x86_64_v4; }
+#endif
+
 }  // namespace
 
 template <>
@@ -46,24 +106,23 @@ void gemm<float>(bool ta, bool tb, int M, int N, int K, float alpha, const float
   if (M == 0 || N == 0) return;
   if (K == 0) return scale(M, N, beta, C, ldc);
 #ifdef BPTT_HAVE_DNNL
-  // oneDNN's sgemm is row-major like ours and JIT-compiled for the machine's widest vectors
-  // (AVX-512 here): about twice OpenBLAS's Haswell kernels on our shapes (docs/benchmarks.md).
-  // It splits work over OpenMP's threads; a product too small to pay for waking them runs on
-  // this one (shape c of the benchmarks was slower with two threads than with one).
-  const int threads = omp_get_max_threads();
-  const bool alone = threads > 1 && 2.0 * M * N * K < kMinFlopsPerThread * threads;
-  if (alone) omp_set_num_threads(1);
-  const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A,
-                                      std::max(lda, 1), B, std::max(ldb, 1), beta, C,
-                                      std::max(ldc, 1));
-  if (alone) omp_set_num_threads(threads);
-  if (st != dnnl_success)
-    throw Error("dnnl_sgemm", "failed with status " + std::to_string(int(st)),
-                "report this with the model's sizes");
-#else
-  cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), M, N, K, alpha, A, std::max(lda, 1), B,
-              std::max(ldb, 1), beta, C, std::max(ldc, 1));
+  if (use_dnnl()) {
+    // A product too small to pay for waking the threads runs on this one (shape c of the
+    // benchmarks was slower with two threads than with one).
+    const int threads = omp_get_max_threads();
+    const bool alone = threads > 1 && product_threads(M, N, K) == 1;
+    if (alone) omp_set_num_threads(1);
+    const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A,
+                                        std::max(lda, 1), B, std::max(ldb, 1), beta, C,
+                                        std::max(ldc, 1));
+    if (alone) omp_set_num_threads(threads);
+    if (st != dnnl_success)
+      throw Error("dnnl_sgemm", "failed with status " + std::to_string(int(st)),
+                  "report this with the model's sizes");
+    return;
+  }
 #endif
+  blas_on_our_threads(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 template <>
@@ -71,8 +130,7 @@ void gemm<double>(bool ta, bool tb, int M, int N, int K, double alpha, const dou
                   const double* B, int ldb, double beta, double* C, int ldc) {
   if (M == 0 || N == 0) return;
   if (K == 0) return scale(M, N, beta, C, ldc);
-  cblas_dgemm(CblasRowMajor, tr(ta), tr(tb), M, N, K, alpha, A, std::max(lda, 1), B,
-              std::max(ldb, 1), beta, C, std::max(ldc, 1));
+  blas_on_our_threads(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 template <class Real>

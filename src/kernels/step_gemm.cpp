@@ -10,17 +10,17 @@ namespace bptt::kernels {
 namespace {
 
 // The kernels once per x86-64 level (step_gemm_kernel.inc says why this way), each with the tile
-// height that fits the level's registers: a tile's 2·MR accumulators of 64 bytes, a broadcast of
-// A and the panel's row must fit, or GCC spills the accumulators to the stack in the K loop.
-// A panel row (128 bytes) is 2 zmm, 4 ymm or 8 xmm. AVX-512: 32 zmm, 8 rows (16 accumulators);
-// AVX2: 16 ymm, 3 rows (12); SSE2: 16 xmm, 1 row (8).
+// that fits the level's registers (step_gemm.hpp): MR·kNV accumulators, kNV panel vectors and a
+// broadcast of A must fit, or GCC spills the accumulators to the stack in the K loop.
 #if BPTT_HAVE_CPU_LEVELS
 #pragma GCC push_options
 #pragma GCC target("arch=x86-64-v4")
 namespace v4 {
 #define BPTT_TILE_ROWS 8
 #define BPTT_VEC_BYTES 64
+#define BPTT_PANEL_VECS 2
 #include "kernels/step_gemm_kernel.inc"
+#undef BPTT_PANEL_VECS
 #undef BPTT_VEC_BYTES
 #undef BPTT_TILE_ROWS
 }  // namespace v4
@@ -28,27 +28,61 @@ namespace v4 {
 #pragma GCC push_options
 #pragma GCC target("arch=x86-64-v3")
 namespace v3 {
-#define BPTT_TILE_ROWS 3
+#define BPTT_TILE_ROWS 4
 #define BPTT_VEC_BYTES 32
+#define BPTT_PANEL_VECS 3
 #include "kernels/step_gemm_kernel.inc"
+#undef BPTT_PANEL_VECS
 #undef BPTT_VEC_BYTES
 #undef BPTT_TILE_ROWS
 }  // namespace v3
 #pragma GCC pop_options
 #endif
 namespace base {
-#define BPTT_TILE_ROWS 1
+#define BPTT_TILE_ROWS 4
 #define BPTT_VEC_BYTES 16
+#define BPTT_PANEL_VECS 3
 #include "kernels/step_gemm_kernel.inc"
+#undef BPTT_PANEL_VECS
 #undef BPTT_VEC_BYTES
 #undef BPTT_TILE_ROWS
 }  // namespace base
 
 }  // namespace
 
+// Each call runs the kernels of the level bptt::cpu_level() names (bptt/cpu.hpp).
+#if BPTT_HAVE_CPU_LEVELS
+#define BPTT_STEP_DISPATCH(CALL)                                  \
+  switch (::bptt::cpu_level()) {                                  \
+    case ::bptt::CpuLevel::x86_64_v4: return v4::CALL;             \
+    case ::bptt::CpuLevel::x86_64_v3: return v3::CALL;             \
+    case ::bptt::CpuLevel::baseline: break;                        \
+  }                                                               \
+  return base::CALL;
+#else
+#define BPTT_STEP_DISPATCH(CALL) return base::CALL;
+#endif
+
+template <class Real>
+int panel_width() {
+  BPTT_STEP_DISPATCH(kLevelPanel<Real>)
+}
+
+template <class Real>
+std::size_t packed_size(int N, int K) {
+  std::size_t most = 0;
+  for (const int NR : {
+#if BPTT_HAVE_CPU_LEVELS
+           v4::kLevelPanel<Real>, v3::kLevelPanel<Real>,
+#endif
+           base::kLevelPanel<Real>})
+    most = std::max(most, std::size_t((N + NR - 1) / NR) * std::size_t(NR) * std::size_t(K));
+  return most;
+}
+
 template <class Real>
 void pack_panels(bool trans, int N, int K, const Real* W, int ldw, Real* P) {
-  constexpr int NR = kPanel<Real>;
+  const int NR = panel_width<Real>();
   for (int n0 = 0; n0 < N; n0 += NR) {
     Real* panel = P + std::size_t(n0) * K;
     const int cols = std::min(NR, N - n0);
@@ -73,19 +107,6 @@ void pack_panels(bool trans, int N, int K, const Real* W, int ldw, Real* P) {
   }
 }
 
-// Each call runs the kernels of the level bptt::cpu_level() names (bptt/cpu.hpp).
-#if BPTT_HAVE_CPU_LEVELS
-#define BPTT_STEP_DISPATCH(CALL)                                  \
-  switch (::bptt::cpu_level()) {                                  \
-    case ::bptt::CpuLevel::x86_64_v4: return v4::CALL;             \
-    case ::bptt::CpuLevel::x86_64_v3: return v3::CALL;             \
-    case ::bptt::CpuLevel::baseline: break;                        \
-  }                                                               \
-  return base::CALL;
-#else
-#define BPTT_STEP_DISPATCH(CALL) return base::CALL;
-#endif
-
 void gemm_packed(int M, int N, int K, const float* A, int lda, const float* P, const float* bias,
                  float* C, int ldc) {
   BPTT_STEP_DISPATCH(run_packed(M, N, K, A, lda, P, bias, C, ldc))
@@ -106,7 +127,12 @@ void gemm_packed_pair(int M, int N, int K1, const double* A1, int lda1, const do
 }
 #undef BPTT_STEP_DISPATCH
 
-template void pack_panels<float>(bool, int, int, const float*, int, float*);
-template void pack_panels<double>(bool, int, int, const double*, int, double*);
+#define BPTT_INSTANTIATE(Real)                                      \
+  template int panel_width<Real>();                                 \
+  template std::size_t packed_size<Real>(int, int);                 \
+  template void pack_panels<Real>(bool, int, int, const Real*, int, Real*);
+BPTT_INSTANTIATE(float)
+BPTT_INSTANTIATE(double)
+#undef BPTT_INSTANTIATE
 
 }  // namespace bptt::kernels

@@ -5,23 +5,32 @@
 // readout, b_o + H_top · W_oᵀ over all T·B rows, uses it too: starting from the bias saves the
 // pass a BLAS call would need to add it.
 //
-// Panel layout: op(W) [K, N] is cut into column panels of kPanel<Real> columns (two vectors of
-// 64 bytes: 32 floats, 16 doubles); panel p holds P[p][k][j] = op(W)[k][p·kPanel + j], zero
-// beyond N. The kernel keeps an 8-row × kPanel tile of C in registers over the whole K loop.
+// Panel layout: op(W) [K, N] is cut into column panels of panel_width<Real>() columns, a tile's
+// width in the kernel of the active CPU level (bptt/cpu.hpp); panel p holds
+// P[p][k][j] = op(W)[k][p·NR + j], zero beyond N. The kernel keeps an MR-row × NR tile of C in
+// registers over the whole K loop:
+//   x86-64-v4: NR = 2 zmm (32 floats, 16 doubles), MR = 8: 16 accumulators of 32 registers;
+//   x86-64-v3: NR = 3 ymm (24 floats, 12 doubles), MR = 4: 12 accumulators, 3 panel vectors and
+//              a broadcast fill the 16 registers. The 3 × 4-ymm tile this replaced left no
+//              register for the broadcast: 71-77 GFLOP/s on the step's shapes (B 64, H 512, LSTM)
+//              against 86-89 for this one on a Zen 3 core (peak 101);
+//   baseline:  NR = 3 xmm (12 floats, 6 doubles), MR = 4, the same shape in SSE2's 16 registers.
+// A buffer is packed and used at one level: change the level (set_cpu_level) between
+// computations, not between a pack_panels and the gemm_packed calls that read its panels.
 #pragma once
 
 #include <cstddef>
 
 namespace bptt::kernels {
 
+// Columns per panel at the active CPU level.
 template <class Real>
-inline constexpr int kPanel = int(128 / sizeof(Real));
+int panel_width();
 
-// Elements of the packed op(W) [K, N].
+// Elements a packed op(W) [K, N] takes at any level (the largest of the levels' paddings), so a
+// buffer sized once serves whichever level runs.
 template <class Real>
-std::size_t packed_size(int N, int K) {
-  return std::size_t((N + kPanel<Real> - 1) / kPanel<Real>) * kPanel<Real> * std::size_t(K);
-}
+std::size_t packed_size(int N, int K);
 
 // ASSIGNS P (packed_size(N, K) elements) from W: W is [N, K] with row stride ldw when trans
 // (op(W) = Wᵀ), else [K, N].
@@ -32,7 +41,7 @@ void pack_panels(bool trans, int N, int K, const Real* W, int ldw, Real* P);
 // init is the row `bias` [N] broadcast to every row when bias is given (C is ASSIGNED and never
 // read), else C itself (ACCUMULATES). Single-threaded; rows go in blocks of 64, so M may be
 // large (the hoisted products over all T·B rows). Compiled per x86-64 level
-// (BPTT_PER_CPU_LEVEL, kernels/simd.hpp).
+// (step_gemm_kernel.inc).
 void gemm_packed(int M, int N, int K, const float* A, int lda, const float* P, const float* bias,
                  float* C, int ldc);
 void gemm_packed(int M, int N, int K, const double* A, int lda, const double* P,

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <exception>
-#include <type_traits>
 #include <vector>
 
 #include "bptt/error.hpp"
@@ -89,15 +88,14 @@ void for_row_parts(int B, int threads, F&& f) {
 
 // Runs f(d, threads) for the D directions of a layer. The two recursions of a bidirectional
 // layer are independent (each its own weights, buffers and scratch; they share only the
-// layer's input, which they read): with two threads or more they run at once, when Real is
-// float (oneDNN's sgemm may be called from two threads at once; the float64 path through
-// OpenBLAS keeps to one caller). Each direction is handed half of the threads for its row parts;
-// beyond two threads those parts run in turn unless OpenMP's nested parallelism is on. Errors
-// inside are carried out of the region.
-template <class Real, class F>
+// layer's input, which they read): with two threads or more they run at once (the matrix
+// products inside are single-threaded calls then, kernels/gemm.cpp). Each direction is handed
+// half of the threads for its row parts; beyond two threads those parts run in turn unless
+// OpenMP's nested parallelism is on. Errors inside are carried out of the region.
+template <class F>
 void for_directions(int D, F&& f) {
   const int threads = omp_get_max_threads();
-  if (D == 1 || threads < 2 || !std::is_same_v<Real, float> || omp_in_parallel()) {
+  if (D == 1 || threads < 2 || omp_in_parallel()) {
     for (int d = 0; d < D; ++d) f(d, threads);
     return;
   }
@@ -274,7 +272,7 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
       }
       unit_forward(model, batch, ws, u, src, threads);
     };
-    for_directions<Real>(D, direction);
+    for_directions(D, direction);
     if (D == 2)  // out(k) = [h(d = 0) ; h(d = 1)] in data order
       for (int d = 0; d < D; ++d)
         unroll::permute_steps(d == 1, ws.lengths(), 0, T, B, HO,
@@ -500,7 +498,7 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
         for (std::size_t i = 0; i < std::size_t(TB) * W; ++i) dout[i] *= mask[i];
       }
     }
-    for_directions<Real>(D, [&](int d, int threads) {
+    for_directions(D, [&](int d, int threads) {
       unit_backward(model, batch, ws, grads, opts, k * D + d, D == 2 ? ws.out(k) : nullptr,
                     k == L - 1 && final_readout
                         ? d_hn.data() + std::size_t(d) * B * cfg.state_size()

@@ -1,5 +1,6 @@
 // The time loop's per-step product (kernels/step_gemm.hpp) against the triple loop: every row
-// tail of the 8/4/1-row tiles, column counts below, at and across a panel, both packings
+// tail of the 8/4/2/1-row tiles, column counts below, at and across a panel of every level's
+// width (6, 12, 16, 24 or 32 columns; the suite runs at each level), both packings
 // (forward: op(W) = Wᵀ; backward: op(W) = W), float and double, with a row stride larger than
 // the row (the unroller passes rows of wider buffers), accumulation into C and assignment from a
 // bias row, and M across the 64-row blocks (the hoisted products over all T·B rows).
@@ -57,7 +58,7 @@ void check(int M, int N, int K, bool trans, bool with_bias) {
 
 TEST(StepGemm, MatchesTheTripleLoop) {
   for (int M : {1, 3, 4, 5, 8, 9, 13, 16, 19})
-    for (int N : {1, 7, 16, 31, 32, 33, 64, 70})
+    for (int N : {1, 6, 7, 11, 12, 13, 16, 23, 24, 25, 31, 32, 33, 48, 64, 70})
       for (int K : {1, 5, 64})
         for (bool trans : {true, false})
           for (bool with_bias : {false, true}) {
@@ -114,7 +115,7 @@ void check_pair(int M, int N, int K1, int K2) {
 
 TEST(StepGemm, PairMatchesTheTripleLoop) {
   for (int M : {1, 3, 4, 5, 8, 9, 13, 16, 19, 70})
-    for (int N : {1, 7, 32, 33, 70})
+    for (int N : {1, 7, 12, 24, 25, 32, 33, 70})
       for (auto [K1, K2] : {std::pair{0, 5}, {1, 1}, {3, 64}, {65, 7}}) {
         check_pair<float>(M, N, K1, K2);
         check_pair<double>(M, N, K1, K2);
