@@ -1,13 +1,20 @@
 // Why gradients vanish or explode over time: the numbers behind `bptt diagnose`
 // (docs/diagnostics.md gives the formulas and an example).
 //
-//   grad_norm_by_step          ‖dL/dh_t‖ per layer and step: how much of the loss's gradient
+//   grad_norm_by_step          ‖dL/dh_t‖ per unit and step: how much of the loss's gradient
 //                              reaches each step's state (full BPTT with a dL/dh_t trace)
-//   jacobian_norm_by_distance  ‖∂h_T/∂h_t‖_F per layer against the distance T − t: a probe
-//                              sent back from the final state with nothing from the head
-//   w_hh sigma_max             the largest singular value of each layer's W_hh (and of each gate
+//   jacobian_norm_by_distance  ‖∂h_n/∂h_t‖_F per unit against the distance from the unit's own
+//                              final state: a probe sent back from that state with nothing from
+//                              the head
+//   w_hh sigma_max             the largest singular value of each unit's W_hh (and of each gate
 //                              block), beside Pascanu, Mikolov & Bengio (2013)'s bound 1/γ
 //   truncation                 the truncated gradient (K = 1, 2, 4, …, T) against the full one
+//                              (not for bidirectional models or a final-state readout: truncated
+//                              BPTT runs left to right only)
+//
+// Rows are per unit u = k·D + d (layer k, direction d; PyTorch's order, model.hpp): for a
+// unidirectional model (D = 1) one per layer. Steps are always in data order (t = 1..T as the
+// data's time axis), for the right-to-left direction (d = 1) too.
 //
 // Everything is computed in the model's precision Real and reported in double.
 #pragma once
@@ -23,7 +30,7 @@
 namespace bptt {
 
 struct DiagnoseOptions {
-  // Probe directions per layer for the Jacobian norms. When H <= probes the H unit vectors
+  // Probe directions per unit for the Jacobian norms. When H <= probes the H unit vectors
   // e_1..e_H are used (the Frobenius norm exactly); otherwise `probes` random unit vectors per
   // sequence, drawn from `seed` (an unbiased estimate of ‖J‖_F²).
   int probes = 16;
@@ -35,7 +42,8 @@ struct DiagnoseOptions {
   int power_max_iterations = 20000;
   // Truncation windows K = 1, 2, 4, … while K < T and K <= max_truncation (0: no limit), then
   // K = T (the full gradient, as a check). false: no truncation rows (they cost about 2T
-  // backward passes in all).
+  // backward passes in all). Bidirectional models and a final-state readout get none either
+  // (Diagnosis::truncation_skipped says why).
   bool truncation = true;
   int max_truncation = 0;
 };
@@ -57,28 +65,35 @@ struct TruncationBias {
 
 struct Diagnosis {
   int T = 0, B = 0, L = 0, H = 0;  // H: the state's width, H_out (a projection's P, else H)
+  int D = 1;                       // directions: 2 for a bidirectional model, else 1
+  // [L·D]: the name of each row u = k·D + d, PyTorch's suffix: "l0", "l0_reverse", "l1", …
+  std::vector<std::string> unit_names;
   double loss = 0;
   double full_grad_norm = 0;  // ‖g‖ over every parameter
 
-  // [L][T]: ‖dL/dh_t‖₂ over the batch's B·H numbers of layer k's state after step t (index
+  // [L·D][T]: ‖dL/dh_t‖₂ over the batch's B·H numbers of unit u's state after step t (index
   // t − 1, t = 1..T, 1-based as in docs/math.md), L being the batch loss (the weighted mean over
   // steps and sequences). The gradient reaching h_t from the head (top layer) or the layer above
-  // plus from step t + 1.
+  // plus from the unit's next step (t + 1 left to right; t − 1 for the right-to-left unit, whose
+  // state h_t is the one after it has read x_t). t is the data's step for both directions.
   std::vector<std::vector<double>> grad_norm_by_step;
-  // [L]: ‖dL/dh_0‖₂ of each layer (the initial state, "step 0").
+  // [L·D]: ‖dL/dh_0‖₂ of each unit's initial state ("step 0"; for a right-to-left unit the state
+  // before its first step, which it takes at each sequence's last valid step).
   std::vector<double> grad_norm_h0;
 
-  // [L][T + 1]: ‖∂h_n/∂h_t‖_F of layer k within layer k, at distance d = (sequence length) − t,
-  // d = 0..T (d = length: the initial state h_0), as the root mean square over the sequences
-  // that have that distance (NaN where none has). For LSTM h_t's partial derivative with c_t
-  // held fixed (the cell state is a second path). d = 0 is ‖I‖_F = √H.
+  // [L·D][T + 1]: ‖∂h_n/∂h_t‖_F of unit u within unit u, h_n its final state, at the distance d
+  // (d = 0..T) from that state: d = (sequence length) − t left to right (d = length: h_0); for
+  // the right-to-left unit, whose final state is h_1 (after it has read x_1), d = t − 1 (d =
+  // length: its initial state). The root mean square over the sequences that have that
+  // distance (NaN where none has). For LSTM h_t's partial derivative with c_t held fixed (the
+  // cell state is a second path). d = 0 is ‖I‖_F = √H.
   std::vector<std::vector<double>> jacobian_norm_by_distance;
   std::vector<int> sequences_by_distance;  // [T + 1] how many sequences reach each distance
   bool jacobian_exact = false;             // H unit probes (exact) or random ones (estimate)
-  int jacobian_probes = 0;                 // probe directions per layer and sequence
+  int jacobian_probes = 0;                 // probe directions per unit and sequence
 
-  // [L]: σ_max(W_hh of layer k) ([G·H, H]); [L][G]: σ_max of each gate block [H, H] (PyTorch's
-  // gate order, names in gate_names; for Elman the one block is W_hh itself).
+  // [L·D]: σ_max(W_hh of unit u) ([G·H, H]); [L·D][G]: σ_max of each gate block [H, H]
+  // (PyTorch's gate order, names in gate_names; for Elman the one block is W_hh itself).
   std::vector<SingularValue> w_hh_sigma;
   std::vector<std::vector<SingularValue>> w_hh_gate_sigma;
   std::vector<std::string> gate_names;
@@ -93,12 +108,17 @@ struct Diagnosis {
   bool bound_applies = true;
 
   std::vector<TruncationBias> truncation;
+  // Why there are no truncation rows although DiagnoseOptions::truncation asked for them:
+  // truncated BPTT runs left to right only, so a bidirectional model and a head that reads the
+  // final state (readout final) get none (never an error). Empty otherwise.
+  std::string truncation_skipped;
 };
 
 // REQUIRES batch.validate(model.cfg, loss, ...) passed (io's load_batch does it).
 // Runs full BPTT with a trace of dL/dh_t, L·probes backward passes with probes at the final
-// state, power iteration on every W_hh, and truncated_loss_and_gradients for each K. Throws
-// bptt::Error when the batch has no weight (loss_and_dz's error).
+// states (both directions of a layer probed in one pass: they do not interact within it), power
+// iteration on every W_hh, and truncated_loss_and_gradients for each K (causal models only).
+// Throws bptt::Error when the batch has no weight (loss_and_dz's error).
 template <class Real>
 Diagnosis diagnose(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
                    const DiagnoseOptions& opts = {});

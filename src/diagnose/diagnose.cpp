@@ -3,10 +3,16 @@
 // Three kinds of passes:
 //   1. forward, loss, backward with a dL/dh_t trace: grad_norm_by_step, and the full gradient g;
 //   2. per layer k and probe p: forward, dL/dz := 0 (the head sends nothing back), backward with
-//      dL/dh_n = the probe at layer k only: the trace of layer k is then uᵀ ∂h^k_n/∂h^k_t for
-//      every step t, and dL/dh0 is uᵀ ∂h^k_n/∂h^k_0. backward() writes its gradients over the
-//      saved gate activations, so every probe needs its own forward pass;
-//   3. truncated_loss_and_gradients for each window K, against g.
+//      dL/dh_n = a probe v at layer k's units only: the trace of unit u is then vᵀ ∂h^u_n/∂h^u_t
+//      for every step t, and dL/dh0 is vᵀ ∂h^u_n/∂h^u_0. The two directions of a layer do not
+//      meet within it (each reads only the layer below and its own state), and the layers above
+//      get no probe, so one pass serves both. backward() writes its gradients over the saved
+//      gate activations, so every probe needs its own forward pass;
+//   3. truncated_loss_and_gradients for each window K, against g (causal models only).
+//
+// Units u = k·D + d in PyTorch's order. The trace is in data order for both directions
+// (BackwardOptions::dh_trace); a right-to-left unit's final state h_n is the one after data
+// step 1, so its state after data step t (1-based; the trace's row t − 1) is t − 1 steps away.
 #include "bptt/diagnose.hpp"
 
 #include <algorithm>
@@ -62,6 +68,17 @@ std::vector<std::string> gate_names_of(CellKind cell) {
     case CellKind::elman: break;
   }
   return {"h"};
+}
+
+// Why truncated BPTT cannot run on this model ("" when it can): it runs left to right only.
+std::string truncation_refusal(const ModelConfig& cfg) {
+  if (cfg.bidirectional)
+    return "bidirectional model: truncated BPTT runs left to right only (the right-to-left "
+           "direction reads each sequence from its last step)";
+  if (cfg.readout == Readout::final_state)
+    return "the head reads the final state (readout final): truncated BPTT runs left to right "
+           "only";
+  return "";
 }
 
 }  // namespace
@@ -143,19 +160,22 @@ template <class Real>
 Diagnosis diagnose(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
                    const DiagnoseOptions& opts) {
   const ModelConfig& cfg = model.cfg;
-  require_options(cfg, {.bidirectional = false}, "diagnose", "diagnose");
   // The state is H_out wide (a projection's P): the trace, the probes and W_hh's columns.
   const int T = batch.T, B = batch.B, H = cfg.state_size(), HC = cfg.hidden_size,
-            L = cfg.num_layers, G = cfg.gates(), O = cfg.output_size;
+            L = cfg.num_layers, D = cfg.directions(), U = cfg.units(), G = cfg.gates(),
+            O = cfg.output_size;
   const std::size_t BH = std::size_t(B) * H, TBH = std::size_t(T) * BH;
   Diagnosis d;
   d.T = T;
   d.B = B;
   d.L = L;
   d.H = H;  // the width of the state the numbers are about
+  d.D = D;
+  for (int u = 0; u < U; ++u)
+    d.unit_names.push_back("l" + std::to_string(u / D) + (u % D == 1 ? "_reverse" : ""));
 
   Workspace<Real> ws(cfg, T, B);
-  std::vector<Real> trace(std::size_t(L) * TBH);
+  std::vector<Real> trace(std::size_t(U) * TBH);  // [L·D, T, B, H] in data order
   BackwardOptions<Real> bo;
   bo.dh_trace = trace.data();
 
@@ -167,16 +187,16 @@ Diagnosis diagnose(const Model<Real>& model, const Batch<Real>& batch, LossKind 
   d.loss = loss_and_dz(loss, cfg, batch, ws.z(), ws.yhat(), ws.dz());
   backward(model, batch, ws, full, bo);
   d.full_grad_norm = std::sqrt(norm2(full.params.data(), full.params.size()));
-  d.grad_norm_by_step.assign(std::size_t(L), std::vector<double>(std::size_t(T)));
-  d.grad_norm_h0.assign(std::size_t(L), 0.0);
-  for (int k = 0; k < L; ++k) {
+  d.grad_norm_by_step.assign(std::size_t(U), std::vector<double>(std::size_t(T)));
+  d.grad_norm_h0.assign(std::size_t(U), 0.0);
+  for (int u = 0; u < U; ++u) {
     for (int t = 0; t < T; ++t)
-      d.grad_norm_by_step[std::size_t(k)][std::size_t(t)] =
-          std::sqrt(norm2(trace.data() + std::size_t(k) * TBH + std::size_t(t) * BH, BH));
-    d.grad_norm_h0[std::size_t(k)] = std::sqrt(norm2(full.h0.data() + std::size_t(k) * BH, BH));
+      d.grad_norm_by_step[std::size_t(u)][std::size_t(t)] =
+          std::sqrt(norm2(trace.data() + std::size_t(u) * TBH + std::size_t(t) * BH, BH));
+    d.grad_norm_h0[std::size_t(u)] = std::sqrt(norm2(full.h0.data() + std::size_t(u) * BH, BH));
   }
 
-  // 2. Probes from the final state of each layer.
+  // 2. Probes from the final state of each layer's units.
   d.jacobian_exact = H <= opts.probes;
   d.jacobian_probes = d.jacobian_exact ? H : std::max(1, opts.probes);
   const int P = d.jacobian_probes;
@@ -186,8 +206,8 @@ Diagnosis diagnose(const Model<Real>& model, const Batch<Real>& batch, LossKind 
   d.sequences_by_distance.assign(std::size_t(T) + 1, 0);
   for (int b = 0; b < B; ++b)
     for (int dist = 0; dist <= len[std::size_t(b)]; ++dist) ++d.sequences_by_distance[std::size_t(dist)];
-  std::vector<std::vector<double>> sq(std::size_t(L), std::vector<double>(std::size_t(T) + 1, 0.0));
-  std::vector<Real> dh_n(std::size_t(L) * BH);
+  std::vector<std::vector<double>> sq(std::size_t(U), std::vector<double>(std::size_t(T) + 1, 0.0));
+  std::vector<Real> dh_n(std::size_t(U) * BH);
   std::vector<double> u(static_cast<std::size_t>(H));
   Gradients<Real> pg(cfg, T, B);
   pg.x.clear();  // dL/dx is not needed: skip that product
@@ -196,15 +216,16 @@ Diagnosis diagnose(const Model<Real>& model, const Batch<Real>& batch, LossKind 
   for (int k = 0; k < L; ++k) {
     for (int p = 0; p < P; ++p) {
       std::fill(dh_n.begin(), dh_n.end(), Real(0));
-      for (int b = 0; b < B; ++b) {
-        Real* dst = dh_n.data() + std::size_t(k) * BH + std::size_t(b) * H;
-        if (d.jacobian_exact) {
-          dst[p] = Real(1);
-        } else {
-          random_unit(rng, u);
-          for (int i = 0; i < H; ++i) dst[i] = Real(u[std::size_t(i)]);
+      for (int unit = k * D; unit < (k + 1) * D; ++unit)
+        for (int b = 0; b < B; ++b) {
+          Real* dst = dh_n.data() + std::size_t(unit) * BH + std::size_t(b) * H;
+          if (d.jacobian_exact) {
+            dst[p] = Real(1);
+          } else {
+            random_unit(rng, u);
+            for (int i = 0; i < H; ++i) dst[i] = Real(u[std::size_t(i)]);
+          }
         }
-      }
       forward(model, batch, ws);
       std::fill(ws.dz(), ws.dz() + TBO, Real(0));
       pg.zero();
@@ -212,34 +233,41 @@ Diagnosis diagnose(const Model<Real>& model, const Batch<Real>& batch, LossKind 
       po.dh_n = dh_n.data();
       po.dh_trace = trace.data();
       backward(model, batch, ws, pg, po);
-      const Real* tk = trace.data() + std::size_t(k) * TBH;
-      for (int b = 0; b < B; ++b) {
-        const int n = len[std::size_t(b)];
-        auto& s = sq[std::size_t(k)];
-        for (int dist = 0; dist < n; ++dist) {
-          const int t = n - 1 - dist;  // 0-based step whose state h_{t+1} is `dist` before h_n
-          s[std::size_t(dist)] +=
-              scale * norm2(tk + std::size_t(t) * BH + std::size_t(b) * H, std::size_t(H));
+      for (int unit = k * D; unit < (k + 1) * D; ++unit) {
+        const bool reverse = unit % D == 1;
+        const Real* tu = trace.data() + std::size_t(unit) * TBH;
+        auto& s = sq[std::size_t(unit)];
+        for (int b = 0; b < B; ++b) {
+          const int n = len[std::size_t(b)];
+          for (int dist = 0; dist < n; ++dist) {
+            // The 0-based data step whose state is `dist` steps before the unit's final state:
+            // left to right h_{t+1} with t = n − 1 − dist; right to left the state after it has
+            // read step t = dist (its final state is the one after step 0).
+            const int t = reverse ? dist : n - 1 - dist;
+            s[std::size_t(dist)] +=
+                scale * norm2(tu + std::size_t(t) * BH + std::size_t(b) * H, std::size_t(H));
+          }
+          s[std::size_t(n)] += scale * norm2(pg.h0.data() + std::size_t(unit) * BH +
+                                                 std::size_t(b) * H,
+                                             std::size_t(H));
         }
-        s[std::size_t(n)] +=
-            scale * norm2(pg.h0.data() + std::size_t(k) * BH + std::size_t(b) * H, std::size_t(H));
       }
     }
   }
-  d.jacobian_norm_by_distance.assign(std::size_t(L), std::vector<double>(std::size_t(T) + 1));
-  for (int k = 0; k < L; ++k)
+  d.jacobian_norm_by_distance.assign(std::size_t(U), std::vector<double>(std::size_t(T) + 1));
+  for (int unit = 0; unit < U; ++unit)
     for (int dist = 0; dist <= T; ++dist) {
       const int c = d.sequences_by_distance[std::size_t(dist)];
-      d.jacobian_norm_by_distance[std::size_t(k)][std::size_t(dist)] =
-          c > 0 ? std::sqrt(sq[std::size_t(k)][std::size_t(dist)] / c)
+      d.jacobian_norm_by_distance[std::size_t(unit)][std::size_t(dist)] =
+          c > 0 ? std::sqrt(sq[std::size_t(unit)][std::size_t(dist)] / c)
                 : std::numeric_limits<double>::quiet_NaN();
     }
 
   // 3. σ_max of W_hh and of its gate blocks; the bound.
   d.gate_names = gate_names_of(cfg.cell);
   const auto views = model.views();
-  for (int k = 0; k < L; ++k) {
-    const Real* w = views.layers[std::size_t(k)].w_hh;
+  for (int unit = 0; unit < U; ++unit) {
+    const Real* w = views.layers[std::size_t(unit)].w_hh;
     d.w_hh_sigma.push_back(largest_singular_value(w, G * HC, H, H, opts.power_tolerance,
                                                   opts.power_max_iterations));
     std::vector<SingularValue> gates;  // [H, H_out] blocks of W_hh [G·H, H_out]
@@ -254,8 +282,9 @@ Diagnosis diagnose(const Model<Real>& model, const Batch<Real>& batch, LossKind 
   d.gamma = activation_derivative_bound(phi);
   d.threshold = 1.0 / d.gamma;
 
-  // 4. Truncated gradients against g.
-  if (opts.truncation) {
+  // 4. Truncated gradients against g: causal models only (truncated BPTT runs left to right).
+  if (opts.truncation) d.truncation_skipped = truncation_refusal(cfg);
+  if (opts.truncation && d.truncation_skipped.empty()) {
     const double gg = norm2(full.params.data(), full.params.size());
     for (int K : truncation_windows(T, opts.max_truncation)) {
       Gradients<Real> gk(cfg, T, B);

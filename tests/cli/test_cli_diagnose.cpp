@@ -1,5 +1,6 @@
 // `bptt diagnose` as a user runs it: the JSON document's keys and shapes, the table, the
-// pictures and data files under --out DIR (created if missing, no temporary left), and bad input
+// pictures and data files under --out DIR (created if missing, no temporary left), a
+// bidirectional model (a row per layer and direction, no truncation rows and why), and bad input
 // refused with exit status 2 and one line (CliTest::rejected).
 #include <nlohmann/json.hpp>
 
@@ -131,6 +132,103 @@ TEST_F(DiagnoseCli, WritesPicturesAndData) {
   got.clear();
   for (const auto& e : fs::directory_iterator(dir)) got.insert(e.path().filename().string());
   EXPECT_EQ(got, want);
+}
+
+// A two-layer bidirectional GRU (torch's tensor names, `_reverse` for the right-to-left
+// direction; layer 1 and the head read [h→ ; h←], 2H wide) and data with lengths 6, 4, 1.
+FileSpec bidirectional_model(const Sizes& s) {
+  FileSpec m;
+  m.meta = {{"cell", s.cell},
+            {"nonlinearity", "tanh"},
+            {"input_size", std::to_string(s.I)},
+            {"hidden_size", std::to_string(s.H)},
+            {"num_layers", std::to_string(s.L)},
+            {"output_size", std::to_string(s.O)},
+            {"output_activation", s.theta},
+            {"bidirectional", "true"}};
+  const std::int64_t GH = std::int64_t(s.gates()) * s.H;
+  int seed = 1;
+  for (int k = 0; k < s.L; ++k)
+    for (const std::string dir : {"", "_reverse"}) {
+      const std::string l = "_l" + std::to_string(k) + dir;
+      const std::int64_t in = k == 0 ? s.I : 2 * s.H;
+      m.set("rnn.weight_ih" + l, tensor_f64({GH, in}, values(GH * in, seed++)));
+      m.set("rnn.weight_hh" + l, tensor_f64({GH, s.H}, values(GH * s.H, seed++)));
+      m.set("rnn.bias_ih" + l, tensor_f64({GH}, values(GH, seed++)));
+      m.set("rnn.bias_hh" + l, tensor_f64({GH}, values(GH, seed++)));
+    }
+  m.set("head.weight", tensor_f64({s.O, 2 * s.H}, values(std::int64_t(s.O) * 2 * s.H, seed++)));
+  m.set("head.bias", tensor_f64({s.O}, values(s.O, seed++)));
+  return m;
+}
+
+TEST_F(DiagnoseCli, Bidirectional) {
+  Sizes s;
+  s.cell = "gru";
+  s.L = 2;
+  s.T = 6;
+  s.B = 3;
+  bidirectional_model(s).write(path("m.safetensors"));
+  FileSpec data = small_data(s, "mse");
+  data.set("lengths", tensor_i64({s.B}, {6, 4, 1}));
+  data.write(path("d.safetensors"));
+
+  const RunResult r = run(args({"--json"}));
+  ASSERT_EQ(r.code, 0) << r;
+  const auto j = nlohmann::json::parse(r.out);
+  const std::size_t U = 4, T = 6;
+  EXPECT_EQ(j.at("model").at("bidirectional"), true);
+  EXPECT_EQ(j.at("model").at("num_layers"), 2);
+  EXPECT_EQ(j.at("directions"), 2);
+  EXPECT_EQ(j.at("unit_names"), (nlohmann::json{"l0", "l0_reverse", "l1", "l1_reverse"}));
+  expect_shape(j.at("grad_norm_by_step"), U, T, "grad_norm_by_step");
+  EXPECT_EQ(j.at("grad_norm_h0").size(), U);
+  expect_shape(j.at("jacobian_norm_by_distance"), U, T + 1, "jacobian_norm_by_distance");
+  expect_shape(j.at("jacobian_log10_norm_by_distance"), U, T + 1, "log10");
+  expect_shape(j.at("w_hh_gate_singular_values"), U, 3, "w_hh_gate_singular_values");
+  EXPECT_EQ(j.at("w_hh_singular_values").size(), U);
+  EXPECT_EQ(j.at("sequences_by_distance"), (nlohmann::json{3, 3, 2, 2, 2, 1, 1}));
+  ASSERT_EQ(j.at("power_iteration").size(), U);
+  EXPECT_EQ(j.at("power_iteration")[1].at("unit"), "l0_reverse");
+  EXPECT_EQ(j.at("power_iteration")[1].at("layer"), 0);
+  EXPECT_EQ(j.at("power_iteration")[1].at("reverse"), true);
+  ASSERT_EQ(j.at("pascanu_bound").at("layers").size(), U);
+  EXPECT_EQ(j.at("pascanu_bound").at("layers")[3].at("unit"), "l1_reverse");
+  // The right-to-left unit's first step (data step 1) gets gradient from every sequence.
+  EXPECT_GT(j.at("grad_norm_by_step")[1][0].get<double>(), 0.0);
+  EXPECT_NEAR(j.at("jacobian_norm_by_distance")[1][0].get<double>(), std::sqrt(3.0), 1e-12);
+  // No truncation rows, and why.
+  EXPECT_TRUE(j.at("truncation_bias").empty());
+  ASSERT_TRUE(j.at("truncation_skipped").is_string());
+  EXPECT_NE(j.at("truncation_skipped").get<std::string>().find("bidirectional"), std::string::npos);
+
+  const RunResult table = run(args({"--out", path("diag")}));
+  ASSERT_EQ(table.code, 0) << table;
+  for (const char* want : {"bidirectional gru", "layer 0 (reverse)", "layer 1 (reverse)",
+                           "0 (reverse)", "right to left", "skipped", "written to"})
+    EXPECT_NE(table.out.find(want), std::string::npos) << want << table;
+  const std::string grad = read_bytes(fs::path(path("diag")) / "grad_norm_by_step.dat");
+  EXPECT_NE(grad.find("# step layer_0 layer_0_reverse layer_1 layer_1_reverse\n"),
+            std::string::npos)
+      << grad;
+  const std::string jac = read_bytes(fs::path(path("diag")) / "jacobian_norm_by_distance.dat");
+  EXPECT_NE(jac.find("norm_layer_1_reverse"), std::string::npos) << jac;
+  EXPECT_EQ(std::count(jac.begin(), jac.end(), '\n'), 2 + 7);
+  for (const char* png : {"grad_norm_by_step.png", "jacobian_norm_by_distance.png",
+                          "truncation_bias.png"})
+    EXPECT_GT(fs::file_size(fs::path(path("diag")) / png), 1000u) << png;
+}
+
+// The JSON of a unidirectional model names its rows too, and has no truncation_skipped reason.
+TEST_F(DiagnoseCli, UnidirectionalNewKeys) {
+  make_files("elman", 4);
+  const RunResult r = run(args({"--json"}));
+  ASSERT_EQ(r.code, 0) << r;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("directions"), 1);
+  EXPECT_EQ(j.at("unit_names"), (nlohmann::json{"l0", "l1"}));
+  EXPECT_TRUE(j.at("truncation_skipped").is_null());
+  EXPECT_EQ(j.at("model").at("bidirectional"), false);
 }
 
 TEST_F(DiagnoseCli, Help) {

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "bptt/diagnose.hpp"
-#include "bptt/error.hpp"
 #include "bptt/methods.hpp"
 #include "bptt/unroll.hpp"
 #include "unroll/test_util.hpp"
@@ -306,7 +305,8 @@ TEST_P(DiagnoseCells, DistancesCountFromEachSequencesEnd) {
 }
 
 // A projected, bias-free LSTM with a learned initial state: the state, the probes and the
-// Jacobians are P wide; truncation rows as well. A bidirectional model is refused by name.
+// Jacobians are P wide; truncation rows as well. (Bidirectional models:
+// test_diagnose_bidirectional.cpp.)
 TEST(DiagnoseOptions, ProjectedLearnedBiasFreeLstm) {
   Case c{{CellKind::lstm, Activation::tanh}, {LossKind::mse, Activation::tanh}, 2, 5};
   c.B = 1;
@@ -321,11 +321,6 @@ TEST(DiagnoseOptions, ProjectedLearnedBiasFreeLstm) {
   expect_jacobians_match_differences(c, m, b, d);
   ASSERT_FALSE(d.truncation.empty());
   EXPECT_NEAR(d.truncation.back().cosine, 1.0, 1e-12);  // K = T: the full gradient
-  Case bi = c;
-  bi.opt = {.bi = true};
-  EXPECT_THROW(diagnose(make_model<double>(bi), make_batch<double>(bi), bi.loss.loss,
-                        DiagnoseOptions{}),
-               Error);
 }
 
 INSTANTIATE_TEST_SUITE_P(, DiagnoseCells,

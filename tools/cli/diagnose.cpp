@@ -71,6 +71,21 @@ json number_rows(const std::vector<std::vector<double>>& rows, bool take_log = f
   return out;
 }
 
+// Rows are units u = k·D + d (layer k, direction d = 1 right to left): one per layer for a
+// unidirectional model.
+int units(const Diagnosis& d) { return d.L * d.D; }
+bool is_reverse(const Diagnosis& d, int u) { return d.D == 2 && u % 2 == 1; }
+
+// A unit's name in the table and pictures: "layer 0", "layer 0 (reverse)".
+std::string unit_label(const Diagnosis& d, int u) {
+  return fmt::format("layer {}{}", u / d.D, is_reverse(d, u) ? " (reverse)" : "");
+}
+
+// A unit's column in the data files: "layer_0", "layer_0_reverse".
+std::string unit_column(const Diagnosis& d, int u) {
+  return fmt::format("layer_{}{}", u / d.D, is_reverse(d, u) ? "_reverse" : "");
+}
+
 json to_json(const Diagnosis& d, const RunInfo& info) {
   json j;
   j["model"] = {{"cell", std::string(to_string(info.cfg.cell))},
@@ -79,21 +94,29 @@ json to_json(const Diagnosis& d, const RunInfo& info) {
                 {"hidden_size", info.cfg.hidden_size},
                 {"proj_size", info.cfg.proj_size},
                 {"num_layers", d.L},
-                {"output_size", info.cfg.output_size}};
+                {"output_size", info.cfg.output_size},
+                {"bidirectional", info.cfg.bidirectional}};
   j["steps"] = d.T;
   j["batch"] = d.B;
   j["loss"] = info.loss;
   j["dtype"] = info.dtype;
   j["loss_value"] = number(d.loss);
   j["full_grad_norm"] = number(d.full_grad_norm);
+  j["directions"] = d.D;
+  j["unit_names"] = d.unit_names;
 
   j["grad_norm_by_step"] = number_rows(d.grad_norm_by_step);
   json h0 = json::array();
   for (double v : d.grad_norm_h0) h0.push_back(number(v));
   j["grad_norm_h0"] = h0;
   j["grad_norm_reduction"] =
-      "2-norm over the batch's B*H numbers of dL/dh_t, L the batch loss (weighted mean over "
-      "steps and sequences); [layer][t - 1] for steps t = 1..T";
+      d.D == 1 ? "2-norm over the batch's B*H numbers of dL/dh_t, L the batch loss (weighted mean "
+                 "over steps and sequences); [layer][t - 1] for steps t = 1..T"
+               : "2-norm over the batch's B*H numbers of dL/dh_t, L the batch loss (weighted mean "
+                 "over steps and sequences); [unit][t - 1] for steps t = 1..T in data order for "
+                 "both directions, units as unit_names (layer-major, direction-minor); a "
+                 "right-to-left unit's h_0 is its state before its first step (at the last valid "
+                 "step)";
 
   j["jacobian_norm_by_distance"] = number_rows(d.jacobian_norm_by_distance);
   j["jacobian_log10_norm_by_distance"] = number_rows(d.jacobian_norm_by_distance, true);
@@ -101,23 +124,31 @@ json to_json(const Diagnosis& d, const RunInfo& info) {
   j["jacobian_probes"] = {
       {"kind", d.jacobian_exact ? "exact" : "random"},
       {"count", d.jacobian_probes},
-      {"norm", "frobenius, within each layer, root mean square over the sequences; "
-               "[layer][d] for d = (sequence length) - t = 0..T"}};
+      {"norm", d.D == 1 ? "frobenius, within each layer, root mean square over the sequences; "
+                          "[layer][d] for d = (sequence length) - t = 0..T"
+                        : "frobenius, within each unit, root mean square over the sequences; "
+                          "[unit][d] for d = 0..T the distance from the unit's own final state: "
+                          "d = (sequence length) - t left to right, d = t - 1 right to left "
+                          "(its final state is h_1)"}};
 
   json sv = json::array(), gates = json::array(), power = json::array();
-  for (int k = 0; k < d.L; ++k) {
-    const SingularValue& s = d.w_hh_sigma[std::size_t(k)];
+  for (int u = 0; u < units(d); ++u) {
+    const SingularValue& s = d.w_hh_sigma[std::size_t(u)];
     sv.push_back(s.sigma_max);
     json g = json::array();
-    for (const SingularValue& gs : d.w_hh_gate_sigma[std::size_t(k)]) g.push_back(gs.sigma_max);
+    for (const SingularValue& gs : d.w_hh_gate_sigma[std::size_t(u)]) g.push_back(gs.sigma_max);
     gates.push_back(std::move(g));
     bool all = s.converged;
     int most = s.iterations;
-    for (const SingularValue& gs : d.w_hh_gate_sigma[std::size_t(k)]) {
+    for (const SingularValue& gs : d.w_hh_gate_sigma[std::size_t(u)]) {
       all = all && gs.converged;
       most = std::max(most, gs.iterations);
     }
-    power.push_back({{"layer", k}, {"converged", all}, {"max_iterations_used", most}});
+    power.push_back({{"layer", u / d.D},
+                     {"converged", all},
+                     {"max_iterations_used", most},
+                     {"unit", d.unit_names[std::size_t(u)]},
+                     {"reverse", is_reverse(d, u)}});
   }
   j["w_hh_singular_values"] = sv;
   j["w_hh_gate_singular_values"] = gates;
@@ -125,12 +156,14 @@ json to_json(const Diagnosis& d, const RunInfo& info) {
   j["power_iteration"] = power;
 
   json layers = json::array();
-  for (int k = 0; k < d.L; ++k) {
-    const double s = d.w_hh_sigma[std::size_t(k)].sigma_max;
-    layers.push_back({{"layer", k},
+  for (int u = 0; u < units(d); ++u) {
+    const double s = d.w_hh_sigma[std::size_t(u)].sigma_max;
+    layers.push_back({{"layer", u / d.D},
                       {"sigma_max", s},
                       {"sigma_max_times_gamma", s * d.gamma},
-                      {"vanishing_guaranteed", d.bound_applies && s * d.gamma < 1}});
+                      {"vanishing_guaranteed", d.bound_applies && s * d.gamma < 1},
+                      {"unit", d.unit_names[std::size_t(u)]},
+                      {"reverse", is_reverse(d, u)}});
   }
   j["pascanu_bound"] = {
       {"activation", d.activation},
@@ -151,6 +184,9 @@ json to_json(const Diagnosis& d, const RunInfo& info) {
                   {"relative_error", number(t.relative_error)},
                   {"grad_norm", number(t.grad_norm)}});
   j["truncation_bias"] = tb;
+  // null, or why there are no truncation rows (a bidirectional model, a final-state readout).
+  j["truncation_skipped"] =
+      d.truncation_skipped.empty() ? json(nullptr) : json(d.truncation_skipped);
   return j;
 }
 
@@ -169,51 +205,66 @@ std::vector<int> rows_to_show(int n) {
   return {s.begin(), s.end()};
 }
 
-std::string cell(double v) {
-  if (std::isnan(v)) return fmt::format("{:>11}", "-");
-  return fmt::format("{:>11.4e}", v);
+std::string cell(double v, int width = 11) {
+  if (std::isnan(v)) return fmt::format("{:>{}}", "-", width);
+  return fmt::format("{:>{}.4e}", v, width);
 }
 
 void print_table(const Diagnosis& d, const RunInfo& info) {
   std::string cellname(to_string(info.cfg.cell));
   if (info.cfg.cell == CellKind::elman) cellname += " (" + d.activation + ")";
+  if (d.D == 2) cellname = "bidirectional " + cellname;
   fmt::print("{}, L = {}, H = {}; T = {}, B = {}; loss {} = {:.6g} ({}); "
              "‖g‖ = ‖dL/dparams‖ = {:.4e}\n\n",
              cellname, d.L, d.H, d.T, d.B, info.loss, d.loss, info.dtype, d.full_grad_norm);
 
+  // One column per unit; "layer 0 (reverse)" needs a wider one.
+  const int U = units(d), cw = d.D == 2 ? 19 : 11;
   std::string layers_head;
-  for (int k = 0; k < d.L; ++k) layers_head += fmt::format("{:>11}", fmt::format("layer {}", k));
+  for (int u = 0; u < U; ++u) layers_head += fmt::format("{:>{}}", unit_label(d, u), cw);
 
   fmt::print("1. Gradient reaching each step's state: ‖dL/dh_t‖ (2-norm over the batch's B·H "
              "numbers;\n   L is the batch-mean loss)\n");
+  if (d.D == 2)
+    fmt::print("   (steps t in data order for both directions; a reverse unit's h0 is its state "
+               "before its\n   first step, which it takes at each sequence's last valid step)\n");
   fmt::print("{:>8}{}\n", "step t", layers_head);
   const std::vector<int> steps = rows_to_show(d.T + 1);  // rows t = 0..T, t = 0 is h_0
   for (int t : steps) {
     std::string line = fmt::format("{:>8}", t == 0 ? "0 (h0)" : std::to_string(t));
-    for (int k = 0; k < d.L; ++k)
-      line += cell(t == 0 ? d.grad_norm_h0[std::size_t(k)]
-                          : d.grad_norm_by_step[std::size_t(k)][std::size_t(t - 1)]);
+    for (int u = 0; u < U; ++u)
+      line += cell(t == 0 ? d.grad_norm_h0[std::size_t(u)]
+                          : d.grad_norm_by_step[std::size_t(u)][std::size_t(t - 1)],
+                   cw);
     fmt::print("{}\n", line);
   }
   if (int(steps.size()) < d.T + 1)
     fmt::print("   ({} of {} rows; --json or --out DIR for all)\n", steps.size(), d.T + 1);
 
-  fmt::print("\n2. ‖∂h_T/∂h_t‖_F within each layer against the distance T − t ({}; nothing from "
-             "the head)\n",
-             d.jacobian_exact ? fmt::format("exact: the {} unit vectors as probes", d.jacobian_probes)
-                              : fmt::format("estimated from {} random unit probes per sequence",
-                                            d.jacobian_probes));
+  const std::string probes =
+      d.jacobian_exact ? fmt::format("exact: the {} unit vectors as probes", d.jacobian_probes)
+                       : fmt::format("estimated from {} random unit probes per sequence",
+                                     d.jacobian_probes);
+  if (d.D == 1)
+    fmt::print("\n2. ‖∂h_T/∂h_t‖_F within each layer against the distance T − t ({}; nothing "
+               "from the head)\n",
+               probes);
+  else
+    fmt::print("\n2. ‖∂h_n/∂h_t‖_F within each unit against the distance d from its own final "
+               "state h_n\n   ({}; nothing from the head):\n   left to right d = T − t; right "
+               "to left d = t − 1 (its final state is the one after step 1)\n",
+               probes);
   std::string jhead;
-  for (int k = 0; k < d.L; ++k)
-    jhead += fmt::format("{:>11}{:>8}", fmt::format("layer {}", k), "log10");
-  fmt::print("{:>8}{:>6}{}\n", "T − t", "seqs", jhead);
+  for (int u = 0; u < U; ++u) jhead += fmt::format("{:>{}}{:>8}", unit_label(d, u), cw, "log10");
+  fmt::print("{:>8}{:>6}{}\n", d.D == 1 ? "T − t" : "d", "seqs", jhead);
   const std::vector<int> dists = rows_to_show(d.T + 1);
   for (int dist : dists) {
     std::string line = fmt::format("{:>8}{:>6}", dist, d.sequences_by_distance[std::size_t(dist)]);
-    for (int k = 0; k < d.L; ++k) {
-      const double v = d.jacobian_norm_by_distance[std::size_t(k)][std::size_t(dist)];
+    for (int u = 0; u < U; ++u) {
+      const double v = d.jacobian_norm_by_distance[std::size_t(u)][std::size_t(dist)];
       const double lg = log10_or_nan(v);
-      line += cell(v) + (std::isnan(lg) ? fmt::format("{:>8}", "-") : fmt::format("{:>8.2f}", lg));
+      line += cell(v, cw) +
+              (std::isnan(lg) ? fmt::format("{:>8}", "-") : fmt::format("{:>8.2f}", lg));
     }
     fmt::print("{}\n", line);
   }
@@ -229,12 +280,15 @@ void print_table(const Diagnosis& d, const RunInfo& info) {
   std::string ghead;
   if (d.gate_names.size() > 1)
     for (const std::string& g : d.gate_names) ghead += fmt::format("{:>10}", "σ(" + g + ")");
-  fmt::print("{:>8}{:>11}{}{:>10}   {}\n", "layer", "σ_max", ghead, "σ_max·γ", "verdict");
-  for (int k = 0; k < d.L; ++k) {
-    const SingularValue& s = d.w_hh_sigma[std::size_t(k)];
-    std::string line = fmt::format("{:>8}{:>11.6f}", k, s.sigma_max);
+  const int lw = d.D == 2 ? 13 : 8;  // "0 (reverse)"
+  fmt::print("{:>{}}{:>11}{}{:>10}   {}\n", "layer", lw, "σ_max", ghead, "σ_max·γ", "verdict");
+  for (int u = 0; u < U; ++u) {
+    const SingularValue& s = d.w_hh_sigma[std::size_t(u)];
+    const std::string name =
+        std::to_string(u / d.D) + (is_reverse(d, u) ? " (reverse)" : "");
+    std::string line = fmt::format("{:>{}}{:>11.6f}", name, lw, s.sigma_max);
     if (d.gate_names.size() > 1)
-      for (const SingularValue& g : d.w_hh_gate_sigma[std::size_t(k)])
+      for (const SingularValue& g : d.w_hh_gate_sigma[std::size_t(u)])
         line += fmt::format("{:>10.4f}", g.sigma_max);
     line += fmt::format("{:>10.4f}   ", s.sigma_max * d.gamma);
     line += !d.bound_applies ? "(bound not applicable)"
@@ -245,6 +299,9 @@ void print_table(const Diagnosis& d, const RunInfo& info) {
     fmt::print("{}\n", line);
   }
 
+  if (!d.truncation_skipped.empty())
+    fmt::print("\n4. Truncated BPTT against the full gradient: skipped\n   {}\n",
+               d.truncation_skipped);
   if (!d.truncation.empty()) {
     fmt::print("\n4. Truncated BPTT against the full gradient g (all parameters)\n");
     fmt::print("{:>8}{:>12}{:>16}{:>12}\n", "K", "cosine", "‖g_K − g‖/‖g‖", "‖g_K‖");
@@ -282,30 +339,37 @@ struct DataFiles {
 
 DataFiles data_files(const Diagnosis& d) {
   DataFiles f;
-  f.grad = "# ||dL/dh_t||_2 over the batch (B*H numbers); step 0 is h_0\n# step";
-  for (int k = 0; k < d.L; ++k) f.grad += fmt::format(" layer_{}", k);
+  const int U = units(d);
+  f.grad = d.D == 1 ? "# ||dL/dh_t||_2 over the batch (B*H numbers); step 0 is h_0\n# step"
+                    : "# ||dL/dh_t||_2 over the batch (B*H numbers); steps in data order; step 0 "
+                      "is each unit's h_0 (a reverse unit's: before its first step, at the "
+                      "sequence's end)\n# step";
+  for (int u = 0; u < U; ++u) f.grad += " " + unit_column(d, u);
   f.grad += "\n";
   for (int t = 0; t <= d.T; ++t) {
     f.grad += std::to_string(t);
-    for (int k = 0; k < d.L; ++k)
-      f.grad += " " + num(t == 0 ? d.grad_norm_h0[std::size_t(k)]
-                                 : d.grad_norm_by_step[std::size_t(k)][std::size_t(t - 1)]);
+    for (int u = 0; u < U; ++u)
+      f.grad += " " + num(t == 0 ? d.grad_norm_h0[std::size_t(u)]
+                                 : d.grad_norm_by_step[std::size_t(u)][std::size_t(t - 1)]);
     f.grad += "\n";
   }
 
-  f.jacobian = fmt::format("# ||dh_T/dh_t||_F within each layer ({} probes: {}); NaN: no sequence"
-                           " that long\n# distance sequences",
-                           d.jacobian_exact ? "exact" : "random", d.jacobian_probes);
-  for (int k = 0; k < d.L; ++k) f.jacobian += fmt::format(" norm_layer_{}", k);
-  for (int k = 0; k < d.L; ++k) f.jacobian += fmt::format(" log10_layer_{}", k);
+  f.jacobian = fmt::format("# ||dh_T/dh_t||_F within each {} ({} probes: {}); NaN: no sequence"
+                           " that long{}\n# distance sequences",
+                           d.D == 1 ? "layer" : "unit", d.jacobian_exact ? "exact" : "random",
+                           d.jacobian_probes,
+                           d.D == 1 ? "" : "; distance from each unit's own final state (T - t "
+                                           "left to right, t - 1 right to left)");
+  for (int u = 0; u < U; ++u) f.jacobian += " norm_" + unit_column(d, u);
+  for (int u = 0; u < U; ++u) f.jacobian += " log10_" + unit_column(d, u);
   f.jacobian += "\n";
   for (int dist = 0; dist <= d.T; ++dist) {
     f.jacobian += fmt::format("{} {}", dist, d.sequences_by_distance[std::size_t(dist)]);
-    for (int k = 0; k < d.L; ++k)
-      f.jacobian += " " + num(d.jacobian_norm_by_distance[std::size_t(k)][std::size_t(dist)]);
-    for (int k = 0; k < d.L; ++k)
+    for (int u = 0; u < U; ++u)
+      f.jacobian += " " + num(d.jacobian_norm_by_distance[std::size_t(u)][std::size_t(dist)]);
+    for (int u = 0; u < U; ++u)
       f.jacobian +=
-          " " + num(log10_or_nan(d.jacobian_norm_by_distance[std::size_t(k)][std::size_t(dist)]));
+          " " + num(log10_or_nan(d.jacobian_norm_by_distance[std::size_t(u)][std::size_t(dist)]));
     f.jacobian += "\n";
   }
 
@@ -313,15 +377,18 @@ DataFiles data_files(const Diagnosis& d) {
                         "# layer sigma_max",
                         num(d.gamma), d.activation, num(d.threshold));
   for (const std::string& g : d.gate_names) f.sigma += " sigma_" + g;
+  if (d.D == 2) f.sigma += " direction";
   f.sigma += "\n";
-  for (int k = 0; k < d.L; ++k) {
-    f.sigma += fmt::format("{} {}", k, num(d.w_hh_sigma[std::size_t(k)].sigma_max));
-    for (const SingularValue& g : d.w_hh_gate_sigma[std::size_t(k)]) f.sigma += " " + num(g.sigma_max);
+  for (int u = 0; u < U; ++u) {
+    f.sigma += fmt::format("{} {}", u / d.D, num(d.w_hh_sigma[std::size_t(u)].sigma_max));
+    for (const SingularValue& g : d.w_hh_gate_sigma[std::size_t(u)]) f.sigma += " " + num(g.sigma_max);
+    if (d.D == 2) f.sigma += is_reverse(d, u) ? " 1" : " 0";
     f.sigma += "\n";
   }
 
-  f.truncation = "# truncated BPTT (window K) against the full gradient\n"
-                 "# K cosine relative_error grad_norm\n";
+  f.truncation = "# truncated BPTT (window K) against the full gradient\n";
+  if (!d.truncation_skipped.empty()) f.truncation += "# skipped: " + d.truncation_skipped + "\n";
+  f.truncation += "# K cosine relative_error grad_norm\n";
   for (const TruncationBias& t : d.truncation)
     f.truncation += fmt::format("{} {} {} {}\n", t.K, num(t.cosine), num(t.relative_error),
                                 num(t.grad_norm));
@@ -338,29 +405,54 @@ std::string script(const Diagnosis& d, const RunInfo& info, Name name) {
       "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { set terminal pngcairo size 900,540 "
       "enhanced font ',10' } else { set terminal png size 900,540 }\n"
       "set grid\nset key top right\nset datafile missing 'NaN'\n";
-  const std::string what = fmt::format("{}{}, L = {}, H = {}, T = {}, B = {}",
+  const std::string what = fmt::format("{}{}{}, L = {}, H = {}, T = {}, B = {}",
+                                       d.D == 2 ? "bidirectional " : "",
                                        to_string(info.cfg.cell),
                                        info.cfg.cell == CellKind::elman ? " " + d.activation : "",
                                        d.L, d.H, d.T, d.B);
-  auto color = [](int k) { return kColors[k % 6]; };
+  auto color = [](int u) { return kColors[u % 6]; };
+  const int U = units(d);
 
   // 1. ‖dL/dh_t‖ against t.
   s += "set output " + quoted(name("grad_norm_by_step.png")) + "\n";
   s += "set title " + quoted("gradient reaching each step: ||dL/dh_t||  (" + what + ")") +
        " noenhanced\n";
-  s += "set xlabel 'step t (0: h_0)' noenhanced\nset ylabel '||dL/dh_t||_2 over the batch' "
-       "noenhanced\nset logscale y\nset format y '%.0e'\n";
+  if (d.D == 1)
+    s += "set xlabel 'step t (0: h_0)' noenhanced\n";
+  else
+    s += fmt::format("set xlabel 'step t in data order (0: h_0 left to right; {}: h_0 right to "
+                     "left)' noenhanced\n",
+                     d.T + 1);
+  s += "set ylabel '||dL/dh_t||_2 over the batch' noenhanced\nset logscale y\nset format y "
+       "'%.0e'\n";
   s += "plot ";
-  for (int k = 0; k < d.L; ++k)
-    s += fmt::format("{}{} using 1:{} with linespoints pt 7 ps 0.5 lw 1.5 lc rgb '{}' title "
-                     "'layer {}'",
-                     k ? ", " : "", quoted(name("grad_norm_by_step.dat")), k + 2, color(k), k);
+  for (int u = 0; u < U; ++u) {
+    const std::string file = quoted(name("grad_norm_by_step.dat"));
+    if (!is_reverse(d, u)) {
+      s += fmt::format("{}{} using 1:{} with linespoints pt 7 ps 0.5 lw 1.5 lc rgb '{}' title "
+                       "'{}'",
+                       u ? ", " : "", file, u + 2, color(u), unit_label(d, u));
+      continue;
+    }
+    // A right-to-left unit starts at the sequence's end: its h_0 (row 0) is drawn at T + 1.
+    s += fmt::format(", {} every ::1 using 1:{} with linespoints pt 5 ps 0.5 lw 1.5 dt 3 lc rgb "
+                     "'{}' title '{}', {} every ::0::0 using ({}):{} with points pt 5 ps 0.8 "
+                     "lc rgb '{}' notitle",
+                     file, u + 2, color(u), unit_label(d, u), file, d.T + 1, u + 2, color(u));
+  }
   s += "\n";
 
   // 2. ‖∂h_T/∂h_t‖_F against T − t, with the Elman bound √H (γ σ_max)^d.
   s += "set output " + quoted(name("jacobian_norm_by_distance.png")) + "\n";
-  s += "set title " + quoted("||dh_T/dh_t||_F against T - t  (" + what + ")") + " noenhanced\n";
-  s += "set xlabel 'distance T - t' noenhanced\nset ylabel '||dh_T/dh_t||_F' noenhanced\n";
+  s += "set title " +
+       quoted((d.D == 1 ? "||dh_T/dh_t||_F against T - t  ("
+                        : "||dh_n/dh_t||_F against the distance from each unit's final state  (") +
+              what + ")") +
+       " noenhanced\n";
+  s += d.D == 1 ? "set xlabel 'distance T - t' noenhanced\n"
+                : "set xlabel 'distance from the unit''s final state (T - t left to right, t - 1 "
+                  "right to left)' noenhanced\n";
+  s += "set ylabel '||dh_T/dh_t||_F' noenhanced\n";
   // The y range of the measured norms (a decade either side), so that an exploding bound leaves
   // the picture instead of flattening the curves.
   double lo = INFINITY, hi = 0;
@@ -372,16 +464,17 @@ std::string script(const Diagnosis& d, const RunInfo& info, Name name) {
       }
   if (hi > 0) s += fmt::format("set yrange [{:.6g}:{:.6g}]\n", lo / 10, hi * 10);
   s += "plot ";
-  for (int k = 0; k < d.L; ++k) {
-    s += fmt::format("{}{} using 1:{} with linespoints pt 7 ps 0.5 lw 1.5 lc rgb '{}' title "
-                     "'layer {}'",
-                     k ? ", " : "", quoted(name("jacobian_norm_by_distance.dat")), k + 3,
-                     color(k), k);
+  for (int u = 0; u < U; ++u) {
+    s += fmt::format("{}{} using 1:{} with linespoints pt {} ps 0.5 lw 1.5 lc rgb '{}' title "
+                     "'{}'",
+                     u ? ", " : "", quoted(name("jacobian_norm_by_distance.dat")), u + 3,
+                     is_reverse(d, u) ? 5 : 7, color(u), unit_label(d, u));
     if (d.bound_applies)
       s += fmt::format(", {} using 1:(sqrt({})*({:.17g})**$1) with lines dt 2 lc rgb '{}' title "
-                       "'layer {} bound sqrt(H)(gamma sigma_max)^d' noenhanced",
+                       "'{} bound sqrt(H)(gamma sigma_max)^d' noenhanced",
                        quoted(name("jacobian_norm_by_distance.dat")), d.H,
-                       d.gamma * d.w_hh_sigma[std::size_t(k)].sigma_max, color(k), k);
+                       d.gamma * d.w_hh_sigma[std::size_t(u)].sigma_max, color(u),
+                       unit_label(d, u));
   }
   s += "\n";
 
@@ -394,9 +487,13 @@ std::string script(const Diagnosis& d, const RunInfo& info, Name name) {
        "'||g_K - g|| / ||g||' noenhanced\nset ytics nomirror\nset y2tics\nset yrange [*:1.05]\n"
        "set key bottom right\n";
   if (!d.truncation.empty()) s += fmt::format("set xrange [0.9:{}]\n", d.T * 1.1);
-  if (d.truncation.empty())
-    s += "set label 1 'no truncation rows' at graph 0.5, graph 0.5 center\nplot [1:2] NaN "
-         "notitle\n";
+  if (d.truncation.empty()) {  // an empty frame with the reason (a curve below the y range)
+    s += "set label 1 'no truncation rows' at graph 0.5, graph 0.55 center noenhanced\n";
+    if (!d.truncation_skipped.empty())
+      s += "set label 2 " + quoted(d.truncation_skipped) +
+           " at graph 0.5, graph 0.45 center noenhanced\n";
+    s += "unset y2tics\nunset y2label\nset yrange [0:1]\nplot [1:2] -1 notitle\n";
+  }
   else
     s += "plot " + quoted(name("truncation_bias.dat")) +
          " using 1:2 axes x1y1 with linespoints pt 7 lw 1.5 lc rgb '#1f77b4' title 'cosine', " +
@@ -520,7 +617,7 @@ void add_diagnose(CLI::App& app, Runner& run) {
       "sigma_max(W_hh) (per gate block too) beside Pascanu et al. 2013's bound 1/gamma; and the\n"
       "truncated gradient (K = 1, 2, 4, ..., T) against the full one. Prints a table, or with\n"
       "--json one JSON document; --out DIR also writes PNGs (gnuplot), their data and\n"
-      "diagnose.json.");
+      "diagnose.json. A bidirectional model gets a row per layer and direction (no truncation).");
   cmd->add_option("--model", o->model, "Model file (safetensors, see docs/file_format.md)")
       ->required();
   cmd->add_option("--data", o->data, "Data file: x [T, B, I], y, optional lengths, mask, h0, c0")
