@@ -208,11 +208,9 @@ void slice_rows(const Batch<Real>& batch, int b0, int b1, int layers, Batch<Real
 // (where = `where`) naming `what` and the first option cfg uses that it does not: for
 // `causal` code (truncation, RTRL, online training, streams, sampling) a bidirectional model and
 // a head that reads the final state (Readout::final_state) are refused for good, since both
-// need each sequence whole; `bidirectional = false` refuses bidirectional models until that
-// code supports them (diagnose).
+// need each sequence whole. Every other path supports every option.
 struct OptionSupport {
-  bool causal = false;         // runs left to right only
-  bool bidirectional = true;
+  bool causal = false;  // runs left to right only
 };
 void require_options(const ModelConfig& cfg, const OptionSupport& support,
                      const std::string& where, const std::string& what);

@@ -18,9 +18,6 @@ void require_options(const ModelConfig& cfg, const OptionSupport& support,
     throw Error(where, "a model whose head reads the final state (readout final) cannot use " + what,
                 "every step's output depends on the sequence's end, and " + what +
                     " runs left to right only; use full BPTT (--method bptt) or recompute");
-  if (cfg.bidirectional && !support.bidirectional)
-    throw Error(where, what + " does not support bidirectional models yet",
-                "use full BPTT (--method bptt) for this model");
 }
 
 GradMethodSpec parse_grad_method(std::string_view text, const std::string& where) {
