@@ -4,15 +4,19 @@
 //   onednn_rnn SHAPE... [--mode train|infer] [--threads N] [--min-steps N] [--min-time S]
 //              [--max-steps N] [--seed S] [--check]
 //
-// SHAPE is CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse][_bi] (include/bptt/bench.hpp); only the mse loss;
-// _bi: every layer bidirectional (rnn_direction::bidirectional_concat: the next layer and the
-// readout read [h_fwd ; h_bwd], 2H wide, as torch.nn and bptt).
-// elman = vanilla_rnn (eltwise_tanh or eltwise_relu), lstm = lstm (no peepholes, no projection),
-// gru = lbr_gru (linear-before-reset, which is PyTorch's GRU). f32, time-major (tnc), an explicit
-// zero initial state (see the note in Net), one or two directions; the L layers share one primitive
-// through its layer dimension (when I != H and L > 1 the first layer gets its own primitive:
-// oneDNN wants one input size for all the layers of a primitive). The readout
-// Z = H_top·W_oᵀ + b_o is an inner_product.
+// SHAPE is CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse][_bi][_pP] (include/bptt/bench.hpp); only the mse
+// loss; _bi: every layer bidirectional (rnn_direction::bidirectional_concat: the next layer and
+// the readout read [h_fwd ; h_bwd], 2H wide, as torch.nn and bptt); _pP (LSTM only, 0 < P < H):
+// torch.nn.LSTM(proj_size=P), h_t = W_hr·(o ⊙ tanh c_t), oneDNN's LSTM with a recurrent
+// projection (weights_projection {L, D, H, P}): h (the output, the recurrent input, h0) is P
+// wide, c stays H wide, the next layer and the readout read D·P.
+// elman = vanilla_rnn (eltwise_tanh or eltwise_relu), lstm = lstm (no peepholes; the projection
+// with _pP), gru = lbr_gru (linear-before-reset, which is PyTorch's GRU). f32, time-major (tnc),
+// an explicit zero initial state (see the note in Net), one or two directions; the L layers share
+// one primitive through its layer dimension (when I != H_out and L > 1 the first layer gets its
+// own primitive: oneDNN wants one input size for all the layers of a primitive; a bidirectional
+// model gets one per layer, see layer_blocks). The readout Z = H_top·W_oᵀ + b_o is an
+// inner_product.
 //
 // train step (all primitives and memories created once, outside the timed loop):
 //   RNN forward_training (master weights kept in the forward primitive's formats) -> readout
@@ -25,19 +29,21 @@
 //   bptt and PyTorch skip.
 // infer step: RNN forward_inference (weights reordered once to its formats) + the readout.
 //
-// --check first verifies, on tiny versions of each shape (same cell, nonlinearity and layer
-// count; I != H and, for L > 1, also I == H) and on the shape itself cut to T <= 4 (the
-// implementations and formats the timing uses): (1) the forward_training and forward_inference
-// readouts against a plain loop of the cell equations on the same weights; (2) each parameter
-// tensor's gradient from the timed train step (primitives, formats, reorders): moving only that
-// tensor by +/-eta·g must change the loss by +/-eta·|g|^2 (central difference, within 1%), so no
-// gradient may be wrong, missing or mis-laid-out; (3) five train steps with lr 0.05 lower the
-// loss. It prints the formats and implementations chosen and PASS/FAIL lines on stderr and exits
-// 1 on a failure before timing anything (its allocations count in peak_rss_mib: time without it).
+// --check first verifies, on tiny versions of each shape (same cell, nonlinearity, layer count,
+// directions and projection, as P = 3 below H = 4; I != H and, for L > 1, also I == D·H_out) and
+// on the shape itself cut to T <= 4 (the implementations and formats the timing uses): (1) the
+// forward_training and forward_inference readouts against a plain loop of the cell equations on
+// the same weights; (2) each parameter tensor's gradient from the timed train step (primitives,
+// formats, reorders; the projection's too): moving only that tensor by +/-eta·g must change the
+// loss by +/-eta·|g|^2 (central difference, within 1%), so no gradient may be wrong, missing or
+// mis-laid-out; (3) five train steps with lr 0.05 lower the loss. It prints the formats and
+// implementations chosen and PASS/FAIL lines on stderr and exits 1 on a failure before timing
+// anything (its allocations count in peak_rss_mib: time without it).
 #include <omp.h>
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -60,13 +66,17 @@ namespace {
   std::exit(2);
 }
 
-const char* kHint = "write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse][_bi], e.g. lstm_l1_t100_b32_i64_h128_o64";
+const char* kHint =
+    "write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse][_bi][_pP], e.g. lstm_l1_t100_b32_i64_h128_o64 or "
+    "lstm_l1_t100_b64_i256_h512_o256_bi_p128";
 
 struct Shape {
   std::string name, cell, phi = "tanh";
   int L = 0, T = 0, B = 0, I = 0, H = 0, O = 0;
+  int P = 0;  // LSTM projection size (0: none)
   bool bi = false;
   int D() const { return bi ? 2 : 1; }  // directions
+  int Hout() const { return P > 0 ? P : H; }  // width of h: the output, the recurrent input
   int gates() const { return cell == "lstm" ? 4 : cell == "gru" ? 3 : 1; }
   int bias_gates() const { return cell == "gru" ? 4 : gates(); }  // lbr_gru: one more bias
 };
@@ -93,9 +103,9 @@ int parse_size(const std::string& shape, const std::string& part, char letter) {
 
 Shape parse_shape(const std::string& text) {
   const std::vector<std::string> parts = split(text, '_');
-  if (parts.size() < 7 || parts.size() > 9)
+  if (parts.size() < 7 || parts.size() > 10)
     usage_error("shape " + text + ": has " + std::to_string(parts.size()) +
-                " parts separated by '_', not 7 to 9 (" + kHint + ")");
+                " parts separated by '_', not 7 to 10 (" + kHint + ")");
   Shape s;
   s.name = text;
   const std::vector<std::string> cell = split(parts[0], '-');
@@ -117,6 +127,9 @@ Shape parse_shape(const std::string& text) {
   for (std::size_t i = 7; i < parts.size(); ++i) {
     if (parts[i] == "bi" && !s.bi) {
       s.bi = true;
+    } else if (parts[i].size() > 1 && parts[i][0] == 'p' &&
+               std::isdigit(static_cast<unsigned char>(parts[i][1])) && s.P == 0) {
+      s.P = parse_size(text, parts[i], 'p');
     } else if (parts[i] == "mse" && i == 7) {
     } else if (i == 7 && (parts[i] == "bce" || parts[i] == "xent")) {
       usage_error("shape " + text + ": loss '" + parts[i] +
@@ -124,24 +137,33 @@ Shape parse_shape(const std::string& text) {
                   "with bptt and PyTorch)");
     } else {
       usage_error("shape " + text + ": '" + parts[i] + "' is not an option of the oneDNN "
-                  "benchmark (only _bi; projections and bias-free layers are not written yet)");
+                  "benchmark (only _bi and _pP, each once; bias-free layers and a learned initial "
+                  "state are not written yet)");
     }
   }
+  if (s.P > 0 && s.cell != "lstm")
+    usage_error("shape " + text + ": a projection (_p" + std::to_string(s.P) + ") is for lstm only");
+  if (s.P >= s.H)
+    usage_error("shape " + text + ": the projection size " + std::to_string(s.P) +
+                " must be below the hidden size " + std::to_string(s.H) + " (as torch.nn.LSTM)");
   return s;
 }
 
-double flops(const Shape& s, bool train) {  // matrix products only, as bptt::bench_flops
-  const double TB = double(s.T) * s.B, GH = double(s.gates()) * s.H, D = s.D();
-  double f = 2 * TB * D * s.H * s.O;
-  for (int k = 0; k < s.L; ++k) f += D * 2 * TB * GH * ((k == 0 ? s.I : D * s.H) + s.H);
+// Matrix products only, as bptt::bench_flops (src/bench/bench.cpp): per layer and direction
+// 2·T·B·(G·H·(I_k + H_out) + P·H) (the projection's P·H), the head 2·T·B·D·H_out·O, where
+// H_out = P or H and I_k = I, then D·H_out; train = 3·F less the first layer's dL/dx.
+double flops(const Shape& s, bool train) {
+  const double TB = double(s.T) * s.B, GH = double(s.gates()) * s.H, D = s.D(), HO = s.Hout();
+  double f = 2 * TB * D * HO * s.O;
+  for (int k = 0; k < s.L; ++k) f += D * 2 * TB * (GH * ((k == 0 ? s.I : D * HO) + HO) + double(s.P) * s.H);
   return train ? 3 * f - D * 2 * TB * GH * s.I : f;
 }
 
 // Groups of consecutive layers that share one RNN primitive: {layers, input size} (above layer
-// 0 a layer reads D·H). oneDNN 2.6.3 creates no multi-layer bidirectional_concat primitive (not
+// 0 a layer reads D·H_out). oneDNN 2.6.3 creates no multi-layer bidirectional_concat primitive (not
 // even with I = 2H): a bidirectional model gets one primitive per layer.
 std::vector<std::pair<int, int>> layer_blocks(const Shape& s) {
-  const int up = s.D() * s.H;
+  const int up = s.D() * s.Hout();
   if (s.bi) {
     std::vector<std::pair<int, int>> blocks{{1, s.I}};
     for (int k = 1; k < s.L; ++k) blocks.push_back({1, up});
@@ -151,9 +173,10 @@ std::vector<std::pair<int, int>> layer_blocks(const Shape& s) {
   return {{1, s.I}, {s.L - 1, up}};
 }
 
-// The model's parameters in plain layouts (oneDNN's ldigo / ldgo, W_o as O x H) and the batch.
+// The model's parameters in plain layouts (oneDNN's ldigo / ldgo, the projection ldio, W_o as
+// O x D·H_out) and the batch.
 struct Plain {
-  std::vector<std::vector<float>> wl, wi, bias;  // per block
+  std::vector<std::vector<float>> wl, wi, wp, bias;  // per block (wp empty without projection)
   std::vector<float> wo, bo, x, y;
 };
 
@@ -170,10 +193,11 @@ Plain make_plain(const Shape& s, std::uint64_t seed) {
   const std::size_t D = std::size_t(s.D());
   for (const auto& [layers, in] : layer_blocks(s)) {
     p.wl.push_back(fill(std::size_t(layers) * D * in * s.gates() * s.H, uk));
-    p.wi.push_back(fill(std::size_t(layers) * D * s.H * s.gates() * s.H, uk));
+    p.wi.push_back(fill(std::size_t(layers) * D * s.Hout() * s.gates() * s.H, uk));
+    p.wp.push_back(fill(std::size_t(layers) * D * s.H * s.P, uk));
     p.bias.push_back(fill(std::size_t(layers) * D * s.bias_gates() * s.H, uk));
   }
-  p.wo = fill(std::size_t(s.O) * D * s.H, uk);
+  p.wo = fill(std::size_t(s.O) * D * s.Hout(), uk);
   p.bo = fill(std::size_t(s.O), uk);
   const std::size_t TB = std::size_t(s.T) * s.B;
   p.x = fill(TB * s.I, u1);
@@ -182,11 +206,12 @@ Plain make_plain(const Shape& s, std::uint64_t seed) {
 }
 
 // A memory format in words: the dimensions from outermost to innermost (e.g. ldigo, ldgoi).
-std::string format_name(const memory::desc& d) {
+// `labels4` names a 4-D tensor's dimensions (ldgo: bias; ldio: the projection).
+std::string format_name(const memory::desc& d, const char* labels4 = "ldgo") {
   const dnnl_memory_desc_t& c = d.data;
   if (c.format_kind == dnnl_format_kind_rnn_packed) return "rnn_packed";
   if (c.format_kind != dnnl_blocked) return "opaque";
-  const char* labels = c.ndims == 5 ? "ldigo" : c.ndims == 4 ? "ldgo" : c.ndims == 3 ? "tnc" : "nc";
+  const char* labels = c.ndims == 5 ? "ldigo" : c.ndims == 4 ? labels4 : c.ndims == 3 ? "tnc" : "nc";
   std::vector<int> order(std::size_t(c.ndims));
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
@@ -203,7 +228,17 @@ std::string format_name(const memory::desc& d) {
 memory::desc f32(const memory::dims& dims, tag t) { return memory::desc(dims, memory::data_type::f32, t); }
 
 float* ptr(const memory& m) { return static_cast<float*>(m.get_data_handle()); }
+// The floats a memory spans, gaps included: a format may pad a stride (oneDNN's forward ldio
+// projection for P = 3 pads each row of 3 floats to 16), so every memory made here is zeroed
+// first and the gaps stay 0 through the reorders (which write only the tensor's elements) and the
+// SGD update (g = 0 there); else the gradient check's |g|^2 would read garbage.
 std::size_t count(const memory& m) { return m.get_desc().get_size() / sizeof(float); }
+
+memory zeroed(const memory::desc& d, const engine& eng) {
+  memory m(d, eng);
+  std::memset(m.get_data_handle(), 0, d.get_size());
+  return m;
+}
 
 struct Reorder {
   reorder r;
@@ -214,7 +249,7 @@ struct Reorder {
 memory converted(const memory& from, const memory::desc& want, const engine& eng,
                  std::vector<Reorder>& list) {
   if (from.get_desc() == want) return from;
-  memory to(want, eng);
+  memory to = zeroed(want, eng);
   list.push_back({reorder(from, to), from, to});
   return to;
 }
@@ -224,10 +259,13 @@ struct RnnBlock {
   primitive fwd, bwd;
   memory src, dst, ws;         // src_layer, dst_layer (tnc), workspace
   memory h0, c0, dh0, dc0;     // src_iter(_c) (zeros) and their gradients, ldnc
-  memory wl, wi, bias;         // master weights, the forward primitive's formats
-  memory wl_b, wi_b, bias_b;   // the backward primitive's formats (the master where equal)
-  memory dwl, dwi, dbias;      // gradients, the backward primitive's formats
-  memory dwl_f, dwi_f, dbias_f;  // gradients in the master formats (the same where equal)
+  // Weights (wp: the LSTM projection, empty without one): the masters in the forward primitive's
+  // formats, the same in the backward primitive's formats (the master where equal), the
+  // gradients in the backward's formats and in the master formats (the same where equal).
+  memory wl, wi, wp, bias;
+  memory wl_b, wi_b, wp_b, bias_b;
+  memory dwl, dwi, dwp, dbias;
+  memory dwl_f, dwi_f, dwp_f, dbias_f;
   memory dsrc, ddst;           // diff_src_layer, diff_dst_layer
   std::vector<Reorder> to_bwd, to_fwd;
 };
@@ -242,6 +280,7 @@ class Net {
   Net(const Shape& s, bool train, const engine& eng, stream& st, const Plain& p)
       : s_(s), train_(train), eng_(eng), st_(st) {
     const int T = s.T, B = s.B, H = s.H, O = s.O, G = s.gates(), Gb = s.bias_gates(), D = s.D();
+    const int P = s.P, HO = s.Hout();
     const memory::dim TB = memory::dim(T) * B;
     const prop_kind pk = train ? prop_kind::forward_training : prop_kind::forward_inference;
     memory prev_dst;
@@ -250,17 +289,18 @@ class Net {
       RnnBlock b;
       b.layers = blocks[bi].first;
       b.in = blocks[bi].second;
-      const auto src_md = f32({T, B, b.in}, tag::tnc), dst_md = f32({T, B, D * H}, tag::tnc);
+      const auto src_md = f32({T, B, b.in}, tag::tnc), dst_md = f32({T, B, D * HO}, tag::tnc);
       const auto wl_any = f32({b.layers, D, b.in, G, H}, tag::any);
-      const auto wi_any = f32({b.layers, D, H, G, H}, tag::any);
+      const auto wi_any = f32({b.layers, D, HO, G, H}, tag::any);
       const auto bias_any = f32({b.layers, D, Gb, H}, tag::any);
-      const memory::desc none;  // the final state is not needed
+      const memory::desc none;  // the final state is not needed; no peepholes
+      const memory::desc wp_any = P > 0 ? f32({b.layers, D, H, P}, tag::any) : none;
       // The zero initial state is passed explicitly, as a zero memory: with src_iter left out (a
       // zero memory descriptor, which the API allows and documents as a zero state) oneDNN 2.6.3's
       // vanilla_rnn and lstm backward return a wrong diff_weights_iter (--check finds it:
       // nonzero even for T = 1, where it must be 0); lbr_gru is right either way.
-      const auto h0_md = f32({b.layers, D, B, H}, tag::ldnc);
-      const memory::desc c0_md = s.cell == "lstm" ? h0_md : none;
+      const auto h0_md = f32({b.layers, D, B, HO}, tag::ldnc);
+      const memory::desc c0_md = s.cell == "lstm" ? f32({b.layers, D, B, H}, tag::ldnc) : none;
       const auto dir = s.bi ? rnn_direction::bidirectional_concat
                             : rnn_direction::unidirectional_left2right;
       primitive_desc fpd, bpd;
@@ -275,13 +315,16 @@ class Net {
                                          dst_md, none, src_md, h0_md, wl_any, wi_any, bias_any, dst_md, none),
               eng, f);
       } else if (s.cell == "lstm") {
-        lstm_forward::primitive_desc f(
-            lstm_forward::desc(pk, dir, src_md, h0_md, c0_md, wl_any, wi_any, bias_any, dst_md, none, none), eng);
+        // The overloads with peephole (none) and projection (none without _pP) descriptors.
+        lstm_forward::primitive_desc f(lstm_forward::desc(pk, dir, src_md, h0_md, c0_md, wl_any, wi_any, none, wp_any,
+                                                          bias_any, dst_md, none, none),
+                                       eng);
         fpd = f;
         if (train)
           bpd = lstm_backward::primitive_desc(
-              lstm_backward::desc(prop_kind::backward, dir, src_md, h0_md, c0_md, wl_any, wi_any, bias_any, dst_md,
-                                  none, none, src_md, h0_md, c0_md, wl_any, wi_any, bias_any, dst_md, none, none),
+              lstm_backward::desc(prop_kind::backward, dir, src_md, h0_md, c0_md, wl_any, wi_any, none, wp_any,
+                                  bias_any, dst_md, none, none, src_md, h0_md, c0_md, wl_any, wi_any, none, wp_any,
+                                  bias_any, dst_md, none, none),
               eng, f);
       } else {
         lbr_gru_forward::primitive_desc f(
@@ -298,12 +341,7 @@ class Net {
       b.src = bi == 0 ? memory(src_md, eng) : prev_dst;
       if (bi == 0) std::memcpy(ptr(b.src), p.x.data(), p.x.size() * sizeof(float));
       b.dst = memory(dst_md, eng);
-      auto zeros = [&](const memory::desc& d) {
-        if (d.is_zero()) return memory();
-        memory m(d, eng);
-        std::memset(m.get_data_handle(), 0, d.get_size());
-        return m;
-      };
+      auto zeros = [&](const memory::desc& d) { return d.is_zero() ? memory() : zeroed(d, eng); };
       b.h0 = zeros(h0_md);
       b.c0 = zeros(c0_md);
       if (train) {
@@ -314,40 +352,51 @@ class Net {
       // The master weights: plain ldigo / ldgo values reordered once into the forward formats.
       auto load = [&](const std::vector<float>& v, const memory::dims& dims, tag plain_tag, int arg) {
         memory user(f32(dims, plain_tag), eng, const_cast<float*>(v.data()));
-        memory m(q(fpd, arg), eng);
+        memory m = zeroed(q(fpd, arg), eng);
         reorder(user, m).execute(st_, user, m);
         st_.wait();
         return m;
       };
       b.wl = load(p.wl[bi], {b.layers, D, b.in, G, H}, tag::ldigo, DNNL_ARG_WEIGHTS_LAYER);
-      b.wi = load(p.wi[bi], {b.layers, D, H, G, H}, tag::ldigo, DNNL_ARG_WEIGHTS_ITER);
+      b.wi = load(p.wi[bi], {b.layers, D, HO, G, H}, tag::ldigo, DNNL_ARG_WEIGHTS_ITER);
+      if (P > 0) b.wp = load(p.wp[bi], {b.layers, D, H, P}, tag::ldio, DNNL_ARG_WEIGHTS_PROJECTION);
       b.bias = load(p.bias[bi], {b.layers, D, Gb, H}, tag::ldgo, DNNL_ARG_BIAS);
+      const std::string wp_fmt = P > 0 ? ", weights_projection " + format_name(b.wp.get_desc(), "ldio") : "";
       formats_ += "layers " + std::to_string(b.layers) + " (in " + std::to_string(b.in) + "): " +
                   (train ? "fwd_training [" : "fwd_inference [") + std::string(fpd.impl_info_str()) + "] weights_layer " + format_name(b.wl.get_desc()) +
-                  ", weights_iter " + format_name(b.wi.get_desc()) + ", bias " + format_name(b.bias.get_desc());
+                  ", weights_iter " + format_name(b.wi.get_desc()) + wp_fmt + ", bias " + format_name(b.bias.get_desc());
       if (train) {
         b.ws = memory(q(fpd, DNNL_ARG_WORKSPACE), eng);
         b.bwd = primitive(bpd);
         b.wl_b = converted(b.wl, q(bpd, DNNL_ARG_WEIGHTS_LAYER), eng, b.to_bwd);
         b.wi_b = converted(b.wi, q(bpd, DNNL_ARG_WEIGHTS_ITER), eng, b.to_bwd);
         b.bias_b = converted(b.bias, q(bpd, DNNL_ARG_BIAS), eng, b.to_bwd);
-        b.dwl = memory(q(bpd, DNNL_ARG_DIFF_WEIGHTS_LAYER), eng);
-        b.dwi = memory(q(bpd, DNNL_ARG_DIFF_WEIGHTS_ITER), eng);
-        b.dbias = memory(q(bpd, DNNL_ARG_DIFF_BIAS), eng);
+        b.dwl = zeroed(q(bpd, DNNL_ARG_DIFF_WEIGHTS_LAYER), eng);
+        b.dwi = zeroed(q(bpd, DNNL_ARG_DIFF_WEIGHTS_ITER), eng);
+        b.dbias = zeroed(q(bpd, DNNL_ARG_DIFF_BIAS), eng);
         b.dwl_f = converted(b.dwl, b.wl.get_desc(), eng, b.to_fwd);
         b.dwi_f = converted(b.dwi, b.wi.get_desc(), eng, b.to_fwd);
         b.dbias_f = converted(b.dbias, b.bias.get_desc(), eng, b.to_fwd);
+        if (P > 0) {
+          b.wp_b = converted(b.wp, q(bpd, DNNL_ARG_WEIGHTS_PROJECTION), eng, b.to_bwd);
+          b.dwp = zeroed(q(bpd, DNNL_ARG_DIFF_WEIGHTS_PROJECTION), eng);
+          b.dwp_f = converted(b.dwp, b.wp.get_desc(), eng, b.to_fwd);
+        }
         b.dsrc = memory(q(bpd, DNNL_ARG_DIFF_SRC_LAYER), eng);
         if (bi > 0) blocks_.back().ddst = b.dsrc;  // wired below for the top block
         formats_ += std::string("; backward [") + bpd.impl_info_str() + "] weights_layer " + format_name(b.wl_b.get_desc()) + ", weights_iter " +
-                    format_name(b.wi_b.get_desc()) + ", bias " + format_name(b.bias_b.get_desc()) +
-                    "; diff_weights_layer " + format_name(b.dwl.get_desc()) + ", diff_weights_iter " +
-                    format_name(b.dwi.get_desc()) + ", diff_bias " + format_name(b.dbias.get_desc()) + "; " +
+                    format_name(b.wi_b.get_desc()) +
+                    (P > 0 ? ", weights_projection " + format_name(b.wp_b.get_desc(), "ldio") : "") + ", bias " +
+                    format_name(b.bias_b.get_desc()) + "; diff_weights_layer " + format_name(b.dwl.get_desc()) +
+                    ", diff_weights_iter " + format_name(b.dwi.get_desc()) +
+                    (P > 0 ? ", diff_weights_projection " + format_name(b.dwp.get_desc(), "ldio") : "") +
+                    ", diff_bias " + format_name(b.dbias.get_desc()) + "; " +
                     std::to_string(b.to_bwd.size()) + " weight reorder(s) to backward, " +
                     std::to_string(b.to_fwd.size()) + " diff reorder(s) back, per step";
         const std::string l = "rnn[" + std::to_string(bi) + "].";
         params_.push_back({l + "weights_layer", b.wl, b.dwl_f});
         params_.push_back({l + "weights_iter", b.wi, b.dwi_f});
+        if (P > 0) params_.push_back({l + "weights_projection", b.wp, b.dwp_f});
         params_.push_back({l + "bias", b.bias, b.dbias_f});
       }
       formats_ += "\n";
@@ -355,7 +404,7 @@ class Net {
     }
 
     // The readout Z = H_top·W_oᵀ + b_o: an inner product over the T·B rows, plain layouts.
-    const auto h_md = f32({TB, D * H}, tag::nc), wo_md = f32({O, D * H}, tag::oi),
+    const auto h_md = f32({TB, D * HO}, tag::nc), wo_md = f32({O, D * HO}, tag::oi),
                bo_md = f32({O}, tag::x), z_md = f32({TB, O}, tag::nc);
     inner_product_forward::primitive_desc ipf(inner_product_forward::desc(pk, h_md, wo_md, bo_md, z_md), eng);
     ip_fwd_ = primitive(ipf);
@@ -375,7 +424,7 @@ class Net {
       dwo_ = memory(wo_md, eng);
       dbo_ = memory(bo_md, eng);
       dh_top_ = memory(h_md, eng);
-      blocks_.back().ddst = memory(f32({T, B, D * H}, tag::tnc), eng, dh_top_.get_data_handle());
+      blocks_.back().ddst = memory(f32({T, B, D * HO}, tag::tnc), eng, dh_top_.get_data_handle());
       params_.push_back({"readout.weight", wo_, dwo_});
       params_.push_back({"readout.bias", bo_, dbo_});
     }
@@ -415,23 +464,28 @@ class Net {
     ip_bwd_d_.execute(st_, {{DNNL_ARG_DIFF_DST, dz_}, {DNNL_ARG_WEIGHTS, wo_}, {DNNL_ARG_DIFF_SRC, dh_top_}});
     for (auto b = blocks_.rbegin(); b != blocks_.rend(); ++b) {
       for (Reorder& r : b->to_bwd) r.r.execute(st_, r.from, r.to);
-      for (const memory* m : {&b->dwl, &b->dwi, &b->dbias})  // the backward accumulates into them
-        std::memset(m->get_data_handle(), 0, m->get_desc().get_size());
-      b->bwd.execute(st_, {{DNNL_ARG_SRC_LAYER, b->src},
-                           {DNNL_ARG_WEIGHTS_LAYER, b->wl_b},
-                           {DNNL_ARG_WEIGHTS_ITER, b->wi_b},
-                           {DNNL_ARG_BIAS, b->bias_b},
-                           {DNNL_ARG_DST_LAYER, b->dst},
-                           {DNNL_ARG_DIFF_DST_LAYER, b->ddst},
-                           {DNNL_ARG_DIFF_SRC_LAYER, b->dsrc},
-                           {DNNL_ARG_DIFF_WEIGHTS_LAYER, b->dwl},
-                           {DNNL_ARG_DIFF_WEIGHTS_ITER, b->dwi},
-                           {DNNL_ARG_DIFF_BIAS, b->dbias},
-                           {DNNL_ARG_WORKSPACE, b->ws},
-                           {DNNL_ARG_SRC_ITER, b->h0},
-                           {DNNL_ARG_SRC_ITER_C, b->c0},
-                           {DNNL_ARG_DIFF_SRC_ITER, b->dh0},
-                           {DNNL_ARG_DIFF_SRC_ITER_C, b->dc0}});
+      for (const memory* m : {&b->dwl, &b->dwi, &b->dwp, &b->dbias})  // the backward adds to them
+        if (*m) std::memset(m->get_data_handle(), 0, m->get_desc().get_size());
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC_LAYER, b->src},
+                                           {DNNL_ARG_WEIGHTS_LAYER, b->wl_b},
+                                           {DNNL_ARG_WEIGHTS_ITER, b->wi_b},
+                                           {DNNL_ARG_BIAS, b->bias_b},
+                                           {DNNL_ARG_DST_LAYER, b->dst},
+                                           {DNNL_ARG_DIFF_DST_LAYER, b->ddst},
+                                           {DNNL_ARG_DIFF_SRC_LAYER, b->dsrc},
+                                           {DNNL_ARG_DIFF_WEIGHTS_LAYER, b->dwl},
+                                           {DNNL_ARG_DIFF_WEIGHTS_ITER, b->dwi},
+                                           {DNNL_ARG_DIFF_BIAS, b->dbias},
+                                           {DNNL_ARG_WORKSPACE, b->ws},
+                                           {DNNL_ARG_SRC_ITER, b->h0},
+                                           {DNNL_ARG_SRC_ITER_C, b->c0},
+                                           {DNNL_ARG_DIFF_SRC_ITER, b->dh0},
+                                           {DNNL_ARG_DIFF_SRC_ITER_C, b->dc0}};
+      if (b->wp) {
+        args[DNNL_ARG_WEIGHTS_PROJECTION] = b->wp_b;
+        args[DNNL_ARG_DIFF_WEIGHTS_PROJECTION] = b->dwp;
+      }
+      b->bwd.execute(st_, args);
       for (Reorder& r : b->to_fwd) r.r.execute(st_, r.from, r.to);
     }
     st_.wait();
@@ -461,6 +515,7 @@ class Net {
                                            {DNNL_ARG_WEIGHTS_ITER, b.wi},  {DNNL_ARG_BIAS, b.bias},
                                            {DNNL_ARG_DST_LAYER, b.dst}};
       if (train_) args[DNNL_ARG_WORKSPACE] = b.ws;
+      if (b.wp) args[DNNL_ARG_WEIGHTS_PROJECTION] = b.wp;
       args[DNNL_ARG_SRC_ITER] = b.h0;
       args[DNNL_ARG_SRC_ITER_C] = b.c0;
       b.fwd.execute(st_, args);
@@ -486,35 +541,38 @@ class Net {
 float sigm(float v) { return 1.0f / (1.0f + std::exp(-v)); }
 
 // The readout Z of the model in `p`, by a plain loop of oneDNN's cell equations (gate orders:
-// LSTM i, f, c~, o; lbr_gru u, r, c~ with the 4th bias inside r * (.)).
+// LSTM i, f, c~, o; lbr_gru u, r, c~ with the 4th bias inside r * (.); with a projection
+// h = W_p·(o ⊙ tanh c), W_p in ldio: h[q] = Σ_j m[j]·W_p[j·P + q]).
 std::vector<float> naive_forward(const Shape& s, const Plain& p) {
   const int T = s.T, B = s.B, H = s.H, G = s.gates(), Gb = s.bias_gates(), D = s.D();
+  const int P = s.P, HO = s.Hout();
   std::vector<float> in = p.x;
   int in_size = s.I;
   const auto blocks = layer_blocks(s);
   for (std::size_t bi = 0; bi < blocks.size(); ++bi) {
     for (int l = 0; l < blocks[bi].first; ++l) {
       // Direction d = 1 reads the sequence from its end; the layer's output is [h_fwd ; h_bwd].
-      std::vector<float> out(std::size_t(T) * B * D * H);
+      std::vector<float> out(std::size_t(T) * B * D * HO);
       for (int d = 0; d < D; ++d) {
         const std::size_t ld = std::size_t(l) * D + d;
         const float* W = p.wl[bi].data() + ld * in_size * G * H;
-        const float* U = p.wi[bi].data() + ld * H * G * H;
+        const float* U = p.wi[bi].data() + ld * HO * G * H;
+        const float* Wp = p.wp[bi].data() + ld * H * P;
         const float* bias = p.bias[bi].data() + ld * Gb * H;
-        std::vector<float> h(std::size_t(B) * H, 0), c(std::size_t(B) * H, 0);
+        std::vector<float> h(std::size_t(B) * HO, 0), c(std::size_t(B) * H, 0);
         std::vector<double> a(std::size_t(G) * H), r(std::size_t(G) * H);
         for (int tau = 0; tau < T; ++tau)
           for (int b = 0; b < B; ++b) {
             const int t = d == 0 ? tau : T - 1 - tau;
             const float* xr = &in[(std::size_t(t) * B + b) * in_size];
-            float* hr = &h[std::size_t(b) * H];
+            float* hr = &h[std::size_t(b) * HO];
             for (int gh = 0; gh < G * H; ++gh) {
               a[gh] = bias[gh];
               r[gh] = 0;
             }
             for (int i = 0; i < in_size; ++i)
               for (int gh = 0; gh < G * H; ++gh) a[gh] += double(xr[i]) * W[std::size_t(i) * G * H + gh];
-            for (int j = 0; j < H; ++j)
+            for (int j = 0; j < HO; ++j)
               for (int gh = 0; gh < G * H; ++gh) r[gh] += double(hr[j]) * U[std::size_t(j) * G * H + gh];
             std::vector<float> hn(H);
             for (int k = 0; k < H; ++k) {
@@ -534,15 +592,21 @@ std::vector<float> naive_forward(const Shape& s, const Plain& p) {
                 hn[k] = u * hr[k] + (1 - u) * n;
               }
             }
+            if (P > 0) {  // the projection of m = o ⊙ tanh c
+              std::vector<double> hp(std::size_t(P), 0.0);
+              for (int j = 0; j < H; ++j)
+                for (int q = 0; q < P; ++q) hp[q] += double(hn[j]) * Wp[std::size_t(j) * P + q];
+              hn.assign(hp.begin(), hp.end());
+            }
             std::copy(hn.begin(), hn.end(), hr);
-            std::copy(hn.begin(), hn.end(), &out[(std::size_t(t) * B + b) * D * H + std::size_t(d) * H]);
+            std::copy(hn.begin(), hn.end(), &out[(std::size_t(t) * B + b) * D * HO + std::size_t(d) * HO]);
           }
       }
       in = std::move(out);
-      in_size = D * H;
+      in_size = D * HO;
     }
   }
-  const int W = D * H;
+  const int W = D * HO;
   std::vector<float> z(std::size_t(T) * B * s.O);
   for (std::size_t row = 0; row < std::size_t(T) * B; ++row)
     for (int o = 0; o < s.O; ++o) {
@@ -574,7 +638,10 @@ bool check_one(const Shape& s, const engine& eng, stream& st, std::uint64_t seed
                  pass ? "PASS" : "FAIL");
   }
   // Gradients: one step with lr = 0 fills every g; moving one tensor by -/+ eta*g must change the
-  // loss by -/+ eta*|g|^2 (central difference; eta*|g| = 0.01, so third-order terms are ~1e-4).
+  // loss by -/+ eta*|g|^2 (central difference). The step eta*|g| is 0.01 (third-order terms
+  // ~1e-4), raised up to 0.1 so that the change eta*|g|^2 stays >= 3e-6: the f32 forward's loss
+  // is noisy at ~5e-9, which a tiny gradient (the lowest layers of a stacked projected LSTM,
+  // |g| ~1e-6) would otherwise drown in.
   train_net.train_step(0.0f);
   for (Param& prm : train_net.params()) {
     float* w = ptr(prm.w);
@@ -585,7 +652,7 @@ bool check_one(const Shape& s, const engine& eng, stream& st, std::uint64_t seed
     const std::vector<float> saved(w, w + n);
     double ratio = 0;
     if (g2 > 0) {
-      const double eta = 1e-2 / std::sqrt(g2);
+      const double step = std::clamp(3e-6 / std::sqrt(g2), 1e-2, 1e-1), eta = step / std::sqrt(g2);
       auto loss_at = [&](double sign) {
         for (std::size_t i = 0; i < n; ++i) w[i] = float(saved[i] + sign * eta * g[i]);
         return train_net.forward_loss();
@@ -661,8 +728,9 @@ Options parse_args(int argc, char** argv) {
           "usage: onednn_rnn SHAPE... [--mode train|infer] [--threads N] [--min-steps N] [--min-time S]\n"
           "                  [--max-steps N] [--seed S] [--check]\n"
           "Times oneDNN RNN training or inference steps (same protocol and JSON as `bptt bench --json`).\n"
-          "SHAPE: CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse][_bi]. --check verifies the primitives on tiny and short\n"
-          "versions of the shapes first (PASS/FAIL on stderr; exit 1 on a failure).\n");
+          "SHAPE: CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse][_bi][_pP] (_pP: an LSTM projection, 0 < P < H). --check\n"
+          "verifies the primitives on tiny and short versions of the shapes first (PASS/FAIL on stderr; exit 1\n"
+          "on a failure).\n");
       std::exit(0);
     } else if (a == "--mode") {
       o.mode = value(i);
@@ -703,19 +771,22 @@ int main(int argc, char** argv) {
     if (o.check) {
       bool ok = true;
       for (const Shape& s : shapes) {
-        // Tiny (I != H; and I == H, one primitive for all layers, when L > 1) and the shape itself
-        // with at most 4 steps (the primitive implementations and formats the timing uses).
-        auto variant = [&](int T, int B, int I, int H, int O) {
+        // Tiny (I != H; and I == D·H_out, one primitive for all layers, when L > 1; a projection as
+        // P = 3, below their H = 4) and the shape itself with at most 4 steps (the primitive
+        // implementations and formats the timing uses).
+        auto variant = [&](int T, int B, int I, int H, int O, int P) {
           Shape v = s;
-          v.T = T, v.B = B, v.I = I, v.H = H, v.O = O;
+          v.T = T, v.B = B, v.I = I, v.H = H, v.O = O, v.P = P;
           v.name = s.cell + (s.phi == "tanh" ? "" : "-" + s.phi) + "_l" + std::to_string(s.L) + "_t" +
                    std::to_string(T) + "_b" + std::to_string(B) + "_i" + std::to_string(I) + "_h" +
-                   std::to_string(H) + "_o" + std::to_string(O) + (s.bi ? "_bi" : "");
+                   std::to_string(H) + "_o" + std::to_string(O) + (s.bi ? "_bi" : "") +
+                   (P > 0 ? "_p" + std::to_string(P) : "");
           ok = check_one(v, eng, st, o.seed) && ok;
         };
-        variant(6, 3, 5, 4, 3);
-        if (s.L > 1) variant(6, 3, 4 * s.D(), 4, 3);  // I = D·H: one primitive for all layers
-        variant(std::min(s.T, 4), s.B, s.I, s.H, s.O);
+        const int tiny_p = s.P > 0 ? 3 : 0, tiny_out = tiny_p > 0 ? tiny_p : 4;
+        variant(6, 3, 5, 4, 3, tiny_p);
+        if (s.L > 1) variant(6, 3, tiny_out * s.D(), 4, 3, tiny_p);
+        variant(std::min(s.T, 4), s.B, s.I, s.H, s.O, s.P);
       }
       std::fprintf(stderr, "check: %s\n", ok ? "PASS" : "FAIL");
       if (!ok) return 1;
