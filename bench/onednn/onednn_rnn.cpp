@@ -1,7 +1,7 @@
-// The oneDNN side of `bptt bench` (bench/compare.sh): times the same training or inference step
-// with oneDNN's RNN primitives and prints the same JSON line per shape.
+// The oneDNN side of `bptt bench` (bench/compare.sh): times the same training, inference or
+// streaming step with oneDNN's RNN primitives and prints the same JSON line per shape.
 //
-//   onednn_rnn SHAPE... [--mode train|infer] [--threads N] [--min-steps N] [--min-time S]
+//   onednn_rnn SHAPE... [--mode train|infer|stream] [--threads N] [--min-steps N] [--min-time S]
 //              [--max-steps N] [--seed S] [--check]
 //
 // SHAPE is CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse][_bi][_pP] (include/bptt/bench.hpp); only the mse
@@ -28,6 +28,19 @@
 //   oneDNN's backward always computes diff_src_layer (dL/dx) and diff_src_iter (dL/dh0), which
 //   bptt and PyTorch skip.
 // infer step: RNN forward_inference (weights reordered once to its formats) + the readout.
+// stream step (bptt's --mode stream, bptt::Stream::step): ONE time step of B independent
+//   sequences, x_t [B, I] -> z_t [B, O], the state carried from the previous step: per layer block
+//   a forward_inference primitive of T = 1 (src_layer {1, B, I}) reading the carried state
+//   (src_iter(_c), ldnc {layers, 1, B, H_out} / {layers, 1, B, H}) and writing the new one
+//   (dst_iter(_c)) into a second buffer, the two swapped every step (argument sets built once: no
+//   copy, allocation or reorder in the step), weights in the primitive's formats reordered once;
+//   then the readout over the B rows. T only sets how many inputs are fed in turn (x_0 .. x_{T-1},
+//   x_0, ...). Timed in runs of consecutive steps (doubled from one step until a run takes
+//   >= 0.2 ms; --min-steps / --max-steps count runs), per-step medians, as torch_rnn.py's
+//   time_runs; FLOPs: the forward formula for T = 1; extra JSON keys streams, us_per_step,
+//   steps_per_second, weight_bytes (4 x oneDNN's RNN weights and biases, lbr_gru's 4H and the
+//   LSTM's 4H bias per layer where torch.nn and bptt count b_ih and b_hh apart, + the head's) and
+//   weight_gb_per_second. Left-to-right models only: _bi shapes are refused (exit 2), as bptt's.
 //
 // --check first verifies, on tiny versions of each shape (same cell, nonlinearity, layer count,
 // directions and projection, as P = 3 below H = 4; I != H and, for L > 1, also I == D·H_out) and
@@ -38,7 +51,9 @@
 // loss by +/-eta·|g|^2 (central difference, within 1%), so no gradient may be wrong, missing or
 // mis-laid-out; (3) five train steps with lr 0.05 lower the loss. It prints the formats and
 // implementations chosen and PASS/FAIL lines on stderr and exits 1 on a failure before timing
-// anything (its allocations count in peak_rss_mib: time without it).
+// anything (its allocations count in peak_rss_mib: time without it). With --mode stream, --check
+// instead runs T stream steps of the same tiny shapes and of the shape cut to T <= 8, each step's
+// readout against the plain loop over the whole sequence.
 #include <omp.h>
 #include <sys/resource.h>
 
@@ -536,6 +551,139 @@ class Net {
   std::string formats_;
 };
 
+// ---- --mode stream ---------------------------------------------------------------------------
+
+// One time step of B independent sequences (bptt::Stream::step): a forward_inference primitive
+// per layer block with T = 1 (src_layer {1, B, in}), the carried state as src_iter(_c) and the
+// new state as dst_iter(_c) (ldnc, {layers, 1, B, H_out} and {layers, 1, B, H}), weights reordered
+// once from ldigo / ldgo / ldio to the primitive's formats, then the readout over the B rows. Two
+// state buffers per block, swapped each step through two argument sets built once: a step makes
+// no copy, allocation or reorder. x_t is fed by pointing block 0's src_layer at row t of the
+// sequence (set_data_handle; t = 0, 1, ..., T-1, 0, ...). Left-to-right models only.
+class StreamNet {
+ public:
+  StreamNet(const Shape& s, const engine& eng, stream& st, const Plain& p)
+      : s_(s), st_(st), x_(p.x) {
+    const int B = s.B, H = s.H, O = s.O, G = s.gates(), Gb = s.bias_gates(), P = s.P, HO = s.Hout();
+    const prop_kind pk = prop_kind::forward_inference;
+    const auto dir = rnn_direction::unidirectional_left2right;
+    const memory::desc none;
+    memory prev_dst;
+    const auto blocks = layer_blocks(s);
+    for (std::size_t bi = 0; bi < blocks.size(); ++bi) {
+      Block b;
+      const int layers = blocks[bi].first, in = blocks[bi].second;
+      const auto src_md = f32({1, B, in}, tag::tnc), dst_md = f32({1, B, HO}, tag::tnc);
+      const auto wl_any = f32({layers, 1, in, G, H}, tag::any);
+      const auto wi_any = f32({layers, 1, HO, G, H}, tag::any);
+      const auto bias_any = f32({layers, 1, Gb, H}, tag::any);
+      const memory::desc wp_any = P > 0 ? f32({layers, 1, H, P}, tag::any) : none;
+      const auto h_md = f32({layers, 1, B, HO}, tag::ldnc);
+      const memory::desc c_md = s.cell == "lstm" ? f32({layers, 1, B, H}, tag::ldnc) : none;
+      primitive_desc fpd;
+      if (s.cell == "elman") {
+        const algorithm act = s.phi == "relu" ? algorithm::eltwise_relu : algorithm::eltwise_tanh;
+        fpd = vanilla_rnn_forward::primitive_desc(
+            vanilla_rnn_forward::desc(pk, act, dir, src_md, h_md, wl_any, wi_any, bias_any, dst_md, h_md), eng);
+      } else if (s.cell == "lstm") {
+        fpd = lstm_forward::primitive_desc(lstm_forward::desc(pk, dir, src_md, h_md, c_md, wl_any, wi_any, none,
+                                                              wp_any, bias_any, dst_md, h_md, c_md),
+                                           eng);
+      } else {
+        fpd = lbr_gru_forward::primitive_desc(
+            lbr_gru_forward::desc(pk, dir, src_md, h_md, wl_any, wi_any, bias_any, dst_md, h_md), eng);
+      }
+      b.fwd = primitive(fpd);
+      b.src = bi == 0 ? memory(src_md, eng, x_.data()) : prev_dst;
+      b.dst = zeroed(dst_md, eng);
+      prev_dst = b.dst;
+      for (int k = 0; k < 2; ++k) {
+        b.h[k] = zeroed(h_md, eng);
+        if (!c_md.is_zero()) b.c[k] = zeroed(c_md, eng);
+      }
+      auto load = [&](const std::vector<float>& v, const memory::dims& dims, tag plain_tag, int arg) {
+        memory user(f32(dims, plain_tag), eng, const_cast<float*>(v.data()));
+        memory m = zeroed(fpd.query_md(query::exec_arg_md, arg), eng);
+        reorder(user, m).execute(st_, user, m);
+        st_.wait();
+        return m;
+      };
+      b.wl = load(p.wl[bi], {layers, 1, in, G, H}, tag::ldigo, DNNL_ARG_WEIGHTS_LAYER);
+      b.wi = load(p.wi[bi], {layers, 1, HO, G, H}, tag::ldigo, DNNL_ARG_WEIGHTS_ITER);
+      if (P > 0) b.wp = load(p.wp[bi], {layers, 1, H, P}, tag::ldio, DNNL_ARG_WEIGHTS_PROJECTION);
+      b.bias = load(p.bias[bi], {layers, 1, Gb, H}, tag::ldgo, DNNL_ARG_BIAS);
+      for (int k = 0; k < 2; ++k) {  // step parity k reads state k and writes state 1 - k
+        auto& a = b.args[k];
+        a = {{DNNL_ARG_SRC_LAYER, b.src},  {DNNL_ARG_WEIGHTS_LAYER, b.wl}, {DNNL_ARG_WEIGHTS_ITER, b.wi},
+             {DNNL_ARG_BIAS, b.bias},      {DNNL_ARG_DST_LAYER, b.dst},    {DNNL_ARG_SRC_ITER, b.h[k]},
+             {DNNL_ARG_DST_ITER, b.h[1 - k]}};
+        if (b.c[k]) {
+          a[DNNL_ARG_SRC_ITER_C] = b.c[k];
+          a[DNNL_ARG_DST_ITER_C] = b.c[1 - k];
+        }
+        if (b.wp) a[DNNL_ARG_WEIGHTS_PROJECTION] = b.wp;
+      }
+      formats_ += "layers " + std::to_string(layers) + " (in " + std::to_string(in) + "): stream fwd_inference T=1 [" +
+                  std::string(fpd.impl_info_str()) + "] weights_layer " + format_name(b.wl.get_desc()) +
+                  ", weights_iter " + format_name(b.wi.get_desc()) +
+                  (P > 0 ? ", weights_projection " + format_name(b.wp.get_desc(), "ldio") : "") + ", bias " +
+                  format_name(b.bias.get_desc()) + "; state ldnc, 2 buffers swapped per step\n";
+      blocks_.push_back(std::move(b));
+    }
+    // The readout z_t = h_top,t·W_oᵀ + b_o over the B rows, as Net's.
+    const auto h_md = f32({B, HO}, tag::nc), wo_md = f32({O, HO}, tag::oi), bo_md = f32({O}, tag::x),
+               z_md = f32({B, O}, tag::nc);
+    inner_product_forward::primitive_desc ipf(inner_product_forward::desc(pk, h_md, wo_md, bo_md, z_md), eng);
+    ip_fwd_ = primitive(ipf);
+    const memory h_top(h_md, eng, blocks_.back().dst.get_data_handle()), wo(wo_md, eng), bo(bo_md, eng);
+    z_ = zeroed(z_md, eng);
+    std::memcpy(ptr(wo), p.wo.data(), p.wo.size() * sizeof(float));
+    std::memcpy(ptr(bo), p.bo.data(), p.bo.size() * sizeof(float));
+    ip_args_ = {{DNNL_ARG_SRC, h_top}, {DNNL_ARG_WEIGHTS, wo}, {DNNL_ARG_BIAS, bo}, {DNNL_ARG_DST, z_}};
+  }
+
+  // x_t -> z_t (B x O, z()), the state carried to the next call.
+  void step() {
+    blocks_[0].src.set_data_handle(x_.data() + std::size_t(t_) * s_.B * s_.I);
+    for (Block& b : blocks_) b.fwd.execute(st_, b.args[parity_]);
+    ip_fwd_.execute(st_, ip_args_);
+    st_.wait();
+    parity_ ^= 1;
+    t_ = t_ + 1 == s_.T ? 0 : t_ + 1;
+  }
+
+  const float* z() const { return ptr(z_); }
+  const std::string& formats() const { return formats_; }
+
+ private:
+  struct Block {
+    primitive fwd;
+    memory src, dst, wl, wi, wp, bias;
+    memory h[2], c[2];  // the state (h, and LSTM's c): read one, write the other
+    std::unordered_map<int, memory> args[2];
+  };
+  Shape s_;
+  stream& st_;
+  std::vector<float> x_;  // the T x B x I inputs fed in turn
+  std::vector<Block> blocks_;
+  primitive ip_fwd_;
+  memory z_;
+  std::unordered_map<int, memory> ip_args_;
+  int t_ = 0, parity_ = 0;
+  std::string formats_;
+};
+
+// The floats a stream step reads: the RNN weights and biases (oneDNN's: the lbr_gru bias is 4H
+// per layer, the LSTM's 4H, where torch.nn and bptt keep b_ih and b_hh apart) and the head's.
+std::size_t stream_weight_bytes(const Shape& s) {
+  const std::size_t G = std::size_t(s.gates()), H = std::size_t(s.H), HO = std::size_t(s.Hout()),
+                    D = std::size_t(s.D());
+  std::size_t n = std::size_t(s.O) * (D * HO + 1);
+  for (const auto& [layers, in] : layer_blocks(s))
+    n += std::size_t(layers) * D * ((std::size_t(in) + HO) * G * H + H * std::size_t(s.P) + std::size_t(s.bias_gates()) * H);
+  return n * sizeof(float);
+}
+
 // ---- --check --------------------------------------------------------------------------------
 
 float sigm(float v) { return 1.0f / (1.0f + std::exp(-v)); }
@@ -682,6 +830,27 @@ bool check_one(const Shape& s, const engine& eng, stream& st, std::uint64_t seed
   return ok;
 }
 
+// --mode stream: T consecutive stream steps from the zero state must give, step by step, the
+// readout of a plain loop over the whole sequence.
+bool check_stream(const Shape& s, const engine& eng, stream& st, std::uint64_t seed) {
+  const Plain p = make_plain(s, seed);
+  const std::vector<float> ref = naive_forward(s, p);
+  double scale = 0;
+  for (float v : ref) scale = std::max(scale, double(std::fabs(v)));
+  StreamNet net(s, eng, st, p);
+  std::fprintf(stderr, "check %s, formats:\n%s", s.name.c_str(), net.formats().c_str());
+  const std::size_t BO = std::size_t(s.B) * s.O;
+  double err = 0;
+  for (int t = 0; t < s.T; ++t) {
+    net.step();
+    for (std::size_t i = 0; i < BO; ++i) err = std::max(err, double(std::fabs(net.z()[i] - ref[std::size_t(t) * BO + i])));
+  }
+  const bool pass = err <= 1e-4 * std::max(1.0, scale);
+  std::fprintf(stderr, "check %s: %d stream steps vs a plain loop over the sequence: max |diff| %.2e (|Z| up to %.2f): %s\n",
+               s.name.c_str(), s.T, err, scale, pass ? "PASS" : "FAIL");
+  return pass;
+}
+
 // ---- timing ---------------------------------------------------------------------------------
 
 using Clock = std::chrono::steady_clock;
@@ -725,16 +894,21 @@ Options parse_args(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       std::printf(
-          "usage: onednn_rnn SHAPE... [--mode train|infer] [--threads N] [--min-steps N] [--min-time S]\n"
-          "                  [--max-steps N] [--seed S] [--check]\n"
-          "Times oneDNN RNN training or inference steps (same protocol and JSON as `bptt bench --json`).\n"
-          "SHAPE: CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse][_bi][_pP] (_pP: an LSTM projection, 0 < P < H). --check\n"
-          "verifies the primitives on tiny and short versions of the shapes first (PASS/FAIL on stderr; exit 1\n"
-          "on a failure).\n");
+          "usage: onednn_rnn SHAPE... [--mode train|infer|stream] [--threads N] [--min-steps N]\n"
+          "                  [--min-time S] [--max-steps N] [--seed S] [--check]\n"
+          "Times oneDNN RNN training, inference or streaming steps (same protocol and JSON as `bptt bench --json`).\n"
+          "SHAPE: CELL[-PHI]_lL_tT_bB_iI_hH_oO[_mse][_bi][_pP] (_pP: an LSTM projection, 0 < P < H).\n"
+          "--mode stream: the latency of ONE time step of B streams (bptt::Stream::step): a forward primitive\n"
+          "of one step, the state carried from the previous step, then the readout; T only sets how many\n"
+          "inputs are fed in turn; timed in runs of consecutive steps of >= 0.2 ms, reported per step;\n"
+          "left-to-right shapes only (no _bi). --check verifies the primitives on tiny and short versions of\n"
+          "the shapes first (with --mode stream: T stream steps against the whole sequence; PASS/FAIL on\n"
+          "stderr; exit 1 on a failure).\n");
       std::exit(0);
     } else if (a == "--mode") {
       o.mode = value(i);
-      if (o.mode != "train" && o.mode != "infer") usage_error("--mode '" + o.mode + "' is not train or infer");
+      if (o.mode != "train" && o.mode != "infer" && o.mode != "stream")
+        usage_error("--mode '" + o.mode + "' is not train, infer or stream");
     } else if (a == "--threads") {
       o.threads = int(number(i, 1, 1024));
     } else if (a == "--min-steps") {
@@ -758,12 +932,58 @@ Options parse_args(int argc, char** argv) {
   return o;
 }
 
+// --mode stream: one warm-up step, then runs of consecutive steps doubled until a run takes
+// >= 0.2 ms (a step can take under a microsecond), then runs until --min-steps runs and
+// --min-time seconds (at most --max-steps runs); per-step medians, as torch_rnn.py's time_runs
+// and bptt's stream bench. Prints the JSON line.
+void time_stream(const Shape& s, const Options& o, const engine& eng, stream& st) {
+  using ms_d = std::chrono::duration<double, std::milli>;
+  auto since = [](Clock::time_point t) { return ms_d(Clock::now() - t).count(); };
+  std::vector<double> ms;
+  int run = 1;
+  {
+    StreamNet net(s, eng, st, make_plain(s, o.seed));
+    net.step();  // warm-up
+    for (;;) {
+      const auto t0 = Clock::now();
+      for (int i = 0; i < run; ++i) net.step();
+      if (since(t0) >= 0.2 || run >= (1 << 20)) break;
+      run *= 2;
+    }
+    const auto start = Clock::now();
+    while (int(ms.size()) < o.max_steps && (int(ms.size()) < o.min_steps || since(start) < 1000 * o.min_time)) {
+      const auto t0 = Clock::now();
+      for (int i = 0; i < run; ++i) net.step();
+      ms.push_back(since(t0) / run);
+    }
+  }
+  Shape one = s;
+  one.T = 1;
+  const double med = median(ms), f = flops(one, false), wb = double(stream_weight_bytes(s));
+  const dnnl_version_t* v = dnnl_version();
+  std::printf(
+      "{\"impl\": \"onednn\", \"shape\": \"%s\", \"mode\": \"stream\", \"threads\": %d, \"dtype\": \"f32\", "
+      "\"steps\": %zu, \"ms_per_step\": %.6g, \"ms_min\": %.6g, \"ms_max\": %.6g, \"tokens_per_second\": %.6g, "
+      "\"gflop_per_step\": %.6g, \"gflops\": %.6g, \"peak_rss_mib\": %.6g, \"streams\": %d, \"us_per_step\": %.6g, "
+      "\"steps_per_second\": %.6g, \"weight_bytes\": %.0f, \"weight_gb_per_second\": %.6g, "
+      "\"onednn\": \"%d.%d.%d\"}\n",
+      s.name.c_str(), o.threads, ms.size() * std::size_t(run), med, *std::min_element(ms.begin(), ms.end()),
+      *std::max_element(ms.begin(), ms.end()), double(s.B) / (med / 1000), f / 1e9, f / (med * 1e6), peak_rss_mib(),
+      s.B, med * 1000, 1000 / med, wb, wb / (med * 1e6), v->major, v->minor, v->patch);
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const Options o = parse_args(argc, argv);
   std::vector<Shape> shapes;  // all checked before any is run
   for (const std::string& s : o.shapes) shapes.push_back(parse_shape(s));
+  const bool stream_mode = o.mode == "stream";
+  for (const Shape& s : shapes)
+    if (stream_mode && s.bi)
+      usage_error("shape " + s.name + ": --mode stream is for left-to-right models (a bidirectional model needs "
+                  "each sequence whole; as bptt::Stream)");
   omp_set_num_threads(o.threads);
   try {
     engine eng(engine::kind::cpu, 0);
@@ -773,7 +993,8 @@ int main(int argc, char** argv) {
       for (const Shape& s : shapes) {
         // Tiny (I != H; and I == D·H_out, one primitive for all layers, when L > 1; a projection as
         // P = 3, below their H = 4) and the shape itself with at most 4 steps (the primitive
-        // implementations and formats the timing uses).
+        // implementations and formats the timing uses). --mode stream: the same shapes, each checked
+        // by T stream steps (the shape itself with at most 8).
         auto variant = [&](int T, int B, int I, int H, int O, int P) {
           Shape v = s;
           v.T = T, v.B = B, v.I = I, v.H = H, v.O = O, v.P = P;
@@ -781,12 +1002,12 @@ int main(int argc, char** argv) {
                    std::to_string(T) + "_b" + std::to_string(B) + "_i" + std::to_string(I) + "_h" +
                    std::to_string(H) + "_o" + std::to_string(O) + (s.bi ? "_bi" : "") +
                    (P > 0 ? "_p" + std::to_string(P) : "");
-          ok = check_one(v, eng, st, o.seed) && ok;
+          ok = (stream_mode ? check_stream(v, eng, st, o.seed) : check_one(v, eng, st, o.seed)) && ok;
         };
         const int tiny_p = s.P > 0 ? 3 : 0, tiny_out = tiny_p > 0 ? tiny_p : 4;
         variant(6, 3, 5, 4, 3, tiny_p);
         if (s.L > 1) variant(6, 3, tiny_out * s.D(), 4, 3, tiny_p);
-        variant(std::min(s.T, 4), s.B, s.I, s.H, s.O, s.P);
+        variant(std::min(s.T, stream_mode ? 8 : 4), s.B, s.I, s.H, s.O, s.P);
       }
       std::fprintf(stderr, "check: %s\n", ok ? "PASS" : "FAIL");
       if (!ok) return 1;
@@ -794,6 +1015,10 @@ int main(int argc, char** argv) {
     const dnnl_version_t* v = dnnl_version();
     const bool train = o.mode == "train";
     for (const Shape& s : shapes) {
+      if (stream_mode) {
+        time_stream(s, o, eng, st);
+        continue;
+      }
       std::vector<double> ms;
       {
         Net net(s, train, eng, st, make_plain(s, o.seed));
