@@ -4,6 +4,8 @@
 # side, then a markdown table (bench/report.py).
 #
 # Usage: bench/compare.sh [--quick]        (environment: SHAPES="..." to run other shapes,
+#                                            STREAM_SHAPES="..." other --mode stream shapes
+#                                            ("" for none),
 #                                            BPTT=path to use another bptt binary,
 #                                            ROUNDS=N rounds, default 3; --quick: 1)
 #   shapes a: CELL_l1_t100_b32_i64_h128_o64   b: CELL_l1_t100_b64_i256_h512_o256
@@ -11,7 +13,10 @@
 #          d: lstm_l2_t100_b32_i65_h256_o65_xent   (bptt and PyTorch only: oneDNN side is mse-only)
 #          bidirectional (issue 15): lstm and gru on a and b with _bi (oneDNN: bidirectional_concat),
 #          and lstm on b with _bi_p128 (an LSTM projection; oneDNN: its LSTM with weights_projection)
-#   modes train and infer, threads 1 and 2 (--quick: threads 1 and --min-time 0.2).
+#   modes train and infer, threads 1 and 2 (--quick: threads 1 and --min-time 0.2); then mode
+#   stream (one Stream::step of B streams; bptt::Stream, PyTorch's module called once per step
+#   with its state carried, oneDNN's forward primitive of one step) on LSTM and GRU with L1 H32,
+#   L1 H128 and L2 H256, B = 1 and 64, 1 thread.
 # The whole sweep runs ROUNDS times and each configuration keeps its fastest median: on a shared
 # (virtual) machine the neighbours' noise only ever adds time, and one sweep's medians were seen
 # to move by 10-20% between runs.
@@ -74,6 +79,15 @@ for c in lstm gru; do
 done
 shapes="$shapes lstm_l1_t100_b64_i256_h512_o256_bi_p128"
 shapes=${SHAPES:-$shapes}
+# Streaming latency: LSTM and GRU at L1 H32, L1 H128 and L2 H256 (I = O = H), one stream and 64.
+stream_shapes=""
+for c in lstm gru; do
+  for b in 1 64; do
+    stream_shapes="$stream_shapes ${c}_l1_t100_b${b}_i32_h32_o32 ${c}_l1_t100_b${b}_i128_h128_o128"
+    stream_shapes="$stream_shapes ${c}_l2_t100_b${b}_i256_h256_o256"
+  done
+done
+stream_shapes=${STREAM_SHAPES-$stream_shapes}
 onednn_shapes=""
 for s in $shapes; do
   # The oneDNN side is mse-only, with biases and a zero initial state (the options in any place).
@@ -128,6 +142,17 @@ for threads in $threads_list; do
       esac
     done
   done
+done
+# Streaming (issue 16): one time step of B streams, 1 thread (a service's one request).
+for s in $stream_shapes; do
+  echo "$s stream threads=1 (round $round of $rounds)" >&2
+  common="--mode stream --threads 1 --min-time $min_time"
+  # shellcheck disable=SC2086
+  run bptt "$bptt" bench "$s" $common --json
+  # shellcheck disable=SC2086
+  run pytorch "$py" bench/torch_rnn.py "$s" $common
+  # shellcheck disable=SC2086
+  run onednn "$onednn" "$s" $common
 done
 done
 

@@ -5,7 +5,9 @@
 
 One row per (shape, mode, threads), in the order they first appear: ms/step of bptt, PyTorch and
 oneDNN, bptt's GFLOP/s, and the ratios PyTorch/bptt and oneDNN/bptt of the ms/step (> 1: bptt is
-faster). A line without "impl" is bptt's (`bptt bench --json`). If a configuration was run more
+faster). Stream rows (--mode stream: one step of B streams) get a table of their own in
+microseconds per step, with bptt's steps per second and the rate it reads its weights at (one
+stream's floor). A line without "impl" is bptt's (`bptt bench --json`). If a configuration was run more
 than once by an implementation (compare.sh's rounds), its fastest median counts: other load on
 the machine only ever adds time. The last column says how many runs each row had.
 """
@@ -48,16 +50,32 @@ def main():
             runs[impl] = runs.get(impl, 0) + 1
             if impl not in rows[key] or float(j["ms_per_step"]) < rows[key][impl]["ms_per_step"]:
                 rows[key][impl] = j
-    print("| shape | mode | threads | bptt ms | PyTorch ms | oneDNN ms | bptt GFLOP/s | PyTorch/bptt | oneDNN/bptt | runs |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for key in order:
+    steps = [k for k in order if k[1] != "stream"]
+    streams = [k for k in order if k[1] == "stream"]
+    if steps:
+        print("| shape | mode | threads | bptt ms | PyTorch ms | oneDNN ms | bptt GFLOP/s | PyTorch/bptt | oneDNN/bptt | runs |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for key in steps:
         r = rows[key]
         t = {i: (r[i]["ms_per_step"] if i in r else None) for i in IMPLS}
         gf = f"{r['bptt']['gflops']:.1f}" if "bptt" in r else "–"
         print(f"| {key[0]} | {key[1]} | {key[2]} | {ms(t['bptt'])} | {ms(t['pytorch'])} | {ms(t['onednn'])} "
               f"| {gf} | {ratio(t['pytorch'], t['bptt'])} | {ratio(t['onednn'], t['bptt'])} "
               f"| {max(r['runs'].values())} |")
-
+    if streams:
+        if steps:
+            print()
+        print("| shape (stream) | threads | bptt µs | PyTorch µs | oneDNN µs | bptt steps/s | bptt weights GB/s | PyTorch/bptt | oneDNN/bptt | runs |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for key in streams:
+        r = rows[key]
+        t = {i: (1000 * r[i]["ms_per_step"] if i in r else None) for i in IMPLS}
+        b = r.get("bptt", {})
+        sps = f"{1000 / b['ms_per_step']:.0f}" if b else "–"
+        gbs = f"{b['weight_gb_per_second']:.1f}" if "weight_gb_per_second" in b else "–"
+        print(f"| {key[0]} | {key[2]} | {ms(t['bptt'])} | {ms(t['pytorch'])} | {ms(t['onednn'])} "
+              f"| {sps} | {gbs} | {ratio(t['pytorch'], t['bptt'])} | {ratio(t['onednn'], t['bptt'])} "
+              f"| {max(r['runs'].values())} |")
 
 if __name__ == "__main__":
     main()

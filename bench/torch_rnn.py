@@ -2,7 +2,7 @@
 """The PyTorch side of `bptt bench` (bench/compare.sh): times the same training or inference
 step on the same shapes and prints the same JSON line per shape.
 
-    /usr/bin/python3 bench/torch_rnn.py SHAPE... [--mode train|infer] [--threads N]
+    /usr/bin/python3 bench/torch_rnn.py SHAPE... [--mode train|infer|stream] [--threads N]
         [--min-steps N] [--min-time S] [--max-steps N] [--seed S]
 
 SHAPE is CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias] (include/bptt/bench.hpp),
@@ -17,11 +17,15 @@ cross_entropy vs random classes, one-hot random symbols in), full backward (x ne
 gradient), and torch.optim.SGD(lr=1e-6) (plain p -= lr * grad), gradients set to None first.
 infer step: the forward and the readout (with its sigmoid/softmax for bce/xent, as bptt's
 forward) under torch.no_grad().
+stream step (bptt's --mode stream, bptt::Stream::step): ONE time step of the B sequences, the
+same module called on x_t [1, B, I] with the state it returned last time, then the readout,
+under torch.no_grad() (T is unused: the inputs of the random sequence are fed in turn). Timed in
+runs of consecutive steps of about 0.2 ms, reported per step, as bptt does.
 
 Threads: torch.set_num_threads(N), and OPENBLAS_NUM_THREADS=N set before torch is imported:
 Debian's torch does its matrix products in OpenBLAS (pthreads), which set_num_threads does not
-reach, so without it a "1 thread" run still has a second OpenBLAS thread (bptt calls
-openblas_set_num_threads(N)).
+reach, so without it a "1 thread" run still has a second OpenBLAS thread (bptt keeps OpenBLAS
+at one thread and splits its products over its own N threads).
 
 Timing: one warm-up step, then steps until at least --min-steps and --min-time seconds (at most
 --max-steps); the median is reported. peak_rss_mib is this process's ru_maxrss after the shape.
@@ -67,13 +71,13 @@ def parse_shape(s):
                 bi=bi, P=P, bias=bias)
 
 
-def flops(s, mode):  # matrix products only, as bptt::bench_flops
-    TB, GH = s["T"] * s["B"], GATES[s["cell"]] * s["H"]
+def flops(s, mode):  # matrix products only, as bptt::bench_flops (stream: one step)
+    TB, GH = (1 if mode == "stream" else s["T"]) * s["B"], GATES[s["cell"]] * s["H"]
     D, HO = (2 if s["bi"] else 1), (s["P"] or s["H"])
     f = 2 * TB * D * HO * s["O"]
     for k in range(s["L"]):
         f += D * 2 * TB * (GH * ((s["I"] if k == 0 else D * HO) + HO) + s["P"] * s["H"])
-    return f if mode == "infer" else 3 * f - D * 2 * TB * GH * s["I"]
+    return f if mode != "train" else 3 * f - D * 2 * TB * GH * s["I"]
 
 
 def build(s, seed):
@@ -99,18 +103,34 @@ def build(s, seed):
     return rnn, head, x, target
 
 
+def readout(head, out, loss):
+    z = head(out)
+    if loss == "xent":
+        z = torch.softmax(z, dim=-1)
+    elif loss == "bce":
+        z = torch.sigmoid(z)
+    return z
+
+
 def make_step(s, mode, rnn, head, x, target):
     O, loss = s["O"], s["loss"]
     F = torch.nn.functional
+    if mode == "stream":
+        carried = {"t": 0, "state": None}
+
+        def stream():
+            t = carried["t"]
+            with torch.no_grad():
+                out, carried["state"] = rnn(x[t:t + 1], carried["state"])
+                z = readout(head, out, loss)
+            carried["t"] = (t + 1) % s["T"]
+            return z
+        return stream
     if mode == "infer":
         def infer():
             with torch.no_grad():
                 out, _ = rnn(x)  # zero initial state
-                z = head(out)
-                if loss == "xent":
-                    z = torch.softmax(z, dim=-1)
-                elif loss == "bce":
-                    z = torch.sigmoid(z)
+                z = readout(head, out, loss)
             return z
         return infer
 
@@ -144,6 +164,27 @@ def time_steps(step, min_steps, min_time, max_steps):
     return ms
 
 
+def time_runs(step, min_steps, min_time, max_steps):
+    """Per-step times of runs of consecutive steps, each run about 0.2 ms or more."""
+    step()  # warm-up
+    run = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(run):
+            step()
+        if time.perf_counter() - t0 >= 2e-4 or run >= 1 << 20:
+            break
+        run *= 2
+    ms = []
+    start = time.perf_counter()
+    while len(ms) < max_steps and (len(ms) < min_steps or time.perf_counter() - start < min_time):
+        t0 = time.perf_counter()
+        for _ in range(run):
+            step()
+        ms.append((time.perf_counter() - t0) * 1000 / run)
+    return ms, run
+
+
 def median(v):
     v = sorted(v)
     n = len(v)
@@ -153,7 +194,7 @@ def median(v):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("shapes", nargs="+")
-    p.add_argument("--mode", choices=["train", "infer"], default="train")
+    p.add_argument("--mode", choices=["train", "infer", "stream"], default="train")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--min-steps", type=int, default=5)
     p.add_argument("--min-time", type=float, default=1.0)
@@ -169,16 +210,27 @@ def main():
     torch.set_num_threads(a.threads)
     for s in shapes:
         rnn, head, x, target = build(s, a.seed)
-        ms = time_steps(make_step(s, a.mode, rnn, head, x, target), a.min_steps, a.min_time, a.max_steps)
+        step = make_step(s, a.mode, rnn, head, x, target)
+        if a.mode == "stream":
+            ms, run = time_runs(step, a.min_steps, a.min_time, a.max_steps)
+        else:
+            ms, run = time_steps(step, a.min_steps, a.min_time, a.max_steps), 1
         med = median(ms)
         f = flops(s, a.mode)
-        print(json.dumps({
+        tokens = (1 if a.mode == "stream" else s["T"]) * s["B"]
+        line = {
             "impl": "pytorch", "shape": s["name"], "mode": a.mode, "threads": a.threads,
-            "dtype": "f32", "steps": len(ms), "ms_per_step": med, "ms_min": min(ms), "ms_max": max(ms),
-            "tokens_per_second": s["T"] * s["B"] / (med / 1000), "gflop_per_step": f / 1e9,
+            "dtype": "f32", "steps": len(ms) * run, "ms_per_step": med, "ms_min": min(ms),
+            "ms_max": max(ms), "tokens_per_second": tokens / (med / 1000), "gflop_per_step": f / 1e9,
             "gflops": f / (med * 1e6),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "torch": torch.__version__}), flush=True)
+            "torch": torch.__version__}
+        if a.mode == "stream":
+            weights = 4 * sum(p.numel() for p in list(rnn.parameters()) + list(head.parameters()))
+            line.update({"streams": s["B"], "us_per_step": med * 1000,
+                         "steps_per_second": 1000 / med, "weight_bytes": weights,
+                         "weight_gb_per_second": weights / (med * 1e6)})
+        print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

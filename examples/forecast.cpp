@@ -9,10 +9,7 @@
 // trend that leaves the training range (airline passengers) still gives familiar inputs.
 // The last third is held out; the test RMSE (in the series' units) is printed beside the
 // persistence forecast ŷ_t = y_{t−1}.
-#include <bptt/data.hpp>
-#include <bptt/error.hpp>
-#include <bptt/optim.hpp>
-#include <bptt/unroll.hpp>
+#include <bptt/bptt.hpp>  // the whole library (docs/api.md)
 
 #include <cmath>
 #include <cstdio>

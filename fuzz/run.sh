@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds the libFuzzer targets (preset `fuzz`: clang, ASan + UBSan) and runs each for SECONDS
 # (default 60), one after another, one process each. Usage: fuzz/run.sh [SECONDS] [NAME...]
-# with NAME among model data snapshot csv ts text cli (default: all).
+# with NAME among model data snapshot csv ts text stream cli (default: all).
 # Each fuzzer starts from the committed seeds (fuzz/corpus/NAME) plus what earlier runs found
 # (build-fuzz/corpus/NAME, not committed); crashes are written to build-fuzz/artifacts/NAME/.
 # Prints one line per fuzzer (time, executions, coverage) and exits 1 when any fuzzer failed.
@@ -11,7 +11,7 @@ set -eu
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
-names=${*:-model data snapshot csv ts text cli}
+names=${*:-model data snapshot csv ts text stream cli}
 cmake --preset fuzz >/dev/null
 targets=""
 for n in $names; do targets="$targets fuzz_$n"; done

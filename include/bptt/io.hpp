@@ -13,12 +13,6 @@
 
 namespace bptt {
 
-// Removes the "<path>.tmp-<pid>" files that writers of `path` killed mid-write left behind (a
-// SIGKILL or a power cut gives them no chance to clean up): only those whose process no longer
-// runs, since a live one may still be writing. Best effort: errors are ignored. Every atomic
-// writer (safetensors files, plot's and diagnose's outputs) calls it after its own rename.
-void remove_stale_temporaries(const std::string& path);
-
 // The model's configuration from a file's __metadata__ (cell, nonlinearity, input_size,
 // hidden_size, num_layers, output_size, output_activation), checked against its tensors.
 ModelConfig read_model_config(const safetensors::File& file);

@@ -31,6 +31,13 @@ class Workspace {
   // with_dropout reserves the buffers for dropout between layers (see Dropout below).
   // A workspace sized for T steps also serves batches of fewer steps (batch.T <= T()).
   Workspace(const ModelConfig& cfg, int T, int B, bool with_dropout = false);
+  // Movable, not copyable: the pointers below point into one buffer of its own, which a move
+  // hands over and a copy would share.
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+  Workspace(Workspace&&) noexcept = default;
+  Workspace& operator=(Workspace&&) noexcept = default;
+  ~Workspace() = default;
   // The bytes a Workspace(cfg, T, B, with_dropout) holds, without allocating them.
   static std::size_t bytes_for(const ModelConfig& cfg, int T, int B, bool with_dropout = false);
   int T() const { return T_; }

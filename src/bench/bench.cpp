@@ -1,4 +1,4 @@
-#include "bptt/bench.hpp"
+#include "bench/bench.hpp"
 
 #include <fmt/core.h>
 #include "bptt/methods.hpp"
@@ -16,6 +16,7 @@
 #include "bptt/error.hpp"
 #include "bptt/limits.hpp"
 #include "bptt/optim.hpp"
+#include "bptt/stream.hpp"
 #include "bptt/unroll.hpp"
 #include "kernels/gemm.hpp"
 
@@ -197,25 +198,89 @@ BenchShape parse_bench_shape(const std::string& text) {
 BenchMode parse_bench_mode(const std::string& s, const std::string& where) {
   if (s == "train") return BenchMode::train;
   if (s == "infer") return BenchMode::infer;
-  throw Error(where, "'" + s + "' is not a mode", "use train or infer");
+  if (s == "stream") return BenchMode::stream;
+  throw Error(where, "'" + s + "' is not a mode", "use train, infer or stream");
 }
 
-const char* to_string(BenchMode m) { return m == BenchMode::train ? "train" : "infer"; }
+const char* to_string(BenchMode m) {
+  switch (m) {
+    case BenchMode::train: return "train";
+    case BenchMode::infer: return "infer";
+    case BenchMode::stream: return "stream";
+  }
+  return "?";
+}
 
 double bench_flops(const BenchShape& s, BenchMode mode) {
   const ModelConfig& c = s.cfg;
-  const double TB = double(s.T) * s.B, GH = double(c.gates()) * c.hidden_size,
+  const double TB = double(mode == BenchMode::stream ? 1 : s.T) * s.B,
+               GH = double(c.gates()) * c.hidden_size,
                D = c.directions(), HO = c.state_size();
   double f = 2 * TB * c.output_width() * c.output_size;
   for (int k = 0; k < c.num_layers; ++k)
     f += D * 2 * TB * (GH * (c.layer_input_size(k) + HO) + double(c.proj_size) * c.hidden_size);
-  return mode == BenchMode::infer ? f : 3 * f - D * 2 * TB * GH * c.input_size;
+  return mode != BenchMode::train ? f : 3 * f - D * 2 * TB * GH * c.input_size;
 }
+
+namespace {
+
+// The weights and biases a forward step reads: every parameter but a learned initial state.
+std::size_t weight_bytes(const ModelConfig& cfg, std::size_t real_size) {
+  std::size_t n = 0;
+  for (const ParamInfo& p : param_layout(cfg))
+    if (p.name.rfind("init.", 0) != 0) n += p.size;
+  return n * real_size;
+}
+
+// One Stream::step of s.B streams, timed in runs of consecutive steps (a step can take less
+// than a microsecond, below what one clock reading resolves well), reported per step.
+template <class Real>
+BenchResult run_stream_bench(const BenchShape& s, const BenchOptions& o, const Model<Real>& model) {
+  if (o.gemm_bound)
+    throw Error("--gemm-bound", "is for --mode train and infer", "leave it out with --mode stream");
+  Stream<Real> stream(model, s.B, o.threads);
+  const Batch<Real> batch = random_batch<Real>(s, o.seed + 1);
+  const std::size_t in = std::size_t(s.B) * s.cfg.input_size;
+  std::vector<Real> y(std::size_t(s.B) * s.cfg.output_size);
+  int t = 0;
+  const auto one = [&] {
+    stream.step(batch.x.data() + std::size_t(t) * in, y.data());
+    t = (t + 1) % s.T;  // the inputs of the random sequence in turn
+  };
+  // Steps per timed run: enough for about 0.2 ms.
+  one();
+  int run = 1;
+  for (;;) {
+    const auto t0 = Clock::now();
+    for (int i = 0; i < run; ++i) one();
+    if (ms_since(t0) >= 0.2 || run >= (1 << 20)) break;
+    run *= 2;
+  }
+  std::vector<double> ms;
+  const auto start = Clock::now();
+  while (int(ms.size()) < o.max_steps &&
+         (int(ms.size()) < o.min_steps || ms_since(start) < 1000 * o.min_seconds)) {
+    const auto t0 = Clock::now();
+    for (int i = 0; i < run; ++i) one();
+    ms.push_back(ms_since(t0) / run);
+  }
+  BenchResult r;
+  r.steps = int(ms.size()) * run;
+  r.ms_median = median(ms);
+  r.ms_min = *std::min_element(ms.begin(), ms.end());
+  r.ms_max = *std::max_element(ms.begin(), ms.end());
+  r.workspace_bytes = sizeof(Real) * model.params.size();
+  r.weight_bytes = weight_bytes(s.cfg, sizeof(Real));
+  return r;
+}
+
+}  // namespace
 
 template <class Real>
 BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
   Model<Real> model(s.cfg);
   model.init_uniform(o.seed);
+  if (o.mode == BenchMode::stream) return run_stream_bench(s, o, model);
   {  // the batch (x, y) and, when not recomputing, the workspace: refused before allocating
     const ModelConfig& c = s.cfg;
     const double TB = double(s.T) * s.B;
@@ -243,6 +308,7 @@ BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
   Optimizer<Real> opt(sgd, train ? model.params.size() : 0);
 
   BenchResult r;
+  r.weight_bytes = weight_bytes(s.cfg, sizeof(Real));
   r.workspace_bytes = (ws ? ws->bytes() : recompute->bytes()) + sizeof(Real) * model.params.size() *
                                        (train ? 2 : 1);
   auto step = [&] {

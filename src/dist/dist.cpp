@@ -1,6 +1,6 @@
 // The MPI side of data-parallel training (include/bptt/dist.hpp). Compiled with MPI when the
 // build found it (BPTT_WITH_MPI); otherwise a world of one process.
-#include "bptt/dist.hpp"
+#include "dist/dist.hpp"
 
 #include <cstdlib>
 #include <cstring>

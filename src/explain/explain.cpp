@@ -1,6 +1,6 @@
 // The scalar network of include/bptt/explain.hpp: forward pass, backward recursion (t = T..1)
 // and the finite-difference check, side by side.
-#include "bptt/explain.hpp"
+#include "explain/explain.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -19,6 +19,7 @@
 
 #include "bptt/error.hpp"
 #include "bptt/io.hpp"
+#include "io/temp_files.hpp"
 
 namespace bptt::safetensors {
 

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <string>
 
-#include "bptt/io.hpp"
+#include "io/temp_files.hpp"
 
 namespace bptt {
 

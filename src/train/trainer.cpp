@@ -2,7 +2,7 @@
 #include <cmath>
 #include <fmt/core.h>
 
-#include "bptt/dist.hpp"
+#include "dist/dist.hpp"
 #include "bptt/error.hpp"
 #include "bptt/io.hpp"
 #include "bptt/train.hpp"

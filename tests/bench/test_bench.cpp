@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "bptt/bench.hpp"
+#include "bench/bench.hpp"
 #include "bptt/error.hpp"
 #include "cli/cli_util.hpp"
 

@@ -92,9 +92,11 @@ inline void expect_no_sanitizer_report(const std::string& err, const std::string
                 << "\n  stderr (first 8000 bytes): [" << err.substr(0, 8000) << "]";
 }
 
-// Runs `bptt args...` with stdin from /dev/null and stdout/stderr into files in `capture_dir`.
-// The environment is ours, plus OPENBLAS_NUM_THREADS=1 unless it is set already.
-inline RunResult run_cli(const std::vector<std::string>& args, const fs::path& capture_dir) {
+// Runs `bptt args...` with stdin from `stdin_path` (/dev/null by default) and stdout/stderr into
+// files in `capture_dir`. The environment is ours, plus OPENBLAS_NUM_THREADS=1 unless it is set
+// already.
+inline RunResult run_cli(const std::vector<std::string>& args, const fs::path& capture_dir,
+                         const std::string& stdin_path = "/dev/null") {
   RunResult r;
   r.command = "bptt";
   for (const std::string& a : args) r.command += " '" + a + "'";
@@ -120,7 +122,7 @@ inline RunResult run_cli(const std::vector<std::string>& args, const fs::path& c
 
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 0, stdin_path.c_str(), O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                    0644);
   posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,

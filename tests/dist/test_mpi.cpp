@@ -23,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-#include "bptt/dist.hpp"
+#include "dist/dist.hpp"
 #include "bptt/safetensors.hpp"
 #include "cli/cli_util.hpp"
 #include "support/compare.hpp"

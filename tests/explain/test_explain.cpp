@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "bptt/error.hpp"
-#include "bptt/explain.hpp"
+#include "explain/explain.hpp"
 #include "bptt/types.hpp"
 
 #ifdef BPTT_CLI_PATH

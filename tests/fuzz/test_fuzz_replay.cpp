@@ -30,6 +30,9 @@
 #define LLVMFuzzerTestOneInput fuzz_text
 #include "../../fuzz/fuzz_text.cpp"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_stream
+#include "../../fuzz/fuzz_stream.cpp"
+#undef LLVMFuzzerTestOneInput
 
 namespace {
 
@@ -64,7 +67,8 @@ TEST_P(FuzzReplay, SeedsAndRegressionsPass) {
 INSTANTIATE_TEST_SUITE_P(Fuzz, FuzzReplay,
                          ::testing::Values(Case{"model", fuzz_model}, Case{"data", fuzz_data},
                                            Case{"snapshot", fuzz_snapshot}, Case{"csv", fuzz_csv},
-                                           Case{"ts", fuzz_ts}, Case{"text", fuzz_text}),
+                                           Case{"ts", fuzz_ts}, Case{"text", fuzz_text},
+                                           Case{"stream", fuzz_stream}),
                          [](const auto& p) { return std::string(p.param.name); });
 
 }  // namespace

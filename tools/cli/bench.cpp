@@ -4,7 +4,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "bptt/bench.hpp"
+#include "bench/bench.hpp"
 #include "bptt/error.hpp"
 #include "common.hpp"
 #include "verbs.hpp"
@@ -25,9 +25,12 @@ template <class Real>
 void run_one(const BenchCliOptions& o, const BenchShape& s) {
   BenchOptions ro = o.run;
   ro.mode = parse_bench_mode(o.mode, "--mode");
+  ro.threads = o.threads;
   const BenchResult r = run_bench<Real>(s, ro);
   const double flops = bench_flops(s, ro.mode);
-  const double tokens = double(s.T) * s.B;
+  const bool stream = ro.mode == BenchMode::stream;
+  const double tokens = double(stream ? 1 : s.T) * s.B;  // per step
+  const double weight_gbs = double(r.weight_bytes) / (r.ms_median * 1e6);
   const double gflops = flops / (r.ms_median * 1e6);
   if (o.json) {
     nlohmann::json j;
@@ -46,12 +49,24 @@ void run_one(const BenchCliOptions& o, const BenchShape& s) {
     j["peak_rss_mib"] = peak_rss_mib();
     j["workspace_mib"] = double(r.workspace_bytes) / (1 << 20);
     if (ro.recompute > 0) j["recompute"] = ro.recompute;
+    if (stream) {
+      j["streams"] = s.B;
+      j["us_per_step"] = r.ms_median * 1000;
+      j["steps_per_second"] = 1000 / r.ms_median;
+      j["weight_bytes"] = r.weight_bytes;
+      j["weight_gb_per_second"] = weight_gbs;
+    }
     if (ro.gemm_bound) {
       j["gemm_ms"] = r.gemm_ms;
       j["gemm_gflops"] = flops / (r.gemm_ms * 1e6);
       j["fraction_of_gemm"] = r.gemm_ms / r.ms_median;
     }
     fmt::print("{}\n", j.dump());
+  } else if (stream) {
+    fmt::print("{:<40} stream {:>2}t {:>10.3f} us/step {:>12.0f} steps/s ({} streams) {:>8.1f} GFLOP/s "
+               "{:>7.1f} GB/s of weights ({:.0f} KiB)\n",
+               s.name, o.threads, r.ms_median * 1000, 1000 / r.ms_median, s.B, gflops, weight_gbs,
+               double(r.weight_bytes) / 1024);
   } else {
     fmt::print("{:<40} {:>5} {:>2}t {:>10.3f} ms/step {:>12.0f} tok/s {:>8.1f} GFLOP/s {:>8.1f} MiB peak",
                s.name, o.mode, o.threads, r.ms_median, tokens / (r.ms_median / 1000), gflops,
@@ -71,13 +86,14 @@ void add_bench(CLI::App& app, Runner& run) {
   CLI::App* cmd = app.add_subcommand(
       "bench",
       "Time training (forward, loss, full backward, SGD update) or inference steps on random\n"
-      "data for each SHAPE, written CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias][_learn],\n"
+      "data, or one streaming step (--mode stream: Stream::step of B streams, T unused), for each SHAPE, written CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias][_learn],\n"
       "e.g. lstm_l2_t100_b32_i65_h256_o65_xent or lstm_l1_t100_b64_i256_h512_o256_bi_p128 (the\n"
       "suffixes: bidirectional, an LSTM projection of P, no biases, a learned initial state).\n"
       "Prints the median time per step, tokens per second,\n"
       "GFLOP/s (matrix products only; docs/benchmarks.md) and the process's peak memory.");
   cmd->add_option("shapes", o->shapes, "Shapes to run, one after the other")->required();
-  cmd->add_option("--mode", o->mode, "train or infer")->check(CLI::IsMember({"train", "infer"}));
+  cmd->add_option("--mode", o->mode, "train, infer or stream (one step of B streams: latency)")
+      ->check(CLI::IsMember({"train", "infer", "stream"}));
   cmd->add_option("--threads", o->threads, "Threads the kernels may use")->check(CLI::Range(1, 1024));
   cmd->add_option("--dtype", o->dtype, "f32 (default) or f64")->check(CLI::IsMember({"f32", "f64"}));
   cmd->add_option("--min-steps", o->run.min_steps, "Time at least this many steps (default 5)")

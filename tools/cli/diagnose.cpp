@@ -30,6 +30,7 @@
 #include "bptt/diagnose.hpp"
 #include "bptt/error.hpp"
 #include "bptt/io.hpp"
+#include "io/temp_files.hpp"
 #include "common.hpp"
 #include "gnuplot.hpp"
 #include "verbs.hpp"

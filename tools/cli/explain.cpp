@@ -14,7 +14,7 @@
 
 #include "bptt/data.hpp"
 #include "bptt/error.hpp"
-#include "bptt/explain.hpp"
+#include "explain/explain.hpp"
 #include "bptt/types.hpp"
 #include "verbs.hpp"
 

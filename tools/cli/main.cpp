@@ -10,7 +10,7 @@
 #include <string>
 
 #include "bptt/cpu.hpp"
-#include "bptt/dist.hpp"
+#include "dist/dist.hpp"
 #include "bptt/error.hpp"
 #include "verbs.hpp"
 

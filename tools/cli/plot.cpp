@@ -26,6 +26,7 @@
 #include "bptt/data.hpp"
 #include "bptt/error.hpp"
 #include "bptt/io.hpp"
+#include "io/temp_files.hpp"
 #include "gnuplot.hpp"
 #include "verbs.hpp"
 

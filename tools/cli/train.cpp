@@ -10,7 +10,7 @@
 #include <fstream>
 #include <memory>
 
-#include "bptt/dist.hpp"
+#include "dist/dist.hpp"
 #include "bptt/error.hpp"
 #include "bptt/io.hpp"
 #include "common.hpp"

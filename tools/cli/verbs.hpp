@@ -20,12 +20,14 @@ void add_sample(CLI::App& app, Runner& run);
 void add_plot(CLI::App& app, Runner& run);
 void add_bench(CLI::App& app, Runner& run);
 void add_diagnose(CLI::App& app, Runner& run);
+void add_stream(CLI::App& app, Runner& run);
 
 // Every verb, in the order --help lists them; main() and the CLI fuzzer both build the command
 // from this one list.
 inline void add_verbs(CLI::App& app, Runner& run) {
   add_grad(app, run);
   add_predict(app, run);
+  add_stream(app, run);
   add_explain(app, run);
   add_train(app, run);
   add_eval(app, run);

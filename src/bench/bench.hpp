@@ -33,11 +33,13 @@ struct BenchShape {
 // Throws bptt::Error naming the shape and the part that is wrong.
 BenchShape parse_bench_shape(const std::string& s);
 
-enum class BenchMode { train, infer };
+// train and infer time a whole sequence of T steps; stream times one Stream::step of B streams
+// (include/bptt/stream.hpp): the latency of one time step, T unused.
+enum class BenchMode { train, infer, stream };
 BenchMode parse_bench_mode(const std::string& s, const std::string& where);
 const char* to_string(BenchMode m);
 
-// Matrix-product FLOPs of one step (formula above).
+// Matrix-product FLOPs of one step (formula above; stream: the forward formula for T = 1).
 double bench_flops(const BenchShape& s, BenchMode mode);
 
 struct BenchResult {
@@ -45,6 +47,9 @@ struct BenchResult {
   double ms_median = 0, ms_min = 0, ms_max = 0;
   double gemm_ms = 0;            // median time of the step's matrix products alone (0: not run)
   std::size_t workspace_bytes = 0;  // workspace + parameters (+ gradients when training)
+  std::size_t weight_bytes = 0;  // the weights and biases a forward step reads (the recurrent
+                                 // layers' and the head's): one stream's step is matrix-vector
+                                 // products, and reading them is its floor
 };
 
 struct BenchOptions {
@@ -54,13 +59,15 @@ struct BenchOptions {
   int max_steps = 1000;
   bool gemm_bound = false;   // also time the same matrix products alone (the GEMM bound)
   int recompute = 0;         // train: > 0 runs recompute BPTT with states kept every K steps
+  int threads = 1;           // stream: the Stream's own thread count
   std::uint64_t seed = 1;
 };
 
 // Builds a model (PyTorch's initialization) and a random batch for the shape and times steps:
 // train = forward over the whole sequence, the loss, full backward (recompute:K when
 // o.recompute > 0) and an SGD update;
-// infer = forward and the readout.
+// infer = forward and the readout; stream = one Stream::step of B streams (timed in runs of
+// consecutive steps of about 0.2 ms each, reported per step).
 template <class Real>
 BenchResult run_bench(const BenchShape& s, const BenchOptions& o);
 

@@ -1,0 +1,290 @@
+// Streaming inference (include/bptt/stream.hpp): one time step of N sequences per call. The same
+// cells and packed kernels as the unroller (src/unroll/full.cpp), without a time axis: per layer
+// the step's pre-activations b + x_t·W_ihᵀ + h_{t-1}·W_hhᵀ in one pass of the packed pair kernel
+// (the GRU, whose n gate needs W_in·x and W_hn·h apart, in two), the cell, the projection, then
+// the head. The weights are packed once, at construction, into buffers sized for every CPU
+// level's panels, so a change of level repacks them in place without allocating.
+#include "bptt/stream.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bptt/cpu.hpp"
+#include "bptt/error.hpp"
+#include "bptt/loss.hpp"
+#include "bptt/methods.hpp"
+#include "cells/cell.hpp"
+#include "kernels/step_gemm.hpp"
+
+namespace bptt {
+
+namespace {
+
+// Streams per part of the step's rows below which one more thread costs more than it saves
+// (as the unroller's row parts).
+constexpr int kMinStreamsPerPart = 8;
+
+template <class Real>
+struct PackedLayer {
+  int in = 0;                         // input width
+  std::vector<Real> ih, hh, hr;       // packed W_ihᵀ [in, G·H], W_hhᵀ [H_out, G·H], W_hrᵀ [H, P]
+  std::vector<Real> bias;             // [G·H] the bias added at every step (b_ih folded in)
+  std::vector<Real> bias_n;           // [H] GRU: b_in, kept outside r ⊙ (·); else empty
+};
+
+}  // namespace
+
+template <class Real>
+struct Stream<Real>::Impl {
+  Model<Real> model;  // the snapshot the packed weights come from
+  int N = 0, threads = 1;
+  CpuLevel packed_level{};
+  std::vector<PackedLayer<Real>> layers;
+  std::vector<Real> head;                 // packed W_oᵀ [H_out, O]
+  const Real* b_o = nullptr;              // the head's bias, in model.params
+  std::vector<Real> init_h, init_c;       // [L, H_out], [L, H]: zero or the learned state
+  std::vector<Real> h, c, h_next, c_next; // [L, N, H_out], [L, N, H] (c: LSTM only)
+  std::vector<Real> gates, gh, aux, m, zeros, z;
+  std::vector<std::uint8_t> valid;        // [N] all 1: every stream is inside its sequence
+
+  const ModelConfig& cfg() const { return model.cfg; }
+
+  // Packs every weight for the kernels of the active CPU level (no allocation after the first).
+  void pack() {
+    const ModelConfig& mc = cfg();
+    const int H = mc.hidden_size, HO = mc.state_size(), GH = mc.gates() * H, P = mc.proj_size;
+    const auto V = model.views();
+    for (int k = 0; k < mc.num_layers; ++k) {
+      PackedLayer<Real>& q = layers[std::size_t(k)];
+      const auto& p = V.layers[std::size_t(k)];
+      kernels::pack_panels(true, GH, q.in, p.w_ih, q.in, q.ih.data());
+      kernels::pack_panels(true, GH, HO, p.w_hh, HO, q.hh.data());
+      if (P) kernels::pack_panels(true, P, H, p.w_hr, H, q.hr.data());
+    }
+    kernels::pack_panels(true, mc.output_size, HO, V.w_o, HO, head.data());
+    packed_level = cpu_level();
+  }
+
+  // Rows [r0, r1) of the step: every layer, then the head.
+  void rows(int r0, int r1, const Real* x, Real* y) {
+    const ModelConfig& mc = cfg();
+    const int H = mc.hidden_size, HO = mc.state_size(), GH = mc.gates() * H, P = mc.proj_size,
+              O = mc.output_size, n = r1 - r0, N_ = N;
+    const bool gru = mc.cell == CellKind::gru;
+    const std::size_t b0 = std::size_t(r0);
+    for (int k = 0; k < mc.num_layers; ++k) {
+      const PackedLayer<Real>& q = layers[std::size_t(k)];
+      const std::size_t lo = std::size_t(k) * N_;  // layer k's first row of h, c
+      const Real* in = k == 0 ? x : h_next.data() + (lo - std::size_t(N_)) * HO;
+      const Real* a = in + b0 * q.in;
+      const Real* h_prev = h.data() + (lo + b0) * HO;
+      cells::CellStep<Real> s;
+      s.B = n;
+      s.H = H;
+      s.valid = valid.data() + b0;
+      s.gates = gates.data() + b0 * GH;
+      if (gru) {  // gates = x·W_ihᵀ (b_in to the cell); gh = b + h·W_hhᵀ
+        kernels::gemm_packed(n, GH, q.in, a, q.in, q.ih.data(), zeros.data(), s.gates, GH);
+        s.gh = gh.data() + b0 * GH;
+        kernels::gemm_packed(n, GH, HO, h_prev, HO, q.hh.data(), q.bias.data(), s.gh, GH);
+        s.bias_n = q.bias_n.empty() ? nullptr : q.bias_n.data();
+        s.aux = aux.data() + b0 * H;
+      } else {  // gates = b + x·W_ihᵀ + h·W_hhᵀ in one pass
+        kernels::gemm_packed_pair(n, GH, q.in, a, q.in, q.ih.data(), HO, h_prev, HO, q.hh.data(),
+                                  q.bias.data(), s.gates, GH);
+        s.gh = nullptr;
+      }
+      Real* h_out = h_next.data() + (lo + b0) * HO;
+      if (P) {  // the cell's h is m = o ⊙ tanh(c); h = m·W_hrᵀ below
+        s.h_prev = zeros.data();
+        s.h = m.data() + b0 * H;
+      } else {
+        s.h_prev = h_prev;
+        s.h = h_out;
+      }
+      if (mc.cell == CellKind::lstm) {
+        s.c_prev = c.data() + (std::size_t(k) * N_ + b0) * H;
+        s.c = c_next.data() + (std::size_t(k) * N_ + b0) * H;
+      }
+      cells::cell_forward(mc.cell, mc.nonlinearity, s);
+      if (P) kernels::gemm_packed(n, P, H, s.h, H, q.hr.data(), zeros.data(), h_out, P);
+    }
+    const Real* top = h_next.data() + (std::size_t(mc.num_layers - 1) * N_ + b0) * HO;
+    Real* zr = z.data() + b0 * O;
+    kernels::gemm_packed(n, O, HO, top, HO, head.data(), b_o, zr, O);
+    apply_output_activation(mc.output_activation, n, O, zr, y + b0 * O);
+  }
+
+  void reset_rows(int n0, int n1) {
+    const ModelConfig& mc = cfg();
+    const int HO = mc.state_size(), H = mc.hidden_size;
+    for (int k = 0; k < mc.num_layers; ++k)
+      for (int n = n0; n < n1; ++n) {
+        const std::size_t row = std::size_t(k) * N + std::size_t(n);
+        std::copy(init_h.begin() + std::ptrdiff_t(k) * HO, init_h.begin() + std::ptrdiff_t(k + 1) * HO,
+                  h.begin() + std::ptrdiff_t(row) * HO);
+        if (!c.empty())
+          std::copy(init_c.begin() + std::ptrdiff_t(k) * H, init_c.begin() + std::ptrdiff_t(k + 1) * H,
+                    c.begin() + std::ptrdiff_t(row) * H);
+      }
+  }
+};
+
+template <class Real>
+Stream<Real>::Stream(const Model<Real>& model, int streams, int threads) : impl_(new Impl) {
+  const ModelConfig& cfg = model.cfg;
+  require_options(cfg, {.causal = true}, "stream", "streaming (one step at a time)");
+  if (streams < 1)
+    throw Error("stream", "streams = " + std::to_string(streams), "at least one stream");
+  if (threads < 1)
+    throw Error("stream", "threads = " + std::to_string(threads), "at least one thread");
+  if (model.params.size() != param_count(cfg))
+    throw Error("stream", "the model has " + std::to_string(model.params.size()) +
+                              " parameters but its configuration needs " +
+                              std::to_string(param_count(cfg)),
+                "construct the Model from its ModelConfig (or load_model)");
+  Impl& s = *impl_;
+  s.model = model;
+  s.N = streams;
+  s.threads = threads;
+  const int L = cfg.num_layers, H = cfg.hidden_size, HO = cfg.state_size(),
+            GH = cfg.gates() * H, P = cfg.proj_size, O = cfg.output_size;
+  const bool gru = cfg.cell == CellKind::gru, lstm = cfg.cell == CellKind::lstm;
+  const auto V = s.model.views();
+  s.layers.resize(std::size_t(L));
+  for (int k = 0; k < L; ++k) {
+    PackedLayer<Real>& q = s.layers[std::size_t(k)];
+    const auto& p = V.layers[std::size_t(k)];
+    q.in = cfg.layer_input_size(k);
+    q.ih.resize(kernels::packed_size<Real>(GH, q.in));
+    q.hh.resize(kernels::packed_size<Real>(GH, HO));
+    if (P) q.hr.resize(kernels::packed_size<Real>(P, H));
+    // As the unroller: b_ih joins b_hh where the cell adds the two products (Elman, LSTM, the
+    // GRU's r and z); the GRU's b_in stays apart.
+    q.bias.assign(std::size_t(GH), Real(0));
+    if (cfg.bias) {
+      const int folded = gru ? 2 * H : GH;
+      for (int j = 0; j < GH; ++j) q.bias[std::size_t(j)] = p.b_hh[j] + (j < folded ? p.b_ih[j] : Real(0));
+      if (gru) q.bias_n.assign(p.b_ih + 2 * H, p.b_ih + 3 * H);
+    }
+  }
+  s.head.resize(kernels::packed_size<Real>(O, HO));
+  s.b_o = V.b_o;
+  s.pack();
+  s.init_h.assign(std::size_t(L) * HO, Real(0));
+  if (V.h0) std::copy(V.h0, V.h0 + std::size_t(L) * HO, s.init_h.begin());
+  if (lstm) {
+    s.init_c.assign(std::size_t(L) * H, Real(0));
+    if (V.c0) std::copy(V.c0, V.c0 + std::size_t(L) * H, s.init_c.begin());
+  }
+  const std::size_t N = std::size_t(streams);
+  s.h.assign(std::size_t(L) * N * HO, Real(0));
+  s.h_next.assign(s.h.size(), Real(0));
+  if (lstm) {
+    s.c.assign(std::size_t(L) * N * H, Real(0));
+    s.c_next.assign(s.c.size(), Real(0));
+  }
+  s.gates.assign(N * GH, Real(0));
+  if (gru) {
+    s.gh.assign(N * GH, Real(0));
+    s.aux.assign(N * H, Real(0));
+  }
+  if (P) s.m.assign(N * H, Real(0));
+  // Zeros: the zero bias of the assigning products (G·H or P wide) and a projected LSTM's h_prev.
+  s.zeros.assign(std::max(std::size_t(GH), N * H), Real(0));
+  s.z.assign(N * O, Real(0));
+  s.valid.assign(N, std::uint8_t(1));
+  s.reset_rows(0, streams);
+}
+
+template <class Real>
+Stream<Real>::~Stream() = default;
+template <class Real>
+Stream<Real>::Stream(Stream&&) noexcept = default;
+template <class Real>
+Stream<Real>& Stream<Real>::operator=(Stream&&) noexcept = default;
+
+template <class Real>
+void Stream<Real>::step(const Real* x, Real* y) {
+  Impl& s = *impl_;
+  if (s.packed_level != cpu_level()) s.pack();  // the buffers fit every level's panels
+  const int parts = std::max(1, std::min(s.threads, s.N / kMinStreamsPerPart));
+  if (parts == 1) {
+    s.rows(0, s.N, x, y);
+  } else {
+#pragma omp parallel num_threads(parts)
+    for (int p = omp_get_thread_num(); p < parts; p += omp_get_num_threads())
+      s.rows(s.N * p / parts, s.N * (p + 1) / parts, x, y);
+  }
+  std::swap(s.h, s.h_next);
+  std::swap(s.c, s.c_next);
+}
+
+template <class Real>
+void Stream<Real>::step(std::span<const Real> x, std::span<Real> y) {
+  const ModelConfig& c = impl_->cfg();
+  const std::size_t N = std::size_t(impl_->N);
+  if (x.size() != N * std::size_t(c.input_size))
+    throw Error("stream: x", "has " + std::to_string(x.size()) + " values, not N·I = " +
+                                 std::to_string(N) + "·" + std::to_string(c.input_size));
+  if (y.size() != N * std::size_t(c.output_size))
+    throw Error("stream: y", "has room for " + std::to_string(y.size()) + " values, not N·O = " +
+                                 std::to_string(N) + "·" + std::to_string(c.output_size));
+  step(x.data(), y.data());
+}
+
+template <class Real>
+void Stream<Real>::reset() {
+  impl_->reset_rows(0, impl_->N);
+}
+
+template <class Real>
+void Stream<Real>::reset(int n) {
+  if (n < 0 || n >= impl_->N)
+    throw Error("stream: reset", "stream " + std::to_string(n) + " of " + std::to_string(impl_->N),
+                "streams are numbered 0..N-1");
+  impl_->reset_rows(n, n + 1);
+}
+
+template <class Real>
+std::span<Real> Stream<Real>::h() {
+  return impl_->h;
+}
+template <class Real>
+std::span<const Real> Stream<Real>::h() const {
+  return impl_->h;
+}
+template <class Real>
+std::span<Real> Stream<Real>::c() {
+  return impl_->c;
+}
+template <class Real>
+std::span<const Real> Stream<Real>::c() const {
+  return impl_->c;
+}
+template <class Real>
+std::span<const Real> Stream<Real>::logits() const {
+  return impl_->z;
+}
+template <class Real>
+int Stream<Real>::streams() const {
+  return impl_->N;
+}
+template <class Real>
+int Stream<Real>::threads() const {
+  return impl_->threads;
+}
+template <class Real>
+const ModelConfig& Stream<Real>::config() const {
+  return impl_->cfg();
+}
+
+template class Stream<float>;
+template class Stream<double>;
+
+}  // namespace bptt
