@@ -8,6 +8,7 @@
 #include "bptt/error.hpp"
 #include "bptt/loss.hpp"
 #include "bptt/methods.hpp"
+#include "bptt/stream.hpp"
 #include "bptt/tasks.hpp"
 
 namespace bptt {
@@ -104,21 +105,18 @@ void sample_text(const Model<Real>& model, const data::Vocab& vocab, const Sampl
   }
   if (!opt.prime.empty()) emit(opt.prime);
 
-  Workspace<Real> ws(c, 1, 1);
-  Batch<Real> batch;
-  batch.T = 1;
-  batch.B = 1;
-  batch.x.assign(std::size_t(V), Real(0));
+  // One step per symbol through a Stream: the weights are packed once for the whole sample.
+  Stream<Real> stream(model, 1);
+  std::vector<Real> x(static_cast<std::size_t>(V), Real(0)), y(static_cast<std::size_t>(V));
   std::mt19937_64 rng(opt.seed);
   auto feed = [&](int id) {
-    std::fill(batch.x.begin(), batch.x.end(), Real(0));
-    batch.x[std::size_t(id)] = Real(1);
-    forward(model, batch, ws);
-    ws.state_at(1, batch.h0, batch.c0);
+    std::fill(x.begin(), x.end(), Real(0));
+    x[std::size_t(id)] = Real(1);
+    stream.step(x.data(), y.data());
   };
   for (int id : ids) feed(id);
   for (std::int64_t n = 0; n < opt.length; ++n) {
-    const int next = sample_symbol(ws.z(), V, opt, rng);
+    const int next = sample_symbol(stream.logits().data(), V, opt, rng);
     const char ch = char(vocab.decode(next));
     emit(std::string_view(&ch, 1));
     feed(next);
