@@ -24,6 +24,7 @@
 
 #include "bptt/safetensors.hpp"
 #include "bptt/io.hpp"
+#include "bptt/import.hpp"
 
 #include "bptt/data.hpp"
 #include "bptt/tasks.hpp"

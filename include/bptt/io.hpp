@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bptt/batch.hpp"
@@ -29,6 +30,9 @@ Model<Real> load_model(const std::string& path) { return load_model<Real>(safete
 // value of tensor `name` (v: its values as read). load_model checks every parameter with it.
 template <class Real>
 void require_finite(const safetensors::File& f, const std::string& name, const std::vector<Real>& v);
+
+// The configuration's __metadata__ keys and values, in the order files carry them.
+std::vector<std::pair<std::string, std::string>> config_metadata(const ModelConfig& cfg);
 
 // Writes the configuration keys above and the task metadata into w's __metadata__ (shared by
 // model files and snapshots), and the parameters under their state_dict names.

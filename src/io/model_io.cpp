@@ -6,6 +6,7 @@
 #include <fmt/core.h>
 
 #include "bptt/error.hpp"
+#include "bptt/import.hpp"
 #include "bptt/io.hpp"
 
 namespace bptt {
@@ -88,14 +89,21 @@ ModelConfig read_model_config(const File& f) {
 }
 
 DType stored_dtype(const File& f) {
-  // The precision of the first weight; F16/BF16 files compute in f32.
+  // The precision of the first weight (any module's, in a plain state_dict); F16/BF16 files
+  // compute in f32.
   const std::string first = "rnn.weight_ih_l0";
   if (f.has(first)) return f.at(first).dtype == ElemType::F64 ? DType::f64 : DType::f32;
+  if (is_plain_state_dict(f))
+    for (const std::string& n : f.names())
+      if (n == "weight_ih_l0" || (n.size() > 13 && n.compare(n.size() - 13, 13, ".weight_ih_l0") == 0))
+        return f.at(n).dtype == ElemType::F64 ? DType::f64 : DType::f32;
   return DType::f64;
 }
 
 template <class Real>
 Model<Real> load_model(const File& f) {
+  // A PyTorch state_dict without bptt's metadata: the model inferred from names and shapes.
+  if (is_plain_state_dict(f)) return import_model<Real>(f, plan_import(f));
   const ModelConfig cfg = read_model_config(f);
   const std::vector<ParamInfo> layout = param_layout(cfg);
   // Every shape is checked before anything is allocated: the metadata alone must not be able to
@@ -151,22 +159,26 @@ template void require_finite<float>(const safetensors::File&, const std::string&
 template void require_finite<double>(const safetensors::File&, const std::string&,
                                      const std::vector<double>&);
 
+std::vector<std::pair<std::string, std::string>> config_metadata(const ModelConfig& c) {
+  return {{"cell", std::string(to_string(c.cell))},
+          {"nonlinearity", std::string(to_string(c.nonlinearity))},
+          {"input_size", std::to_string(c.input_size)},
+          {"hidden_size", std::to_string(c.hidden_size)},
+          {"num_layers", std::to_string(c.num_layers)},
+          {"output_size", std::to_string(c.output_size)},
+          {"output_activation", std::string(to_string(c.output_activation))},
+          {"bidirectional", c.bidirectional ? "true" : "false"},
+          {"proj_size", std::to_string(c.proj_size)},
+          {"bias", c.bias ? "true" : "false"},
+          {"initial_state", std::string(to_string(c.initial_state))},
+          {"readout", std::string(to_string(c.readout))}};
+}
+
 template <class Real>
 void add_model(const Model<Real>& model, safetensors::Writer& w) {
   const ModelConfig& c = model.cfg;
   for (const auto& [key, value] : model.metadata) w.set_metadata(key, value);
-  w.set_metadata("cell", std::string(to_string(c.cell)));
-  w.set_metadata("nonlinearity", std::string(to_string(c.nonlinearity)));
-  w.set_metadata("input_size", std::to_string(c.input_size));
-  w.set_metadata("hidden_size", std::to_string(c.hidden_size));
-  w.set_metadata("num_layers", std::to_string(c.num_layers));
-  w.set_metadata("output_size", std::to_string(c.output_size));
-  w.set_metadata("output_activation", std::string(to_string(c.output_activation)));
-  w.set_metadata("bidirectional", c.bidirectional ? "true" : "false");
-  w.set_metadata("proj_size", std::to_string(c.proj_size));
-  w.set_metadata("bias", c.bias ? "true" : "false");
-  w.set_metadata("initial_state", std::string(to_string(c.initial_state)));
-  w.set_metadata("readout", std::string(to_string(c.readout)));
+  for (const auto& [key, value] : config_metadata(c)) w.set_metadata(key, value);
   for (const ParamInfo& p : param_layout(c)) w.add(p.name, p.shape, model.params.data() + p.offset);
 }
 

@@ -21,6 +21,8 @@ void add_plot(CLI::App& app, Runner& run);
 void add_bench(CLI::App& app, Runner& run);
 void add_diagnose(CLI::App& app, Runner& run);
 void add_stream(CLI::App& app, Runner& run);
+void add_import(CLI::App& app, Runner& run);
+void add_inspect(CLI::App& app, Runner& run);
 
 // Every verb, in the order --help lists them; main() and the CLI fuzzer both build the command
 // from this one list.
@@ -35,6 +37,8 @@ inline void add_verbs(CLI::App& app, Runner& run) {
   add_plot(app, run);
   add_bench(app, run);
   add_diagnose(app, run);
+  add_import(app, run);
+  add_inspect(app, run);
 }
 
 }  // namespace bptt::cli
