@@ -2,8 +2,8 @@
 # The installed package as a user's own project meets it (ctest: package_consumer):
 #   1. `cmake --install` of this build into an empty prefix;
 #   2. examples/ configured and built on its own with find_package(bptt CONFIG REQUIRED) and
-#      bptt::bptt, against that prefix only, and run;
-#   3. an example compiled with nothing but `pkg-config --cflags --libs bptt`, and run.
+#      bptt::bptt, against that prefix only, and run (forecast; stream on a PyTorch checkpoint);
+#   3. the same two compiled with nothing but `pkg-config --cflags --libs bptt`, and run.
 # Usage: consume.sh BUILD_DIR SOURCE_DIR WORK_DIR
 set -eu
 build=$1 src=$2 work=$3
@@ -30,6 +30,9 @@ cmake -S "$src/examples" -B "$work/cmake" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_
 cmake --build "$work/cmake" -j2 > "$work/build.log" 2>&1 || fail "build examples/" "$work/build.log"
 "$work/cmake/forecast" --steps 3 > "$work/forecast.log" 2>&1 || fail "run forecast" "$work/forecast.log"
 grep -q "test RMSE" "$work/forecast.log" || fail "forecast's output" "$work/forecast.log"
+checkpoint=$src/fuzz/corpus/model/plain_state_dict_gru.safetensors  # a PyTorch state_dict as it is
+"$work/cmake/stream" "$checkpoint" 100 > "$work/stream.log" 2>&1 || fail "run stream" "$work/stream.log"
+grep -q "the first output repeats" "$work/stream.log" || fail "stream's output" "$work/stream.log"
 
 step "an example with pkg-config"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
@@ -38,4 +41,9 @@ c++ -std=c++20 -O1 "$src/examples/forecast.cpp" -o "$work/forecast_pc" $(pkg-con
   > "$work/pkgconfig.log" 2>&1 || fail "compile with pkg-config ($(pkg-config --cflags --libs bptt))" "$work/pkgconfig.log"
 "$work/forecast_pc" --steps 3 > "$work/forecast_pc.log" 2>&1 || fail "run forecast_pc" "$work/forecast_pc.log"
 grep -q "test RMSE" "$work/forecast_pc.log" || fail "forecast_pc's output" "$work/forecast_pc.log"
+# shellcheck disable=SC2046
+c++ -std=c++20 -O1 "$src/examples/stream.cpp" -o "$work/stream_pc" $(pkg-config --cflags --libs bptt) \
+  > "$work/pkgconfig_stream.log" 2>&1 || fail "compile stream.cpp with pkg-config" "$work/pkgconfig_stream.log"
+"$work/stream_pc" "$checkpoint" 100 > "$work/stream_pc.log" 2>&1 || fail "run stream_pc" "$work/stream_pc.log"
+grep -q "the first output repeats" "$work/stream_pc.log" || fail "stream_pc's output" "$work/stream_pc.log"
 step "ok"
