@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -38,6 +39,10 @@ class File {
   // dtype/shape/data_offsets, an unknown dtype, negative dims, offsets out of range, begin > end,
   // a byte count that does not match dtype and shape, and overlapping tensors.
   static File read(const std::string& path);
+  // The same from `size` bytes in memory (e.g. a model embedded in a program or received over a
+  // network); `name` stands for the path in errors. The bytes are copied: the buffer may go away
+  // after the call.
+  static File from_memory(const void* data, std::size_t size, const std::string& name = "<memory>");
 
   const std::string& path() const { return path_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -67,6 +72,9 @@ class File {
                     const std::string& what) const;
 
  private:
+  // Reads n bytes at offset into dst, or throws bptt::Error.
+  using ReadAt = std::function<void(std::uint64_t offset, void* dst, std::uint64_t n)>;
+  static File parse(const std::string& path, std::uint64_t size, const ReadAt& read_at);
   std::string path_;
   std::map<std::string, std::string> metadata_;
   std::map<std::string, Tensor> tensors_;

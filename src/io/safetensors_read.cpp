@@ -235,15 +235,30 @@ File File::read(const std::string& path) {
   struct stat st {};
   if (::fstat(::fileno(f.get()), &st) != 0 || !S_ISREG(st.st_mode))
     fail(path, "cannot open: not a regular file", "check the path");
-  const u64 size = static_cast<u64>(st.st_size);
+  return parse(path, static_cast<u64>(st.st_size), [&](u64 offset, void* dst, u64 n) {
+    if (n == 0) return;
+    if (::fseeko(f.get(), static_cast<off_t>(offset), SEEK_SET) != 0 ||
+        std::fread(dst, 1, n, f.get()) != n)
+      fail(path, "cannot read " + std::to_string(n) + " bytes at offset " + std::to_string(offset),
+           "the file changed while reading or the disk failed");
+  });
+}
+
+File File::from_memory(const void* data, std::size_t size, const std::string& name) {
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  return parse(name, size, [&](u64 offset, void* dst, u64 n) {
+    if (n != 0) std::memcpy(dst, bytes + offset, n);  // parse reads only inside [0, size)
+  });
+}
+
+File File::parse(const std::string& path, std::uint64_t size, const ReadAt& read_at) {
   if (size < 8)
     fail(path, "file is " + std::to_string(size) + " bytes, too short for a safetensors file",
          "a safetensors file starts with an 8-byte header length; the file is truncated");
-
+  u64 position = 0;
   auto read_exact = [&](void* dst, u64 n) {
-    if (n != 0 && std::fread(dst, 1, n, f.get()) != n)
-      fail(path, "cannot read " + std::to_string(n) + " bytes",
-           "the file changed while reading or the disk failed");
+    read_at(position, dst, n);
+    position += n;
   };
   unsigned char len_bytes[8];
   read_exact(len_bytes, 8);
@@ -369,12 +384,7 @@ File File::read(const std::string& path) {
   for (Entry& e : entries) {
     const u64 n = e.end - e.begin;
     e.tensor.bytes.resize(static_cast<std::size_t>(n));
-    if (n != 0) {
-      if (::fseeko(f.get(), static_cast<off_t>(data_start + e.begin), SEEK_SET) != 0)
-        fail(path + ": " + e.name, "cannot seek to the tensor's data",
-             "the file changed while reading or the disk failed");
-      read_exact(e.tensor.bytes.data(), n);
-    }
+    if (n != 0) read_at(data_start + e.begin, e.tensor.bytes.data(), n);
     out.tensors_.emplace(e.name, std::move(e.tensor));
   }
   return out;

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include "bptt/error.hpp"
@@ -221,6 +223,28 @@ TEST_F(Import, AmbiguousAndUnusableFilesAreRefusedWithWhatToPick) {
   w3.write((dir_ / "rows.safetensors").string());
   e = refusal((dir_ / "rows.safetensors").string());
   EXPECT_NE(e.find("not 1, 3 or 4 gates"), std::string::npos) << e;
+}
+
+TEST_F(Import, ModelsLoadFromMemory) {
+  const ModelConfig cfg = config_of({CellKind::lstm, 2, true, 0, true});
+  const Model<double> m = random_model(cfg, 11);
+  const std::string plain = write_plain(m, "enc", "fc");
+  const std::string bptt_file = (dir_ / "bptt.safetensors").string();
+  save_model(m, bptt_file);
+  for (const std::string& path : {plain, bptt_file}) {
+    std::ifstream in(path, std::ios::binary);
+    const std::vector<char> bytes{std::istreambuf_iterator<char>(in), {}};
+    const Model<double> got = load_model<double>(safetensors::File::from_memory(bytes.data(), bytes.size(), "buffer"));
+    EXPECT_EQ(got.params, m.params) << path;
+    // A truncated buffer is refused with one line naming it, like a truncated file.
+    try {
+      safetensors::File::from_memory(bytes.data(), bytes.size() - 3, "buffer");
+      ADD_FAILURE() << "a truncated buffer was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("buffer"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(safetensors::File::from_memory(bytes.data(), 5, "buffer"), Error);
+  }
 }
 
 }  // namespace
