@@ -43,7 +43,8 @@ struct ImportPlan {
   std::vector<std::pair<std::string, std::string>> names;
 };
 
-// Whether the file looks like a plain state_dict (no bptt `cell` metadata).
+// Whether the file looks like a plain state_dict: none of bptt's configuration keys (cell,
+// input_size, hidden_size, num_layers, output_size) and a tensor named ...weight_ih_l0.
 bool is_plain_state_dict(const safetensors::File& file);
 
 // Infers the model from names and shapes. Throws bptt::Error naming the file (and tensor) for an

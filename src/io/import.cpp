@@ -60,7 +60,11 @@ const std::vector<std::int64_t>& shape2(const File& f, const std::string& name) 
 }  // namespace
 
 bool is_plain_state_dict(const File& f) {
-  if (f.metadata().count("cell")) return false;
+  // A bptt file carries its configuration; one that lacks a key of it is a damaged bptt file
+  // (and gets the error naming the key), not a state_dict. safetensors.torch.save_file writes
+  // only {"format": "pt"}.
+  for (const char* key : {"cell", "input_size", "hidden_size", "num_layers", "output_size"})
+    if (f.metadata().count(key)) return false;
   for (const std::string& n : f.names())
     if (auto r = parse_rnn_name(n); r && r->kind == "weight_ih" && r->layer == 0 && !r->reverse)
       return true;
