@@ -8,7 +8,7 @@
 #include <regex>
 #include <set>
 
-#include <fmt/core.h>
+#include <fmt/format.h>
 
 #include "bptt/error.hpp"
 #include "bptt/io.hpp"
@@ -191,13 +191,8 @@ ImportPlan plan_import(const File& f, const ImportOptions& o) {
     else if (p.name == "head.bias") src = plan.head_bias ? hp + "bias" : "";
     if (!src.empty()) {
       f.expect_shape(src, p.shape, fmt::format("[{}] as inferred for a {} of {} layers",
-                                               [&] {
-                                                 std::string s;
-                                                 for (std::size_t i = 0; i < p.shape.size(); ++i)
-                                                   s += (i ? ", " : "") + std::to_string(p.shape[i]);
-                                                 return s;
-                                               }(),
-                                               to_string(cfg.cell), cfg.num_layers));
+                                               fmt::join(p.shape, ", "), to_string(cfg.cell),
+                                               cfg.num_layers));
       used.insert(src);
     }
     plan.names.emplace_back(p.name, src);

@@ -18,7 +18,7 @@
 
 namespace bptt {
 // One threading model: OpenMP's threads. OpenBLAS always runs single-threaded inside our parts
-// (kernels/gemm.cpp's split), so its own pool never competes with our parallel regions.
+// (blas_on_our_threads below), so its own pool never competes with our parallel regions.
 void set_num_threads(int n) {
   openblas_set_num_threads(1);
   omp_set_num_threads(n);

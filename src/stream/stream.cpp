@@ -20,6 +20,7 @@
 #include "bptt/methods.hpp"
 #include "cells/cell.hpp"
 #include "kernels/step_gemm.hpp"
+#include "unroll/x_product.hpp"
 
 namespace bptt {
 
@@ -33,8 +34,8 @@ template <class Real>
 struct PackedLayer {
   int in = 0;                         // input width
   std::vector<Real> ih, hh, hr;       // packed W_ihᵀ [in, G·H], W_hhᵀ [H_out, G·H], W_hrᵀ [H, P]
-  std::vector<Real> bias;             // [G·H] the bias added at every step (b_ih folded in)
-  std::vector<Real> bias_n;           // [H] GRU: b_in, kept outside r ⊙ (·); else empty
+  std::vector<Real> bias;             // [G·H] the bias added at every step (fold_step_bias)
+  const Real* bias_n = nullptr;       // [H] GRU: b_in in the snapshot, kept outside r ⊙ (·)
 };
 
 }  // namespace
@@ -92,7 +93,7 @@ struct Stream<Real>::Impl {
         kernels::gemm_packed(n, GH, q.in, a, q.in, q.ih.data(), zeros.data(), s.gates, GH);
         s.gh = gh.data() + b0 * GH;
         kernels::gemm_packed(n, GH, HO, h_prev, HO, q.hh.data(), q.bias.data(), s.gh, GH);
-        s.bias_n = q.bias_n.empty() ? nullptr : q.bias_n.data();
+        s.bias_n = q.bias_n;
         s.aux = aux.data() + b0 * H;
       } else {  // gates = b + x·W_ihᵀ + h·W_hhᵀ in one pass
         kernels::gemm_packed_pair(n, GH, q.in, a, q.in, q.ih.data(), HO, h_prev, HO, q.hh.data(),
@@ -164,14 +165,8 @@ Stream<Real>::Stream(const Model<Real>& model, int streams, int threads) : impl_
     q.ih.resize(kernels::packed_size<Real>(GH, q.in));
     q.hh.resize(kernels::packed_size<Real>(GH, HO));
     if (P) q.hr.resize(kernels::packed_size<Real>(P, H));
-    // As the unroller: b_ih joins b_hh where the cell adds the two products (Elman, LSTM, the
-    // GRU's r and z); the GRU's b_in stays apart.
-    q.bias.assign(std::size_t(GH), Real(0));
-    if (cfg.bias) {
-      const int folded = gru ? 2 * H : GH;
-      for (int j = 0; j < GH; ++j) q.bias[std::size_t(j)] = p.b_hh[j] + (j < folded ? p.b_ih[j] : Real(0));
-      if (gru) q.bias_n.assign(p.b_ih + 2 * H, p.b_ih + 3 * H);
-    }
+    q.bias.resize(std::size_t(GH));
+    q.bias_n = unroll::fold_step_bias(cfg, p.b_ih, p.b_hh, q.bias.data());
   }
   s.head.resize(kernels::packed_size<Real>(O, HO));
   s.b_o = V.b_o;

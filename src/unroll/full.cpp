@@ -195,18 +195,13 @@ void unit_forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<
   const auto V = model.views();
   const auto& p = V.layers[std::size_t(u)];
   const auto& sc = ws.scratch(u % cfg.directions());
-  // Hoisted (unroll/x_product.hpp): x-side pre-activations of all T·B rows in one GEMM. No
-  // pass over [T·B, G·H] adds b_ih: where a cell uses gates + gh (Elman, LSTM, the GRU's r
-  // and z) b_ih joins b_hh in the per-step bias; the GRU's b_in, which must stay outside
-  // r ⊙ (W_hn h + b_hn), goes to the cell (CellStep::bias_n).
+  // Hoisted (unroll/x_product.hpp): x-side pre-activations of all T·B rows in one GEMM, b_ih
+  // folded into the per-step bias (fold_step_bias).
   const bool in_step = unroll::x_product_in_step<Real>(cfg, p.in);
   if (!in_step)
     gemm(false, true, TB, GH, p.in, Real(1), in, p.in, p.w_ih, p.in, Real(0), ws.gates(u), GH);
   Real* bias = sc.step_bias;
-  const int folded = cfg.cell == CellKind::gru ? 2 * H : GH;
-  for (int j = 0; j < GH; ++j)
-    bias[j] = cfg.bias ? p.b_hh[j] + (j < folded ? p.b_ih[j] : Real(0)) : Real(0);
-  const Real* bias_n = cfg.cell == CellKind::gru && cfg.bias ? p.b_ih + 2 * H : nullptr;
+  const Real* bias_n = unroll::fold_step_bias(cfg, p.b_ih, p.b_hh, bias);
   initial_state(batch.h0, V.h0, u, B, HO, ws.h(u));
   if (ws.c(u)) initial_state(batch.c0, V.c0, u, B, H, ws.c(u));
   // Per step: gh = h_{t-1}·W_hhᵀ + bias, with W_hhᵀ packed once for all T steps; in the step,

@@ -40,4 +40,17 @@ bool x_product_in_step(const ModelConfig& cfg, int in) {
          GH * (std::size_t(in) + std::size_t(cfg.state_size())) * sizeof(Real) <= in_step_max_bytes();
 }
 
+// The bias a unit adds at every step, ASSIGNED to bias [G·H]: where a cell adds the two
+// pre-activations (Elman, LSTM, the GRU's r and z) b_ih joins b_hh there, so no pass over the
+// hoisted [T·B, G·H] product adds it; zeros without biases. Returns the GRU's b_in [H], which
+// must stay outside r ⊙ (W_hn h + b_hn) and goes to the cell (CellStep::bias_n); else nullptr.
+template <class Real>
+const Real* fold_step_bias(const ModelConfig& cfg, const Real* b_ih, const Real* b_hh, Real* bias) {
+  const int H = cfg.hidden_size, GH = cfg.gates() * H;
+  const bool gru = cfg.cell == CellKind::gru;
+  const int folded = gru ? 2 * H : GH;
+  for (int j = 0; j < GH; ++j) bias[j] = cfg.bias ? b_hh[j] + (j < folded ? b_ih[j] : Real(0)) : Real(0);
+  return gru && cfg.bias ? b_ih + 2 * H : nullptr;
+}
+
 }  // namespace bptt::unroll

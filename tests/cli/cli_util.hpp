@@ -262,7 +262,9 @@ struct Sizes {
   std::string cell = "lstm";  // elman, lstm, gru
   std::string theta = "identity";
   int I = 2, H = 3, L = 1, O = 2, T = 3, B = 2;
+  bool bidirectional = false;  // `_reverse` twins; layer k > 0 and the head read 2H
   int gates() const { return cell == "lstm" ? 4 : cell == "gru" ? 3 : 1; }
+  int D() const { return bidirectional ? 2 : 1; }
 };
 
 inline FileSpec small_model(const Sizes& s) {
@@ -274,17 +276,19 @@ inline FileSpec small_model(const Sizes& s) {
             {"num_layers", std::to_string(s.L)},
             {"output_size", std::to_string(s.O)},
             {"output_activation", s.theta}};
-  const std::int64_t GH = std::int64_t(s.gates()) * s.H;
+  if (s.bidirectional) m.meta["bidirectional"] = "true";
+  const std::int64_t GH = std::int64_t(s.gates()) * s.H, W = std::int64_t(s.D()) * s.H;
   int seed = 1;
-  for (int k = 0; k < s.L; ++k) {
-    const std::string l = "_l" + std::to_string(k);
-    const std::int64_t in = k == 0 ? s.I : s.H;
-    m.set("rnn.weight_ih" + l, tensor_f64({GH, in}, values(GH * in, seed++)));
-    m.set("rnn.weight_hh" + l, tensor_f64({GH, s.H}, values(GH * s.H, seed++)));
-    m.set("rnn.bias_ih" + l, tensor_f64({GH}, values(GH, seed++)));
-    m.set("rnn.bias_hh" + l, tensor_f64({GH}, values(GH, seed++)));
-  }
-  m.set("head.weight", tensor_f64({s.O, s.H}, values(std::int64_t(s.O) * s.H, seed++)));
+  for (int k = 0; k < s.L; ++k)
+    for (int d = 0; d < s.D(); ++d) {
+      const std::string l = "_l" + std::to_string(k) + (d ? "_reverse" : "");
+      const std::int64_t in = k == 0 ? s.I : W;
+      m.set("rnn.weight_ih" + l, tensor_f64({GH, in}, values(GH * in, seed++)));
+      m.set("rnn.weight_hh" + l, tensor_f64({GH, s.H}, values(GH * s.H, seed++)));
+      m.set("rnn.bias_ih" + l, tensor_f64({GH}, values(GH, seed++)));
+      m.set("rnn.bias_hh" + l, tensor_f64({GH}, values(GH, seed++)));
+    }
+  m.set("head.weight", tensor_f64({s.O, W}, values(std::int64_t(s.O) * W, seed++)));
   m.set("head.bias", tensor_f64({s.O}, values(s.O, seed++)));
   return m;
 }

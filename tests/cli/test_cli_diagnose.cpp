@@ -134,41 +134,14 @@ TEST_F(DiagnoseCli, WritesPicturesAndData) {
   EXPECT_EQ(got, want);
 }
 
-// A two-layer bidirectional GRU (torch's tensor names, `_reverse` for the right-to-left
-// direction; layer 1 and the head read [h→ ; h←], 2H wide) and data with lengths 6, 4, 1.
-FileSpec bidirectional_model(const Sizes& s) {
-  FileSpec m;
-  m.meta = {{"cell", s.cell},
-            {"nonlinearity", "tanh"},
-            {"input_size", std::to_string(s.I)},
-            {"hidden_size", std::to_string(s.H)},
-            {"num_layers", std::to_string(s.L)},
-            {"output_size", std::to_string(s.O)},
-            {"output_activation", s.theta},
-            {"bidirectional", "true"}};
-  const std::int64_t GH = std::int64_t(s.gates()) * s.H;
-  int seed = 1;
-  for (int k = 0; k < s.L; ++k)
-    for (const std::string dir : {"", "_reverse"}) {
-      const std::string l = "_l" + std::to_string(k) + dir;
-      const std::int64_t in = k == 0 ? s.I : 2 * s.H;
-      m.set("rnn.weight_ih" + l, tensor_f64({GH, in}, values(GH * in, seed++)));
-      m.set("rnn.weight_hh" + l, tensor_f64({GH, s.H}, values(GH * s.H, seed++)));
-      m.set("rnn.bias_ih" + l, tensor_f64({GH}, values(GH, seed++)));
-      m.set("rnn.bias_hh" + l, tensor_f64({GH}, values(GH, seed++)));
-    }
-  m.set("head.weight", tensor_f64({s.O, 2 * s.H}, values(std::int64_t(s.O) * 2 * s.H, seed++)));
-  m.set("head.bias", tensor_f64({s.O}, values(s.O, seed++)));
-  return m;
-}
-
 TEST_F(DiagnoseCli, Bidirectional) {
   Sizes s;
   s.cell = "gru";
   s.L = 2;
   s.T = 6;
   s.B = 3;
-  bidirectional_model(s).write(path("m.safetensors"));
+  s.bidirectional = true;  // layer 1 and the head read [h→ ; h←], 2H wide
+  small_model(s).write(path("m.safetensors"));
   FileSpec data = small_data(s, "mse");
   data.set("lengths", tensor_i64({s.B}, {6, 4, 1}));
   data.write(path("d.safetensors"));

@@ -91,18 +91,8 @@ TEST_F(CliStream, BadLinesAreRefusedByLine) {
 
 TEST_F(CliStream, ModelsThatNeedTheWholeSequenceAreRefused) {
   Sizes s;
-  s.L = 1;
-  FileSpec bi = small_model(s);
-  bi.meta["bidirectional"] = "true";
-  const std::int64_t GH = std::int64_t(s.gates()) * s.H;
-  for (const std::string n : {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}) {
-    const std::int64_t in = n == "weight_ih" ? s.I : s.H;
-    const bool weight = n.rfind("weight", 0) == 0;
-    bi.set("rnn." + n + "_l0_reverse",
-           weight ? tensor_f64({GH, in}, values(GH * in, 90)) : tensor_f64({GH}, values(GH, 91)));
-  }
-  bi.set("head.weight", tensor_f64({s.O, 2 * s.H}, values(std::int64_t(s.O) * 2 * s.H, 92)));
-  const std::string m = bi.write(path("bi.safetensors"));
+  s.bidirectional = true;
+  const std::string m = small_model(s).write(path("bi.safetensors"));
   expect_refused(stream(m, "0.5 0.25\n"), {"bidirectional"});
 }
 

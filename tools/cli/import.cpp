@@ -1,6 +1,6 @@
 // bptt import: a PyTorch state_dict file as a bptt model file; bptt inspect: what a file holds
 // and what bptt reads in it (include/bptt/import.hpp).
-#include <fmt/core.h>
+#include <fmt/format.h>
 
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -35,11 +35,8 @@ struct InspectOptions {
   bool json = false;
 };
 
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
+// An attribute path as the output shows it ("" is the file's top level).
+std::string shown(const std::string& path) { return path.empty() ? "(top level)" : path; }
 
 void run_inspect(const InspectOptions& o) {
   const auto f = safetensors::File::read(o.model);
@@ -91,16 +88,15 @@ void run_inspect(const InspectOptions& o) {
   fmt::print("{}: {}\n", o.model,
              plain ? "a PyTorch state_dict (no bptt metadata): the model below is inferred"
                    : "a bptt model file");
-  if (plain)
-    fmt::print("  recurrent module: {}\n  head (nn.Linear): {}\n", rnn.empty() ? "(top level)" : rnn,
-               head.empty() ? "(top level)" : head);
+  if (plain) fmt::print("  recurrent module: {}\n  head (nn.Linear): {}\n", shown(rnn), shown(head));
   fmt::print("  model:");
   for (const auto& [k, v] : meta) fmt::print(" {}={}", k, v);
   fmt::print("\n  parameters: {} ({})\n", param_count(cfg), to_string(stored_dtype(f)));
   fmt::print("  tensors:\n");
   for (const std::string& n : f.names()) {
     const auto& t = f.at(n);
-    fmt::print("    {:<36} {:<5} {:<16} {}\n", n, safetensors::elem_name(t.dtype), shape_text(t.shape),
+    fmt::print("    {:<36} {:<5} {:<16} {}\n", n, safetensors::elem_name(t.dtype),
+               fmt::format("[{}]", fmt::join(t.shape, ", ")),
                role.count(n) ? (plain ? "-> " + role[n] : "") : "(not used)");
   }
 }
@@ -137,13 +133,10 @@ void add_import(CLI::App& app, Runner& run) {
       const ImportPlan plan = plan_import(f, import_options(*o));
       const DType dtype = o->dtype.empty() ? stored_dtype(f) : parse_dtype(o->dtype, "--dtype");
       with_dtype(dtype, [&]<class Real>() { save_model(import_model<Real>(f, plan), o->out); });
+      std::vector<std::string> keys;
+      for (const auto& [k, v] : config_metadata(plan.cfg)) keys.push_back(k + "=" + v);
       fmt::print("{} -> {}: {} (recurrent module {}, head {})\n", o->in, o->out,
-                 [&] {
-                   std::string s;
-                   for (const auto& [k, v] : config_metadata(plan.cfg)) s += k + "=" + v + " ";
-                   return s;
-                 }(),
-                 plan.rnn.empty() ? "(top level)" : plan.rnn, plan.head.empty() ? "(top level)" : plan.head);
+                 fmt::join(keys, " "), shown(plan.rnn), shown(plan.head));
     };
   });
 }
