@@ -36,6 +36,13 @@ struct Batch {
   // which targets are required; pass no loss for prediction (targets are then not checked).
   void validate(const ModelConfig& cfg, const std::string& where) const;
   void validate(const ModelConfig& cfg, LossKind loss, const std::string& where) const;
+  // The parts of validate() that memory safety needs, without reading the data otherwise:
+  // check_shapes, what forward() and backward() read: T, B >= 1 and the sizes of x, lengths,
+  // mask, h0 and c0 (kind shape), lengths inside [0, T] (kind value); check_targets, what
+  // loss_and_dz() reads: T, B, lengths and mask as above and the loss's targets' size (kind
+  // shape), class indices inside [0, O) (kind value). Both are checked on every call.
+  void check_shapes(const ModelConfig& cfg, const std::string& where) const;
+  void check_targets(const ModelConfig& cfg, LossKind loss, const std::string& where) const;
 };
 
 }  // namespace bptt

@@ -12,6 +12,7 @@
 #include "bptt/types.hpp"
 #include "bptt/cpu.hpp"
 #include "bptt/limits.hpp"
+#include "bptt/threads.hpp"
 
 #include "bptt/model.hpp"
 #include "bptt/batch.hpp"

@@ -15,7 +15,9 @@ template <class Real>
 void apply_output_activation(Activation theta, int N, int O, const Real* z, Real* yhat);
 
 // Returns L and ASSIGNS dz = dL/dz [T, B, O] (zero at steps of weight 0). z and yhat are the
-// head's logits and outputs [T, B, O]; dz may alias z (the workspace overwrites the logits). Throws bptt::Error when Σ w_tb = 0 (nothing to learn from).
+// head's logits and outputs [T, B, O]; dz may alias z (the workspace overwrites the logits).
+// Throws bptt::Error when the batch's targets do not fit (Batch::check_shapes with the loss) or
+// Σ w_tb = 0 (nothing to learn from).
 template <class Real>
 double loss_and_dz(LossKind loss, const ModelConfig& cfg, const Batch<Real>& batch, const Real* z,
                    const Real* yhat, Real* dz);

@@ -75,10 +75,13 @@ int recompute_interval_for_budget(const ModelConfig& cfg, int T, int B, std::siz
 template <class Real>
 class Recompute {
  public:
-  // REQUIRES 1 <= K (K >= T is plain BPTT in one segment).
-  Recompute(const ModelConfig& cfg, int T, int B, int K, bool with_dropout = false);
+  // REQUIRES 1 <= K (K >= T is plain BPTT in one segment). threads: as Workspace's (0: the
+  // calling thread's ThreadCount::current() at construction); loss_and_gradients runs on them.
+  Recompute(const ModelConfig& cfg, int T, int B, int K, bool with_dropout = false,
+            int threads = 0);
   ~Recompute();
   int K() const { return K_; }
+  int threads() const { return threads_; }
   std::size_t bytes() const;
 
   // As bptt::loss_and_gradients (grads += dL/d(params, x, h0, c0); x skipped when empty).
@@ -96,7 +99,7 @@ class Recompute {
   double by_layer(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
                   Gradients<Real>& grads, const Dropout* dropout);
   ModelConfig cfg_;
-  int T_, B_, K_;
+  int T_, B_, K_, threads_;
   std::unique_ptr<Workspace<Real>> ws_;  // one segment (K steps); bidirectional: of one unit
   std::vector<Real> ckpt_h_;     // [S + 1, L, B, H_out] the state at every segment start, and
                                  // h_n (bidirectional: [L·D, S + 1, B, H_out], per unit)

@@ -99,6 +99,9 @@ struct Model {
 
   Model() = default;
   explicit Model(const ModelConfig& c) : cfg(c), params(param_count(c), Real(0)) {}
+  // Throws bptt::Error (where = `where`) for an invalid cfg (ModelConfig::validate) or params
+  // not holding param_count(cfg) values (kind shape). Every call that reads a model checks it.
+  void check(const std::string& where = "model") const;
   ParamViews<Real> views() { return ParamViews<Real>(cfg, params.data()); }
   ParamViews<const Real> views() const { return ParamViews<const Real>(cfg, params.data()); }
 

@@ -41,8 +41,4 @@ DType parse_dtype(std::string_view s, const std::string& where);
 InitialState parse_initial_state(std::string_view s, const std::string& where);
 Readout parse_readout(std::string_view s, const std::string& where);
 
-// Threads bptt's parallel regions and matrix products may use: OpenMP's (omp_set_num_threads).
-// OpenBLAS is set to one thread: bptt splits its products over OpenMP's threads itself. 0 < n.
-void set_num_threads(int n);
-
 }  // namespace bptt

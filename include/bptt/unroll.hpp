@@ -30,7 +30,11 @@ class Workspace {
  public:
   // with_dropout reserves the buffers for dropout between layers (see Dropout below).
   // A workspace sized for T steps also serves batches of fewer steps (batch.T <= T()).
-  Workspace(const ModelConfig& cfg, int T, int B, bool with_dropout = false);
+  // threads: how many threads the calls given this workspace use (bptt/threads.hpp); 0 takes
+  // the calling thread's ThreadCount::current() at construction.
+  // Throws bptt::Error for an invalid cfg (ModelConfig::validate), T < 1, B < 1, threads < 0,
+  // or a size beyond the memory available (bptt/limits.hpp).
+  Workspace(const ModelConfig& cfg, int T, int B, bool with_dropout = false, int threads = 0);
   // Movable, not copyable: the pointers below point into one buffer of its own, which a move
   // hands over and a copy would share.
   Workspace(const Workspace&) = delete;
@@ -43,6 +47,9 @@ class Workspace {
   int T() const { return T_; }
   int B() const { return B_; }
   int hidden() const { return H_; }
+  const ModelConfig& config() const { return cfg_; }
+  int threads() const { return threads_; }
+  void set_threads(int threads);  // REQUIRES 1 <= threads (else bptt::Error)
   std::size_t bytes() const { return buf_.size() * sizeof(Real) + valid_.size(); }
 
   // Per unit u (pointers into one buffer), in the unit's time frame:
@@ -114,6 +121,8 @@ class Workspace {
 
  private:
   friend struct WorkspacePlan;
+  ModelConfig cfg_;
+  int threads_;
   int T_, B_, H_, D_, L_, chunk_;
   int steps_ = 0;
   std::vector<int> len_;
@@ -138,6 +147,10 @@ struct Gradients {
   // with_x = false leaves x empty (training: no dL/dx, and none of its memory).
   Gradients(const ModelConfig& cfg, int T, int B, bool with_x = true);
   void zero();
+  // Throws bptt::Error (kind shape) unless these gradients fit (cfg, T, B): params
+  // param_count(cfg), x empty or at least [T, B, I], h0 [L·D, B, H_out], c0 [L·D, B, H] (LSTM)
+  // or empty. Every call that accumulates into them checks it.
+  void check(const ModelConfig& cfg, int T, int B) const;
 };
 
 // Dropout between stacked layers, as torch.nn.LSTM(dropout=p): layer k >= 1 reads
@@ -185,8 +198,13 @@ struct BackwardOptions {
   std::function<void(int)> gradients_ready;
 };
 
-// REQUIRES batch.validate(model.cfg, ...) passed and ws sized for (model.cfg, batch.T, batch.B)
-// (with_dropout when dropout is given with p > 0).
+// Every call below runs on ws.threads() threads. A const Model may be shared by calls on
+// several threads at once, each with its own Workspace and Gradients (docs/api.md, "Threads").
+//
+// REQUIRES batch.validate(model.cfg, ...) passed (the values: finite data); checked on every
+// call, with a bptt::Error: model.params holds param_count(model.cfg) values, ws was built for a
+// model of the same sizes, T >= batch.T and B == batch.B (with_dropout when dropout is given with
+// p > 0), and batch.check_shapes(model.cfg).
 // ENSURES ws.z(), ws.yhat() and the saved states hold this batch's forward pass; ws.h(k)[T] is
 // h_n (the state after each sequence's last valid step).
 // head = false skips the readout (z, ŷ are left as they were): for a pass that only needs the
@@ -195,7 +213,9 @@ template <class Real>
 void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
              const Dropout* dropout = nullptr, bool head = true);
 
-// REQUIRES forward() on this batch and ws.dz() set (by loss_and_dz).
+// REQUIRES forward() on this batch and ws.dz() set (by loss_and_dz). Checked, with a
+// bptt::Error: what forward() checks, and grads sized for (model.cfg, batch.T, batch.B) (its x
+// may be empty, or sized for more steps).
 // ENSURES grads += dL/d(params, x, h0, c0). Overwrites the workspace's gradient buffers. With a
 // learned initial state, grads.params' init.h0 (init.c0) gains Σ_b dL/dh0 of this call when the
 // batch gives no h0 (c0); a batch's own h0 overrides init.h0, whose gradient is then zero.

@@ -14,16 +14,8 @@
 
 #include "bptt/cpu.hpp"
 #include "bptt/error.hpp"
+#include "bptt/threads.hpp"
 #include "kernels/simd.hpp"
-
-namespace bptt {
-// One threading model: OpenMP's threads. OpenBLAS always runs single-threaded inside our parts
-// (blas_on_our_threads below), so its own pool never competes with our parallel regions.
-void set_num_threads(int n) {
-  openblas_set_num_threads(1);
-  omp_set_num_threads(n);
-}
-}  // namespace bptt
 
 namespace bptt::kernels {
 
@@ -51,18 +43,19 @@ void blas(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, 
               std::max(ldb, 1), beta, C, std::max(ldc, 1));
 }
 
-// How many threads a product of M·N·K gets: OpenMP's, fewer when each would have less than
-// kMinFlopsPerThread, one inside a parallel region (a direction's share of the threads, or a
-// caller's own team).
+// How many threads a product of M·N·K gets: the calling thread's count (bptt/threads.hpp), fewer
+// when each would have less than kMinFlopsPerThread, one inside a parallel region (a direction's
+// share of the threads, or a caller's own team).
 int product_threads(int M, int N, int K) {
   if (omp_in_parallel()) return 1;
   const double flops = 2.0 * M * N * K;
-  return std::max(1, std::min(omp_get_max_threads(), int(flops / kMinFlopsPerThread)));
+  return std::max(1, std::min(ThreadCount::current(), int(flops / kMinFlopsPerThread)));
 }
 
 // C = alpha·op(A)·op(B) + beta·C through OpenBLAS on our threads: C's rows (or its columns, when
 // it has more of them) cut into one contiguous part per thread, each part one single-threaded
-// BLAS call. OpenBLAS is set to one thread once, before its first call here.
+// BLAS call. One threading model: OpenBLAS is set to one thread once, before its first call
+// here, so its own pool never competes with our parallel regions.
 template <class Real>
 void blas_on_our_threads(bool ta, bool tb, int M, int N, int K, Real alpha, const Real* A,
                          int lda, const Real* B, int ldb, Real beta, Real* C, int ldc) {
@@ -107,15 +100,16 @@ void gemm<float>(bool ta, bool tb, int M, int N, int K, float alpha, const float
   if (K == 0) return scale(M, N, beta, C, ldc);
 #ifdef BPTT_HAVE_DNNL
   if (use_dnnl()) {
-    // A product too small to pay for waking the threads runs on this one (shape c of the
-    // benchmarks was slower with two threads than with one).
-    const int threads = omp_get_max_threads();
-    const bool alone = threads > 1 && product_threads(M, N, K) == 1;
-    if (alone) omp_set_num_threads(1);
+    // oneDNN takes its team's size from OpenMP's nthreads ICV, which belongs to the calling
+    // thread: set to this product's count for the call and restored after. A product too small
+    // to pay for waking the threads runs on this one (shape c of the benchmarks was slower with
+    // two threads than with one).
+    const int before = omp_get_max_threads(), threads = product_threads(M, N, K);
+    if (threads != before) omp_set_num_threads(threads);
     const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A,
                                         std::max(lda, 1), B, std::max(ldb, 1), beta, C,
                                         std::max(ldc, 1));
-    if (alone) omp_set_num_threads(threads);
+    if (threads != before) omp_set_num_threads(before);
     if (st != dnnl_success)
       throw Error("dnnl_sgemm", "failed with status " + std::to_string(int(st)),
                   "report this with the model's sizes");

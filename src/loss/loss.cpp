@@ -49,6 +49,7 @@ void through_theta(Activation theta, int O, const Real* yhat, const Real* g, Rea
 template <class Real>
 double loss_and_dz(LossKind loss, const ModelConfig& cfg, const Batch<Real>& batch, const Real* z,
                    const Real* yhat, Real* dz) {
+  batch.check_targets(cfg, loss, "batch");
   const int T = batch.T, B = batch.B, O = cfg.output_size;
   double W = 0;
   for (int t = 0; t < T; ++t)

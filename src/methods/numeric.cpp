@@ -14,6 +14,9 @@ std::size_t numeric_gradient_count(const ModelConfig& cfg, int T, int B) {
 double numeric_loss_and_gradients(const Model<double>& model, const Batch<double>& batch,
                                   LossKind loss, Gradients<double>& grads, double step) {
   const ModelConfig& cfg = model.cfg;
+  model.check("model");
+  batch.check_shapes(cfg, "batch");
+  batch.check_targets(cfg, loss, "batch");
   const int T = batch.T, B = batch.B;
   Model<double> m = model;
   Batch<double> b = batch;

@@ -5,6 +5,7 @@
 
 #include "bptt/error.hpp"
 #include "bptt/methods.hpp"
+#include "bptt/threads.hpp"
 #include "methods/recompute_layers.hpp"
 
 namespace bptt {
@@ -63,15 +64,17 @@ int recompute_interval_for_budget(const ModelConfig& cfg, int T, int B, std::siz
 }
 
 template <class Real>
-Recompute<Real>::Recompute(const ModelConfig& cfg, int T, int B, int K, bool with_dropout)
+Recompute<Real>::Recompute(const ModelConfig& cfg, int T, int B, int K, bool with_dropout,
+                           int threads)
     : cfg_(cfg), T_(T), B_(B), K_(std::clamp(K, 1, std::max(T, 1))),
+      threads_(threads > 0 ? threads : ThreadCount::current()),
       seg_grads_(recompute_by_layer(cfg) ? recompute_unit_config(cfg, 0) : cfg, K_, B) {
   if (K < 1) throw Error("--recompute", "the interval must be at least 1 step", "");
   if (recompute_by_layer(cfg)) {
     init_layers(with_dropout);
     return;
   }
-  ws_ = std::make_unique<Workspace<Real>>(cfg, K_, B, with_dropout);
+  ws_ = std::make_unique<Workspace<Real>>(cfg, K_, B, with_dropout, threads_);
   seg_grads_.params = std::vector<Real>();  // the caller's arena is swapped in: free this one
   const std::size_t UB = std::size_t(cfg.units()) * B, S1 = std::size_t(segments(T, K_) + 1);
   ckpt_h_.assign(S1 * UB * std::size_t(cfg.state_size()), Real(0));
@@ -113,6 +116,7 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
     throw Error("recompute", fmt::format("sized for T = {}, B = {} but the batch has T = {}, "
                                          "B = {}", T_, B_, batch.T, batch.B),
                 "construct Recompute for the batch's shape");
+  const ThreadCount on_threads(threads_);
   if (recompute_by_layer(cfg_)) return by_layer(model, batch, loss, grads, dropout);
   const ModelConfig& cfg = model.cfg;
   const int S = segments(T_, K_), B = B_, I = cfg.input_size, O = cfg.output_size;

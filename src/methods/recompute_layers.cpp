@@ -88,9 +88,11 @@ void Recompute<Real>::init_layers(bool with_dropout) {
   const LayerSizes s = layer_sizes(cfg_, T_, B_, K_, with_dropout);
   layers_ = std::make_unique<Layers>();
   Layers& l = *layers_;
-  l.ws0 = std::make_unique<Workspace<Real>>(recompute_unit_config(cfg_, 0), K_, B_);
+  l.ws0 = std::make_unique<Workspace<Real>>(recompute_unit_config(cfg_, 0), K_, B_,
+                                            /*with_dropout=*/false, threads_);
   if (cfg_.num_layers > 1)
-    l.ws_up = std::make_unique<Workspace<Real>>(recompute_unit_config(cfg_, 1), K_, B_);
+    l.ws_up = std::make_unique<Workspace<Real>>(recompute_unit_config(cfg_, 1), K_, B_,
+                                                /*with_dropout=*/false, threads_);
   l.outs.assign(s.outs, Real(0));
   l.dout.assign(s.dout, Real(0));
   l.dprev.assign(s.dprev, Real(0));

@@ -317,7 +317,11 @@ template <class Real>
 double rtrl_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
                                Gradients<Real>& grads) {
   const ModelConfig& cfg = model.cfg;
+  model.check("model");
   require_options(cfg, {.causal = true}, "rtrl", "RTRL");
+  batch.check_shapes(cfg, "batch");
+  batch.check_targets(cfg, loss, "batch");
+  grads.check(cfg, batch.T, batch.B);
   const int T = batch.T, B = batch.B, L = cfg.num_layers, H = cfg.hidden_size,
             HO = cfg.state_size(), I = cfg.input_size;
   const bool lstm = cfg.cell == CellKind::lstm;

@@ -26,7 +26,9 @@ double truncated_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
                                     LossKind loss, int K, Gradients<Real>& grads) {
   if (K < 1) throw Error("truncated", "the window K must be at least 1 step", "");
   const ModelConfig& cfg = model.cfg;
+  model.check("model");
   require_options(cfg, {.causal = true}, "truncated", "truncated BPTT");
+  grads.check(cfg, batch.T, batch.B);
   const int T = batch.T, B = batch.B, L = cfg.num_layers, H = cfg.hidden_size;
   const int GH = cfg.gates() * H, O = cfg.output_size, TB = T * B, HO = cfg.state_size(),
             P = cfg.proj_size;

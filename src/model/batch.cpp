@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "bptt/error.hpp"
 
 namespace bptt {
@@ -129,6 +131,72 @@ void Batch<Real>::validate(const ModelConfig& cfg, LossKind loss, const std::str
   if (!(total > 0))
     throw Error(where + ": mask", "no step has a positive weight (mask · [t < lengths])",
                 "at least one step must count towards the loss");
+}
+
+namespace {
+
+void expect_elements(std::size_t have, std::size_t want, const std::string& where,
+                     const char* name, const char* dims) {
+  if (have != want)
+    throw Error(ErrorKind::shape, where + ": " + name,
+                fmt::format("has {} elements, expected {} = {}", have, dims, want));
+}
+
+// T, B, lengths and mask: what every pass reads.
+template <class Real>
+void check_steps(const Batch<Real>& batch, const std::string& where) {
+  const int T = batch.T, B = batch.B;
+  if (T < 1 || B < 1)
+    throw Error(ErrorKind::shape, where + ": x",
+                fmt::format("needs at least one time step and one sequence, got T = {}, B = {}",
+                            T, B));
+  if (!batch.lengths.empty()) {
+    expect_elements(batch.lengths.size(), std::size_t(B), where, "lengths", "[B]");
+    for (int b = 0; b < B; ++b)
+      if (batch.lengths[std::size_t(b)] < 0 || batch.lengths[std::size_t(b)] > T)
+        throw Error(ErrorKind::value, where + ": lengths",
+                    fmt::format("lengths[{}] = {} is outside [0, T = {}]", b,
+                                batch.lengths[std::size_t(b)], T));
+  }
+  if (!batch.mask.empty())
+    expect_elements(batch.mask.size(), std::size_t(T) * std::size_t(B), where, "mask", "[T, B]");
+}
+
+}  // namespace
+
+template <class Real>
+void Batch<Real>::check_shapes(const ModelConfig& cfg, const std::string& where) const {
+  check_steps(*this, where);
+  const std::size_t t = std::size_t(T), b = std::size_t(B), I = std::size_t(cfg.input_size),
+                    H = std::size_t(cfg.hidden_size), HO = std::size_t(cfg.state_size()),
+                    L = std::size_t(cfg.units());
+  expect_elements(x.size(), t * b * I, where, "x", "[T, B, I]");
+  if (!h0.empty()) expect_elements(h0.size(), L * b * HO, where, "h0", "[L·D, B, H_out]");
+  if (!c0.empty())
+    expect_elements(c0.size(), cfg.cell == CellKind::lstm ? L * b * H : 0, where, "c0",
+                    "[L·D, B, H] (LSTM only)");
+}
+
+template <class Real>
+void Batch<Real>::check_targets(const ModelConfig& cfg, LossKind loss,
+                                const std::string& where) const {
+  check_steps(*this, where);
+  const std::size_t n = std::size_t(T) * std::size_t(B);
+  if (loss != LossKind::xent) {
+    if (y.size() != n * std::size_t(cfg.output_size))
+      throw Error(ErrorKind::shape, where + ": y",
+                  fmt::format("has {} elements, expected [T, B, O] = {}", y.size(),
+                              n * std::size_t(cfg.output_size)));
+    return;
+  }
+  if (classes.size() != n)
+    throw Error(ErrorKind::shape, where + ": y",
+                fmt::format("has {} class indices, expected [T, B] = {}", classes.size(), n));
+  for (std::size_t i = 0; i < n; ++i)
+    if (classes[i] < 0 || classes[i] >= cfg.output_size)
+      throw Error(ErrorKind::value, where + ": y",
+                  fmt::format("class index {} at [t={}, b={}] is outside [0, O = {})", classes[i],
+                              i / std::size_t(B), i % std::size_t(B), cfg.output_size));
 }
 
 template struct Batch<float>;

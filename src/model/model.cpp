@@ -135,6 +135,16 @@ template struct ParamViews<float>;
 template struct ParamViews<double>;
 template struct ParamViews<const float>;
 template struct ParamViews<const double>;
+template <class Real>
+void Model<Real>::check(const std::string& where) const {
+  cfg.validate(where);
+  if (params.size() != param_count(cfg))
+    throw Error(ErrorKind::shape, where + ": params",
+                fmt::format("holds {} values, but its configuration has {} parameters",
+                            params.size(), param_count(cfg)),
+                "construct the Model from its ModelConfig (Model(cfg)) or load it from a file");
+}
+
 template struct Model<float>;
 template struct Model<double>;
 

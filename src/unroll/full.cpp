@@ -9,7 +9,10 @@
 #include <exception>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "bptt/error.hpp"
+#include "bptt/threads.hpp"
 
 #include "bptt/unroll.hpp"
 #include "cells/cell.hpp"
@@ -94,7 +97,7 @@ void for_row_parts(int B, int threads, F&& f) {
 // OpenMP's nested parallelism is on. Errors inside are carried out of the region.
 template <class F>
 void for_directions(int D, F&& f) {
-  const int threads = omp_get_max_threads();
+  const int threads = ThreadCount::current();
   if (D == 1 || threads < 2 || omp_in_parallel()) {
     for (int d = 0; d < D; ++d) f(d, threads);
     return;
@@ -116,13 +119,33 @@ void for_directions(int D, F&& f) {
     if (e) std::rethrow_exception(e);
 }
 
+// What forward() and backward() check on every call (unroll.hpp): the sizes the buffers are
+// indexed by, so that a wrong model, workspace or batch is an Error, not a wild write.
 template <class Real>
-void check_workspace(const Workspace<Real>& ws, const Batch<Real>& batch) {
+void check_call(const Model<Real>& model, const Batch<Real>& batch, const Workspace<Real>& ws) {
+  const ModelConfig& c = model.cfg;
+  model.check("model");
+  const ModelConfig& w = ws.config();
+  if (w.cell != c.cell || w.input_size != c.input_size || w.hidden_size != c.hidden_size ||
+      w.num_layers != c.num_layers || w.output_size != c.output_size ||
+      w.bidirectional != c.bidirectional || w.state_size() != c.state_size() ||
+      w.readout != c.readout)
+    throw Error(ErrorKind::shape, "workspace",
+                fmt::format("built for a {} model with I = {}, H = {}, L = {}, O = {}, D = {}, "
+                            "H_out = {}, but the model is {} with I = {}, H = {}, L = {}, O = {}, "
+                            "D = {}, H_out = {}",
+                            to_string(w.cell), w.input_size, w.hidden_size, w.num_layers,
+                            w.output_size, w.directions(), w.state_size(), to_string(c.cell),
+                            c.input_size, c.hidden_size, c.num_layers, c.output_size,
+                            c.directions(), c.state_size()),
+                "construct the Workspace from the model's configuration");
   if (ws.T() < batch.T || ws.B() != batch.B)
-    throw Error("workspace", "sized for T = " + std::to_string(ws.T()) + ", B = " +
-                                 std::to_string(ws.B()) + " but the batch has T = " +
-                                 std::to_string(batch.T) + ", B = " + std::to_string(batch.B),
+    throw Error(ErrorKind::shape, "workspace",
+                "sized for T = " + std::to_string(ws.T()) + ", B = " + std::to_string(ws.B()) +
+                    " but the batch has T = " + std::to_string(batch.T) + ", B = " +
+                    std::to_string(batch.B),
                 "size the Workspace for the batch");
+  batch.check_shapes(c, "batch");
 }
 
 // Row 0 of unit u's state [B, width]: the batch's slice of h0/c0 [L·D, B, width] when given,
@@ -245,7 +268,8 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, HO = cfg.state_size(), W = cfg.output_width(),
             O = cfg.output_size, TB = T * B, D = cfg.directions();
-  check_workspace(ws, batch);
+  check_call(model, batch, ws);
+  const ThreadCount on_threads(ws.threads());
   ws.begin(T, batch.lengths);
 
   ws.dropout_active = dropout && dropout->p > 0 && cfg.num_layers > 1;
@@ -293,7 +317,8 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
   kernels::pack_panels(true, O, W, P.w_o, W, packed);
   const int blocks = (TB + kReadoutRows - 1) / kReadoutRows;
   const bool split = blocks > 1 && 2.0 * TB * O * W >= kernels::kMinFlopsPerThread * 2;
-#pragma omp parallel for schedule(static) if (split && omp_get_max_threads() > 1)
+#pragma omp parallel for schedule(static) num_threads(ThreadCount::current()) \
+    if (split && ThreadCount::current() > 1)
   for (int i = 0; i < blocks; ++i) {
     const int r0 = i * kReadoutRows, rows = std::min(kReadoutRows, TB - r0);
     Real* z = ws.z() + std::size_t(r0) * O;
@@ -444,8 +469,10 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
   const int T = batch.T, B = batch.B, GH = cfg.gates() * cfg.hidden_size, W = cfg.output_width(),
             O = cfg.output_size, TB = T * B, D = cfg.directions(), L = cfg.num_layers;
   const auto P = model.views();
+  check_call(model, batch, ws);
+  grads.check(cfg, batch.T, batch.B);
+  const ThreadCount on_threads(ws.threads());
   ParamViews<Real> G(cfg, grads.params.data());
-  check_workspace(ws, batch);
 
   // Head: dW_o += dZᵀ·top, db_o += Σ dZ. For D = 1 its dL/dtop = dZ·W_o is formed a chunk at a
   // time by unit_backward; for D = 2 here, over top itself (no longer needed). A head that reads

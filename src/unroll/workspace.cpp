@@ -2,7 +2,9 @@
 
 #include <algorithm>
 
+#include "bptt/error.hpp"
 #include "bptt/limits.hpp"
+#include "bptt/threads.hpp"
 
 #include "bptt/unroll.hpp"
 #include "kernels/step_gemm.hpp"
@@ -101,9 +103,19 @@ std::size_t Workspace<Real>::bytes_for(const ModelConfig& cfg, int T, int B, boo
 }
 
 template <class Real>
-Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropout)
-    : T_(T), B_(B), H_(cfg.hidden_size), D_(cfg.directions()), L_(cfg.num_layers), chunk_(0),
-      cell_(cfg.cell), HO_(cfg.state_size()) {
+Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropout, int threads)
+    : cfg_(cfg), threads_(threads > 0 ? threads : ThreadCount::current()), T_(T), B_(B),
+      H_(cfg.hidden_size), D_(cfg.directions()), L_(cfg.num_layers), chunk_(0), cell_(cfg.cell),
+      HO_(cfg.state_size()) {
+  cfg.validate("workspace");
+  if (T < 1 || B < 1)
+    throw Error(ErrorKind::value, "workspace",
+                fmt::format("T = {}, B = {}: a workspace needs at least one step and one sequence",
+                            T, B));
+  if (threads < 0)
+    throw Error(ErrorKind::value, "workspace",
+                fmt::format("threads = {} (0: the calling thread's count, else at least 1)",
+                            threads));
   {  // refused before allocating; in double first, since T·B·H of absurd options overflows
     const double rough = double(T) * B * cfg.units() * cfg.hidden_size *
                          (cfg.gates() + 4.0 + cfg.output_size) * sizeof(Real);
@@ -118,6 +130,14 @@ Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropo
   valid_.assign(std::size_t(T) * B, 1);
   len_.assign(std::size_t(B), T);
   steps_ = T;
+}
+
+template <class Real>
+void Workspace<Real>::set_threads(int threads) {
+  if (threads < 1)
+    throw Error(ErrorKind::value, "workspace",
+                fmt::format("threads = {}, not at least 1", threads));
+  threads_ = threads;
 }
 
 template <class Real>
@@ -196,6 +216,26 @@ Gradients<Real>::Gradients(const ModelConfig& cfg, int T, int B, bool with_x)
       x(with_x ? std::size_t(T) * B * cfg.input_size : 0),
       h0(std::size_t(cfg.units()) * B * cfg.state_size()),
       c0(cfg.cell == CellKind::lstm ? std::size_t(cfg.units()) * B * cfg.hidden_size : 0) {}
+
+template <class Real>
+void Gradients<Real>::check(const ModelConfig& cfg, int T, int B) const {
+  const std::size_t b = std::size_t(B), units = std::size_t(cfg.units()),
+                    nx = std::size_t(T) * b * std::size_t(cfg.input_size);
+  const auto expect = [](std::size_t have, std::size_t want, const char* name, const char* dims) {
+    if (have != want)
+      throw Error(ErrorKind::shape, std::string("gradients: ") + name,
+                  fmt::format("has {} elements, expected {} = {}", have, dims, want),
+                  "construct the Gradients for (model.cfg, T, B) of the batch");
+  };
+  expect(params.size(), param_count(cfg), "params", "param_count(cfg)");
+  if (!x.empty() && x.size() < nx)
+    throw Error(ErrorKind::shape, "gradients: x",
+                fmt::format("has {} elements, fewer than [T, B, I] = {} (empty skips dL/dx)",
+                            x.size(), nx));
+  expect(h0.size(), units * b * std::size_t(cfg.state_size()), "h0", "[L·D, B, H_out]");
+  expect(c0.size(), cfg.cell == CellKind::lstm ? units * b * std::size_t(cfg.hidden_size) : 0,
+         "c0", "[L·D, B, H] (LSTM; empty otherwise)");
+}
 
 template <class Real>
 void Gradients<Real>::zero() {

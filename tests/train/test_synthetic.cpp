@@ -318,7 +318,6 @@ TEST(SyntheticTraining, LstmLearnsTheAddingProblemAtSmallT) {
   Model<float> model(c);
   init_model(model, 1, 0.0);
   auto task = make_synthetic_task<float>(spec, 32);
-  set_num_threads(1);  // a tiny model: two threads only wait for each other on a busy machine
   TrainConfig tc;
   tc.schedule.lr = 1e-2;
   tc.clip_norm = 5;

@@ -15,10 +15,7 @@
 namespace bptt::test {
 namespace {
 
-class ThreadedRows : public testing::TestWithParam<Case> {
- protected:
-  void TearDown() override { set_num_threads(1); }
-};
+class ThreadedRows : public testing::TestWithParam<Case> {};
 
 // inside_region: each run is made from inside a parallel region of the caller's, where a nested
 // region gets fewer threads than it asks for (one, with nesting off): every part of the batch
@@ -35,8 +32,7 @@ void check_threads(const Case& c, bool inside_region = false) {
   const Float64Reference ref = float64_reference(c, model, batch);
   for (int threads : inside_region ? std::vector<int>{2} : std::vector<int>{1, 2, 3}) {
     SCOPED_TRACE(std::to_string(threads) + " threads");
-    set_num_threads(threads);
-    Workspace<Real> ws(cfg, c.T, c.B);
+    Workspace<Real> ws(cfg, c.T, c.B, /*with_dropout=*/false, threads);
     Gradients<Real> g(cfg, c.T, c.B);
     g.zero();
     double l = 0;

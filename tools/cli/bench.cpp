@@ -115,7 +115,7 @@ void add_bench(CLI::App& app, Runner& run) {
         throw Error("--max-steps", "is below --min-steps", "raise --max-steps");
       std::vector<BenchShape> shapes;  // all checked before any is run
       for (const std::string& s : o->shapes) shapes.push_back(parse_bench_shape(s));
-      set_num_threads(o->threads);
+      const ThreadCount on_threads(o->threads);
       for (const BenchShape& s : shapes)
         with_dtype(parse_dtype(o->dtype, "--dtype"), [&]<class Real>() { run_one<Real>(*o, s); });
     };

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bptt/error.hpp"
+#include "bptt/threads.hpp"
 #include "bptt/types.hpp"
 
 namespace bptt::cli {

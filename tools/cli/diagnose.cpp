@@ -642,7 +642,7 @@ void add_diagnose(CLI::App& app, Runner& run) {
   add_threads_option(cmd, o->threads);
   cmd->callback([o, &run] {
     run = [o] {
-      set_num_threads(o->threads);
+      const ThreadCount on_threads(o->threads);
       const LossKind loss = parse_loss(o->loss, "--loss");
       if (!o->out.empty()) check_out_dir(o->out);
       const auto mf = safetensors::File::read(o->model);

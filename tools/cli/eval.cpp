@@ -70,7 +70,7 @@ void add_eval(CLI::App& app, Runner& run) {
   cmd->add_flag("--json", o->json, "Print one JSON object with loss and the task's measures");
   cmd->callback([o, &run] {
     run = [o] {
-      set_num_threads(o->threads);
+      const ThreadCount on_threads(o->threads);
       const auto mf = safetensors::File::read(o->model);
       const DType dtype = o->dtype.empty() ? stored_dtype(mf) : parse_dtype(o->dtype, "--dtype");
       with_dtype(dtype, [&]<class Real>() { run_eval<Real>(*o, mf); });

@@ -101,7 +101,7 @@ void add_grad(CLI::App& app, Runner& run) {
   add_threads_option(cmd, o->threads);
   cmd->callback([o, &run] {
     run = [o] {
-      set_num_threads(o->threads);
+      const ThreadCount on_threads(o->threads);
       const GradMethodSpec method = parse_grad_method(o->method, "--method");
       const LossKind loss = parse_loss(o->loss, "--loss");
       const auto mf = safetensors::File::read(o->model);

@@ -68,7 +68,7 @@ void add_predict(CLI::App& app, Runner& run) {
   add_threads_option(cmd, o->threads);
   cmd->callback([o, &run] {
     run = [o] {
-      set_num_threads(o->threads);
+      const ThreadCount on_threads(o->threads);
       const auto mf = safetensors::File::read(o->model);
       const DType dtype = o->dtype.empty() ? stored_dtype(mf) : parse_dtype(o->dtype, "--dtype");
       with_dtype(dtype, [&]<class Real>() { run_predict<Real>(*o, mf); });

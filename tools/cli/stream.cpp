@@ -64,7 +64,7 @@ void add_stream(CLI::App& app, Runner& run) {
   add_dtype_option(cmd, o->dtype);
   cmd->callback([o, &run] {
     run = [o] {
-      set_num_threads(1);
+      const ThreadCount on_threads(1);
       const auto mf = safetensors::File::read(o->model);
       const DType dtype = o->dtype.empty() ? stored_dtype(mf) : parse_dtype(o->dtype, "--dtype");
       try {

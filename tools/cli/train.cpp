@@ -99,7 +99,7 @@ void run_train(const TrainOptions& o) {
   check_output_path(o.metrics, "--metrics");
   if (o.snapshot_every > 0 && o.snapshot.empty())
     fmt::print(stderr, "note: --snapshot-every has no effect without --snapshot\n");
-  set_num_threads(o.threads);
+  const ThreadCount on_threads(o.threads);
   const TaskData data(o.data);
   const int B = o.data.batch ? o.data.batch : data.default_batch();
   if (o.k1 > 0 && o.data.seq_len > 0 && o.data.seq_len != o.k1)
