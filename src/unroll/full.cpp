@@ -119,9 +119,10 @@ void for_directions(int D, F&& f) {
 template <class Real>
 void check_workspace(const Workspace<Real>& ws, const Batch<Real>& batch) {
   if (ws.T() < batch.T || ws.B() != batch.B)
-    throw Error("workspace", "sized for T = " + std::to_string(ws.T()) + ", B = " +
-                                 std::to_string(ws.B()) + " but the batch has T = " +
-                                 std::to_string(batch.T) + ", B = " + std::to_string(batch.B),
+    throw Error(ErrorKind::shape, "workspace",
+                "sized for T = " + std::to_string(ws.T()) + ", B = " + std::to_string(ws.B()) +
+                    " but the batch has T = " + std::to_string(batch.T) +
+                    ", B = " + std::to_string(batch.B),
                 "size the Workspace for the batch");
 }
 
@@ -250,7 +251,8 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
 
   ws.dropout_active = dropout && dropout->p > 0 && cfg.num_layers > 1;
   if (ws.dropout_active && !ws.drop_mask(1))
-    throw Error("workspace", "dropout requested but the workspace has no dropout buffers",
+    throw Error(ErrorKind::usage, "workspace",
+                "dropout requested but the workspace has no dropout buffers",
                 "construct the Workspace with with_dropout = true");
   const auto P = model.views();
   for (int k = 0; k < cfg.num_layers; ++k) {
