@@ -34,7 +34,8 @@ enum class CpuLevel { baseline, x86_64_v3, x86_64_v4 };
 // "baseline", "x86-64-v3", "x86-64-v4" (the names GCC and BPTT_CPU_LEVEL use).
 std::string_view to_string(CpuLevel level);
 
-// The inverse of to_string; throws bptt::Error(where, ...) listing the names for anything else.
+// The inverse of to_string; throws bptt::Error(ErrorKind::usage, where, ...) listing the names
+// for anything else.
 CpuLevel parse_cpu_level(std::string_view name, std::string_view where);
 
 // Whether this build has `level` compiled and this CPU can run it.

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace bptt {
 
@@ -44,10 +45,6 @@ class Error : public std::runtime_error {
   Error(ErrorKind kind, std::string where, std::string what, std::string hint = {})
       : std::runtime_error(compose(where, what, hint)), kind_(kind),
         where_(std::move(where)), what_(std::move(what)), hint_(std::move(hint)) {}
-  // Transitional: the kind defaults to usage. Being replaced by the constructor above at every
-  // throw site.
-  Error(std::string where, std::string what, std::string hint = {})
-      : Error(ErrorKind::usage, std::move(where), std::move(what), std::move(hint)) {}
 
   ErrorKind kind() const noexcept { return kind_; }
   const std::string& where() const noexcept { return where_; }

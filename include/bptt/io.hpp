@@ -26,8 +26,9 @@ Model<Real> load_model(const safetensors::File& file);
 template <class Real>
 Model<Real> load_model(const std::string& path) { return load_model<Real>(safetensors::File::read(path)); }
 
-// Throws bptt::Error("<path>: <name>", "element [i, j] is nan", ...) for the first non-finite
-// value of tensor `name` (v: its values as read). load_model checks every parameter with it.
+// Throws bptt::Error(ErrorKind::value, "<path>: <name>", "element [i, j] is nan", ...) for the
+// first non-finite value of tensor `name` (v: its values as read). load_model checks every
+// parameter with it.
 template <class Real>
 void require_finite(const safetensors::File& f, const std::string& name, const std::vector<Real>& v);
 

@@ -13,7 +13,8 @@ namespace bptt {
 // BPTT_MEMORY_LIMIT_MB when it holds a positive number (for tests and shared machines).
 std::uint64_t memory_limit_bytes();
 
-// Throws bptt::Error(where, "<what> needs <N> MB but only <M> MB of memory are available", hint)
+// Throws bptt::Error(ErrorKind::resource, where,
+//                    "<what> needs <N> MB but only <M> MB of memory are available", hint)
 // when `bytes` exceeds memory_limit_bytes(). Sizes computed in double (`bytes` may be an
 // estimate that would overflow 64 bits) are accepted as they are.
 void check_memory(double bytes, const std::string& where, const std::string& what,

@@ -47,7 +47,7 @@ class File {
   const std::string& path() const { return path_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
-  // Throws bptt::Error("<path>: <name>", "missing tensor ...") when absent.
+  // Throws bptt::Error(ErrorKind::format, "<path>: <name>", "missing tensor ...") when absent.
   const Tensor& at(const std::string& name) const;
   std::vector<std::string> names() const;  // sorted
 

@@ -46,7 +46,8 @@ int parse_size(const std::string& shape, const std::string& part, char letter) {
   const auto [ptr, ec] = std::from_chars(first, last, v);
   if (part.size() < 2 || part[0] != letter || ec != std::errc() || ptr != last || v < 1 ||
       v > 1'000'000)
-    throw Error("shape " + shape, "'" + part + "' should be " + letter + " followed by a size in 1..1000000",
+    throw Error(ErrorKind::usage, "shape " + shape,
+                "'" + part + "' should be " + letter + " followed by a size in 1..1000000",
                 kShapeHint);
   return v;
 }
@@ -151,16 +152,19 @@ struct GemmReplay {
 BenchShape parse_bench_shape(const std::string& text) {
   const std::vector<std::string> parts = split(text, '_');
   if (parts.size() < 7)
-    throw Error("shape " + text, "has " + std::to_string(parts.size()) + " parts separated by '_', not 7 or more",
+    throw Error(ErrorKind::usage, "shape " + text,
+                "has " + std::to_string(parts.size()) + " parts separated by '_', not 7 or more",
                 kShapeHint);
   BenchShape s;
   s.name = text;
   const std::vector<std::string> cell = split(parts[0], '-');
-  if (cell.size() > 2) throw Error("shape " + text, "'" + parts[0] + "' is not a cell", kShapeHint);
+  if (cell.size() > 2)
+    throw Error(ErrorKind::usage, "shape " + text, "'" + parts[0] + "' is not a cell", kShapeHint);
   s.cfg.cell = parse_cell(cell[0], "shape " + text + ": cell");
   if (cell.size() == 2) {
     if (s.cfg.cell != CellKind::elman)
-      throw Error("shape " + text, "only elman takes a nonlinearity (" + parts[0] + ")",
+      throw Error(ErrorKind::usage, "shape " + text,
+                  "only elman takes a nonlinearity (" + parts[0] + ")",
                   "write elman-relu, elman-sigmoid, ...");
     s.cfg.nonlinearity = parse_activation(cell[1], "shape " + text + ": nonlinearity");
   }
@@ -178,10 +182,10 @@ BenchShape parse_bench_shape(const std::string& text) {
                              : p.size() > 1 && p[0] == 'p' && std::isdigit(static_cast<unsigned char>(p[1])) ? "p"
                                                                                  : "loss";
     if (!seen.insert(what).second)
-      throw Error("shape " + text, "'" + p + "' repeats an option", kShapeHint);
+      throw Error(ErrorKind::usage, "shape " + text, "'" + p + "' repeats an option", kShapeHint);
     if (what == "loss" && i != 7)
-      throw Error("shape " + text, "'" + p + "' is not bi, pP, nobias or learn (a loss comes first)",
-                  kShapeHint);
+      throw Error(ErrorKind::usage, "shape " + text,
+                  "'" + p + "' is not bi, pP, nobias or learn (a loss comes first)", kShapeHint);
     if (p == "bi") s.cfg.bidirectional = true;
     else if (p == "nobias") s.cfg.bias = false;
     else if (p == "learn") s.cfg.initial_state = InitialState::learned;
@@ -199,7 +203,7 @@ BenchMode parse_bench_mode(const std::string& s, const std::string& where) {
   if (s == "train") return BenchMode::train;
   if (s == "infer") return BenchMode::infer;
   if (s == "stream") return BenchMode::stream;
-  throw Error(where, "'" + s + "' is not a mode", "use train, infer or stream");
+  throw Error(ErrorKind::usage, where, "'" + s + "' is not a mode", "use train, infer or stream");
 }
 
 const char* to_string(BenchMode m) {
@@ -237,7 +241,8 @@ std::size_t weight_bytes(const ModelConfig& cfg, std::size_t real_size) {
 template <class Real>
 BenchResult run_stream_bench(const BenchShape& s, const BenchOptions& o, const Model<Real>& model) {
   if (o.gemm_bound)
-    throw Error("--gemm-bound", "is for --mode train and infer", "leave it out with --mode stream");
+    throw Error(ErrorKind::usage, "--gemm-bound", "is for --mode train and infer",
+                "leave it out with --mode stream");
   Stream<Real> stream(model, s.B, o.threads);
   const Batch<Real> batch = random_batch<Real>(s, o.seed + 1);
   const std::size_t in = std::size_t(s.B) * s.cfg.input_size;

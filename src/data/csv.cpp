@@ -115,17 +115,19 @@ Series load_csv_column(const std::string& path, const std::string& column) {
   }
   while (!lines.empty() && trim(lines.back()).empty()) lines.pop_back();  // blank lines at the end
   if (lines.empty())
-    throw Error(path, "the file is empty", "a CSV file starts with a header row of column names");
+    throw Error(ErrorKind::format, path, "the file is empty",
+                "a CSV file starts with a header row of column names");
 
   const std::string hint_format = "a CSV file has a header row, then one row per line";
   std::vector<Field> header, fields;
   if (!split_fields(lines[0], header))
-    throw Error(fmt::format("{}:1", path), "unterminated quote in the header", hint_format);
+    throw Error(ErrorKind::format, fmt::format("{}:1", path), "unterminated quote in the header",
+                hint_format);
   std::size_t col = header.size();
   for (std::size_t k = 0; k < header.size(); ++k) {
     if (header[k].text != column) continue;
     if (col != header.size())
-      throw Error(fmt::format("{}:1: {}", path, printable(column)),
+      throw Error(ErrorKind::format, fmt::format("{}:1: {}", path, printable(column)),
                   fmt::format("column '{}' appears twice (columns {} and {})", printable(column),
                               col + 1, k + 1),
                   "rename one of the columns");
@@ -138,7 +140,7 @@ Series load_csv_column(const std::string& path, const std::string& column) {
         hint += fmt::format("; did you mean '{}'?", printable(f.text));
         break;
       }
-    throw Error(fmt::format("{}:1: {}", path, printable(column)),
+    throw Error(ErrorKind::usage, fmt::format("{}:1: {}", path, printable(column)),
                 fmt::format("no column named '{}' in the header", printable(column)), hint);
   }
 
@@ -150,11 +152,13 @@ Series load_csv_column(const std::string& path, const std::string& column) {
   for (std::size_t ln = 1; ln < lines.size(); ++ln) {
     const std::string where_line = fmt::format("{}:{}", path, ln + 1);
     if (trim(lines[ln]).empty())
-      throw Error(where_line, "blank line between rows", "remove the blank line");
+      throw Error(ErrorKind::format, where_line, "blank line between rows",
+                  "remove the blank line");
     if (!split_fields(lines[ln], fields))
-      throw Error(where_line, "unterminated quote", "close the quote or remove it");
+      throw Error(ErrorKind::format, where_line, "unterminated quote",
+                  "close the quote or remove it");
     if (fields.size() != header.size())
-      throw Error(where_line,
+      throw Error(ErrorKind::shape, where_line,
                   fmt::format("row has {} field{} but the header has {}", fields.size(),
                               fields.size() == 1 ? "" : "s", header.size()),
                   fields.size() < header.size() ? "fill in the missing fields"
@@ -162,27 +166,28 @@ Series load_csv_column(const std::string& path, const std::string& column) {
     const std::string where = fmt::format("{}: {}", where_line, printable(column));
     const std::string& v = fields[col].text;
     if (v.empty() || v == "?" || iequals(v, "NA") || iequals(v, "N/A") || iequals(v, "null"))
-      throw Error(where,
+      throw Error(ErrorKind::value, where,
                   v.empty() ? "missing value" : fmt::format("missing value ('{}')", printable(v)),
                   "fill in or remove the rows with missing values");
     double value = 0;
     switch (parse_double(v, value)) {
       case Parse::ok: break;
       case Parse::not_a_number:
-        throw Error(where, fmt::format("'{}' is not a number", printable(v)),
+        throw Error(ErrorKind::format, where, fmt::format("'{}' is not a number", printable(v)),
                     "values are decimal numbers such as 12, -0.5 or 1e3 (with '.' as the point)");
       case Parse::out_of_range:
-        throw Error(where, fmt::format("'{}' is out of the range of a double", printable(v)),
+        throw Error(ErrorKind::value, where,
+                    fmt::format("'{}' is out of the range of a double", printable(v)),
                     "rescale the series");
     }
     if (!std::isfinite(value))
-      throw Error(where, fmt::format("'{}' is not finite", printable(v)),
+      throw Error(ErrorKind::value, where, fmt::format("'{}' is not finite", printable(v)),
                   "fill in or remove the rows with missing or infinite values");
     s.labels.push_back(fields[0].text);
     s.values.push_back(value);
   }
   if (s.values.size() < 3)
-    throw Error(fmt::format("{}: {}", path, printable(column)),
+    throw Error(ErrorKind::shape, fmt::format("{}: {}", path, printable(column)),
                 fmt::format("only {} data row{}; at least 3 are needed", s.values.size(),
                             s.values.size() == 1 ? "" : "s"),
                 "give a longer series");

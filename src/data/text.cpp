@@ -67,7 +67,8 @@ void Vocab::set_bytes(std::vector<std::uint8_t> bytes) {
 
 std::uint8_t Vocab::decode(int id) const {
   if (id < 0 || id >= size())
-    throw Error("vocabulary", fmt::format("symbol id {} is outside [0, {})", id, size()),
+    throw Error(ErrorKind::value, "vocabulary",
+                fmt::format("symbol id {} is outside [0, {})", id, size()),
                 "the model's output size must equal its vocabulary size");
   return bytes_[static_cast<std::size_t>(id)];
 }
@@ -89,14 +90,16 @@ Vocab Vocab::from_metadata(const std::string& text, const std::string& where) {
     while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
   };
   auto fail = [&](const std::string& what) -> Error {
-    return Error(where, fmt::format("bad vocabulary at character {}: {}", i, what), hint);
+    return Error(ErrorKind::format, where,
+                 fmt::format("bad vocabulary at character {}: {}", i, what), hint);
   };
   skip_spaces();
   if (i >= text.size() || text[i] != '[') throw fail("no '['");
   ++i;
   std::vector<std::uint8_t> bytes;
   skip_spaces();
-  if (i < text.size() && text[i] == ']') throw Error(where, "empty vocabulary", hint);
+  if (i < text.size() && text[i] == ']')
+    throw Error(ErrorKind::format, where, "empty vocabulary", hint);
   for (;;) {
     skip_spaces();
     const std::size_t start = i;
@@ -140,10 +143,10 @@ Vocab Vocab::of(std::string_view text) {
 std::string read_file_bytes(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
-    throw Error(path, "is a directory, not a file", "give the path of a data file");
+    throw Error(ErrorKind::io, path, "is a directory, not a file", "give the path of a data file");
   std::ifstream in(path, std::ios::binary);
   if (!in)
-    throw Error(path, fmt::format("cannot open the file ({})", std::strerror(errno)),
+    throw Error(ErrorKind::io, path, fmt::format("cannot open the file ({})", std::strerror(errno)),
                 "check the path and the file's permissions");
   // Read in chunks: memory grows with the bytes actually read, whatever the file claims to be.
   std::string data;
@@ -153,24 +156,27 @@ std::string read_file_bytes(const std::string& path) {
     data.append(chunk, static_cast<std::size_t>(in.gcount()));
   }
   if (in.bad())
-    throw Error(path, "read error", "check that the file is readable and not truncated");
+    throw Error(ErrorKind::io, path, "read error",
+                "check that the file is readable and not truncated");
   return data;
 }
 
 TextCorpus load_text(const std::string& path, double val_fraction) {
   if (!(val_fraction >= 0.0 && val_fraction < 1.0))
-    throw Error(path, fmt::format("validation fraction {} is not in [0, 1)", val_fraction),
+    throw Error(ErrorKind::value, path,
+                fmt::format("validation fraction {} is not in [0, 1)", val_fraction),
                 "use e.g. 0.1 for the last 10% of the text, or 0 for no validation");
   TextCorpus c;
   c.path = path;
   const std::string text = read_file_bytes(path);
-  if (text.empty()) throw Error(path, "the file is empty", "give a text file with some text");
+  if (text.empty())
+    throw Error(ErrorKind::format, path, "the file is empty", "give a text file with some text");
 
   std::size_t controls = 0, first_control = text.size();
   for (std::size_t k = 0; k < text.size(); ++k) {
     const auto b = static_cast<std::uint8_t>(text[k]);
     if (b == 0)
-      throw Error(fmt::format("{}:{}: byte {}", path, line_of(text, k), k),
+      throw Error(ErrorKind::format, fmt::format("{}:{}: byte {}", path, line_of(text, k), k),
                   "NUL byte: this looks like a binary file, not text",
                   "train on a plain text file (any encoding without NUL bytes)");
     if (is_bad_control(b)) {
@@ -179,7 +185,8 @@ TextCorpus load_text(const std::string& path, double val_fraction) {
     }
   }
   if (controls * 10 > text.size())
-    throw Error(fmt::format("{}:{}: byte {}", path, line_of(text, first_control), first_control),
+    throw Error(ErrorKind::format,
+                fmt::format("{}:{}: byte {}", path, line_of(text, first_control), first_control),
                 fmt::format("{} of {} bytes are control characters (first: {}); this looks like a "
                             "binary file, not text",
                             controls, text.size(),
@@ -196,13 +203,13 @@ TextCorpus load_text(const std::string& path, double val_fraction) {
   c.train_end = std::min(c.train_end, text.size());
   const std::size_t n_val = text.size() - c.train_end;
   if (c.train_end < 2)
-    throw Error(path,
+    throw Error(ErrorKind::shape, path,
                 fmt::format("with validation fraction {} only {} of {} symbols are left for "
                             "training (at least 2 are needed)",
                             val_fraction, c.train_end, text.size()),
                 "use a longer text or a smaller validation fraction");
   if (val_fraction > 0 && n_val < 2)
-    throw Error(path,
+    throw Error(ErrorKind::shape, path,
                 fmt::format("validation fraction {} of {} symbols gives {} validation symbols (at "
                             "least 2 are needed)",
                             val_fraction, text.size(), n_val),
@@ -219,7 +226,7 @@ TextCorpus encode_text(const std::string& path, std::string_view text, const Voc
     const auto b = static_cast<std::uint8_t>(text[k]);
     const int id = vocab.encode(b);
     if (id < 0)
-      throw Error(path,
+      throw Error(ErrorKind::value, path,
                   fmt::format("byte {} at offset {} (line {}) is not in the model's vocabulary",
                               describe_byte(b), k, line_of(text, k)),
                   fmt::format("the model knows {} symbols; use text made of the same characters "
@@ -237,18 +244,20 @@ TextStreams::TextStreams(const std::vector<std::int32_t>& ids, std::size_t begin
                          int B, int T, const std::string& where)
     : ids_(&ids), begin_(begin), B_(B), T_(T), where_(where) {
   if (B < 1)
-    throw Error(where, fmt::format("batch size {} is not positive", B), "use --batch >= 1");
+    throw Error(ErrorKind::value, where, fmt::format("batch size {} is not positive", B),
+                "use --batch >= 1");
   if (T < 1)
-    throw Error(where, fmt::format("sequence length {} is not positive", T), "use --seq-len >= 1");
+    throw Error(ErrorKind::value, where, fmt::format("sequence length {} is not positive", T),
+                "use --seq-len >= 1");
   if (begin > end || end > ids.size())
-    throw Error(where,
+    throw Error(ErrorKind::value, where,
                 fmt::format("range [{}, {}) is not inside the {} symbols", begin, end, ids.size()),
                 "use 0 <= begin <= end <= ids.size()");
   const std::size_t symbols = end - begin;
   n_ = symbols < 2 ? 0 : static_cast<std::int64_t>((symbols - 1) / static_cast<std::size_t>(B));
   windows_ = n_ / T;
   if (windows_ == 0)
-    throw Error(where,
+    throw Error(ErrorKind::shape, where,
                 fmt::format("{} symbols give no window of {} streams x {} steps (each stream has "
                             "{} steps; at least --seq-len are needed)",
                             symbols, B, T, n_),
@@ -260,16 +269,18 @@ TextStreams::TextStreams(const std::vector<std::int32_t>& ids, std::size_t begin
 template <class Real>
 void TextStreams::fill(std::int64_t window, int vocab_size, Batch<Real>& batch) const {
   if (window < 0 || window >= windows_)
-    throw Error(where_, fmt::format("window {} is outside [0, {})", window, windows_),
+    throw Error(ErrorKind::value, where_,
+                fmt::format("window {} is outside [0, {})", window, windows_),
                 "windows are numbered from 0 to windows() - 1");
   if (vocab_size < 1)
-    throw Error(where_, fmt::format("vocabulary size {} is not positive", vocab_size),
+    throw Error(ErrorKind::value, where_,
+                fmt::format("vocabulary size {} is not positive", vocab_size),
                 "pass the model's vocabulary size (its input size)");
   const auto V = static_cast<std::size_t>(vocab_size);
   const auto T = static_cast<std::size_t>(T_), B = static_cast<std::size_t>(B_);
   constexpr std::size_t max_elems = std::size_t(1) << 34;
   if (T * B > max_elems / V)
-    throw Error(where_,
+    throw Error(ErrorKind::resource, where_,
                 fmt::format("a window of [{}, {}, {}] one-hot values is too large", T, B, V),
                 "lower --batch or --seq-len");
   batch.T = T_;
@@ -290,7 +301,7 @@ void TextStreams::fill(std::int64_t window, int vocab_size, Batch<Real>& batch) 
       const std::int32_t in = ids[start + t], next = ids[start + t + 1];
       if (in < 0 || in >= vocab_size || next < 0 || next >= vocab_size)
         throw Error(
-            where_,
+            ErrorKind::value, where_,
             fmt::format("symbol id {} at position {} is outside the vocabulary [0, {})",
                         (in < 0 || in >= vocab_size) ? in : next,
                         (in < 0 || in >= vocab_size) ? start + t : start + t + 1, vocab_size),

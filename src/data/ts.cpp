@@ -86,7 +86,8 @@ bool parse_bool(std::string_view value, const std::string& where, const std::str
   const std::string v = lower(trim(value));
   if (v == "true") return true;
   if (v == "false") return false;
-  throw Error(where, fmt::format("{} expects true or false, not '{}'", tag, printable(trim(value))),
+  throw Error(ErrorKind::format, where,
+              fmt::format("{} expects true or false, not '{}'", tag, printable(trim(value))),
               fmt::format("write '{} true' or '{} false'", tag, tag));
 }
 
@@ -96,7 +97,7 @@ int parse_count(std::string_view value, const std::string& where, const std::str
   const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
   if (ec != std::errc() || ptr != v.data() + v.size() || n < 1 || n > max)
     throw Error(
-        where,
+        ErrorKind::format, where,
         fmt::format("{} expects a whole number in [1, {}], not '{}'", tag, max, printable(v)),
         fmt::format("write e.g. '{} 3'", tag));
   return n;
@@ -109,11 +110,13 @@ void parse_tag(std::string_view line, const std::string& where, Header& h,
   const std::string tag = printable(line.substr(0, cut));  // as written, for messages
   const std::string_view value = trim(line.substr(cut));
   if (!seen.insert(name).second)
-    throw Error(where, fmt::format("{} is given twice", tag), "keep one of the two lines");
+    throw Error(ErrorKind::format, where, fmt::format("{} is given twice", tag),
+                "keep one of the two lines");
   if (name == "@problemname") return;
   if (name == "@timestamps") {
     if (parse_bool(value, where, tag))
-      throw Error(where, "series with time stamps (@timeStamps true) are not supported",
+      throw Error(ErrorKind::format, where,
+                  "series with time stamps (@timeStamps true) are not supported",
                   "write the file without time stamps (@timeStamps false, values only)");
     return;
   }
@@ -135,29 +138,33 @@ void parse_tag(std::string_view line, const std::string& where, Header& h,
   } else if (name == "@classlabel") {
     const std::vector<std::string_view> t = tokens(value);
     if (t.empty() || lower(t[0]) != "true")
-      throw Error(where, "only classification files (@classLabel true <labels>) are supported",
+      throw Error(ErrorKind::format, where,
+                  "only classification files (@classLabel true <labels>) are supported",
                   "bptt reads .ts classification files; regression targets are not supported");
     if (t.size() < 2)
-      throw Error(where, "@classLabel true lists no labels", "write '@classLabel true 1 2 3'");
+      throw Error(ErrorKind::format, where, "@classLabel true lists no labels",
+                  "write '@classLabel true 1 2 3'");
     for (std::size_t k = 1; k < t.size(); ++k) {
       const std::string l(t[k]);
       if (std::find(h.labels.begin(), h.labels.end(), l) != h.labels.end())
-        throw Error(where, fmt::format("class label '{}' is listed twice", printable(l)),
+        throw Error(ErrorKind::format, where,
+                    fmt::format("class label '{}' is listed twice", printable(l)),
                     "list each class once");
       h.labels.push_back(l);
     }
     h.has_class_label = true;
     return;
   } else if (name == "@targetlabel") {
-    throw Error(where, "regression files (@targetLabel) are not supported",
+    throw Error(ErrorKind::format, where, "regression files (@targetLabel) are not supported",
                 "bptt reads .ts classification files (@classLabel true <labels>)");
   } else {
-    throw Error(where, fmt::format("unknown tag '{}'", tag),
+    throw Error(ErrorKind::format, where, fmt::format("unknown tag '{}'", tag),
                 "known tags: @problemName @timeStamps @missing @univariate @dimensions "
                 "@equalLength @seriesLength @classLabel @data");
   }
   if (h.univariate_given && h.univariate && h.dims > 1)
-    throw Error(where, fmt::format("@univariate true but @dimensions {}", h.dims),
+    throw Error(ErrorKind::format, where,
+                fmt::format("@univariate true but @dimensions {}", h.dims),
                 "write '@univariate false' for several dimensions");
 }
 
@@ -172,19 +179,22 @@ int parse_series(const std::string& where_line, int dims, std::vector<std::strin
     const std::string where = fmt::format("{}: dimension {}", where_line, d + 1);
     const std::string_view channel = trim(fields[static_cast<std::size_t>(d)]);
     if (channel.empty())
-      throw Error(where, "no values", "every dimension needs at least one value");
+      throw Error(ErrorKind::format, where, "no values",
+                  "every dimension needs at least one value");
     split(channel, ',', items);
     if (items.size() > static_cast<std::size_t>(INT_MAX))
-      throw Error(where, "too many values", "split the series");
+      throw Error(ErrorKind::resource, where, "too many values", "split the series");
     if (d == 0)
       len = static_cast<int>(items.size());
     else if (items.size() != static_cast<std::size_t>(len))
-      throw Error(where, fmt::format("{} values but dimension 1 has {}", items.size(), len),
+      throw Error(ErrorKind::shape, where,
+                  fmt::format("{} values but dimension 1 has {}", items.size(), len),
                   "all dimensions of a series must have the same length");
     for (std::size_t k = 0; k < items.size(); ++k) {
       const std::string_view v = trim(items[k]);
       if (v == "?" || lower(v) == "nan")
-        throw Error(where, fmt::format("value {} is missing ('{}')", k + 1, printable(v)),
+        throw Error(ErrorKind::value, where,
+                    fmt::format("value {} is missing ('{}')", k + 1, printable(v)),
                     "fill in the missing values (e.g. by interpolation) before training");
       double x = 0;
       std::string_view num = v;
@@ -192,11 +202,12 @@ int parse_series(const std::string& where_line, int dims, std::vector<std::strin
       const auto [ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), x);
       if (ec == std::errc::result_out_of_range ||
           (ec == std::errc() && !std::isfinite(x) && ptr == num.data() + num.size()))
-        throw Error(where,
+        throw Error(ErrorKind::value, where,
                     fmt::format("value {} ('{}') is not a finite number", k + 1, printable(v)),
                     "rescale or remove the series");
       if (ec != std::errc() || ptr != num.data() + num.size() || num.empty())
-        throw Error(where, fmt::format("value {} ('{}') is not a number", k + 1, printable(v)),
+        throw Error(ErrorKind::format, where,
+                    fmt::format("value {} ('{}') is not a number", k + 1, printable(v)),
                     v.find('(') != std::string_view::npos
                         ? "time-stamped values '(t,x)' are not supported; write values only"
                         : "values are decimal numbers separated by ',' and dimensions by ':'");
@@ -232,13 +243,15 @@ TsDataset load_ts(const std::string& path, const std::vector<std::string>* class
     if (line.empty() || line[0] == '#') continue;
     const std::string where_line = fmt::format("{}:{}", path, line_no);
     if (line[0] == '@') {
-      if (in_data) throw Error(where_line, "a header tag after @data", "put all tags before @data");
+      if (in_data)
+        throw Error(ErrorKind::format, where_line, "a header tag after @data",
+                    "put all tags before @data");
       if (lower(line.substr(0, std::min(line.find_first_of(" \t"), line.size()))) != "@data") {
         parse_tag(line, where_line, h, seen);
         continue;
       }
       if (!h.has_class_label)
-        throw Error(where_line, "no '@classLabel true <labels>' before @data",
+        throw Error(ErrorKind::format, where_line, "no '@classLabel true <labels>' before @data",
                     "bptt reads .ts classification files; list the classes in the header");
       if (h.univariate_given && h.univariate && h.dims == 0) h.dims = 1;
       in_data = true;
@@ -247,18 +260,19 @@ TsDataset load_ts(const std::string& path, const std::vector<std::string>* class
       continue;
     }
     if (!in_data)
-      throw Error(where_line, "a data line before @data",
+      throw Error(ErrorKind::format, where_line, "a data line before @data",
                   "the header (@dimensions, @classLabel, ...) must end with a line '@data'");
 
     split(line, ':', fields);
     if (h.dims == 0) {  // no @dimensions: taken from the first series
       if (fields.size() < 2 || fields.size() - 1 > static_cast<std::size_t>(max_dims))
-        throw Error(where_line, "expected dimensions separated by ':' and the class label last",
+        throw Error(ErrorKind::format, where_line,
+                    "expected dimensions separated by ':' and the class label last",
                     "add '@dimensions N' to the header");
       h.dims = static_cast<int>(fields.size() - 1);
     }
     if (fields.size() != static_cast<std::size_t>(h.dims) + 1)
-      throw Error(where_line,
+      throw Error(ErrorKind::shape, where_line,
                   fields.size() < 2
                       ? fmt::format("no ':' before the class label (expected {} dimension{} and a "
                                     "label)",
@@ -270,20 +284,22 @@ TsDataset load_ts(const std::string& path, const std::vector<std::string>* class
     const std::string where_label = fmt::format("{}: class label", where_line);
     const std::string label(trim(fields.back()));
     if (label.empty())
-      throw Error(where_label, "missing class label", "end the line with ':<label>'");
+      throw Error(ErrorKind::format, where_label, "missing class label",
+                  "end the line with ':<label>'");
     if (std::find(h.labels.begin(), h.labels.end(), label) == h.labels.end())
-      throw Error(where_label,
+      throw Error(ErrorKind::format, where_label,
                   fmt::format("'{}' is not one of the @classLabel labels", printable(label)),
                   fmt::format("the header lists: {}", label_list(h.labels)));
     const auto it = std::find(ds.class_names.begin(), ds.class_names.end(), label);
     if (it == ds.class_names.end())
       throw Error(
-          where_label, fmt::format("class '{}' is unknown to the model", printable(label)),
+          ErrorKind::value, where_label,
+          fmt::format("class '{}' is unknown to the model", printable(label)),
           fmt::format("the model was trained on the classes: {}", label_list(ds.class_names)));
 
     const int len = parse_series(where_line, h.dims, fields, items, channel_major, values);
     if (h.equal_length && h.series_length > 0 && len != h.series_length)
-      throw Error(where_line,
+      throw Error(ErrorKind::shape, where_line,
                   fmt::format("series has {} steps but @seriesLength is {}", len, h.series_length),
                   "fix the series or the header (@equalLength false for varying lengths)");
     ds.series.push_back(values);
@@ -291,9 +307,10 @@ TsDataset load_ts(const std::string& path, const std::vector<std::string>* class
     ds.labels.push_back(static_cast<int>(it - ds.class_names.begin()));
   }
   if (!in_data)
-    throw Error(path, "no @data line", "a .ts file is a header, '@data', then the series");
+    throw Error(ErrorKind::format, path, "no @data line",
+                "a .ts file is a header, '@data', then the series");
   if (ds.series.empty())
-    throw Error(fmt::format("{}:{}", path, data_line), "no series after @data",
+    throw Error(ErrorKind::format, fmt::format("{}:{}", path, data_line), "no series after @data",
                 "add one series per line after @data");
   ds.dims = h.dims;
   return ds;
@@ -309,7 +326,7 @@ void ts_channel_stats(const TsDataset& ds, std::vector<double>& mean, std::vecto
     return std::min(static_cast<std::size_t>(std::max(ds.lengths[s], 0)), ds.series[s].size() / D);
   };
   if (D == 0)
-    throw Error(ds.path, "no dimensions to compute channel statistics for",
+    throw Error(ErrorKind::usage, ds.path, "no dimensions to compute channel statistics for",
                 "load the dataset with load_ts");
   double count = 0;
   for (std::size_t s = 0; s < N; ++s) {
@@ -318,7 +335,7 @@ void ts_channel_stats(const TsDataset& ds, std::vector<double>& mean, std::vecto
     count += static_cast<double>(steps(s));
   }
   if (count == 0)
-    throw Error(ds.path, "no values to compute channel statistics from",
+    throw Error(ErrorKind::usage, ds.path, "no values to compute channel statistics from",
                 "the dataset needs at least one series");
   for (double& m : mean) m /= count;
   for (std::size_t s = 0; s < N; ++s)
@@ -337,25 +354,28 @@ template <class Real>
 void fill_ts_batch(const TsDataset& ds, const std::vector<int>& indices, Batch<Real>& batch,
                    const std::vector<double>* mean, const std::vector<double>* stddev) {
   if (indices.empty())
-    throw Error(ds.path, "a batch of no sequences", "choose at least one sequence");
+    throw Error(ErrorKind::value, ds.path, "a batch of no sequences",
+                "choose at least one sequence");
   if (indices.size() > static_cast<std::size_t>(INT_MAX))
-    throw Error(ds.path, fmt::format("a batch of {} sequences is too large", indices.size()),
+    throw Error(ErrorKind::resource, ds.path,
+                fmt::format("a batch of {} sequences is too large", indices.size()),
                 "use a smaller batch");
   const auto D = static_cast<std::size_t>(std::max(ds.dims, 0));
   if (D == 0)
-    throw Error(ds.path, "the dataset has no dimensions", "load the dataset with load_ts");
+    throw Error(ErrorKind::usage, ds.path, "the dataset has no dimensions",
+                "load the dataset with load_ts");
   if ((mean == nullptr) != (stddev == nullptr))
-    throw Error(ds.path, "a mean without a standard deviation, or the reverse",
+    throw Error(ErrorKind::usage, ds.path, "a mean without a standard deviation, or the reverse",
                 "give both the mean and the standard deviation, or neither");
   if (mean && (mean->size() != D || stddev->size() != D))
-    throw Error(ds.path,
+    throw Error(ErrorKind::shape, ds.path,
                 fmt::format("normalization for {} and {} dimensions, but the data has {}",
                             mean->size(), stddev->size(), D),
                 "use the statistics the model was trained with on data of the same dimensions");
   if (stddev)
     for (std::size_t d = 0; d < D; ++d)
       if (!((*stddev)[d] > 0) || !std::isfinite((*stddev)[d]) || !std::isfinite((*mean)[d]))
-        throw Error(ds.path,
+        throw Error(ErrorKind::value, ds.path,
                     fmt::format("normalization of dimension {}: mean {}, stddev {}", d + 1,
                                 (*mean)[d], (*stddev)[d]),
                     "the standard deviation must be finite and > 0");
@@ -365,11 +385,12 @@ void fill_ts_batch(const TsDataset& ds, const std::vector<int>& indices, Batch<R
     if (i < 0 || static_cast<std::size_t>(i) >= ds.series.size() ||
         static_cast<std::size_t>(i) >= ds.lengths.size() ||
         static_cast<std::size_t>(i) >= ds.labels.size())
-      throw Error(ds.path, fmt::format("sequence index {} is outside [0, {})", i, ds.series.size()),
+      throw Error(ErrorKind::value, ds.path,
+                  fmt::format("sequence index {} is outside [0, {})", i, ds.series.size()),
                   "indices number the series of the dataset from 0");
     const auto si = static_cast<std::size_t>(i);
     if (ds.lengths[si] < 1 || ds.series[si].size() != static_cast<std::size_t>(ds.lengths[si]) * D)
-      throw Error(ds.path,
+      throw Error(ErrorKind::shape, ds.path,
                   fmt::format("sequence {} has {} values for length {} and {} dimensions", i,
                               ds.series[si].size(), ds.lengths[si], D),
                   "each series holds lengths[i] x dims values (load the dataset with load_ts)");
@@ -377,7 +398,8 @@ void fill_ts_batch(const TsDataset& ds, const std::vector<int>& indices, Batch<R
   }
   const auto B = indices.size(), TT = static_cast<std::size_t>(T);
   if (TT * B > max_batch_elems / D)
-    throw Error(ds.path, fmt::format("a batch of [{}, {}, {}] values is too large", T, B, D),
+    throw Error(ErrorKind::resource, ds.path,
+                fmt::format("a batch of [{}, {}, {}] values is too large", T, B, D),
                 "use a smaller batch");
   batch.T = T;
   batch.B = static_cast<int>(B);

@@ -32,7 +32,8 @@ MPI_Datatype mpi_type() {
 }
 
 void check(int rc, const char* what) {
-  if (rc != MPI_SUCCESS) throw Error("MPI", std::string(what) + " failed", "see mpirun's messages");
+  if (rc != MPI_SUCCESS)
+    throw Error(ErrorKind::io, "MPI", std::string(what) + " failed", "see mpirun's messages");
 }
 #endif
 }  // namespace

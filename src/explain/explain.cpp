@@ -38,20 +38,22 @@ double derivative(Activation f, double a, double fa) {
 
 void check_finite(double value, const char* field) {
   if (!std::isfinite(value))
-    throw Error(field, fmt::format("{} is not a finite number", value), "give a finite value");
+    throw Error(ErrorKind::value, field, fmt::format("{} is not a finite number", value),
+                "give a finite value");
 }
 
 void check_finite(const std::vector<double>& values, const char* field) {
   for (std::size_t i = 0; i < values.size(); ++i)
     if (!std::isfinite(values[i]))
-      throw Error(field, fmt::format("value {} (t = {}) is {}, not a finite number", i + 1, i + 1,
-                                     values[i]),
-                  "give finite values");
+      throw Error(
+          ErrorKind::value, field,
+          fmt::format("value {} (t = {}) is {}, not a finite number", i + 1, i + 1, values[i]),
+          "give finite values");
 }
 
 void check_activation(Activation f, const char* field) {
   if (f == Activation::softmax)
-    throw Error(field, "softmax is not allowed in the scalar network",
+    throw Error(ErrorKind::usage, field, "softmax is not allowed in the scalar network",
                 "softmax of a single value is always 1, so nothing would depend on it; "
                 "use identity, tanh, relu or sigmoid");
 }
@@ -61,14 +63,17 @@ void check_overflow(const ExplainResult& r) {
   for (const ScalarForwardRow& f : r.forward)
     if (!std::isfinite(f.s) || !std::isfinite(f.h) || !std::isfinite(f.y_hat) ||
         !std::isfinite(f.loss))
-      throw Error("", fmt::format("the forward pass overflows at t = {} (s = {:.6g}, h = {:.6g}, "
-                                  "loss = {:.6g})", f.t, f.s, f.h, f.loss),
+      throw Error(ErrorKind::value, "",
+                  fmt::format("the forward pass overflows at t = {} (s = {:.6g}, h = {:.6g}, "
+                              "loss = {:.6g})",
+                              f.t, f.s, f.h, f.loss),
                   "use smaller |w|, |v| or |x|, or a bounded phi (tanh, sigmoid)");
   const double all[] = {r.loss,      r.grad.w,      r.grad.v,     r.grad.h0,
                         r.numeric.w, r.numeric.v, r.numeric.h0};
   for (double value : all)
     if (!std::isfinite(value))
-      throw Error("", "the gradient overflows", "use smaller |w|, |v| or |x|, or fewer steps");
+      throw Error(ErrorKind::value, "", "the gradient overflows",
+                  "use smaller |w|, |v| or |x|, or fewer steps");
 }
 
 }  // namespace
@@ -87,10 +92,12 @@ ScalarRnn builtin_example() {
 
 void validate(const ScalarRnn& net) {
   if (net.x.empty())
-    throw Error("x", "no time steps (x is empty)", "give at least one input value");
+    throw Error(ErrorKind::shape, "x", "no time steps (x is empty)",
+                "give at least one input value");
   if (net.y.size() != net.x.size())
-    throw Error("y", fmt::format("{} value{}, but x has {}", net.y.size(),
-                                 net.y.size() == 1 ? "" : "s", net.x.size()),
+    throw Error(ErrorKind::shape, "y",
+                fmt::format("{} value{}, but x has {}", net.y.size(), net.y.size() == 1 ? "" : "s",
+                            net.x.size()),
                 "give one target per input step");
   check_activation(net.phi, "phi");
   check_activation(net.theta, "theta");

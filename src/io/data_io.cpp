@@ -40,21 +40,23 @@ Batch<Real> load_batch(const File& f, const ModelConfig& cfg, std::optional<Loss
   static const std::set<std::string> known = {"x", "y", "lengths", "mask", "h0", "c0"};
   for (const std::string& name : f.names())
     if (!known.count(name))
-      throw Error(f.path() + ": " + name, "unexpected tensor in a data file",
+      throw Error(ErrorKind::format, f.path() + ": " + name, "unexpected tensor in a data file",
                   "a data file holds x, y, lengths, mask, h0, c0");
 
   Batch<Real> batch;
   const auto& x = f.at("x");
   if (x.shape.size() != 3)
-    throw Error(f.path() + ": x", "has " + std::to_string(x.shape.size()) + " dimensions",
+    throw Error(ErrorKind::shape, f.path() + ": x",
+                "has " + std::to_string(x.shape.size()) + " dimensions",
                 "x is time-major [T, B, I]");
   const std::int64_t T = x.shape[0], B = x.shape[1], I = cfg.input_size, O = cfg.output_size,
                      H = cfg.hidden_size, HO = cfg.state_size(), L = cfg.units();
   if (T < 1 || B < 1)
-    throw Error(f.path() + ": x", "is empty (T = " + std::to_string(T) + ", B = " +
-                                      std::to_string(B) + ")", "give at least one step and sequence");
+    throw Error(ErrorKind::shape, f.path() + ": x",
+                "is empty (T = " + std::to_string(T) + ", B = " + std::to_string(B) + ")",
+                "give at least one step and sequence");
   if (T > (1 << 24) || B > (1 << 24))
-    throw Error(f.path() + ": x", "T or B larger than 2^24 is not supported");
+    throw Error(ErrorKind::resource, f.path() + ": x", "T or B larger than 2^24 is not supported");
   batch.T = int(T);
   batch.B = int(B);
   f.expect_shape("x", {T, B, I}, dims({T, B, I}, "[T, B, I]"));
@@ -64,26 +66,28 @@ Batch<Real> load_batch(const File& f, const ModelConfig& cfg, std::optional<Loss
     const auto& y = f.at("y");
     if (is_integer(y.dtype)) {
       if (*loss != LossKind::xent)
-        throw Error(f.path() + ": y", "holds integer class indices, but the loss is " +
-                                          std::string(to_string(*loss)),
+        throw Error(ErrorKind::usage, f.path() + ": y",
+                    "holds integer class indices, but the loss is " + std::string(to_string(*loss)),
                     "use --loss xent, or store y as F32/F64 [T, B, O]");
       f.expect_shape("y", {T, B}, dims({T, B}, "[T, B]"));
       batch.classes = f.as_i64("y");
     } else {
       if (*loss == LossKind::xent)
-        throw Error(f.path() + ": y", "holds " + std::string(safetensors::elem_name(y.dtype)) +
-                                          " values, but the xent loss needs class indices",
+        throw Error(ErrorKind::usage, f.path() + ": y",
+                    "holds " + std::string(safetensors::elem_name(y.dtype)) +
+                        " values, but the xent loss needs class indices",
                     "store y as I64 or I32 [T, B]");
       f.expect_shape("y", {T, B, O}, dims({T, B, O}, "[T, B, O]"));
       batch.y = f.as_real<Real>("y");
     }
   } else if (loss) {
-    throw Error(f.path() + ": y", "missing tensor", "the loss needs targets y");
+    throw Error(ErrorKind::format, f.path() + ": y", "missing tensor", "the loss needs targets y");
   }
   if (f.has("lengths")) {
     f.expect_shape("lengths", {B}, dims({B}, "[B]"));
     if (!is_integer(f.at("lengths").dtype))
-      throw Error(f.path() + ": lengths", "must be an integer tensor", "store lengths as I64 or I32");
+      throw Error(ErrorKind::format, f.path() + ": lengths", "must be an integer tensor",
+                  "store lengths as I64 or I32");
     batch.lengths = f.as_i64("lengths");
   }
   if (f.has("mask")) {

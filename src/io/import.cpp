@@ -52,7 +52,8 @@ std::string join(const std::vector<std::string>& v, std::size_t most = 6) {
 const std::vector<std::int64_t>& shape2(const File& f, const std::string& name) {
   const auto& s = f.at(name).shape;
   if (s.size() != 2 || s[0] < 1 || s[1] < 1)
-    throw Error(f.path() + ": " + name, fmt::format("has {} dimensions, not 2", s.size()),
+    throw Error(ErrorKind::shape, f.path() + ": " + name,
+                fmt::format("has {} dimensions, not 2", s.size()),
                 "a recurrent or linear weight is a matrix");
   return s;
 }
@@ -81,16 +82,18 @@ ImportPlan plan_import(const File& f, const ImportOptions& o) {
   for (const auto& [prefix, names] : groups)
     if (f.has(prefix + "weight_ih_l0")) candidates.push_back(path_of(prefix));
   if (candidates.empty())
-    throw Error(file, "holds no nn.RNN, nn.LSTM or nn.GRU (no tensor is named ...weight_ih_l0)",
+    throw Error(ErrorKind::format, file,
+                "holds no nn.RNN, nn.LSTM or nn.GRU (no tensor is named ...weight_ih_l0)",
                 "a PyTorch checkpoint here is a safetensors file of a module's state_dict");
   ImportPlan plan;
   if (o.rnn) {
     if (std::find(candidates.begin(), candidates.end(), *o.rnn) == candidates.end())
-      throw Error(file, "has no recurrent module at '" + *o.rnn + "'",
+      throw Error(ErrorKind::usage, file, "has no recurrent module at '" + *o.rnn + "'",
                   "its recurrent modules: " + join(candidates));
     plan.rnn = *o.rnn;
   } else if (candidates.size() > 1) {
-    throw Error(file, fmt::format("holds {} recurrent modules: {}", candidates.size(), join(candidates)),
+    throw Error(ErrorKind::usage, file,
+                fmt::format("holds {} recurrent modules: {}", candidates.size(), join(candidates)),
                 "pick one with --rnn PATH");
   } else {
     plan.rnn = candidates.front();
@@ -113,29 +116,31 @@ ImportPlan plan_import(const File& f, const ImportOptions& o) {
   if (has("weight_hr_l0")) {
     const auto& hr = shape2(f, rp + "weight_hr_l0");
     if (hr[0] != HO)
-      throw Error(file + ": " + rp + "weight_hr_l0",
+      throw Error(ErrorKind::shape, file + ": " + rp + "weight_hr_l0",
                   fmt::format("has {} rows but weight_hh_l0 has {} columns", hr[0], HO),
                   "a projection maps the cell's H units to the P of h");
     H = hr[1];
     if (rows != 4 * H)
-      throw Error(file + ": " + rp + "weight_ih_l0",
+      throw Error(ErrorKind::shape, file + ": " + rp + "weight_ih_l0",
                   fmt::format("has {} rows; an LSTM with a projection of {} to {} needs 4·{} = {}",
                               rows, H, HO, H, 4 * H));
     cfg.cell = CellKind::lstm;
     cfg.proj_size = int(HO);
   } else {
     if (rows % H != 0 || (rows / H != 1 && rows / H != 3 && rows / H != 4))
-      throw Error(file + ": " + rp + "weight_ih_l0",
+      throw Error(ErrorKind::shape, file + ": " + rp + "weight_ih_l0",
                   fmt::format("has {} rows for a hidden size of {} (weight_hh_l0's columns): not "
-                              "1, 3 or 4 gates", rows, H),
+                              "1, 3 or 4 gates",
+                              rows, H),
                   "nn.RNN has H rows, nn.GRU 3H, nn.LSTM 4H");
     cfg.cell = rows == H ? CellKind::elman : rows == 3 * H ? CellKind::gru : CellKind::lstm;
   }
   cfg.hidden_size = int(H);
   if (o.nonlinearity) {
     if (cfg.cell != CellKind::elman)
-      throw Error("--nonlinearity", "applies to nn.RNN only; " + shown(plan.rnn) + " is an " +
-                                        std::string(to_string(cfg.cell)),
+      throw Error(ErrorKind::usage, "--nonlinearity",
+                  "applies to nn.RNN only; " + shown(plan.rnn) + " is an " +
+                      std::string(to_string(cfg.cell)),
                   "leave it out");
     cfg.nonlinearity = *o.nonlinearity;
   }
@@ -155,17 +160,20 @@ ImportPlan plan_import(const File& f, const ImportOptions& o) {
   if (o.head) {
     hp = prefix_of(*o.head);
     if (!f.has(hp + "weight"))
-      throw Error(file, "has no tensor " + hp + "weight for the head '" + *o.head + "'",
+      throw Error(ErrorKind::usage, file,
+                  "has no tensor " + hp + "weight for the head '" + *o.head + "'",
                   heads.empty() ? "no Linear in the file reads the RNN's output width"
                                 : "Linear layers that fit: " + join(heads));
   } else if (heads.size() > 1) {
     std::vector<std::string> paths;
     for (const std::string& h : heads) paths.push_back(shown(path_of(h)));
-    throw Error(file, fmt::format("has {} Linear layers that could be the head: {}", heads.size(),
-                                  join(paths)),
-                "pick one with --head PATH");
+    throw Error(
+        ErrorKind::usage, file,
+        fmt::format("has {} Linear layers that could be the head: {}", heads.size(), join(paths)),
+        "pick one with --head PATH");
   } else if (heads.empty()) {
-    throw Error(file, fmt::format("has no nn.Linear reading the RNN's output ([O, {}] weight)", width),
+    throw Error(ErrorKind::format, file,
+                fmt::format("has no nn.Linear reading the RNN's output ([O, {}] weight)", width),
                 "bptt's models end in a Linear head; add one to the module (a model without a "
                 "head is not supported yet)");
   } else {
@@ -174,7 +182,7 @@ ImportPlan plan_import(const File& f, const ImportOptions& o) {
   plan.head = path_of(hp);
   const auto& hw = shape2(f, hp + "weight");
   if (hw[1] != width)
-    throw Error(file + ": " + hp + "weight",
+    throw Error(ErrorKind::shape, file + ": " + hp + "weight",
                 fmt::format("has {} columns, but the RNN's output is {} wide", hw[1], width),
                 "the head reads [h_fwd ; h_bwd] of the top layer");
   cfg.output_size = int(hw[0]);
@@ -202,12 +210,14 @@ ImportPlan plan_import(const File& f, const ImportOptions& o) {
     if (!used.count(n)) rest.push_back(n);
   for (const std::string& n : rest)
     if (rnn_names.count(n))
-      throw Error(file + ": " + n, "does not belong to the model inferred for " + shown(plan.rnn),
+      throw Error(ErrorKind::format, file + ": " + n,
+                  "does not belong to the model inferred for " + shown(plan.rnn),
                   fmt::format("a {} of {} layers{}{}", to_string(cfg.cell), cfg.num_layers,
                               cfg.bidirectional ? ", bidirectional" : "",
                               cfg.bias ? "" : ", without biases"));
   if (!rest.empty() && !(o.rnn && o.head))
-    throw Error(file, "also holds tensors of neither the RNN nor the head: " + join(rest),
+    throw Error(ErrorKind::usage, file,
+                "also holds tensors of neither the RNN nor the head: " + join(rest),
                 "name the two modules with --rnn PATH --head PATH to use them and ignore the rest");
   return plan;
 }

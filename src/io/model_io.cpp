@@ -33,13 +33,14 @@ const std::string* meta(const File& f, const std::string& key) {
 int meta_size(const File& f, const std::string& key) {
   const std::string* s = meta(f, key);
   if (!s)
-    throw Error(field(f, key), "missing",
+    throw Error(ErrorKind::format, field(f, key), "missing",
                 "model files carry cell, input_size, hidden_size, num_layers, output_size");
   int v = 0;
   auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
   if (ec != std::errc() || end != s->data() + s->size() || v < 1)
-    throw Error(field(f, key), fmt::format("'{}{}' is not a positive integer", s->substr(0, 40),
-                                           s->size() > 40 ? "..." : ""));
+    throw Error(ErrorKind::format, field(f, key),
+                fmt::format("'{}{}' is not a positive integer", s->substr(0, 40),
+                            s->size() > 40 ? "..." : ""));
   return v;
 }
 
@@ -49,9 +50,10 @@ bool meta_bool(const File& f, const std::string& key, bool fallback) {
   if (!s) return fallback;
   if (*s == "true") return true;
   if (*s == "false") return false;
-  throw Error(field(f, key), fmt::format("'{}{}' is not true or false", s->substr(0, 40),
-                                         s->size() > 40 ? "..." : ""),
-              "write true or false");
+  throw Error(
+      ErrorKind::format, field(f, key),
+      fmt::format("'{}{}' is not true or false", s->substr(0, 40), s->size() > 40 ? "..." : ""),
+      "write true or false");
 }
 
 }  // namespace
@@ -59,7 +61,8 @@ bool meta_bool(const File& f, const std::string& key, bool fallback) {
 ModelConfig read_model_config(const File& f) {
   ModelConfig cfg;
   const std::string* cell = meta(f, "cell");
-  if (!cell) throw Error(field(f, "cell"), "missing", "set it to elman, lstm or gru");
+  if (!cell)
+    throw Error(ErrorKind::format, field(f, "cell"), "missing", "set it to elman, lstm or gru");
   cfg.cell = parse_cell(*cell, field(f, "cell"));
   if (const std::string* s = meta(f, "nonlinearity"))
     cfg.nonlinearity = parse_activation(*s, field(f, "nonlinearity"));
@@ -76,8 +79,9 @@ ModelConfig read_model_config(const File& f) {
     int v = -1;
     auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
     if (ec != std::errc() || end != s->data() + s->size() || v < 0)
-      throw Error(field(f, "proj_size"), fmt::format("'{}{}' is not an integer >= 0",
-                                                     s->substr(0, 40), s->size() > 40 ? "..." : ""),
+      throw Error(ErrorKind::format, field(f, "proj_size"),
+                  fmt::format("'{}{}' is not an integer >= 0", s->substr(0, 40),
+                              s->size() > 40 ? "..." : ""),
                   "0 means no projection");
     cfg.proj_size = v;
   }
@@ -119,7 +123,7 @@ Model<Real> load_model(const File& f) {
   }
   for (const std::string& name : f.names())
     if (!expected.count(name))
-      throw Error(f.path() + ": " + name, "unexpected tensor for this model",
+      throw Error(ErrorKind::format, f.path() + ": " + name, "unexpected tensor for this model",
                   "a model file holds exactly the tensors its metadata describes (docs/"
                   "file_format.md): rnn.weight_ih_l{k}, rnn.weight_hh_l{k}, rnn.bias_ih_l{k}, "
                   "rnn.bias_hh_l{k} (with bias), rnn.weight_hr_l{k} (with proj_size), their "
@@ -148,8 +152,11 @@ void require_finite(const safetensors::File& f, const std::string& name, const s
       pos = std::to_string(rest % n) + (pos.empty() ? "" : ", ") + pos;
       rest /= n;
     }
-    throw Error(f.path() + ": " + name,
-                "element [" + pos + "] is " + (std::isnan(v[k]) ? "nan" : v[k] > 0 ? "inf" : "-inf"),
+    throw Error(ErrorKind::value, f.path() + ": " + name,
+                "element [" + pos + "] is " +
+                    (std::isnan(v[k]) ? "nan"
+                     : v[k] > 0       ? "inf"
+                                      : "-inf"),
                 "the file holds non-finite numbers (written by a run that diverged, or damaged)");
   }
 }

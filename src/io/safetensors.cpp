@@ -94,9 +94,9 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-[[noreturn]] void fail(const std::string& where, const std::string& what,
+[[noreturn]] void fail(ErrorKind kind, const std::string& where, const std::string& what,
                        const std::string& hint = {}) {
-  throw Error(detail::one_line(where), detail::one_line(what), detail::one_line(hint));
+  throw Error(kind, detail::one_line(where), detail::one_line(what), detail::one_line(hint));
 }
 
 std::string writer_where(const std::string& name) { return "safetensors writer: " + name; }
@@ -106,10 +106,12 @@ std::size_t checked_nbytes(const std::string& name, ElemType dtype,
                            const std::vector<std::int64_t>& shape) {
   std::size_t n = elem_size(dtype);
   for (std::int64_t d : shape) {
-    if (d < 0) fail(writer_where(name), "negative dim " + std::to_string(d), "dims must be >= 0");
+    if (d < 0)
+      fail(ErrorKind::value, writer_where(name), "negative dim " + std::to_string(d),
+           "dims must be >= 0");
     const auto ud = static_cast<std::size_t>(d);
     if (ud != 0 && n > std::numeric_limits<std::size_t>::max() / ud)
-      fail(writer_where(name), "shape too large", "the byte count overflows");
+      fail(ErrorKind::resource, writer_where(name), "shape too large", "the byte count overflows");
     n *= ud;
   }
   return n;
@@ -123,7 +125,8 @@ Tensor make_tensor(const std::string& name, ElemType dtype,
   t.shape = shape;
   const std::size_t n = checked_nbytes(name, dtype, shape);
   if (n != 0 && data == nullptr)
-    fail(writer_where(name), "null data for a non-empty tensor", "pass a pointer to the values");
+    fail(ErrorKind::usage, writer_where(name), "null data for a non-empty tensor",
+         "pass a pointer to the values");
   t.bytes.resize(n);
   if (n != 0) std::memcpy(t.bytes.data(), data, n);
   return t;
@@ -148,13 +151,15 @@ void Writer::add(const std::string& name, const std::vector<std::int64_t>& shape
 
 void Writer::add(const std::string& name, Tensor tensor) {
   if (name == "__metadata__")
-    fail(writer_where(name), "reserved tensor name", "use set_metadata() for metadata");
+    fail(ErrorKind::usage, writer_where(name), "reserved tensor name",
+         "use set_metadata() for metadata");
   for (const auto& [n, t] : tensors_)
     if (n == name)
-      fail(writer_where(name), "duplicate tensor name", "give each tensor its own name");
+      fail(ErrorKind::usage, writer_where(name), "duplicate tensor name",
+           "give each tensor its own name");
   const std::size_t n = checked_nbytes(name, tensor.dtype, tensor.shape);
   if (tensor.bytes.size() != n)
-    fail(writer_where(name),
+    fail(ErrorKind::shape, writer_where(name),
          "has " + std::to_string(tensor.bytes.size()) + " bytes but " + elem_name(tensor.dtype) +
              " of this shape needs " + std::to_string(n),
          "fill Tensor::bytes with numel * elem_size bytes");
@@ -186,7 +191,8 @@ void Writer::write(const std::string& path) const {
   try {
     text = header.dump();
   } catch (const ojson::exception&) {
-    fail(path, "cannot write: a tensor name or metadata string is not valid UTF-8",
+    fail(ErrorKind::format, path,
+         "cannot write: a tensor name or metadata string is not valid UTF-8",
          "names and metadata must be UTF-8 text");
   }
   text.append((8 - text.size() % 8) % 8, ' ');
@@ -198,7 +204,7 @@ void Writer::write(const std::string& path) const {
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (f == nullptr)
-    fail(path, std::string("cannot write (") + std::strerror(errno) + ")",
+    fail(ErrorKind::io, path, std::string("cannot write (") + std::strerror(errno) + ")",
          "check that the directory exists and is writable");
   int err = 0;  // first errno seen
   auto put = [&](const void* p, std::size_t n) {
@@ -213,14 +219,14 @@ void Writer::write(const std::string& path) const {
   std::error_code ec;
   if (err != 0) {
     std::filesystem::remove(tmp, ec);
-    fail(path, std::string("cannot write (") + std::strerror(err) + ")",
+    fail(ErrorKind::io, path, std::string("cannot write (") + std::strerror(err) + ")",
          "check free disk space and permissions");
   }
   std::filesystem::rename(tmp, path, ec);
   if (ec) {
     std::error_code ignored;
     std::filesystem::remove(tmp, ignored);
-    fail(path, "cannot write (rename from " + tmp + " failed: " + ec.message() + ")",
+    fail(ErrorKind::io, path, "cannot write (rename from " + tmp + " failed: " + ec.message() + ")",
          "check that the path is not a directory and that its directory is writable");
   }
   bptt::remove_stale_temporaries(path);

@@ -44,9 +44,9 @@ constexpr ElemType kAllTypes[] = {ElemType::F64, ElemType::F32, ElemType::F16, E
                                   ElemType::I64, ElemType::I32, ElemType::I16, ElemType::I8,
                                   ElemType::U8,  ElemType::BOOL};
 
-[[noreturn]] void fail(const std::string& where, const std::string& what,
+[[noreturn]] void fail(ErrorKind kind, const std::string& where, const std::string& what,
                        const std::string& hint = {}) {
-  throw Error(detail::one_line(where), detail::one_line(what), detail::one_line(hint));
+  throw Error(kind, detail::one_line(where), detail::one_line(what), detail::one_line(hint));
 }
 
 std::string shape_str(const std::vector<std::int64_t>& shape) {
@@ -127,7 +127,8 @@ std::vector<F> to_floats(const Tensor& t, const std::string& where) {
     case ElemType::BOOL:
       break;
   }
-  fail(where, std::string("dtype ") + elem_name(t.dtype) + " is not floating point",
+  fail(ErrorKind::format, where,
+       std::string("dtype ") + elem_name(t.dtype) + " is not floating point",
        "accepted dtypes are F64, F32, F16, BF16");
 }
 
@@ -171,33 +172,36 @@ Entry parse_entry(const std::string& where, const std::string& name, const json&
                   u64 data_size) {
   const char* layout = "each tensor needs {\"dtype\": str, \"shape\": [int, ...], "
                        "\"data_offsets\": [begin, end]}";
-  if (!j.is_object()) fail(where, "tensor entry is not a JSON object", layout);
+  if (!j.is_object()) fail(ErrorKind::format, where, "tensor entry is not a JSON object", layout);
   // Keys other than these three are ignored, as the reference implementation does.
   for (const char* key : {"dtype", "shape", "data_offsets"})
-    if (!j.contains(key)) fail(where, std::string("tensor entry has no \"") + key + "\"", layout);
+    if (!j.contains(key))
+      fail(ErrorKind::format, where, std::string("tensor entry has no \"") + key + "\"", layout);
 
   Entry e;
   e.name = name;
   const json& dtype = j["dtype"];
-  if (!dtype.is_string()) fail(where, "\"dtype\" is not a string", layout);
+  if (!dtype.is_string()) fail(ErrorKind::format, where, "\"dtype\" is not a string", layout);
   if (!parse_elem(dtype.get<std::string>(), e.tensor.dtype))
-    fail(where, "unknown dtype '" + clip(dtype.get<std::string>()) + "'",
+    fail(ErrorKind::format, where, "unknown dtype '" + clip(dtype.get<std::string>()) + "'",
          std::string("supported dtypes are ") + kAllDtypes);
 
   const json& shape = j["shape"];
-  if (!shape.is_array()) fail(where, "\"shape\" is not an array", layout);
+  if (!shape.is_array()) fail(ErrorKind::format, where, "\"shape\" is not an array", layout);
   u64 numel = 1;
   for (const json& d : shape) {
     if (!d.is_number_integer())
-      fail(where, "\"shape\" has a non-integer dim " + clip(d.dump()), "dims are integers >= 0");
+      fail(ErrorKind::format, where, "\"shape\" has a non-integer dim " + clip(d.dump()),
+           "dims are integers >= 0");
     if (!d.is_number_unsigned() && d.get<std::int64_t>() < 0)
-      fail(where, "negative dim " + clip(d.dump()) + " in shape " + clip(shape.dump()),
+      fail(ErrorKind::format, where,
+           "negative dim " + clip(d.dump()) + " in shape " + clip(shape.dump()),
            "dims are integers >= 0");
     const u64 dim = d.is_number_unsigned() ? d.get<u64>() : static_cast<u64>(d.get<std::int64_t>());
     // Checked in the order Tensor::numel() multiplies, so that it cannot overflow later.
     if (!mul_ok(numel, dim, numel) || dim > u64{std::numeric_limits<std::int64_t>::max()} ||
         numel > u64{std::numeric_limits<std::int64_t>::max()})
-      fail(where, "shape " + clip(shape.dump()) + " is too large",
+      fail(ErrorKind::format, where, "shape " + clip(shape.dump()) + " is too large",
            "the file is corrupt or not a safetensors file");
     e.tensor.shape.push_back(static_cast<std::int64_t>(dim));
   }
@@ -205,24 +209,26 @@ Entry parse_entry(const std::string& where, const std::string& name, const json&
   const json& off = j["data_offsets"];
   if (!off.is_array() || off.size() != 2 || !json_u64(off[0], e.begin) ||
       !json_u64(off[1], e.end))
-    fail(where, "\"data_offsets\" " + clip(off.dump()) + " is not two non-negative integers",
+    fail(ErrorKind::format, where,
+         "\"data_offsets\" " + clip(off.dump()) + " is not two non-negative integers",
          "expected [begin, end] relative to the start of the data section");
   if (e.begin > e.end)
-    fail(where, "data_offsets begin " + std::to_string(e.begin) + " > end " +
-                    std::to_string(e.end),
+    fail(ErrorKind::format, where,
+         "data_offsets begin " + std::to_string(e.begin) + " > end " + std::to_string(e.end),
          "expected [begin, end] with begin <= end");
   if (e.end > data_size)
-    fail(where, "data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
-                    "] out of range: the data section has " + std::to_string(data_size) +
-                    " bytes",
+    fail(ErrorKind::format, where,
+         "data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
+             "] out of range: the data section has " + std::to_string(data_size) + " bytes",
          "the file is truncated or the header is wrong");
 
   u64 nbytes = 0;
   const bool fits = mul_ok(numel, elem_size(e.tensor.dtype), nbytes);
   if (!fits || nbytes != e.end - e.begin)
-    fail(where, "data_offsets span " + std::to_string(e.end - e.begin) + " bytes but " +
-                    elem_name(e.tensor.dtype) + " " + clip(shape.dump()) + " needs " +
-                    (fits ? std::to_string(nbytes) : std::string("more than 2^64")) + " bytes",
+    fail(ErrorKind::format, where,
+         "data_offsets span " + std::to_string(e.end - e.begin) + " bytes but " +
+             elem_name(e.tensor.dtype) + " " + clip(shape.dump()) + " needs " +
+             (fits ? std::to_string(nbytes) : std::string("more than 2^64")) + " bytes",
          "the dtype, shape and data_offsets disagree; the file is corrupt");
   return e;
 }
@@ -231,15 +237,18 @@ Entry parse_entry(const std::string& where, const std::string& name, const json&
 
 File File::read(const std::string& path) {
   FilePtr f(std::fopen(path.c_str(), "rb"));
-  if (!f) fail(path, std::string("cannot open: ") + std::strerror(errno), "check the path");
+  if (!f)
+    fail(ErrorKind::io, path, std::string("cannot open: ") + std::strerror(errno),
+         "check the path");
   struct stat st {};
   if (::fstat(::fileno(f.get()), &st) != 0 || !S_ISREG(st.st_mode))
-    fail(path, "cannot open: not a regular file", "check the path");
+    fail(ErrorKind::io, path, "cannot open: not a regular file", "check the path");
   return parse(path, static_cast<u64>(st.st_size), [&](u64 offset, void* dst, u64 n) {
     if (n == 0) return;
     if (::fseeko(f.get(), static_cast<off_t>(offset), SEEK_SET) != 0 ||
         std::fread(dst, 1, n, f.get()) != n)
-      fail(path, "cannot read " + std::to_string(n) + " bytes at offset " + std::to_string(offset),
+      fail(ErrorKind::io, path,
+           "cannot read " + std::to_string(n) + " bytes at offset " + std::to_string(offset),
            "the file changed while reading or the disk failed");
   });
 }
@@ -253,7 +262,8 @@ File File::from_memory(const void* data, std::size_t size, const std::string& na
 
 File File::parse(const std::string& path, std::uint64_t size, const ReadAt& read_at) {
   if (size < 8)
-    fail(path, "file is " + std::to_string(size) + " bytes, too short for a safetensors file",
+    fail(ErrorKind::format, path,
+         "file is " + std::to_string(size) + " bytes, too short for a safetensors file",
          "a safetensors file starts with an 8-byte header length; the file is truncated");
   u64 position = 0;
   auto read_exact = [&](void* dst, u64 n) {
@@ -265,7 +275,7 @@ File File::parse(const std::string& path, std::uint64_t size, const ReadAt& read
   u64 header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
   if (header_len > size - 8)
-    fail(path + ": header",
+    fail(ErrorKind::format, path + ": header",
          "length " + std::to_string(header_len) + " runs past the end of the " +
              std::to_string(size) + "-byte file",
          "the file is truncated or not a safetensors file");
@@ -273,7 +283,7 @@ File File::parse(const std::string& path, std::uint64_t size, const ReadAt& read
   // The reference implementation's limit: a longer header is damage, not a model.
   constexpr u64 kMaxHeader = 100'000'000;
   if (header_len > kMaxHeader)
-    fail(path + ": header",
+    fail(ErrorKind::format, path + ": header",
          "length " + std::to_string(header_len) + " bytes exceeds the format's limit of " +
              std::to_string(kMaxHeader),
          "the file is corrupt or not a safetensors file");
@@ -286,7 +296,7 @@ File File::parse(const std::string& path, std::uint64_t size, const ReadAt& read
 
   // nlohmann::json stops at a NUL byte as if the input ended there; JSON cannot contain one.
   if (const auto nul = header.find('\0'); nul != header.npos)
-    fail(path + ": header",
+    fail(ErrorKind::format, path + ": header",
          "not valid JSON (NUL byte at offset " + std::to_string(nul) + ")",
          "the file is corrupt or not a safetensors file");
   // A safetensors header nests three levels deep (header, entry, shape). Reject deep nesting
@@ -312,7 +322,8 @@ File File::parse(const std::string& path, std::uint64_t size, const ReadAt& read
         key.clear();
       } else if (ch == '{' || ch == '[') {
         if (++depth > kMaxDepth)
-          fail(path + ": " + (last_key.empty() ? std::string("header") : last_key),
+          fail(ErrorKind::format,
+               path + ": " + (last_key.empty() ? std::string("header") : last_key),
                "JSON nests deeper than " + std::to_string(kMaxDepth) + " levels",
                "a safetensors header is an object of tensor entries; the file is corrupt");
       } else if (ch == '}' || ch == ']') {
@@ -327,11 +338,12 @@ File File::parse(const std::string& path, std::uint64_t size, const ReadAt& read
     std::string msg = e.what();
     if (const auto p = msg.find("] "); msg.rfind("[json.exception", 0) == 0 && p != msg.npos)
       msg = msg.substr(p + 2);
-    fail(path + ": header", "not valid JSON (" + clip(msg, 200) + ")",
+    fail(ErrorKind::format, path + ": header", "not valid JSON (" + clip(msg, 200) + ")",
          "the file is corrupt or not a safetensors file");
   }
   if (!j.is_object())
-    fail(path + ": header", std::string("is a JSON ") + j.type_name() + ", not an object",
+    fail(ErrorKind::format, path + ": header",
+         std::string("is a JSON ") + j.type_name() + ", not an object",
          "the file is corrupt or not a safetensors file");
 
   File out;
@@ -341,7 +353,8 @@ File File::parse(const std::string& path, std::uint64_t size, const ReadAt& read
     const std::string where = path + ": " + key;
     if (key == "__metadata__") {
       if (!value.is_object())
-        fail(where, std::string("is a JSON ") + value.type_name() + ", not an object",
+        fail(ErrorKind::format, where,
+             std::string("is a JSON ") + value.type_name() + ", not an object",
              "__metadata__ maps strings to strings");
       for (const auto& [mk, mv] : value.items()) {
         // Lenient on purpose: some writers store numbers or booleans in the metadata; they are
@@ -351,7 +364,8 @@ File File::parse(const std::string& path, std::uint64_t size, const ReadAt& read
         } else if (mv.is_number() || mv.is_boolean()) {
           out.metadata_[mk] = mv.dump();
         } else {
-          fail(where + "." + mk, std::string("metadata value is a JSON ") + mv.type_name(),
+          fail(ErrorKind::format, where + "." + mk,
+               std::string("metadata value is a JSON ") + mv.type_name(),
                "__metadata__ maps strings to strings");
         }
       }
@@ -372,7 +386,7 @@ File File::parse(const std::string& path, std::uint64_t size, const ReadAt& read
     const Entry& prev = *by_begin[i - 1];
     const Entry& cur = *by_begin[i];
     if (cur.begin < prev.end)
-      fail(path + ": " + cur.name,
+      fail(ErrorKind::format, path + ": " + cur.name,
            "byte range [" + std::to_string(cur.begin) + ", " + std::to_string(cur.end) +
                ") overlaps tensor " + prev.name + " [" + std::to_string(prev.begin) + ", " +
                std::to_string(prev.end) + ")",
@@ -401,7 +415,7 @@ const Tensor& File::at(const std::string& name) const {
       }
       have += (have.empty() ? "" : ", ") + n;
     }
-    fail(path_ + ": " + name, "missing tensor",
+    fail(ErrorKind::format, path_ + ": " + name, "missing tensor",
          have.empty() ? "the file has no tensors" : "the file has: " + have);
   }
   return it->second;
@@ -450,7 +464,8 @@ std::vector<std::int64_t> File::as_i64(const std::string& name) const {
     case ElemType::BOOL:
       break;
   }
-  fail(path_ + ": " + name, std::string("dtype ") + elem_name(t.dtype) + " is not an integer type",
+  fail(ErrorKind::format, path_ + ": " + name,
+       std::string("dtype ") + elem_name(t.dtype) + " is not an integer type",
        "accepted dtypes are I64, I32, I16, I8, U8");
 }
 
@@ -458,7 +473,7 @@ void File::expect_shape(const std::string& name, const std::vector<std::int64_t>
                         const std::string& what) const {
   const Tensor& t = at(name);
   if (t.shape != shape)
-    fail(path_ + ": " + name,
+    fail(ErrorKind::shape, path_ + ": " + name,
          "shape " + shape_str(t.shape) + ", expected " + (what.empty() ? shape_str(shape) : what),
          "the file was written for a different model configuration");
 }

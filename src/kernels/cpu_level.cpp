@@ -25,9 +25,9 @@ CpuLevel from_environment_or_cpu() {
   if (env == nullptr || *env == '\0') return supported_cpu_levels().back();
   const CpuLevel level = parse_cpu_level(env, "BPTT_CPU_LEVEL");
   if (!cpu_supports(level))
-    throw Error("BPTT_CPU_LEVEL", "this CPU or build cannot run " + std::string(env),
-                "it runs " + names_of(supported_cpu_levels()) +
-                    "; unset the variable for the highest");
+    throw Error(
+        ErrorKind::usage, "BPTT_CPU_LEVEL", "this CPU or build cannot run " + std::string(env),
+        "it runs " + names_of(supported_cpu_levels()) + "; unset the variable for the highest");
   return level;
 }
 
@@ -45,7 +45,8 @@ std::string_view to_string(CpuLevel level) {
 CpuLevel parse_cpu_level(std::string_view name, std::string_view where) {
   for (CpuLevel l : {CpuLevel::baseline, CpuLevel::x86_64_v3, CpuLevel::x86_64_v4})
     if (name == to_string(l)) return l;
-  throw Error(std::string(where), "unknown CPU level '" + std::string(name.substr(0, 40)) + "'",
+  throw Error(ErrorKind::usage, std::string(where),
+              "unknown CPU level '" + std::string(name.substr(0, 40)) + "'",
               "one of baseline, x86-64-v3, x86-64-v4");
 }
 
@@ -84,7 +85,8 @@ CpuLevel cpu_level() {
 
 void set_cpu_level(CpuLevel level) {
   if (!cpu_supports(level))
-    throw Error("set_cpu_level", "this CPU or build cannot run " + std::string(to_string(level)),
+    throw Error(ErrorKind::usage, "set_cpu_level",
+                "this CPU or build cannot run " + std::string(to_string(level)),
                 "it runs " + names_of(supported_cpu_levels()));
   g_level.store(int(level), std::memory_order_relaxed);
 }

@@ -111,7 +111,8 @@ void gemm<float>(bool ta, bool tb, int M, int N, int K, float alpha, const float
                                         std::max(ldc, 1));
     if (threads != before) omp_set_num_threads(before);
     if (st != dnnl_success)
-      throw Error("dnnl_sgemm", "failed with status " + std::to_string(int(st)),
+      throw Error(ErrorKind::resource, "dnnl_sgemm",
+                  "failed with status " + std::to_string(int(st)),
                   "report this with the model's sizes");
     return;
   }

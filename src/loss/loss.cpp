@@ -55,7 +55,8 @@ double loss_and_dz(LossKind loss, const ModelConfig& cfg, const Batch<Real>& bat
   for (int t = 0; t < T; ++t)
     for (int b = 0; b < B; ++b) W += double(batch.weight(t, b));
   if (!(W > 0))
-    throw Error("data: mask", "no step has a positive weight (mask · [t < lengths])",
+    throw Error(ErrorKind::value, "data: mask",
+                "no step has a positive weight (mask · [t < lengths])",
                 "at least one step must count towards the loss");
 
   double total = 0;

@@ -11,11 +11,12 @@ namespace bptt {
 void require_options(const ModelConfig& cfg, const OptionSupport& support,
                      const std::string& where, const std::string& what) {
   if (cfg.bidirectional && support.causal)
-    throw Error(where, "a bidirectional model cannot use " + what,
+    throw Error(ErrorKind::usage, where, "a bidirectional model cannot use " + what,
                 "its right-to-left pass reads each sequence from its last step, and " + what +
                     " runs left to right only; use full BPTT (--method bptt) or recompute");
   if (cfg.readout == Readout::final_state && support.causal)
-    throw Error(where, "a model whose head reads the final state (readout final) cannot use " + what,
+    throw Error(ErrorKind::usage, where,
+                "a model whose head reads the final state (readout final) cannot use " + what,
                 "every step's output depends on the sequence's end, and " + what +
                     " runs left to right only; use full BPTT (--method bptt) or recompute");
 }
@@ -30,21 +31,24 @@ GradMethodSpec parse_grad_method(std::string_view text, const std::string& where
   else if (name == "rtrl") m.method = GradMethod::rtrl;
   else if (name == "numeric") m.method = GradMethod::numeric;
   else
-    throw Error(where, "unknown method '" + std::string(text) + "'",
+    throw Error(ErrorKind::usage, where, "unknown method '" + std::string(text) + "'",
                 "use bptt, recompute[:K], truncated:K, rtrl or numeric");
   const bool takes_k = m.method == GradMethod::recompute || m.method == GradMethod::truncated;
   if (colon == std::string_view::npos) {
     if (m.method == GradMethod::truncated)
-      throw Error(where, "truncated needs its window K", "write truncated:K, e.g. truncated:10");
+      throw Error(ErrorKind::usage, where, "truncated needs its window K",
+                  "write truncated:K, e.g. truncated:10");
     return m;
   }
   if (!takes_k)
-    throw Error(where, "'" + std::string(name) + "' takes no ':K'", "write just " + std::string(name));
+    throw Error(ErrorKind::usage, where, "'" + std::string(name) + "' takes no ':K'",
+                "write just " + std::string(name));
   const std::string_view k = text.substr(colon + 1);
   int v = 0;
   const auto [end, ec] = std::from_chars(k.data(), k.data() + k.size(), v);
   if (ec != std::errc() || end != k.data() + k.size() || v < 1)
-    throw Error(where, "'" + std::string(k) + "' is not a window of at least 1 step",
+    throw Error(ErrorKind::value, where,
+                "'" + std::string(k) + "' is not a window of at least 1 step",
                 "write " + std::string(name) + ":K with a whole number K >= 1");
   m.K = v;
   return m;

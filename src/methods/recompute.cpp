@@ -55,7 +55,7 @@ int recompute_interval_for_budget(const ModelConfig& cfg, int T, int B, std::siz
     if (need <= budget_bytes) return K;
     least = std::min(least, need);
   }
-  throw Error("--memory-budget",
+  throw Error(ErrorKind::resource, "--memory-budget",
               fmt::format("{:.3g} MB is too little: the backward pass needs at least {:.3g} MB "
                           "(full BPTT {:.3g} MB)",
                           double(budget_bytes) / 1e6, double(least) / 1e6,
@@ -69,7 +69,8 @@ Recompute<Real>::Recompute(const ModelConfig& cfg, int T, int B, int K, bool wit
     : cfg_(cfg), T_(T), B_(B), K_(std::clamp(K, 1, std::max(T, 1))),
       threads_(threads > 0 ? threads : ThreadCount::current()),
       seg_grads_(recompute_by_layer(cfg) ? recompute_unit_config(cfg, 0) : cfg, K_, B) {
-  if (K < 1) throw Error("--recompute", "the interval must be at least 1 step", "");
+  if (K < 1)
+    throw Error(ErrorKind::value, "--recompute", "the interval must be at least 1 step", "");
   if (recompute_by_layer(cfg)) {
     init_layers(with_dropout);
     return;
@@ -113,8 +114,10 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
                                            LossKind loss, Gradients<Real>& grads,
                                            const Dropout* dropout) {
   if (batch.T != T_ || batch.B != B_)
-    throw Error("recompute", fmt::format("sized for T = {}, B = {} but the batch has T = {}, "
-                                         "B = {}", T_, B_, batch.T, batch.B),
+    throw Error(ErrorKind::shape, "recompute",
+                fmt::format("sized for T = {}, B = {} but the batch has T = {}, "
+                            "B = {}",
+                            T_, B_, batch.T, batch.B),
                 "construct Recompute for the batch's shape");
   const ThreadCount on_threads(threads_);
   if (recompute_by_layer(cfg_)) return by_layer(model, batch, loss, grads, dropout);
@@ -124,7 +127,8 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
                     nc = std::size_t(cfg.units()) * B * cfg.hidden_size;
   const double W = total_weight(batch);
   if (!(W > 0))
-    throw Error("loss", "every step has weight 0 (all masked or past the lengths)",
+    throw Error(ErrorKind::value, "loss",
+                "every step has weight 0 (all masked or past the lengths)",
                 "give at least one step inside a sequence a positive mask value");
   // Checkpoint 0 is the initial state (the batch's, the learned one or zeros).
   initial_states(model, batch, scratch_h_, scratch_c_);

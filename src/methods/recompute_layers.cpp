@@ -128,7 +128,8 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const Batch<Real>& ba
   const bool lstm = cfg.cell == CellKind::lstm;
   const bool drop = dropout && dropout->p > 0 && L > 1;
   if (drop && l.mask.empty())
-    throw Error("recompute", "dropout requested but Recompute was built without its buffers",
+    throw Error(ErrorKind::usage, "recompute",
+                "dropout requested but Recompute was built without its buffers",
                 "construct Recompute with with_dropout = true");
   const std::size_t TB = std::size_t(T) * B, BHO = std::size_t(B) * HO, BH = std::size_t(B) * H,
                     S1 = std::size_t(S + 1);

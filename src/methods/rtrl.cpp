@@ -34,7 +34,7 @@ Real phi(Activation f, Real v) {
     case Activation::sigmoid: return sigmoid(v);
     case Activation::softmax: break;
   }
-  throw Error("rtrl", "softmax is not an elementwise nonlinearity");
+  throw Error(ErrorKind::usage, "rtrl", "softmax is not an elementwise nonlinearity");
 }
 
 // φ' in terms of the output a = φ(v).
@@ -47,7 +47,7 @@ Real phi_grad(Activation f, Real a) {
     case Activation::sigmoid: return a * (Real(1) - a);
     case Activation::softmax: break;
   }
-  throw Error("rtrl", "softmax is not an elementwise nonlinearity");
+  throw Error(ErrorKind::usage, "rtrl", "softmax is not an elementwise nonlinearity");
 }
 
 constexpr std::size_t npos = std::size_t(-1);
@@ -331,7 +331,8 @@ double rtrl_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batc
   const std::size_t N = col_c0 + (lstm ? LH : 0);
   const double norm = total_weight(batch);
   if (!(norm > 0))
-    throw Error("rtrl", "every step has weight 0 (all masked or past the lengths)",
+    throw Error(ErrorKind::value, "rtrl",
+                "every step has weight 0 (all masked or past the lengths)",
                 "give at least one step inside a sequence a positive mask value");
   const auto cols = layer_columns(model);
   StepLoss<Real> head(cfg);
@@ -381,7 +382,8 @@ RtrlStream<Real>::RtrlStream(const ModelConfig& cfg, int B) : cfg_(cfg), B_(B) {
 template <class Real>
 void RtrlStream<Real>::reset(const std::vector<Real>& h0, const std::vector<Real>& c0) {
   if (cfg_.initial_state == InitialState::learned && (h0.empty() || (cfg_.cell == CellKind::lstm && c0.empty())))
-    throw Error("rtrl", "the model learns its initial state, which reset(h0, c0) does not see",
+    throw Error(ErrorKind::usage, "rtrl",
+                "the model learns its initial state, which reset(h0, c0) does not see",
                 "call reset(model, h0, c0)");
   reset(Model<Real>(cfg_), h0, c0);
 }
@@ -417,7 +419,8 @@ double RtrlStream<Real>::step(const Model<Real>& model, LossKind loss, const Rea
   const std::size_t P = model.params.size(), LH = std::size_t(L) * H, BH = std::size_t(B_) * H,
                     LHO = std::size_t(L) * HO, BHO = std::size_t(B_) * HO;
   if (Mh_.size() != std::size_t(B_) * LHO * P)
-    throw Error("rtrl", "the stream has no state yet", "call reset(model, h0, c0) first");
+    throw Error(ErrorKind::usage, "rtrl", "the stream has no state yet",
+                "call reset(model, h0, c0) first");
   const bool lstm = cfg_.cell == CellKind::lstm;
   const auto cols = layer_columns(model);
   grad.assign(P, Real(0));

@@ -24,7 +24,7 @@ using kernels::gemm;
 template <class Real>
 double truncated_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch,
                                     LossKind loss, int K, Gradients<Real>& grads) {
-  if (K < 1) throw Error("truncated", "the window K must be at least 1 step", "");
+  if (K < 1) throw Error(ErrorKind::value, "truncated", "the window K must be at least 1 step", "");
   const ModelConfig& cfg = model.cfg;
   model.check("model");
   require_options(cfg, {.causal = true}, "truncated", "truncated BPTT");
@@ -153,7 +153,7 @@ double truncated_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
 template <class Real>
 double truncated_reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch,
                                               LossKind loss, int K, Gradients<Real>& grads) {
-  if (K < 1) throw Error("truncated", "the window K must be at least 1 step", "");
+  if (K < 1) throw Error(ErrorKind::value, "truncated", "the window K must be at least 1 step", "");
   const ModelConfig& cfg = model.cfg;
   require_options(cfg, {.causal = true}, "truncated", "truncated BPTT");
   const int T = batch.T, B = batch.B, I = cfg.input_size;

@@ -16,7 +16,7 @@ template <class V>
 void expect_size(const V& v, std::size_t n, const std::string& where, const std::string& name,
                  const std::string& shape) {
   if (v.size() != n)
-    throw Error(where + ": " + name,
+    throw Error(ErrorKind::shape, where + ": " + name,
                 "has " + std::to_string(v.size()) + " elements, expected " + shape + " = " +
                     std::to_string(n));
 }
@@ -38,8 +38,11 @@ void check_finite(const V& v, std::initializer_list<std::size_t> shape, const ch
     std::string pos;
     for (std::size_t j = 0; j < idx.size(); ++j)
       pos += (j ? ", " : "") + std::string(1, axes[j]) + "=" + std::to_string(idx[j]);
-    throw Error(where + ": " + name,
-                "element [" + pos + "] is " + (std::isnan(v[k]) ? "nan" : v[k] > 0 ? "inf" : "-inf"),
+    throw Error(ErrorKind::value, where + ": " + name,
+                "element [" + pos + "] is " +
+                    (std::isnan(v[k]) ? "nan"
+                     : v[k] > 0       ? "inf"
+                                      : "-inf"),
                 "input data must be finite; values beyond the precision's range read as inf");
   }
 }
@@ -55,8 +58,9 @@ std::string dims(std::initializer_list<std::size_t> d) {
 template <class Real>
 void Batch<Real>::validate(const ModelConfig& cfg, const std::string& where) const {
   if (T < 1 || B < 1)
-    throw Error(where + ": x", "needs at least one time step and one sequence, got T = " +
-                                   std::to_string(T) + ", B = " + std::to_string(B));
+    throw Error(ErrorKind::shape, where + ": x",
+                "needs at least one time step and one sequence, got T = " + std::to_string(T) +
+                    ", B = " + std::to_string(B));
   const std::size_t t = std::size_t(T), b = std::size_t(B), I = std::size_t(cfg.input_size),
                     H = std::size_t(cfg.hidden_size), HO = std::size_t(cfg.state_size()),
                     L = std::size_t(cfg.units());  // L·D initial states, as torch's h0
@@ -66,7 +70,7 @@ void Batch<Real>::validate(const ModelConfig& cfg, const std::string& where) con
     expect_size(lengths, b, where, "lengths", "[B] " + dims({b}));
     for (std::size_t i = 0; i < b; ++i)
       if (lengths[i] < 0 || lengths[i] > T)
-        throw Error(where + ": lengths",
+        throw Error(ErrorKind::value, where + ": lengths",
                     "lengths[" + std::to_string(i) + "] = " + std::to_string(lengths[i]) +
                         " is outside [0, T = " + std::to_string(T) + "]",
                     "a sequence cannot be longer than the time axis of x");
@@ -75,7 +79,7 @@ void Batch<Real>::validate(const ModelConfig& cfg, const std::string& where) con
     expect_size(mask, t * b, where, "mask", "[T, B] " + dims({t, b}));
     for (Real v : mask)
       if (!std::isfinite(v) || v < Real(0))
-        throw Error(where + ": mask", "contains " + std::to_string(double(v)),
+        throw Error(ErrorKind::value, where + ": mask", "contains " + std::to_string(double(v)),
                     "mask values are step weights and must be finite and >= 0");
   }
   const char* layers = cfg.bidirectional ? "[L·D, B, " : "[L, B, ";
@@ -86,8 +90,9 @@ void Batch<Real>::validate(const ModelConfig& cfg, const std::string& where) con
   check_finite(c0, {L, b, H}, "lbh", where, "c0");
   if (!c0.empty()) {
     if (cfg.cell != CellKind::lstm)
-      throw Error(where + ": c0", "given, but a " + std::string(to_string(cfg.cell)) +
-                                      " cell has no cell state", "remove c0 or use an LSTM model");
+      throw Error(ErrorKind::usage, where + ": c0",
+                  "given, but a " + std::string(to_string(cfg.cell)) + " cell has no cell state",
+                  "remove c0 or use an LSTM model");
     expect_size(c0, L * b * H, where, "c0", layers + std::string("H] ") + dims({L, b, H}));
   }
 }
@@ -100,27 +105,30 @@ void Batch<Real>::validate(const ModelConfig& cfg, LossKind loss, const std::str
     case LossKind::mse:
     case LossKind::bce:
       if (y.empty() && !classes.empty())
-        throw Error(where + ": y", "holds class indices, but the " +
-                                       std::string(to_string(loss)) + " loss needs values",
-                    "use --loss xent for class indices, or store y as F32/F64 [T, B, O]");
+        throw Error(
+            ErrorKind::usage, where + ": y",
+            "holds class indices, but the " + std::string(to_string(loss)) + " loss needs values",
+            "use --loss xent for class indices, or store y as F32/F64 [T, B, O]");
       expect_size(y, t * b * O, where, "y", "[T, B, O] " + dims({t, b, O}));
       check_finite(y, {t, b, O}, "tbo", where, "y");
       if (loss == LossKind::bce)
         for (Real v : y)
           if (v < Real(0) || v > Real(1))
-            throw Error(where + ": y", "value " + std::to_string(double(v)) + " is outside [0, 1]",
+            throw Error(ErrorKind::value, where + ": y",
+                        "value " + std::to_string(double(v)) + " is outside [0, 1]",
                         "bce targets are probabilities");
       break;
     case LossKind::xent:
       if (classes.empty() && !y.empty())
-        throw Error(where + ": y", "holds real values, but the xent loss needs class indices",
+        throw Error(ErrorKind::usage, where + ": y",
+                    "holds real values, but the xent loss needs class indices",
                     "store y as I64 or I32 [T, B]");
       expect_size(classes, t * b, where, "y", "[T, B] " + dims({t, b}));
       for (std::size_t i = 0; i < classes.size(); ++i)
         if (classes[i] < 0 || classes[i] >= std::int64_t(O))
-          throw Error(where + ": y",
-                      "class index " + std::to_string(classes[i]) + " at [t=" +
-                          std::to_string(i / b) + ", b=" + std::to_string(i % b) +
+          throw Error(ErrorKind::value, where + ": y",
+                      "class index " + std::to_string(classes[i]) +
+                          " at [t=" + std::to_string(i / b) + ", b=" + std::to_string(i % b) +
                           "] is outside [0, O = " + std::to_string(O) + ")",
                       "class indices must be smaller than the model's output_size");
       break;
@@ -129,7 +137,8 @@ void Batch<Real>::validate(const ModelConfig& cfg, LossKind loss, const std::str
   for (int ti = 0; ti < T; ++ti)
     for (int bi = 0; bi < B; ++bi) total += double(weight(ti, bi));
   if (!(total > 0))
-    throw Error(where + ": mask", "no step has a positive weight (mask · [t < lengths])",
+    throw Error(ErrorKind::value, where + ": mask",
+                "no step has a positive weight (mask · [t < lengths])",
                 "at least one step must count towards the loss");
 }
 

@@ -13,30 +13,32 @@ namespace bptt {
 void ModelConfig::validate(const std::string& where) const {
   auto positive = [&](int v, const char* field) {
     if (v < 1)
-      throw Error(where + ": " + field, "must be at least 1, got " + std::to_string(v));
+      throw Error(ErrorKind::value, where + ": " + field,
+                  "must be at least 1, got " + std::to_string(v));
   };
   positive(input_size, "input_size");
   positive(hidden_size, "hidden_size");
   positive(num_layers, "num_layers");
   positive(output_size, "output_size");
   if (nonlinearity == Activation::softmax)
-    throw Error(where + ": nonlinearity", "softmax is not an elementwise nonlinearity",
+    throw Error(ErrorKind::usage, where + ": nonlinearity",
+                "softmax is not an elementwise nonlinearity",
                 "use tanh, relu, sigmoid or identity");
   if (cell != CellKind::elman && nonlinearity != Activation::tanh)
-    throw Error(where + ": nonlinearity",
+    throw Error(ErrorKind::usage, where + ": nonlinearity",
                 std::string(to_string(nonlinearity)) + " given for a " +
                     std::string(to_string(cell)) + " cell",
                 "only Elman cells take a nonlinearity; LSTM and GRU use tanh");
   if (proj_size != 0) {
     if (cell != CellKind::lstm)
-      throw Error(where + ": proj_size",
+      throw Error(ErrorKind::usage, where + ": proj_size",
                   fmt::format("{} given for a {} cell", proj_size, to_string(cell)),
                   "projections are an LSTM option (torch.nn.LSTM's proj_size); use 0");
     if (proj_size < 0 || proj_size >= hidden_size)
-      throw Error(where + ": proj_size",
-                  fmt::format("{} is outside 0 < proj_size < hidden_size = {}", proj_size,
-                              hidden_size),
-                  "a projection makes h narrower than the cell: pick 0 < P < H, or 0 for none");
+      throw Error(
+          ErrorKind::value, where + ": proj_size",
+          fmt::format("{} is outside 0 < proj_size < hidden_size = {}", proj_size, hidden_size),
+          "a projection makes h narrower than the cell: pick 0 < P < H, or 0 for none");
   }
   // Before param_count (which would overflow) and before any model is allocated.
   const double H = hidden_size, GH = double(gates()) * H, D = directions(), HO = state_size(),

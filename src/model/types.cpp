@@ -76,39 +76,39 @@ std::string_view to_string(Readout v) {
 CellKind parse_cell(std::string_view s, const std::string& where) {
   for (CellKind v : {CellKind::elman, CellKind::lstm, CellKind::gru})
     if (s == to_string(v)) return v;
-  throw Error(where, "unknown cell " + quoted(s), "use one of elman, lstm, gru");
+  throw Error(ErrorKind::usage, where, "unknown cell " + quoted(s), "use one of elman, lstm, gru");
 }
 
 Activation parse_activation(std::string_view s, const std::string& where) {
   for (Activation v : {Activation::identity, Activation::tanh, Activation::relu, Activation::sigmoid,
                        Activation::softmax})
     if (s == to_string(v)) return v;
-  throw Error(where, "unknown activation " + quoted(s),
+  throw Error(ErrorKind::usage, where, "unknown activation " + quoted(s),
               "use one of identity, tanh, relu, sigmoid, softmax");
 }
 
 LossKind parse_loss(std::string_view s, const std::string& where) {
   for (LossKind v : {LossKind::mse, LossKind::bce, LossKind::xent})
     if (s == to_string(v)) return v;
-  throw Error(where, "unknown loss " + quoted(s), "use one of mse, bce, xent");
+  throw Error(ErrorKind::usage, where, "unknown loss " + quoted(s), "use one of mse, bce, xent");
 }
 
 DType parse_dtype(std::string_view s, const std::string& where) {
   if (s == "f32" || s == "float32") return DType::f32;
   if (s == "f64" || s == "float64") return DType::f64;
-  throw Error(where, "unknown dtype " + quoted(s), "use f32 or f64");
+  throw Error(ErrorKind::usage, where, "unknown dtype " + quoted(s), "use f32 or f64");
 }
 
 InitialState parse_initial_state(std::string_view s, const std::string& where) {
   for (InitialState v : {InitialState::zero, InitialState::learned})
     if (s == to_string(v)) return v;
-  throw Error(where, "unknown initial state " + quoted(s), "use zero or learned");
+  throw Error(ErrorKind::usage, where, "unknown initial state " + quoted(s), "use zero or learned");
 }
 
 Readout parse_readout(std::string_view s, const std::string& where) {
   for (Readout v : {Readout::steps, Readout::final_state})
     if (s == to_string(v)) return v;
-  throw Error(where, "unknown readout " + quoted(s), "use steps or final");
+  throw Error(ErrorKind::usage, where, "unknown readout " + quoted(s), "use steps or final");
 }
 
 }  // namespace bptt

@@ -11,7 +11,8 @@ OptimizerKind parse_optimizer(const std::string& s, const std::string& where) {
   for (auto k : {OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::adamw,
                  OptimizerKind::rmsprop, OptimizerKind::adagrad})
     if (s == to_string(k)) return k;
-  throw Error(where, "unknown optimizer '" + s + "'", "use sgd, adam, adamw, rmsprop or adagrad");
+  throw Error(ErrorKind::usage, where, "unknown optimizer '" + s + "'",
+              "use sgd, adam, adamw, rmsprop or adagrad");
 }
 
 const char* to_string(OptimizerKind k) {
@@ -26,17 +27,20 @@ const char* to_string(OptimizerKind k) {
 }
 
 void OptimizerConfig::validate() const {
-  auto bad = [](const char* field, const std::string& what, const std::string& hint) {
-    throw Error(field, what, hint);
+  auto bad = [](ErrorKind k, const char* field, const std::string& what, const std::string& hint) {
+    throw Error(k, field, what, hint);
   };
-  if (!(momentum >= 0)) bad("--momentum", "must be >= 0", "0 disables momentum");
+  if (!(momentum >= 0)) bad(ErrorKind::value, "--momentum", "must be >= 0", "0 disables momentum");
   if (nesterov && !(momentum > 0) && kind == OptimizerKind::sgd)
-    bad("--nesterov", "needs --momentum > 0", "set --momentum 0.9, say");
+    bad(ErrorKind::usage, "--nesterov", "needs --momentum > 0", "set --momentum 0.9, say");
   if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
-    bad("--beta1/--beta2", "must lie in [0, 1)", "PyTorch's defaults are 0.9 and 0.999");
-  if (!(alpha >= 0)) bad("--alpha", "must be >= 0", "PyTorch's default is 0.99");
-  if (!(weight_decay >= 0)) bad("--weight-decay", "must be >= 0", "0 disables it");
-  if (std::isnan(eps) || std::isinf(eps)) bad("--eps", "must be finite", "leave it negative for the default");
+    bad(ErrorKind::value, "--beta1/--beta2", "must lie in [0, 1)",
+        "PyTorch's defaults are 0.9 and 0.999");
+  if (!(alpha >= 0)) bad(ErrorKind::value, "--alpha", "must be >= 0", "PyTorch's default is 0.99");
+  if (!(weight_decay >= 0))
+    bad(ErrorKind::value, "--weight-decay", "must be >= 0", "0 disables it");
+  if (std::isnan(eps) || std::isinf(eps))
+    bad(ErrorKind::value, "--eps", "must be finite", "leave it negative for the default");
 }
 
 template <class Real>
@@ -132,17 +136,20 @@ ScheduleKind parse_schedule(const std::string& s, const std::string& where) {
   if (s == "constant") return ScheduleKind::constant;
   if (s == "step") return ScheduleKind::step;
   if (s == "cosine") return ScheduleKind::cosine;
-  throw Error(where, "unknown schedule '" + s + "'", "use constant, step or cosine");
+  throw Error(ErrorKind::usage, where, "unknown schedule '" + s + "'",
+              "use constant, step or cosine");
 }
 
 void Schedule::validate() const {
-  if (!(lr >= 0) || !std::isfinite(lr)) throw Error("--lr", "must be a finite number >= 0");
-  if (warmup < 0) throw Error("--warmup", "must be >= 0", "0 disables warm-up");
+  if (!(lr >= 0) || !std::isfinite(lr))
+    throw Error(ErrorKind::value, "--lr", "must be a finite number >= 0");
+  if (warmup < 0) throw Error(ErrorKind::value, "--warmup", "must be >= 0", "0 disables warm-up");
   if (kind == ScheduleKind::step && step_size < 1)
-    throw Error("--step-size", "must be at least 1", "steps between learning-rate decays");
+    throw Error(ErrorKind::value, "--step-size", "must be at least 1",
+                "steps between learning-rate decays");
   if (kind == ScheduleKind::step && !(gamma > 0))
-    throw Error("--gamma", "must be > 0", "the factor applied at each decay");
-  if (!(min_lr >= 0)) throw Error("--min-lr", "must be >= 0");
+    throw Error(ErrorKind::value, "--gamma", "must be > 0", "the factor applied at each decay");
+  if (!(min_lr >= 0)) throw Error(ErrorKind::value, "--min-lr", "must be >= 0");
 }
 
 double Schedule::at(std::int64_t step) const {

@@ -141,13 +141,15 @@ Stream<Real>::Stream(const Model<Real>& model, int streams, int threads) : impl_
   const ModelConfig& cfg = model.cfg;
   require_options(cfg, {.causal = true}, "stream", "streaming (one step at a time)");
   if (streams < 1)
-    throw Error("stream", "streams = " + std::to_string(streams), "at least one stream");
+    throw Error(ErrorKind::value, "stream", "streams = " + std::to_string(streams),
+                "at least one stream");
   if (threads < 1)
-    throw Error("stream", "threads = " + std::to_string(threads), "at least one thread");
+    throw Error(ErrorKind::value, "stream", "threads = " + std::to_string(threads),
+                "at least one thread");
   if (model.params.size() != param_count(cfg))
-    throw Error("stream", "the model has " + std::to_string(model.params.size()) +
-                              " parameters but its configuration needs " +
-                              std::to_string(param_count(cfg)),
+    throw Error(ErrorKind::shape, "stream",
+                "the model has " + std::to_string(model.params.size()) +
+                    " parameters but its configuration needs " + std::to_string(param_count(cfg)),
                 "construct the Model from its ModelConfig (or load_model)");
   Impl& s = *impl_;
   s.model = model;
@@ -225,11 +227,13 @@ void Stream<Real>::step(std::span<const Real> x, std::span<Real> y) {
   const ModelConfig& c = impl_->cfg();
   const std::size_t N = std::size_t(impl_->N);
   if (x.size() != N * std::size_t(c.input_size))
-    throw Error("stream: x", "has " + std::to_string(x.size()) + " values, not N·I = " +
-                                 std::to_string(N) + "·" + std::to_string(c.input_size));
+    throw Error(ErrorKind::shape, "stream: x",
+                "has " + std::to_string(x.size()) + " values, not N·I = " + std::to_string(N) +
+                    "·" + std::to_string(c.input_size));
   if (y.size() != N * std::size_t(c.output_size))
-    throw Error("stream: y", "has room for " + std::to_string(y.size()) + " values, not N·O = " +
-                                 std::to_string(N) + "·" + std::to_string(c.output_size));
+    throw Error(ErrorKind::shape, "stream: y",
+                "has room for " + std::to_string(y.size()) + " values, not N·O = " +
+                    std::to_string(N) + "·" + std::to_string(c.output_size));
   step(x.data(), y.data());
 }
 
@@ -241,7 +245,8 @@ void Stream<Real>::reset() {
 template <class Real>
 void Stream<Real>::reset(int n) {
   if (n < 0 || n >= impl_->N)
-    throw Error("stream: reset", "stream " + std::to_string(n) + " of " + std::to_string(impl_->N),
+    throw Error(ErrorKind::value, "stream: reset",
+                "stream " + std::to_string(n) + " of " + std::to_string(impl_->N),
                 "streams are numbered 0..N-1");
   impl_->reset_rows(n, n + 1);
 }

@@ -40,8 +40,9 @@ void check_memory(double bytes, const std::string& where, const std::string& wha
                   const std::string& hint) {
   const std::uint64_t limit = memory_limit_bytes();
   if (!(bytes <= double(limit)))
-    throw Error(where, fmt::format("{} needs {} but only {} of memory are available", what,
-                                   format_bytes(bytes), format_bytes(double(limit))),
+    throw Error(ErrorKind::resource, where,
+                fmt::format("{} needs {} but only {} of memory are available", what,
+                            format_bytes(bytes), format_bytes(double(limit))),
                 hint);
 }
 

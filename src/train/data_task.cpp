@@ -27,7 +27,8 @@ std::uint64_t splitmix(std::uint64_t z) {
 }  // namespace
 
 std::vector<int> epoch_order(std::uint64_t seed, std::int64_t epoch, int n) {
-  if (n < 1) throw Error("epoch_order", "nothing to order", "the training part is empty");
+  if (n < 1)
+    throw Error(ErrorKind::value, "epoch_order", "nothing to order", "the training part is empty");
   std::vector<int> order(std::size_t(n), 0);
   for (int i = 0; i < n; ++i) order[std::size_t(i)] = i;
   std::uint64_t state = splitmix(splitmix(seed ^ 0xbb67ae8584caa73bULL) ^ std::uint64_t(epoch));
@@ -57,12 +58,14 @@ std::string metadata_number(double v) { return fmt::format("{:.17g}", v); }
 double metadata_double(const std::map<std::string, std::string>& meta, const std::string& key) {
   const std::string where = "model: __metadata__." + key;
   auto it = meta.find(key);
-  if (it == meta.end()) throw Error(where, "missing", "the model was trained on other data");
+  if (it == meta.end())
+    throw Error(ErrorKind::usage, where, "missing", "the model was trained on other data");
   double v = 0;
   const std::string& s = it->second;
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || end != s.data() + s.size() || !std::isfinite(v))
-    throw Error(where, "'" + s.substr(0, 40) + "' is not a number", "the model file is damaged");
+    throw Error(ErrorKind::format, where, "'" + s.substr(0, 40) + "' is not a number",
+                "the model file is damaged");
   return v;
 }
 
@@ -73,10 +76,11 @@ DataFile load_data_file(const std::string& path, LossKind loss, int output_size)
   d.loss = loss;
   const auto& x = f.at("x");
   if (x.shape.size() != 3)
-    throw Error(path + ": x", fmt::format("has {} dimensions", x.shape.size()),
+    throw Error(ErrorKind::shape, path + ": x", fmt::format("has {} dimensions", x.shape.size()),
                 "x is time-major [T, B, I]");
   if (x.shape[2] < 1 || x.shape[2] > (1 << 24))
-    throw Error(path + ": x", fmt::format("I = {} is out of range", x.shape[2]), "1 <= I <= 2^24");
+    throw Error(ErrorKind::shape, path + ": x", fmt::format("I = {} is out of range", x.shape[2]),
+                "1 <= I <= 2^24");
   ModelConfig cfg;
   cfg.cell = CellKind::lstm;  // accepts c0; the model's own cell is checked by Batch::validate
   cfg.input_size = int(x.shape[2]);
@@ -88,7 +92,8 @@ DataFile load_data_file(const std::string& path, LossKind loss, int output_size)
       std::int64_t top = -1;
       for (std::int64_t c : f.as_i64("y")) top = std::max(top, c);
       if (top < 0 || top >= (1 << 24))
-        throw Error(path + ": y", fmt::format("the largest class index is {}", top),
+        throw Error(ErrorKind::value, path + ": y",
+                    fmt::format("the largest class index is {}", top),
                     "class indices lie in [0, O) with O <= 2^24");
       cfg.output_size = int(top + 1);
     } else if (y.shape.size() == 3 && y.shape[2] >= 1 && y.shape[2] <= (1 << 24)) {
@@ -118,11 +123,12 @@ DataFile load_data_file(const std::string& path, LossKind loss, int output_size)
 
 int data_train_count(const DataFile& file, double val_fraction) {
   if (!(val_fraction >= 0 && val_fraction < 1))
-    throw Error("--val-fraction", fmt::format("{} is outside [0, 1)", val_fraction));
+    throw Error(ErrorKind::value, "--val-fraction",
+                fmt::format("{} is outside [0, 1)", val_fraction));
   const int B = file.all.B;
   if (val_fraction == 0) return B;
   if (B < 2)
-    throw Error(file.path + ": x", "holds one sequence (B = 1)",
+    throw Error(ErrorKind::shape, file.path + ": x", "holds one sequence (B = 1)",
                 "hold out nothing with --val-fraction 0, or give a file with more sequences");
   // As the text split: floor(B · (1 − f)), with at least one sequence in each part.
   return std::clamp(int(std::floor(double(B) * (1.0 - val_fraction))), 1, B - 1);
@@ -175,10 +181,10 @@ template <class Real>
 class DataTask final : public Task<Real> {
  public:
   DataTask(const DataFile& file, int n_train, int B) : f_(file), n_train_(n_train), B_(B) {
-    if (B < 1) throw Error("--batch", "must be at least 1");
+    if (B < 1) throw Error(ErrorKind::value, "--batch", "must be at least 1");
     if (n_train < 1 || n_train > file.all.B)
-      throw Error(file.path, fmt::format("cannot train on {} of its {} sequences", n_train,
-                                         file.all.B),
+      throw Error(ErrorKind::value, file.path,
+                  fmt::format("cannot train on {} of its {} sequences", n_train, file.all.B),
                   "give a file with more sequences (its B dimension), or change --val-fraction");
   }
   bool has_evaluation() const override { return n_train_ < f_.all.B; }
@@ -219,10 +225,12 @@ Metrics DataTask<Real>::evaluate(const Model<Real>& model) {
   const Batch<double>& all = f_.all;
   const int T = all.T, O = c.output_size;
   if (!has_evaluation())
-    throw Error(f_.path, "no sequences are held out for evaluation", "raise --val-fraction");
+    throw Error(ErrorKind::shape, f_.path, "no sequences are held out for evaluation",
+                "raise --val-fraction");
   if (c.input_size != f_.input_size || (!all.y.empty() && O != f_.output_size))
-    throw Error(f_.path, fmt::format("the model has I = {}, O = {}; the data I = {}, O = {}",
-                                     c.input_size, O, f_.input_size, f_.output_size),
+    throw Error(ErrorKind::shape, f_.path,
+                fmt::format("the model has I = {}, O = {}; the data I = {}, O = {}", c.input_size,
+                            O, f_.input_size, f_.output_size),
                 "evaluate with data like the model's training data");
   const int n = all.B - n_train_, B = std::min(n, kEvalBatch);
   Workspace<Real> ws(c, T, B);
@@ -266,7 +274,8 @@ Metrics DataTask<Real>::evaluate(const Model<Real>& model) {
       }
   }
   if (weight_sum == 0)
-    throw Error(f_.path, "the evaluation sequences have no step of positive weight",
+    throw Error(ErrorKind::value, f_.path,
+                "the evaluation sequences have no step of positive weight",
                 "check lengths and mask of the last sequences, or change --val-fraction");
   Metrics m;
   m.loss = loss_sum / weight_sum;

@@ -30,14 +30,14 @@ class SeriesTask final : public Task<Real> {
  public:
   SeriesTask(const data::Series& series, std::size_t train_end, const SeriesScaling& scaling, int B)
       : series_(series), train_end_(train_end), s_(scaling), B_(B), T_(scaling.context) {
-    if (B < 1) throw Error("--batch", "must be at least 1");
-    if (T_ < 1) throw Error("--seq-len", "must be at least 1");
+    if (B < 1) throw Error(ErrorKind::value, "--batch", "must be at least 1");
+    if (T_ < 1) throw Error(ErrorKind::value, "--seq-len", "must be at least 1");
     if (train_end > series.values.size() || train_end < 3)
-      throw Error(series.path, "the training part holds fewer than 3 values",
+      throw Error(ErrorKind::shape, series.path, "the training part holds fewer than 3 values",
                   "lower --test-fraction");
     const std::int64_t w = std::int64_t(train_end) - 1 - T_;
     if (w < 1)
-      throw Error(series.path + ": " + series.column,
+      throw Error(ErrorKind::shape, series.path + ": " + series.column,
                   "the training part (" + std::to_string(train_end) + " values) is too short for " +
                       "windows of " + std::to_string(T_) + " steps",
                   "lower --seq-len to at most " + std::to_string(std::int64_t(train_end) - 2));
@@ -100,7 +100,8 @@ class SeriesTask final : public Task<Real> {
 SeriesScaling SeriesScaling::of(const data::Series& series, std::size_t train_end, int context) {
   const std::vector<double>& y = series.values;
   if (train_end < 3 || train_end > y.size())
-    throw Error(series.path, "the training part holds fewer than 3 values", "lower --test-fraction");
+    throw Error(ErrorKind::shape, series.path, "the training part holds fewer than 3 values",
+                "lower --test-fraction");
   SeriesScaling s;
   double sum = 0;
   for (std::size_t t = 0; t < train_end; ++t) sum += y[t];
@@ -135,12 +136,13 @@ SeriesScaling SeriesScaling::from_metadata(const std::map<std::string, std::stri
   const double period = metadata_double(meta, "csv_period");
   const double context = metadata_double(meta, "csv_context");
   if (!(s.diff_stddev > 0))
-    throw Error("model: __metadata__.csv_diff_stddev", "must be > 0", "the model file is damaged");
+    throw Error(ErrorKind::value, "model: __metadata__.csv_diff_stddev", "must be > 0",
+                "the model file is damaged");
   if (!(period >= 1 && period <= 1e6 && period == std::floor(period)))
-    throw Error("model: __metadata__.csv_period", "must be a whole number >= 1",
+    throw Error(ErrorKind::value, "model: __metadata__.csv_period", "must be a whole number >= 1",
                 "the model file is damaged");
   if (!(context >= 1 && context <= 1e6 && context == std::floor(context)))
-    throw Error("model: __metadata__.csv_context", "must be a whole number >= 1",
+    throw Error(ErrorKind::value, "model: __metadata__.csv_context", "must be a whole number >= 1",
                 "the model file is damaged");
   s.period = int(period);
   s.context = int(context);
@@ -149,11 +151,12 @@ SeriesScaling SeriesScaling::from_metadata(const std::map<std::string, std::stri
 
 std::size_t series_train_end(const data::Series& series, double test_fraction) {
   if (!(test_fraction > 0 && test_fraction < 1))
-    throw Error("--test-fraction", "must lie in (0, 1)", "0.33 holds out the last third");
+    throw Error(ErrorKind::value, "--test-fraction", "must lie in (0, 1)",
+                "0.33 holds out the last third");
   const std::size_t n = series.values.size();
   const auto end = std::size_t(std::floor(double(n) * (1 - test_fraction)));
   if (end < 3 || end >= n)
-    throw Error(series.path + ": " + series.column,
+    throw Error(ErrorKind::shape, series.path + ": " + series.column,
                 "with --test-fraction " + metadata_number(test_fraction) + ", " +
                     std::to_string(n) + " values leave " + std::to_string(end) +
                     " for training and " + std::to_string(n - std::min(end, n)) + " for testing",
@@ -191,10 +194,11 @@ Metrics evaluate_series(const Model<Real>& model, const data::Series& series, st
                   "forecast evaluation (a right-to-left pass would read the values it forecasts)");
   const std::vector<double>& y = series.values;
   if (begin < 1 || begin >= end || end > y.size())
-    throw Error(series.path, "no values to forecast", "lower or raise --test-fraction");
+    throw Error(ErrorKind::value, series.path, "no values to forecast",
+                "lower or raise --test-fraction");
   const ModelConfig& c = model.cfg;
   if (c.input_size != 1 || c.output_size != 1)
-    throw Error("model", "a forecaster has one input and one output",
+    throw Error(ErrorKind::shape, "model", "a forecaster has one input and one output",
                 "evaluate a model trained with --csv");
   const int T = scaling.context;
   const int B = int(std::min<std::size_t>(kEvalBatch, end - begin));

@@ -22,14 +22,14 @@ std::string_view to_string(SyntheticKind kind) {
 SyntheticKind parse_synthetic_kind(std::string_view name, const std::string& where) {
   if (name == "adding") return SyntheticKind::adding;
   if (name == "copy") return SyntheticKind::copy;
-  throw Error(where, "unknown task '" + std::string(name.substr(0, 40)) + "'",
+  throw Error(ErrorKind::usage, where, "unknown task '" + std::string(name.substr(0, 40)) + "'",
               "the tasks are adding and copy");
 }
 
 void SyntheticSpec::validate() const {
   const int lowest = kind == SyntheticKind::adding ? 2 : 1;
   if (seq_len < lowest || seq_len > kMaxSeqLen)
-    throw Error("--seq-len",
+    throw Error(ErrorKind::value, "--seq-len",
                 fmt::format("{} is out of range for the {} task", seq_len, to_string(kind)),
                 kind == SyntheticKind::adding
                     ? fmt::format("the adding task needs 2 <= T <= {}", kMaxSeqLen)
@@ -60,15 +60,16 @@ std::map<std::string, std::string> SyntheticSpec::to_metadata() const {
 SyntheticSpec SyntheticSpec::from_metadata(const std::map<std::string, std::string>& meta) {
   auto it = meta.find("task");
   if (it == meta.end() || (it->second != "adding" && it->second != "copy"))
-    throw Error("model: __metadata__.task",
-                it == meta.end() ? "missing" : "'" + it->second.substr(0, 40) + "' is not adding or copy",
-                "the model was not trained on a synthetic task (--task adding|copy)");
+    throw Error(
+        ErrorKind::usage, "model: __metadata__.task",
+        it == meta.end() ? "missing" : "'" + it->second.substr(0, 40) + "' is not adding or copy",
+        "the model was not trained on a synthetic task (--task adding|copy)");
   SyntheticSpec s;
   s.kind = parse_synthetic_kind(it->second, "model: __metadata__.task");
   const double T = metadata_double(meta, "task_seq_len");
   if (T != std::floor(T) || T < 1 || T > kMaxSeqLen)
-    throw Error("model: __metadata__.task_seq_len", fmt::format("{} is not a valid length", T),
-                "the model file is damaged");
+    throw Error(ErrorKind::value, "model: __metadata__.task_seq_len",
+                fmt::format("{} is not a valid length", T), "the model file is damaged");
   s.seq_len = int(T);
   return s;
 }
@@ -84,7 +85,7 @@ template <class Real>
 void fill_synthetic(const SyntheticSpec& spec, std::uint64_t seed, std::int64_t epoch,
                     std::int64_t index, int B, Batch<Real>& batch) {
   spec.validate();
-  if (B < 1) throw Error("--batch", "must be at least 1");
+  if (B < 1) throw Error(ErrorKind::value, "--batch", "must be at least 1");
   const int T = spec.steps(), I = spec.input_size();
   const std::size_t TB = std::size_t(T) * std::size_t(B);
   batch.T = T;
@@ -142,12 +143,12 @@ Metrics evaluate_synthetic(const Model<Real>& model, const SyntheticSpec& spec, 
   const ModelConfig& c = model.cfg;
   const std::string name(to_string(spec.kind));
   if (c.input_size != spec.input_size() || c.output_size != spec.output_size())
-    throw Error("--task " + name,
-                fmt::format("the model has I = {}, O = {}; the {} task needs I = {}, O = {}",
-                            c.input_size, c.output_size, name, spec.input_size(),
-                            spec.output_size()),
-                "evaluate with the task the model was trained on");
-  if (n < 1) throw Error("evaluate_synthetic", "no sequences to evaluate");
+    throw Error(
+        ErrorKind::shape, "--task " + name,
+        fmt::format("the model has I = {}, O = {}; the {} task needs I = {}, O = {}", c.input_size,
+                    c.output_size, name, spec.input_size(), spec.output_size()),
+        "evaluate with the task the model was trained on");
+  if (n < 1) throw Error(ErrorKind::value, "evaluate_synthetic", "no sequences to evaluate");
   const int T = spec.steps(), O = c.output_size;
   // Chunks of at most 25,000 steps · sequences keep the workspace small at long T.
   const int chunk = std::min({n, kSyntheticEvalChunk, std::max(1, 25000 / T)});
@@ -211,7 +212,7 @@ class SyntheticTask final : public Task<Real> {
  public:
   SyntheticTask(const SyntheticSpec& spec, int B) : spec_(spec), B_(B) {
     spec_.validate();
-    if (B < 1) throw Error("--batch", "must be at least 1");
+    if (B < 1) throw Error(ErrorKind::value, "--batch", "must be at least 1");
   }
   LossKind loss() const override { return spec_.loss(); }
   int T() const override { return spec_.steps(); }

@@ -55,7 +55,7 @@ Metrics evaluate_text(const Model<Real>& model, const data::TextCorpus& corpus, 
   require_options(model.cfg, {.causal = true}, "model",
                   "text evaluation (streams whose state carries from window to window)");
   if (end < begin + 2)
-    throw Error(corpus.path, "the evaluation part holds fewer than 2 characters",
+    throw Error(ErrorKind::shape, corpus.path, "the evaluation part holds fewer than 2 characters",
                 "raise --val-fraction or use a longer text");
   // As many streams as fit; a short part is read as one stream in one window.
   const std::size_t len = end - begin - 1;
@@ -84,15 +84,18 @@ template <class Real>
 void sample_text(const Model<Real>& model, const data::Vocab& vocab, const SampleOptions& opt,
                  const std::function<void(std::string_view)>& emit) {
   if (!(opt.temperature > 0) || !std::isfinite(opt.temperature))
-    throw Error("--temperature", "must be > 0", "1 samples the model as trained; lower is safer");
-  if (opt.top_k < 0) throw Error("--top-k", "must be >= 0", "0 disables it");
-  if (!(opt.top_p > 0 && opt.top_p <= 1)) throw Error("--top-p", "must lie in (0, 1]", "1 disables it");
-  if (opt.length < 0) throw Error("--length", "must be >= 0");
+    throw Error(ErrorKind::value, "--temperature", "must be > 0",
+                "1 samples the model as trained; lower is safer");
+  if (opt.top_k < 0) throw Error(ErrorKind::value, "--top-k", "must be >= 0", "0 disables it");
+  if (!(opt.top_p > 0 && opt.top_p <= 1))
+    throw Error(ErrorKind::value, "--top-p", "must lie in (0, 1]", "1 disables it");
+  if (opt.length < 0) throw Error(ErrorKind::value, "--length", "must be >= 0");
   require_options(model.cfg, {.causal = true}, "model", "sampling (one step at a time)");
   const ModelConfig& c = model.cfg;
   const int V = vocab.size();
   if (c.input_size != V || c.output_size != V)
-    throw Error("model", "input/output size differs from the vocabulary size " + std::to_string(V),
+    throw Error(ErrorKind::shape, "model",
+                "input/output size differs from the vocabulary size " + std::to_string(V),
                 "the model file's vocab metadata does not belong to this model");
   std::string prime = opt.prime;
   if (prime.empty()) prime = vocab.encode('\n') >= 0 ? "\n" : std::string(1, char(vocab.decode(0)));
@@ -100,7 +103,8 @@ void sample_text(const Model<Real>& model, const data::Vocab& vocab, const Sampl
   for (std::size_t i = 0; i < prime.size(); ++i) {
     const int id = vocab.encode(std::uint8_t(prime[i]));
     if (id < 0)
-      throw Error("--prime", "character at offset " + std::to_string(i) + " is not in the model's vocabulary");
+      throw Error(ErrorKind::value, "--prime",
+                  "character at offset " + std::to_string(i) + " is not in the model's vocabulary");
     ids.push_back(id);
   }
   if (!opt.prime.empty()) emit(opt.prime);

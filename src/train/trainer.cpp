@@ -21,12 +21,13 @@ bool all_finite(const std::vector<Real>& v) {
 template <class Real>
 void init_model(Model<Real>& model, std::uint64_t seed, double forget_bias) {
   if (!std::isfinite(forget_bias))
-    throw Error("--forget-bias", "must be a finite number", "1 is the usual value");
+    throw Error(ErrorKind::value, "--forget-bias", "must be a finite number",
+                "1 is the usual value");
   model.init_uniform(seed);
   if (model.cfg.cell != CellKind::lstm || forget_bias == 0) return;
   if (!model.cfg.bias)
-    throw Error("--forget-bias", "the model has no biases to add it to (--no-bias)",
-                "leave one of them out");
+    throw Error(ErrorKind::usage, "--forget-bias",
+                "the model has no biases to add it to (--no-bias)", "leave one of them out");
   auto v = model.views();
   const int H = model.cfg.hidden_size;
   for (auto& layer : v.layers)  // gate order i, f, g, o: the forget gate is rows [H, 2H)
@@ -48,37 +49,44 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
     require_options(model.cfg, {.causal = true}, "--bidirectional",
                     "training on a stream whose state carries from window to window");
   if (!(cfg.dropout >= 0 && cfg.dropout < 1))
-    throw Error("--dropout", "must lie in [0, 1)", "0 disables dropout");
-  if (!(cfg.clip_norm >= 0)) throw Error("--clip-norm", "must be >= 0", "0 disables clipping");
-  if (!(cfg.clip_value >= 0)) throw Error("--clip-value", "must be >= 0", "0 disables clipping");
-  if (cfg.recompute < 0) throw Error("--recompute", "must be >= 1 step", "");
+    throw Error(ErrorKind::value, "--dropout", "must lie in [0, 1)", "0 disables dropout");
+  if (!(cfg.clip_norm >= 0))
+    throw Error(ErrorKind::value, "--clip-norm", "must be >= 0", "0 disables clipping");
+  if (!(cfg.clip_value >= 0))
+    throw Error(ErrorKind::value, "--clip-value", "must be >= 0", "0 disables clipping");
+  if (cfg.recompute < 0) throw Error(ErrorKind::value, "--recompute", "must be >= 1 step", "");
   if (!(cfg.memory_budget_mb >= 0))
-    throw Error("--memory-budget", "must be a positive number of MB", "");
+    throw Error(ErrorKind::value, "--memory-budget", "must be a positive number of MB", "");
   cfg.schedule.validate();
   if (task.batches_per_epoch() < 1)
-    throw Error("training data", "holds no complete batch", "lower --batch or --seq-len");
+    throw Error(ErrorKind::shape, "training data", "holds no complete batch",
+                "lower --batch or --seq-len");
   if (task.B() < dist::size())
-    throw Error("--batch", fmt::format("{} sequences cannot be split over {} processes",
-                                       task.B(), dist::size()),
-                "give --batch at least the number of processes (mpirun -np)");
+    throw Error(
+        ErrorKind::usage, "--batch",
+        fmt::format("{} sequences cannot be split over {} processes", task.B(), dist::size()),
+        "give --batch at least the number of processes (mpirun -np)");
   const int T = task.T(), B = dist::rows_of(task.B()).count();  // this process's rows
   const bool recompute = cfg.recompute > 0 || cfg.memory_budget_mb > 0;
   const bool history = cfg.k2 > 0 && cfg.k2 != T;
   if (cfg.k2 > 0 && cfg.k2 < T)
-    throw Error("--k2", "backpropagates " + std::to_string(cfg.k2) + " steps, fewer than the " +
-                            std::to_string(T) + " steps of each update (--k1)",
+    throw Error(ErrorKind::usage, "--k2",
+                "backpropagates " + std::to_string(cfg.k2) + " steps, fewer than the " +
+                    std::to_string(T) + " steps of each update (--k1)",
                 "give --k2 >= --k1");
   if (history && !task.carries_state())
-    throw Error("--k2", "needs data whose windows continue each other (--text streams)",
+    throw Error(ErrorKind::usage, "--k2",
+                "needs data whose windows continue each other (--text streams)",
                 "leave out --k2, or train on --text");
   if (cfg.rtrl && (recompute || history || cfg.dropout > 0))
-    throw Error("--method rtrl", "cannot be combined with --recompute, --memory-budget, --k2 "
-                                 "or --dropout", "leave those out");
+    throw Error(ErrorKind::usage, "--method rtrl",
+                "cannot be combined with --recompute, --memory-budget, --k2 or --dropout",
+                "leave those out");
   if (history && recompute)
-    throw Error("--k2", "cannot be combined with --recompute or --memory-budget",
+    throw Error(ErrorKind::usage, "--k2", "cannot be combined with --recompute or --memory-budget",
                 "leave one of them out");
   if (cfg.rtrl && dist::active())
-    throw Error("--method rtrl", "runs in one process", "run it without mpirun");
+    throw Error(ErrorKind::usage, "--method rtrl", "runs in one process", "run it without mpirun");
   if (cfg.rtrl) {
     const double need = double(B) * model.cfg.num_layers *
                         double(model.cfg.state_size() + (model.cfg.cell == CellKind::lstm
@@ -86,9 +94,10 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
                         double(model.params.size()) * sizeof(Real);
     const double cap = cfg.memory_budget_mb > 0 ? cfg.memory_budget_mb * 1e6 : 1e9;
     if (need > cap)
-      throw Error("--method rtrl", fmt::format("the sensitivities of {} sequences need {:.0f} MB "
-                                               "(B·L·H·P numbers; the limit is {:.0f} MB)",
-                                               B, need / 1e6, cap / 1e6),
+      throw Error(ErrorKind::resource, "--method rtrl",
+                  fmt::format("the sensitivities of {} sequences need {:.0f} MB "
+                              "(B·L·H·P numbers; the limit is {:.0f} MB)",
+                              B, need / 1e6, cap / 1e6),
                   "lower --hidden, --layers or --batch, or use --method bptt");
     rtrl_ = std::make_unique<RtrlStream<Real>>(model.cfg, B);
     return;
@@ -311,7 +320,8 @@ void Trainer<Real>::update(StepInfo& info) {
   // written later) stay the last finite ones. Without skip_nonfinite the run stops here.
   const auto nonfinite = [&](const char* what) {
     if (!cfg_.skip_nonfinite)
-      throw Error("training", fmt::format("the {} became non-finite at step {}", what, step_ + 1),
+      throw Error(ErrorKind::value, "training",
+                  fmt::format("the {} became non-finite at step {}", what, step_ + 1),
                   "lower --lr, clip with --clip-norm, or pass --skip-nonfinite to skip such "
                   "updates");
     info.skipped = true;
@@ -383,15 +393,16 @@ namespace {
 std::int64_t meta_int(const safetensors::File& f, const std::string& key) {
   auto it = f.metadata().find(key);
   if (it == f.metadata().end())
-    throw Error(f.path() + ": __metadata__." + key, "missing", "the snapshot is damaged");
+    throw Error(ErrorKind::format, f.path() + ": __metadata__." + key, "missing",
+                "the snapshot is damaged");
   try {
     std::size_t used = 0;
     const long long v = std::stoll(it->second, &used);
     if (used != it->second.size() || v < 0) throw std::invalid_argument("");
     return v;
   } catch (const std::exception&) {
-    throw Error(f.path() + ": __metadata__." + key, "'" + it->second.substr(0, 40) +
-                                                        "' is not a count", "the snapshot is damaged");
+    throw Error(ErrorKind::format, f.path() + ": __metadata__." + key,
+                "'" + it->second.substr(0, 40) + "' is not a count", "the snapshot is damaged");
   }
 }
 
@@ -406,18 +417,19 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
     return it == meta.end() ? std::string() : it->second;
   };
   if (get("format") != "bptt-snapshot")
-    throw Error(path + ": __metadata__.format", "not a bptt snapshot",
+    throw Error(ErrorKind::format, path + ": __metadata__.format", "not a bptt snapshot",
                 "pass a file written by --snapshot");
   if (get("format_version") != "1")
-    throw Error(path + ": __metadata__.format_version",
+    throw Error(ErrorKind::format, path + ": __metadata__.format_version",
                 "version '" + get("format_version").substr(0, 20) + "' is not supported",
                 "this bptt reads snapshot format version 1");
   const std::string dtype = std::is_same_v<Real, float> ? "f32" : "f64";
   if (get("dtype") != dtype)
-    throw Error(path + ": __metadata__.dtype", "snapshot is " + get("dtype") + ", the run is " + dtype,
+    throw Error(ErrorKind::usage, path + ": __metadata__.dtype",
+                "snapshot is " + get("dtype") + ", the run is " + dtype,
                 "resume with the --dtype the snapshot was written with");
   if (get("fingerprint") != fingerprint)
-    throw Error(path + ": __metadata__.fingerprint",
+    throw Error(ErrorKind::usage, path + ": __metadata__.fingerprint",
                 "the snapshot is from a different model, data or optimizer",
                 "resume with the options of the run that wrote it");
   // The data's own description (the text's vocabulary, a series' scaling, the classes, ...), as
@@ -426,9 +438,10 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
   for (const auto& [key, value] : model_.metadata) {
     const auto it = meta.find(key);
     if (it != meta.end() && it->second != value)
-      throw Error(path + ": __metadata__." + key,
-                  "the snapshot was trained on other data (its " + key + " differs from this run's)",
-                  "resume with the data options of the run that wrote it");
+      throw Error(
+          ErrorKind::usage, path + ": __metadata__." + key,
+          "the snapshot was trained on other data (its " + key + " differs from this run's)",
+          "resume with the data options of the run that wrote it");
   }
   // Everything is read into temporaries first: a damaged file leaves the trainer untouched.
   Model<Real> loaded(model_.cfg);
@@ -440,7 +453,7 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
       cfg.output_size != model_.cfg.output_size || cfg.bidirectional != model_.cfg.bidirectional ||
       cfg.proj_size != model_.cfg.proj_size || cfg.bias != model_.cfg.bias ||
       cfg.initial_state != model_.cfg.initial_state)
-    throw Error(path, "the snapshot's model differs from this run's",
+    throw Error(ErrorKind::usage, path, "the snapshot's model differs from this run's",
                 "resume with the options of the run that wrote it");
   for (const ParamInfo& p : param_layout(model_.cfg)) {
     f.expect_shape(p.name, p.shape, "the run's shape");
@@ -470,7 +483,8 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
   const bool needs_carry = task_.carries_state() && position > 0;
   const bool lstm = model_.cfg.cell == CellKind::lstm;
   if (needs_carry && (!f.has("carry.h") || (lstm && !f.has("carry.c"))))
-    throw Error(path + ": " + (f.has("carry.h") ? "carry.c" : "carry.h"), "missing tensor",
+    throw Error(ErrorKind::format, path + ": " + (f.has("carry.h") ? "carry.c" : "carry.h"),
+                "missing tensor",
                 "the snapshot is damaged: it was written mid-epoch but holds no carried state");
   std::vector<Real> ch, cc;
   if (f.has("carry.h")) {
@@ -488,7 +502,7 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
     const auto& shape = f.at("history.x").shape;
     const std::int64_t most = std::max(0, cfg_.k2 - task_.T());
     if (shape.size() != 3 || shape[0] < 1 || shape[0] > most)
-      throw Error(path + ": history.x", "holds no history this run can use",
+      throw Error(ErrorKind::shape, path + ": history.x", "holds no history this run can use",
                   "resume with the --k1/--k2 of the run that wrote it");
     f.expect_shape("history.x", {shape[0], task_.B(), model_.cfg.input_size}, "[n, B, I]");
     hx = dist::my_rows(f.as_real<Real>("history.x"), int(shape[0]), task_.B(),

@@ -46,10 +46,12 @@ class TsTask final : public Task<Real> {
          double jitter, std::map<std::string, std::string> provenance)
       : train_(std::move(train)), eval_(std::move(eval)), mean_(std::move(mean)),
         stddev_(std::move(stddev)), provenance_(std::move(provenance)), B_(B), jitter_(jitter) {
-    if (B < 1) throw Error("--batch", "must be at least 1");
-    if (!(jitter >= 0 && jitter < 1e3)) throw Error("--jitter", "must be >= 0", "0 turns it off");
+    if (B < 1) throw Error(ErrorKind::value, "--batch", "must be at least 1");
+    if (!(jitter >= 0 && jitter < 1e3))
+      throw Error(ErrorKind::value, "--jitter", "must be >= 0", "0 turns it off");
     if (!train_.ds || train_.indices.empty())
-      throw Error("--ts", "the training part holds no sequences", "lower --val-fraction");
+      throw Error(ErrorKind::shape, "--ts", "the training part holds no sequences",
+                  "lower --val-fraction");
     T_ = train_.longest();
   }
   LossKind loss() const override { return LossKind::xent; }
@@ -124,15 +126,16 @@ template <class Real>
 Metrics evaluate_ts(const Model<Real>& model, const TsPart& eval, const std::vector<double>& mean,
                     const std::vector<double>& stddev) {
   if (!eval.ds || eval.indices.empty())
-    throw Error("--ts", "the evaluation part holds no sequences",
+    throw Error(ErrorKind::shape, "--ts", "the evaluation part holds no sequences",
                 "raise --val-fraction or give --ts-test");
   const data::TsDataset& ds = *eval.ds;
   const ModelConfig& c = model.cfg;
   const int K = int(ds.class_names.size());
   if (c.input_size != ds.dims || c.output_size != K)
-    throw Error(ds.path, fmt::format("the model reads {} channels into {} classes, the data has {} "
-                                     "channels and {} classes",
-                                     c.input_size, c.output_size, ds.dims, K),
+    throw Error(ErrorKind::shape, ds.path,
+                fmt::format("the model reads {} channels into {} classes, the data has {} "
+                            "channels and {} classes",
+                            c.input_size, c.output_size, ds.dims, K),
                 "evaluate with data like the model's training data");
   const int n = int(eval.indices.size());
   const int B = std::min(n, kEvalBatch), T = eval.longest();

@@ -274,7 +274,8 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
 
   ws.dropout_active = dropout && dropout->p > 0 && cfg.num_layers > 1;
   if (ws.dropout_active && !ws.drop_mask(1))
-    throw Error("workspace", "dropout requested but the workspace has no dropout buffers",
+    throw Error(ErrorKind::usage, "workspace",
+                "dropout requested but the workspace has no dropout buffers",
                 "construct the Workspace with with_dropout = true");
   const auto P = model.views();
   for (int k = 0; k < cfg.num_layers; ++k) {

@@ -42,7 +42,7 @@ Real phi(Activation f, Real v) {
     case Activation::sigmoid: return sigmoid(v);
     case Activation::softmax: break;  // rejected by ModelConfig::validate
   }
-  throw Error("reference", "softmax is not an elementwise nonlinearity");
+  throw Error(ErrorKind::usage, "reference", "softmax is not an elementwise nonlinearity");
 }
 
 template <class Real>
@@ -54,7 +54,7 @@ Real phi_grad_from_output(Activation f, Real a) {
     case Activation::sigmoid: return a * (Real(1) - a);
     case Activation::softmax: break;
   }
-  throw Error("reference", "softmax is not an elementwise nonlinearity");
+  throw Error(ErrorKind::usage, "reference", "softmax is not an elementwise nonlinearity");
 }
 
 // out[r] = b[r] + Σ_j W[r, j] v[j] for r in [0, rows): one naive dot product per row (no bias
@@ -173,7 +173,8 @@ double reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
   for (int t = 0; t < T; ++t)
     for (int b = 0; b < B; ++b) Wsum += double(batch.weight(t, b));
   if (!(Wsum > 0))
-    throw Error("reference", "every step has weight 0 (all masked or past the lengths)",
+    throw Error(ErrorKind::value, "reference",
+                "every step has weight 0 (all masked or past the lengths)",
                 "give at least one step inside a sequence a positive mask value");
   std::vector<Real> out_all(std::size_t(T) * B * O);
   double total = 0;

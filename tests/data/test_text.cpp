@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,9 +26,10 @@ using namespace bptt::data;
 namespace {
 
 // Runs `f`, expects a bptt::Error whose where() contains `where`, whose problem() contains
-// `what`, and whose message is one line.
+// `what`, and whose message is one line (and, when given, of that kind).
 template <class F>
-void expect_error(F&& f, const std::string& where, const std::string& what) {
+void expect_error(F&& f, const std::string& where, const std::string& what,
+                  std::optional<bptt::ErrorKind> kind = std::nullopt) {
   try {
     f();
     ADD_FAILURE() << "no error; expected one at '" << where << "': " << what;
@@ -36,6 +38,9 @@ void expect_error(F&& f, const std::string& where, const std::string& what) {
     EXPECT_NE(e.problem().find(what), std::string::npos) << "what: " << e.what();
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
     EXPECT_FALSE(e.hint().empty()) << e.what();
+    if (kind) {
+      EXPECT_EQ(e.kind(), *kind) << to_string(e.kind()) << ": " << e.what();
+    }
   }
 }
 
@@ -132,7 +137,7 @@ TEST_F(TextData, TinyShakespeare) {
 
 TEST_F(TextData, MissingFileAndDirectory) {
   const std::string p = (dir_ / "nope.txt").string();
-  expect_error([&] { load_text(p, 0.1); }, p, "cannot open");
+  expect_error([&] { load_text(p, 0.1); }, p, "cannot open", bptt::ErrorKind::io);
   expect_error([&] { load_text(dir_.string(), 0.1); }, dir_.string(), "directory");
 }
 
@@ -143,7 +148,7 @@ TEST_F(TextData, EmptyFile) {
 
 TEST_F(TextData, NulByteIsBinary) {
   const std::string p = write("nul.txt", std::string("line one\nline two\nab\0cd\n", 24));
-  expect_error([&] { load_text(p, 0); }, p + ":3: byte 20", "NUL");
+  expect_error([&] { load_text(p, 0); }, p + ":3: byte 20", "NUL", bptt::ErrorKind::format);
 }
 
 TEST_F(TextData, ManyControlCharactersAreBinary) {
@@ -170,7 +175,8 @@ TEST_F(TextData, TooFewTrainingSymbols) {
   const std::string p = write("t.txt", "abc");
   expect_error([&] { load_text(p, 0.5); }, p, "validation fraction 0.5");  // train 1
   const std::string one = write("one.txt", "a");
-  expect_error([&] { load_text(one, 0); }, one, "only 1 of 1 symbols are left for training");
+  expect_error([&] { load_text(one, 0); }, one, "only 1 of 1 symbols are left for training",
+               bptt::ErrorKind::shape);
 }
 
 TEST_F(TextData, TooFewValidationSymbols) {
@@ -250,7 +256,8 @@ TEST(TextStreams, NoWindowNamesBatchAndSeqLen) {
 
 TEST(TextStreams, BadArguments) {
   const auto ids = counting_ids(100, 100);
-  expect_error([&] { TextStreams(ids, 0, 100, 0, 5, "s"); }, "s", "batch size 0");
+  expect_error([&] { TextStreams(ids, 0, 100, 0, 5, "s"); }, "s", "batch size 0",
+               bptt::ErrorKind::value);
   expect_error([&] { TextStreams(ids, 0, 100, 2, -1, "s"); }, "s", "sequence length -1");
   EXPECT_THROW(TextStreams(ids, 0, 101, 2, 2, "s"), Error);
   EXPECT_THROW(TextStreams(ids, 50, 40, 2, 2, "s"), Error);

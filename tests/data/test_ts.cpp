@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,9 +27,10 @@ using namespace bptt::data;
 namespace {
 
 // Runs `f`, expects a bptt::Error whose where() equals `where`, whose problem() contains
-// `what`, with a hint, on one line.
+// `what`, with a hint, on one line (and, when given, of that kind).
 template <class F>
-void expect_error(F&& f, const std::string& where, const std::string& what) {
+void expect_error(F&& f, const std::string& where, const std::string& what,
+                  std::optional<bptt::ErrorKind> kind = std::nullopt) {
   try {
     f();
     ADD_FAILURE() << "no error; expected one at '" << where << "': " << what;
@@ -37,6 +39,9 @@ void expect_error(F&& f, const std::string& where, const std::string& what) {
     EXPECT_NE(e.problem().find(what), std::string::npos) << "what: " << e.what();
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
     EXPECT_FALSE(e.hint().empty()) << e.what();
+    if (kind) {
+      EXPECT_EQ(e.kind(), *kind) << to_string(e.kind()) << ": " << e.what();
+    }
   }
 }
 
@@ -188,7 +193,7 @@ TEST_F(TsData, DimensionsTakenFromTheFirstLine) {
 
 TEST_F(TsData, MissingFileAndDirectory) {
   const std::string p = (dir_ / "none.ts").string();
-  expect_error([&] { load_ts(p); }, p, "cannot open");
+  expect_error([&] { load_ts(p); }, p, "cannot open", bptt::ErrorKind::io);
   expect_error([&] { load_ts(dir_.string()); }, dir_.string(), "directory");
 }
 
@@ -222,7 +227,7 @@ TEST_F(TsData, HeaderErrors) {
 
 TEST_F(TsData, NoDataSection) {
   const std::string p = write("@classLabel true a\n@dimensions 1\n");
-  expect_error([&] { load_ts(p); }, p, "no @data line");
+  expect_error([&] { load_ts(p); }, p, "no @data line", bptt::ErrorKind::format);
   const std::string e = write("", "empty.ts");
   expect_error([&] { load_ts(e); }, e, "no @data line");
 }
@@ -239,7 +244,8 @@ TEST_F(TsData, TagAfterData) {
 
 TEST_F(TsData, WrongNumberOfDimensions) {
   const std::string p = toy("1:2:a\n1:2:3:a\n");
-  expect_error([&] { load_ts(p); }, p + ":11", "3 dimensions but the header says 2");
+  expect_error([&] { load_ts(p); }, p + ":11", "3 dimensions but the header says 2",
+               bptt::ErrorKind::shape);
   const std::string q = write(std::string(kHeader) + "1,2,3:a\n1:a\n", "q.ts");
   expect_error([&] { load_ts(q); }, q + ":10", "1 dimension but the header says 2");
   const std::string r = write(std::string(kHeader) + "1,2,3\n", "r.ts");
@@ -377,7 +383,8 @@ TEST_F(TsData, BatchErrors) {
   const TsDataset ds = load_ts(p);
   bptt::Batch<double> batch;
   expect_error([&] { fill_ts_batch(ds, {}, batch); }, p, "no sequences");
-  expect_error([&] { fill_ts_batch(ds, {1}, batch); }, p, "sequence index 1 is outside [0, 1)");
+  expect_error([&] { fill_ts_batch(ds, {1}, batch); }, p, "sequence index 1 is outside [0, 1)",
+               bptt::ErrorKind::value);
   expect_error([&] { fill_ts_batch(ds, {-1}, batch); }, p, "sequence index -1");
   std::vector<double> mean = {0, 0}, stddev = {1, 1}, short_ = {1}, zero = {1, 0};
   expect_error([&] { fill_ts_batch(ds, {0}, batch, &mean, &short_); }, p,

@@ -53,7 +53,7 @@ Full<Real> full_bptt(const Case& c, const Model<Real>& m, const Batch<Real>& b,
 }
 
 // Whether a method refuses a case's model options today (require_options in methods.hpp): the
-// tests then check the refusal, a bptt::Error naming the method, in place of the result.
+// tests then check the refusal, a usage bptt::Error naming the method, in place of the result.
 bool refused(const Case& c, const std::string& method) {
   const Options& o = c.opt;
   if (method == "recompute") return false;
@@ -68,6 +68,7 @@ void expect_refusal(const std::string& method, F&& call) {
     ADD_FAILURE() << method << " took a model it does not support";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(method), std::string::npos) << e.what();
+    EXPECT_EQ(e.kind(), ErrorKind::usage) << e.what();
   }
 }
 

@@ -112,7 +112,7 @@ void add_bench(CLI::App& app, Runner& run) {
   cmd->callback([o, &run] {
     run = [o] {
       if (o->run.max_steps < o->run.min_steps)
-        throw Error("--max-steps", "is below --min-steps", "raise --max-steps");
+        throw Error(ErrorKind::usage, "--max-steps", "is below --min-steps", "raise --max-steps");
       std::vector<BenchShape> shapes;  // all checked before any is run
       for (const std::string& s : o->shapes) shapes.push_back(parse_bench_shape(s));
       const ThreadCount on_threads(o->threads);

@@ -510,7 +510,7 @@ void check_out_dir(const std::string& dir) {
   std::error_code ec;
   const fs::file_status st = fs::status(dir, ec);
   if (fs::exists(st) && !fs::is_directory(st))
-    throw Error(dir, "exists and is not a directory",
+    throw Error(ErrorKind::io, dir, "exists and is not a directory",
                 "give a directory for the pictures and data files (created if missing)");
 }
 
@@ -521,7 +521,8 @@ std::vector<std::string> write_outputs(const std::string& dir, const Diagnosis& 
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir))
-    throw Error(dir, "cannot create the directory" + (ec ? ": " + ec.message() : std::string()),
+    throw Error(ErrorKind::io, dir,
+                "cannot create the directory" + (ec ? ": " + ec.message() : std::string()),
                 "check the path and its permissions");
   const std::string suffix = ".tmp-" + std::to_string(::getpid());
   const fs::path root(dir);
@@ -544,7 +545,9 @@ std::vector<std::string> write_outputs(const std::string& dir, const Diagnosis& 
     std::ofstream out(p, std::ios::binary | std::ios::trunc);
     out.write(content.data(), std::streamsize(content.size()));
     out.close();
-    if (!out) throw Error((root / name).string(), "cannot write", "check that DIR is writable");
+    if (!out)
+      throw Error(ErrorKind::io, (root / name).string(), "cannot write",
+                  "check that DIR is writable");
   }
   const std::vector<std::string> pictures = {"grad_norm_by_step.png",
                                              "jacobian_norm_by_distance.png",
@@ -557,15 +560,17 @@ std::vector<std::string> write_outputs(const std::string& dir, const Diagnosis& 
     const std::string text = script(d, info, tmp);
     out.write(text.data(), std::streamsize(text.size()));
     out.close();
-    if (!out) throw Error(run_script, "cannot write the gnuplot script");
+    if (!out) throw Error(ErrorKind::io, run_script, "cannot write the gnuplot script");
   }
   std::string output;
   const int status = run_gnuplot(run_script, output);
   if (status != 0)
-    throw Error("gnuplot", fmt::format("failed (exit {}): {}", status, gnuplot_problem(output)));
+    throw Error(ErrorKind::io, "gnuplot",
+                fmt::format("failed (exit {}): {}", status, gnuplot_problem(output)));
   for (const std::string& p : pictures)
     if (fs::file_size(tmp(p), ec) == 0 || ec)
-      throw Error("gnuplot", "wrote no picture " + p + ": " + gnuplot_problem(output));
+      throw Error(ErrorKind::io, "gnuplot",
+                  "wrote no picture " + p + ": " + gnuplot_problem(output));
 
   std::vector<std::string> written;
   std::vector<std::string> names;
@@ -574,7 +579,7 @@ std::vector<std::string> write_outputs(const std::string& dir, const Diagnosis& 
   for (const std::string& n : names) {
     const std::string final_path = (root / n).string();
     fs::rename(tmp(n), final_path, ec);
-    if (ec) throw Error(final_path, "cannot rename into place: " + ec.message());
+    if (ec) throw Error(ErrorKind::io, final_path, "cannot rename into place: " + ec.message());
     written.push_back(final_path);
   }
   for (const std::string& n : names) remove_stale_temporaries((root / n).string());

@@ -28,7 +28,7 @@ void run_eval(const EvalOptions& o, const safetensors::File& mf) {
   const int B = o.data.batch ? o.data.batch : data.default_batch();
   const int T = o.data.seq_len ? o.data.seq_len : data.default_seq_len();
   if (model.cfg.input_size != data.input_size() || model.cfg.output_size != data.output_size())
-    throw Error(o.model, "the model's input/output sizes do not fit the data",
+    throw Error(ErrorKind::shape, o.model, "the model's input/output sizes do not fit the data",
                 "evaluate with the kind of data the model was trained on");
   const auto task = data.task<Real>(B, T);
   const Metrics m = task->evaluate(model);

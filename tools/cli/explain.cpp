@@ -45,7 +45,9 @@ bool parse_number(std::string_view text, double& out) {
 double number_option(const std::string& text, const std::string& option) {
   double value = 0.0;
   if (!parse_number(text, value))
-    throw Error(option, fmt::format("'{}' is not a number", data::printable(text, 40)), "write e.g. 0.8 or -1e-2");
+    throw Error(ErrorKind::usage, option,
+                fmt::format("'{}' is not a number", data::printable(text, 40)),
+                "write e.g. 0.8 or -1e-2");
   return value;
 }
 
@@ -58,7 +60,8 @@ std::vector<double> list_option(const std::string& text, const std::string& opti
     const std::size_t comma = rest.find(',');
     double value = 0.0;
     if (!parse_number(rest.substr(0, comma), value))
-      throw Error(option, fmt::format("'{}' is not a list of numbers", data::printable(text, 40)),
+      throw Error(ErrorKind::usage, option,
+                  fmt::format("'{}' is not a list of numbers", data::printable(text, 40)),
                   "write comma-separated numbers, e.g. 1,0.5,-1");
     values.push_back(value);
     if (comma == std::string_view::npos) break;
@@ -71,7 +74,8 @@ Activation activation_option(const std::string& text, const std::string& option)
   for (Activation f : {Activation::identity, Activation::tanh, Activation::relu,
                        Activation::sigmoid, Activation::softmax})
     if (text == to_string(f)) return f;  // softmax is refused, with its reason, by validate()
-  throw Error(option, fmt::format("unknown activation '{}'", data::printable(text, 40)),
+  throw Error(ErrorKind::usage, option,
+              fmt::format("unknown activation '{}'", data::printable(text, 40)),
               "use one of identity, tanh, relu, sigmoid");
 }
 
@@ -184,7 +188,7 @@ void run_explain(const ExplainOptions& o) {
   try {
     r = explain(net);
   } catch (const Error& e) {  // name the option the library's field comes from
-    throw Error(e.where().empty() ? "explain" : "--" + e.where(), e.problem(), e.hint());
+    throw Error(e.kind(), e.where().empty() ? "explain" : "--" + e.where(), e.problem(), e.hint());
   }
   if (o.json)
     print_json(net, r);

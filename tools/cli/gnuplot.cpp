@@ -21,7 +21,8 @@ int run_gnuplot(const std::string& script_path, std::string& output) {
   output.clear();
   int fds[2];
   if (::pipe(fds) != 0)
-    throw Error("gnuplot", fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+    throw Error(ErrorKind::resource, "gnuplot",
+                fmt::format("cannot create a pipe: {}", std::strerror(errno)));
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
@@ -37,8 +38,9 @@ int run_gnuplot(const std::string& script_path, std::string& output) {
   ::close(fds[1]);
   if (rc != 0) {
     ::close(fds[0]);
-    throw Error("gnuplot", rc == ENOENT ? "not installed (not found on PATH)"
-                                        : fmt::format("cannot run it: {}", std::strerror(rc)),
+    throw Error(ErrorKind::io, "gnuplot",
+                rc == ENOENT ? "not installed (not found on PATH)"
+                             : fmt::format("cannot run it: {}", std::strerror(rc)),
                 "apt-get install gnuplot-nox");
   }
   char buf[4096];

@@ -44,12 +44,15 @@ void run_grad(const GradOptions& o, const GradMethodSpec& method, const safetens
     if constexpr (std::is_same_v<Real, double>) {
       const std::size_t n = numeric_gradient_count(model.cfg, batch.T, batch.B);
       if (n > kNumericLimit)
-        throw Error("--method numeric", fmt::format("would perturb {} numbers (2 forward passes "
-                                                    "each); the limit is {}", n, kNumericLimit),
+        throw Error(ErrorKind::resource, "--method numeric",
+                    fmt::format("would perturb {} numbers (2 forward passes "
+                                "each); the limit is {}",
+                                n, kNumericLimit),
                     "check a smaller model or batch, or use --method bptt");
       L = numeric_loss_and_gradients(model, batch, loss, g);
     } else {
-      throw Error("--method numeric", "differences are taken in f64 only", "use --dtype f64");
+      throw Error(ErrorKind::usage, "--method numeric", "differences are taken in f64 only",
+                  "use --dtype f64");
     }
   } else {
     Workspace<Real> ws(model.cfg, batch.T, batch.B);
@@ -108,7 +111,7 @@ void add_grad(CLI::App& app, Runner& run) {
       DType dtype = o->dtype.empty() ? stored_dtype(mf) : parse_dtype(o->dtype, "--dtype");
       if (method.method == GradMethod::numeric) {
         if (dtype == DType::f32 && !o->dtype.empty())
-          throw Error("--method numeric", "differences are taken in f64 only",
+          throw Error(ErrorKind::usage, "--method numeric", "differences are taken in f64 only",
                       "leave out --dtype f32 (an F32 model is read into f64)");
         dtype = DType::f64;
       }

@@ -128,8 +128,8 @@ void add_import(CLI::App& app, Runner& run) {
     run = [o] {
       const auto f = safetensors::File::read(o->in);
       if (!is_plain_state_dict(f))
-        throw Error(o->in, "is already a bptt model file (it has __metadata__.cell)",
-                    "use it as it is");
+        throw Error(ErrorKind::usage, o->in,
+                    "is already a bptt model file (it has __metadata__.cell)", "use it as it is");
       const ImportPlan plan = plan_import(f, import_options(*o));
       const DType dtype = o->dtype.empty() ? stored_dtype(f) : parse_dtype(o->dtype, "--dtype");
       with_dtype(dtype, [&]<class Real>() { save_model(import_model<Real>(f, plan), o->out); });

@@ -65,11 +65,14 @@ std::vector<std::string> split(const std::string& line) {
 // Reads step, train_loss and val_loss (empty where not evaluated) of every row.
 Curves read_metrics(const std::string& path) {
   std::error_code ec;
-  if (!fs::exists(path, ec)) throw Error(path, "no such file", "give the file of `bptt train --metrics`");
-  if (fs::is_directory(path, ec)) throw Error(path, "is a directory, not a metrics file");
+  if (!fs::exists(path, ec))
+    throw Error(ErrorKind::io, path, "no such file", "give the file of `bptt train --metrics`");
+  if (fs::is_directory(path, ec))
+    throw Error(ErrorKind::io, path, "is a directory, not a metrics file");
   const std::string text = data::read_file_bytes(path);
   if (text.empty())
-    throw Error(path, "empty file", "give the CSV that `bptt train --metrics` wrote");
+    throw Error(ErrorKind::format, path, "empty file",
+                "give the CSV that `bptt train --metrics` wrote");
 
   std::vector<std::string> lines;
   std::stringstream ss(text);
@@ -78,39 +81,46 @@ Curves read_metrics(const std::string& path) {
     lines.push_back(l);
   }
   while (!lines.empty() && lines.back().empty()) lines.pop_back();
-  if (lines.empty()) throw Error(path, "no header line", "give the CSV that `bptt train --metrics` wrote");
+  if (lines.empty())
+    throw Error(ErrorKind::format, path, "no header line",
+                "give the CSV that `bptt train --metrics` wrote");
 
   const std::vector<std::string> header = split(lines[0]);
   auto column = [&](const char* name) {
     auto it = std::find(header.begin(), header.end(), name);
     if (it == header.end())
-      throw Error(path + ":1", fmt::format("the header lacks the column '{}'", name),
+      throw Error(ErrorKind::format, path + ":1",
+                  fmt::format("the header lacks the column '{}'", name),
                   "expected step,elapsed_s,train_loss,val_loss,lr,grad_norm,throughput");
     return std::size_t(it - header.begin());
   };
   const std::size_t c_step = column("step"), c_train = column("train_loss"),
                     c_val = column("val_loss");
-  if (lines.size() < 2) throw Error(path, "no rows after the header", "train for longer or log more often");
+  if (lines.size() < 2)
+    throw Error(ErrorKind::format, path, "no rows after the header",
+                "train for longer or log more often");
 
   Curves curves;
   for (std::size_t i = 1; i < lines.size(); ++i) {
     const std::string where = fmt::format("{}:{}", path, i + 1);
     const std::vector<std::string> f = split(lines[i]);
     if (f.size() != header.size())
-      throw Error(where, fmt::format("{} fields, but the header has {}", f.size(), header.size()));
+      throw Error(ErrorKind::shape, where,
+                  fmt::format("{} fields, but the header has {}", f.size(), header.size()));
     auto number = [&](std::size_t c, bool may_be_empty, double& v) {
       if (f[c].empty()) {
         if (may_be_empty) return false;
-        throw Error(fmt::format("{}: {} (column {})", where, header[c], c + 1), "missing value");
+        throw Error(ErrorKind::format, fmt::format("{}: {} (column {})", where, header[c], c + 1),
+                    "missing value");
       }
       if (!parse_number(f[c], v))
-        throw Error(fmt::format("{}: {} (column {})", where, header[c], c + 1),
+        throw Error(ErrorKind::format, fmt::format("{}: {} (column {})", where, header[c], c + 1),
                     fmt::format("'{}' is not a number", data::printable(f[c], 40)));
       return true;
     };
     double step = 0, loss = 0;
     number(c_step, false, step);
-    if (!std::isfinite(step)) throw Error(where + ": step", "is not finite");
+    if (!std::isfinite(step)) throw Error(ErrorKind::value, where + ": step", "is not finite");
     if (number(c_train, false, loss) && std::isfinite(loss)) curves.train.emplace_back(step, loss);
     if (number(c_val, true, loss) && std::isfinite(loss)) curves.val.emplace_back(step, loss);
   }
@@ -171,11 +181,12 @@ void run_plot(const PlotOptions& o) {
   std::string ext = fs::path(o.out).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
   if (ext != ".png" && ext != ".svg")
-    throw Error(o.out, ext.empty() ? "no extension" : "unknown extension '" + ext + "'",
+    throw Error(ErrorKind::usage, o.out,
+                ext.empty() ? "no extension" : "unknown extension '" + ext + "'",
                 "name the picture FILE.png or FILE.svg");
   const Curves curves = read_metrics(o.metrics);
   if (curves.train.empty() && curves.val.empty())
-    throw Error(o.metrics, "no finite loss values to plot");
+    throw Error(ErrorKind::value, o.metrics, "no finite loss values to plot");
 
   // The picture is drawn into a temporary file beside the output, renamed on success.
   TempFile tmp_out{o.out + ".tmp-" + std::to_string(::getpid())};
@@ -183,28 +194,33 @@ void run_plot(const PlotOptions& o) {
     std::ofstream probe(tmp_out.path, std::ios::binary | std::ios::trunc);
     if (!probe) {
       tmp_out.path.clear();
-      throw Error(o.out, "cannot write here", "check that the directory exists and is writable");
+      throw Error(ErrorKind::io, o.out, "cannot write here",
+                  "check that the directory exists and is writable");
     }
   }
   std::string script_template = (fs::temp_directory_path() / "bptt-plot-XXXXXX").string();
   const int fd = ::mkstemp(script_template.data());
-  if (fd < 0) throw Error("plot", fmt::format("cannot create a temporary script: {}", std::strerror(errno)));
+  if (fd < 0)
+    throw Error(ErrorKind::io, "plot",
+                fmt::format("cannot create a temporary script: {}", std::strerror(errno)));
   TempFile tmp_script{script_template};
   const std::string title = o.title.empty() ? "loss: " + fs::path(o.metrics).filename().string() : o.title;
   const std::string text = script(curves, ext, tmp_out.path, title);
   const bool wrote = ::write(fd, text.data(), text.size()) == ssize_t(text.size());
   ::close(fd);
-  if (!wrote) throw Error(tmp_script.path, "cannot write the gnuplot script");
+  if (!wrote) throw Error(ErrorKind::io, tmp_script.path, "cannot write the gnuplot script");
 
   std::string output;
   const int status = run_gnuplot(tmp_script.path, output);
   std::error_code ec;
   if (status != 0)
-    throw Error("gnuplot", fmt::format("failed (exit {}): {}", status, gnuplot_problem(output)));
+    throw Error(ErrorKind::io, "gnuplot",
+                fmt::format("failed (exit {}): {}", status, gnuplot_problem(output)));
   if (fs::file_size(tmp_out.path, ec) == 0 || ec)
-    throw Error("gnuplot", "wrote no picture: " + gnuplot_problem(output));
+    throw Error(ErrorKind::io, "gnuplot", "wrote no picture: " + gnuplot_problem(output));
   fs::rename(tmp_out.path, o.out, ec);
-  if (ec) throw Error(o.out, "cannot rename the picture into place: " + ec.message());
+  if (ec)
+    throw Error(ErrorKind::io, o.out, "cannot rename the picture into place: " + ec.message());
   tmp_out.path.clear();
   remove_stale_temporaries(o.out);
   fmt::print("plot written to {} ({} training points, {} validation points)\n", o.out,

@@ -25,7 +25,7 @@ void run_sample(const SampleCliOptions& o, const safetensors::File& mf) {
   const Model<Real> model = load_model<Real>(mf);
   auto it = model.metadata.find("vocab");
   if (it == model.metadata.end())
-    throw Error(o.model + ": __metadata__.vocab", "missing",
+    throw Error(ErrorKind::usage, o.model + ": __metadata__.vocab", "missing",
                 "sample needs a character model trained with `bptt train --text`");
   const auto vocab = data::Vocab::from_metadata(it->second, o.model + ": __metadata__.vocab");
   try {

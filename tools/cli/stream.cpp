@@ -45,7 +45,7 @@ void run_stream(const safetensors::File& mf) {
     std::fputc('\n', stdout);
     std::fflush(stdout);  // an answer per line as it arrives, also through a pipe
   }
-  if (std::cin.bad()) throw Error("stdin", "could not be read");
+  if (std::cin.bad()) throw Error(ErrorKind::io, "stdin", "could not be read");
 }
 
 }  // namespace

@@ -26,30 +26,36 @@ inline void parse_stream_line(const std::string& line, long number, int I, std::
     double v = 0;
     const auto [next, ec] = std::from_chars(p, end, v);
     if (ec == std::errc::result_out_of_range)
-      throw Error(where, "value " + std::to_string(x.size() + 1) + " is beyond the range of f64",
+      throw Error(ErrorKind::value, where,
+                  "value " + std::to_string(x.size() + 1) + " is beyond the range of f64",
                   "scale the inputs");
     if (ec != std::errc() || (next < end && !separator(*next))) {
       const char* stop = p;
       while (stop < end && !separator(*stop)) ++stop;
-      throw Error(where, "value " + std::to_string(x.size() + 1) + " '" + std::string(p, stop) +
-                             "' is not a number",
-                  "write " + std::to_string(I) + " numbers per line, separated by spaces or commas");
+      throw Error(
+          ErrorKind::format, where,
+          "value " + std::to_string(x.size() + 1) + " '" + std::string(p, stop) +
+              "' is not a number",
+          "write " + std::to_string(I) + " numbers per line, separated by spaces or commas");
     }
     if (!std::isfinite(v))
-      throw Error(where, "value " + std::to_string(x.size() + 1) + " is not finite",
+      throw Error(ErrorKind::value, where,
+                  "value " + std::to_string(x.size() + 1) + " is not finite",
                   "inputs must be finite numbers");
     if (!std::isfinite(Real(v)))
-      throw Error(where, "value " + std::to_string(x.size() + 1) + " is beyond the range of the " +
-                             (sizeof(Real) == 4 ? "f32" : "f64") + " model",
+      throw Error(ErrorKind::value, where,
+                  "value " + std::to_string(x.size() + 1) + " is beyond the range of the " +
+                      (sizeof(Real) == 4 ? "f32" : "f64") + " model",
                   "scale the inputs");
     if (x.size() == std::size_t(I))
-      throw Error(where, "has more than I = " + std::to_string(I) + " values",
+      throw Error(ErrorKind::shape, where, "has more than I = " + std::to_string(I) + " values",
                   "one input vector of the model's input size per line");
     x.push_back(Real(v));
     p = next;
   }
   if (x.size() != std::size_t(I))
-    throw Error(where, "has " + std::to_string(x.size()) + " values, not I = " + std::to_string(I),
+    throw Error(ErrorKind::shape, where,
+                "has " + std::to_string(x.size()) + " values, not I = " + std::to_string(I),
                 "one input vector of the model's input size per line");
 }
 

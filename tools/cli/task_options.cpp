@@ -24,7 +24,7 @@ const std::string* find(const Meta* meta, const std::string& key) {
 const std::string& require(const Meta& meta, const std::string& key, const std::string& kind) {
   const std::string* v = find(&meta, key);
   if (!v)
-    throw Error("model: __metadata__." + key, "missing",
+    throw Error(ErrorKind::usage, "model: __metadata__." + key, "missing",
                 "the model was not trained on " + kind + " data");
   return *v;
 }
@@ -38,8 +38,9 @@ std::vector<T> json_array(const Meta& meta, const std::string& key, const std::s
     if (!j.is_array() || j.empty()) throw std::invalid_argument("not a non-empty array");
     return j.get<std::vector<T>>();
   } catch (const std::exception&) {
-    throw Error("model: __metadata__." + key, "'" + data::printable(text, 40) + "' is not a JSON array of " +
-                                                  (std::is_same_v<T, std::string> ? "strings" : "numbers"),
+    throw Error(ErrorKind::format, "model: __metadata__." + key,
+                "'" + data::printable(text, 40) + "' is not a JSON array of " +
+                    (std::is_same_v<T, std::string> ? "strings" : "numbers"),
                 "the model file is damaged");
   }
 }
@@ -104,22 +105,27 @@ TaskData::TaskData(const DataOptions& o, const std::map<std::string, std::string
   const int chosen =
       !o.text.empty() + !o.csv.empty() + !o.ts.empty() + !o.data.empty() + !o.task.empty();
   if (chosen != 1)
-    throw Error("options", chosen == 0 ? "no data given" : "more than one kind of data given",
+    throw Error(ErrorKind::usage, "options",
+                chosen == 0 ? "no data given" : "more than one kind of data given",
                 "give exactly one of --text, --csv (with --column), --ts, --data, --task");
   if (!(o.val_fraction >= 0 && o.val_fraction < 1))
-    throw Error("--val-fraction", fmt::format("{} is outside [0, 1)", o.val_fraction));
+    throw Error(ErrorKind::value, "--val-fraction",
+                fmt::format("{} is outside [0, 1)", o.val_fraction));
   if (!(o.test_fraction > 0 && o.test_fraction < 1))
-    throw Error("--test-fraction", fmt::format("{} is outside (0, 1)", o.test_fraction));
-  if (o.seq_len < 0) throw Error("--seq-len", "must be at least 1");
-  if (o.batch < 0) throw Error("--batch", "must be at least 1");
+    throw Error(ErrorKind::value, "--test-fraction",
+                fmt::format("{} is outside (0, 1)", o.test_fraction));
+  if (o.seq_len < 0) throw Error(ErrorKind::value, "--seq-len", "must be at least 1");
+  if (o.batch < 0) throw Error(ErrorKind::value, "--batch", "must be at least 1");
   if (!o.ts_test.empty() && o.ts.empty())
-    throw Error("--ts-test", "given without --ts", "name the training file with --ts");
+    throw Error(ErrorKind::usage, "--ts-test", "given without --ts",
+                "name the training file with --ts");
   if (!o.text.empty()) {
     kind_ = "text";
     if (model_meta) {
       auto it = model_meta->find("vocab");
       if (it == model_meta->end())
-        throw Error("model: __metadata__.vocab", "missing", "the model was not trained on text");
+        throw Error(ErrorKind::usage, "model: __metadata__.vocab", "missing",
+                    "the model was not trained on text");
       const data::Vocab vocab = data::Vocab::from_metadata(it->second, "model: __metadata__.vocab");
       corpus = data::encode_text(o.text, data::read_file_bytes(o.text), vocab);
       corpus.train_end = std::min(corpus.ids.size(), std::size_t(std::floor(double(corpus.ids.size()) * (1.0 - o.val_fraction))));  // as load_text
@@ -143,7 +149,8 @@ void TaskData::load_csv(const DataOptions& o, const Meta* model_meta) {
   std::string column = o.column;
   if (column.empty() && model_meta) column = require(*model_meta, "csv_column", "CSV");
   if (column.empty())
-    throw Error("--column", "missing", "name the CSV column to forecast with --column");
+    throw Error(ErrorKind::usage, "--column", "missing",
+                "name the CSV column to forecast with --column");
   series_ = data::load_csv_column(o.csv, column);
   train_end_ = series_train_end(series_, o.test_fraction);
   if (model_meta)
@@ -155,19 +162,20 @@ void TaskData::load_csv(const DataOptions& o, const Meta* model_meta) {
 void TaskData::load_ts(const DataOptions& o, const Meta* model_meta) {
   kind_ = "ts";
   jitter_ = o.jitter;
-  if (!(o.jitter >= 0 && o.jitter < 1e3)) throw Error("--jitter", "must be >= 0", "0 turns it off");
+  if (!(o.jitter >= 0 && o.jitter < 1e3))
+    throw Error(ErrorKind::value, "--jitter", "must be >= 0", "0 turns it off");
   std::vector<std::string> classes;
   if (model_meta) {
     classes = json_array<std::string>(*model_meta, "class_names", ".ts");
     mean_ = json_array<double>(*model_meta, "channel_mean", ".ts");
     stddev_ = json_array<double>(*model_meta, "channel_stddev", ".ts");
     if (mean_.size() != stddev_.size())
-      throw Error("model: __metadata__.channel_stddev", "has a different length than channel_mean",
-                  "the model file is damaged");
+      throw Error(ErrorKind::shape, "model: __metadata__.channel_stddev",
+                  "has a different length than channel_mean", "the model file is damaged");
     for (double v : stddev_)
       if (!(v > 0) || !std::isfinite(v))
-        throw Error("model: __metadata__.channel_stddev", "holds a value that is not > 0",
-                    "the model file is damaged");
+        throw Error(ErrorKind::value, "model: __metadata__.channel_stddev",
+                    "holds a value that is not > 0", "the model file is damaged");
   }
   ts_train_ = data::load_ts(o.ts, model_meta ? &classes : nullptr);
   // The evaluation part: --ts-test; else X_TEST.ts beside X_TRAIN.ts (sktime's convention); at
@@ -181,8 +189,8 @@ void TaskData::load_ts(const DataOptions& o, const Meta* model_meta) {
   if (!eval_file.empty()) {
     ts_eval_ = data::load_ts(eval_file, &ts_train_.class_names);
     if (ts_eval_.dims != ts_train_.dims)
-      throw Error(eval_file, fmt::format("has {} dimensions, {} has {}", ts_eval_.dims, o.ts,
-                                         ts_train_.dims),
+      throw Error(ErrorKind::shape, eval_file,
+                  fmt::format("has {} dimensions, {} has {}", ts_eval_.dims, o.ts, ts_train_.dims),
                   "the evaluation file must hold the same kind of sequences");
     train_idx_ = iota_range(0, n);
     eval_idx_ = iota_range(0, int(ts_eval_.size()));
@@ -195,8 +203,10 @@ void TaskData::load_ts(const DataOptions& o, const Meta* model_meta) {
       // As the text split: floor(N · (1 − f)), with at least one sequence held out.
       n_train = std::min(n - 1, int(std::floor(double(n) * (1.0 - o.val_fraction))));
       if (n_train < 1)
-        throw Error(o.ts, fmt::format("{} sequences cannot be split into a training part and an "
-                                      "evaluation part of at least one each", n),
+        throw Error(ErrorKind::shape, o.ts,
+                    fmt::format("{} sequences cannot be split into a training part and an "
+                                "evaluation part of at least one each",
+                                n),
                     "give more sequences or --ts-test FILE");
     } else if (!holdout) {
       n_train = 0;  // evaluating a whole file
@@ -216,9 +226,10 @@ void TaskData::load_ts(const DataOptions& o, const Meta* model_meta) {
     }
     data::ts_channel_stats(part, mean_, stddev_);
   } else if (int(mean_.size()) != ts_train_.dims) {
-    throw Error(o.ts, fmt::format("has {} dimensions, the model was trained on {}", ts_train_.dims,
-                                  mean_.size()),
-                "evaluate with data like the model's training data");
+    throw Error(
+        ErrorKind::shape, o.ts,
+        fmt::format("has {} dimensions, the model was trained on {}", ts_train_.dims, mean_.size()),
+        "evaluate with data like the model's training data");
   }
 }
 
@@ -228,10 +239,11 @@ void TaskData::load_data(const DataOptions& o, const Meta* model_meta) {
   if (const std::string* trained = find(model_meta, "data_loss")) {
     if (loss.empty()) loss = *trained;
     if (loss != *trained)
-      throw Error("--loss", "the model was trained with " + *trained,
+      throw Error(ErrorKind::usage, "--loss", "the model was trained with " + *trained,
                   "evaluate with --loss " + *trained + " or leave --loss out");
   }
-  if (loss.empty()) throw Error("--loss", "missing", "--data needs --loss mse, bce or xent");
+  if (loss.empty())
+    throw Error(ErrorKind::usage, "--loss", "missing", "--data needs --loss mse, bce or xent");
   int output_size = 0;
   if (model_meta) output_size = int(metadata_double(*model_meta, "data_output_size"));
   file_ = load_data_file(o.data, parse_loss(loss, "--loss"), output_size);
@@ -245,7 +257,7 @@ void TaskData::load_synthetic(const DataOptions& o, const Meta* model_meta) {
   if (model_meta) {  // the model must have been trained on this task; its T is the default
     const std::string* trained = find(model_meta, "task");
     if (!trained || *trained != o.task)
-      throw Error("--task " + o.task,
+      throw Error(ErrorKind::usage, "--task " + o.task,
                   trained ? "the model was trained on task '" + data::printable(*trained, 40) + "'"
                           : "the model was not trained on a synthetic task",
                   trained && (*trained == "adding" || *trained == "copy")
@@ -413,8 +425,9 @@ std::unique_ptr<Task<Real>> TaskData::task(int B, int T) const {
   }
   if (kind_ == "ts" || kind_ == "data") {
     if (T != default_seq_len())
-      throw Error("--seq-len", fmt::format("{} sequences are read whole ({} steps here)",
-                                           kind_ == "ts" ? ".ts" : "--data", default_seq_len()),
+      throw Error(ErrorKind::usage, "--seq-len",
+                  fmt::format("{} sequences are read whole ({} steps here)",
+                              kind_ == "ts" ? ".ts" : "--data", default_seq_len()),
                   "leave --seq-len out");
   }
   if (kind_ == "ts") {

@@ -86,10 +86,11 @@ void check_output_path(const std::string& path, const char* option) {
   const std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : ".";
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec))
-    throw Error(path, std::string("the directory of ") + option + " does not exist",
+    throw Error(ErrorKind::io, path, std::string("the directory of ") + option + " does not exist",
                 "create it first or choose another path");
   if (std::filesystem::is_directory(p, ec))
-    throw Error(path, std::string(option) + " names a directory", "give a file name");
+    throw Error(ErrorKind::io, path, std::string(option) + " names a directory",
+                "give a file name");
 }
 
 template <class Real>
@@ -103,10 +104,11 @@ void run_train(const TrainOptions& o) {
   const TaskData data(o.data);
   const int B = o.data.batch ? o.data.batch : data.default_batch();
   if (o.k1 > 0 && o.data.seq_len > 0 && o.data.seq_len != o.k1)
-    throw Error("--k1", fmt::format("{} differs from --seq-len {}", o.k1, o.data.seq_len),
+    throw Error(ErrorKind::usage, "--k1",
+                fmt::format("{} differs from --seq-len {}", o.k1, o.data.seq_len),
                 "--k1 is the window each update advances by: give one of them");
   if ((o.k1 > 0 || o.k2 > 0) && data.kind() != "text")
-    throw Error(o.k1 > 0 ? "--k1" : "--k2",
+    throw Error(ErrorKind::usage, o.k1 > 0 ? "--k1" : "--k2",
                 "separate update and backprop windows need continuing streams (--text)",
                 "for this data use --seq-len");
   const int T = o.k1 ? o.k1 : o.data.seq_len ? o.data.seq_len : data.default_seq_len();
@@ -125,15 +127,17 @@ void run_train(const TrainOptions& o) {
   cfg.initial_state = o.learn_initial_state ? InitialState::learned : InitialState::zero;
   if (o.bidirectional) {
     if (const std::string why = data.bidirectional_refusal(); !why.empty())
-      throw Error("--bidirectional", "refused for " + why, "train a left-to-right model");
+      throw Error(ErrorKind::usage, "--bidirectional", "refused for " + why,
+                  "train a left-to-right model");
     cfg.readout = data.bidirectional_readout();
   }
   if (o.proj_size != 0 && cfg.cell != CellKind::lstm)
-    throw Error("--proj-size", "only an LSTM has a projection (torch.nn.LSTM's proj_size)",
+    throw Error(ErrorKind::usage, "--proj-size",
+                "only an LSTM has a projection (torch.nn.LSTM's proj_size)",
                 "leave --proj-size out, or train with --cell lstm");
   cfg.validate("options");
   if (o.forget_bias != 0 && cfg.cell != CellKind::lstm)
-    throw Error("--forget-bias", "only an LSTM has a forget gate",
+    throw Error(ErrorKind::usage, "--forget-bias", "only an LSTM has a forget gate",
                 "leave --forget-bias out, or train with --cell lstm");
   Model<Real> model(cfg);
   init_model(model, o.seed, o.forget_bias);
@@ -207,7 +211,8 @@ void run_train(const TrainOptions& o) {
   std::unique_ptr<std::ofstream> metrics;
   if (root && !o.metrics.empty()) {
     metrics = std::make_unique<std::ofstream>(o.metrics, std::ios::trunc);
-    if (!*metrics) throw Error(o.metrics, "cannot write the metrics file", "check the directory");
+    if (!*metrics)
+      throw Error(ErrorKind::io, o.metrics, "cannot write the metrics file", "check the directory");
     *metrics << "step,elapsed_s,train_loss,val_loss,lr,grad_norm,throughput"
              << (o.skip_nonfinite ? ",skipped_nonfinite\n" : "\n");
   }
@@ -279,9 +284,10 @@ void run_train(const TrainOptions& o) {
       if (!bad.empty()) {
         std::string ranks;
         for (int r : bad) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
-        throw Error("--check-replicas", fmt::format("after step {} the parameters of rank {} "
-                                                    "differ from rank 0's", trainer.steps_done(),
-                                                    ranks),
+        throw Error(ErrorKind::usage, "--check-replicas",
+                    fmt::format("after step {} the parameters of rank {} "
+                                "differ from rank 0's",
+                                trainer.steps_done(), ranks),
                     "the processes diverged: check that every rank runs the same bptt, options "
                     "and data, then --resume from the last snapshot");
       }
