@@ -12,8 +12,8 @@
 //
 // An ambiguous file (two RNNs, two possible heads, tensors that belong to neither) is refused with
 // one line listing the candidates and the option that picks one (ImportOptions::rnn, ::head).
-// A file without a Linear head is refused for now (the hint says so): bptt's model always ends in
-// a readout.
+// A file without a Linear that fits (or with ImportOptions::no_head) gives a head-less model: its
+// output is the top layer's h, D·H_out wide (ModelConfig::head = false).
 #pragma once
 
 #include <optional>
@@ -31,13 +31,14 @@ struct ImportOptions {
   std::optional<std::string> rnn;   // the RNN's attribute path ("encoder.lstm", "" for a bare
                                     // module); default: the only one in the file
   std::optional<std::string> head;  // the head's attribute path; default: the only Linear that fits
+  bool no_head = false;  // a head-less model even where a Linear fits (excludes `head`)
 };
 
 // What a plain state_dict file holds, as bptt reads it.
 struct ImportPlan {
   ModelConfig cfg;
   std::string rnn;   // attribute path of the RNN ("" for a bare module)
-  std::string head;  // attribute path of the Linear head
+  std::string head;  // attribute path of the Linear head ("" for a bare one or none: cfg.head)
   bool head_bias = true;  // whether the Linear has a bias (bptt's head.bias is 0 otherwise)
   // bptt's parameter name -> the file's tensor name (empty: zeros, the missing Linear bias)
   std::vector<std::pair<std::string, std::string>> names;

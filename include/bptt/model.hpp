@@ -7,7 +7,9 @@
 //                      LSTM with a projection (proj_size P): h_t = (o ⊙ tanh c_t) W_hr^T, P wide
 //                      x_t is the data for k = 0 and [h_t of layer k-1, d = 0 ; d = 1] otherwise
 //   head:              z_t = [h_t of the top layer's directions] W_o^T + b_o,  ŷ_t = θ(z_t)
-//                      (readout final_state: [h_n of the top layer's directions] at every t)
+//                      (readout final_state: [h_n of the top layer's directions] at every t);
+//                      a head-less model (head = false, a PyTorch RNN without a Linear) has
+//                      z_t = [h_t of the top layer's directions] itself, O = D·H_out
 //
 // H_out, the width of h (and of h0, h_n), is P with a projection and H otherwise; c stays H wide.
 // Parameters live in one contiguous arena in PyTorch state_dict order; the gradient arena has the
@@ -17,7 +19,7 @@
 //   rnn.bias_ih_l{k}{s}   [G·H]   rnn.bias_hh_l{k}{s} [G·H]     (only with bias)
 //   rnn.weight_hr_l{k}{s} [P, H]                                (only with a projection)
 //   for k = 0..L-1, d = 0..D-1, then
-//   head.weight [O, D·H_out]   head.bias [O]
+//   head.weight [O, D·H_out]   head.bias [O]                    (only with a head)
 //   init.h0     [L·D, H_out]   init.c0   [L·D, H] (LSTM)        (only with a learned initial state)
 #pragma once
 
@@ -44,6 +46,8 @@ struct ModelConfig {
   bool bias = true;            // false: no bias_ih / bias_hh tensors (torch's bias=False)
   InitialState initial_state = InitialState::zero;  // learned: init.h0 / init.c0 are parameters
   Readout readout = Readout::steps;  // final_state: the head reads the top layer's h_n at every step
+  bool head = true;  // false: no linear readout, z_t is what the head would read (REQUIRES
+                     // output_size = D·H_out); ŷ = θ(z) as with a head
 
   int gates() const { return gate_count(cell); }           // G
   int directions() const { return bidirectional ? 2 : 1; }  // D
@@ -51,8 +55,9 @@ struct ModelConfig {
   int state_size() const { return proj_size > 0 ? proj_size : hidden_size; }  // H_out
   int output_width() const { return directions() * state_size(); }  // a layer's output, D·H_out
   int layer_input_size(int k) const { return k == 0 ? input_size : output_width(); }
-  // Throws bptt::Error (where = `where`) for sizes < 1, φ = softmax, φ ≠ tanh for LSTM/GRU, or a
-  // projection outside 0 < P < H or on a cell other than LSTM.
+  // Throws bptt::Error (where = `where`) for sizes < 1, φ = softmax, φ ≠ tanh for LSTM/GRU, a
+  // projection outside 0 < P < H or on a cell other than LSTM, or a head-less model whose
+  // output_size is not D·H_out.
   void validate(const std::string& where = "model") const;
 };
 
@@ -82,8 +87,8 @@ struct LayerParams {
 template <class Real>
 struct ParamViews {
   std::vector<LayerParams<Real>> layers;  // L·D entries, unit u = k·D + d
-  Real* w_o;                              // [O, D·H_out]
-  Real* b_o;                              // [O]
+  Real* w_o;                              // [O, D·H_out]  nullptr without a head
+  Real* b_o;                              // [O]           nullptr without a head
   Real* h0;                               // [L·D, H_out] nullptr unless the state is learned
   Real* c0;                               // [L·D, H] LSTM; nullptr unless learned
   ParamViews(const ModelConfig& cfg, Real* arena);

@@ -157,7 +157,14 @@ ImportPlan plan_import(const File& f, const ImportOptions& o) {
     if (s.size() == 2 && s[1] == width && s[0] >= 1) heads.push_back(n.substr(0, n.size() - 6));
   }
   std::string hp;  // head prefix
-  if (o.head) {
+  if (o.head && o.no_head)
+    throw Error(ErrorKind::usage, "--no-head", "given with --head " + *o.head,
+                "a model has a head or none: leave one of them out");
+  if (o.no_head || (heads.empty() && !o.head)) {  // a head-less model: its output is h
+    cfg.head = false;
+    cfg.output_size = int(width);
+    plan.head_bias = false;
+  } else if (o.head) {
     hp = prefix_of(*o.head);
     if (!f.has(hp + "weight"))
       throw Error(ErrorKind::usage, file,
@@ -171,22 +178,19 @@ ImportPlan plan_import(const File& f, const ImportOptions& o) {
         ErrorKind::usage, file,
         fmt::format("has {} Linear layers that could be the head: {}", heads.size(), join(paths)),
         "pick one with --head PATH");
-  } else if (heads.empty()) {
-    throw Error(ErrorKind::format, file,
-                fmt::format("has no nn.Linear reading the RNN's output ([O, {}] weight)", width),
-                "bptt's models end in a Linear head; add one to the module (a model without a "
-                "head is not supported yet)");
   } else {
     hp = heads.front();
   }
-  plan.head = path_of(hp);
-  const auto& hw = shape2(f, hp + "weight");
-  if (hw[1] != width)
-    throw Error(ErrorKind::shape, file + ": " + hp + "weight",
-                fmt::format("has {} columns, but the RNN's output is {} wide", hw[1], width),
-                "the head reads [h_fwd ; h_bwd] of the top layer");
-  cfg.output_size = int(hw[0]);
-  plan.head_bias = f.has(hp + "bias");
+  if (cfg.head) {
+    plan.head = path_of(hp);
+    const auto& hw = shape2(f, hp + "weight");
+    if (hw[1] != width)
+      throw Error(ErrorKind::shape, file + ": " + hp + "weight",
+                  fmt::format("has {} columns, but the RNN's output is {} wide", hw[1], width),
+                  "the head reads [h_fwd ; h_bwd] of the top layer");
+    cfg.output_size = int(hw[0]);
+    plan.head_bias = f.has(hp + "bias");
+  }
   cfg.validate(file);
 
   // 4. Every parameter's source, shapes checked; nothing else in the file unless both modules
@@ -215,10 +219,11 @@ ImportPlan plan_import(const File& f, const ImportOptions& o) {
                   fmt::format("a {} of {} layers{}{}", to_string(cfg.cell), cfg.num_layers,
                               cfg.bidirectional ? ", bidirectional" : "",
                               cfg.bias ? "" : ", without biases"));
-  if (!rest.empty() && !(o.rnn && o.head))
+  if (!rest.empty() && !(o.rnn && (o.head || o.no_head)))
     throw Error(ErrorKind::usage, file,
                 "also holds tensors of neither the RNN nor the head: " + join(rest),
-                "name the two modules with --rnn PATH --head PATH to use them and ignore the rest");
+                "name the modules with --rnn PATH and --head PATH (or --no-head) to use them and "
+                "ignore the rest");
   return plan;
 }
 
@@ -235,7 +240,9 @@ Model<Real> import_model(const File& f, const ImportPlan& plan) {
     std::copy(v.begin(), v.end(), model.params.begin() + std::ptrdiff_t(p.offset));
   }
   model.metadata["imported_rnn"] = plan.rnn.empty() ? "(top level)" : plan.rnn;
-  model.metadata["imported_head"] = plan.head.empty() ? "(top level)" : plan.head;
+  model.metadata["imported_head"] = !plan.cfg.head       ? "(none)"
+                                   : plan.head.empty() ? "(top level)"
+                                                       : plan.head;
   return model;
 }
 

@@ -21,7 +21,7 @@ const std::set<std::string> kConfigKeys = {"format", "format_version", "cell", "
                                            "input_size", "hidden_size", "num_layers",
                                            "output_size", "output_activation",
                                            "bidirectional", "proj_size", "bias",
-                                           "initial_state", "readout"};
+                                           "initial_state", "readout", "head"};
 
 std::string field(const File& f, const std::string& key) { return f.path() + ": __metadata__." + key; }
 
@@ -75,6 +75,7 @@ ModelConfig read_model_config(const File& f) {
   // The torch.nn options (absent in files of earlier versions: their defaults).
   cfg.bidirectional = meta_bool(f, "bidirectional", false);
   cfg.bias = meta_bool(f, "bias", true);
+  cfg.head = meta_bool(f, "head", true);
   if (const std::string* s = meta(f, "proj_size")) {
     int v = -1;
     auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
@@ -127,7 +128,7 @@ Model<Real> load_model(const File& f) {
                   "a model file holds exactly the tensors its metadata describes (docs/"
                   "file_format.md): rnn.weight_ih_l{k}, rnn.weight_hh_l{k}, rnn.bias_ih_l{k}, "
                   "rnn.bias_hh_l{k} (with bias), rnn.weight_hr_l{k} (with proj_size), their "
-                  "_reverse twins (bidirectional), head.weight, head.bias, init.h0 and init.c0 "
+                  "_reverse twins (bidirectional), head.weight, head.bias (with a head), init.h0 and init.c0 "
                   "(initial_state learned)");
   Model<Real> model(cfg);
   for (const auto& [key, value] : f.metadata())
@@ -178,7 +179,8 @@ std::vector<std::pair<std::string, std::string>> config_metadata(const ModelConf
           {"proj_size", std::to_string(c.proj_size)},
           {"bias", c.bias ? "true" : "false"},
           {"initial_state", std::string(to_string(c.initial_state))},
-          {"readout", std::string(to_string(c.readout))}};
+          {"readout", std::string(to_string(c.readout))},
+          {"head", c.head ? "true" : "false"}};
 }
 
 template <class Real>

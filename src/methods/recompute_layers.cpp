@@ -18,6 +18,7 @@
 #include "bptt/methods.hpp"
 #include "kernels/gemm.hpp"
 #include "unroll/direction.hpp"
+#include "unroll/head.hpp"
 
 namespace bptt {
 
@@ -27,7 +28,8 @@ ModelConfig recompute_unit_config(const ModelConfig& cfg, int k) {
   c.bidirectional = false;
   c.input_size = cfg.layer_input_size(k);
   c.initial_state = InitialState::zero;
-  c.output_size = 1;
+  c.output_size = 1;  // the unit models' head is never run (backward gets dh_above)
+  c.head = true;
   c.output_activation = Activation::identity;
   return c;
 }
@@ -142,7 +144,10 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const Batch<Real>& ba
   // Unit u's slice of the arena: its tensors, in the order of its own model's arena.
   const auto unit_span = [&](int u) {
     const Real* first = V.layers[std::size_t(u)].w_ih;
-    const Real* end = u + 1 < cfg.units() ? V.layers[std::size_t(u) + 1].w_ih : V.w_o;
+    const Real* end = u + 1 < cfg.units() ? V.layers[std::size_t(u) + 1].w_ih
+                      : V.w_o                ? V.w_o
+                      : V.h0                 ? V.h0
+                                             : arena + model.params.size();
     return std::pair{std::size_t(first - arena), std::size_t(end - first)};
   };
   const auto load_unit = [&](int u) {
@@ -226,16 +231,18 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const Batch<Real>& ba
         std::copy(hn + (r % std::size_t(B)) * HO, hn + (r % std::size_t(B) + 1) * HO,
                   top + r * W + std::size_t(d) * HO);
     }
-  gemm(false, true, int(TB), O, W, Real(1), top, W, V.w_o, W, Real(0), l.z.data(), O);
-  for (std::size_t r = 0; r < TB; ++r)
-    for (int o = 0; o < O; ++o) l.z[r * O + o] += V.b_o[o];
+  if (cfg.head) {
+    gemm(false, true, int(TB), O, W, Real(1), top, W, V.w_o, W, Real(0), l.z.data(), O);
+    for (std::size_t r = 0; r < TB; ++r)
+      for (int o = 0; o < O; ++o) l.z[r * O + o] += V.b_o[o];
+  } else {  // a head-less model: z = top (O = W)
+    std::copy(top, top + TB * std::size_t(W), l.z.data());
+  }
   apply_output_activation(cfg.output_activation, int(TB), O, l.z.data(), l.yhat.data());
   const double total = loss_and_dz(loss, cfg, batch, l.z.data(), l.yhat.data(), l.z.data());
   const Real* dz = l.z.data();
-  gemm(true, false, O, W, int(TB), Real(1), dz, O, top, W, Real(1), G.w_o, W);
-  for (std::size_t r = 0; r < TB; ++r)
-    for (int o = 0; o < O; ++o) G.b_o[o] += dz[r * O + o];
-  gemm(false, false, int(TB), W, O, Real(1), dz, O, V.w_o, W, Real(0), l.dout.data(), W);
+  unroll::head_weight_gradients(int(TB), W, O, dz, top, G.w_o, G.b_o);
+  unroll::head_input_gradient(int(TB), W, O, dz, V.w_o, l.dout.data(), W);
   std::vector<Real> d_hn;  // final readout: Σ_t dL/dtop_t, the top units' dL/dh_n [D, B, H_out]
   if (final_readout) {
     d_hn.assign(std::size_t(D) * BHO, Real(0));

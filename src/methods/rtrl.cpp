@@ -259,7 +259,8 @@ void start(const Model<Real>& model, const Batch<Real>* batch, const std::vector
 
 // The loss of one step of one sequence and the head's part of the gradient:
 //   z = W_o h_top + b_o, ℓ (weight w / norm), dL/dz; grad[v] += dzᵀ W_o M_top[:, v] for the
-// N columns, and the head's parameters (direct) into param_grad.
+// N columns, and the head's parameters (direct) into param_grad. A head-less model has z = h_top
+// (W_o = I, no parameters).
 template <class Real>
 class StepLoss {
  public:
@@ -277,6 +278,10 @@ class StepLoss {
     const auto P = model.views();
     const Real* h = s.h.data() + std::size_t(L - 1) * H;
     for (int o = 0; o < O; ++o) {
+      if (!P.w_o) {  // head-less: O = H
+        z_[std::size_t(o)] = h[o];
+        continue;
+      }
       Real v = P.b_o[o];
       for (int j = 0; j < H; ++j) v += P.w_o[std::size_t(o) * H + j] * h[j];
       z_[std::size_t(o)] = v;
@@ -291,14 +296,20 @@ class StepLoss {
     for (auto& v : dz_) v *= scale;
     // Head parameters (direct): dW_o += dz hᵀ, db_o += dz.
     ParamViews<Real> D(cfg_, param_grad);
-    for (int o = 0; o < O; ++o) {
-      D.b_o[o] += dz_[std::size_t(o)];
-      for (int j = 0; j < H; ++j) D.w_o[std::size_t(o) * H + j] += dz_[std::size_t(o)] * h[j];
+    if (D.w_o)
+      for (int o = 0; o < O; ++o) {
+        D.b_o[o] += dz_[std::size_t(o)];
+        for (int j = 0; j < H; ++j) D.w_o[std::size_t(o) * H + j] += dz_[std::size_t(o)] * h[j];
+      }
+    // Through the state: dL/dh_top = W_oᵀ dz (dz itself without a head), then grad += dhᵀ M.
+    if (!P.w_o) {
+      std::copy(dz_.begin(), dz_.end(), dh_.begin());
+    } else {
+      std::fill(dh_.begin(), dh_.end(), Real(0));
+      for (int o = 0; o < O; ++o)
+        for (int j = 0; j < H; ++j)
+          dh_[std::size_t(j)] += P.w_o[std::size_t(o) * H + j] * dz_[std::size_t(o)];
     }
-    // Through the state: dL/dh_top = W_oᵀ dz, then grad += dhᵀ M.
-    std::fill(dh_.begin(), dh_.end(), Real(0));
-    for (int o = 0; o < O; ++o)
-      for (int j = 0; j < H; ++j) dh_[std::size_t(j)] += P.w_o[std::size_t(o) * H + j] * dz_[std::size_t(o)];
     const Real* M = s.Mh.data() + std::size_t(L - 1) * H * s.N;
     kernels::gemm(false, false, 1, int(s.N), H, Real(1), dh_.data(), H, M, int(s.N), Real(1),
                   grad_cols, int(s.N));

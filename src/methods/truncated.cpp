@@ -16,6 +16,7 @@
 #include "bptt/methods.hpp"
 #include "cells/cell.hpp"
 #include "kernels/gemm.hpp"
+#include "unroll/head.hpp"
 
 namespace bptt {
 
@@ -46,10 +47,9 @@ double truncated_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
 
   // The head is not recurrent: its gradients are full BPTT's; dL/dh_top of ℓ_t is at distance 0.
   const Real* top = ws.h(L - 1) + BHO;
-  gemm(true, false, O, HO, TB, Real(1), ws.dz(), O, top, HO, Real(1), D.w_o, HO);
-  kernels::sum_rows(TB, O, ws.dz(), D.b_o);
+  unroll::head_weight_gradients(TB, HO, O, ws.dz(), top, D.w_o, D.b_o);
   std::vector<Real> head(TBHO);
-  gemm(false, false, TB, HO, O, Real(1), ws.dz(), O, V.w_o, HO, Real(0), head.data(), HO);
+  unroll::head_input_gradient(TB, HO, O, ws.dz(), V.w_o, head.data(), HO);
 
   std::vector<std::vector<Real>> carry_h(std::size_t(L), std::vector<Real>(TBHO, Real(0)));
   std::vector<std::vector<Real>> carry_c(std::size_t(lstm ? L : 0), std::vector<Real>(TBH, Real(0)));

@@ -40,13 +40,19 @@ void ModelConfig::validate(const std::string& where) const {
           fmt::format("{} is outside 0 < proj_size < hidden_size = {}", proj_size, hidden_size),
           "a projection makes h narrower than the cell: pick 0 < P < H, or 0 for none");
   }
+  if (!head && output_size != output_width())
+    throw Error(ErrorKind::shape, where + ": output_size",
+                fmt::format("{} for a head-less model, whose output is the top layer's h of "
+                            "D·H_out = {} values",
+                            output_size, output_width()),
+                fmt::format("set output_size to {}", output_width()));
   // Before param_count (which would overflow) and before any model is allocated.
   const double H = hidden_size, GH = double(gates()) * H, D = directions(), HO = state_size(),
                nb = bias ? 2 : 0, proj = proj_size > 0 ? double(proj_size) * H : 0;
   const double unit0 = GH * (double(input_size) + HO + nb) + proj;
   const double unit = GH * (D * HO + HO + nb) + proj;
   const double params = D * unit0 + double(num_layers - 1) * D * unit +
-                        double(output_size) * (D * HO + 1) +
+                        (head ? double(output_size) * (D * HO + 1) : 0) +
                         (initial_state == InitialState::learned ? double(num_layers) * D * 2 * H : 0);
   check_memory(params * sizeof(float), where,
                fmt::format("a model of {:.4g} parameters (L = {}, H = {}, I = {}, O = {})", params,
@@ -75,8 +81,10 @@ std::vector<ParamInfo> param_layout(const ModelConfig& cfg) {
       }
       if (cfg.proj_size > 0) add("rnn.weight_hr_l" + s, {cfg.proj_size, cfg.hidden_size});
     }
-  add("head.weight", {cfg.output_size, cfg.output_width()});
-  add("head.bias", {cfg.output_size});
+  if (cfg.head) {
+    add("head.weight", {cfg.output_size, cfg.output_width()});
+    add("head.bias", {cfg.output_size});
+  }
   if (cfg.initial_state == InitialState::learned) {
     add("init.h0", {cfg.units(), HO});
     if (cfg.cell == CellKind::lstm) add("init.c0", {cfg.units(), cfg.hidden_size});
@@ -108,9 +116,11 @@ ParamViews<Real>::ParamViews(const ModelConfig& cfg, Real* arena) {
       l.in = in;
       layers.push_back(l);
     }
-  w_o = p, p += std::size_t(cfg.output_size) * std::size_t(cfg.output_width());
-  b_o = p, p += std::size_t(cfg.output_size);
-  h0 = c0 = nullptr;
+  w_o = b_o = h0 = c0 = nullptr;
+  if (cfg.head) {
+    w_o = p, p += std::size_t(cfg.output_size) * std::size_t(cfg.output_width());
+    b_o = p, p += std::size_t(cfg.output_size);
+  }
   if (cfg.initial_state == InitialState::learned) {
     h0 = p, p += std::size_t(cfg.units()) * HO;
     if (cfg.cell == CellKind::lstm) c0 = p;
@@ -123,9 +133,11 @@ void Model<Real>::init_uniform(std::uint64_t seed) {
   const double bound = 1.0 / std::sqrt(double(cfg.hidden_size));
   std::uniform_real_distribution<double> u(-bound, bound);
   std::fill(params.begin(), params.end(), Real(0));
-  const auto P = views();
-  const std::size_t recurrent = std::size_t(P.w_o - params.data());
+  std::size_t recurrent = 0;  // the layers' tensors come first in the arena
+  for (const ParamInfo& p : param_layout(cfg))
+    if (p.name.starts_with("rnn.")) recurrent = p.offset + p.size;
   for (std::size_t i = 0; i < recurrent; ++i) params[i] = Real(u(rng));
+  if (!cfg.head) return;
   // The head: nn.Linear's bound 1/sqrt(fan_in), fan_in = D·H_out (= H without the options, so
   // the draws are those of earlier versions).
   const double scale = std::sqrt(double(cfg.hidden_size) / double(cfg.output_width()));

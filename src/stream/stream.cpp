@@ -46,7 +46,7 @@ struct Stream<Real>::Impl {
   int N = 0, threads = 1;
   CpuLevel packed_level{};
   std::vector<PackedLayer<Real>> layers;
-  std::vector<Real> head;                 // packed W_oᵀ [H_out, O]
+  std::vector<Real> head;                 // packed W_oᵀ [H_out, O] (empty without a head)
   const Real* b_o = nullptr;              // the head's bias, in model.params
   std::vector<Real> init_h, init_c;       // [L, H_out], [L, H]: zero or the learned state
   std::vector<Real> h, c, h_next, c_next; // [L, N, H_out], [L, N, H] (c: LSTM only)
@@ -67,7 +67,7 @@ struct Stream<Real>::Impl {
       kernels::pack_panels(true, GH, HO, p.w_hh, HO, q.hh.data());
       if (P) kernels::pack_panels(true, P, H, p.w_hr, H, q.hr.data());
     }
-    kernels::pack_panels(true, mc.output_size, HO, V.w_o, HO, head.data());
+    if (mc.head) kernels::pack_panels(true, mc.output_size, HO, V.w_o, HO, head.data());
     packed_level = cpu_level();
   }
 
@@ -117,7 +117,10 @@ struct Stream<Real>::Impl {
     }
     const Real* top = h_next.data() + (std::size_t(mc.num_layers - 1) * N_ + b0) * HO;
     Real* zr = z.data() + b0 * O;
-    kernels::gemm_packed(n, O, HO, top, HO, head.data(), b_o, zr, O);
+    if (mc.head)
+      kernels::gemm_packed(n, O, HO, top, HO, head.data(), b_o, zr, O);
+    else  // a head-less model: z = h of the top layer (O = H_out)
+      std::copy(top, top + std::size_t(n) * HO, zr);
     apply_output_activation(mc.output_activation, n, O, zr, y + b0 * O);
   }
 
@@ -170,7 +173,7 @@ Stream<Real>::Stream(const Model<Real>& model, int streams, int threads) : impl_
     q.bias.resize(std::size_t(GH));
     q.bias_n = unroll::fold_step_bias(cfg, p.b_ih, p.b_hh, q.bias.data());
   }
-  s.head.resize(kernels::packed_size<Real>(O, HO));
+  if (cfg.head) s.head.resize(kernels::packed_size<Real>(O, HO));
   s.b_o = V.b_o;
   s.pack();
   s.init_h.assign(std::size_t(L) * HO, Real(0));

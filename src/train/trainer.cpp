@@ -223,17 +223,19 @@ StepInfo Trainer<Real>::bptt_window() {
     // Layer k's tensors (both directions) are contiguous; the head's are final first, a learned
     // initial state's (after the head in the arena) only with layer 0: it goes last.
     const int L = model_.cfg.num_layers, D = model_.cfg.directions();
-    Real* const head_end = G.b_o + model_.cfg.output_size;
+    Real* const arena_end = grads_.params.data() + grads_.params.size();
+    Real* const layers_end = G.w_o ? G.w_o : G.h0 ? G.h0 : arena_end;  // a head-less model's
+    Real* const head_end = G.w_o ? G.b_o + model_.cfg.output_size : layers_end;
     opts.gradients_ready = [&](int k) {
+      if (k == L && !G.w_o) return;  // no head
       Real* first = k == L ? G.w_o : G.layers[std::size_t(k * D)].w_ih;
-      Real* last = k == L ? head_end : k + 1 < L ? G.layers[std::size_t((k + 1) * D)].w_ih : G.w_o;
+      Real* last = k == L       ? head_end
+                   : k + 1 < L ? G.layers[std::size_t((k + 1) * D)].w_ih
+                               : layers_end;
       pending.start(first, std::size_t(last - first));
     };
     backward(model_, b, *ws_, grads_, opts);
-    if (G.h0) {
-      Real* end = grads_.params.data() + grads_.params.size();
-      pending.start(G.h0, std::size_t(end - G.h0));
-    }
+    if (G.h0) pending.start(G.h0, std::size_t(arena_end - G.h0));
     pending.wait();
     info.loss = dist::sum(info.loss);
     reduced = true;

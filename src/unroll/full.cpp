@@ -19,6 +19,7 @@
 #include "kernels/gemm.hpp"
 #include "kernels/step_gemm.hpp"
 #include "unroll/direction.hpp"
+#include "unroll/head.hpp"
 #include "unroll/x_product.hpp"
 
 namespace bptt {
@@ -311,6 +312,11 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
     }
   }
   const Real* top = ws.top();
+  if (!cfg.head) {  // a head-less model: z = top (O = W)
+    std::copy(top, top + std::size_t(TB) * W, ws.z());
+    apply_output_activation(cfg.output_activation, TB, O, ws.z(), ws.yhat());
+    return;
+  }
   // Z = top·W_oᵀ + b_o through the packed kernel, which starts from the bias row: a BLAS
   // call would write Z and then need a second pass to add b_o. Each block of rows gets θ while
   // it is in cache, on the thread that computed it.
@@ -382,8 +388,7 @@ void unit_backward(const Model<Real>& model, const Batch<Real>& batch, Workspace
     } else if (k == L - 1 && opts.dh_above) {
       std::copy(opts.dh_above + first * HO, opts.dh_above + (first + std::size_t(rows)) * HO, above);
     } else if (k == L - 1) {
-      gemm(false, false, rows, HO, O, Real(1), ws.dz() + first * O, O, V.w_o, HO, Real(0), above,
-           HO);
+      unroll::head_input_gradient(rows, HO, O, ws.dz() + first * O, V.w_o, above, HO);
     } else {
       const auto& q = V.layers[std::size_t(k) + 1];
       gemm(false, false, rows, HO, GH, Real(1), ws.dgi(k + 1) + first * GH, GH, q.w_ih, HO,
@@ -479,16 +484,13 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
   // time by unit_backward; for D = 2 here, over top itself (no longer needed). A head that reads
   // the final states sends Σ_t dL/dtop_t to them (d_hn) and nothing to the steps.
   const bool final_readout = cfg.readout == Readout::final_state && !opts.dh_above;
-  if (!opts.dh_above) {
-    gemm(true, false, O, W, TB, Real(1), ws.dz(), O, ws.top(), W, Real(1), G.w_o, W);
-    kernels::sum_rows(TB, O, ws.dz(), G.b_o);
-  }
+  if (!opts.dh_above) unroll::head_weight_gradients(TB, W, O, ws.dz(), ws.top(), G.w_o, G.b_o);
   if (opts.gradients_ready) opts.gradients_ready(L);
   std::vector<Real> d_hn;  // [D, B, H_out]
   if (final_readout) {
     const int HO = cfg.state_size();
     Real* dtop = ws.top();
-    gemm(false, false, TB, W, O, Real(1), ws.dz(), O, P.w_o, W, Real(0), dtop, W);
+    unroll::head_input_gradient(TB, W, O, ws.dz(), P.w_o, dtop, W);
     d_hn.assign(std::size_t(D) * B * HO, Real(0));
     for (int t = 0; t < T; ++t)
       for (int b = 0; b < B; ++b)
@@ -500,7 +502,7 @@ void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real
   } else if (D == 2 && opts.dh_above) {
     std::copy(opts.dh_above, opts.dh_above + std::size_t(TB) * W, ws.out(L - 1));
   } else if (D == 2) {
-    gemm(false, false, TB, W, O, Real(1), ws.dz(), O, P.w_o, W, Real(0), ws.out(L - 1), W);
+    unroll::head_input_gradient(TB, W, O, ws.dz(), P.w_o, ws.out(L - 1), W);
   }
 
   for (int k = L - 1; k >= 0; --k) {

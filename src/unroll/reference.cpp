@@ -261,7 +261,10 @@ double reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
     for (int t = 0; t < T; ++t) {
       Vec z(O);
       Real* yr = &out_all[tb(t, b) * O];
-      affine(O, W, V.w_o, V.b_o, head_in(t).data(), z.data());
+      if (cfg.head)
+        affine(O, W, V.w_o, V.b_o, head_in(t).data(), z.data());
+      else  // a head-less model: z is the head's input itself (O = W)
+        z = head_in(t);
       readout(cfg.output_activation, O, z.data(), yr);
       const Real w = batch.weight(t, b);
       if (w == Real(0)) continue;
@@ -274,9 +277,13 @@ double reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
     // ---- backward: dout[t] = dL/d out[k][t], top layer first ----
     std::vector<Vec> dout(T, Vec(W, Real(0)));
     Vec dfinal(W, Real(0));  // final readout: dL/d[h_n(d = 0) ; h_n(d = 1)] of the top layer
-    for (int t = 0; t < T; ++t)
-      affine_backward(O, W, V.w_o, dz[t].data(), head_in(t).data(), dV.w_o, dV.b_o,
-                      final_readout ? dfinal.data() : dout[t].data());
+    for (int t = 0; t < T; ++t) {
+      Real* dv = final_readout ? dfinal.data() : dout[t].data();
+      if (cfg.head)
+        affine_backward(O, W, V.w_o, dz[t].data(), head_in(t).data(), dV.w_o, dV.b_o, dv);
+      else
+        for (int o = 0; o < O; ++o) dv[o] += dz[t][std::size_t(o)];
+    }
     for (int k = L - 1; k >= 0; --k) {
       const int in_w = cfg.layer_input_size(k);
       std::vector<Vec> din(T, Vec(in_w, Real(0)));

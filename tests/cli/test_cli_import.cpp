@@ -52,6 +52,51 @@ TEST_F(CliImport, PlainStateDictsWorkEverywhere) {
   EXPECT_NE(text.out.find("a bptt model file"), std::string::npos) << text.out;
 }
 
+// A state_dict of the RNN alone is a head-less model: y_hat is the top layer's h (H wide here),
+// grad takes y of that width and writes no head tensors, stream prints h; --no-head drops a
+// Linear that is there.
+TEST_F(CliImport, RnnWithoutALinearIsAHeadlessModel) {
+  FileSpec m = small_model(Sizes{});
+  FileSpec p;
+  for (auto& [n, t] : m.tensors)
+    if (n.rfind("rnn.", 0) == 0) p.set("encoder." + n.substr(4), t);
+  const std::string sd = p.write(path("rnn_only.safetensors"));
+  Sizes h;  // the data of a model whose output is h: O = H
+  h.O = h.H;
+  const std::string d = small_data(h, "mse").write(path("d.safetensors"));
+  const RunResult pred = run({"predict", "--model", sd, "--data", d, "--out", path("p.safetensors")});
+  ASSERT_EQ(pred.code, 0) << pred;
+  const st::File out = st::File::read(path("p.safetensors"));
+  EXPECT_EQ(out.at("y_hat").shape, (std::vector<std::int64_t>{h.T, h.B, h.H}));
+  // the last step's y_hat is h_n (no lengths: every sequence runs T steps)
+  const std::vector<double> y = out.as_f64("y_hat"), hn = out.as_f64("h_n");
+  for (std::size_t i = 0; i < hn.size(); ++i)
+    EXPECT_EQ(y[std::size_t(h.T - 1) * h.B * h.H + i], hn[i]) << i;
+  const RunResult grad = run({"grad", "--model", sd, "--data", d, "--loss", "mse", "--out",
+                              path("g.safetensors")});
+  ASSERT_EQ(grad.code, 0) << grad;
+  const st::File g = st::File::read(path("g.safetensors"));
+  EXPECT_TRUE(g.has("rnn.weight_hh_l0"));
+  EXPECT_FALSE(g.has("head.weight"));
+  const RunResult ins = run({"inspect", sd, "--json"});
+  ASSERT_EQ(ins.code, 0) << ins;
+  const auto j = nlohmann::json::parse(ins.out);
+  EXPECT_TRUE(j["head"].is_null()) << ins.out;
+  EXPECT_EQ(j["config"]["head"], false);
+  EXPECT_EQ(j["config"]["output_size"], h.H);
+  // y of the width a head would give is refused, naming y
+  EXPECT_TRUE(rejected({"grad", "--model", sd, "--data", small_data(Sizes{}, "mse").write(path("d2.safetensors")),
+                        "--loss", "mse", "--out", path("g2.safetensors")},
+                       {"y"}));
+  // --no-head on a file with a Linear; not with --head
+  const std::string with_fc = plain("fc.safetensors", "encoder", "fc");
+  const RunResult imp = run({"import", with_fc, "--rnn", "encoder", "--no-head", "--out", path("n.safetensors")});
+  ASSERT_EQ(imp.code, 0) << imp;
+  EXPECT_EQ(st::File::read(path("n.safetensors")).metadata().at("head"), "false");
+  EXPECT_TRUE(rejected({"import", with_fc, "--head", "fc", "--no-head", "--out", path("x.safetensors")},
+                       {"--no-head"}));
+}
+
 TEST_F(CliImport, AmbiguousOrUnusableFilesAreRefused) {
   const st::Tensor extra = tensor_f64({2, 3}, values(6, 9));
   const std::string two_heads = plain("two.safetensors", "rnn", "fc", {{"fc2.weight", extra}});

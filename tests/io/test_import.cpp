@@ -207,12 +207,17 @@ TEST_F(Import, AmbiguousAndUnusableFilesAreRefusedWithWhatToPick) {
   EXPECT_FALSE(is_plain_state_dict(safetensors::File::read((dir_ / "linear.safetensors").string())));
   e = refusal((dir_ / "linear.safetensors").string());
   EXPECT_NE(e.find("no nn.RNN"), std::string::npos) << e;
-  safetensors::Writer w2;
-  for (const ParamInfo& p : param_layout(cfg))
-    if (p.name.rfind("rnn.", 0) == 0) w2.add(p.name.substr(4), p.shape, m.params.data() + p.offset);
-  w2.write((dir_ / "headless.safetensors").string());
-  e = refusal((dir_ / "headless.safetensors").string());
-  EXPECT_NE(e.find("no nn.Linear"), std::string::npos) << e;
+  // --head and --no-head together.
+  ImportOptions both;
+  both.head = "fc";
+  both.no_head = true;
+  try {
+    plan_import(safetensors::File::read(heads), both);
+    ADD_FAILURE() << "--head with --no-head accepted";
+  } catch (const Error& err) {
+    EXPECT_EQ(err.kind(), ErrorKind::usage);
+    EXPECT_EQ(err.where(), "--no-head");
+  }
 
   // Gate rows that fit no cell; a layer missing its weight_hh.
   safetensors::Writer w3;
@@ -223,6 +228,52 @@ TEST_F(Import, AmbiguousAndUnusableFilesAreRefusedWithWhatToPick) {
   w3.write((dir_ / "rows.safetensors").string());
   e = refusal((dir_ / "rows.safetensors").string());
   EXPECT_NE(e.find("not 1, 3 or 4 gates"), std::string::npos) << e;
+}
+
+// A file holding only the RNN (a bare module, or one under a path) is a head-less model: its
+// output is the top layer's h, D·H_out wide, for every cell and option; so is a file whose Linear
+// is left out with no_head.
+TEST_F(Import, WithoutALinearTheModelIsHeadless) {
+  for (const Variant& v : std::vector<Variant>{{CellKind::elman, 1, false, 0, true},
+                                               {CellKind::lstm, 2, true, 3, true},
+                                               {CellKind::gru, 2, false, 0, false}}) {
+    ModelConfig with_head = config_of(v);
+    ModelConfig cfg = with_head;
+    cfg.head = false;
+    cfg.output_size = cfg.output_width();
+    const Model<double> full = random_model(with_head, 5);
+    Model<double> m(cfg);  // the same recurrent tensors (they come first in the arena)
+    std::copy(full.params.begin(), full.params.begin() + std::ptrdiff_t(m.params.size()),
+              m.params.begin());
+    for (const std::string& rnn : {std::string(""), std::string("encoder.rnn")}) {
+      SCOPED_TRACE(std::string(to_string(v.cell)) + " rnn '" + rnn + "'");
+      safetensors::Writer w;
+      for (const ParamInfo& p : param_layout(cfg))
+        w.add((rnn.empty() ? "" : rnn + ".") + p.name.substr(4), p.shape, m.params.data() + p.offset);
+      const std::string path = (dir_ / "headless.safetensors").string();
+      w.write(path);
+      const ImportPlan plan = plan_import(safetensors::File::read(path));
+      EXPECT_FALSE(plan.cfg.head);
+      EXPECT_EQ(plan.cfg.output_size, cfg.output_width());
+      const Model<double> got = load_model<double>(path);
+      EXPECT_EQ(got.params, m.params);
+      EXPECT_EQ(got.metadata.at("imported_head"), "(none)");
+      // saved as a bptt file and read back: still head-less
+      const std::string saved = (dir_ / "headless_bptt.safetensors").string();
+      save_model(got, saved);
+      const Model<double> again = load_model<double>(saved);
+      EXPECT_FALSE(again.cfg.head);
+      EXPECT_EQ(again.params, m.params);
+    }
+    // A file with a Linear, imported without it.
+    const std::string plain = write_plain(full, "enc", "fc");
+    ImportOptions none;
+    none.no_head = true;
+    none.rnn = "enc";
+    const ImportPlan plan = plan_import(safetensors::File::read(plain), none);
+    EXPECT_FALSE(plan.cfg.head);
+    EXPECT_EQ(import_model<double>(safetensors::File::read(plain), plan).params, m.params);
+  }
 }
 
 TEST_F(Import, ModelsLoadFromMemory) {

@@ -85,6 +85,11 @@ std::vector<Case> large_option_cases() {
   Case c{{CellKind::lstm, Activation::tanh}, {LossKind::mse, Activation::tanh}, 2, 150, 9, 3, 4, 2};
   c.opt = {.bi = true, .P = 3};
   out.push_back(c);
+  // Head-less models at sizes of several tiles: the top layer's h is the output, its gradient
+  // dL/dz itself (one and two directions, xent over the h of a GRU).
+  out.push_back(c.with_headless());
+  Case g{{CellKind::gru, Activation::tanh}, {LossKind::xent, Activation::softmax}, 2, 70, 18, 5, 37, 37};
+  out.push_back(g.with_headless());
   return out;
 }
 INSTANTIATE_TEST_SUITE_P(LargeOptions, FastVsReference, testing::ValuesIn(large_option_cases()),

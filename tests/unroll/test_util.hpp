@@ -55,8 +55,9 @@ struct LossPair {
 enum class InitCase { given, learned, learned_given };
 
 // The torch.nn options of a case (model.hpp), named by suffixes as bench's shape strings:
-// _bi, _p{P}, _nobias, then _learn / _learnh0, _final (the head reads the final states) and
-// _nolen (a batch without lengths).
+// _bi, _p{P}, _nobias, then _learn / _learnh0, _final (the head reads the final states), _nohead
+// (a head-less model: ŷ = θ(h of the top layer), O = D·H_out) and _nolen (a batch without
+// lengths).
 struct Options {
   bool bi = false;
   int P = 0;
@@ -64,6 +65,7 @@ struct Options {
   InitCase init = InitCase::given;
   bool lengths = true;
   bool final_readout = false;
+  bool headless = false;  // REQUIRES the Case's O = D·H_out (with_headless sets it)
   std::string name() const {
     std::string s;
     if (bi) s += "_bi";
@@ -72,6 +74,7 @@ struct Options {
     if (init == InitCase::learned) s += "_learn";
     if (init == InitCase::learned_given) s += "_learnh0";
     if (final_readout) s += "_final";
+    if (headless) s += "_nohead";
     if (!lengths) s += "_nolen";
     return s;
   }
@@ -104,10 +107,18 @@ struct Case {
     c.bias = opt.bias;
     c.initial_state = opt.init == InitCase::given ? InitialState::zero : InitialState::learned;
     c.readout = opt.final_readout ? Readout::final_state : Readout::steps;
+    c.head = !opt.headless;
     c.validate("test");
     return c;
   }
   int HO() const { return opt.P ? opt.P : H; }  // H_out
+  // This case without a head: O becomes D·H_out.
+  Case with_headless() const {
+    Case c = *this;
+    c.opt.headless = true;
+    c.O = (opt.bi ? 2 : 1) * HO();
+    return c;
+  }
   // A seed of its own for every configuration (FNV-1a of the name).
   std::uint64_t seed() const {
     std::uint64_t h = 1469598103934665603ull;
@@ -200,6 +211,10 @@ inline std::vector<Case> option_cases() {
       {{.bi = true, .final_readout = true}, 1, 5},
       {{.bi = true, .lengths = false, .final_readout = true}, 2, 4},
       {{.final_readout = true}, 2, 5},
+      {{.headless = true}, 2, 5},
+      {{.bi = true, .headless = true}, 2, 5},
+      {{.bias = false, .init = learned, .headless = true}, 1, 4},
+      {{.bi = true, .final_readout = true, .headless = true}, 1, 4},
   };
   const std::vector<Combo> lstm_only = {
       {{.P = 2}, 1, 5},
@@ -210,6 +225,8 @@ inline std::vector<Case> option_cases() {
       {{.bi = true, .P = 2, .bias = false, .init = learned}, 3, 4},
       {{.bi = true, .P = 2, .init = given_h0}, 2, 5},
       {{.bi = true, .P = 2, .bias = false, .init = learned, .final_readout = true}, 2, 5},
+      {{.P = 2, .headless = true}, 2, 5},
+      {{.bi = true, .P = 2, .init = given_h0, .headless = true}, 2, 4},
   };
   const std::vector<LossPair> losses = all_losses();
   std::vector<Case> out;
@@ -224,6 +241,7 @@ inline std::vector<Case> option_cases() {
     for (const Combo& co : combos) {
       Case c{cell, losses[i++ % losses.size()], co.L, co.T, 3, 2, 3, 3, co.opt};
       if (co.opt.bi) c.B = 4;  // rows of different lengths for the right-to-left frame
+      if (co.opt.headless) c = c.with_headless();
       out.push_back(c);
     }
   }

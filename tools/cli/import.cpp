@@ -18,6 +18,7 @@ namespace {
 struct ImportCliOptions {
   std::string in, out, nonlinearity, output_activation, dtype;
   std::optional<std::string> rnn, head;
+  bool no_head = false;
 };
 
 ImportOptions import_options(const ImportCliOptions& o) {
@@ -27,6 +28,7 @@ ImportOptions import_options(const ImportCliOptions& o) {
     io.output_activation = parse_activation(o.output_activation, "--output-activation");
   io.rnn = o.rnn;
   io.head = o.head;
+  io.no_head = o.no_head;
   return io;
 }
 
@@ -37,6 +39,10 @@ struct InspectOptions {
 
 // An attribute path as the output shows it ("" is the file's top level).
 std::string shown(const std::string& path) { return path.empty() ? "(top level)" : path; }
+// The head's: "(none)" for a head-less model.
+std::string shown_head(const ModelConfig& cfg, const std::string& path) {
+  return cfg.head ? shown(path) : "(none)";
+}
 
 void run_inspect(const InspectOptions& o) {
   const auto f = safetensors::File::read(o.model);
@@ -70,7 +76,7 @@ void run_inspect(const InspectOptions& o) {
     j["config"] = c;
     if (plain) {
       j["rnn"] = rnn;
-      j["head"] = head;
+      j["head"] = cfg.head ? nlohmann::json(head) : nlohmann::json(nullptr);
     }
     nlohmann::json ts = nlohmann::json::array();
     for (const std::string& n : f.names()) {
@@ -88,7 +94,9 @@ void run_inspect(const InspectOptions& o) {
   fmt::print("{}: {}\n", o.model,
              plain ? "a PyTorch state_dict (no bptt metadata): the model below is inferred"
                    : "a bptt model file");
-  if (plain) fmt::print("  recurrent module: {}\n  head (nn.Linear): {}\n", shown(rnn), shown(head));
+  if (plain)
+    fmt::print("  recurrent module: {}\n  head (nn.Linear): {}\n", shown(rnn),
+               cfg.head ? shown(head) : "(none: the output is the top layer's h)");
   fmt::print("  model:");
   for (const auto& [k, v] : meta) fmt::print(" {}={}", k, v);
   fmt::print("\n  parameters: {} ({})\n", param_count(cfg), to_string(stored_dtype(f)));
@@ -109,9 +117,10 @@ void add_import(CLI::App& app, Runner& run) {
       "import",
       "Write a bptt model file from a PyTorch checkpoint: a safetensors file of a state_dict\n"
       "(safetensors.torch.save_file(model.state_dict(), path)) holding one nn.RNN/LSTM/GRU and\n"
-      "one nn.Linear head, under any attribute names. Cell, sizes, layers, directions,\n"
-      "projection and bias come from names and shapes (docs/file_format.md). Every verb also\n"
-      "reads such a file directly, with the defaults below.");
+      "optionally one nn.Linear head, under any attribute names. Cell, sizes, layers,\n"
+      "directions, projection and bias come from names and shapes (docs/file_format.md).\n"
+      "Without a Linear that reads the RNN's output the model is head-less: its output is the\n"
+      "top layer's h. Every verb also reads such a file directly, with the defaults below.");
   cmd->add_option("in", o->in, "The PyTorch safetensors file")->required();
   cmd->add_option("--out", o->out, "The bptt model file to write")->required();
   cmd->add_option("--nonlinearity", o->nonlinearity,
@@ -122,7 +131,11 @@ void add_import(CLI::App& app, Runner& run) {
       ->check(CLI::IsMember({"identity", "sigmoid", "softmax", "tanh", "relu"}));
   cmd->add_option("--rnn", o->rnn, "The recurrent module's attribute path (e.g. encoder.lstm; \"\" for\n"
                                    "a bare module), when the file holds several");
-  cmd->add_option("--head", o->head, "The head's attribute path (e.g. decoder.fc), when several fit");
+  CLI::Option* head =
+      cmd->add_option("--head", o->head, "The head's attribute path (e.g. decoder.fc), when several fit");
+  cmd->add_flag("--no-head", o->no_head,
+                "No head even where a Linear fits: the model's output is the top layer's h")
+      ->excludes(head);
   add_dtype_option(cmd, o->dtype);
   cmd->callback([o, &run] {
     run = [o] {
@@ -136,7 +149,7 @@ void add_import(CLI::App& app, Runner& run) {
       std::vector<std::string> keys;
       for (const auto& [k, v] : config_metadata(plan.cfg)) keys.push_back(k + "=" + v);
       fmt::print("{} -> {}: {} (recurrent module {}, head {})\n", o->in, o->out,
-                 fmt::join(keys, " "), shown(plan.rnn), shown(plan.head));
+                 fmt::join(keys, " "), shown(plan.rnn), shown_head(plan.cfg, plan.head));
     };
   });
 }
