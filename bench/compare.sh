@@ -143,16 +143,21 @@ for threads in $threads_list; do
     done
   done
 done
-# Streaming (issue 16): one time step of B streams, 1 thread (a service's one request).
+# Streaming (issue 16): one time step of B streams, 1 thread (a service's one request); one
+# stream again on 2 threads (bptt splits the products by columns, the others their own way).
 for s in $stream_shapes; do
-  echo "$s stream threads=1 (round $round of $rounds)" >&2
-  common="--mode stream --threads 1 --min-time $min_time"
-  # shellcheck disable=SC2086
-  run bptt "$bptt" bench "$s" $common --json
-  # shellcheck disable=SC2086
-  run pytorch "$py" bench/torch_rnn.py "$s" $common
-  # shellcheck disable=SC2086
-  run onednn "$onednn" "$s" $common
+  thread_counts=1
+  case "$s" in *_b1_*) thread_counts="1 2" ;; esac
+  for t in $thread_counts; do
+    echo "$s stream threads=$t (round $round of $rounds)" >&2
+    common="--mode stream --threads $t --min-time $min_time"
+    # shellcheck disable=SC2086
+    run bptt "$bptt" bench "$s" $common --json
+    # shellcheck disable=SC2086
+    run pytorch "$py" bench/torch_rnn.py "$s" $common
+    # shellcheck disable=SC2086
+    run onednn "$onednn" "$s" $common
+  done
 done
 done
 

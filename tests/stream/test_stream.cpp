@@ -131,6 +131,39 @@ TEST(Stream, ThreadsSplitTheStreamsWithTheSameResults) {
   }
 }
 
+// Too few streams to split by rows, and weights large enough (stream.cpp, kMinSplitWeightBytes):
+// the threads split every product by columns and one runs the cell; the results are those of one
+// thread bit for bit (each column's sum runs in the same order), for every cell, a projection,
+// and a head-less model, with 1 and 3 streams on 2 and 3 threads; and equal forward's.
+TEST(Stream, ThreadsSplitTheColumnsOfFewStreams) {
+  for (CellKind cell : {CellKind::elman, CellKind::lstm, CellKind::gru})
+    for (int variant = 0; variant < 3; ++variant) {
+      if (variant == 1 && cell != CellKind::lstm) continue;  // the projection
+      Case c{{cell, Activation::tanh}, {LossKind::mse, Activation::tanh}, 2, 5, 1, 96, 160, 40};
+      c.opt.lengths = false;
+      if (variant == 1) c.opt.P = 72;
+      if (variant == 2) c = c.with_headless();
+      for (int B : {1, 3}) {
+        c.B = B;
+        SCOPED_TRACE(c.name());
+        const Model<float> model = make_model<float>(c);
+        const Batch<float> batch = make_batch<float>(c);
+        Stream<float> one(model, B, 1), two(model, B, 2), three(model, B, 3);
+        std::vector<float> y1(std::size_t(B) * c.O), y2(y1.size()), y3(y1.size());
+        for (int t = 0; t < c.T; ++t) {
+          const float* x = batch.x.data() + std::size_t(t) * B * c.I;
+          one.step(x, y1.data());
+          two.step(x, y2.data());
+          three.step(x, y3.data());
+          EXPECT_EQ(y1, y2) << "step " << t;
+          EXPECT_EQ(y1, y3) << "step " << t;
+        }
+        EXPECT_TRUE(std::equal(one.h().begin(), one.h().end(), three.h().begin()));
+        EXPECT_LE(stream_vs_forward<double>(c, 2), 1e-12);
+      }
+    }
+}
+
 TEST(Stream, ResetReturnsOneStreamToTheInitialState) {
   for (bool learned : {false, true}) {
     Case c = lstm_case(3);
