@@ -87,6 +87,8 @@ struct LayerParams {
 template <class Real>
 struct ParamViews {
   std::vector<LayerParams<Real>> layers;  // L·D entries, unit u = k·D + d
+  Real* rnn_end;                           // one past the layers' tensors (the head's or
+                                          // init's first, or the arena's end)
   Real* w_o;                              // [O, D·H_out]  nullptr without a head
   Real* b_o;                              // [O]           nullptr without a head
   Real* h0;                               // [L·D, H_out] nullptr unless the state is learned

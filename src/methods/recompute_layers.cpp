@@ -144,10 +144,7 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const Batch<Real>& ba
   // Unit u's slice of the arena: its tensors, in the order of its own model's arena.
   const auto unit_span = [&](int u) {
     const Real* first = V.layers[std::size_t(u)].w_ih;
-    const Real* end = u + 1 < cfg.units() ? V.layers[std::size_t(u) + 1].w_ih
-                      : V.w_o                ? V.w_o
-                      : V.h0                 ? V.h0
-                                             : arena + model.params.size();
+    const Real* end = u + 1 < cfg.units() ? V.layers[std::size_t(u) + 1].w_ih : V.rnn_end;
     return std::pair{std::size_t(first - arena), std::size_t(end - first)};
   };
   const auto load_unit = [&](int u) {

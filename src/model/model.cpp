@@ -116,6 +116,7 @@ ParamViews<Real>::ParamViews(const ModelConfig& cfg, Real* arena) {
       l.in = in;
       layers.push_back(l);
     }
+  rnn_end = p;
   w_o = b_o = h0 = c0 = nullptr;
   if (cfg.head) {
     w_o = p, p += std::size_t(cfg.output_size) * std::size_t(cfg.output_width());
@@ -133,9 +134,7 @@ void Model<Real>::init_uniform(std::uint64_t seed) {
   const double bound = 1.0 / std::sqrt(double(cfg.hidden_size));
   std::uniform_real_distribution<double> u(-bound, bound);
   std::fill(params.begin(), params.end(), Real(0));
-  std::size_t recurrent = 0;  // the layers' tensors come first in the arena
-  for (const ParamInfo& p : param_layout(cfg))
-    if (p.name.starts_with("rnn.")) recurrent = p.offset + p.size;
+  const std::size_t recurrent = std::size_t(views().rnn_end - params.data());  // come first
   for (std::size_t i = 0; i < recurrent; ++i) params[i] = Real(u(rng));
   if (!cfg.head) return;
   // The head: nn.Linear's bound 1/sqrt(fan_in), fan_in = D·H_out (= H without the options, so

@@ -224,7 +224,7 @@ StepInfo Trainer<Real>::bptt_window() {
     // initial state's (after the head in the arena) only with layer 0: it goes last.
     const int L = model_.cfg.num_layers, D = model_.cfg.directions();
     Real* const arena_end = grads_.params.data() + grads_.params.size();
-    Real* const layers_end = G.w_o ? G.w_o : G.h0 ? G.h0 : arena_end;  // a head-less model's
+    Real* const layers_end = G.rnn_end;
     Real* const head_end = G.w_o ? G.b_o + model_.cfg.output_size : layers_end;
     opts.gradients_ready = [&](int k) {
       if (k == L && !G.w_o) return;  // no head
