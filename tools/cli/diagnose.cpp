@@ -33,6 +33,7 @@
 #include "io/temp_files.hpp"
 #include "common.hpp"
 #include "gnuplot.hpp"
+#include "embed.hpp"
 #include "verbs.hpp"
 
 
@@ -601,7 +602,7 @@ void run_diagnose(const DiagnoseCliOptions& o, const safetensors::File& mf, Loss
   std::vector<std::string> written;
   if (!o.out.empty()) written = write_outputs(o.out, d, info, j.dump(2));
   if (o.json) {
-    fmt::print("{}\n", j.dump(2));
+    emit(j.dump(2) + "\n");
     return;
   }
   print_table(d, info);
@@ -613,6 +614,19 @@ void run_diagnose(const DiagnoseCliOptions& o, const safetensors::File& mf, Loss
 }
 
 }  // namespace
+
+template <class Real>
+std::string diagnose_json(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+                          const DiagnoseOptions& options) {
+  const Diagnosis d = diagnose(model, batch, loss, options);
+  const RunInfo info{model.cfg, std::string(to_string(loss)),
+                     std::is_same_v<Real, float> ? "f32" : "f64"};
+  return to_json(d, info).dump();
+}
+template std::string diagnose_json(const Model<float>&, const Batch<float>&, LossKind,
+                                   const DiagnoseOptions&);
+template std::string diagnose_json(const Model<double>&, const Batch<double>&, LossKind,
+                                   const DiagnoseOptions&);
 
 void add_diagnose(CLI::App& app, Runner& run) {
   auto o = std::make_shared<DiagnoseCliOptions>();

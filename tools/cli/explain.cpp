@@ -16,6 +16,7 @@
 #include "bptt/error.hpp"
 #include "explain/explain.hpp"
 #include "bptt/types.hpp"
+#include "embed.hpp"
 #include "verbs.hpp"
 
 namespace bptt::cli {
@@ -179,7 +180,7 @@ void print_json(const ScalarRnn& net, const ExplainResult& r) {
       {"backward", backward},
       {"grad", {{"w", r.grad.w}, {"v", r.grad.v}, {"h0", r.grad.h0}}},
       {"numeric", {{"w", r.numeric.w}, {"v", r.numeric.v}, {"h0", r.numeric.h0}}}};
-  fmt::print("{}\n", out.dump());
+  emit(out.dump() + "\n");
 }
 
 void run_explain(const ExplainOptions& o) {

@@ -10,6 +10,7 @@
 #include "bptt/methods.hpp"
 #include "bptt/unroll.hpp"
 #include "common.hpp"
+#include "embed.hpp"
 #include "verbs.hpp"
 
 namespace bptt::cli {
@@ -20,9 +21,6 @@ struct GradOptions {
   std::string model, data, out, loss, dtype, method = "bptt";
   int threads = 1;
 };
-
-// --method numeric perturbs every number twice: past this many it is a mistake, not a check.
-constexpr std::size_t kNumericLimit = 200'000;
 
 template <class Real>
 void run_grad(const GradOptions& o, const GradMethodSpec& method, const safetensors::File& mf,

@@ -14,6 +14,7 @@
 #include "bptt/error.hpp"
 #include "bptt/io.hpp"
 #include "common.hpp"
+#include "embed.hpp"
 #include "task_options.hpp"
 #include "verbs.hpp"
 
@@ -217,8 +218,13 @@ void run_train(const TrainOptions& o) {
              << (o.skip_nonfinite ? ",skipped_nonfinite\n" : "\n");
   }
   const bool tty = isatty(fileno(stderr));
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
+  // Embedded (the Python module), the host owns the signals and asks to stop through the hooks.
+  TrainHooks* const hooks = train_hooks();
+  if (!hooks) {
+    std::signal(SIGINT, on_stop_signal);
+    std::signal(SIGTERM, on_stop_signal);
+  }
+  bool stopped_by_host = false;
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -250,6 +256,19 @@ void run_train(const TrainOptions& o) {
                               info.grad_norm, rate)
                << (o.skip_nonfinite ? fmt::format(",{}\n", trainer.skipped()) : "\n")
                << std::flush;
+    if (root && hooks && hooks->on_row) {
+      TrainRow row;
+      row.step = trainer.steps_done();
+      row.elapsed_s = t;
+      row.train_loss = train_loss;
+      row.has_val_loss = val != nullptr;
+      row.val_loss = val ? val->loss : 0.0;
+      row.lr = info.lr;
+      row.grad_norm = info.grad_norm;
+      row.throughput = rate;
+      row.skipped_nonfinite = o.skip_nonfinite ? trainer.skipped() : -1;
+      hooks->on_row(row);
+    }
     loss_sum = 0;
     loss_n = 0;
     last_report = t;
@@ -262,7 +281,9 @@ void run_train(const TrainOptions& o) {
   const auto should_stop = [&] {
     const bool budget = (limit > 0 && trainer.steps_done() >= limit) ||
                         (o.time_budget > 0 && elapsed() >= o.time_budget);
-    const double v = dist::max(g_interrupted ? 2.0 : budget ? 1.0 : 0.0);
+    if (hooks && hooks->stop && !stopped_by_host) stopped_by_host = hooks->stop();
+    const double v =
+        dist::max(g_interrupted || stopped_by_host ? 2.0 : budget ? 1.0 : 0.0);
     interrupted = v >= 2;
     return v > 0;
   };
@@ -307,7 +328,7 @@ void run_train(const TrainOptions& o) {
   if (interrupted) {  // the snapshot first: it is what --resume needs
     if (root)
     fmt::print(stderr, "\n{}: saving{} and evaluating\n",
-               g_interrupted == SIGTERM ? "terminated" : "interrupted",
+               g_interrupted == SIGTERM && !stopped_by_host ? "terminated" : "interrupted",
                o.snapshot.empty() ? "" : " the snapshot");
     if (!o.snapshot.empty()) trainer.save_snapshot(o.snapshot, fp);
   }

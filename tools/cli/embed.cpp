@@ -1,0 +1,57 @@
+#include "embed.hpp"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "bptt/error.hpp"
+#include "verbs.hpp"
+
+namespace bptt::cli {
+
+namespace {
+thread_local std::string* t_capture = nullptr;
+thread_local TrainHooks* t_train_hooks = nullptr;
+
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+  return s;
+}
+}  // namespace
+
+void emit(std::string_view text) {
+  if (t_capture)
+    t_capture->append(text);
+  else
+    std::fwrite(text.data(), 1, text.size(), stdout);
+}
+
+CaptureOutput::CaptureOutput(std::string& into) : previous_(t_capture) { t_capture = &into; }
+CaptureOutput::~CaptureOutput() { t_capture = previous_; }
+
+WithTrainHooks::WithTrainHooks(TrainHooks& hooks) : previous_(t_train_hooks) {
+  t_train_hooks = &hooks;
+}
+WithTrainHooks::~WithTrainHooks() { t_train_hooks = previous_; }
+TrainHooks* train_hooks() { return t_train_hooks; }
+
+void run_verb(const std::vector<std::string>& args) {
+  CLI::App app{"bptt"};
+  app.require_subcommand(1, 1);
+  app.fallthrough(false);
+  Runner run;
+  add_verbs(app, run);
+  // CLI11 parses a reversed list of arguments (its vector overload), program name excluded.
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    const std::string verb = args.empty() ? std::string("bptt") : args.front();
+    throw Error(ErrorKind::usage, verb, one_line(e.what()),
+                "see 'bptt " + verb + " --help' for the options");
+  }
+  if (run) run();
+}
+
+}  // namespace bptt::cli
