@@ -6,7 +6,10 @@ set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 cmake --preset default
-cmake --build --preset default -j2 --target bptt_cli  # only what the job runs (not the tests)
+# Only what the job runs and what is installed (not the tests): the command, and the Python
+# module that `cmake --install` puts where /usr/bin/python3 finds it (`import bptt`).
+cmake --build --preset default -j2 --target bptt_cli bptt_python
+cmake --install build
 text=${1:-}
 if [ -z "$text" ]; then
   text=build/fortunes.txt

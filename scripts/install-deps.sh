@@ -10,4 +10,4 @@ apt-get install -y --no-install-recommends \
   libopenmpi-dev openmpi-bin \
   clang libclang-rt-14-dev libomp-dev \
   gnuplot-nox fortunes \
-  python3-torch python3-numpy
+  python3-torch python3-numpy python3-dev pybind11-dev python3-pytest python3-hypothesis

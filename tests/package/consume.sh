@@ -1,6 +1,7 @@
 #!/bin/sh
 # The installed package as a user's own project meets it (ctest: package_consumer):
-#   1. `cmake --install` of this build into an empty prefix;
+#   1. `cmake --install` of this build into an empty prefix (and `import bptt` from its
+#      dist-packages when the Python module is built);
 #   2. examples/ configured and built on its own with find_package(bptt CONFIG REQUIRED) and
 #      bptt::bptt, against that prefix only, and run (forecast; stream on a PyTorch checkpoint);
 #   3. the same two compiled with nothing but `pkg-config --cflags --libs bptt`, and run.
@@ -23,6 +24,17 @@ done
 for f in bench.hpp explain.hpp dist.hpp; do
   [ ! -e "$prefix/include/bptt/$f" ] || { echo "package_consumer FAILED: include/bptt/$f is installed" >&2; exit 1; }
 done
+
+if [ -n "${BPTT_PYTHON:-}" ]; then
+  step "import bptt from $prefix/$BPTT_PYTHON_DIR"
+  [ -f "$prefix/$BPTT_PYTHON_DIR/bptt/__init__.py" ] || { echo "package_consumer FAILED: bptt/__init__.py was not installed in $prefix/$BPTT_PYTHON_DIR" >&2; exit 1; }
+  (cd "$work" && PYTHONPATH="$prefix/$BPTT_PYTHON_DIR" "$BPTT_PYTHON" -c "
+import bptt, numpy
+assert bptt.__file__.startswith('$prefix'), bptt.__file__
+m = bptt.Model(cell='gru', input_size=2, hidden_size=3, output_size=1)
+print('installed bptt', bptt.__version__, m.predict(numpy.zeros((2, 1, 2)))[0].shape)
+") > "$work/python.log" 2>&1 || fail "import the installed Python module" "$work/python.log"
+fi
 
 step "examples/ against the installed package (find_package)"
 cmake -S "$src/examples" -B "$work/cmake" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release \
