@@ -9,6 +9,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -89,50 +90,61 @@ py::array_t<T, py::array::c_style> typed_array(py::handle obj, const std::string
   return out;
 }
 
-template <class T>
-std::vector<T> to_vector(const py::array_t<T, py::array::c_style>& a) {
-  return std::vector<T>(a.data(), a.data() + a.size());
-}
-
-// Integer values outside int64's range cannot occur (the array is int64 now); values are
-// checked by Batch::validate.
+// A batch of NumPy arrays: the view points into them (no copies for C-contiguous arrays of the
+// model's dtype), and `arrays` keeps them alive. Destroy it with the GIL held.
 template <class Real>
-Batch<Real> make_batch(const ModelConfig& c, const std::string& verb, py::handle x, py::handle y,
-                       std::optional<LossKind> loss, py::handle mask, py::handle lengths,
-                       py::handle h0, py::handle c0) {
-  Batch<Real> b;
-  const auto xa = typed_array<Real>(x, verb + ": x", {-1, -1, c.input_size}, "TBI");
+struct ArrayBatch {
+  BatchView<Real> view;
+  std::vector<py::object> arrays;
+
+  template <class T>
+  std::span<const T> keep(py::array_t<T, py::array::c_style> a) {
+    const std::span<const T> s(a.data(), std::size_t(a.size()));
+    arrays.push_back(std::move(a));
+    return s;
+  }
+};
+
+template <class Real>
+std::unique_ptr<ArrayBatch<Real>> make_batch(const ModelConfig& c, const std::string& verb,
+                                             py::handle x, py::handle y,
+                                             std::optional<LossKind> loss, py::handle mask,
+                                             py::handle lengths, py::handle h0, py::handle c0) {
+  auto ab = std::make_unique<ArrayBatch<Real>>();
+  BatchView<Real>& b = ab->view;
+  auto xa = typed_array<Real>(x, verb + ": x", {-1, -1, c.input_size}, "TBI");
   b.T = int(xa.shape(0));
   b.B = int(xa.shape(1));
   if (b.T < 1 || b.B < 1)
     throw Error(ErrorKind::shape, verb + ": x", "has shape " + shape_text(xa) +
                 "; needs at least one time step and one sequence");
   const py::ssize_t T = b.T, B = b.B;
-  b.x = to_vector(xa);
+  b.x = ab->keep(std::move(xa));
   if (loss) {
     if (y.is_none())
       throw Error(ErrorKind::usage, verb + ": y", "is required", "pass the targets");
     if (*loss == LossKind::xent)
-      b.classes = to_vector(typed_array<std::int64_t>(y, verb + ": y", {T, B}, "TB"));
+      b.classes = ab->keep(typed_array<std::int64_t>(y, verb + ": y", {T, B}, "TB"));
     else
-      b.y = to_vector(typed_array<Real>(y, verb + ": y", {T, B, c.output_size}, "TBO"));
+      b.y = ab->keep(typed_array<Real>(y, verb + ": y", {T, B, c.output_size}, "TBO"));
   }
-  if (!mask.is_none()) b.mask = to_vector(typed_array<Real>(mask, verb + ": mask", {T, B}, "TB"));
+  if (!mask.is_none()) b.mask = ab->keep(typed_array<Real>(mask, verb + ": mask", {T, B}, "TB"));
   if (!lengths.is_none())
-    b.lengths = to_vector(typed_array<std::int64_t>(lengths, verb + ": lengths", {B}, "B"));
+    b.lengths = ab->keep(typed_array<std::int64_t>(lengths, verb + ": lengths", {B}, "B"));
   if (!h0.is_none())
-    b.h0 = to_vector(typed_array<Real>(h0, verb + ": h0", {c.units(), B, c.state_size()}, "LBH"));
+    b.h0 = ab->keep(
+        typed_array<Real>(h0, verb + ": h0", {c.units(), B, c.state_size()}, "LBH"));
   if (!c0.is_none()) {
     if (c.cell != CellKind::lstm)
       throw Error(ErrorKind::usage, verb + ": c0", "only an LSTM has a cell state",
                   "leave c0 out");
-    b.c0 = to_vector(typed_array<Real>(c0, verb + ": c0", {c.units(), B, c.hidden_size}, "LBH"));
+    b.c0 = ab->keep(typed_array<Real>(c0, verb + ": c0", {c.units(), B, c.hidden_size}, "LBH"));
   }
   if (loss)
     b.validate(c, *loss, verb);
   else
     b.validate(c, verb);
-  return b;
+  return ab;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,8 +341,9 @@ py::tuple predict(PyModel& m, py::handle x, py::handle lengths, py::handle h0, p
   return m.visit([&](auto& e) -> py::tuple {
     using Real = typename std::decay_t<decltype(e.model.params)>::value_type;
     const ModelConfig& c = e.model.cfg;
-    const Batch<Real> batch =
+    const auto arrays =
         make_batch<Real>(c, "predict", x, py::none(), std::nullopt, py::none(), lengths, h0, c0);
+    const BatchView<Real>& batch = arrays->view;
     const std::int64_t T = batch.T, B = batch.B;
     py::array_t<Real> y_hat({py::ssize_t(T), py::ssize_t(B), py::ssize_t(c.output_size)});
     std::vector<Real> hn, cn;
@@ -351,7 +364,7 @@ py::tuple predict(PyModel& m, py::handle x, py::handle lengths, py::handle h0, p
 }
 
 template <class Real>
-double run_method(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+double run_method(const Model<Real>& model, const BatchView<Real>& batch, LossKind loss,
                   const GradMethodSpec& method, Gradients<Real>& g, Engine<Real>* e,
                   int threads) {
   switch (method.method) {
@@ -424,8 +437,8 @@ py::tuple grad(PyModel& m, py::handle x, py::handle y, const std::string& loss_n
     if (method.method == GradMethod::numeric && std::is_same_v<Real, float>) {
       // Differences are taken in f64: the model's values, read into double (as `bptt grad`
       // reads an F32 file), and the gradients returned in the model's precision.
-      const Batch<double> batch =
-          make_batch<double>(c, "grad", x, y, loss, mask, lengths, h0, c0);
+      const auto arrays = make_batch<double>(c, "grad", x, y, loss, mask, lengths, h0, c0);
+      const BatchView<double>& batch = arrays->view;
       Gradients<double> g(c, batch.T, batch.B);
       g.zero();
       double L = 0;
@@ -439,7 +452,8 @@ py::tuple grad(PyModel& m, py::handle x, py::handle y, const std::string& loss_n
       }
       return py::make_tuple(Real(L), grad_dict<Real>(c, g, batch.T, batch.B));
     }
-    const Batch<Real> batch = make_batch<Real>(c, "grad", x, y, loss, mask, lengths, h0, c0);
+    const auto arrays = make_batch<Real>(c, "grad", x, y, loss, mask, lengths, h0, c0);
+    const BatchView<Real>& batch = arrays->view;
     Gradients<Real> g(c, batch.T, batch.B);
     g.zero();
     double L = 0;
@@ -466,8 +480,9 @@ std::string diagnose_json(PyModel& m, py::handle x, py::handle y, const std::str
                 ", must be >= 0 (0: every power of two below T)");
   return m.visit([&](auto& e) -> std::string {
     using Real = typename std::decay_t<decltype(e.model.params)>::value_type;
-    const Batch<Real> batch =
+    const auto arrays =
         make_batch<Real>(e.model.cfg, "diagnose", x, y, loss, mask, lengths, h0, c0);
+    const BatchView<Real>& batch = arrays->view;
     DiagnoseOptions o;
     o.probes = probes;
     o.max_truncation = max_k;
@@ -650,6 +665,59 @@ std::string run_verb_output(const std::vector<std::string>& args) {
   return out;
 }
 
+// bench/python_overhead.py: the seconds of each of `reps` calls of the same computation
+// through the C++ API, with the batch, the workspace, the gradients (or the stream and its
+// output) built once before the timing, as a C++ program that calls it repeatedly keeps them:
+// "grad" (loss_and_gradients), "predict" (forward and the final state) or "step" (Stream::step
+// of x[0] on a stream of B sequences).
+py::list cpp_timings(PyModel& m, py::handle x, py::handle y, const std::string& loss_name,
+                     const std::string& what, int reps, int threads) {
+  thread_count(threads, "cpp_timings");
+  const LossKind loss = parse_loss(loss_name, "cpp_timings: loss");
+  std::vector<double> seconds;
+  m.visit([&](auto& e) {
+    using Real = typename std::decay_t<decltype(e.model.params)>::value_type;
+    const ModelConfig& c = e.model.cfg;
+    // The C++ side owns its batch (a copy, made before the timing).
+    const auto arrays = make_batch<Real>(c, "cpp_timings", x, y, loss, py::none(), py::none(),
+                                         py::none(), py::none());
+    const Batch<Real> batch(arrays->view);
+    py::gil_scoped_release release;
+    const ThreadCount on(threads);
+    using clock = std::chrono::steady_clock;
+    auto timed = [&](auto&& call) {
+      for (int r = 0; r < reps; ++r) {
+        const auto t0 = clock::now();
+        call();
+        seconds.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+      }
+    };
+    if (what == "grad") {
+      Workspace<Real> ws(c, batch.T, batch.B, false, threads);
+      Gradients<Real> g(c, batch.T, batch.B);
+      timed([&] {
+        g.zero();
+        loss_and_gradients(e.model, batch, loss, ws, g);
+      });
+    } else if (what == "predict") {
+      Workspace<Real> ws(c, batch.T, batch.B, false, threads);
+      std::vector<Real> hn, cn;
+      timed([&] {
+        forward(e.model, batch, ws);
+        ws.state_at(batch.T, hn, cn);
+      });
+    } else if (what == "step") {
+      Stream<Real> s(e.model, batch.B, threads);
+      std::vector<Real> out(std::size_t(batch.B) * c.output_size);
+      timed([&] { s.step(batch.x.data(), out.data()); });
+    } else {
+      throw Error(ErrorKind::usage, "cpp_timings", "unknown computation '" + what + "'",
+                  "use grad, predict or step");
+    }
+  });
+  return py::cast(seconds);
+}
+
 [[noreturn]] void raise_error(const std::string& kind, const std::string& where,
                               const std::string& what, const std::string& hint) {
   for (ErrorKind k : {ErrorKind::usage, ErrorKind::io, ErrorKind::format, ErrorKind::shape,
@@ -734,4 +802,5 @@ PYBIND11_MODULE(_bptt, m) {
   m.def("_train", &train);
   m.def("_run_verb_output", &run_verb_output);
   m.def("_raise", &raise_error);
+  m.def("_cpp_timings", &cpp_timings);
 }

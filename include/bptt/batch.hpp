@@ -1,8 +1,16 @@
 // A batch of sequences, time-major. Optional tensors are empty when not given.
+//
+// Batch owns its arrays; BatchView is the same batch in memory someone else owns (a program's own
+// buffers, NumPy arrays in the Python module), used without copying. Every computation reads a
+// BatchView, and a Batch converts to one implicitly, so either can be passed: the parameters
+// that take a batch are BatchArg<Real>. A view does not own what it points to: the arrays must
+// outlive the call.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "bptt/model.hpp"
@@ -10,7 +18,39 @@
 namespace bptt {
 
 template <class Real>
+struct BatchView {
+  int T = 0;                               // time steps
+  int B = 0;                               // sequences
+  std::span<const Real> x;                 // [T, B, I]
+  std::span<const Real> y;                 // [T, B, O] targets for mse and bce
+  std::span<const std::int64_t> classes;   // [T, B] class indices for xent
+  std::span<const std::int64_t> lengths;   // [B], 0 <= lengths[b] <= T; empty = all T
+  std::span<const Real> mask;              // [T, B] step weights >= 0; empty = all 1
+  std::span<const Real> h0;                // [L·D, B, H_out]; empty = the model's
+  std::span<const Real> c0;                // [L·D, B, H] (LSTM); empty = the model's
+
+  // As Batch's, below.
+  bool valid(int t, int b) const { return lengths.empty() || t < lengths[b]; }
+  Real weight(int t, int b) const {
+    if (!valid(t, b)) return Real(0);
+    return mask.empty() ? Real(1) : mask[std::size_t(t) * B + b];
+  }
+  void validate(const ModelConfig& cfg, const std::string& where) const;
+  void validate(const ModelConfig& cfg, LossKind loss, const std::string& where) const;
+  void check_shapes(const ModelConfig& cfg, const std::string& where) const;
+  void check_targets(const ModelConfig& cfg, LossKind loss, const std::string& where) const;
+};
+
+template <class Real>
 struct Batch {
+  Batch() = default;
+  // A copy of a view's arrays.
+  explicit Batch(const BatchView<Real>& v)
+      : T(v.T), B(v.B), x(v.x.begin(), v.x.end()), y(v.y.begin(), v.y.end()),
+        classes(v.classes.begin(), v.classes.end()), lengths(v.lengths.begin(), v.lengths.end()),
+        mask(v.mask.begin(), v.mask.end()), h0(v.h0.begin(), v.h0.end()),
+        c0(v.c0.begin(), v.c0.end()) {}
+
   int T = 0;                      // time steps
   int B = 0;                      // sequences
   std::vector<Real> x;            // [T, B, I]
@@ -43,6 +83,17 @@ struct Batch {
   // shape), class indices inside [0, O) (kind value). Both are checked on every call.
   void check_shapes(const ModelConfig& cfg, const std::string& where) const;
   void check_targets(const ModelConfig& cfg, LossKind loss, const std::string& where) const;
+
+  // This batch's arrays as a view (valid while the batch lives and is not resized).
+  BatchView<Real> view() const {
+    return BatchView<Real>{T, B, x, y, classes, lengths, mask, h0, c0};
+  }
+  operator BatchView<Real>() const { return view(); }
 };
+
+// The type of a parameter that takes a batch: a BatchView<Real>, to which a Batch<Real> converts.
+// (Real is deduced from the call's other arguments.)
+template <class Real>
+using BatchArg = std::type_identity_t<BatchView<Real>>;
 
 }  // namespace bptt

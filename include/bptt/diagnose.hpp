@@ -120,7 +120,7 @@ struct Diagnosis {
 // iteration on every W_hh, and truncated_loss_and_gradients for each K (causal models only).
 // Throws bptt::Error when the batch has no weight (loss_and_dz's error).
 template <class Real>
-Diagnosis diagnose(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+Diagnosis diagnose(const Model<Real>& model, const BatchArg<Real>& batch, LossKind loss,
                    const DiagnoseOptions& opts = {});
 
 // σ_max of the rows × cols matrix a (row-major, leading dimension ld >= cols) by power

@@ -19,7 +19,7 @@ void apply_output_activation(Activation theta, int N, int O, const Real* z, Real
 // Throws bptt::Error when the batch's targets do not fit (Batch::check_shapes with the loss) or
 // Σ w_tb = 0 (nothing to learn from).
 template <class Real>
-double loss_and_dz(LossKind loss, const ModelConfig& cfg, const Batch<Real>& batch, const Real* z,
+double loss_and_dz(LossKind loss, const ModelConfig& cfg, const BatchArg<Real>& batch, const Real* z,
                    const Real* yhat, Real* dz);
 
 }  // namespace bptt

@@ -85,7 +85,7 @@ class Recompute {
   std::size_t bytes() const;
 
   // As bptt::loss_and_gradients (grads += dL/d(params, x, h0, c0); x skipped when empty).
-  double loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+  double loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch, LossKind loss,
                             Gradients<Real>& grads, const Dropout* dropout = nullptr);
   // The state after the last step of the last call (h_n [L·D, B, H_out]; c_n [L·D, B, H] for
   // LSTM, else cleared).
@@ -93,10 +93,10 @@ class Recompute {
 
  private:
   struct Layers;  // the bidirectional path's buffers (recompute_layers.cpp)
-  void segment(const Batch<Real>& batch, int s, int e);
+  void segment(const BatchArg<Real>& batch, int s, int e);
   void init_layers(bool with_dropout);
   std::size_t layers_bytes() const;
-  double by_layer(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+  double by_layer(const Model<Real>& model, const BatchArg<Real>& batch, LossKind loss,
                   Gradients<Real>& grads, const Dropout* dropout);
   ModelConfig cfg_;
   int T_, B_, K_, threads_;
@@ -124,14 +124,14 @@ class Recompute {
 // (T − j)·B rows, and the weight gradients are summed over chains before one GEMM each. Cost:
 // min(K, T) times a backward pass, no per-step products.
 template <class Real>
-double truncated_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch,
+double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch,
                                     LossKind loss, int K, Gradients<Real>& grads);
 
 // The slow, obvious version for checking: for every step t separately, the reference BPTT
 // (reference_loss_and_gradients) on the window of steps (t−K, t] starting from the exact states
 // at t−K, with only ℓ_t weighted. T backward passes.
 template <class Real>
-double truncated_reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch,
+double truncated_reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch,
                                               LossKind loss, int K, Gradients<Real>& grads);
 
 // ---------------------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ double truncated_reference_loss_and_gradients(const Model<Real>& model, const Ba
 // history is kept; the cost is O(B·T·G·H·(I + H)·N) time (against BPTT's O(B·T·G·H·(I + H)))
 // and O(S·N) memory per sequence. Any L; dropout is not supported.
 template <class Real>
-double rtrl_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+double rtrl_loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch, LossKind loss,
                                Gradients<Real>& grads);
 
 // Online RTRL over a stream: the sensitivities of the B sequences with respect to the
@@ -187,7 +187,7 @@ class RtrlStream {
 // for every parameter and every number of x, h0 and c0; two forward passes per number, so only
 // for small models. Returns the loss and ASSIGNS grads (sized for the batch; x, h0, c0 are
 // filled whatever their size was, c0 only for LSTM).
-double numeric_loss_and_gradients(const Model<double>& model, const Batch<double>& batch,
+double numeric_loss_and_gradients(const Model<double>& model, const BatchView<double>& batch,
                                   LossKind loss, Gradients<double>& grads, double step = 1e-6);
 
 // How many numbers numeric_loss_and_gradients perturbs (parameters, x, h0 and c0).
@@ -200,12 +200,12 @@ std::size_t numeric_gradient_count(const ModelConfig& cfg, int T, int B);
 // Steps [s, e) of a batch as a batch of its own (x, targets, mask and lengths shifted; h0/c0
 // not set). Reuses out's capacity.
 template <class Real>
-void slice_steps(const Batch<Real>& batch, int s, int e, Batch<Real>& out);
+void slice_steps(const BatchArg<Real>& batch, int s, int e, Batch<Real>& out);
 
 // Sequences [b0, b1) of a batch as a batch of its own (every tensor's B axis cut; h0/c0 are
 // [layers, B, H]). Reuses out's capacity.
 template <class Real>
-void slice_rows(const Batch<Real>& batch, int b0, int b1, int layers, Batch<Real>& out);
+void slice_rows(const BatchArg<Real>& batch, int b0, int b1, int layers, Batch<Real>& out);
 
 // The model options (model.hpp) a method or verb handles. require_options throws bptt::Error
 // (where = `where`) naming `what` and the first option cfg uses that it does not: for
@@ -220,6 +220,6 @@ void require_options(const ModelConfig& cfg, const OptionSupport& support,
 
 // Σ_{t, b} batch.weight(t, b): the loss normalizer of the whole batch.
 template <class Real>
-double total_weight(const Batch<Real>& batch);
+double total_weight(const BatchArg<Real>& batch);
 
 }  // namespace bptt

@@ -86,7 +86,7 @@ class Workspace {
   std::uint8_t* valid() { return valid_.data(); }
   // Set by forward() through begin(): the batch's T and every sequence's length (T when the
   // batch gives none), and valid() from them. REQUIRES T <= T(), lengths empty or B long.
-  void begin(int T, const std::vector<std::int64_t>& lengths);
+  void begin(int T, std::span<const std::int64_t> lengths);
   int steps() const { return steps_; }
   const std::vector<int>& lengths() const { return len_; }
 
@@ -210,7 +210,7 @@ struct BackwardOptions {
 // head = false skips the readout (z, ŷ are left as they were): for a pass that only needs the
 // states, as recompute's first pass.
 template <class Real>
-void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
+void forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws,
              const Dropout* dropout = nullptr, bool head = true);
 
 // REQUIRES forward() on this batch and ws.dz() set (by loss_and_dz). Checked, with a
@@ -220,33 +220,33 @@ void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>
 // learned initial state, grads.params' init.h0 (init.c0) gains Σ_b dL/dh0 of this call when the
 // batch gives no h0 (c0); a batch's own h0 overrides init.h0, whose gradient is then zero.
 template <class Real>
-void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
+void backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws,
               Gradients<Real>& grads, const BackwardOptions<Real>& opts = {});
 
 // The initial state forward starts each unit from: batch.h0 when given, else the learned
 // init.h0 broadcast over the batch, else zeros; h [L·D, B, H_out], c [L·D, B, H] (LSTM; cleared
 // for other cells). For the methods that carry states themselves (recompute, truncated, rtrl).
 template <class Real>
-void initial_states(const Model<Real>& model, const Batch<Real>& batch, std::vector<Real>& h,
+void initial_states(const Model<Real>& model, const BatchArg<Real>& batch, std::vector<Real>& h,
                     std::vector<Real>& c);
 
 // What a learned initial state receives: init.h0 += Σ_b dh0[·, b] when the batch gives no h0,
 // init.c0 += Σ_b dc0[·, b] when it gives no c0 (dh0 [L·D, B, H_out], dc0 [L·D, B, H] or nullptr:
 // the gradient of one call, not an accumulated one). Nothing without a learned initial state.
 template <class Real>
-void add_initial_state_gradient(const ModelConfig& cfg, const Batch<Real>& batch, const Real* dh0,
+void add_initial_state_gradient(const ModelConfig& cfg, const BatchArg<Real>& batch, const Real* dh0,
                                 const Real* dc0, Real* dparams);
 
 // forward + loss + backward. Returns the loss; grads += its gradient.
 template <class Real>
-double loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+double loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch, LossKind loss,
                           Workspace<Real>& ws, Gradients<Real>& grads,
                           const Dropout* dropout = nullptr);
 
 // The slow, obvious reference: the same quantities computed step by step with scalar loops, no
 // BLAS, no hoisting, weight gradients accumulated per step. Used only to check the fast path.
 template <class Real>
-double reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch,
+double reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch,
                                     LossKind loss, Gradients<Real>& grads,
                                     std::vector<Real>* yhat = nullptr);
 

@@ -157,7 +157,7 @@ SingularValue largest_singular_value(const Real* a, int rows, int cols, int ld, 
 }
 
 template <class Real>
-Diagnosis diagnose(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+Diagnosis diagnose(const Model<Real>& model, const BatchArg<Real>& batch, LossKind loss,
                    const DiagnoseOptions& opts) {
   const ModelConfig& cfg = model.cfg;
   // The state is H_out wide (a projection's P): the trace, the probes and W_hh's columns.
@@ -311,7 +311,7 @@ Diagnosis diagnose(const Model<Real>& model, const Batch<Real>& batch, LossKind 
 }
 
 #define BPTT_INSTANTIATE(Real)                                                                  \
-  template Diagnosis diagnose<Real>(const Model<Real>&, const Batch<Real>&, LossKind,           \
+  template Diagnosis diagnose<Real>(const Model<Real>&, const BatchView<Real>&, LossKind,       \
                                     const DiagnoseOptions&);                                    \
   template SingularValue largest_singular_value<Real>(const Real*, int, int, int, double, int);
 BPTT_INSTANTIATE(float)

@@ -47,7 +47,7 @@ void through_theta(Activation theta, int O, const Real* yhat, const Real* g, Rea
 }  // namespace
 
 template <class Real>
-double loss_and_dz(LossKind loss, const ModelConfig& cfg, const Batch<Real>& batch, const Real* z,
+double loss_and_dz(LossKind loss, const ModelConfig& cfg, const BatchArg<Real>& batch, const Real* z,
                    const Real* yhat, Real* dz) {
   batch.check_targets(cfg, loss, "batch");
   const int T = batch.T, B = batch.B, O = cfg.output_size;
@@ -114,9 +114,9 @@ double loss_and_dz(LossKind loss, const ModelConfig& cfg, const Batch<Real>& bat
 
 template void apply_output_activation<float>(Activation, int, int, const float*, float*);
 template void apply_output_activation<double>(Activation, int, int, const double*, double*);
-template double loss_and_dz<float>(LossKind, const ModelConfig&, const Batch<float>&, const float*,
+template double loss_and_dz<float>(LossKind, const ModelConfig&, const BatchView<float>&, const float*,
                                    const float*, float*);
-template double loss_and_dz<double>(LossKind, const ModelConfig&, const Batch<double>&,
+template double loss_and_dz<double>(LossKind, const ModelConfig&, const BatchView<double>&,
                                     const double*, const double*, double*);
 
 }  // namespace bptt

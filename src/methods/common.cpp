@@ -66,7 +66,7 @@ std::string to_string(const GradMethodSpec& m) {
 }
 
 template <class Real>
-void slice_steps(const Batch<Real>& batch, int s, int e, Batch<Real>& out) {
+void slice_steps(const BatchArg<Real>& batch, int s, int e, Batch<Real>& out) {
   const std::size_t B = std::size_t(batch.B), n = std::size_t(e - s);
   const auto rows = [&](const auto& v, std::size_t width, auto& dst) {
     if (v.empty()) return dst.clear();
@@ -88,7 +88,7 @@ void slice_steps(const Batch<Real>& batch, int s, int e, Batch<Real>& out) {
 }
 
 template <class Real>
-void slice_rows(const Batch<Real>& batch, int b0, int b1, int layers, Batch<Real>& out) {
+void slice_rows(const BatchArg<Real>& batch, int b0, int b1, int layers, Batch<Real>& out) {
   const std::size_t B = std::size_t(batch.B), n = std::size_t(b1 - b0);
   // v is [X, B, width]: keep rows [b0, b1) of every X.
   const auto cut = [&](const auto& v, std::size_t X, auto& dst) {
@@ -115,18 +115,18 @@ void slice_rows(const Batch<Real>& batch, int b0, int b1, int layers, Batch<Real
 }
 
 template <class Real>
-double total_weight(const Batch<Real>& batch) {
+double total_weight(const BatchArg<Real>& batch) {
   double W = 0;
   for (int t = 0; t < batch.T; ++t)
     for (int b = 0; b < batch.B; ++b) W += double(batch.weight(t, b));
   return W;
 }
 
-template void slice_steps<float>(const Batch<float>&, int, int, Batch<float>&);
-template void slice_steps<double>(const Batch<double>&, int, int, Batch<double>&);
-template void slice_rows<float>(const Batch<float>&, int, int, int, Batch<float>&);
-template void slice_rows<double>(const Batch<double>&, int, int, int, Batch<double>&);
-template double total_weight<float>(const Batch<float>&);
-template double total_weight<double>(const Batch<double>&);
+template void slice_steps<float>(const BatchView<float>&, int, int, Batch<float>&);
+template void slice_steps<double>(const BatchView<double>&, int, int, Batch<double>&);
+template void slice_rows<float>(const BatchView<float>&, int, int, int, Batch<float>&);
+template void slice_rows<double>(const BatchView<double>&, int, int, int, Batch<double>&);
+template double total_weight<float>(const BatchView<float>&);
+template double total_weight<double>(const BatchView<double>&);
 
 }  // namespace bptt

@@ -11,7 +11,7 @@ std::size_t numeric_gradient_count(const ModelConfig& cfg, int T, int B) {
          (cfg.cell == CellKind::lstm ? UB * cfg.hidden_size : 0);
 }
 
-double numeric_loss_and_gradients(const Model<double>& model, const Batch<double>& batch,
+double numeric_loss_and_gradients(const Model<double>& model, const BatchView<double>& batch,
                                   LossKind loss, Gradients<double>& grads, double step) {
   const ModelConfig& cfg = model.cfg;
   model.check("model");
@@ -19,7 +19,7 @@ double numeric_loss_and_gradients(const Model<double>& model, const Batch<double
   batch.check_targets(cfg, loss, "batch");
   const int T = batch.T, B = batch.B;
   Model<double> m = model;
-  Batch<double> b = batch;
+  Batch<double> b(batch);  // a copy: its x, h0 and c0 are perturbed
   Workspace<double> ws(cfg, T, B);
   auto L = [&] {
     forward(m, b, ws);

@@ -96,7 +96,7 @@ std::size_t Recompute<Real>::bytes() const {
 
 // seg_ = steps [s, e) of the batch, starting from the checkpoint at s.
 template <class Real>
-void Recompute<Real>::segment(const Batch<Real>& batch, int s, int e) {
+void Recompute<Real>::segment(const BatchArg<Real>& batch, int s, int e) {
   slice_steps(batch, s, e, seg_);
   const std::size_t nh = std::size_t(cfg_.units()) * B_ * cfg_.state_size(),
                     nc = std::size_t(cfg_.units()) * B_ * cfg_.hidden_size;
@@ -110,7 +110,7 @@ void Recompute<Real>::segment(const Batch<Real>& batch, int s, int e) {
 }
 
 template <class Real>
-double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch,
+double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch,
                                            LossKind loss, Gradients<Real>& grads,
                                            const Dropout* dropout) {
   if (batch.T != T_ || batch.B != B_)
@@ -125,7 +125,7 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
   const int S = segments(T_, K_), B = B_, I = cfg.input_size, O = cfg.output_size;
   const std::size_t nh = std::size_t(cfg.units()) * B * cfg.state_size(),
                     nc = std::size_t(cfg.units()) * B * cfg.hidden_size;
-  const double W = total_weight(batch);
+  const double W = total_weight<Real>(batch);
   if (!(W > 0))
     throw Error(ErrorKind::value, "loss",
                 "every step has weight 0 (all masked or past the lengths)",
@@ -169,7 +169,7 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
       segment(batch, s, e);
       forward(model, seg_, *ws_, dropout ? &d : nullptr);
     }
-    const double w = total_weight(seg_);
+    const double w = total_weight<Real>(seg_);
     const std::size_t nz = std::size_t(e - s) * B * O;
     if (w > 0) {
       total += loss_and_dz(loss, cfg, seg_, ws_->z(), ws_->yhat(), ws_->dz()) * (w / W);

@@ -120,7 +120,7 @@ std::size_t Recompute<Real>::layers_bytes() const {
 }
 
 template <class Real>
-double Recompute<Real>::by_layer(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+double Recompute<Real>::by_layer(const Model<Real>& model, const BatchArg<Real>& batch, LossKind loss,
                                  Gradients<Real>& grads, const Dropout* dropout) {
   using kernels::gemm;
   const ModelConfig& cfg = model.cfg;
@@ -319,7 +319,7 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const Batch<Real>& ba
 #define BPTT_INSTANTIATE(Real)                                                                  \
   template void Recompute<Real>::init_layers(bool);                                           \
   template std::size_t Recompute<Real>::layers_bytes() const;                                 \
-  template double Recompute<Real>::by_layer(const Model<Real>&, const Batch<Real>&, LossKind, \
+  template double Recompute<Real>::by_layer(const Model<Real>&, const BatchView<Real>&, LossKind, \
                                             Gradients<Real>&, const Dropout*);
 BPTT_INSTANTIATE(float)
 BPTT_INSTANTIATE(double)

@@ -228,7 +228,7 @@ std::vector<LayerCols> layer_columns(const Model<Real>& model) {
 // ∂h0/∂init.h0 = I in init.h0's parameter columns when the model learns it and the batch does
 // not give it; the same for c.
 template <class Real>
-void start(const Model<Real>& model, const Batch<Real>* batch, const std::vector<Real>& h0,
+void start(const Model<Real>& model, const BatchView<Real>* batch, const std::vector<Real>& h0,
            const std::vector<Real>& c0, int B, int b, std::size_t col_h0, std::size_t col_c0,
            Carry<Real>& s) {
   const ModelConfig& cfg = model.cfg;
@@ -325,7 +325,7 @@ class StepLoss {
 }  // namespace
 
 template <class Real>
-double rtrl_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+double rtrl_loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch, LossKind loss,
                                Gradients<Real>& grads) {
   const ModelConfig& cfg = model.cfg;
   model.check("model");
@@ -340,7 +340,7 @@ double rtrl_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batc
   // Columns: parameters | this sequence's x [T, I] | h0 [L, H_out] | c0 [L, H] (LSTM).
   const std::size_t col_x = P, col_h0 = col_x + std::size_t(T) * I, col_c0 = col_h0 + LHO;
   const std::size_t N = col_c0 + (lstm ? LH : 0);
-  const double norm = total_weight(batch);
+  const double norm = total_weight<Real>(batch);
   if (!(norm > 0))
     throw Error(ErrorKind::value, "rtrl",
                 "every step has weight 0 (all masked or past the lengths)",
@@ -414,8 +414,9 @@ void RtrlStream<Real>::reset(const Model<Real>& model, const std::vector<Real>& 
   Mc_.assign(lstm ? std::size_t(B_) * LH * P : 0, Real(0));
   Carry<Real> s;
   s.N = P;
+  const BatchView<Real> given_view = given;
   for (int b = 0; b < B_; ++b) {  // the learned state's columns (none for given states)
-    start(model, &given, h_, c_, B_, b, npos, npos, s);
+    start(model, &given_view, h_, c_, B_, b, npos, npos, s);
     std::copy(s.Mh.begin(), s.Mh.end(), Mh_.begin() + std::ptrdiff_t(std::size_t(b) * LHO * P));
     if (lstm) std::copy(s.Mc.begin(), s.Mc.end(), Mc_.begin() + std::ptrdiff_t(std::size_t(b) * LH * P));
   }
@@ -489,9 +490,9 @@ std::size_t RtrlStream<Real>::bytes() const {
   return (h_.size() + c_.size() + Mh_.size() + Mc_.size()) * sizeof(Real);
 }
 
-template double rtrl_loss_and_gradients<float>(const Model<float>&, const Batch<float>&, LossKind,
+template double rtrl_loss_and_gradients<float>(const Model<float>&, const BatchView<float>&, LossKind,
                                                Gradients<float>&);
-template double rtrl_loss_and_gradients<double>(const Model<double>&, const Batch<double>&,
+template double rtrl_loss_and_gradients<double>(const Model<double>&, const BatchView<double>&,
                                                 LossKind, Gradients<double>&);
 template class RtrlStream<float>;
 template class RtrlStream<double>;

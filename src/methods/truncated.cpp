@@ -23,7 +23,7 @@ namespace bptt {
 using kernels::gemm;
 
 template <class Real>
-double truncated_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch,
+double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch,
                                     LossKind loss, int K, Gradients<Real>& grads) {
   if (K < 1) throw Error(ErrorKind::value, "truncated", "the window K must be at least 1 step", "");
   const ModelConfig& cfg = model.cfg;
@@ -151,7 +151,7 @@ double truncated_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
 }
 
 template <class Real>
-double truncated_reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch,
+double truncated_reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch,
                                               LossKind loss, int K, Gradients<Real>& grads) {
   if (K < 1) throw Error(ErrorKind::value, "truncated", "the window K must be at least 1 step", "");
   const ModelConfig& cfg = model.cfg;
@@ -161,7 +161,7 @@ double truncated_reference_loss_and_gradients(const Model<Real>& model, const Ba
   // and a learned state gets its share of it at the end.
   Gradients<Real> first(cfg, 1, B, /*with_x=*/false);
   first.zero();
-  const double W = total_weight(batch);
+  const double W = total_weight<Real>(batch);
   // The exact states at every step, from one forward pass.
   Workspace<Real> ws(cfg, T, B);
   forward(model, batch, ws);
@@ -201,10 +201,10 @@ double truncated_reference_loss_and_gradients(const Model<Real>& model, const Ba
 }
 
 #define BPTT_INSTANTIATE(Real)                                                               \
-  template double truncated_loss_and_gradients<Real>(const Model<Real>&, const Batch<Real>&, \
+  template double truncated_loss_and_gradients<Real>(const Model<Real>&, const BatchView<Real>&, \
                                                      LossKind, int, Gradients<Real>&);       \
   template double truncated_reference_loss_and_gradients<Real>(                              \
-      const Model<Real>&, const Batch<Real>&, LossKind, int, Gradients<Real>&);
+      const Model<Real>&, const BatchView<Real>&, LossKind, int, Gradients<Real>&);
 BPTT_INSTANTIATE(float)
 BPTT_INSTANTIATE(double)
 #undef BPTT_INSTANTIATE

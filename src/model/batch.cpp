@@ -56,7 +56,7 @@ std::string dims(std::initializer_list<std::size_t> d) {
 }  // namespace
 
 template <class Real>
-void Batch<Real>::validate(const ModelConfig& cfg, const std::string& where) const {
+void BatchView<Real>::validate(const ModelConfig& cfg, const std::string& where) const {
   if (T < 1 || B < 1)
     throw Error(ErrorKind::shape, where + ": x",
                 "needs at least one time step and one sequence, got T = " + std::to_string(T) +
@@ -98,7 +98,7 @@ void Batch<Real>::validate(const ModelConfig& cfg, const std::string& where) con
 }
 
 template <class Real>
-void Batch<Real>::validate(const ModelConfig& cfg, LossKind loss, const std::string& where) const {
+void BatchView<Real>::validate(const ModelConfig& cfg, LossKind loss, const std::string& where) const {
   validate(cfg, where);
   const std::size_t t = std::size_t(T), b = std::size_t(B), O = std::size_t(cfg.output_size);
   switch (loss) {
@@ -153,7 +153,7 @@ void expect_elements(std::size_t have, std::size_t want, const std::string& wher
 
 // T, B, lengths and mask: what every pass reads.
 template <class Real>
-void check_steps(const Batch<Real>& batch, const std::string& where) {
+void check_steps(const BatchView<Real>& batch, const std::string& where) {
   const int T = batch.T, B = batch.B;
   if (T < 1 || B < 1)
     throw Error(ErrorKind::shape, where + ": x",
@@ -174,7 +174,7 @@ void check_steps(const Batch<Real>& batch, const std::string& where) {
 }  // namespace
 
 template <class Real>
-void Batch<Real>::check_shapes(const ModelConfig& cfg, const std::string& where) const {
+void BatchView<Real>::check_shapes(const ModelConfig& cfg, const std::string& where) const {
   check_steps(*this, where);
   const std::size_t t = std::size_t(T), b = std::size_t(B), I = std::size_t(cfg.input_size),
                     H = std::size_t(cfg.hidden_size), HO = std::size_t(cfg.state_size()),
@@ -187,7 +187,7 @@ void Batch<Real>::check_shapes(const ModelConfig& cfg, const std::string& where)
 }
 
 template <class Real>
-void Batch<Real>::check_targets(const ModelConfig& cfg, LossKind loss,
+void BatchView<Real>::check_targets(const ModelConfig& cfg, LossKind loss,
                                 const std::string& where) const {
   check_steps(*this, where);
   const std::size_t n = std::size_t(T) * std::size_t(B);
@@ -208,6 +208,27 @@ void Batch<Real>::check_targets(const ModelConfig& cfg, LossKind loss,
                               i / std::size_t(B), i % std::size_t(B), cfg.output_size));
 }
 
+// A Batch checks its view.
+template <class Real>
+void Batch<Real>::validate(const ModelConfig& cfg, const std::string& where) const {
+  view().validate(cfg, where);
+}
+template <class Real>
+void Batch<Real>::validate(const ModelConfig& cfg, LossKind loss, const std::string& where) const {
+  view().validate(cfg, loss, where);
+}
+template <class Real>
+void Batch<Real>::check_shapes(const ModelConfig& cfg, const std::string& where) const {
+  view().check_shapes(cfg, where);
+}
+template <class Real>
+void Batch<Real>::check_targets(const ModelConfig& cfg, LossKind loss,
+                                const std::string& where) const {
+  view().check_targets(cfg, loss, where);
+}
+
+template struct BatchView<float>;
+template struct BatchView<double>;
 template struct Batch<float>;
 template struct Batch<double>;
 

@@ -128,7 +128,7 @@ StepInfo Trainer<Real>::step() {
     batch_.validate(model_.cfg, task_.loss(), "training batch");
   // Under MPI every process fills the same batch and keeps its own rows of it; the gradient is
   // then weighted by this part's share of the loss weight (bptt_window).
-  global_weight_ = total_weight(batch_);
+  global_weight_ = total_weight<Real>(batch_);
   if (dist::active()) {
     slice_rows(batch_, dist::rows_of(batch_.B).begin, dist::rows_of(batch_.B).end,
                model_.cfg.units(), local_);
@@ -202,7 +202,7 @@ StepInfo Trainer<Real>::bptt_window() {
   const Dropout* d = cfg_.dropout > 0 ? &dropout : nullptr;
   const Batch<Real>& b = with_history();
   StepInfo info;
-  const double local_weight = total_weight(b);
+  const double local_weight = total_weight<Real>(b);
   bool reduced = false;  // the gradient is summed over processes already
   if (dist::active() && !(local_weight > 0)) {
     // This process's rows carry no loss (padding of a last batch): its share is zero. (Streams,

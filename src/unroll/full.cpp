@@ -123,7 +123,7 @@ void for_directions(int D, F&& f) {
 // What forward() and backward() check on every call (unroll.hpp): the sizes the buffers are
 // indexed by, so that a wrong model, workspace or batch is an Error, not a wild write.
 template <class Real>
-void check_call(const Model<Real>& model, const Batch<Real>& batch, const Workspace<Real>& ws) {
+void check_call(const Model<Real>& model, const BatchArg<Real>& batch, const Workspace<Real>& ws) {
   const ModelConfig& c = model.cfg;
   model.check("model");
   const ModelConfig& w = ws.config();
@@ -152,7 +152,7 @@ void check_call(const Model<Real>& model, const Batch<Real>& batch, const Worksp
 // Row 0 of unit u's state [B, width]: the batch's slice of h0/c0 [L·D, B, width] when given,
 // else the learned init row [width] (nullptr when not learned) for every sequence, else zeros.
 template <class Real>
-void initial_state(const std::vector<Real>& given, const Real* learned, int u, int B, int width,
+void initial_state(std::span<const Real> given, const Real* learned, int u, int B, int width,
                    Real* state) {
   const std::size_t n = std::size_t(B) * width;
   if (!given.empty()) {
@@ -210,7 +210,7 @@ const Real* apply_dropout(const Dropout& d, int k, std::size_t n, int width, con
 // One unit's forward pass over its input `in` [T, B, in] (in its frame): the hoisted input
 // GEMM, then per step the packed product and the cell, then with a projection h = m·W_hrᵀ.
 template <class Real>
-void unit_forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws, int u,
+void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws, int u,
                   const Real* in, int threads) {
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, H = cfg.hidden_size, HO = cfg.state_size(),
@@ -264,7 +264,7 @@ void unit_forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<
 }  // namespace
 
 template <class Real>
-void forward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
+void forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws,
              const Dropout* dropout, bool head) {
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, HO = cfg.state_size(), W = cfg.output_width(),
@@ -343,7 +343,7 @@ namespace {
 // d_hn: with Readout::final_state, dL/d(h_n) [B, H_out] of a top-layer unit from the head (which
 // then sends nothing to the steps themselves); else nullptr.
 template <class Real>
-void unit_backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
+void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws,
                    Gradients<Real>& grads, const BackwardOptions<Real>& opts, int u,
                    const Real* dout, const Real* d_hn, int threads) {
   const ModelConfig& cfg = model.cfg;
@@ -469,7 +469,7 @@ void unit_backward(const Model<Real>& model, const Batch<Real>& batch, Workspace
 }  // namespace
 
 template <class Real>
-void backward(const Model<Real>& model, const Batch<Real>& batch, Workspace<Real>& ws,
+void backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws,
               Gradients<Real>& grads, const BackwardOptions<Real>& opts) {
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, GH = cfg.gates() * cfg.hidden_size, W = cfg.output_width(),
@@ -560,7 +560,7 @@ void dropout_mask(const Dropout& d, int k, int T, int B, int width, Real* mask) 
 }
 
 template <class Real>
-void initial_states(const Model<Real>& model, const Batch<Real>& batch, std::vector<Real>& h,
+void initial_states(const Model<Real>& model, const BatchArg<Real>& batch, std::vector<Real>& h,
                     std::vector<Real>& c) {
   const ModelConfig& cfg = model.cfg;
   const auto V = model.views();
@@ -573,7 +573,7 @@ void initial_states(const Model<Real>& model, const Batch<Real>& batch, std::vec
 }
 
 template <class Real>
-void add_initial_state_gradient(const ModelConfig& cfg, const Batch<Real>& batch, const Real* dh0,
+void add_initial_state_gradient(const ModelConfig& cfg, const BatchArg<Real>& batch, const Real* dh0,
                                 const Real* dc0, Real* dparams) {
   const ParamViews<Real> G(cfg, dparams);
   const int B = batch.B, HO = cfg.state_size(), H = cfg.hidden_size;
@@ -586,7 +586,7 @@ void add_initial_state_gradient(const ModelConfig& cfg, const Batch<Real>& batch
 }
 
 template <class Real>
-double loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+double loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch, LossKind loss,
                           Workspace<Real>& ws, Gradients<Real>& grads, const Dropout* dropout) {
   forward(model, batch, ws, dropout);
   const double L = loss_and_dz(loss, model.cfg, batch, ws.z(), ws.yhat(), ws.dz());
@@ -595,16 +595,16 @@ double loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch, Lo
 }
 
 #define BPTT_INSTANTIATE(Real)                                                              \
-  template void forward<Real>(const Model<Real>&, const Batch<Real>&, Workspace<Real>&,     \
+  template void forward<Real>(const Model<Real>&, const BatchView<Real>&, Workspace<Real>&,     \
                              const Dropout*, bool);                                         \
-  template void backward<Real>(const Model<Real>&, const Batch<Real>&, Workspace<Real>&,    \
+  template void backward<Real>(const Model<Real>&, const BatchView<Real>&, Workspace<Real>&,    \
                                Gradients<Real>&, const BackwardOptions<Real>&);             \
-  template double loss_and_gradients<Real>(const Model<Real>&, const Batch<Real>&, LossKind, \
+  template double loss_and_gradients<Real>(const Model<Real>&, const BatchView<Real>&, LossKind, \
                                            Workspace<Real>&, Gradients<Real>&, const Dropout*); \
   template void dropout_mask<Real>(const Dropout&, int, int, int, int, Real*);               \
-  template void initial_states<Real>(const Model<Real>&, const Batch<Real>&,                \
+  template void initial_states<Real>(const Model<Real>&, const BatchView<Real>&,                \
                                      std::vector<Real>&, std::vector<Real>&);               \
-  template void add_initial_state_gradient<Real>(const ModelConfig&, const Batch<Real>&,    \
+  template void add_initial_state_gradient<Real>(const ModelConfig&, const BatchView<Real>&,    \
                                                  const Real*, const Real*, Real*);
 BPTT_INSTANTIATE(float)
 BPTT_INSTANTIATE(double)

@@ -156,7 +156,7 @@ double step_loss(LossKind loss, Activation theta, int O, const Real* zr, const R
 // right t = 0..len−1; right to left t = len−1..0), its output at step t the state after step t
 // and past the length its final state; then the head and the loss; then the same backwards.
 template <class Real>
-double reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>& batch,
+double reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch,
                                     LossKind loss, Gradients<Real>& grads,
                                     std::vector<Real>* yhat) {
   const ModelConfig& cfg = model.cfg;
@@ -365,10 +365,10 @@ double reference_loss_and_gradients(const Model<Real>& model, const Batch<Real>&
   if (yhat) *yhat = out_all;
   return total;
 }
-template double reference_loss_and_gradients<float>(const Model<float>&, const Batch<float>&,
+template double reference_loss_and_gradients<float>(const Model<float>&, const BatchView<float>&,
                                                      LossKind, Gradients<float>&,
                                                      std::vector<float>*);
-template double reference_loss_and_gradients<double>(const Model<double>&, const Batch<double>&,
+template double reference_loss_and_gradients<double>(const Model<double>&, const BatchView<double>&,
                                                       LossKind, Gradients<double>&,
                                                       std::vector<double>*);
 

@@ -141,7 +141,7 @@ void Workspace<Real>::set_threads(int threads) {
 }
 
 template <class Real>
-void Workspace<Real>::begin(int T, const std::vector<std::int64_t>& lengths) {
+void Workspace<Real>::begin(int T, std::span<const std::int64_t> lengths) {
   steps_ = T;
   for (int b = 0; b < B_; ++b) len_[std::size_t(b)] = lengths.empty() ? T : int(lengths[std::size_t(b)]);
   for (int t = 0; t < T; ++t)

@@ -322,7 +322,7 @@ TEST(BackwardTrace, IsTheTotalGradientOfEachState) {
   forward(m, b, full);
   full.state_at(t + 1, tail.h0, cc);
   // The tail's loss is normalized by its own weight; the whole loss by the batch's.
-  const double scale = total_weight(tail) / total_weight(b);
+  const double scale = total_weight<double>(tail) / total_weight<double>(b);
   Workspace<double> ws2(cfg, tail.T, c.B);
   Gradients<double> g2(cfg, tail.T, c.B);
   g2.zero();

@@ -616,16 +616,16 @@ void run_diagnose(const DiagnoseCliOptions& o, const safetensors::File& mf, Loss
 }  // namespace
 
 template <class Real>
-std::string diagnose_json(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+std::string diagnose_json(const Model<Real>& model, const BatchArg<Real>& batch, LossKind loss,
                           const DiagnoseOptions& options) {
   const Diagnosis d = diagnose(model, batch, loss, options);
   const RunInfo info{model.cfg, std::string(to_string(loss)),
                      std::is_same_v<Real, float> ? "f32" : "f64"};
   return to_json(d, info).dump();
 }
-template std::string diagnose_json(const Model<float>&, const Batch<float>&, LossKind,
+template std::string diagnose_json(const Model<float>&, const BatchView<float>&, LossKind,
                                    const DiagnoseOptions&);
-template std::string diagnose_json(const Model<double>&, const Batch<double>&, LossKind,
+template std::string diagnose_json(const Model<double>&, const BatchView<double>&, LossKind,
                                    const DiagnoseOptions&);
 
 void add_diagnose(CLI::App& app, Runner& run) {

@@ -71,7 +71,7 @@ constexpr std::size_t kNumericLimit = 200'000;
 
 // `bptt diagnose --json` of a model and batch in memory (the document the verb prints).
 template <class Real>
-std::string diagnose_json(const Model<Real>& model, const Batch<Real>& batch, LossKind loss,
+std::string diagnose_json(const Model<Real>& model, const BatchArg<Real>& batch, LossKind loss,
                           const DiagnoseOptions& options);
 
 }  // namespace bptt::cli
