@@ -242,10 +242,21 @@ PyModel load(const std::string& path, const std::string& dtype) {
   return PyModel(load_model<double>(file));
 }
 
-// The metadata keys of a model file, typed: the configuration's ints and bools as such, the
-// strings (cell, activations, ...) and the task's own keys as strings.
-py::dict config_dict(const PyModel& m) {
-  py::dict d;
+// What a training task stored beside the network, as strings (bytes that are not UTF-8 are
+// replaced).
+py::dict metadata_dict(PyModel& m) {
+  return m.visit([](auto& e) {
+    py::dict d;
+    for (const auto& [k, v] : e.model.metadata)
+      d[py::str(k)] = py::bytes(v).attr("decode")("utf-8", "replace");
+    return d;
+  });
+}
+
+// The metadata keys of a model file, typed: the configuration's ints and bools as such, its
+// strings (cell, activations, ...) and the task's own keys (task, vocab, ...) as strings.
+py::dict config_dict(PyModel& m) {
+  py::dict d = metadata_dict(m);
   for (const auto& [key, value] : config_metadata(m.cfg())) {
     if (value == "true" || value == "false")
       d[py::str(key)] = py::bool_(value == "true");
@@ -254,16 +265,7 @@ py::dict config_dict(const PyModel& m) {
     else
       d[py::str(key)] = py::str(value);
   }
-  d["dtype"] = py::str(std::string(to_string(m.dtype())));
   return d;
-}
-
-py::dict metadata_dict(PyModel& m) {
-  return m.visit([](auto& e) {
-    py::dict d;
-    for (const auto& [k, v] : e.model.metadata) d[py::str(k)] = py::bytes(v).attr("decode")("utf-8", "replace");
-    return d;
-  });
 }
 
 py::dict state_dict(PyModel& m) {
@@ -744,6 +746,16 @@ PYBIND11_MODULE(_bptt, m) {
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
+    } catch (const std::bad_alloc&) {  // as the command says it
+      PyObject* err = PyObject_CallFunction(error_type, "s",
+                                            "out of memory (hint: use smaller B, T or H)");
+      if (!err) return;
+      PyObject_SetAttrString(err, "kind", py::str("resource").ptr());
+      PyObject_SetAttrString(err, "where", py::str("").ptr());
+      PyObject_SetAttrString(err, "problem", py::str("out of memory").ptr());
+      PyObject_SetAttrString(err, "hint", py::str("use smaller B, T or H").ptr());
+      PyErr_SetObject(error_type, err);
+      Py_DECREF(err);
     } catch (const Error& e) {
       py::object err = py::reinterpret_steal<py::object>(
           PyObject_CallFunction(error_type, "s", e.what()));

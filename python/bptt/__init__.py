@@ -137,7 +137,8 @@ class Model:
 
     @property
     def config(self):
-        """The file's configuration metadata keys, typed (ints, bools, strs), and dtype."""
+        """The model file's metadata keys, typed: the configuration's ints, bools and strs,
+        and the training task's keys (task, vocab, ...) as strs."""
         return self._m.config
 
     @property
@@ -159,7 +160,7 @@ class Model:
         return ("bptt.Model(cell=%r, input_size=%d, hidden_size=%d, num_layers=%d, "
                 "output_size=%d, bidirectional=%r, proj_size=%d, bias=%r, dtype=%r)" %
                 (c["cell"], c["input_size"], c["hidden_size"], c["num_layers"],
-                 c["output_size"], c["bidirectional"], c["proj_size"], c["bias"], c["dtype"]))
+                 c["output_size"], c["bidirectional"], c["proj_size"], c["bias"], self.dtype))
 
     def save(self, path):
         """Writes the model file (safetensors; PyTorch's load_state_dict takes its tensors)."""

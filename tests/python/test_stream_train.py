@@ -124,6 +124,7 @@ def test_train_returns_the_metrics_rows(tmp_path):
     assert [int(l.split(",")[0]) for l in lines[1:]] == [4, 8, 12]
     m = bptt.load(tmp_path / "m.safetensors")
     assert m.config["hidden_size"] == 16 and m.metadata["task"] == "text"
+    assert m.config["task"] == "text" and m.config["vocab"] == m.metadata["vocab"]
     # A callback's exception stops training and propagates.
     def boom(row):
         raise RuntimeError("stop here")
