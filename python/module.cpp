@@ -436,36 +436,31 @@ py::tuple grad(PyModel& m, py::handle x, py::handle y, const std::string& loss_n
   return m.visit([&](auto& e) -> py::tuple {
     using Real = typename std::decay_t<decltype(e.model.params)>::value_type;
     const ModelConfig& c = e.model.cfg;
-    if (method.method == GradMethod::numeric && std::is_same_v<Real, float>) {
-      // Differences are taken in f64: the model's values, read into double (as `bptt grad`
-      // reads an F32 file), and the gradients returned in the model's precision.
-      const auto arrays = make_batch<double>(c, "grad", x, y, loss, mask, lengths, h0, c0);
-      const BatchView<double>& batch = arrays->view;
-      Gradients<double> g(c, batch.T, batch.B);
+    // Central differences are taken in f64: an f32 model's values are read into double (as
+    // `bptt grad` reads an F32 file), and the gradients returned in the model's precision.
+    auto compute = [&]<class W>() -> py::tuple {
+      const auto arrays = make_batch<W>(c, "grad", x, y, loss, mask, lengths, h0, c0);
+      const BatchView<W>& batch = arrays->view;
+      Gradients<W> g(c, batch.T, batch.B);
       g.zero();
       double L = 0;
       {
         py::gil_scoped_release release;
         std::shared_lock l(e.lock);
-        Model<double> md(c);
-        md.params.assign(e.model.params.begin(), e.model.params.end());
         const ThreadCount on(threads);
-        L = run_method<double>(md, batch, loss, method, g, nullptr, threads);
+        if constexpr (std::is_same_v<W, Real>) {
+          L = run_method<W>(e.model, batch, loss, method, g, &e, threads);
+        } else {
+          Model<W> wide(c);
+          wide.params.assign(e.model.params.begin(), e.model.params.end());
+          L = run_method<W>(wide, batch, loss, method, g, nullptr, threads);
+        }
       }
       return py::make_tuple(Real(L), grad_dict<Real>(c, g, batch.T, batch.B));
-    }
-    const auto arrays = make_batch<Real>(c, "grad", x, y, loss, mask, lengths, h0, c0);
-    const BatchView<Real>& batch = arrays->view;
-    Gradients<Real> g(c, batch.T, batch.B);
-    g.zero();
-    double L = 0;
-    {
-      py::gil_scoped_release release;
-      std::shared_lock l(e.lock);
-      const ThreadCount on(threads);
-      L = run_method<Real>(e.model, batch, loss, method, g, &e, threads);
-    }
-    return py::make_tuple(Real(L), grad_dict<Real>(c, g, batch.T, batch.B));
+    };
+    if (method.method == GradMethod::numeric && std::is_same_v<Real, float>)
+      return compute.template operator()<double>();
+    return compute.template operator()<Real>();
   });
 }
 
@@ -743,28 +738,31 @@ PYBIND11_MODULE(_bptt, m) {
   static PyObject* error_type =
       PyErr_NewException("bptt.Error", PyExc_ValueError, nullptr);
   m.attr("Error") = py::handle(error_type);
+  // Messages may name files whose names are not UTF-8: undecodable bytes are replaced.
+  static auto text = [](const std::string& s) {
+    return py::reinterpret_steal<py::object>(
+        PyUnicode_DecodeUTF8(s.data(), py::ssize_t(s.size()), "replace"));
+  };
+  static auto raise = [](const std::string& message, std::string_view kind,
+                         const std::string& where, const std::string& problem,
+                         const std::string& hint) {
+    py::object err = py::reinterpret_steal<py::object>(
+        PyObject_CallFunctionObjArgs(error_type, text(message).ptr(), nullptr));
+    if (!err) return;  // the call set its own exception
+    err.attr("kind") = text(std::string(kind));
+    err.attr("where") = text(where);
+    err.attr("problem") = text(problem);
+    err.attr("hint") = text(hint);
+    PyErr_SetObject(error_type, err.ptr());
+  };
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
-    } catch (const std::bad_alloc&) {  // as the command says it
-      PyObject* err = PyObject_CallFunction(error_type, "s",
-                                            "out of memory (hint: use smaller B, T or H)");
-      if (!err) return;
-      PyObject_SetAttrString(err, "kind", py::str("resource").ptr());
-      PyObject_SetAttrString(err, "where", py::str("").ptr());
-      PyObject_SetAttrString(err, "problem", py::str("out of memory").ptr());
-      PyObject_SetAttrString(err, "hint", py::str("use smaller B, T or H").ptr());
-      PyErr_SetObject(error_type, err);
-      Py_DECREF(err);
+    } catch (const std::bad_alloc&) {  // as the command reports it
+      raise("out of memory (hint: use smaller B, T or H)", to_string(ErrorKind::resource), "",
+            "out of memory", "use smaller B, T or H");
     } catch (const Error& e) {
-      py::object err = py::reinterpret_steal<py::object>(
-          PyObject_CallFunction(error_type, "s", e.what()));
-      if (!err) return;  // the call set its own exception
-      err.attr("kind") = std::string(to_string(e.kind()));
-      err.attr("where") = e.where();
-      err.attr("problem") = e.problem();
-      err.attr("hint") = e.hint();
-      PyErr_SetObject(error_type, err.ptr());
+      raise(e.what(), to_string(e.kind()), e.where(), e.problem(), e.hint());
     }
   });
 

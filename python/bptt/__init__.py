@@ -77,7 +77,7 @@ def _path(where, name, value):
     path = _os.fspath(value)
     if not isinstance(path, str) or not path:
         _fail("usage", "%s: %s" % (where, name), "must be a non-empty path")
-    return path
+    return _os.fsencode(path)  # the file system's bytes, whatever their encoding
 
 
 def _array(value):
@@ -265,7 +265,7 @@ def _verb_args(verb, options):
         if value == "":
             _fail("usage", "%s: %s" % (verb, key), "has an empty value")
         args.append(option + "=" + value)
-    return args
+    return [_os.fsencode(a) for a in args]  # paths among them reach the file system as given
 
 
 def train(*, on_progress=None, **options):

@@ -208,3 +208,16 @@ if given is not None:
             assert e.kind in ("usage", "value")
             return
         assert np.isfinite(L) and g["x"].shape == (3, 2, 2)
+
+
+def test_paths_that_are_not_utf8(tmp_path):
+    """File names are bytes to the file system: any name works, and messages replace what is
+    not UTF-8 instead of failing."""
+    name = os.fsdecode(os.fsencode(str(tmp_path)) + b"/m\xff\xfe.safetensors")
+    m = lstm()
+    m.save(name)
+    assert bptt.load(name).config == m.config
+    with open(name, "wb") as f:
+        f.write(b"garbage that is not a model")
+    e = raises("format", "header", bptt.load, name)
+    assert "\ufffd" in str(e)
