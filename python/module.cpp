@@ -811,6 +811,7 @@ PYBIND11_MODULE(_bptt, m) {
   }, py::keep_alive<0, 1>());
   m.def("_train", &train);
   m.def("_run_verb_output", &run_verb_output);
+  m.def("_verb_options", &cli::verb_options);
   m.def("_raise", &raise_error);
   m.def("_cpp_timings", &cpp_timings);
 }

@@ -242,6 +242,15 @@ def load(path, *, dtype=None, **unknown):
 def _verb_args(verb, options):
     """`bptt VERB` arguments from keywords: dashes for underscores; True gives a flag, False
     and None leave the option out; lists are comma-separated."""
+    known = [n.replace("-", "_") for n in _bptt._verb_options(verb)]
+    for key in options:
+        if key not in known:
+            import difflib
+            close = difflib.get_close_matches(key, known, n=1)
+            _fail("usage", verb, "unknown keyword '%s'" % key,
+                  ("did you mean '%s'? " % close[0] if close else "") +
+                  "the keywords are the options of `bptt %s --help`, dashes as underscores: %s"
+                  % (verb, ", ".join(sorted(known))))
     args = [verb]
     for key in options:
         value = options[key]

@@ -139,8 +139,9 @@ def test_files_give_the_commands_message(tmp_path):
 
 
 def test_train_refuses_like_the_command(tmp_path):
-    raises("usage", "train: The following argument was not expected: --hiden", bptt.train,
-           text="x.txt", hiden=3)
+    e = raises("usage", "train: unknown keyword 'hiden'", bptt.train, text="x.txt", hiden=3)
+    assert e.hint.startswith("did you mean 'hidden'?") and "seq_len" in e.hint
+    raises("usage", "explain: unknown keyword 'z'", bptt.explain, z=1)
     raises("io", "nonexistent.txt", bptt.train, text=str(tmp_path / "nonexistent.txt"), steps=1)
     raises("usage", "train: optimizer", bptt.train, text="x.txt", optimizer=object())
     raises("usage", "on_progress: must be callable", bptt.train, text="x.txt", on_progress=3)

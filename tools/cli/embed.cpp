@@ -36,6 +36,19 @@ WithTrainHooks::WithTrainHooks(TrainHooks& hooks) : previous_(t_train_hooks) {
 WithTrainHooks::~WithTrainHooks() { t_train_hooks = previous_; }
 TrainHooks* train_hooks() { return t_train_hooks; }
 
+std::vector<std::string> verb_options(const std::string& verb) {
+  CLI::App app{"bptt"};
+  Runner run;
+  add_verbs(app, run);
+  std::vector<std::string> names;
+  for (const CLI::App* sub : app.get_subcommands({}))
+    if (sub->get_name() == verb)
+      for (const CLI::Option* o : sub->get_options())
+        for (const std::string& n : o->get_lnames())
+          if (n != "help") names.push_back(n);
+  return names;
+}
+
 void run_verb(const std::vector<std::string>& args) {
   CLI::App app{"bptt"};
   app.require_subcommand(1, 1);

@@ -21,6 +21,9 @@ namespace bptt::cli {
 // own failures throw as they do for the command. Runs on the calling thread.
 void run_verb(const std::vector<std::string>& args);
 
+// The long option names of a verb ("seq-len", "hidden", ...), --help's excepted.
+std::vector<std::string> verb_options(const std::string& verb);
+
 // What the verbs print as machine-readable output (explain --json, diagnose --json) goes to
 // stdout, or, while a CaptureOutput of the calling thread lives, into its string.
 void emit(std::string_view text);
