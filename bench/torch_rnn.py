@@ -5,7 +5,8 @@ step on the same shapes and prints the same JSON line per shape.
     /usr/bin/python3 bench/torch_rnn.py SHAPE... [--mode train|infer|stream] [--threads N]
         [--min-steps N] [--min-time S] [--max-steps N] [--seed S]
 
-SHAPE is CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias] (include/bptt/bench.hpp),
+SHAPE is CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias][_ln] (include/bptt/bench.hpp;
+_ln: PyTorch's layer-normalized LSTM, bench/torch_ln_lstm.py),
 e.g. lstm_l1_t100_b32_i64_h128_o64, lstm_l2_t100_b32_i65_h256_o65_xent or
 lstm_l1_t100_b64_i256_h512_o256_bi_p128. The model is torch.nn.RNN(nonlinearity=PHI)/LSTM/
 GRU(I, H, L, bidirectional, proj_size=P, bias), time-major, then Linear(D*H_out, O) at every
@@ -35,8 +36,8 @@ import argparse, json, os, re, resource, sys, time
 torch = None  # imported in main(), after OPENBLAS_NUM_THREADS is set
 
 SHAPE = re.compile(r"^(elman|lstm|gru)(?:-(\w+))?_l(\d+)_t(\d+)_b(\d+)_i(\d+)_h(\d+)_o(\d+)"
-                   r"(?:_(mse|bce|xent))?((?:_bi|_p\d+|_nobias)*)$")
-HINT = ("write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias], e.g. "
+                   r"(?:_(mse|bce|xent))?((?:_bi|_p\d+|_nobias|_ln)*)$")
+HINT = ("write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias][_ln], e.g. "
         "lstm_l1_t100_b32_i64_h128_o64")
 GATES = {"elman": 1, "lstm": 4, "gru": 3}
 
@@ -67,8 +68,12 @@ def parse_shape(s):
         fail(f"shape {s}: torch.nn.RNN has no nonlinearity '{phi}' (use tanh or relu)")
     if min(L, T, B, I, H, O) < 1:
         fail(f"shape {s}: sizes must be at least 1")
+    ln = "ln" in opts
+    if ln and (cell != "lstm" or bi or P or not bias):
+        fail(f"shape {s}: the layer-normalized peer (bench/torch_ln_lstm.py) is a plain LSTM "
+             "stack: no _bi, _p or _nobias")
     return dict(name=s, cell=cell, phi=phi, L=L, T=T, B=B, I=I, H=H, O=O, loss=loss or "mse",
-                bi=bi, P=P, bias=bias)
+                bi=bi, P=P, bias=bias, ln=ln)
 
 
 def flops(s, mode):  # matrix products only, as bptt::bench_flops (stream: one step)
@@ -84,7 +89,11 @@ def build(s, seed):
     torch.manual_seed(seed)
     T, B, I, H, O, L = s["T"], s["B"], s["I"], s["H"], s["O"], s["L"]
     kw = dict(bidirectional=s["bi"], bias=s["bias"])
-    if s["cell"] == "elman":
+    if s["ln"]:  # PyTorch has no fused layer-normalized LSTM: fastrnns' TorchScript one
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from torch_ln_lstm import ln_lstm
+        rnn = ln_lstm(I, H, L)
+    elif s["cell"] == "elman":
         rnn = torch.nn.RNN(I, H, L, nonlinearity=s["phi"], **kw)
     elif s["cell"] == "lstm":
         rnn = torch.nn.LSTM(I, H, L, proj_size=s["P"], **kw)
@@ -204,6 +213,8 @@ def main():
     if a.threads < 1 or a.min_steps < 1 or a.max_steps < a.min_steps or a.min_time < 0:
         fail("--threads and --min-steps must be >= 1, --max-steps >= --min-steps, --min-time >= 0")
     shapes = [parse_shape(s) for s in a.shapes]  # all checked before any is run
+    if a.mode == "stream" and any(s["ln"] for s in shapes):
+        fail("--mode stream does not take _ln shapes (the TorchScript peer runs whole sequences)")
     os.environ["OPENBLAS_NUM_THREADS"] = str(a.threads)
     global torch
     import torch
