@@ -60,9 +60,10 @@ py::array numeric_array(py::handle obj, const std::string& where) {
 // `obj` as a C-contiguous array of T: the same array when it already is one (no copy), else
 // converted once. `dims` are the expected sizes (-1: any), `names` their letters for messages.
 template <class T>
-py::array_t<T, py::array::c_style> typed_array(py::handle obj, const std::string& where,
-                                              const std::vector<py::ssize_t>& dims,
-                                              const char* names) {
+py::array_t<T, py::array::c_style> typed_array(
+    py::handle obj, const std::string& where, const std::vector<py::ssize_t>& dims,
+    const char* names,
+    const char* shape_hint = "arrays are time-major, as everywhere in bptt (docs/python.md)") {
   py::array a = numeric_array(obj, where);
   if constexpr (std::is_integral_v<T>) {
     const char kind = a.dtype().kind();
@@ -81,7 +82,7 @@ py::array_t<T, py::array::c_style> typed_array(py::handle obj, const std::string
     fits = dims[d] < 0 || a.shape(py::ssize_t(d)) == dims[d];
   if (!fits)
     throw Error(ErrorKind::shape, where, "has shape " + shape_text(a) + ", expected " + want,
-                "arrays are time-major, as everywhere in bptt (docs/python.md)");
+                shape_hint);
   auto out = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
   if (!out) {
     PyErr_Clear();
@@ -299,7 +300,8 @@ void load_state_dict(PyModel& m, const py::dict& sd) {
         throw Error(ErrorKind::format, "load_state_dict: " + p.name, "is missing",
                     "a state_dict holds every tensor of m.state_dict()");
       const std::vector<py::ssize_t> dims(p.shape.begin(), p.shape.end());
-      const auto a = typed_array<Real>(sd[key], "load_state_dict: " + p.name, dims, "ABCD");
+      const auto a = typed_array<Real>(sd[key], "load_state_dict: " + p.name, dims, "ABCD",
+                                       "each tensor has the shape m.state_dict() gives it");
       for (py::ssize_t i = 0; i < a.size(); ++i)
         if (!std::isfinite(a.data()[i]))
           throw Error(ErrorKind::value, "load_state_dict: " + p.name,
@@ -327,7 +329,7 @@ void with_workspace(Engine<Real>& e, int T, int B, int threads, F&& f) {
   std::unique_lock busy(e.scratch.busy, std::try_to_lock);
   if (busy.owns_lock()) {
     auto& ws = e.scratch.ws;
-    if (!ws || ws->T() != T || ws->B() != B || ws->config().cell != e.model.cfg.cell)
+    if (!ws || ws->T() != T || ws->B() != B)  // the model's configuration never changes
       ws = std::make_unique<Workspace<Real>>(e.model.cfg, T, B, false, threads);
     ws->set_threads(threads);
     f(*ws);
