@@ -26,6 +26,13 @@ void expect_size(const V& v, std::size_t n, const std::string& where, const std:
 template <class V>
 void check_finite(const V& v, std::initializer_list<std::size_t> shape, const char* axes,
                   const std::string& where, const std::string& name) {
+  // First a pass the compiler vectorizes (no early exit; u − u is 0 exactly when u is finite:
+  // inf − inf and nan − nan are nan), then, only when it finds one, the search for its position.
+  // Python checks its arrays on every call: 2.4x the plain loop, at memory speed (33 us for
+  // shape a's x [100, 32, 64] on the Zen 3 of docs/benchmarks.md).
+  unsigned bad = 0;
+  for (std::size_t k = 0; k < v.size(); ++k) bad |= unsigned(v[k] - v[k] != 0);
+  if (!bad) return;
   for (std::size_t k = 0; k < v.size(); ++k) {
     if (std::isfinite(v[k])) continue;
     std::vector<std::size_t> idx(shape.size());
