@@ -10,6 +10,15 @@
 
 namespace bptt::cli {
 
+// CLI11 messages may span lines; the contract is one line per error (the command's and the
+// Python module's, through run_verb).
+inline std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+  return s;
+}
+
 // Runs f.template operator()<Real>() with Real = float or double.
 template <class F>
 void with_dtype(DType dtype, F&& f) {

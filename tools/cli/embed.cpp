@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "bptt/error.hpp"
+#include "common.hpp"
 #include "verbs.hpp"
 
 namespace bptt::cli {
@@ -11,13 +12,6 @@ namespace bptt::cli {
 namespace {
 thread_local std::string* t_capture = nullptr;
 thread_local TrainHooks* t_train_hooks = nullptr;
-
-std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  while (!s.empty() && s.back() == ' ') s.pop_back();
-  return s;
-}
 }  // namespace
 
 void emit(std::string_view text) {

@@ -12,17 +12,12 @@
 #include "bptt/cpu.hpp"
 #include "dist/dist.hpp"
 #include "bptt/error.hpp"
+#include "common.hpp"
 #include "verbs.hpp"
 
 namespace {
 
-// CLI11 messages may span lines; the contract is one line per error.
-std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  while (!s.empty() && s.back() == ' ') s.pop_back();
-  return s;
-}
+using bptt::cli::one_line;
 
 // What CLI11 reports vaguely, said precisely: an unknown or missing verb ("A subcommand is
 // required") and an empty "--option=" (which CLI11 treats as absent and then blames another
