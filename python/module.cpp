@@ -212,7 +212,8 @@ PyModel new_model(const std::string& cell, int input_size, int hidden_size, int 
                   int output_size, const std::string& output_activation,
                   const std::string& nonlinearity, bool bidirectional, int proj_size, bool bias,
                   const std::string& initial_state, const std::string& readout, bool head,
-                  const std::string& dtype, std::uint64_t seed, double forget_bias) {
+                  const std::string& dtype, std::uint64_t seed, double forget_bias,
+                  bool layer_norm) {
   ModelConfig c;
   c.cell = parse_cell(cell, "Model: cell");
   c.nonlinearity = parse_activation(nonlinearity, "Model: nonlinearity");
@@ -227,6 +228,7 @@ PyModel new_model(const std::string& cell, int input_size, int hidden_size, int 
   c.initial_state = parse_initial_state(initial_state, "Model: initial_state");
   c.readout = parse_readout(readout, "Model: readout");
   c.head = head;
+  c.layer_norm = layer_norm;
   c.validate("Model");
   if (forget_bias != 0 && c.cell != CellKind::lstm)
     throw Error(ErrorKind::usage, "Model: forget_bias", "only an LSTM has a forget gate",

@@ -211,9 +211,11 @@ void slice_rows(const BatchArg<Real>& batch, int b0, int b1, int layers, Batch<R
 // (where = `where`) naming `what` and the first option cfg uses that it does not: for
 // `causal` code (truncation, RTRL, online training, streams, sampling) a bidirectional model and
 // a head that reads the final state (Readout::final_state) are refused for good, since both
-// need each sequence whole. Every other path supports every option.
+// need each sequence whole; layer-normalized cells where layer_norm is false. Every other path
+// supports every option.
 struct OptionSupport {
   bool causal = false;  // runs left to right only
+  bool layer_norm = true;  // false: the code knows the cells without layer norm only (RTRL)
 };
 void require_options(const ModelConfig& cfg, const OptionSupport& support,
                      const std::string& where, const std::string& what);

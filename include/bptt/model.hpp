@@ -5,6 +5,8 @@
 //                      gates_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh   (G·H wide)
 //                      Elman: h_t = φ(gates_t);  LSTM (i,f,g,o) / GRU (r,z,n): see docs/math.md
 //                      LSTM with a projection (proj_size P): h_t = (o ⊙ tanh c_t) W_hr^T, P wide
+//                      layer norm: gates_t = LN(x_t W_ih^T) ⊙ γ_ih + b_ih + LN(h_{t-1} W_hh^T) ⊙ γ_hh
+//                      + b_hh, and the LSTM's h_t = o ⊙ tanh(LN(c_t) ⊙ γ_c + β_c) (docs/math.md 8d)
 //                      x_t is the data for k = 0 and [h_t of layer k-1, d = 0 ; d = 1] otherwise
 //   head:              z_t = [h_t of the top layer's directions] W_o^T + b_o,  ŷ_t = θ(z_t)
 //                      (readout final_state: [h_n of the top layer's directions] at every t);
@@ -18,6 +20,8 @@
 //   rnn.weight_ih_l{k}{s} [G·H, I or D·H_out]   rnn.weight_hh_l{k}{s} [G·H, H_out]
 //   rnn.bias_ih_l{k}{s}   [G·H]   rnn.bias_hh_l{k}{s} [G·H]     (only with bias)
 //   rnn.weight_hr_l{k}{s} [P, H]                                (only with a projection)
+//   rnn.ln_ih_weight_l{k}{s} [G·H]  rnn.ln_hh_weight_l{k}{s} [G·H]   (only with layer norm)
+//   rnn.ln_c_weight_l{k}{s} [H]     rnn.ln_c_bias_l{k}{s} [H]        (layer norm, LSTM only)
 //   for k = 0..L-1, d = 0..D-1, then
 //   head.weight [O, D·H_out]   head.bias [O]                    (only with a head)
 //   init.h0     [L·D, H_out]   init.c0   [L·D, H] (LSTM)        (only with a learned initial state)
@@ -46,6 +50,9 @@ struct ModelConfig {
   bool bias = true;            // false: no bias_ih / bias_hh tensors (torch's bias=False)
   InitialState initial_state = InitialState::zero;  // learned: init.h0 / init.c0 are parameters
   Readout readout = Readout::steps;  // final_state: the head reads the top layer's h_n at every step
+  bool layer_norm = false;  // Ba et al.'s layer-normalized cell (see above): LN over each row of
+                            // the two products (G·H entries) and, for LSTM, of c (H entries);
+                            // LN(v) = (v − mean v) / sqrt(var v + 1e-5), biased variance
   bool head = true;  // false: no linear readout, z_t is what the head would read (REQUIRES
                      // output_size = D·H_out); ŷ = θ(z) as with a head
 
@@ -81,6 +88,10 @@ struct LayerParams {
   Real* b_ih;  // [G·H]  nullptr without bias
   Real* b_hh;  // [G·H]  nullptr without bias
   Real* w_hr;  // [P, H] nullptr without a projection
+  Real* ln_ih;    // [G·H] γ_ih, layer norm of x·W_ihᵀ; nullptr without layer norm
+  Real* ln_hh;    // [G·H] γ_hh, layer norm of h·W_hhᵀ; nullptr without layer norm
+  Real* ln_c_w;   // [H] γ_c, LSTM with layer norm; else nullptr
+  Real* ln_c_b;   // [H] β_c, LSTM with layer norm; else nullptr
   int in;      // input width of this layer
 };
 
@@ -114,7 +125,7 @@ struct Model {
 
   // PyTorch's default initialisation: every recurrent weight and bias uniform in
   // [-1/sqrt(H), 1/sqrt(H)] (W_hr too), the head in [-1/sqrt(D·H_out), 1/sqrt(D·H_out)] as
-  // nn.Linear; a learned initial state starts at zero.
+  // nn.Linear; layer norm's gains γ 1 and β_c 0 (nn.LayerNorm); a learned initial state zero.
   void init_uniform(std::uint64_t seed);
 };
 

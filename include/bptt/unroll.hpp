@@ -62,8 +62,16 @@ class Workspace {
                         // (0 past a sequence's length); nullptr without a projection
   Real* dh_proj(int u); // [T, B, P] with a projection: the total dL/dh_t, for dW_hr; else nullptr
   Real* x_rev(int u);   // [T, B, in] d = 1: the layer's input in the unit's frame; else nullptr
+  // Layer norm (model.hpp; nullptr without):
+  Real* ln_x(int u);       // [T, B, G·H] x̂ = LN(x·W_ihᵀ) of every step
+  Real* ln_x_rstd(int u);  // [T, B] its rows' 1/sqrt(var + ε)
+  Real* ln_h(int u);       // [T, B, G·H] ĥ = LN(h_{t-1}·W_hhᵀ) of every step; backward
+                           // overwrites each step's rows with dL/d(h_{t-1}·W_hhᵀ)
+  Real* ln_h_rstd(int u);  // [T, B] its rows' 1/sqrt(var + ε)
+  Real* ln_c_stats(int u); // [T, B, 2] LSTM: μ and 1/sqrt(var + ε) of each c_t row
   Real* dgi(int u);     // [T, B, G·H] dL/d(x-side pre-activations): the SAME memory as gates(u),
-                        // which backward overwrites step by step once it has read them
+                        // which backward overwrites step by step once it has read them; with
+                        // layer norm it ends as dL/d(x·W_ihᵀ), before the normalization
   Real* dgh(int u);     // [T, B, G·H] dL/d(h-side pre-activations) (== dgi(u) except for GRU)
   // Per layer k, in data order:
   Real* out(int k);     // [T, B, D·H_out] the layer's output [h_t(d = 0) ; h_t(d = 1)]: for D = 1
@@ -128,7 +136,8 @@ class Workspace {
   std::vector<int> len_;
   CellKind cell_;
   int HO_;
-  std::vector<Real*> unit_[8];  // per unit: gates h c aux m dh_proj x_rev dgh
+  std::vector<Real*> unit_[13];  // per unit: gates h c aux m dh_proj x_rev dgh ln_x ln_x_rstd
+                                 // ln_h ln_h_rstd ln_c_stats
   std::vector<Real*> layer_[3];  // per layer: out drop_mask drop_in
   std::vector<Scratch> scratch_;
   std::vector<Real> buf_;

@@ -92,18 +92,21 @@ class Model:
 
     Construct one (initialised as PyTorch does, from `seed`), or bptt.load() a file. The
     keywords mirror torch.nn (input_size, hidden_size, num_layers, nonlinearity, bias,
-    bidirectional, proj_size) and bptt's model file (docs/file_format.md).
+    bidirectional, proj_size) and bptt's model file (docs/file_format.md); layer_norm=True
+    gives layer-normalized cells (docs/math.md, section 8d; tools/fixtures/regularized_rnn.py
+    is their PyTorch twin).
     """
 
     _KEYWORDS = ("cell", "input_size", "hidden_size", "num_layers", "output_size",
                  "output_activation", "nonlinearity", "bidirectional", "proj_size", "bias",
-                 "initial_state", "dtype", "seed", "readout", "head", "forget_bias")
+                 "initial_state", "dtype", "seed", "readout", "head", "forget_bias",
+                 "layer_norm")
 
     def __init__(self, cell="lstm", input_size=None, hidden_size=None, num_layers=1,
                  output_size=None, output_activation="identity", nonlinearity="tanh",
                  bidirectional=False, proj_size=0, bias=True, initial_state="zero",
                  dtype="f32", seed=1, *, readout="steps", head=True, forget_bias=0.0,
-                 **unknown):
+                 layer_norm=False, **unknown):
         w = "Model"
         _no_unknown(w, unknown, self._KEYWORDS)
         if input_size is None or hidden_size is None:
@@ -125,7 +128,7 @@ class Model:
             _str(w, "nonlinearity", nonlinearity), bidirectional, proj_size,
             _bool(w, "bias", bias), _str(w, "initial_state", initial_state),
             _str(w, "readout", readout), head, _str(w, "dtype", dtype), _seed(w, seed),
-            _float(w, "forget_bias", forget_bias))
+            _float(w, "forget_bias", forget_bias), _bool(w, "layer_norm", layer_norm))
 
     @classmethod
     def _wrap(cls, core):

@@ -25,7 +25,7 @@ namespace bptt {
 namespace {
 
 const char* kShapeHint =
-    "write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias][_learn], e.g. "
+    "write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias][_learn][_ln], e.g. "
     "lstm_l1_t100_b32_i64_h128_o64 or lstm_l1_t100_b64_i256_h512_o256_bi_p128";
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -178,17 +178,18 @@ BenchShape parse_bench_shape(const std::string& text) {
   std::set<std::string> seen;
   for (std::size_t i = 7; i < parts.size(); ++i) {
     const std::string& p = parts[i];
-    const std::string what = p == "bi" || p == "nobias" || p == "learn" ? p
+    const std::string what = p == "bi" || p == "nobias" || p == "learn" || p == "ln" ? p
                              : p.size() > 1 && p[0] == 'p' && std::isdigit(static_cast<unsigned char>(p[1])) ? "p"
                                                                                  : "loss";
     if (!seen.insert(what).second)
       throw Error(ErrorKind::usage, "shape " + text, "'" + p + "' repeats an option", kShapeHint);
     if (what == "loss" && i != 7)
       throw Error(ErrorKind::usage, "shape " + text,
-                  "'" + p + "' is not bi, pP, nobias or learn (a loss comes first)", kShapeHint);
+                  "'" + p + "' is not bi, pP, nobias, learn or ln (a loss comes first)", kShapeHint);
     if (p == "bi") s.cfg.bidirectional = true;
     else if (p == "nobias") s.cfg.bias = false;
     else if (p == "learn") s.cfg.initial_state = InitialState::learned;
+    else if (p == "ln") s.cfg.layer_norm = true;
     else if (what == "p") s.cfg.proj_size = parse_size(text, p, 'p');
     else s.loss = parse_loss(p, "shape " + text + ": loss");
   }

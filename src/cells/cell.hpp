@@ -41,6 +41,12 @@ struct CellStep {
   Real* aux = nullptr;           // [B, H] GRU: W_hn·h_{t-1} + b_hn (unused otherwise)
   const Real* bias_n = nullptr;  // [H] GRU forward: b_in when `gates` holds x·W_inᵀ without it
                                  // (the unroller's case); nullptr when it is already there
+  // LSTM with layer norm, h = o ⊙ tanh(LN(c) ⊙ γ_c + β_c) (cells/layer_norm.hpp); nullptr
+  // without. (The layer norm of the two products is the unroller's: it hands the cell `gates`
+  // and `gh` already normalized, with their biases.)
+  const Real* ln_c_gamma = nullptr;  // [H] γ_c
+  const Real* ln_c_beta = nullptr;   // [H] β_c
+  Real* ln_c_stats = nullptr;        // [B, 2] forward ASSIGNS, backward reads: μ and r of c's row
 };
 
 template <class Real>
@@ -49,6 +55,8 @@ struct CellStepGrad {
   Real* dc = nullptr;        // [B, H] LSTM: in dL/dc_t (from t+1), out dL/dc_{t-1}
   Real* dgh = nullptr;       // [B, G·H] out: dL/d(h-side pre-activations) (dgi: see above)
   Real* dh_prev = nullptr;   // [B, H] out: the part of dL/dh_{t-1} that bypasses W_hh
+  Real* dln_c_gamma = nullptr;  // [H] LSTM with layer norm: ACCUMULATES Σ_rows dL/dγ_c
+  Real* dln_c_beta = nullptr;   // [H] LSTM with layer norm: ACCUMULATES Σ_rows dL/dβ_c
 };
 
 template <class Real> void elman_forward(Activation phi, const CellStep<Real>& s);

@@ -10,6 +10,12 @@
 //   δo = dh ⊙ tanh(c) ⊙ o(1−o)      δi = dc ⊙ g ⊙ i(1−i)
 //   δf = dc ⊙ c_prev ⊙ f(1−f)      δg = dc ⊙ i ⊙ (1−g²)
 //   dL/dc_prev = dc ⊙ f;  dL/dh_prev = δ·W_hh (done by the unroller), so dh_prev = 0.
+// With layer norm (model.hpp) the output reads the normalized cell, c itself is carried as is:
+//   ĉ = LN(c) = (c − μ)·r,  y = ĉ ⊙ γ_c + β_c,  h = o ⊙ tanh(y)
+// Saves μ and r per row (ĉ and tanh(y) are recomputed). Backward:
+//   dy = dh ⊙ o ⊙ (1 − tanh²y)     δo = dh ⊙ tanh(y) ⊙ o(1−o)     dγ_c += dy ⊙ ĉ   dβ_c += dy
+//   dĉ = dy ⊙ γ_c,  dc = dc_next + r·(dĉ − mean(dĉ) − ĉ ⊙ mean(dĉ ⊙ ĉ))    (layer_norm.hpp)
+// and δi, δf, δg, dL/dc_prev from dc as above.
 //
 // Each row's loop over j is a separate function whose pointers are __restrict (the gate blocks
 // of one row, the state rows and the gradient rows never overlap), so GCC vectorizes it; in
@@ -20,6 +26,7 @@
 #include <type_traits>
 
 #include "cells/cell.hpp"
+#include "cells/layer_norm.hpp"
 #include "kernels/activations.hpp"
 #include "kernels/simd.hpp"
 
@@ -56,6 +63,26 @@ BPTT_ALWAYS_INLINE void lstm_forward_row(int H, Real* __restrict a, const Real* 
   }
 }
 
+// The same with layer norm on the cell's output path: c first, then its row statistics, then h.
+template <class Real>
+BPTT_ALWAYS_INLINE void lstm_ln_forward_row(int H, Real* __restrict a, const Real* __restrict ah,
+                                            const Real* __restrict cp, Real* __restrict c,
+                                            Real* __restrict h, const Real* __restrict gamma,
+                                            const Real* __restrict beta, Real* __restrict stats) {
+  for (int j = 0; j < 2 * H; ++j) a[j] = kernels::sigmoid(a[j] + ah[j]);      // i, f
+  for (int j = 2 * H; j < 3 * H; ++j) a[j] = kernels::tanh(a[j] + ah[j]);     // g
+  for (int j = 3 * H; j < 4 * H; ++j) a[j] = kernels::sigmoid(a[j] + ah[j]);  // o
+  const Real* __restrict i = a;
+  const Real* __restrict f = a + H;
+  const Real* __restrict g = a + 2 * H;
+  const Real* __restrict o = a + 3 * H;
+  for (int j = 0; j < H; ++j) c[j] = f[j] * cp[j] + i[j] * g[j];
+  Real mu, r;
+  ln_stats(H, c, mu, r);
+  stats[0] = mu, stats[1] = r;
+  for (int j = 0; j < H; ++j) h[j] = o[j] * kernels::tanh((c[j] - mu) * r * gamma[j] + beta[j]);
+}
+
 template <class Real>
 BPTT_ALWAYS_INLINE void lstm_forward_rows(const CellStep<Real>& s) {
   const int H = s.H;
@@ -68,7 +95,10 @@ BPTT_ALWAYS_INLINE void lstm_forward_rows(const CellStep<Real>& s) {
       continue;
     }
     Real* a = s.gates + b * G;
-    if (s.gh)
+    if (s.ln_c_gamma)  // the unroller always hands a layer-normalized cell gh
+      lstm_ln_forward_row(H, a, s.gh + b * G, s.c_prev + r, s.c + r, s.h + r, s.ln_c_gamma,
+                          s.ln_c_beta, s.ln_c_stats + 2 * std::size_t(b));
+    else if (s.gh)
       lstm_forward_row<true>(H, a, s.gh + b * G, s.c_prev + r, s.c + r, s.h + r);
     else
       lstm_forward_row<false, Real>(H, a, nullptr, s.c_prev + r, s.c + r, s.h + r);
@@ -97,6 +127,39 @@ BPTT_ALWAYS_INLINE void lstm_backward_row(int H, Real* __restrict i, Real* __res
   }
 }
 
+// The same with layer norm on the output path (see the top): dprev holds dĉ between the two
+// loops and ends as 0 as above. stats = μ, r of c's row; dgamma, dbeta accumulate.
+template <class Real>
+BPTT_ALWAYS_INLINE void lstm_ln_backward_row(int H, Real* __restrict i, Real* __restrict f,
+                                             Real* __restrict g, Real* __restrict o,
+                                             const Real* __restrict cp, const Real* __restrict c,
+                                             const Real* __restrict dh, Real* __restrict dc,
+                                             Real* __restrict dprev, const Real* __restrict gamma,
+                                             const Real* __restrict beta, const Real* stats,
+                                             Real* __restrict dgamma, Real* __restrict dbeta) {
+  const Real mu = stats[0], r = stats[1];
+  for (int j = 0; j < H; ++j) {
+    const Real chat = (c[j] - mu) * r, oj = o[j], ty = kernels::tanh(chat * gamma[j] + beta[j]);
+    const Real dy = dh[j] * oj * (Real(1) - ty * ty);
+    o[j] = dh[j] * ty * oj * (Real(1) - oj);
+    dgamma[j] += dy * chat;
+    dbeta[j] += dy;
+    dprev[j] = dy * gamma[j];
+  }
+  const Real m1 = ln_detail::lane_sum<Real>(H, [&](int j) { return dprev[j]; }) / Real(H);
+  const Real m2 =
+      ln_detail::lane_sum<Real>(H, [&](int j) { return dprev[j] * (c[j] - mu) * r; }) / Real(H);
+  for (int j = 0; j < H; ++j) {
+    const Real ij = i[j], fj = f[j], gj = g[j];
+    const Real dcj = dc[j] + r * (dprev[j] - m1 - (c[j] - mu) * r * m2);
+    i[j] = dcj * gj * ij * (Real(1) - ij);
+    f[j] = dcj * cp[j] * fj * (Real(1) - fj);
+    g[j] = dcj * ij * (Real(1) - gj * gj);
+    dc[j] = dcj * fj;
+    dprev[j] = Real(0);
+  }
+}
+
 template <class Real>
 BPTT_ALWAYS_INLINE void lstm_backward_rows(const CellStep<Real>& s, const CellStepGrad<Real>& d) {
   const int H = s.H;
@@ -111,8 +174,13 @@ BPTT_ALWAYS_INLINE void lstm_backward_rows(const CellStep<Real>& s, const CellSt
       std::copy(d.dh + r, d.dh + r + H, d.dh_prev + r);
       continue;  // dc passes through unchanged
     }
-    lstm_backward_row(H, a, a + H, a + 2 * H, a + 3 * H, s.c_prev + r, s.c + r, d.dh + r,
-                      d.dc + r, d.dh_prev + r);
+    if (s.ln_c_gamma)
+      lstm_ln_backward_row(H, a, a + H, a + 2 * H, a + 3 * H, s.c_prev + r, s.c + r, d.dh + r,
+                           d.dc + r, d.dh_prev + r, s.ln_c_gamma, s.ln_c_beta,
+                           s.ln_c_stats + 2 * std::size_t(b), d.dln_c_gamma, d.dln_c_beta);
+    else
+      lstm_backward_row(H, a, a + H, a + 2 * H, a + 3 * H, s.c_prev + r, s.c + r, d.dh + r,
+                        d.dc + r, d.dh_prev + r);
     if (dhh != a) std::copy(a, a + G, dhh);
   }
 }

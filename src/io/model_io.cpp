@@ -21,7 +21,8 @@ const std::set<std::string> kConfigKeys = {"format", "format_version", "cell", "
                                            "input_size", "hidden_size", "num_layers",
                                            "output_size", "output_activation",
                                            "bidirectional", "proj_size", "bias",
-                                           "initial_state", "readout", "head"};
+                                           "initial_state", "readout", "head",
+                                           "layer_norm"};
 
 std::string field(const File& f, const std::string& key) { return f.path() + ": __metadata__." + key; }
 
@@ -76,6 +77,7 @@ ModelConfig read_model_config(const File& f) {
   cfg.bidirectional = meta_bool(f, "bidirectional", false);
   cfg.bias = meta_bool(f, "bias", true);
   cfg.head = meta_bool(f, "head", true);
+  cfg.layer_norm = meta_bool(f, "layer_norm", false);
   if (const std::string* s = meta(f, "proj_size")) {
     int v = -1;
     auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
@@ -127,7 +129,7 @@ Model<Real> load_model(const File& f) {
       throw Error(ErrorKind::format, f.path() + ": " + name, "unexpected tensor for this model",
                   "a model file holds exactly the tensors its metadata describes (docs/"
                   "file_format.md): rnn.weight_ih_l{k}, rnn.weight_hh_l{k}, rnn.bias_ih_l{k}, "
-                  "rnn.bias_hh_l{k} (with bias), rnn.weight_hr_l{k} (with proj_size), their "
+                  "rnn.bias_hh_l{k} (with bias), rnn.weight_hr_l{k} (with proj_size), rnn.ln_*_l{k} (with layer_norm), their "
                   "_reverse twins (bidirectional), head.weight, head.bias (with a head), init.h0 and init.c0 "
                   "(initial_state learned)");
   Model<Real> model(cfg);
@@ -180,7 +182,8 @@ std::vector<std::pair<std::string, std::string>> config_metadata(const ModelConf
           {"bias", c.bias ? "true" : "false"},
           {"initial_state", std::string(to_string(c.initial_state))},
           {"readout", std::string(to_string(c.readout))},
-          {"head", c.head ? "true" : "false"}};
+          {"head", c.head ? "true" : "false"},
+          {"layer_norm", c.layer_norm ? "true" : "false"}};
 }
 
 template <class Real>

@@ -19,6 +19,10 @@ void require_options(const ModelConfig& cfg, const OptionSupport& support,
                 "a model whose head reads the final state (readout final) cannot use " + what,
                 "every step's output depends on the sequence's end, and " + what +
                     " runs left to right only; use full BPTT (--method bptt) or recompute");
+  if (cfg.layer_norm && !support.layer_norm)
+    throw Error(ErrorKind::usage, where, "a layer-normalized model cannot use " + what,
+                what + "'s Jacobians are written for the cells without layer norm; use full "
+                       "BPTT (--method bptt), recompute or truncated:K");
 }
 
 GradMethodSpec parse_grad_method(std::string_view text, const std::string& where) {

@@ -15,6 +15,7 @@
 #include "bptt/error.hpp"
 #include "bptt/methods.hpp"
 #include "cells/cell.hpp"
+#include "cells/layer_norm.hpp"
 #include "kernels/gemm.hpp"
 #include "unroll/head.hpp"
 
@@ -43,7 +44,8 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
   const std::size_t BH = std::size_t(B) * H, BHO = std::size_t(B) * HO,
                     TBH = std::size_t(TB) * H, TBHO = std::size_t(TB) * HO,
                     TBG = std::size_t(TB) * GH;
-  const bool lstm = cfg.cell == CellKind::lstm, gru = cfg.cell == CellKind::gru;
+  const bool lstm = cfg.cell == CellKind::lstm, gru = cfg.cell == CellKind::gru,
+             ln = cfg.layer_norm;
 
   // The head is not recurrent: its gradients are full BPTT's; dL/dh_top of ℓ_t is at distance 0.
   const Real* top = ws.h(L - 1) + BHO;
@@ -57,6 +59,9 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
   std::vector<std::vector<Real>> acc_gh(std::size_t(gru ? L : 0), std::vector<Real>(TBG, Real(0)));
   // With a projection: Σ over chains of dL/dh at each step, for dW_hr = Σ dhᵀ·m.
   std::vector<std::vector<Real>> acc_dh(std::size_t(P ? L : 0), std::vector<Real>(TBHO, Real(0)));
+  // With layer norm: Σ over chains of dL/d(h_{t-1}·W_hhᵀ) per step, for dW_hh, and one chain's.
+  std::vector<std::vector<Real>> acc_ah(std::size_t(ln ? L : 0), std::vector<Real>(TBG, Real(0)));
+  std::vector<Real> dprod(ln ? TBG : 0);
   std::vector<Real> act(TBG), dgh(gru ? TBG : 0), dh(TBHO), bypass(TBHO), above(TBHO);
   std::vector<Real> dm(P ? TBH : 0), dm_prev(P ? TBH : 0);
   // This call's dL/dh0 and dL/dc0 (for a learned initial state's share, at the end).
@@ -66,6 +71,7 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
     const int n = T - j, R = n * B;  // active chains: origins [j, T), steps [0, n)
     for (int k = L - 1; k >= 0; --k) {
       const auto& p = V.layers[std::size_t(k)];
+      const auto& dp = D.layers[std::size_t(k)];
       // dL/dh at the state each chain's step writes: its carry, and from above.
       const Real* carry = carry_h[std::size_t(k)].data() + std::size_t(j) * BHO;
       const Real* from_above = k == L - 1 ? (j == 0 ? head.data() : nullptr) : above.data();
@@ -81,7 +87,10 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
       s.h = ws.h(k) + BHO;
       if (lstm) s.c_prev = ws.c(k), s.c = ws.c(k) + BH;
       if (gru) s.aux = ws.aux(k);
+      if (p.ln_c_w) s.ln_c_gamma = p.ln_c_w, s.ln_c_beta = p.ln_c_b, s.ln_c_stats = ws.ln_c_stats(k);
       cells::CellStepGrad<Real> g;
+      g.dln_c_gamma = dp.ln_c_w;
+      g.dln_c_beta = dp.ln_c_b;
       g.dh = dh.data();
       g.dc = lstm ? carry_c[std::size_t(k)].data() + std::size_t(j) * BH : nullptr;
       g.dgh = gru ? dgh.data() : act.data();
@@ -98,15 +107,32 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
         for (int r = 0; r < R; ++r)
           for (int i = 0; i < P; ++i)
             bypass[std::size_t(r) * P + i] = s.valid[r] ? Real(0) : dh[std::size_t(r) * P + i];
+      const Real* dh_side = g.dgh;  // dL/d(h_{t-1}·W_hhᵀ)
+      if (ln) {
+        // The biases come after the normalization: their gradients now, then both sides back
+        // through it (each chain's steps are rows [0, R) of the saved x̂, ĥ): act becomes
+        // dL/d(x·W_ihᵀ) in place, dprod dL/d(h·W_hhᵀ).
+        if (cfg.bias) {
+          kernels::sum_rows(R, GH, g.dgh, dp.b_hh);
+          kernels::sum_rows(R, GH, act.data(), dp.b_ih);
+        }
+        cells::layer_norm_backward(R, GH, g.dgh, std::size_t(GH), p.ln_hh, ws.ln_h(k),
+                                   ws.ln_h_rstd(k), dprod.data(), dp.ln_hh, (Real*)nullptr);
+        cells::layer_norm_backward(R, GH, act.data(), std::size_t(GH), p.ln_ih, ws.ln_x(k),
+                                   ws.ln_x_rstd(k), act.data(), dp.ln_ih, (Real*)nullptr);
+        dh_side = dprod.data();
+        Real* ah = acc_ah[std::size_t(k)].data();
+        for (std::size_t i = 0; i < std::size_t(R) * GH; ++i) ah[i] += dprod[i];
+      }
       Real* gi = acc_gi[std::size_t(k)].data();
       for (std::size_t i = 0; i < std::size_t(R) * GH; ++i) gi[i] += act[i];
-      if (gru) {
+      if (gru && !ln) {
         Real* gh = acc_gh[std::size_t(k)].data();
         for (std::size_t i = 0; i < std::size_t(R) * GH; ++i) gh[i] += dgh[i];
       }
       // dL/d(state s) of each chain = bypass + dgh·W_hh. The chain at step 0 (origin j) has
       // reached h0; the others carry it to distance j + 1, unless that is past the window.
-      gemm(false, false, R, HO, GH, Real(1), g.dgh, GH, p.w_hh, HO, Real(1), bypass.data(), HO);
+      gemm(false, false, R, HO, GH, Real(1), dh_side, GH, p.w_hh, HO, Real(1), bypass.data(), HO);
       Real* dh0 = dh0_call.data() + std::size_t(k) * BHO;
       for (std::size_t i = 0; i < BHO; ++i) dh0[i] += bypass[i];
       if (lstm) {
@@ -128,11 +154,11 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
     const auto& p = V.layers[std::size_t(k)];
     const auto& d = D.layers[std::size_t(k)];
     const Real* gi = acc_gi[std::size_t(k)].data();
-    const Real* gh = gru ? acc_gh[std::size_t(k)].data() : gi;
+    const Real* gh = ln ? acc_ah[std::size_t(k)].data() : gru ? acc_gh[std::size_t(k)].data() : gi;
     gemm(true, false, GH, HO, TB, Real(1), gh, GH, ws.h(k), HO, Real(1), d.w_hh, HO);
     const Real* in = k == 0 ? batch.x.data() : ws.out(k - 1);
     gemm(true, false, GH, p.in, TB, Real(1), gi, GH, in, p.in, Real(1), d.w_ih, p.in);
-    if (cfg.bias) {
+    if (cfg.bias && !ln) {  // (with layer norm: summed per distance above)
       kernels::sum_rows(TB, GH, gh, d.b_hh);
       kernels::sum_rows(TB, GH, gi, d.b_ih);
     }

@@ -48,9 +48,10 @@ void ModelConfig::validate(const std::string& where) const {
                 fmt::format("set output_size to {}", output_width()));
   // Before param_count (which would overflow) and before any model is allocated.
   const double H = hidden_size, GH = double(gates()) * H, D = directions(), HO = state_size(),
-               nb = bias ? 2 : 0, proj = proj_size > 0 ? double(proj_size) * H : 0;
-  const double unit0 = GH * (double(input_size) + HO + nb) + proj;
-  const double unit = GH * (D * HO + HO + nb) + proj;
+               nb = bias ? 2 : 0, proj = proj_size > 0 ? double(proj_size) * H : 0,
+               ln = layer_norm ? 2 * GH + (cell == CellKind::lstm ? 2 * H : 0) : 0;
+  const double unit0 = GH * (double(input_size) + HO + nb) + proj + ln;
+  const double unit = GH * (D * HO + HO + nb) + proj + ln;
   const double params = D * unit0 + double(num_layers - 1) * D * unit +
                         (head ? double(output_size) * (D * HO + 1) : 0) +
                         (initial_state == InitialState::learned ? double(num_layers) * D * 2 * H : 0);
@@ -80,6 +81,14 @@ std::vector<ParamInfo> param_layout(const ModelConfig& cfg) {
         add("rnn.bias_hh_l" + s, {GH});
       }
       if (cfg.proj_size > 0) add("rnn.weight_hr_l" + s, {cfg.proj_size, cfg.hidden_size});
+      if (cfg.layer_norm) {
+        add("rnn.ln_ih_weight_l" + s, {GH});
+        add("rnn.ln_hh_weight_l" + s, {GH});
+        if (cfg.cell == CellKind::lstm) {
+          add("rnn.ln_c_weight_l" + s, {cfg.hidden_size});
+          add("rnn.ln_c_bias_l" + s, {cfg.hidden_size});
+        }
+      }
     }
   if (cfg.head) {
     add("head.weight", {cfg.output_size, cfg.output_width()});
@@ -113,6 +122,14 @@ ParamViews<Real>::ParamViews(const ModelConfig& cfg, Real* arena) {
         l.b_hh = p, p += GH;
       }
       if (P > 0) l.w_hr = p, p += P * H;
+      if (cfg.layer_norm) {
+        l.ln_ih = p, p += GH;
+        l.ln_hh = p, p += GH;
+        if (cfg.cell == CellKind::lstm) {
+          l.ln_c_w = p, p += H;
+          l.ln_c_b = p, p += H;
+        }
+      }
       l.in = in;
       layers.push_back(l);
     }
@@ -136,6 +153,12 @@ void Model<Real>::init_uniform(std::uint64_t seed) {
   std::fill(params.begin(), params.end(), Real(0));
   const std::size_t recurrent = std::size_t(views().rnn_end - params.data());  // come first
   for (std::size_t i = 0; i < recurrent; ++i) params[i] = Real(u(rng));
+  for (const auto& l : views().layers) {  // layer norm: γ = 1, β = 0 (drawn above, then set)
+    if (l.ln_ih) std::fill(l.ln_ih, l.ln_ih + std::size_t(cfg.gates()) * cfg.hidden_size, Real(1));
+    if (l.ln_hh) std::fill(l.ln_hh, l.ln_hh + std::size_t(cfg.gates()) * cfg.hidden_size, Real(1));
+    if (l.ln_c_w) std::fill(l.ln_c_w, l.ln_c_w + cfg.hidden_size, Real(1));
+    if (l.ln_c_b) std::fill(l.ln_c_b, l.ln_c_b + cfg.hidden_size, Real(0));
+  }
   if (!cfg.head) return;
   // The head: nn.Linear's bound 1/sqrt(fan_in), fan_in = D·H_out (= H without the options, so
   // the draws are those of earlier versions).

@@ -2,8 +2,10 @@
 // cells and packed kernels as the unroller (src/unroll/full.cpp), without a time axis: per layer
 // the step's pre-activations b + x_t·W_ihᵀ + h_{t-1}·W_hhᵀ in one pass of the packed pair kernel
 // (the GRU, whose n gate needs W_in·x and W_hn·h apart, in two), the cell, the projection, then
-// the head. The weights are packed once, at construction, into buffers sized for every CPU
-// level's panels, so a change of level repacks them in place without allocating.
+// the head. A layer-normalized cell forms its two products apart (as the GRU) and normalizes
+// each row before the cell (cells/layer_norm.hpp). The weights are packed once, at
+// construction, into buffers sized for every CPU level's panels, so a change of level repacks
+// them in place without allocating.
 #include "bptt/stream.hpp"
 
 #include <omp.h>
@@ -19,6 +21,7 @@
 #include "bptt/loss.hpp"
 #include "bptt/methods.hpp"
 #include "cells/cell.hpp"
+#include "cells/layer_norm.hpp"
 #include "kernels/step_gemm.hpp"
 #include "unroll/x_product.hpp"
 
@@ -51,6 +54,7 @@ struct PackedLayer {
   std::vector<Real> ih, hh, hr;       // packed W_ihᵀ [in, G·H], W_hhᵀ [H_out, G·H], W_hrᵀ [H, P]
   std::vector<Real> bias;             // [G·H] the bias added at every step (fold_step_bias)
   const Real* bias_n = nullptr;       // [H] GRU: b_in in the snapshot, kept outside r ⊙ (·)
+  LayerParams<const Real> p{};        // the layer's tensors in the snapshot (layer norm's)
 };
 
 }  // namespace
@@ -67,6 +71,7 @@ struct Stream<Real>::Impl {
   std::vector<Real> init_h, init_c;       // [L, H_out], [L, H]: zero or the learned state
   std::vector<Real> h, c, h_next, c_next; // [L, N, H_out], [L, N, H] (c: LSTM only)
   std::vector<Real> gates, gh, aux, m, zeros, z;
+  std::vector<Real> ln_hat, ln_rstd, ln_c_stats;  // layer norm's scratch: [N, G·H], [N], [N, 2]
   std::vector<std::uint8_t> valid;        // [N] all 1: every stream is inside its sequence
 
   const ModelConfig& cfg() const { return model.cfg; }
@@ -109,7 +114,9 @@ struct Stream<Real>::Impl {
     const Real* a = in + b0 * q.in;
     const Real* h_prev = h.data() + (lo + b0) * HO;
     Real* g = gates.data() + b0 * GH + c0;
-    if (mc.cell == CellKind::gru) {  // gates = x·W_ihᵀ (b_in to the cell); gh = b + h·W_hhᵀ
+    if (mc.cell == CellKind::gru || mc.layer_norm) {
+      // gates = x·W_ihᵀ (b_in to the cell; with layer norm both biases come in layer_cell);
+      // gh = b + h·W_hhᵀ
       kernels::gemm_packed(n, w, q.in, a, q.in, q.ih.data() + std::size_t(c0) * q.in,
                            zeros.data(), g, GH);
       kernels::gemm_packed(n, w, HO, h_prev, HO, q.hh.data() + std::size_t(c0) * HO,
@@ -133,10 +140,19 @@ struct Stream<Real>::Impl {
     s.valid = valid.data() + b0;
     s.gates = gates.data() + b0 * GH;
     s.gh = nullptr;
+    if (mc.cell == CellKind::gru || mc.layer_norm) s.gh = gh.data() + b0 * GH;
     if (mc.cell == CellKind::gru) {
-      s.gh = gh.data() + b0 * GH;
       s.bias_n = q.bias_n;
       s.aux = aux.data() + b0 * H;
+    }
+    if (mc.layer_norm) {  // both products normalized, then their biases (q.bias is zero)
+      const auto& p = q.p;
+      Real* hat = ln_hat.data() + b0 * GH;
+      Real* rstd = ln_rstd.data() + b0;
+      cells::layer_norm_forward(s.B, GH, s.gates, std::size_t(GH), p.ln_ih, p.b_ih, hat, rstd);
+      cells::layer_norm_forward(s.B, GH, s.gh, std::size_t(GH), p.ln_hh, p.b_hh, hat, rstd);
+      if (p.ln_c_w)
+        s.ln_c_gamma = p.ln_c_w, s.ln_c_beta = p.ln_c_b, s.ln_c_stats = ln_c_stats.data() + 2 * b0;
     }
     const Real* h_prev = h.data() + (lo + b0) * HO;
     Real* h_out = h_next.data() + (lo + b0) * HO;
@@ -222,11 +238,12 @@ Stream<Real>::Stream(const Model<Real>& model, int streams, int threads) : impl_
     PackedLayer<Real>& q = s.layers[std::size_t(k)];
     const auto& p = V.layers[std::size_t(k)];
     q.in = cfg.layer_input_size(k);
+    q.p = {p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.w_hr, p.ln_ih, p.ln_hh, p.ln_c_w, p.ln_c_b, p.in};
     q.ih.resize(kernels::packed_size<Real>(GH, q.in));
     q.hh.resize(kernels::packed_size<Real>(GH, HO));
     if (P) q.hr.resize(kernels::packed_size<Real>(P, H));
-    q.bias.resize(std::size_t(GH));
-    q.bias_n = unroll::fold_step_bias(cfg, p.b_ih, p.b_hh, q.bias.data());
+    q.bias.assign(std::size_t(GH), Real(0));  // with layer norm the biases come after it
+    if (!cfg.layer_norm) q.bias_n = unroll::fold_step_bias(cfg, p.b_ih, p.b_hh, q.bias.data());
   }
   if (cfg.head) s.head.resize(kernels::packed_size<Real>(O, HO));
   s.b_o = V.b_o;
@@ -248,9 +265,12 @@ Stream<Real>::Stream(const Model<Real>& model, int streams, int threads) : impl_
     s.c_next.assign(s.c.size(), Real(0));
   }
   s.gates.assign(N * GH, Real(0));
-  if (gru) {
-    s.gh.assign(N * GH, Real(0));
-    s.aux.assign(N * H, Real(0));
+  if (gru || cfg.layer_norm) s.gh.assign(N * GH, Real(0));
+  if (gru) s.aux.assign(N * H, Real(0));
+  if (cfg.layer_norm) {
+    s.ln_hat.assign(N * GH, Real(0));
+    s.ln_rstd.assign(N, Real(0));
+    if (lstm) s.ln_c_stats.assign(2 * N, Real(0));
   }
   if (P) s.m.assign(N * H, Real(0));
   // Zeros: the zero bias of the assigning products (G·H or P wide) and a projected LSTM's h_prev.

@@ -43,7 +43,9 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
       // Under MPI this process works on its rows of each batch only (include/bptt/dist.hpp).
       grads_(model.cfg, task.T(), dist::rows_of(std::max(task.B(), dist::size())).count(),
              /*with_x=*/false) {  // training needs no dL/dx
-  if (cfg.rtrl) require_options(model.cfg, {.causal = true}, "--method rtrl", "online RTRL");
+  if (cfg.rtrl)
+    require_options(model.cfg, {.causal = true, .layer_norm = false}, "--method rtrl",
+                    "online RTRL");
   if (cfg.k2 > 0) require_options(model.cfg, {.causal = true}, "--k2", "truncation (--k1/--k2)");
   if (task.carries_state())
     require_options(model.cfg, {.causal = true}, "--bidirectional",
@@ -454,7 +456,7 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
       cfg.num_layers != model_.cfg.num_layers || cfg.input_size != model_.cfg.input_size ||
       cfg.output_size != model_.cfg.output_size || cfg.bidirectional != model_.cfg.bidirectional ||
       cfg.proj_size != model_.cfg.proj_size || cfg.bias != model_.cfg.bias ||
-      cfg.initial_state != model_.cfg.initial_state)
+      cfg.initial_state != model_.cfg.initial_state || cfg.layer_norm != model_.cfg.layer_norm)
     throw Error(ErrorKind::usage, path, "the snapshot's model differs from this run's",
                 "resume with the options of the run that wrote it");
   for (const ParamInfo& p : param_layout(model_.cfg)) {

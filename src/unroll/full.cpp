@@ -16,6 +16,7 @@
 
 #include "bptt/unroll.hpp"
 #include "cells/cell.hpp"
+#include "cells/layer_norm.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/step_gemm.hpp"
 #include "unroll/direction.hpp"
@@ -36,15 +37,15 @@ struct Rows {
   int size() const { return end - begin; }
 };
 
-// The pointers of step t (0-based; it reads state t and writes state t+1) of layer k, for the
-// rows r of the batch.
 // The pointers of step t (0-based, in the unit's frame; it reads state t and writes state t+1)
 // of unit u, for the rows r of the batch. With a projection the cell's h is m = o ⊙ tanh(c)
 // and its h_prev the scratch's zeros (the LSTM cell reads h_prev only to carry it past a
-// sequence's end, so m is 0 there); the unroller forms h = m·W_hrᵀ itself.
+// sequence's end, so m is 0 there); the unroller forms h = m·W_hrᵀ itself. p: the unit's
+// parameters (a layer-normalized LSTM's γ_c, β_c).
 template <class Real>
 cells::CellStep<Real> step_at(Workspace<Real>& ws, const typename Workspace<Real>::Scratch& sc,
-                              int u, int t, int H, int HO, int GH, Rows r) {
+                              const LayerParams<const Real>& p, int u, int t, int H, int HO,
+                              int GH, Rows r) {
   const std::size_t B = std::size_t(ws.B()), row = std::size_t(t), b0 = std::size_t(r.begin);
   const std::size_t BH = B * H, BHO = B * HO;
   cells::CellStep<Real> s;
@@ -62,7 +63,28 @@ cells::CellStep<Real> step_at(Workspace<Real>& ws, const typename Workspace<Real
   }
   if (Real* c = ws.c(u)) s.c_prev = c + row * BH + b0 * H, s.c = c + (row + 1) * BH + b0 * H;
   if (Real* aux = ws.aux(u)) s.aux = aux + row * BH + b0 * H;
+  if (Real* st = ws.ln_c_stats(u)) {
+    s.ln_c_gamma = p.ln_c_w;
+    s.ln_c_beta = p.ln_c_b;
+    s.ln_c_stats = st + (row * B + b0) * 2;
+  }
   return s;
+}
+
+// Runs f(begin, end, part) on `parts` contiguous blocks of [0, rows), one per thread: for the
+// pointwise passes over all T·B rows of a unit (its layer norm).
+inline int block_parts(int rows, int threads) {
+  constexpr int kMinRowsPerPart = 64;
+  return std::max(1, std::min(threads, rows / kMinRowsPerPart));
+}
+
+template <class F>
+void for_blocks(int rows, int threads, F&& f) {
+  const int parts = block_parts(rows, threads);
+  if (parts == 1) return f(0, rows, 0);
+#pragma omp parallel num_threads(parts)
+  for (int p = omp_get_thread_num(); p < parts; p += omp_get_num_threads())
+    f(int(std::int64_t(rows) * p / parts), int(std::int64_t(rows) * (p + 1) / parts), p);
 }
 
 // Rows of the readout per task (of the threads' loop over blocks of rows).
@@ -220,12 +242,24 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
   const auto& p = V.layers[std::size_t(u)];
   const auto& sc = ws.scratch(u % cfg.directions());
   // Hoisted (unroll/x_product.hpp): x-side pre-activations of all T·B rows in one GEMM, b_ih
-  // folded into the per-step bias (fold_step_bias).
-  const bool in_step = unroll::x_product_in_step<Real>(cfg, p.in);
+  // folded into the per-step bias (fold_step_bias). With layer norm the biases come after the
+  // normalization: gates = LN(x·W_ihᵀ) ⊙ γ_ih + b_ih here, and per step
+  // gh = LN(h·W_hhᵀ) ⊙ γ_hh + b_hh after a product without bias.
+  const bool in_step = unroll::x_product_in_step<Real>(cfg, p.in), ln = cfg.layer_norm;
   if (!in_step)
     gemm(false, true, TB, GH, p.in, Real(1), in, p.in, p.w_ih, p.in, Real(0), ws.gates(u), GH);
+  if (ln)
+    for_blocks(TB, threads, [&](int r0, int r1, int) {
+      const std::size_t at = std::size_t(r0);
+      cells::layer_norm_forward(r1 - r0, GH, ws.gates(u) + at * GH, std::size_t(GH), p.ln_ih,
+                                p.b_ih, ws.ln_x(u) + at * GH, ws.ln_x_rstd(u) + at);
+    });
   Real* bias = sc.step_bias;
-  const Real* bias_n = unroll::fold_step_bias(cfg, p.b_ih, p.b_hh, bias);
+  const Real* bias_n = nullptr;
+  if (ln)
+    std::fill(bias, bias + GH, Real(0));
+  else
+    bias_n = unroll::fold_step_bias(cfg, p.b_ih, p.b_hh, bias);
   initial_state(batch.h0, V.h0, u, B, HO, ws.h(u));
   if (ws.c(u)) initial_state(batch.c0, V.c0, u, B, H, ws.c(u));
   // Per step: gh = h_{t-1}·W_hhᵀ + bias, with W_hhᵀ packed once for all T steps; in the step,
@@ -239,7 +273,7 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
   for_row_parts(B, threads, [&](Rows r) {
     const std::size_t o0 = std::size_t(r.begin) * HO;
     for (int t = 0; t < T; ++t) {
-      auto s = step_at(ws, sc, u, t, H, HO, GH, r);
+      auto s = step_at(ws, sc, p, u, t, H, HO, GH, r);
       s.bias_n = bias_n;
       const Real* h_prev = ws.h(u) + std::size_t(t) * BHO + o0;
       if (in_step) {
@@ -249,6 +283,11 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
                                   bias, s.gates, GH);
       } else {
         kernels::gemm_packed(s.B, GH, HO, h_prev, HO, packed_hh, bias, s.gh, GH);
+      }
+      if (ln) {
+        const std::size_t at = std::size_t(t) * B + std::size_t(r.begin);
+        cells::layer_norm_forward(s.B, GH, s.gh, std::size_t(GH), p.ln_hh, p.b_hh,
+                                  ws.ln_h(u) + at * GH, ws.ln_h_rstd(u) + at);
       }
       cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
       if (P) {  // h_t = m_t·W_hrᵀ (sc.zeros as a zero bias: ASSIGN), carried past a length
@@ -370,8 +409,12 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
   // Bias gradients: Σ over steps and rows of dgh (b_hh) and dgi (b_ih), added step by step
   // while the step's rows are in cache, one pair of accumulators per row part (no pass over
   // [T·B, G·H] after the loop). Only the GRU's dgi differs from its dgh.
-  const bool gru = cfg.cell == CellKind::gru;
-  std::vector<Real> db(cfg.bias ? std::size_t(row_parts(B, threads)) * 2 * GH : 0);
+  const bool gru = cfg.cell == CellKind::gru, ln = cfg.layer_norm;
+  const std::size_t parts = std::size_t(row_parts(B, threads));
+  std::vector<Real> db(cfg.bias ? parts * 2 * GH : 0);
+  // Layer norm's gains, the same way: per row part γ_hh [G·H], then for LSTM γ_c and β_c [H].
+  const std::size_t n_ln = ln ? std::size_t(GH) + (p.ln_c_w ? 2 * std::size_t(H) : 0) : 0;
+  std::vector<Real> dln(parts * n_ln);
   Real* trace = opts.dh_trace ? opts.dh_trace + std::size_t(u) * T * BHO : nullptr;
   const int C = ws.chunk_steps();
   for (int end = T; end > 0; end -= C) {
@@ -404,7 +447,7 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
       Real* dh = sc.dh_step + o0;
       Real* carry = sc.dh_carry + o0;
       for (int t = end - 1; t >= begin; --t) {
-        const auto s = step_at(ws, sc, u, t, H, HO, GH, r);
+        const auto s = step_at(ws, sc, p, u, t, H, HO, GH, r);
         const Real* a = above + std::size_t(t - begin) * BHO + o0;
         for (std::size_t i = 0; i < n; ++i) dh[i] = a[i] + carry[i];
         if (trace)
@@ -428,8 +471,18 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
           for (int b = 0; b < s.B; ++b)
             for (int j = 0; j < P; ++j) carry[b * P + j] = s.valid[b] ? Real(0) : dh[b * P + j];
         }
+        Real* acc_ln = dln.data() + std::size_t(r.part) * n_ln;
+        if (s.ln_c_gamma) g.dln_c_gamma = acc_ln + GH, g.dln_c_beta = acc_ln + GH + H;
         cells::cell_backward(cfg.cell, cfg.nonlinearity, s, g);
-        kernels::gemm_packed(s.B, HO, GH, g.dgh, GH, packed_hh, nullptr, carry, HO);
+        const Real* dprod = g.dgh;  // dL/d(h_{t-1}·W_hhᵀ)
+        if (ln) {  // through the normalization, over the step's saved ĥ
+          const std::size_t at = std::size_t(t) * B + std::size_t(r.begin);
+          Real* hh = ws.ln_h(u) + at * GH;
+          cells::layer_norm_backward(s.B, GH, g.dgh, std::size_t(GH), p.ln_hh, hh,
+                                     ws.ln_h_rstd(u) + at, hh, acc_ln, (Real*)nullptr);
+          dprod = hh;
+        }
+        kernels::gemm_packed(s.B, HO, GH, dprod, GH, packed_hh, nullptr, carry, HO);
         if (!db.empty()) {
           Real* acc = db.data() + std::size_t(r.part) * 2 * GH;
           kernels::sum_rows(s.B, GH, g.dgh, acc);
@@ -449,8 +502,30 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
     }
     if (G.c0 && batch.c0.empty()) add_batch_sum(B, H, sc.dc_carry, G.c0 + std::size_t(u) * H);
   }
+  // Layer norm's x side, over all T·B rows at once: dgi (dL/d(LN(x·W_ihᵀ) ⊙ γ_ih + b_ih)) becomes
+  // dL/d(x·W_ihᵀ) in place, for dW_ih, dx and the layer below; then the gains' sums.
+  if (ln) {
+    const std::size_t xparts = std::size_t(block_parts(TB, threads));
+    std::vector<Real> dg_ih(xparts * GH, Real(0));
+    for_blocks(TB, threads, [&](int r0, int r1, int part) {
+      const std::size_t at = std::size_t(r0);
+      Real* gi = ws.dgi(u) + at * GH;
+      cells::layer_norm_backward(r1 - r0, GH, gi, std::size_t(GH), p.ln_ih, ws.ln_x(u) + at * GH,
+                                 ws.ln_x_rstd(u) + at, gi, dg_ih.data() + std::size_t(part) * GH,
+                                 (Real*)nullptr);
+    });
+    for (std::size_t part = 0; part < xparts; ++part)
+      for (int j = 0; j < GH; ++j) d.ln_ih[j] += dg_ih[part * GH + std::size_t(j)];
+    for (std::size_t part = 0; part < parts; ++part) {
+      const Real* acc = dln.data() + part * n_ln;
+      for (int j = 0; j < GH; ++j) d.ln_hh[j] += acc[j];
+      if (d.ln_c_w)
+        for (int j = 0; j < H; ++j) d.ln_c_w[j] += acc[GH + j], d.ln_c_b[j] += acc[GH + H + j];
+    }
+  }
   // Hoisted: weight gradients merged over time, one GEMM each.
-  gemm(true, false, GH, HO, TB, Real(1), ws.dgh(u), GH, ws.h(u), HO, Real(1), d.w_hh, HO);
+  gemm(true, false, GH, HO, TB, Real(1), ln ? ws.ln_h(u) : ws.dgh(u), GH, ws.h(u), HO, Real(1),
+       d.w_hh, HO);
   const Real* in = reverse ? ws.x_rev(u)
                    : k == 0 ? batch.x.data()
                    : ws.dropout_active ? ws.drop_in(k)

@@ -9,6 +9,8 @@
 //   GRU:   r,z = σ(W_x x + b_x + W_h h + b_h), n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
 //          h' = (1 − z) n + z h
 //   LSTM with a projection: h' = W_hr (o tanh(c')).  No bias: b_ih = b_hh = 0.
+//   Layer norm: W_ih x and W_hh h are each normalized, LN(v) = (v − mean v)/sqrt(var v + 1e-5),
+//   scaled by γ_ih, γ_hh, and only then get b_ih, b_hh; the LSTM's h' = o tanh(LN(c') γ_c + β_c).
 //   Bidirectional: the right-to-left direction runs t = len−1..0 from its own initial state; a
 //   layer's output at t is [h_t left to right ; h_t right to left].
 //   Steps with t ≥ lengths[b] output each direction's final state (and pass their gradient to it).
@@ -81,6 +83,37 @@ void affine_backward(int rows, int cols, const Real* W, const Real* d, const Rea
   }
 }
 
+// Layer norm of v in place (v := v̂ = (v − μ)/sqrt(σ² + ε)); returns 1/sqrt(σ² + ε).
+template <class Real>
+Real normalize(std::vector<Real>& v) {
+  const double n = double(v.size());
+  double mean = 0, var = 0;
+  for (Real e : v) mean += double(e);
+  mean /= n;
+  for (Real e : v) var += (double(e) - mean) * (double(e) - mean);
+  const Real r = Real(1 / std::sqrt(var / n + 1e-5));
+  for (Real& e : v) e = (e - Real(mean)) * r;
+  return r;
+}
+
+// Back through out = v̂ γ + β: g = dL/dout on entry, dL/dv on exit; dγ += g v̂, dβ += g (dβ may
+// be nullptr).
+template <class Real>
+void normalize_backward(std::vector<Real>& g, const std::vector<Real>& vhat, Real r,
+                        const Real* gamma, Real* dgamma, Real* dbeta) {
+  const std::size_t n = g.size();
+  double m1 = 0, m2 = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    dgamma[j] += g[j] * vhat[j];
+    if (dbeta) dbeta[j] += g[j];
+    g[j] *= gamma[j];  // dL/dv̂
+    m1 += double(g[j]);
+    m2 += double(g[j]) * double(vhat[j]);
+  }
+  m1 /= double(n), m2 /= double(n);
+  for (std::size_t j = 0; j < n; ++j) g[j] = r * (g[j] - Real(m1) - vhat[j] * Real(m2));
+}
+
 // Everything one unit remembers of one step of one sequence.
 template <class Real>
 struct Saved {
@@ -91,6 +124,8 @@ struct Saved {
   std::vector<Real> h_prev;  // [H_out] the state the step started from
   std::vector<Real> c_prev;  // [H] LSTM
   std::vector<Real> in;      // the step's input
+  std::vector<Real> xhat, hhat, chat;  // layer norm: LN(W_ih x), LN(W_hh h), LSTM LN(c')
+  Real rx = 0, rh = 0, rc = 0;         // and their 1/sqrt(σ² + ε)
 };
 
 // θ(z) for one row.
@@ -206,8 +241,17 @@ double reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
           s.h_prev = h;
           s.c_prev = c;
           Vec gx(GH), gh(GH), hn(H);
-          affine(GH, p.in, p.w_ih, p.b_ih, s.in.data(), gx.data());
-          affine(GH, HO, p.w_hh, p.b_hh, h.data(), gh.data());
+          const bool ln = cfg.layer_norm;
+          affine(GH, p.in, p.w_ih, ln ? nullptr : p.b_ih, s.in.data(), gx.data());
+          affine(GH, HO, p.w_hh, ln ? nullptr : p.b_hh, h.data(), gh.data());
+          if (ln) {  // gx = LN(W_ih x) γ_ih + b_ih, gh = LN(W_hh h) γ_hh + b_hh
+            s.rx = normalize(gx), s.rh = normalize(gh);
+            s.xhat = gx, s.hhat = gh;
+            for (int j = 0; j < GH; ++j) {
+              gx[j] = gx[j] * p.ln_ih[j] + (p.b_ih ? p.b_ih[j] : Real(0));
+              gh[j] = gh[j] * p.ln_hh[j] + (p.b_hh ? p.b_hh[j] : Real(0));
+            }
+          }
           s.act.assign(GH, Real(0));
           switch (cfg.cell) {
             case CellKind::elman:
@@ -224,6 +268,14 @@ double reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
                 s.tc[j] = std::tanh(c[j]);
                 hn[j] = o * s.tc[j];
                 s.act[j] = ig, s.act[H + j] = f, s.act[2 * H + j] = g, s.act[3 * H + j] = o;
+              }
+              if (ln) {  // h' = o tanh(LN(c') γ_c + β_c), c' itself carried
+                s.chat = c;
+                s.rc = normalize(s.chat);
+                for (int j = 0; j < H; ++j) {
+                  s.tc[j] = std::tanh(s.chat[j] * p.ln_c_w[j] + p.ln_c_b[j]);
+                  hn[j] = s.act[3 * H + j] * s.tc[j];
+                }
               }
               break;
             case CellKind::gru:
@@ -314,11 +366,15 @@ double reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
               for (int j = 0; j < H; ++j)
                 dgx[j] = dgh[j] = dht[j] * phi_grad_from_output(cfg.nonlinearity, s.act[j]);
               break;
-            case CellKind::lstm:
+            case CellKind::lstm: {
+              Vec dcl(H);  // the part of dL/dc' through the output path
+              for (int j = 0; j < H; ++j)
+                dcl[j] = dht[j] * s.act[3 * H + j] * (Real(1) - s.tc[j] * s.tc[j]);
+              if (cfg.layer_norm) normalize_backward(dcl, s.chat, s.rc, p.ln_c_w, dp.ln_c_w, dp.ln_c_b);
               for (int j = 0; j < H; ++j) {
                 const Real ig = s.act[j], f = s.act[H + j], g = s.act[2 * H + j],
                            o = s.act[3 * H + j], tc = s.tc[j];
-                const Real dct = dc[j] + dht[j] * o * (Real(1) - tc * tc);
+                const Real dct = dc[j] + dcl[j];
                 dgx[j] = dct * g * ig * (Real(1) - ig);
                 dgx[H + j] = dct * s.c_prev[j] * f * (Real(1) - f);
                 dgx[2 * H + j] = dct * ig * (Real(1) - g * g);
@@ -327,6 +383,7 @@ double reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
               }
               dgh = dgx;
               break;
+            }
             case CellKind::gru:
               for (int j = 0; j < H; ++j) {
                 const Real r = s.act[j], z = s.act[H + j], n = s.act[2 * H + j];
@@ -339,10 +396,14 @@ double reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
               }
               break;
           }
-          affine_backward(GH, in_w, p.w_ih, dgx.data(), s.in.data(), dp.w_ih, dp.b_ih,
-                          din[t].data());
-          affine_backward(GH, HO, p.w_hh, dgh.data(), s.h_prev.data(), dp.w_hh, dp.b_hh,
-                          dhp.data());
+          if (cfg.layer_norm) {  // back through LN(·) γ + b: dgx, dgh become dL/d(W x), dL/d(W h)
+            normalize_backward(dgx, s.xhat, s.rx, p.ln_ih, dp.ln_ih, dp.b_ih);
+            normalize_backward(dgh, s.hhat, s.rh, p.ln_hh, dp.ln_hh, dp.b_hh);
+          }
+          affine_backward(GH, in_w, p.w_ih, dgx.data(), s.in.data(), dp.w_ih,
+                          cfg.layer_norm ? nullptr : dp.b_ih, din[t].data());
+          affine_backward(GH, HO, p.w_hh, dgh.data(), s.h_prev.data(), dp.w_hh,
+                          cfg.layer_norm ? nullptr : dp.b_hh, dhp.data());
           dh = dhp;
         }
         for (int j = 0; j < HO; ++j) {

@@ -16,7 +16,7 @@ namespace bptt {
 // The layout of a Workspace, walked once to size it (base = nullptr) and once to place its
 // pointers: per unit u
 //   gates (dgi after backward) | h | c (LSTM) | aux (GRU) | dgh (GRU) | m, dh_proj (projection) |
-//   x_rev (d = 1)
+//   x_rev (d = 1) | ln_x, ln_x_rstd, ln_h, ln_h_rstd, ln_c_stats (layer norm)
 // per layer k: out (D = 2) | drop_mask, drop_in (dropout, k >= 1)
 // then the shared z (dz overwrites it) | yhat | top (final-state readout), and per direction
 // the Scratch.
@@ -39,7 +39,7 @@ struct WorkspacePlan {
     };
     for (int u = 0; u < cfg.units(); ++u) {
       const std::size_t in = std::size_t(cfg.layer_input_size(u / D));
-      Real* p[8];
+      Real* p[13];
       p[0] = take(t * b * GH);                        // gates
       p[1] = take((t + 1) * b * HO);                  // h
       p[2] = take(lstm ? (t + 1) * b * H : 0);        // c
@@ -48,8 +48,14 @@ struct WorkspacePlan {
       p[5] = take(P ? t * b * P : 0);                 // dh_proj
       p[6] = take(u % D == 1 ? t * b * in : 0);       // x_rev
       p[7] = take(gru ? t * b * GH : 0);              // dgh
+      const bool ln = cfg.layer_norm;
+      p[8] = take(ln ? t * b * GH : 0);               // ln_x
+      p[9] = take(ln ? t * b : 0);                    // ln_x_rstd
+      p[10] = take(ln ? t * b * GH : 0);              // ln_h
+      p[11] = take(ln ? t * b : 0);                   // ln_h_rstd
+      p[12] = take(ln && lstm ? t * b * 2 : 0);       // ln_c_stats
       if (ws)
-        for (int i = 0; i < 8; ++i) ws->unit_[i].push_back(p[i]);
+        for (int i = 0; i < 13; ++i) ws->unit_[i].push_back(p[i]);
     }
     for (int k = 0; k < cfg.num_layers; ++k) {
       Real* p[3];
@@ -162,6 +168,16 @@ template <class Real>
 Real* Workspace<Real>::dh_proj(int u) { return unit_[5][std::size_t(u)]; }
 template <class Real>
 Real* Workspace<Real>::x_rev(int u) { return unit_[6][std::size_t(u)]; }
+template <class Real>
+Real* Workspace<Real>::ln_x(int u) { return unit_[8][std::size_t(u)]; }
+template <class Real>
+Real* Workspace<Real>::ln_x_rstd(int u) { return unit_[9][std::size_t(u)]; }
+template <class Real>
+Real* Workspace<Real>::ln_h(int u) { return unit_[10][std::size_t(u)]; }
+template <class Real>
+Real* Workspace<Real>::ln_h_rstd(int u) { return unit_[11][std::size_t(u)]; }
+template <class Real>
+Real* Workspace<Real>::ln_c_stats(int u) { return unit_[12][std::size_t(u)]; }
 template <class Real>
 Real* Workspace<Real>::dgi(int u) { return gates(u); }
 template <class Real>

@@ -6,7 +6,8 @@
 // The second wins where both packed matrices are small enough to stay near the core, and the
 // hoisted GEMM, with its small K = I, runs below the kernel's rate: LSTM inference 2% faster on
 // docs/benchmarks.md's shapes a and d on a Xeon, equal on b, which is past the size limit below. Not for
-// the GRU, whose n gate needs W_in·x and W_hn·h apart (r multiplies only the second).
+// the GRU, whose n gate needs W_in·x and W_hn·h apart (r multiplies only the second), nor for
+// a layer-normalized cell, which normalizes the two products apart.
 // Backward is the same either way: it reads the activations the cell leaves in gates(k).
 #pragma once
 
@@ -36,7 +37,7 @@ inline std::size_t in_step_max_bytes() {
 template <class Real>
 bool x_product_in_step(const ModelConfig& cfg, int in) {
   const std::size_t H = std::size_t(cfg.hidden_size), GH = std::size_t(cfg.gates()) * H;
-  return cfg.cell != CellKind::gru && in <= cfg.hidden_size &&
+  return cfg.cell != CellKind::gru && !cfg.layer_norm && in <= cfg.hidden_size &&
          GH * (std::size_t(in) + std::size_t(cfg.state_size())) * sizeof(Real) <= in_step_max_bytes();
 }
 

@@ -343,7 +343,11 @@ INSTANTIATE_TEST_SUITE_P(
                                  {"--proj-size", "5", "--no-bias", "--learn-initial-state",
                                   "--layers", "2"}},
                       ResumeCase{"learned_recompute_rtrl_free",
-                                 {"--learn-initial-state", "--recompute", "4", "--cell", "gru"}}),
+                                 {"--learn-initial-state", "--recompute", "4", "--cell", "gru"}},
+                      // Layer-normalized cells: their gains are parameters like any other.
+                      ResumeCase{"layer_norm", {"--layer-norm", "--layers", "2"}},
+                      ResumeCase{"layer_norm_gru_k1_k2",
+                                 {"--layer-norm", "--cell", "gru", "--k1", "16", "--k2", "40"}}),
     [](const ::testing::TestParamInfo<ResumeCase>& p) { return p.param.name; });
 
 // ---------------------------------------------------------------------------------------------

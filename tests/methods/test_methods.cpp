@@ -213,10 +213,34 @@ INSTANTIATE_TEST_SUITE_P(Grid, Rtrl, testing::ValuesIn(rtrl_grid()), case_name);
 std::vector<Case> rtrl_option_cases() {
   std::vector<Case> out;
   for (const Case& c : option_cases())
-    if (!c.opt.bi && !c.opt.final_readout) out.push_back(c);
+    if (!c.opt.bi && !c.opt.final_readout && !c.opt.ln) out.push_back(c);
   return out;
 }
 INSTANTIATE_TEST_SUITE_P(Options, Rtrl, testing::ValuesIn(rtrl_option_cases()), case_name);
+
+// RTRL refuses a layer-normalized model (its Jacobians know the plain cells), in one line that
+// names the methods that take it.
+TEST(Rtrl, RefusesLayerNorm) {
+  for (const Case& c : option_cases()) {
+    if (!c.opt.ln || c.opt.bi || c.opt.final_readout) continue;
+    SCOPED_TRACE(c.name());
+    const auto m = make_model<double>(c);
+    const auto b = make_batch<double>(c);
+    Gradients<double> g(c.config(), c.T, c.B);
+    for (const auto& call : std::vector<std::function<void()>>{
+             [&] { rtrl_loss_and_gradients(m, b, c.loss.loss, g); },
+             [&] { RtrlStream<double>(c.config(), c.B); }}) {
+      try {
+        call();
+        ADD_FAILURE() << "RTRL took a layer-normalized model";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::usage);
+        EXPECT_NE(std::string(e.what()).find("layer-normalized"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+      }
+    }
+  }
+}
 
 // A bidirectional model, or a head that reads the final state, is refused by every causal
 // method, with a message that says why.

@@ -90,6 +90,12 @@ std::vector<Case> large_option_cases() {
   out.push_back(c.with_headless());
   Case g{{CellKind::gru, Activation::tanh}, {LossKind::xent, Activation::softmax}, 2, 70, 18, 5, 37, 37};
   out.push_back(g.with_headless());
+  // Layer norm over rows of 37·G entries (16-lane sums with remainders), T = 150, every cell.
+  for (CellKind k : {CellKind::lstm, CellKind::gru, CellKind::elman}) {
+    Case n{{k, Activation::tanh}, {LossKind::xent, Activation::softmax}, 2, 150, 9, 40, 37, 9};
+    n.opt = {.bi = k != CellKind::elman, .P = k == CellKind::lstm ? 20 : 0, .ln = true};
+    out.push_back(n);
+  }
   return out;
 }
 INSTANTIATE_TEST_SUITE_P(LargeOptions, FastVsReference, testing::ValuesIn(large_option_cases()),

@@ -87,6 +87,16 @@ std::vector<Case> threaded_cases() {
   Case big{{CellKind::lstm, Activation::tanh}, {LossKind::mse, Activation::tanh}, 2, 70, 18, 40, 37, 9};
   big.opt = {.bi = true, .P = 20};
   out.push_back(big);
+  // Layer norm: its passes over all T·B rows (1890 here) run in blocks, one per thread, and its
+  // gains' gradients sum per part; one and two directions.
+  for (CellKind k : {CellKind::lstm, CellKind::gru, CellKind::elman}) {
+    Case c{{k, Activation::tanh}, {LossKind::xent, Activation::softmax}, 2, 70, 27, 40, 37, 9};
+    c.opt = {.ln = true};
+    out.push_back(c);
+    c.opt = {.bi = true, .P = k == CellKind::lstm ? 20 : 0, .ln = true};
+    c.T = 30;
+    out.push_back(c);
+  }
   return out;
 }
 

@@ -29,6 +29,7 @@ struct TrainOptions {
   // The torch.nn options (model.hpp): bidirectional layers, an LSTM projection, no biases, a
   // learned initial state.
   bool bidirectional = false, no_bias = false, learn_initial_state = false;
+  bool layer_norm = false;  // Ba et al.'s layer-normalized cells (model.hpp)
   int proj_size = 0;
   double dropout = 0, forget_bias = 0;
   std::string optimizer = "adam", schedule = "constant";
@@ -77,7 +78,8 @@ std::string fingerprint(const TrainOptions& o, const TrainConfig& tc, const Mode
          (c.bidirectional ? " bidirectional" : "") +
          (c.proj_size ? fmt::format(" proj_size={}", c.proj_size) : "") +
          (c.bias ? "" : " bias=false") +
-         (c.initial_state == InitialState::learned ? " initial_state=learned" : "");
+         (c.initial_state == InitialState::learned ? " initial_state=learned" : "") +
+         (c.layer_norm ? " layer_norm" : "");
 }
 
 // The directory of an output file must exist before hours of training are spent.
@@ -126,6 +128,7 @@ void run_train(const TrainOptions& o) {
   cfg.proj_size = o.proj_size;
   cfg.bias = !o.no_bias;
   cfg.initial_state = o.learn_initial_state ? InitialState::learned : InitialState::zero;
+  cfg.layer_norm = o.layer_norm;
   if (o.bidirectional) {
     if (const std::string why = data.bidirectional_refusal(); !why.empty())
       throw Error(ErrorKind::usage, "--bidirectional", "refused for " + why,
@@ -204,6 +207,7 @@ void run_train(const TrainOptions& o) {
     if (cfg.proj_size) options += fmt::format(" projected to {}", cfg.proj_size);
     if (!cfg.bias) options += " no bias";
     if (cfg.initial_state == InitialState::learned) options += " learned initial state";
+    if (cfg.layer_norm) options += " layer norm";
     fmt::print(stderr, "model: {} {}x{}{}, {} parameters, {} batches of {}x{} per epoch\n",
                to_string(cfg.cell), cfg.num_layers, cfg.hidden_size,
                options.empty() ? "" : "," + options, model.params.size(), bpe, B, task->T());
@@ -385,6 +389,10 @@ void add_train(CLI::App& app, Runner& run) {
   cmd->add_flag("--no-bias", o->no_bias, "Layers without biases (torch's bias=False)")->group("Model");
   cmd->add_flag("--learn-initial-state", o->learn_initial_state,
                 "Train the initial state h0 (and c0) as parameters init.h0, init.c0")
+      ->group("Model");
+  cmd->add_flag("--layer-norm", o->layer_norm,
+                "Layer-normalized cells (Ba et al. 2016): LN(x W_ih^T) γ_ih + b_ih + LN(h W_hh^T)\n"
+                "γ_hh + b_hh, and the LSTM's h = o ⊙ tanh(LN(c) γ_c + β_c); tensors rnn.ln_*")
       ->group("Model");
   cmd->add_option("--forget-bias", o->forget_bias, "Added to LSTM forget-gate biases (default 0)")->group("Model");
   cmd->add_option("--optimizer", o->optimizer, "sgd, adam, adamw, rmsprop, adagrad (default adam)")
