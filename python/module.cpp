@@ -148,6 +148,66 @@ std::unique_ptr<ArrayBatch<Real>> make_batch(const ModelConfig& c, const std::st
   return ab;
 }
 
+// The training-mode masks of a pass (Model.grad/predict's masks=, a data file's tensors of the
+// same names, docs/file_format.md) into the batch's view.
+template <class Real>
+void add_masks(const ModelConfig& c, const std::string& verb, py::handle masks,
+               ArrayBatch<Real>& ab, std::optional<LossKind> loss) {
+  if (masks.is_none()) return;
+  if (!py::isinstance<py::dict>(masks))
+    throw Error(ErrorKind::usage, verb + ": masks", "is not a dict",
+                "pass {name: array} with the data file's names (mask_input, ...)");
+  BatchView<Real>& b = ab.view;
+  const py::ssize_t T = b.T, B = b.B, I = c.input_size, U = c.units(), HO = c.state_size(),
+                    H = c.hidden_size, W = c.output_width(), GH = py::ssize_t(c.gates()) * H;
+  std::vector<std::string> weight_names;
+  for (const ParamInfo& p : param_layout(c))
+    if (p.name.rfind("rnn.weight_hh_l", 0) == 0) weight_names.push_back("mask_" + p.name.substr(4));
+  std::vector<py::array_t<Real, py::array::c_style>> weights(weight_names.size());
+  std::size_t given_weights = 0;
+  const py::dict d = py::reinterpret_borrow<py::dict>(masks);
+  for (auto item : d) {
+    const std::string key = py::str(item.first);
+    const std::string where = verb + ": masks[" + key + "]";
+    const py::handle v = item.second;
+    if (key == "mask_input")
+      b.mask_input = ab.keep(typed_array<Real>(v, where, {B, I}, "BI"));
+    else if (key == "mask_recurrent")
+      b.mask_recurrent = ab.keep(typed_array<Real>(v, where, {U, B, HO}, "LBH"));
+    else if (key == "mask_output")
+      b.mask_output = ab.keep(typed_array<Real>(v, where, {B, W}, "BW"));
+    else if (key == "zoneout_h")
+      b.zoneout_h = ab.keep(typed_array<Real>(v, where, {T, U, B, HO}, "TLBH"));
+    else if (key == "zoneout_c") {
+      if (c.cell != CellKind::lstm)
+        throw Error(ErrorKind::usage, where, "only an LSTM has a cell state", "leave it out");
+      b.zoneout_c = ab.keep(typed_array<Real>(v, where, {T, U, B, H}, "TLBH"));
+    } else {
+      const auto it = std::find(weight_names.begin(), weight_names.end(), key);
+      if (it == weight_names.end())
+        throw Error(ErrorKind::usage, where, "is not a mask of this model",
+                    "the names are mask_input, mask_recurrent, mask_output, zoneout_h, "
+                    "zoneout_c (LSTM) and mask_weight_hh_l{k}[_reverse]");
+      weights[std::size_t(it - weight_names.begin())] = typed_array<Real>(v, where, {GH, HO}, "GH");
+      ++given_weights;
+    }
+  }
+  if (given_weights > 0) {  // all of them, one after the other ([L·D, G·H, H_out])
+    if (given_weights != weight_names.size())
+      throw Error(ErrorKind::usage, verb + ": masks",
+                  "holds some weight-drop masks but not all",
+                  "give mask_weight_hh_l{k}[_reverse] for every W_hh, or none");
+    py::array_t<Real> all({py::ssize_t(weights.size()) * GH * HO});
+    Real* out = all.mutable_data();
+    for (const auto& w : weights) out = std::copy(w.data(), w.data() + w.size(), out);
+    b.mask_weight_hh = ab.keep(py::array_t<Real, py::array::c_style>(std::move(all)));
+  }
+  if (loss)
+    b.validate(c, *loss, verb);
+  else
+    b.validate(c, verb);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Arrays out
 // ---------------------------------------------------------------------------------------------
@@ -213,7 +273,7 @@ PyModel new_model(const std::string& cell, int input_size, int hidden_size, int 
                   const std::string& nonlinearity, bool bidirectional, int proj_size, bool bias,
                   const std::string& initial_state, const std::string& readout, bool head,
                   const std::string& dtype, std::uint64_t seed, double forget_bias,
-                  bool layer_norm) {
+                  bool layer_norm, double zoneout_h, double zoneout_c) {
   ModelConfig c;
   c.cell = parse_cell(cell, "Model: cell");
   c.nonlinearity = parse_activation(nonlinearity, "Model: nonlinearity");
@@ -229,6 +289,8 @@ PyModel new_model(const std::string& cell, int input_size, int hidden_size, int 
   c.readout = parse_readout(readout, "Model: readout");
   c.head = head;
   c.layer_norm = layer_norm;
+  c.zoneout_h = zoneout_h;
+  c.zoneout_c = zoneout_c;
   c.validate("Model");
   if (forget_bias != 0 && c.cell != CellKind::lstm)
     throw Error(ErrorKind::usage, "Model: forget_bias", "only an LSTM has a forget gate",
@@ -263,6 +325,8 @@ py::dict config_dict(PyModel& m) {
   for (const auto& [key, value] : config_metadata(m.cfg())) {
     if (value == "true" || value == "false")
       d[py::str(key)] = py::bool_(value == "true");
+    else if (key == "zoneout_h" || key == "zoneout_c")
+      d[py::str(key)] = py::float_(std::stod(value));
     else if (!value.empty() && value.find_first_not_of("0123456789") == std::string::npos)
       d[py::str(key)] = py::int_(std::stoll(value));
     else
@@ -342,13 +406,14 @@ void with_workspace(Engine<Real>& e, int T, int B, int threads, F&& f) {
 }
 
 py::tuple predict(PyModel& m, py::handle x, py::handle lengths, py::handle h0, py::handle c0,
-                  int threads) {
+                  py::handle masks, int threads) {
   thread_count(threads, "predict");
   return m.visit([&](auto& e) -> py::tuple {
     using Real = typename std::decay_t<decltype(e.model.params)>::value_type;
     const ModelConfig& c = e.model.cfg;
     const auto arrays =
         make_batch<Real>(c, "predict", x, py::none(), std::nullopt, py::none(), lengths, h0, c0);
+    add_masks<Real>(c, "predict", masks, *arrays, std::nullopt);
     const BatchView<Real>& batch = arrays->view;
     const std::int64_t T = batch.T, B = batch.B;
     py::array_t<Real> y_hat({py::ssize_t(T), py::ssize_t(B), py::ssize_t(c.output_size)});
@@ -433,7 +498,7 @@ py::dict grad_dict(const ModelConfig& c, const Gradients<Real>& g, std::int64_t 
 
 py::tuple grad(PyModel& m, py::handle x, py::handle y, const std::string& loss_name,
                py::handle mask, py::handle lengths, py::handle h0, py::handle c0,
-               const std::string& method_name, int threads) {
+               py::handle masks, const std::string& method_name, int threads) {
   thread_count(threads, "grad");
   const LossKind loss = parse_loss(loss_name, "grad: loss");
   const GradMethodSpec method = parse_grad_method(method_name, "grad: method");
@@ -444,6 +509,7 @@ py::tuple grad(PyModel& m, py::handle x, py::handle y, const std::string& loss_n
     // `bptt grad` reads an F32 file), and the gradients returned in the model's precision.
     auto compute = [&]<class W>() -> py::tuple {
       const auto arrays = make_batch<W>(c, "grad", x, y, loss, mask, lengths, h0, c0);
+      add_masks<W>(c, "grad", masks, *arrays, loss);
       const BatchView<W>& batch = arrays->view;
       Gradients<W> g(c, batch.T, batch.B);
       g.zero();

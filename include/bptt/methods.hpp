@@ -197,13 +197,14 @@ std::size_t numeric_gradient_count(const ModelConfig& cfg, int T, int B);
 // Shared by the methods
 // ---------------------------------------------------------------------------------------------
 
-// Steps [s, e) of a batch as a batch of its own (x, targets, mask and lengths shifted; h0/c0
-// not set). Reuses out's capacity.
+// Steps [s, e) of a batch as a batch of its own (x, targets, mask, lengths and zoneout flags
+// shifted; the dropout masks whole; h0/c0 not set). Reuses out's capacity.
 template <class Real>
 void slice_steps(const BatchArg<Real>& batch, int s, int e, Batch<Real>& out);
 
-// Sequences [b0, b1) of a batch as a batch of its own (every tensor's B axis cut; h0/c0 are
-// [layers, B, H]). Reuses out's capacity.
+// Sequences [b0, b1) of a batch as a batch of its own (every tensor's B axis cut; h0/c0 and
+// mask_recurrent are [layers, B, ·], zoneout flags [T, layers, B, ·]; mask_weight_hh whole).
+// Reuses out's capacity.
 template <class Real>
 void slice_rows(const BatchArg<Real>& batch, int b0, int b1, int layers, Batch<Real>& out);
 
@@ -216,9 +217,16 @@ void slice_rows(const BatchArg<Real>& batch, int b0, int b1, int layers, Batch<R
 struct OptionSupport {
   bool causal = false;  // runs left to right only
   bool layer_norm = true;  // false: the code knows the cells without layer norm only (RTRL)
+  bool zoneout = true;     // false: the code knows the cells without zoneout only (RTRL)
 };
 void require_options(const ModelConfig& cfg, const OptionSupport& support,
                      const std::string& where, const std::string& what);
+
+// Throws bptt::Error (kind usage, where = `where`) when the batch carries dropout masks or
+// zoneout flags (Batch::mask_input, ...), for code that does not apply them (`what`).
+template <class Real>
+void require_no_masks(const BatchArg<Real>& batch, const std::string& where,
+                      const std::string& what);
 
 // Σ_{t, b} batch.weight(t, b): the loss normalizer of the whole batch.
 template <class Real>

@@ -53,6 +53,10 @@ struct ModelConfig {
   bool layer_norm = false;  // Ba et al.'s layer-normalized cell (see above): LN over each row of
                             // the two products (G·H entries) and, for LSTM, of c (H entries);
                             // LN(v) = (v − mean v) / sqrt(var v + 1e-5), biased variance
+  // Zoneout (Krueger et al. 2017): the probability that a unit of h (of c, LSTM) keeps its
+  // value from the step before; in [0, 1). Training draws keep flags (Batch::zoneout_h); a
+  // pass without flags uses the expectation h = z·h_prev + (1 − z)·h̄ (evaluation).
+  double zoneout_h = 0, zoneout_c = 0;
   bool head = true;  // false: no linear readout, z_t is what the head would read (REQUIRES
                      // output_size = D·H_out); ŷ = θ(z) as with a head
 
@@ -63,8 +67,9 @@ struct ModelConfig {
   int output_width() const { return directions() * state_size(); }  // a layer's output, D·H_out
   int layer_input_size(int k) const { return k == 0 ? input_size : output_width(); }
   // Throws bptt::Error (where = `where`) for sizes < 1, φ = softmax, φ ≠ tanh for LSTM/GRU, a
-  // projection outside 0 < P < H or on a cell other than LSTM, or a head-less model whose
-  // output_size is not D·H_out.
+  // projection outside 0 < P < H or on a cell other than LSTM, a head-less model whose
+  // output_size is not D·H_out, or zoneout outside [0, 1) (zoneout_c on a cell other than
+  // LSTM).
   void validate(const std::string& where = "model") const;
 };
 

@@ -62,6 +62,9 @@ struct TrainConfig {
   double clip_norm = 0;   // 0: off
   double clip_value = 0;  // 0: off
   double dropout = 0;     // between layers
+  // Issue 18's time-consistent dropout (input, recurrent, output, weight; seed and stream are
+  // the trainer's); zoneout is the model's (ModelConfig::zoneout_h, zoneout_c).
+  Regularizer regularizer;
   std::uint64_t seed = 1;
   // How a window's gradient is computed (docs/training.md, "Gradient methods"):
   int recompute = 0;            // K >= 1: recompute BPTT with states kept every K steps
@@ -119,7 +122,7 @@ class Trainer {
   TrainConfig cfg_;
   StepInfo bptt_window();
   StepInfo rtrl_window();
-  const Batch<Real>& with_history();
+  Batch<Real>& with_history();
   void keep_state(const Batch<Real>& b);
   // Clips, checks and applies grads_.params; fills info's grad_norm and lr.
   void update(StepInfo& info);

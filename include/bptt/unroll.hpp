@@ -50,7 +50,10 @@ class Workspace {
   const ModelConfig& config() const { return cfg_; }
   int threads() const { return threads_; }
   void set_threads(int threads);  // REQUIRES 1 <= threads (else bptt::Error)
-  std::size_t bytes() const { return buf_.size() * sizeof(Real) + valid_.size(); }
+  std::size_t bytes() const {
+    return (buf_.size() + reg_x_.size() + reg_h_.size() + reg_bar_.size() + reg_top_.size() +
+            reg_w_.size() + reg_keep_.size()) * sizeof(Real) + valid_.size();
+  }
 
   // Per unit u (pointers into one buffer), in the unit's time frame:
   Real* gates(int u);   // [T, B, G·H] x-side pre-activations (or all of them, see packed_w()),
@@ -127,6 +130,21 @@ class Workspace {
   const Scratch& scratch(int d) const { return scratch_[std::size_t(d)]; }
   int chunk_steps() const { return chunk_; }
 
+  // Buffers of the masks and zoneout (Batch::mask_input, ...; src/unroll/regularize.hpp),
+  // sized by forward() the first time a batch or the model's zoneout needs them, outside the
+  // time loop; nullptr until then. Per unit u, in the unit's frame, or per direction d:
+  Real* x_masked();        // [T, B, I] x ⊙ mask_input, the first layer's input
+  Real* h_masked(int u);   // [T, B, H_out] h_{t-1} ⊙ mask_recurrent: what enters W_hh at step t
+  Real* zo_bar(int u);     // [T, B, H] zoneout: the cell's own output (Elman h̄, LSTM c̄)
+  Real* top_masked();      // [T, B, D·H_out] the head's input ⊙ mask_output
+  Real* w_dropped(int d);  // [G·H, H_out] W_hh ⊙ mask_weight_hh of the unit running, then dW̃_hh
+  Real* dh_keep(int d);    // [B, H_out] zoneout's share of dL/dh_t that skips the cell
+  Real* dc_keep(int d);    // [B, H] the same for c
+  Real* dh_masked(int d);  // [B, H_out] δ^h_t·W_hh before the recurrent mask
+  // Sizes the buffers of the given kinds (keeps those sized before). REQUIRES nothing; may
+  // allocate (bptt::Error kind resource beyond the memory available).
+  void reserve_regularization(bool input, bool recurrent, bool zoneout, bool output, bool weight);
+
  private:
   friend struct WorkspacePlan;
   ModelConfig cfg_;
@@ -141,6 +159,7 @@ class Workspace {
   std::vector<Real*> layer_[3];  // per layer: out drop_mask drop_in
   std::vector<Scratch> scratch_;
   std::vector<Real> buf_;
+  std::vector<Real> reg_x_, reg_h_, reg_bar_, reg_top_, reg_w_, reg_keep_;  // regularization's
   Real *z_, *yhat_, *dz_, *top_ = nullptr;
   std::vector<std::uint8_t> valid_;
 };
@@ -184,6 +203,32 @@ struct Dropout {
 // 0 with probability d.p, else 1/(1 − d.p), a pure function of (d, k, element).
 template <class Real>
 void dropout_mask(const Dropout& d, int k, int T, int B, int width, Real* mask);
+
+// Issue 18's training-mode regularization (docs/math.md, section 8d), drawn per training step
+// into a batch's masks (Batch::mask_input, ...) by draw_masks: dropout probabilities for the
+// network's input, the h entering W_hh (Gal & Ghahramani: one mask per sequence and layer, the
+// same at every step), the top layer's output entering the head, and W_hh itself (DropConnect,
+// one mask per step for the whole batch); zoneout flags come from the model's zoneout_h,
+// zoneout_c. As Dropout, every mask is a pure function of (seed, stream, element): pass the
+// training step as the stream; rows/row0 as Dropout's.
+struct Regularizer {
+  double input = 0, recurrent = 0, output = 0, weight = 0;  // each in [0, 1)
+  std::uint64_t seed = 0;
+  std::uint64_t stream = 0;
+  int rows = 0;
+  int row0 = 0;
+  // Whether anything is drawn for a model (a probability above, or the model's zoneout).
+  bool any(const ModelConfig& cfg) const;
+  // Throws bptt::Error (kind value, naming the train option) for a probability outside [0, 1).
+  void validate() const;
+};
+
+// ASSIGNS batch's mask_input [B, I], mask_recurrent [L·D, B, H_out], mask_output [B, D·H_out]
+// (0 with probability p, else 1/(1 − p)), mask_weight_hh [L·D, G·H, H_out], and the zoneout
+// flags zoneout_h [T, L·D, B, H_out], zoneout_c [T, L·D, B, H] (1 with probability z) for the
+// batch's T and B; clears those whose probability is 0. Throws what validate() throws.
+template <class Real>
+void draw_masks(const ModelConfig& cfg, const Regularizer& r, Batch<Real>& batch);
 
 // What backward() takes from outside the batch, and what it can report beyond the gradients.
 template <class Real>

@@ -87,6 +87,16 @@ def _array(value):
     return value
 
 
+def _masks(where, value):
+    """masks={name: array} with the arrays taken as _array takes them."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        _fail("usage", "%s: masks" % where, "is a %s, not a dict" % type(value).__name__,
+              "pass {name: array} with a data file's names (mask_input, ...)")
+    return {str(k): _array(v) for k, v in value.items()}
+
+
 class Model:
     """A recurrent network: torch.nn.RNN/LSTM/GRU with a Linear head, in float32 or float64.
 
@@ -94,19 +104,20 @@ class Model:
     keywords mirror torch.nn (input_size, hidden_size, num_layers, nonlinearity, bias,
     bidirectional, proj_size) and bptt's model file (docs/file_format.md); layer_norm=True
     gives layer-normalized cells (docs/math.md, section 8d; tools/fixtures/regularized_rnn.py
-    is their PyTorch twin).
+    is their PyTorch twin); zoneout_h, zoneout_c are zoneout's probabilities, which a pass
+    without flags uses as their expectation (evaluation).
     """
 
     _KEYWORDS = ("cell", "input_size", "hidden_size", "num_layers", "output_size",
                  "output_activation", "nonlinearity", "bidirectional", "proj_size", "bias",
                  "initial_state", "dtype", "seed", "readout", "head", "forget_bias",
-                 "layer_norm")
+                 "layer_norm", "zoneout_h", "zoneout_c")
 
     def __init__(self, cell="lstm", input_size=None, hidden_size=None, num_layers=1,
                  output_size=None, output_activation="identity", nonlinearity="tanh",
                  bidirectional=False, proj_size=0, bias=True, initial_state="zero",
                  dtype="f32", seed=1, *, readout="steps", head=True, forget_bias=0.0,
-                 layer_norm=False, **unknown):
+                 layer_norm=False, zoneout_h=0.0, zoneout_c=0.0, **unknown):
         w = "Model"
         _no_unknown(w, unknown, self._KEYWORDS)
         if input_size is None or hidden_size is None:
@@ -128,7 +139,8 @@ class Model:
             _str(w, "nonlinearity", nonlinearity), bidirectional, proj_size,
             _bool(w, "bias", bias), _str(w, "initial_state", initial_state),
             _str(w, "readout", readout), head, _str(w, "dtype", dtype), _seed(w, seed),
-            _float(w, "forget_bias", forget_bias), _bool(w, "layer_norm", layer_norm))
+            _float(w, "forget_bias", forget_bias), _bool(w, "layer_norm", layer_norm),
+            _float(w, "zoneout_h", zoneout_h), _float(w, "zoneout_c", zoneout_c))
 
     @classmethod
     def _wrap(cls, core):
@@ -186,29 +198,33 @@ class Model:
 
     # -- computations ----------------------------------------------------------------------
 
-    def predict(self, x, lengths=None, h0=None, c0=None, *, threads=1, **unknown):
+    def predict(self, x, lengths=None, h0=None, c0=None, *, masks=None, threads=1, **unknown):
         """The forward pass: (y_hat [T, B, O], h_n [L·D, B, H_out], c_n [L·D, B, H] or None).
 
         lengths [B] (integers): each sequence's valid steps (h_n is the state at the last
         one); h0, c0: initial states (default: the model's, zeros or learned).
+        masks: {name: array}, the training-mode dropout masks and zoneout flags of a data file
+        (mask_input, mask_recurrent, mask_output, mask_weight_hh_l{k}, zoneout_h, zoneout_c;
+        docs/file_format.md): the pass then runs under exactly these (default: evaluation).
         """
-        _no_unknown("predict", unknown, ("x", "lengths", "h0", "c0", "threads"))
+        _no_unknown("predict", unknown, ("x", "lengths", "h0", "c0", "masks", "threads"))
         return self._m.predict(_array(x), _array(lengths), _array(h0), _array(c0),
-                               _int("predict", "threads", threads))
+                               _masks("predict", masks), _int("predict", "threads", threads))
 
     def grad(self, x, y, loss="mse", mask=None, lengths=None, h0=None, c0=None,
-             method="bptt", *, threads=1, **unknown):
+             method="bptt", *, masks=None, threads=1, **unknown):
         """The loss and its gradient: (loss, {name: dL/d(name)}).
 
         The names are every parameter's (state_dict()'s), "x" [T, B, I], "h0" [L·D, B, H_out]
         and, for LSTM, "c0" [L·D, B, H]: the tensors of `bptt grad`'s file.
         loss: "mse", "bce" (from logits) or "xent" (from logits; y [T, B] integer classes).
         method: "bptt", "recompute", "recompute:K", "truncated:K", "rtrl" or "numeric".
+        masks: as predict's; mask is the loss's step weights [T, B], a different thing.
         """
         _no_unknown("grad", unknown, ("x", "y", "loss", "mask", "lengths", "h0", "c0",
-                                      "method", "threads"))
+                                      "method", "masks", "threads"))
         return self._m.grad(_array(x), _array(y), _str("grad", "loss", loss), _array(mask),
-                            _array(lengths), _array(h0), _array(c0),
+                            _array(lengths), _array(h0), _array(c0), _masks("grad", masks),
                             _str("grad", "method", method), _int("grad", "threads", threads))
 
     def stream(self, n=1, *, threads=1, **unknown):

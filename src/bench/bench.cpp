@@ -25,7 +25,8 @@ namespace bptt {
 namespace {
 
 const char* kShapeHint =
-    "write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias][_learn][_ln], e.g. "
+    "write CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias][_learn][_ln][_rdP][_wdP][_idP]"
+    "[_odP][_zoZ], e.g. "
     "lstm_l1_t100_b32_i64_h128_o64 or lstm_l1_t100_b64_i256_h512_o256_bi_p128";
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -48,6 +49,19 @@ int parse_size(const std::string& shape, const std::string& part, char letter) {
       v > 1'000'000)
     throw Error(ErrorKind::usage, "shape " + shape,
                 "'" + part + "' should be " + letter + " followed by a size in 1..1000000",
+                kShapeHint);
+  return v;
+}
+
+// A probability suffix: `prefix` followed by a number in (0, 1), e.g. rd0.25.
+double parse_probability(const std::string& shape, const std::string& part, const std::string& prefix) {
+  double v = 0;
+  const char* first = part.data() + prefix.size();
+  const char* last = part.data() + part.size();
+  const auto [ptr, ec] = std::from_chars(first, last, v);
+  if (ec != std::errc() || ptr != last || !(v > 0 && v < 1))
+    throw Error(ErrorKind::usage, "shape " + shape,
+                "'" + part + "' should be " + prefix + " followed by a probability in (0, 1)",
                 kShapeHint);
   return v;
 }
@@ -178,21 +192,36 @@ BenchShape parse_bench_shape(const std::string& text) {
   std::set<std::string> seen;
   for (std::size_t i = 7; i < parts.size(); ++i) {
     const std::string& p = parts[i];
+    const auto prefixed = [&](const char* pre) {
+      const std::size_t n = std::char_traits<char>::length(pre);
+      return p.size() > n && p.compare(0, n, pre) == 0 &&
+             std::isdigit(static_cast<unsigned char>(p[n]));
+    };
     const std::string what = p == "bi" || p == "nobias" || p == "learn" || p == "ln" ? p
+                             : prefixed("rd") ? "rd" : prefixed("wd") ? "wd"
+                             : prefixed("id") ? "id" : prefixed("od") ? "od"
+                             : prefixed("zo") ? "zo"
                              : p.size() > 1 && p[0] == 'p' && std::isdigit(static_cast<unsigned char>(p[1])) ? "p"
                                                                                  : "loss";
     if (!seen.insert(what).second)
       throw Error(ErrorKind::usage, "shape " + text, "'" + p + "' repeats an option", kShapeHint);
     if (what == "loss" && i != 7)
       throw Error(ErrorKind::usage, "shape " + text,
-                  "'" + p + "' is not bi, pP, nobias, learn or ln (a loss comes first)", kShapeHint);
+                  "'" + p + "' is not bi, pP, nobias, learn, ln, rdP, wdP, idP, odP or zoZ (a loss "
+                  "comes first)", kShapeHint);
     if (p == "bi") s.cfg.bidirectional = true;
     else if (p == "nobias") s.cfg.bias = false;
     else if (p == "learn") s.cfg.initial_state = InitialState::learned;
     else if (p == "ln") s.cfg.layer_norm = true;
+    else if (what == "rd") s.reg.recurrent = parse_probability(text, p, "rd");
+    else if (what == "wd") s.reg.weight = parse_probability(text, p, "wd");
+    else if (what == "id") s.reg.input = parse_probability(text, p, "id");
+    else if (what == "od") s.reg.output = parse_probability(text, p, "od");
+    else if (what == "zo") s.cfg.zoneout_h = s.zoneout = parse_probability(text, p, "zo");
     else if (what == "p") s.cfg.proj_size = parse_size(text, p, 'p');
     else s.loss = parse_loss(p, "shape " + text + ": loss");
   }
+  if (s.zoneout > 0 && s.cfg.cell == CellKind::lstm) s.cfg.zoneout_c = s.zoneout;
   s.cfg.output_activation = s.loss == LossKind::xent  ? Activation::softmax
                             : s.loss == LossKind::bce ? Activation::sigmoid
                                                       : Activation::identity;
@@ -298,7 +327,7 @@ BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
                  fmt::format("the batch and workspace of T = {}, B = {}", s.T, s.B),
                  "use a smaller T or B");
   }
-  const Batch<Real> batch = random_batch<Real>(s, o.seed + 1);
+  Batch<Real> batch = random_batch<Real>(s, o.seed + 1);
   batch.validate(s.cfg, s.loss, "shape " + s.name);
   const bool train = o.mode == BenchMode::train;
   // Recompute holds one segment's workspace; full BPTT and inference hold all T steps.
@@ -317,9 +346,15 @@ BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
   r.weight_bytes = weight_bytes(s.cfg, sizeof(Real));
   r.workspace_bytes = (ws ? ws->bytes() : recompute->bytes()) + sizeof(Real) * model.params.size() *
                                        (train ? 2 : 1);
+  std::uint64_t steps = 0;
   auto step = [&] {
     if (train) {
       grads.zero();
+      if (s.reg.any(s.cfg)) {  // this step's masks and flags, drawn as the trainer draws them
+        Regularizer reg = s.reg;
+        reg.seed = o.seed, reg.stream = steps++;
+        draw_masks(s.cfg, reg, batch);
+      }
       if (recompute)
         recompute->loss_and_gradients(model, batch, s.loss, grads);
       else

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "bptt/model.hpp"
+#include "bptt/unroll.hpp"
 
 namespace bptt {
 
@@ -28,6 +29,10 @@ struct BenchShape {
   ModelConfig cfg;
   int T = 0, B = 0;
   LossKind loss = LossKind::mse;
+  // Issue 18's training-mode regularization (suffixes _rdP, _wdP, _idP, _odP; _zoZ sets the
+  // model's zoneout_h and, for LSTM, zoneout_c to Z): drawn at every training step.
+  Regularizer reg;
+  double zoneout = 0;
 };
 
 // Throws bptt::Error naming the shape and the part that is wrong.

@@ -37,11 +37,23 @@ std::string dims(std::initializer_list<std::int64_t> d, const char* names) {
 
 template <class Real>
 Batch<Real> load_batch(const File& f, const ModelConfig& cfg, std::optional<LossKind> loss) {
-  static const std::set<std::string> known = {"x", "y", "lengths", "mask", "h0", "c0"};
+  static const std::set<std::string> known = {"x", "y", "lengths", "mask", "h0", "c0",
+                                              "mask_input", "mask_recurrent", "mask_output",
+                                              "zoneout_h", "zoneout_c"};
+  const std::vector<ParamInfo> layout = param_layout(cfg);
+  // mask_weight_hh_l{k}[_reverse]: one per W_hh of the model, shaped like it.
+  const auto weight_mask = [](const std::string& param) {
+    return "mask_" + param.substr(4);  // rnn.weight_hh_l0 -> mask_weight_hh_l0
+  };
+  std::set<std::string> weight_masks;
+  for (const ParamInfo& p : layout)
+    if (p.name.rfind("rnn.weight_hh_l", 0) == 0) weight_masks.insert(weight_mask(p.name));
   for (const std::string& name : f.names())
-    if (!known.count(name))
+    if (!known.count(name) && !weight_masks.count(name))
       throw Error(ErrorKind::format, f.path() + ": " + name, "unexpected tensor in a data file",
-                  "a data file holds x, y, lengths, mask, h0, c0");
+                  "a data file holds x, y, lengths, mask, h0, c0 and the training-mode masks "
+                  "mask_input, mask_recurrent, mask_output, mask_weight_hh_l{k}, zoneout_h, "
+                  "zoneout_c (docs/file_format.md)");
 
   Batch<Real> batch;
   const auto& x = f.at("x");
@@ -104,6 +116,45 @@ Batch<Real> load_batch(const File& f, const ModelConfig& cfg, std::optional<Loss
   if (f.has("c0")) {
     f.expect_shape("c0", {L, B, H}, dims({L, B, H}, cfg.bidirectional ? "[L·D, B, H]" : "[L, B, H]"));
     batch.c0 = f.as_real<Real>("c0");
+  }
+  // The training-mode masks (Batch::mask_input, ...): the pass then runs under exactly these.
+  const std::int64_t W = cfg.output_width(), GH = std::int64_t(cfg.gates()) * H;
+  if (f.has("mask_input")) {
+    f.expect_shape("mask_input", {B, I}, dims({B, I}, "[B, I]"));
+    batch.mask_input = f.as_real<Real>("mask_input");
+  }
+  if (f.has("mask_recurrent")) {
+    f.expect_shape("mask_recurrent", {L, B, HO}, dims({L, B, HO}, "[L·D, B, H_out]"));
+    batch.mask_recurrent = f.as_real<Real>("mask_recurrent");
+  }
+  if (f.has("mask_output")) {
+    f.expect_shape("mask_output", {B, W}, dims({B, W}, "[B, D·H_out]"));
+    batch.mask_output = f.as_real<Real>("mask_output");
+  }
+  bool any_weight = false;
+  for (const std::string& m : weight_masks) any_weight = any_weight || f.has(m);
+  if (any_weight)  // all of them or none: a missing one would silently mean "all kept"
+    for (const ParamInfo& p : layout) {
+      if (p.name.rfind("rnn.weight_hh_l", 0) != 0) continue;
+      const std::string m = weight_mask(p.name);
+      if (!f.has(m))
+        throw Error(ErrorKind::format, f.path() + ": " + m, "missing tensor",
+                    "give a weight-drop mask for every W_hh, or none");
+      f.expect_shape(m, {GH, HO}, dims({GH, HO}, "[G·H, H_out]"));
+      const std::vector<Real> v = f.as_real<Real>(m);
+      batch.mask_weight_hh.insert(batch.mask_weight_hh.end(), v.begin(), v.end());
+    }
+  if (f.has("zoneout_h")) {
+    f.expect_shape("zoneout_h", {T, L, B, HO}, dims({T, L, B, HO}, "[T, L·D, B, H_out]"));
+    batch.zoneout_h = f.as_real<Real>("zoneout_h");
+  }
+  if (f.has("zoneout_c")) {
+    if (cfg.cell != CellKind::lstm)
+      throw Error(ErrorKind::usage, f.path() + ": zoneout_c",
+                  "given, but a " + std::string(to_string(cfg.cell)) + " cell has no cell state",
+                  "remove zoneout_c or use an LSTM model");
+    f.expect_shape("zoneout_c", {T, L, B, H}, dims({T, L, B, H}, "[T, L·D, B, H]"));
+    batch.zoneout_c = f.as_real<Real>("zoneout_c");
   }
   if (loss)
     batch.validate(cfg, *loss, f.path());

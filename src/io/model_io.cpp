@@ -22,7 +22,7 @@ const std::set<std::string> kConfigKeys = {"format", "format_version", "cell", "
                                            "output_size", "output_activation",
                                            "bidirectional", "proj_size", "bias",
                                            "initial_state", "readout", "head",
-                                           "layer_norm"};
+                                           "layer_norm", "zoneout_h", "zoneout_c"};
 
 std::string field(const File& f, const std::string& key) { return f.path() + ": __metadata__." + key; }
 
@@ -78,6 +78,17 @@ ModelConfig read_model_config(const File& f) {
   cfg.bias = meta_bool(f, "bias", true);
   cfg.head = meta_bool(f, "head", true);
   cfg.layer_norm = meta_bool(f, "layer_norm", false);
+  for (const auto& [key, value] : {std::pair{"zoneout_h", &cfg.zoneout_h}, {"zoneout_c", &cfg.zoneout_c}})
+    if (const std::string* s = meta(f, key)) {
+      double v = 0;
+      auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
+      if (ec != std::errc() || end != s->data() + s->size() || !(v >= 0 && v < 1))
+        throw Error(ErrorKind::format, field(f, key),
+                    fmt::format("'{}{}' is not a probability in [0, 1)", s->substr(0, 40),
+                                s->size() > 40 ? "..." : ""),
+                    "0 means no zoneout");
+      *value = v;
+    }
   if (const std::string* s = meta(f, "proj_size")) {
     int v = -1;
     auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
@@ -183,7 +194,9 @@ std::vector<std::pair<std::string, std::string>> config_metadata(const ModelConf
           {"initial_state", std::string(to_string(c.initial_state))},
           {"readout", std::string(to_string(c.readout))},
           {"head", c.head ? "true" : "false"},
-          {"layer_norm", c.layer_norm ? "true" : "false"}};
+          {"layer_norm", c.layer_norm ? "true" : "false"},
+          {"zoneout_h", fmt::format("{}", c.zoneout_h)},
+          {"zoneout_c", fmt::format("{}", c.zoneout_c)}};
 }
 
 template <class Real>

@@ -19,6 +19,10 @@ void require_options(const ModelConfig& cfg, const OptionSupport& support,
                 "a model whose head reads the final state (readout final) cannot use " + what,
                 "every step's output depends on the sequence's end, and " + what +
                     " runs left to right only; use full BPTT (--method bptt) or recompute");
+  if ((cfg.zoneout_h > 0 || cfg.zoneout_c > 0) && !support.zoneout)
+    throw Error(ErrorKind::usage, where, "a model with zoneout cannot use " + what,
+                what + "'s Jacobians are written for the cells without zoneout; use full "
+                       "BPTT (--method bptt), recompute or truncated:K");
   if (cfg.layer_norm && !support.layer_norm)
     throw Error(ErrorKind::usage, where, "a layer-normalized model cannot use " + what,
                 what + "'s Jacobians are written for the cells without layer norm; use full "
@@ -89,6 +93,16 @@ void slice_steps(const BatchArg<Real>& batch, int s, int e, Batch<Real>& out) {
   if (!batch.lengths.empty())
     for (std::int64_t l : batch.lengths)
       out.lengths.push_back(std::clamp<std::int64_t>(l - s, 0, e - s));
+  // The dropout masks are the sequences' own, the same at every step; zoneout flags are per
+  // step ([T, L·D, B, ·]: B·width per step with width L·D·H_out).
+  const auto whole = [](const auto& v, auto& dst) { dst.assign(v.begin(), v.end()); };
+  whole(batch.mask_input, out.mask_input);
+  whole(batch.mask_recurrent, out.mask_recurrent);
+  whole(batch.mask_output, out.mask_output);
+  whole(batch.mask_weight_hh, out.mask_weight_hh);
+  const std::size_t T = std::size_t(batch.T);
+  rows(batch.zoneout_h, batch.zoneout_h.size() / std::max<std::size_t>(1, T * B), out.zoneout_h);
+  rows(batch.zoneout_c, batch.zoneout_c.size() / std::max<std::size_t>(1, T * B), out.zoneout_c);
 }
 
 template <class Real>
@@ -116,6 +130,27 @@ void slice_rows(const BatchArg<Real>& batch, int b0, int b1, int layers, Batch<R
     out.lengths.assign(batch.lengths.begin() + b0, batch.lengths.begin() + b1);
   cut(batch.h0, L, out.h0);
   cut(batch.c0, L, out.c0);
+  cut(batch.mask_input, 1, out.mask_input);
+  cut(batch.mask_recurrent, L, out.mask_recurrent);
+  cut(batch.mask_output, 1, out.mask_output);
+  out.mask_weight_hh.assign(batch.mask_weight_hh.begin(), batch.mask_weight_hh.end());
+  cut(batch.zoneout_h, T * L, out.zoneout_h);
+  cut(batch.zoneout_c, T * L, out.zoneout_c);
+}
+
+template <class Real>
+void require_no_masks(const BatchArg<Real>& batch, const std::string& where,
+                      const std::string& what) {
+  const char* name = !batch.mask_input.empty()       ? "mask_input"
+                     : !batch.mask_recurrent.empty() ? "mask_recurrent"
+                     : !batch.mask_output.empty()    ? "mask_output"
+                     : !batch.mask_weight_hh.empty() ? "mask_weight_hh"
+                     : !batch.zoneout_h.empty()      ? "zoneout_h"
+                     : !batch.zoneout_c.empty()      ? "zoneout_c"
+                                                     : nullptr;
+  if (name)
+    throw Error(ErrorKind::usage, where + ": " + name, what + " does not take dropout masks or zoneout flags",
+                "use full BPTT (--method bptt) or recompute, or leave the masks out");
 }
 
 template <class Real>
@@ -130,6 +165,10 @@ template void slice_steps<float>(const BatchView<float>&, int, int, Batch<float>
 template void slice_steps<double>(const BatchView<double>&, int, int, Batch<double>&);
 template void slice_rows<float>(const BatchView<float>&, int, int, int, Batch<float>&);
 template void slice_rows<double>(const BatchView<double>&, int, int, int, Batch<double>&);
+template void require_no_masks<float>(const BatchView<float>&, const std::string&,
+                                      const std::string&);
+template void require_no_masks<double>(const BatchView<double>&, const std::string&,
+                                       const std::string&);
 template double total_weight<float>(const BatchView<float>&);
 template double total_weight<double>(const BatchView<double>&);
 

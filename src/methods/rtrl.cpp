@@ -329,7 +329,8 @@ double rtrl_loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& b
                                Gradients<Real>& grads) {
   const ModelConfig& cfg = model.cfg;
   model.check("model");
-  require_options(cfg, {.causal = true, .layer_norm = false}, "rtrl", "RTRL");
+  require_options(cfg, {.causal = true, .layer_norm = false, .zoneout = false}, "rtrl", "RTRL");
+  require_no_masks<Real>(batch, "rtrl", "RTRL");
   batch.check_shapes(cfg, "batch");
   batch.check_targets(cfg, loss, "batch");
   grads.check(cfg, batch.T, batch.B);
@@ -386,7 +387,8 @@ double rtrl_loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& b
 
 template <class Real>
 RtrlStream<Real>::RtrlStream(const ModelConfig& cfg, int B) : cfg_(cfg), B_(B) {
-  require_options(cfg, {.causal = true, .layer_norm = false}, "rtrl", "online RTRL");
+  require_options(cfg, {.causal = true, .layer_norm = false, .zoneout = false}, "rtrl",
+                  "online RTRL");
   if (cfg.initial_state == InitialState::zero) reset({}, {});
 }
 

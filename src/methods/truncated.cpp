@@ -30,6 +30,10 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
   const ModelConfig& cfg = model.cfg;
   model.check("model");
   require_options(cfg, {.causal = true}, "truncated", "truncated BPTT");
+  require_no_masks<Real>(batch, "truncated", "truncated BPTT");
+  if (cfg.zoneout_h > 0 || cfg.zoneout_c > 0)
+    throw Error(ErrorKind::usage, "truncated", "truncated BPTT does not take a model with zoneout yet",
+                "use full BPTT (--method bptt) or recompute");
   grads.check(cfg, batch.T, batch.B);
   const int T = batch.T, B = batch.B, L = cfg.num_layers, H = cfg.hidden_size;
   const int GH = cfg.gates() * H, O = cfg.output_size, TB = T * B, HO = cfg.state_size(),

@@ -102,6 +102,27 @@ void BatchView<Real>::validate(const ModelConfig& cfg, const std::string& where)
                   "remove c0 or use an LSTM model");
     expect_size(c0, L * b * H, where, "c0", layers + std::string("H] ") + dims({L, b, H}));
   }
+  check_shapes(cfg, where);  // the regularization tensors' sizes
+  const auto multipliers = [&](std::span<const Real> m, const char* name) {
+    for (std::size_t i = 0; i < m.size(); ++i)
+      if (!std::isfinite(m[i]) || m[i] < Real(0))
+        throw Error(ErrorKind::value, where + ": " + name,
+                    fmt::format("element {} is {}", i, double(m[i])),
+                    "a dropout mask holds the multipliers, 0 or 1/(1 - p): finite and >= 0");
+  };
+  const auto flags = [&](std::span<const Real> m, const char* name) {
+    for (std::size_t i = 0; i < m.size(); ++i)
+      if (m[i] != Real(0) && m[i] != Real(1))
+        throw Error(ErrorKind::value, where + ": " + name,
+                    fmt::format("element {} is {}", i, double(m[i])),
+                    "zoneout flags are 0 (take the new value) or 1 (keep the previous one)");
+  };
+  multipliers(mask_input, "mask_input");
+  multipliers(mask_recurrent, "mask_recurrent");
+  multipliers(mask_output, "mask_output");
+  multipliers(mask_weight_hh, "mask_weight_hh");
+  flags(zoneout_h, "zoneout_h");
+  flags(zoneout_c, "zoneout_c");
 }
 
 template <class Real>
@@ -191,6 +212,18 @@ void BatchView<Real>::check_shapes(const ModelConfig& cfg, const std::string& wh
   if (!c0.empty())
     expect_elements(c0.size(), cfg.cell == CellKind::lstm ? L * b * H : 0, where, "c0",
                     "[L·D, B, H] (LSTM only)");
+  const std::size_t W = std::size_t(cfg.output_width()), GH = std::size_t(cfg.gates()) * H;
+  const auto optional = [&](std::span<const Real> v, std::size_t n, const char* name,
+                            const char* dims) {
+    if (!v.empty()) expect_elements(v.size(), n, where, name, dims);
+  };
+  optional(mask_input, b * I, "mask_input", "[B, I]");
+  optional(mask_recurrent, L * b * HO, "mask_recurrent", "[L·D, B, H_out]");
+  optional(mask_output, b * W, "mask_output", "[B, D·H_out]");
+  optional(mask_weight_hh, L * GH * HO, "mask_weight_hh", "[L·D, G·H, H_out]");
+  optional(zoneout_h, t * L * b * HO, "zoneout_h", "[T, L·D, B, H_out]");
+  optional(zoneout_c, cfg.cell == CellKind::lstm ? t * L * b * H : 0, "zoneout_c",
+           "[T, L·D, B, H] (LSTM only)");
 }
 
 template <class Real>

@@ -40,6 +40,16 @@ void ModelConfig::validate(const std::string& where) const {
           fmt::format("{} is outside 0 < proj_size < hidden_size = {}", proj_size, hidden_size),
           "a projection makes h narrower than the cell: pick 0 < P < H, or 0 for none");
   }
+  if (!(zoneout_h >= 0 && zoneout_h < 1))
+    throw Error(ErrorKind::value, where + ": zoneout_h", fmt::format("{} is outside [0, 1)", zoneout_h),
+                "the probability that a unit keeps its previous value; 0 for none");
+  if (!(zoneout_c >= 0 && zoneout_c < 1))
+    throw Error(ErrorKind::value, where + ": zoneout_c", fmt::format("{} is outside [0, 1)", zoneout_c),
+                "the probability that a cell unit keeps its previous value; 0 for none");
+  if (zoneout_c != 0 && cell != CellKind::lstm)
+    throw Error(ErrorKind::usage, where + ": zoneout_c",
+                fmt::format("{} given for a {} cell", zoneout_c, to_string(cell)),
+                "only an LSTM has a cell state; use zoneout_h");
   if (!head && output_size != output_width())
     throw Error(ErrorKind::shape, where + ": output_size",
                 fmt::format("{} for a head-less model, whose output is the top layer's h of "

@@ -169,6 +169,13 @@ struct Stream<Real>::Impl {
     }
     cells::cell_forward(mc.cell, mc.nonlinearity, s);
     if (P) kernels::gemm_packed(s.B, P, H, s.h, H, q.hr.data(), zeros.data(), h_out, P);
+    // Zoneout in evaluation mode: the expectation z·prev + (1 − z)·new (regularize.hpp).
+    const auto expect = [&](Real keep, int width, const Real* prev, Real* state) {
+      for (std::size_t i = 0; i < std::size_t(s.B) * std::size_t(width); ++i)
+        state[i] = keep * prev[i] + (Real(1) - keep) * state[i];
+    };
+    if (mc.zoneout_h > 0) expect(Real(mc.zoneout_h), HO, h_prev, h_out);
+    if (mc.zoneout_c > 0) expect(Real(mc.zoneout_c), H, s.c_prev, s.c);
   }
 
   // Columns [c0, c1) of the logits z for rows [r0, r1): c0 on a panel boundary. A head-less

@@ -44,7 +44,7 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
       grads_(model.cfg, task.T(), dist::rows_of(std::max(task.B(), dist::size())).count(),
              /*with_x=*/false) {  // training needs no dL/dx
   if (cfg.rtrl)
-    require_options(model.cfg, {.causal = true, .layer_norm = false}, "--method rtrl",
+    require_options(model.cfg, {.causal = true, .layer_norm = false, .zoneout = false}, "--method rtrl",
                     "online RTRL");
   if (cfg.k2 > 0) require_options(model.cfg, {.causal = true}, "--k2", "truncation (--k1/--k2)");
   if (task.carries_state())
@@ -80,10 +80,17 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
     throw Error(ErrorKind::usage, "--k2",
                 "needs data whose windows continue each other (--text streams)",
                 "leave out --k2, or train on --text");
-  if (cfg.rtrl && (recompute || history || cfg.dropout > 0))
+  cfg.regularizer.validate();
+  if (cfg.rtrl && (recompute || history || cfg.dropout > 0 || cfg.regularizer.any(model.cfg)))
     throw Error(ErrorKind::usage, "--method rtrl",
-                "cannot be combined with --recompute, --memory-budget, --k2 or --dropout",
+                "cannot be combined with --recompute, --memory-budget, --k2, --dropout or the "
+                "time-consistent dropouts and zoneout",
                 "leave those out");
+  if (cfg.regularizer.any(model.cfg) && recompute && model.cfg.bidirectional)
+    throw Error(ErrorKind::usage, "--recompute",
+                "a bidirectional model's recompute does not apply the time-consistent dropouts "
+                "or zoneout yet",
+                "train it with full BPTT (leave out --recompute and --memory-budget)");
   if (history && recompute)
     throw Error(ErrorKind::usage, "--k2", "cannot be combined with --recompute or --memory-budget",
                 "leave one of them out");
@@ -152,7 +159,7 @@ StepInfo Trainer<Real>::step() {
 // k1 new steps (the history with the current parameters: nothing else of it is stored), takes
 // the loss of the new steps only and backpropagates through all of them.
 template <class Real>
-const Batch<Real>& Trainer<Real>::with_history() {
+Batch<Real>& Trainer<Real>::with_history() {
   const int T = task_.T();
   if (cfg_.k2 <= T) return batch_;
   const std::size_t B = std::size_t(batch_.B), I = std::size_t(model_.cfg.input_size),
@@ -202,7 +209,13 @@ StepInfo Trainer<Real>::bptt_window() {
   if (dist::active())  // this process's rows draw the whole batch's masks
     dropout.rows = task_.B(), dropout.row0 = dist::rows_of(task_.B()).begin;
   const Dropout* d = cfg_.dropout > 0 ? &dropout : nullptr;
-  const Batch<Real>& b = with_history();
+  Batch<Real>& b = with_history();
+  if (cfg_.regularizer.any(model_.cfg)) {  // this step's masks and zoneout flags
+    Regularizer r = cfg_.regularizer;
+    r.seed = cfg_.seed, r.stream = std::uint64_t(step_);
+    if (dist::active()) r.rows = task_.B(), r.row0 = dist::rows_of(task_.B()).begin;
+    draw_masks(model_.cfg, r, b);
+  }
   StepInfo info;
   const double local_weight = total_weight<Real>(b);
   bool reduced = false;  // the gradient is summed over processes already

@@ -21,6 +21,7 @@
 #include "kernels/step_gemm.hpp"
 #include "unroll/direction.hpp"
 #include "unroll/head.hpp"
+#include "unroll/regularize.hpp"
 #include "unroll/x_product.hpp"
 
 namespace bptt {
@@ -205,19 +206,6 @@ void add_batch_sum(int B, int width, const Real* g, Real* d_learned) {
     for (int j = 0; j < width; ++j) d_learned[j] += g[std::size_t(b) * width + j];
 }
 
-// A uniform number in [0, 1) from a counter (splitmix64 finalizer): dropout masks depend only on
-// (seed, stream, layer, element), never on the order they are drawn in.
-inline double counter_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t k,
-                              std::uint64_t i) {
-  std::uint64_t z = seed ^ (stream * 0x9E3779B97F4A7C15ull) ^ (k * 0xD1B54A32D192ED03ull) ^
-                    (i * 0xBF58476D1CE4E5B9ull);
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return double(z >> 11) * 0x1.0p-53;
-}
-
 // Layer k's dropped input: drop_in = h ⊙ mask, mask ∈ {0, 1/(1-p)}; rows of `width`.
 template <class Real>
 const Real* apply_dropout(const Dropout& d, int k, std::size_t n, int width, const Real* h,
@@ -233,14 +221,15 @@ const Real* apply_dropout(const Dropout& d, int k, std::size_t n, int width, con
 // GEMM, then per step the packed product and the cell, then with a projection h = m·W_hrᵀ.
 template <class Real>
 void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws, int u,
-                  const Real* in, int threads) {
+                  const Real* in, const unroll::Regularization<Real>& R, int threads) {
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, H = cfg.hidden_size, HO = cfg.state_size(),
-            GH = cfg.gates() * H, P = cfg.proj_size, TB = T * B;
-  const std::size_t BHO = std::size_t(B) * HO;
+            GH = cfg.gates() * H, P = cfg.proj_size, TB = T * B, dir = u % cfg.directions();
+  const std::size_t BHO = std::size_t(B) * HO, BH = std::size_t(B) * H;
+  const bool reverse = dir == 1, zoneout = R.h_zoneout() || R.c_zoneout();
   const auto V = model.views();
   const auto& p = V.layers[std::size_t(u)];
-  const auto& sc = ws.scratch(u % cfg.directions());
+  const auto& sc = ws.scratch(dir);
   // Hoisted (unroll/x_product.hpp): x-side pre-activations of all T·B rows in one GEMM, b_ih
   // folded into the per-step bias (fold_step_bias). With layer norm the biases come after the
   // normalization: gates = LN(x·W_ihᵀ) ⊙ γ_ih + b_ih here, and per step
@@ -267,7 +256,13 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
   Real* packed_hh = sc.packed_w;
   Real* packed_ih = packed_hh + kernels::packed_size<Real>(GH, HO);
   Real* packed_hr = packed_ih + (in_step ? kernels::packed_size<Real>(GH, p.in) : 0);
-  kernels::pack_panels(true, GH, HO, p.w_hh, HO, packed_hh);
+  const Real* w_hh = p.w_hh;
+  if (R.weight_hh) {  // weight drop: the whole pass runs on W̃_hh = W_hh ⊙ M
+    Real* w = ws.w_dropped(dir);
+    unroll::mask_rows(GH, HO, p.w_hh, R.weight_hh + std::size_t(u) * GH * HO, w);
+    w_hh = w;
+  }
+  kernels::pack_panels(true, GH, HO, w_hh, HO, packed_hh);
   if (in_step) kernels::pack_panels(true, GH, p.in, p.w_ih, p.in, packed_ih);
   if (P) kernels::pack_panels(true, P, H, p.w_hr, H, packed_hr);
   for_row_parts(B, threads, [&](Rows r) {
@@ -275,26 +270,46 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
     for (int t = 0; t < T; ++t) {
       auto s = step_at(ws, sc, p, u, t, H, HO, GH, r);
       s.bias_n = bias_n;
+      const std::size_t at = std::size_t(t) * B + std::size_t(r.begin);  // the step's first row
       const Real* h_prev = ws.h(u) + std::size_t(t) * BHO + o0;
+      const Real* h_in = h_prev;  // what enters W_hh
+      if (R.recurrent) {
+        Real* hm = ws.h_masked(u) + at * HO;
+        unroll::mask_rows(s.B, HO, h_prev, R.recurrent + (std::size_t(u) * B + r.begin) * HO, hm);
+        h_in = hm;
+      }
       if (in_step) {
         s.gh = nullptr;
-        const Real* x_t = in + (std::size_t(t) * B + std::size_t(r.begin)) * p.in;
-        kernels::gemm_packed_pair(s.B, GH, p.in, x_t, p.in, packed_ih, HO, h_prev, HO, packed_hh,
+        const Real* x_t = in + at * p.in;
+        kernels::gemm_packed_pair(s.B, GH, p.in, x_t, p.in, packed_ih, HO, h_in, HO, packed_hh,
                                   bias, s.gates, GH);
       } else {
-        kernels::gemm_packed(s.B, GH, HO, h_prev, HO, packed_hh, bias, s.gh, GH);
+        kernels::gemm_packed(s.B, GH, HO, h_in, HO, packed_hh, bias, s.gh, GH);
       }
-      if (ln) {
-        const std::size_t at = std::size_t(t) * B + std::size_t(r.begin);
+      if (ln)
         cells::layer_norm_forward(s.B, GH, s.gh, std::size_t(GH), p.ln_hh, p.b_hh,
                                   ws.ln_h(u) + at * GH, ws.ln_h_rstd(u) + at);
-      }
       cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
       if (P) {  // h_t = m_t·W_hrᵀ (sc.zeros as a zero bias: ASSIGN), carried past a length
         Real* h = ws.h(u) + std::size_t(t + 1) * BHO + o0;
         kernels::gemm_packed(s.B, P, H, s.h, H, packed_hr, sc.zeros, h, P);
         for (int b = 0; b < s.B; ++b)
           if (!s.valid[b]) std::copy(h_prev + b * P, h_prev + (b + 1) * P, h + b * P);
+      }
+      if (zoneout) {  // h_t = k ⊙ h_{t−1} + (1 − k) ⊙ h̄_t, c the same; the cell's own output
+                      // kept where its backward reads it (Elman's h̄, the LSTM's c̄)
+        Real* h_new = ws.h(u) + std::size_t(t + 1) * BHO + o0;
+        if (cfg.cell == CellKind::elman && R.h_zoneout())
+          std::copy(h_new, h_new + std::size_t(s.B) * H, ws.zo_bar(u) + at * H);
+        if (R.h_zoneout())
+          unroll::zoneout_forward(R, R.zoneout_h, R.zh, HO, u, reverse, t, r.begin, s.B,
+                                  ws.lengths(), s.valid, h_prev, h_new);
+        if (ws.c(u) && R.c_zoneout()) {
+          Real* c_new = ws.c(u) + std::size_t(t + 1) * BH + std::size_t(r.begin) * H;
+          std::copy(c_new, c_new + std::size_t(s.B) * H, ws.zo_bar(u) + at * H);
+          unroll::zoneout_forward(R, R.zoneout_c, R.zc, H, u, reverse, t, r.begin, s.B,
+                                  ws.lengths(), s.valid, s.c_prev, c_new);
+        }
       }
     }
   });
@@ -317,10 +332,19 @@ void forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Re
     throw Error(ErrorKind::usage, "workspace",
                 "dropout requested but the workspace has no dropout buffers",
                 "construct the Workspace with with_dropout = true");
+  const unroll::Regularization<Real> R(cfg, batch);
+  ws.reserve_regularization(R.input, R.recurrent, R.h_zoneout() || R.c_zoneout(), R.output,
+                            R.weight_hh);
   const auto P = model.views();
   for (int k = 0; k < cfg.num_layers; ++k) {
     const int in_width = cfg.layer_input_size(k);
     const Real* in = k == 0 ? batch.x.data() : ws.out(k - 1);
+    if (k == 0 && R.input) {  // x̃_t = x_t ⊙ m, the same m at every step
+      for (int t = 0; t < T; ++t)
+        unroll::mask_rows(B, in_width, in + std::size_t(t) * B * in_width, R.input,
+                          ws.x_masked() + std::size_t(t) * B * in_width);
+      in = ws.x_masked();
+    }
     if (k > 0 && ws.dropout_active)
       in = apply_dropout(*dropout, k, std::size_t(TB) * W, W, in, ws);
     const auto direction = [&](int d, int threads) {
@@ -330,7 +354,7 @@ void forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Re
         unroll::to_data_order(true, ws.lengths(), T, B, in_width, in, ws.x_rev(u));
         src = ws.x_rev(u);
       }
-      unit_forward(model, batch, ws, u, src, threads);
+      unit_forward(model, batch, ws, u, src, R, threads);
     };
     for_directions(D, direction);
     if (D == 2)  // out(k) = [h(d = 0) ; h(d = 1)] in data order
@@ -351,6 +375,12 @@ void forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Re
     }
   }
   const Real* top = ws.top();
+  if (R.output) {  // the head reads top_t ⊙ m
+    for (int t = 0; t < T; ++t)
+      unroll::mask_rows(B, W, top + std::size_t(t) * B * W, R.output,
+                        ws.top_masked() + std::size_t(t) * B * W);
+    top = ws.top_masked();
+  }
   if (!cfg.head) {  // a head-less model: z = top (O = W)
     std::copy(top, top + std::size_t(TB) * W, ws.z());
     apply_output_activation(cfg.output_activation, TB, O, ws.z(), ws.yhat());
@@ -397,9 +427,16 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
   const auto& p = V.layers[std::size_t(u)];
   const auto& d = G.layers[std::size_t(u)];
   const auto& sc = ws.scratch(dir);
+  const unroll::Regularization<Real> R(cfg, batch);
+  const bool zo_h = R.h_zoneout(), zo_c = R.c_zoneout() && ws.c(u);
   Real* packed_hh = sc.packed_w;  // W_hh for δ^h_t·W_hh, then W_hr for dh_t·W_hr
   Real* packed_hr = packed_hh + kernels::packed_size<Real>(HO, GH);
-  kernels::pack_panels(false, HO, GH, p.w_hh, HO, packed_hh);
+  const Real* w_hh = p.w_hh;
+  if (R.weight_hh) {  // W̃_hh again, as forward ran
+    unroll::mask_rows(GH, HO, p.w_hh, R.weight_hh + std::size_t(u) * GH * HO, ws.w_dropped(dir));
+    w_hh = ws.w_dropped(dir);
+  }
+  kernels::pack_panels(false, HO, GH, w_hh, HO, packed_hh);
   if (P) kernels::pack_panels(false, H, P, p.w_hr, H, packed_hr);
   // ∂L/∂h_{T+1} = 0, unless the final state's gradient comes from beyond the batch.
   init_carry(opts.dh_n, std::size_t(u) * BHO, BHO, sc.dh_carry);
@@ -432,6 +469,11 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
       std::copy(opts.dh_above + first * HO, opts.dh_above + (first + std::size_t(rows)) * HO, above);
     } else if (k == L - 1) {
       unroll::head_input_gradient(rows, HO, O, ws.dz() + first * O, V.w_o, above, HO);
+      if (R.output)  // dtop_t = (dz_t W_o) ⊙ m
+        for (int t = begin; t < end; ++t) {
+          Real* a = above + std::size_t(t - begin) * BHO;
+          unroll::mask_rows(B, HO, a, R.output, a);
+        }
     } else {
       const auto& q = V.layers[std::size_t(k) + 1];
       gemm(false, false, rows, HO, GH, Real(1), ws.dgi(k + 1) + first * GH, GH, q.w_ih, HO,
@@ -447,15 +489,27 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
       Real* dh = sc.dh_step + o0;
       Real* carry = sc.dh_carry + o0;
       for (int t = end - 1; t >= begin; --t) {
-        const auto s = step_at(ws, sc, p, u, t, H, HO, GH, r);
+        auto s = step_at(ws, sc, p, u, t, H, HO, GH, r);
+        const std::size_t at = std::size_t(t) * B + std::size_t(r.begin);  // the step's first row
+        if (zo_h && cfg.cell == CellKind::elman) s.h = ws.zo_bar(u) + at * H;  // h̄: the cell's
+        if (zo_c) s.c = ws.zo_bar(u) + at * H;                                // c̄: the cell's
         const Real* a = above + std::size_t(t - begin) * BHO + o0;
         for (std::size_t i = 0; i < n; ++i) dh[i] = a[i] + carry[i];
         if (trace)
           for (int b = r.begin; b < r.end; ++b) {
-            const int at = reverse ? unroll::reversed_step(t, ws.lengths()[std::size_t(b)]) : t;
+            const int step = reverse ? unroll::reversed_step(t, ws.lengths()[std::size_t(b)]) : t;
             std::copy(sc.dh_step + std::size_t(b) * HO, sc.dh_step + std::size_t(b + 1) * HO,
-                      trace + std::size_t(at) * BHO + std::size_t(b) * HO);
+                      trace + std::size_t(step) * BHO + std::size_t(b) * HO);
           }
+        // Zoneout: the cell gets dh̄ = (1 − k) ⊙ dh (dc̄ the same), k ⊙ dh goes to h_{t−1}.
+        Real* dh_keep = zo_h ? ws.dh_keep(dir) + o0 : nullptr;
+        Real* dc_keep = zo_c ? ws.dc_keep(dir) + h0 : nullptr;
+        if (zo_h)
+          unroll::zoneout_backward(R, R.zoneout_h, R.zh, HO, u, reverse, t, r.begin, s.B,
+                                   ws.lengths(), s.valid, dh, dh_keep);
+        if (zo_c)
+          unroll::zoneout_backward(R, R.zoneout_c, R.zc, H, u, reverse, t, r.begin, s.B,
+                                   ws.lengths(), s.valid, sc.dc_carry + h0, dc_keep);
         cells::CellStepGrad<Real> g;
         g.dh = dh;
         g.dc = sc.dc_carry + h0;
@@ -476,13 +530,26 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
         cells::cell_backward(cfg.cell, cfg.nonlinearity, s, g);
         const Real* dprod = g.dgh;  // dL/d(h_{t-1}·W_hhᵀ)
         if (ln) {  // through the normalization, over the step's saved ĥ
-          const std::size_t at = std::size_t(t) * B + std::size_t(r.begin);
           Real* hh = ws.ln_h(u) + at * GH;
           cells::layer_norm_backward(s.B, GH, g.dgh, std::size_t(GH), p.ln_hh, hh,
                                      ws.ln_h_rstd(u) + at, hh, acc_ln, (Real*)nullptr);
           dprod = hh;
         }
-        kernels::gemm_packed(s.B, HO, GH, dprod, GH, packed_hh, nullptr, carry, HO);
+        if (R.recurrent) {  // dh_{t−1} += (δ^h_t W_hh) ⊙ m
+          Real* tmp = ws.dh_masked(dir) + o0;
+          std::fill(tmp, tmp + n, Real(0));
+          kernels::gemm_packed(s.B, HO, GH, dprod, GH, packed_hh, nullptr, tmp, HO);
+          const Real* m = R.recurrent + (std::size_t(u) * B + r.begin) * HO;
+          for (std::size_t i = 0; i < n; ++i) carry[i] += tmp[i] * m[i];
+        } else {
+          kernels::gemm_packed(s.B, HO, GH, dprod, GH, packed_hh, nullptr, carry, HO);
+        }
+        if (zo_h)
+          for (std::size_t i = 0; i < n; ++i) carry[i] += dh_keep[i];
+        if (zo_c) {
+          Real* dc = sc.dc_carry + h0;
+          for (std::size_t i = 0; i < std::size_t(s.B) * H; ++i) dc[i] += dc_keep[i];
+        }
         if (!db.empty()) {
           Real* acc = db.data() + std::size_t(r.part) * 2 * GH;
           kernels::sum_rows(s.B, GH, g.dgh, acc);
@@ -524,10 +591,17 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
     }
   }
   // Hoisted: weight gradients merged over time, one GEMM each.
-  gemm(true, false, GH, HO, TB, Real(1), ln ? ws.ln_h(u) : ws.dgh(u), GH, ws.h(u), HO, Real(1),
-       d.w_hh, HO);
+  // dW_hh = Σ_t δ^hᵀ h̃_{t−1} (h̃: under the recurrent mask); with weight drop that is dW̃,
+  // and dW_hh = dW̃ ⊙ M.
+  Real* dw_hh = R.weight_hh ? ws.w_dropped(dir) : d.w_hh;
+  gemm(true, false, GH, HO, TB, Real(1), ln ? ws.ln_h(u) : ws.dgh(u), GH,
+       R.recurrent ? ws.h_masked(u) : ws.h(u), HO, Real(R.weight_hh ? 0 : 1), dw_hh, HO);
+  if (R.weight_hh) {
+    const Real* M = R.weight_hh + std::size_t(u) * GH * HO;
+    for (std::size_t i = 0; i < std::size_t(GH) * HO; ++i) d.w_hh[i] += dw_hh[i] * M[i];
+  }
   const Real* in = reverse ? ws.x_rev(u)
-                   : k == 0 ? batch.x.data()
+                   : k == 0 ? (R.input ? ws.x_masked() : batch.x.data())
                    : ws.dropout_active ? ws.drop_in(k)
                                        : ws.out(k - 1);
   gemm(true, false, GH, p.in, TB, Real(1), ws.dgi(u), GH, in, p.in, Real(1), d.w_ih, p.in);
@@ -559,13 +633,23 @@ void backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<R
   // time by unit_backward; for D = 2 here, over top itself (no longer needed). A head that reads
   // the final states sends Σ_t dL/dtop_t to them (d_hn) and nothing to the steps.
   const bool final_readout = cfg.readout == Readout::final_state && !opts.dh_above;
-  if (!opts.dh_above) unroll::head_weight_gradients(TB, W, O, ws.dz(), ws.top(), G.w_o, G.b_o);
+  const unroll::Regularization<Real> R(cfg, batch);
+  if (!opts.dh_above)
+    unroll::head_weight_gradients(TB, W, O, ws.dz(), R.output ? ws.top_masked() : ws.top(),
+                                  G.w_o, G.b_o);
+  // dL/d(the head's input) ⊙ mask_output, over rows [T·B] of width W.
+  const auto mask_dtop = [&](Real* dtop) {
+    if (R.output)
+      for (int t = 0; t < T; ++t)
+        unroll::mask_rows(B, W, dtop + std::size_t(t) * B * W, R.output, dtop + std::size_t(t) * B * W);
+  };
   if (opts.gradients_ready) opts.gradients_ready(L);
   std::vector<Real> d_hn;  // [D, B, H_out]
   if (final_readout) {
     const int HO = cfg.state_size();
     Real* dtop = ws.top();
     unroll::head_input_gradient(TB, W, O, ws.dz(), P.w_o, dtop, W);
+    mask_dtop(dtop);
     d_hn.assign(std::size_t(D) * B * HO, Real(0));
     for (int t = 0; t < T; ++t)
       for (int b = 0; b < B; ++b)
@@ -578,6 +662,7 @@ void backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<R
     std::copy(opts.dh_above, opts.dh_above + std::size_t(TB) * W, ws.out(L - 1));
   } else if (D == 2) {
     unroll::head_input_gradient(TB, W, O, ws.dz(), P.w_o, ws.out(L - 1), W);
+    mask_dtop(ws.out(L - 1));
   }
 
   for (int k = L - 1; k >= 0; --k) {
@@ -609,28 +694,22 @@ void backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<R
   }
   if (!grads.x.empty()) {
     const int I = cfg.input_size;
-    gemm(false, false, TB, I, GH, Real(1), ws.dgi(0), GH, P.layers[0].w_ih, I, Real(1),
-         grads.x.data(), I);
+    // With the input mask dL/dx̃ is formed over x_masked (free now), then dx += dx̃ ⊙ m.
+    Real* dx = R.input ? ws.x_masked() : grads.x.data();
+    gemm(false, false, TB, I, GH, Real(1), ws.dgi(0), GH, P.layers[0].w_ih, I,
+         Real(R.input ? 0 : 1), dx, I);
     if (D == 2) {  // the right-to-left unit's dL/dx in its frame (over its x_rev), then in order
       gemm(false, false, TB, I, GH, Real(1), ws.dgi(1), GH, P.layers[1].w_ih, I, Real(0),
            ws.x_rev(1), I);
-      unroll::permute_steps(true, ws.lengths(), 0, T, B, I, ws.x_rev(1), std::size_t(I),
-                            grads.x.data(), std::size_t(I), /*accumulate=*/true);
+      unroll::permute_steps(true, ws.lengths(), 0, T, B, I, ws.x_rev(1), std::size_t(I), dx,
+                            std::size_t(I), /*accumulate=*/true);
     }
-  }
-}
-
-template <class Real>
-void dropout_mask(const Dropout& d, int k, int T, int B, int width, Real* mask) {
-  const Real keep = Real(1 / (1 - d.p));
-  // Element i = (t, b, j) of this batch is element (t, row0 + b, j) of the whole one.
-  const std::uint64_t W = std::uint64_t(width), BH = std::uint64_t(B) * W,
-                      whole = d.rows > 0 ? std::uint64_t(d.rows) * W : BH,
-                      shift = std::uint64_t(d.row0) * W;
-  const std::size_t n = std::size_t(T) * std::size_t(B) * std::size_t(width);
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::uint64_t e = d.first + (i / BH) * whole + shift + i % BH;
-    mask[i] = counter_uniform(d.seed, d.stream, std::uint64_t(k), e) < d.p ? Real(0) : keep;
+    if (R.input)
+      for (int t = 0; t < T; ++t) {
+        const std::size_t row = std::size_t(t) * B * I;
+        for (std::size_t i = 0; i < std::size_t(B) * I; ++i)
+          grads.x[row + i] += dx[row + i] * R.input[i];
+      }
   }
 }
 
@@ -676,7 +755,6 @@ double loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch,
                                Gradients<Real>&, const BackwardOptions<Real>&);             \
   template double loss_and_gradients<Real>(const Model<Real>&, const BatchView<Real>&, LossKind, \
                                            Workspace<Real>&, Gradients<Real>&, const Dropout*); \
-  template void dropout_mask<Real>(const Dropout&, int, int, int, int, Real*);               \
   template void initial_states<Real>(const Model<Real>&, const BatchView<Real>&,                \
                                      std::vector<Real>&, std::vector<Real>&);               \
   template void add_initial_state_gradient<Real>(const ModelConfig&, const BatchView<Real>&,    \

@@ -15,6 +15,10 @@
 //   layer's output at t is [h_t left to right ; h_t right to left].
 //   Steps with t ≥ lengths[b] output each direction's final state (and pass their gradient to it).
 //   Initial state: the batch's h0/c0, else the learned init.h0/init.c0, else zeros.
+//   Masks (the batch's, per sequence): layer 0 reads x ⊙ mask_input; W_hh reads h ⊙
+//   mask_recurrent (the GRU's z ⊙ h the plain h) and is itself W_hh ⊙ mask_weight_hh; the head
+//   reads its input ⊙ mask_output. Zoneout: h' = k h + (1 − k) h̄', c' the same, with the
+//   batch's flags k of the step, else the model's probabilities.
 //   Head: z = W_o out_top + b_o, ŷ = θ(z); loss as in bptt/loss.hpp. With the final-state
 //   readout the head reads [h_n(d = 0) ; h_n(d = 1)] of the top layer at every step.
 #include <algorithm>
@@ -126,7 +130,20 @@ struct Saved {
   std::vector<Real> in;      // the step's input
   std::vector<Real> xhat, hhat, chat;  // layer norm: LN(W_ih x), LN(W_hh h), LSTM LN(c')
   Real rx = 0, rh = 0, rc = 0;         // and their 1/sqrt(σ² + ε)
+  std::vector<Real> h_in;              // what entered W_hh: h_prev ⊙ mask_recurrent
+  std::vector<Real> kh, kc;            // zoneout's keep factors of h' and c'
 };
+
+// Zoneout's keep factors of row b of unit u at data step t: the batch's flags, else z.
+template <class Real>
+std::vector<Real> keep_factors(std::span<const Real> flags, double z, int U, int B, int u, int t,
+                               int b, int width) {
+  std::vector<Real> k(std::size_t(width), static_cast<Real>(z));
+  if (!flags.empty())
+    for (int j = 0; j < width; ++j)
+      k[std::size_t(j)] = flags[((std::size_t(t) * U + u) * B + b) * width + j];
+  return k;
+}
 
 // θ(z) for one row.
 template <class Real>
@@ -201,6 +218,20 @@ double reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
             P = cfg.proj_size;
   const ParamViews<const Real> V = model.views();
   ParamViews<Real> dV(cfg, grads.params.data());
+  const int U = cfg.units();
+  const bool zo_h = !batch.zoneout_h.empty() || cfg.zoneout_h > 0,
+             zo_c = cfg.cell == CellKind::lstm && (!batch.zoneout_c.empty() || cfg.zoneout_c > 0);
+  // W_hh as the recurrence uses it (⊙ mask_weight_hh), unit by unit, and its gradient dW̃.
+  const std::size_t n_hh = std::size_t(GH) * HO;
+  std::vector<std::vector<Real>> w_hh(static_cast<std::size_t>(U)),
+      dw_hh(static_cast<std::size_t>(U), std::vector<Real>(n_hh, Real(0)));
+  for (int u = 0; u < U; ++u) {
+    const Real* w = V.layers[std::size_t(u)].w_hh;
+    w_hh[std::size_t(u)].assign(w, w + std::size_t(GH) * HO);
+    if (!batch.mask_weight_hh.empty())
+      for (std::size_t i = 0; i < std::size_t(GH) * HO; ++i)
+        w_hh[std::size_t(u)][i] *= batch.mask_weight_hh[std::size_t(u) * GH * HO + i];
+  }
   const auto tb = [&](int t, int b) { return std::size_t(t) * B + b; };  // [T, B] index
   using Vec = std::vector<Real>;
 
@@ -238,12 +269,18 @@ double reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
           const int t = order(d, i);
           Saved<Real>& s = saved[std::size_t(u)][std::size_t(t)];
           s.in = k == 0 ? Vec(&batch.x[tb(t, b) * I], &batch.x[tb(t, b) * I] + I) : out[k - 1][t];
+          if (k == 0 && !batch.mask_input.empty())
+            for (int j = 0; j < I; ++j) s.in[j] *= batch.mask_input[std::size_t(b) * I + j];
           s.h_prev = h;
           s.c_prev = c;
+          s.h_in = h;
+          if (!batch.mask_recurrent.empty())
+            for (int j = 0; j < HO; ++j)
+              s.h_in[j] *= batch.mask_recurrent[(std::size_t(u) * B + b) * HO + j];
           Vec gx(GH), gh(GH), hn(H);
           const bool ln = cfg.layer_norm;
           affine(GH, p.in, p.w_ih, ln ? nullptr : p.b_ih, s.in.data(), gx.data());
-          affine(GH, HO, p.w_hh, ln ? nullptr : p.b_hh, h.data(), gh.data());
+          affine(GH, HO, w_hh[std::size_t(u)].data(), ln ? nullptr : p.b_hh, s.h_in.data(), gh.data());
           if (ln) {  // gx = LN(W_ih x) γ_ih + b_ih, gh = LN(W_hh h) γ_hh + b_hh
             s.rx = normalize(gx), s.rh = normalize(gh);
             s.xhat = gx, s.hhat = gh;
@@ -296,6 +333,14 @@ double reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
           } else {
             h = hn;
           }
+          if (zo_h) {  // h' = k h + (1 − k) h̄'
+            s.kh = keep_factors(batch.zoneout_h, cfg.zoneout_h, U, B, u, t, b, HO);
+            for (int j = 0; j < HO; ++j) h[j] = s.kh[j] * s.h_prev[j] + (Real(1) - s.kh[j]) * h[j];
+          }
+          if (zo_c) {  // c' = k c + (1 − k) c̄' (h̄' above read c̄')
+            s.kc = keep_factors(batch.zoneout_c, cfg.zoneout_c, U, B, u, t, b, H);
+            for (int j = 0; j < H; ++j) c[j] = s.kc[j] * s.c_prev[j] + (Real(1) - s.kc[j]) * c[j];
+          }
           std::copy(h.begin(), h.end(), out[k][t].begin() + std::ptrdiff_t(d) * HO);
         }
         for (int t = len; t < T; ++t)  // past the length: the final state
@@ -306,9 +351,13 @@ double reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
     // ---- head, loss and dL/dz ----
     // The head's input at step t: the top layer's output, or its final states at every step.
     const bool final_readout = cfg.readout == Readout::final_state;
-    const auto head_in = [&](int t) -> const Vec& {
-      return final_readout ? final_state[L - 1] : out[L - 1][t];
-    };
+    std::vector<Vec> head_ins(T);  // the head's input at each step, ⊙ mask_output
+    for (int t = 0; t < T; ++t) {
+      head_ins[t] = final_readout ? final_state[L - 1] : out[L - 1][t];
+      if (!batch.mask_output.empty())
+        for (int j = 0; j < W; ++j) head_ins[t][j] *= batch.mask_output[std::size_t(b) * W + j];
+    }
+    const auto head_in = [&](int t) -> const Vec& { return head_ins[t]; };
     std::vector<Vec> dz(T, Vec(O, Real(0)));
     for (int t = 0; t < T; ++t) {
       Vec z(O);
@@ -330,11 +379,14 @@ double reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
     std::vector<Vec> dout(T, Vec(W, Real(0)));
     Vec dfinal(W, Real(0));  // final readout: dL/d[h_n(d = 0) ; h_n(d = 1)] of the top layer
     for (int t = 0; t < T; ++t) {
-      Real* dv = final_readout ? dfinal.data() : dout[t].data();
+      Vec dv(W, Real(0));
       if (cfg.head)
-        affine_backward(O, W, V.w_o, dz[t].data(), head_in(t).data(), dV.w_o, dV.b_o, dv);
+        affine_backward(O, W, V.w_o, dz[t].data(), head_in(t).data(), dV.w_o, dV.b_o, dv.data());
       else
         for (int o = 0; o < O; ++o) dv[o] += dz[t][std::size_t(o)];
+      Real* to = final_readout ? dfinal.data() : dout[t].data();
+      for (int j = 0; j < W; ++j)
+        to[j] += dv[j] * (batch.mask_output.empty() ? Real(1) : batch.mask_output[std::size_t(b) * W + j]);
     }
     for (int k = L - 1; k >= 0; --k) {
       const int in_w = cfg.layer_input_size(k);
@@ -353,6 +405,11 @@ double reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
           const Saved<Real>& s = saved[std::size_t(u)][std::size_t(t)];
           Vec dht(HO);
           for (int j = 0; j < HO; ++j) dht[j] = dh[j] + dout[t][std::size_t(d) * HO + j];
+          Vec keep_h(HO, Real(0)), keep_c(H, Real(0));  // zoneout: straight to h, c of the step before
+          if (zo_h)
+            for (int j = 0; j < HO; ++j) keep_h[j] = s.kh[j] * dht[j], dht[j] *= Real(1) - s.kh[j];
+          if (zo_c)
+            for (int j = 0; j < H; ++j) keep_c[j] = s.kc[j] * dc[j], dc[j] *= Real(1) - s.kc[j];
           if (P > 0) {  // through h' = W_hr m: dW_hr += dh' ⊗ m, dL/dm = W_hrᵀ dh'
             Vec dm(H, Real(0));
             affine_backward(P, H, p.w_hr, dht.data(), s.m.data(), dp.w_hr,
@@ -402,9 +459,17 @@ double reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
           }
           affine_backward(GH, in_w, p.w_ih, dgx.data(), s.in.data(), dp.w_ih,
                           cfg.layer_norm ? nullptr : dp.b_ih, din[t].data());
-          affine_backward(GH, HO, p.w_hh, dgh.data(), s.h_prev.data(), dp.w_hh,
-                          cfg.layer_norm ? nullptr : dp.b_hh, dhp.data());
+          Vec dh_in(HO, Real(0));  // dL/d(h ⊙ mask_recurrent)
+          affine_backward(GH, HO, w_hh[std::size_t(u)].data(), dgh.data(), s.h_in.data(),
+                          dw_hh[std::size_t(u)].data(), cfg.layer_norm ? nullptr : dp.b_hh,
+                          dh_in.data());
+          for (int j = 0; j < HO; ++j)
+            dhp[j] += dh_in[j] * (batch.mask_recurrent.empty()
+                                      ? Real(1)
+                                      : batch.mask_recurrent[(std::size_t(u) * B + b) * HO + j]);
           dh = dhp;
+          for (int j = 0; j < HO; ++j) dh[j] += keep_h[j];
+          for (int j = 0; j < H && zo_c; ++j) dc[j] += keep_c[j];
         }
         for (int j = 0; j < HO; ++j) {
           grads.h0[(std::size_t(u) * B + b) * HO + j] += dh[j];
@@ -417,12 +482,19 @@ double reference_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
       }
       if (k == 0) {
         for (int t = 0; t < T; ++t)
-          for (int j = 0; j < I; ++j) grads.x[tb(t, b) * I + j] += din[t][j];
+          for (int j = 0; j < I; ++j)
+            grads.x[tb(t, b) * I + j] +=
+                din[t][j] * (batch.mask_input.empty() ? Real(1) : batch.mask_input[std::size_t(b) * I + j]);
       } else {
         dout = din;
       }
     }
   }
+  for (int u = 0; u < U; ++u)  // dW_hh = dW̃ ⊙ mask_weight_hh
+    for (std::size_t i = 0; i < std::size_t(GH) * HO; ++i)
+      dV.layers[std::size_t(u)].w_hh[i] +=
+          dw_hh[std::size_t(u)][i] *
+          (batch.mask_weight_hh.empty() ? Real(1) : batch.mask_weight_hh[std::size_t(u) * GH * HO + i]);
   if (yhat) *yhat = out_all;
   return total;
 }

@@ -194,6 +194,53 @@ template <class Real>
 Real* Workspace<Real>::drop_in(int k) { return k > 0 ? layer_[2][std::size_t(k)] : nullptr; }
 
 template <class Real>
+void Workspace<Real>::reserve_regularization(bool input, bool recurrent, bool zoneout,
+                                            bool output, bool weight) {
+  const std::size_t t = std::size_t(T_), b = std::size_t(B_), U = std::size_t(L_ * D_),
+                    H = std::size_t(H_), HO = std::size_t(HO_), D = std::size_t(D_),
+                    GH = std::size_t(cfg_.gates()) * H;
+  const auto size = [](std::vector<Real>& v, bool on, std::size_t n) {
+    if (on && v.size() < n) v.assign(n, Real(0));
+  };
+  size(reg_x_, input, t * b * std::size_t(cfg_.input_size));
+  size(reg_h_, recurrent, U * t * b * HO);
+  size(reg_bar_, zoneout, U * t * b * H);
+  size(reg_top_, output, t * b * std::size_t(cfg_.output_width()));
+  size(reg_w_, weight, D * GH * HO);
+  size(reg_keep_, zoneout || recurrent, D * b * (2 * HO + H));
+}
+
+template <class Real>
+Real* Workspace<Real>::x_masked() { return reg_x_.empty() ? nullptr : reg_x_.data(); }
+template <class Real>
+Real* Workspace<Real>::h_masked(int u) {
+  return reg_h_.empty() ? nullptr : reg_h_.data() + std::size_t(u) * T_ * B_ * HO_;
+}
+template <class Real>
+Real* Workspace<Real>::zo_bar(int u) {
+  return reg_bar_.empty() ? nullptr : reg_bar_.data() + std::size_t(u) * T_ * B_ * H_;
+}
+template <class Real>
+Real* Workspace<Real>::top_masked() { return reg_top_.empty() ? nullptr : reg_top_.data(); }
+template <class Real>
+Real* Workspace<Real>::w_dropped(int d) {
+  return reg_w_.empty() ? nullptr
+                        : reg_w_.data() + std::size_t(d) * cfg_.gates() * H_ * HO_;
+}
+template <class Real>
+Real* Workspace<Real>::dh_keep(int d) {
+  return reg_keep_.empty() ? nullptr : reg_keep_.data() + std::size_t(d) * B_ * (2 * HO_ + H_);
+}
+template <class Real>
+Real* Workspace<Real>::dh_masked(int d) {
+  return reg_keep_.empty() ? nullptr : dh_keep(d) + std::size_t(B_) * HO_;
+}
+template <class Real>
+Real* Workspace<Real>::dc_keep(int d) {
+  return reg_keep_.empty() ? nullptr : dh_keep(d) + 2 * std::size_t(B_) * HO_;
+}
+
+template <class Real>
 void Workspace<Real>::state_at(int t, std::vector<Real>& h, std::vector<Real>& c) {
   const int U = L_ * D_;
   const std::size_t BHO = std::size_t(B_) * HO_, BH = std::size_t(B_) * H_;

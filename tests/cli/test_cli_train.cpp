@@ -347,7 +347,16 @@ INSTANTIATE_TEST_SUITE_P(
                       // Layer-normalized cells: their gains are parameters like any other.
                       ResumeCase{"layer_norm", {"--layer-norm", "--layers", "2"}},
                       ResumeCase{"layer_norm_gru_k1_k2",
-                                 {"--layer-norm", "--cell", "gru", "--k1", "16", "--k2", "40"}}),
+                                 {"--layer-norm", "--cell", "gru", "--k1", "16", "--k2", "40"}},
+                      // Issue 18's masks are drawn from (seed, step): a resumed run draws the
+                      // same ones, with and without a history window.
+                      ResumeCase{"regularized",
+                                 {"--layers", "2", "--recurrent-dropout", "0.25", "--input-dropout",
+                                  "0.1", "--output-dropout", "0.2", "--weight-drop", "0.3",
+                                  "--zoneout-h", "0.1", "--zoneout-c", "0.05"}},
+                      ResumeCase{"regularized_gru_k1_k2",
+                                 {"--cell", "gru", "--recurrent-dropout", "0.3", "--zoneout-h",
+                                  "0.2", "--k1", "16", "--k2", "40"}}),
     [](const ::testing::TestParamInfo<ResumeCase>& p) { return p.param.name; });
 
 // ---------------------------------------------------------------------------------------------

@@ -203,6 +203,26 @@ TEST_F(Mpi, TwoProcessesTrainLikeOneWithEveryModelOption) {
   }
 }
 
+// Issue 18's options: layer norm, and masks and zoneout flags drawn per step, each process its
+// rows of the whole batch's (weight drop: one mask for all).
+TEST_F(Mpi, TwoProcessesTrainLikeOneWithLayerNormMasksAndZoneout) {
+  for (const char* cell : {"lstm", "gru"}) {
+    SCOPED_TRACE(cell);
+    const auto cmd = [&](const std::string& out) {
+      return std::vector<std::string>{
+          BPTT_CLI_PATH, "train", "--task", "adding", "--seq-len", "10", "--hidden", "8",
+          "--layers", "2", "--batch", "6", "--seed", "3", "--steps", "15", "--dtype", "f64",
+          "--cell", cell, "--layer-norm", "--recurrent-dropout", "0.3", "--input-dropout", "0.2",
+          "--output-dropout", "0.25", "--weight-drop", "0.4", "--zoneout-h", "0.15", "--out", out};
+    };
+    std::string err;
+    ASSERT_EQ(run(cmd(path("one.safetensors")), "one", &err), 0) << err;
+    ASSERT_EQ(run(mpi(2, cmd(path("two.safetensors"))), "two", &err), 0) << err;
+    EXPECT_NE(err.find("distributed: 2 processes"), std::string::npos) << err;
+    EXPECT_LT(model_difference(path("two.safetensors"), path("one.safetensors")), 1e-10);
+  }
+}
+
 TEST_F(Mpi, SnapshotOfTwoProcessesResumesInOne) {
   std::string err;
   auto straight = train({"--steps", "16", "--dtype", "f64", "--out", path("straight.safetensors")});

@@ -56,8 +56,11 @@ Full<Real> full_bptt(const Case& c, const Model<Real>& m, const Batch<Real>& b,
 // tests then check the refusal, a usage bptt::Error naming the method, in place of the result.
 bool refused(const Case& c, const std::string& method) {
   const Options& o = c.opt;
-  if (method == "recompute") return false;
-  if (method == "truncated" || method == "rtrl") return o.bi || o.final_readout;
+  // A bidirectional model recomputes layer by layer, which does not apply masks yet.
+  if (method == "recompute") return o.bi && (o.drop || o.zoneout);
+  // Truncation does not apply masks or zoneout yet; RTRL's Jacobians know neither.
+  if (method == "truncated" || method == "rtrl")
+    return o.bi || o.final_readout || o.drop || o.zoneout || o.zoneout_eval;
   return false;
 }
 
@@ -76,10 +79,14 @@ class Methods : public testing::TestWithParam<Case> {};
 
 TEST_P(Methods, RecomputeEqualsBptt) {
   const Case& c = GetParam();
-  if (refused(c, "recompute"))
-    return expect_refusal("recompute", [&] { Recompute<double>(c.config(), c.T, c.B, 2); });
   const auto m = make_model<double>(c);
   const auto b = make_batch<double>(c);
+  if (refused(c, "recompute"))
+    return expect_refusal("recompute", [&] {
+      Recompute<double> r(c.config(), c.T, c.B, 2);
+      Gradients<double> g(c.config(), c.T, c.B);
+      r.loss_and_gradients(m, b, c.loss.loss, g);
+    });
   const auto full = full_bptt(c, m, b);
   for (int K : {1, 2, 3, default_recompute_interval(c.T), c.T - 1, c.T, c.T + 4}) {
     SCOPED_TRACE("K = " + std::to_string(K));
@@ -213,32 +220,35 @@ INSTANTIATE_TEST_SUITE_P(Grid, Rtrl, testing::ValuesIn(rtrl_grid()), case_name);
 std::vector<Case> rtrl_option_cases() {
   std::vector<Case> out;
   for (const Case& c : option_cases())
-    if (!c.opt.bi && !c.opt.final_readout && !c.opt.ln) out.push_back(c);
+    if (!refused(c, "rtrl") && !c.opt.ln) out.push_back(c);
   return out;
 }
 INSTANTIATE_TEST_SUITE_P(Options, Rtrl, testing::ValuesIn(rtrl_option_cases()), case_name);
 
-// RTRL refuses a layer-normalized model (its Jacobians know the plain cells), in one line that
-// names the methods that take it.
-TEST(Rtrl, RefusesLayerNorm) {
+// RTRL refuses a layer-normalized model, zoneout and dropout masks (its Jacobians know the plain
+// cells), in one line that names the methods that take them.
+TEST(Rtrl, RefusesLayerNormMasksAndZoneout) {
+  const auto expect_usage = [](const std::string& what, const std::function<void()>& call) {
+    try {
+      call();
+      ADD_FAILURE() << what << " was taken";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::usage) << e.what();
+      EXPECT_NE(std::string(e.what()).find("rtrl"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("bptt"), std::string::npos) << e.what();
+    }
+  };
   for (const Case& c : option_cases()) {
-    if (!c.opt.ln || c.opt.bi || c.opt.final_readout) continue;
+    const bool regularized = c.opt.ln || c.opt.drop || c.opt.zoneout || c.opt.zoneout_eval;
+    if (!regularized || c.opt.bi || c.opt.final_readout) continue;
     SCOPED_TRACE(c.name());
     const auto m = make_model<double>(c);
     const auto b = make_batch<double>(c);
     Gradients<double> g(c.config(), c.T, c.B);
-    for (const auto& call : std::vector<std::function<void()>>{
-             [&] { rtrl_loss_and_gradients(m, b, c.loss.loss, g); },
-             [&] { RtrlStream<double>(c.config(), c.B); }}) {
-      try {
-        call();
-        ADD_FAILURE() << "RTRL took a layer-normalized model";
-      } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), ErrorKind::usage);
-        EXPECT_NE(std::string(e.what()).find("layer-normalized"), std::string::npos) << e.what();
-        EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
-      }
-    }
+    expect_usage("rtrl_loss_and_gradients", [&] { rtrl_loss_and_gradients(m, b, c.loss.loss, g); });
+    const ModelConfig cfg = c.config();
+    if (cfg.layer_norm || cfg.zoneout_h > 0)  // the model itself (masks come with batches)
+      expect_usage("RtrlStream", [&] { RtrlStream<double>(cfg, c.B); });
   }
 }
 

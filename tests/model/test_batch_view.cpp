@@ -20,9 +20,12 @@ class BatchViews : public testing::TestWithParam<Case> {};
 struct Foreign {
   std::vector<double> x, y, mask, h0, c0;
   std::vector<std::int64_t> classes, lengths;
+  std::vector<double> mi, mr, mo, mw, zh, zc;  // the regularization's masks and flags
   BatchView<double> view;
   explicit Foreign(const Batch<double>& b)
-      : x(b.x), y(b.y), mask(b.mask), h0(b.h0), c0(b.c0), classes(b.classes), lengths(b.lengths) {
+      : x(b.x), y(b.y), mask(b.mask), h0(b.h0), c0(b.c0), classes(b.classes), lengths(b.lengths),
+        mi(b.mask_input), mr(b.mask_recurrent), mo(b.mask_output), mw(b.mask_weight_hh),
+        zh(b.zoneout_h), zc(b.zoneout_c) {
     view.T = b.T;
     view.B = b.B;
     view.x = x;
@@ -32,6 +35,12 @@ struct Foreign {
     view.c0 = c0;
     view.classes = classes;
     view.lengths = lengths;
+    view.mask_input = mi;
+    view.mask_recurrent = mr;
+    view.mask_output = mo;
+    view.mask_weight_hh = mw;
+    view.zoneout_h = zh;
+    view.zoneout_c = zc;
   }
 };
 
@@ -74,9 +83,14 @@ TEST_P(BatchViews, EveryMethodReadsAViewAsItsBatch) {
     v.insert(v.end(), rest.begin(), rest.end());
     return v;
   };
-  EXPECT_EQ(recompute(batch), recompute(view));
+  // (Refused for now: masks under a bidirectional model's recompute, masks and zoneout under
+  // truncation; tests/methods checks the refusals.)
+  if (!(c.opt.bi && (c.opt.drop || c.opt.zoneout))) {
+    EXPECT_EQ(recompute(batch), recompute(view));
+  }
 
-  if (!c.opt.bi && model.cfg.readout == Readout::steps) {
+  if (!c.opt.bi && model.cfg.readout == Readout::steps && !c.opt.drop && !c.opt.zoneout &&
+      !c.opt.zoneout_eval) {
     auto truncated = [&](const BatchView<double>& b) {
       Gradients<double> g(model.cfg, b.T, b.B);
       g.zero();

@@ -52,6 +52,7 @@ std::vector<Case> stream_cases() {
   std::vector<Case> out;
   for (Case c : option_cases()) {
     if (c.opt.bi || c.opt.final_readout) continue;
+    if (c.opt.drop || c.opt.zoneout) continue;  // training-mode masks; a stream evaluates
     c.opt.lengths = false;
     if (c.opt.init == InitCase::learned_given) continue;  // a batch's h0 with a learned c0
     out.push_back(c);

@@ -153,6 +153,21 @@ TEST_P(FastPath, SplitInTimeWithCarriedStateMatches) {
   }
   first.h0 = full.h0;
   first.c0 = full.c0;
+  // Dropout masks belong to the sequences: both halves take them whole; zoneout flags per step.
+  for (Batch<double>* half : {&first, &second}) {
+    half->mask_input = full.mask_input;
+    half->mask_recurrent = full.mask_recurrent;
+    half->mask_output = full.mask_output;
+    half->mask_weight_hh = full.mask_weight_hh;
+  }
+  const auto split = [&](const std::vector<double>& flags, std::vector<double>& a,
+                         std::vector<double>& b) {
+    const auto mid = flags.begin() + std::ptrdiff_t(flags.size() / std::size_t(c.T) * T1);
+    a.assign(flags.begin(), mid);
+    b.assign(mid, flags.end());
+  };
+  split(full.zoneout_h, first.zoneout_h, second.zoneout_h);
+  split(full.zoneout_c, first.zoneout_c, second.zoneout_c);
   first.validate(cfg, "first half");
 
   Workspace<double> ws_full(cfg, c.T, B), ws1(cfg, T1, B), ws2(cfg, T2, B);

@@ -86,10 +86,11 @@ void add_bench(CLI::App& app, Runner& run) {
   CLI::App* cmd = app.add_subcommand(
       "bench",
       "Time training (forward, loss, full backward, SGD update) or inference steps on random\n"
-      "data, or one streaming step (--mode stream: Stream::step of B streams, T unused), for each SHAPE, written CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias][_learn][_ln],\n"
+      "data, or one streaming step (--mode stream: Stream::step of B streams, T unused), for each SHAPE, written CELL[-PHI]_lL_tT_bB_iI_hH_oO[_LOSS][_bi][_pP][_nobias][_learn][_ln][_rdP][_wdP][_idP][_odP][_zoZ],\n"
       "e.g. lstm_l2_t100_b32_i65_h256_o65_xent or lstm_l1_t100_b64_i256_h512_o256_bi_p128 (the\n"
       "suffixes: bidirectional, an LSTM projection of P, no biases, a learned initial state,\n"
-      "layer-normalized cells).\n"
+      "layer-normalized cells; training with recurrent dropout, weight drop, input or output\n"
+      "dropout of P, zoneout of Z, e.g. lstm_l1_t100_b64_i256_h512_o256_ln_zo0.1).\n"
       "Prints the median time per step, tokens per second,\n"
       "GFLOP/s (matrix products only; docs/benchmarks.md) and the process's peak memory.");
   cmd->add_option("shapes", o->shapes, "Shapes to run, one after the other")->required();

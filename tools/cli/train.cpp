@@ -32,6 +32,9 @@ struct TrainOptions {
   bool layer_norm = false;  // Ba et al.'s layer-normalized cells (model.hpp)
   int proj_size = 0;
   double dropout = 0, forget_bias = 0;
+  // Issue 18: time-consistent dropout (docs/training.md) and zoneout.
+  double input_dropout = 0, recurrent_dropout = 0, output_dropout = 0, weight_drop = 0;
+  double zoneout_h = 0, zoneout_c = 0;
   std::string optimizer = "adam", schedule = "constant";
   double lr = 2e-3, momentum = 0, weight_decay = -1, gamma = 0.5, min_lr = 0;
   bool nesterov = false;
@@ -79,7 +82,13 @@ std::string fingerprint(const TrainOptions& o, const TrainConfig& tc, const Mode
          (c.proj_size ? fmt::format(" proj_size={}", c.proj_size) : "") +
          (c.bias ? "" : " bias=false") +
          (c.initial_state == InitialState::learned ? " initial_state=learned" : "") +
-         (c.layer_norm ? " layer_norm" : "");
+         (c.layer_norm ? " layer_norm" : "") +
+         (o.input_dropout > 0 ? fmt::format(" input_dropout={}", o.input_dropout) : "") +
+         (o.recurrent_dropout > 0 ? fmt::format(" recurrent_dropout={}", o.recurrent_dropout) : "") +
+         (o.output_dropout > 0 ? fmt::format(" output_dropout={}", o.output_dropout) : "") +
+         (o.weight_drop > 0 ? fmt::format(" weight_drop={}", o.weight_drop) : "") +
+         (c.zoneout_h > 0 ? fmt::format(" zoneout_h={}", c.zoneout_h) : "") +
+         (c.zoneout_c > 0 ? fmt::format(" zoneout_c={}", c.zoneout_c) : "");
 }
 
 // The directory of an output file must exist before hours of training are spent.
@@ -129,6 +138,15 @@ void run_train(const TrainOptions& o) {
   cfg.bias = !o.no_bias;
   cfg.initial_state = o.learn_initial_state ? InitialState::learned : InitialState::zero;
   cfg.layer_norm = o.layer_norm;
+  for (const auto& [z, name] : {std::pair{o.zoneout_h, "--zoneout-h"}, {o.zoneout_c, "--zoneout-c"}})
+    if (!(z >= 0 && z < 1))
+      throw Error(ErrorKind::value, name, fmt::format("{} is outside [0, 1)", z),
+                  "the probability that a unit keeps its previous value; 0 disables it");
+  if (o.zoneout_c > 0 && cfg.cell != CellKind::lstm)
+    throw Error(ErrorKind::usage, "--zoneout-c", "only an LSTM has a cell state",
+                "use --zoneout-h, or train with --cell lstm");
+  cfg.zoneout_h = o.zoneout_h;
+  cfg.zoneout_c = o.zoneout_c;
   if (o.bidirectional) {
     if (const std::string why = data.bidirectional_refusal(); !why.empty())
       throw Error(ErrorKind::usage, "--bidirectional", "refused for " + why,
@@ -170,6 +188,10 @@ void run_train(const TrainOptions& o) {
   tc.clip_norm = o.clip_norm;
   tc.clip_value = o.clip_value;
   tc.dropout = o.dropout;
+  tc.regularizer.input = o.input_dropout;
+  tc.regularizer.recurrent = o.recurrent_dropout;
+  tc.regularizer.output = o.output_dropout;
+  tc.regularizer.weight = o.weight_drop;
   tc.seed = o.seed;
   tc.recompute = o.recompute;
   tc.memory_budget_mb = o.memory_budget;
@@ -208,6 +230,12 @@ void run_train(const TrainOptions& o) {
     if (!cfg.bias) options += " no bias";
     if (cfg.initial_state == InitialState::learned) options += " learned initial state";
     if (cfg.layer_norm) options += " layer norm";
+    if (o.input_dropout > 0) options += fmt::format(" input dropout {}", o.input_dropout);
+    if (o.recurrent_dropout > 0) options += fmt::format(" recurrent dropout {}", o.recurrent_dropout);
+    if (o.output_dropout > 0) options += fmt::format(" output dropout {}", o.output_dropout);
+    if (o.weight_drop > 0) options += fmt::format(" weight drop {}", o.weight_drop);
+    if (cfg.zoneout_h > 0) options += fmt::format(" zoneout h {}", cfg.zoneout_h);
+    if (cfg.zoneout_c > 0) options += fmt::format(" zoneout c {}", cfg.zoneout_c);
     fmt::print(stderr, "model: {} {}x{}{}, {} parameters, {} batches of {}x{} per epoch\n",
                to_string(cfg.cell), cfg.num_layers, cfg.hidden_size,
                options.empty() ? "" : "," + options, model.params.size(), bpe, B, task->T());
@@ -377,6 +405,27 @@ void add_train(CLI::App& app, Runner& run) {
   cmd->add_option("--layers", o->layers, "Stacked layers (default: text 2, csv, ts and task 1)")
       ->check(kPositive)->group("Model");
   cmd->add_option("--dropout", o->dropout, "Dropout between layers, as PyTorch (default 0)")->group("Model");
+  cmd->add_option("--recurrent-dropout", o->recurrent_dropout,
+                  "Variational dropout on the h entering W_hh: one mask per sequence and layer,\n"
+                  "the same at every step (Gal & Ghahramani 2016; default 0)")
+      ->group("Model");
+  cmd->add_option("--input-dropout", o->input_dropout,
+                  "One dropout mask per sequence on the network's input, every step (default 0)")
+      ->group("Model");
+  cmd->add_option("--output-dropout", o->output_dropout,
+                  "One dropout mask per sequence on the top layer's output entering the head\n"
+                  "(default 0)")
+      ->group("Model");
+  cmd->add_option("--weight-drop", o->weight_drop,
+                  "DropConnect on every W_hh, one mask per training step (Merity et al. 2018;\n"
+                  "default 0)")
+      ->group("Model");
+  cmd->add_option("--zoneout-h", o->zoneout_h,
+                  "Zoneout of h: each unit keeps its previous value with this probability at each\n"
+                  "step; evaluation uses the expectation (Krueger et al. 2017; model metadata)")
+      ->group("Model");
+  cmd->add_option("--zoneout-c", o->zoneout_c, "Zoneout of the LSTM's cell state (as --zoneout-h)")
+      ->group("Model");
   cmd->add_flag("--bidirectional", o->bidirectional,
                 "Every layer also runs right to left (torch's bidirectional=True); a .ts or\n"
                 "adding-task classifier then reads both directions' final states. Refused where\n"
