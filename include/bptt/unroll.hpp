@@ -212,14 +212,17 @@ void dropout_mask(const Dropout& d, int k, int T, int B, int width, Real* mask);
 // zoneout_c. As Dropout, every mask is a pure function of (seed, stream, element): pass the
 // training step as the stream; rows/row0 as Dropout's.
 struct Regularizer {
-  double input = 0, recurrent = 0, output = 0, weight = 0;  // each in [0, 1)
+  // Each 0 or in [2^-16, 1): the masks compare 16-bit random numbers with p·2^16 (zoneout's
+  // probabilities act to the same resolution in training).
+  double input = 0, recurrent = 0, output = 0, weight = 0;
   std::uint64_t seed = 0;
   std::uint64_t stream = 0;
   int rows = 0;
   int row0 = 0;
   // Whether anything is drawn for a model (a probability above, or the model's zoneout).
   bool any(const ModelConfig& cfg) const;
-  // Throws bptt::Error (kind value, naming the train option) for a probability outside [0, 1).
+  // Throws bptt::Error (kind value, naming the train option) for a probability outside [0, 1)
+  // or in (0, 2^-16).
   void validate() const;
 };
 

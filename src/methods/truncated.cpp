@@ -18,6 +18,7 @@
 #include "cells/layer_norm.hpp"
 #include "kernels/gemm.hpp"
 #include "unroll/head.hpp"
+#include "unroll/regularize.hpp"
 
 namespace bptt {
 
@@ -30,10 +31,6 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
   const ModelConfig& cfg = model.cfg;
   model.check("model");
   require_options(cfg, {.causal = true}, "truncated", "truncated BPTT");
-  require_no_masks<Real>(batch, "truncated", "truncated BPTT");
-  if (cfg.zoneout_h > 0 || cfg.zoneout_c > 0)
-    throw Error(ErrorKind::usage, "truncated", "truncated BPTT does not take a model with zoneout yet",
-                "use full BPTT (--method bptt) or recompute");
   grads.check(cfg, batch.T, batch.B);
   const int T = batch.T, B = batch.B, L = cfg.num_layers, H = cfg.hidden_size;
   const int GH = cfg.gates() * H, O = cfg.output_size, TB = T * B, HO = cfg.state_size(),
@@ -50,12 +47,30 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
                     TBG = std::size_t(TB) * GH;
   const bool lstm = cfg.cell == CellKind::lstm, gru = cfg.cell == CellKind::gru,
              ln = cfg.layer_norm;
+  // The masks and zoneout (unroll/regularize.hpp), as forward applied them: each chain's steps
+  // meet them as full BPTT's backward does.
+  const unroll::Regularization<Real> Rg(cfg, batch);
+  const bool zo_h = Rg.h_zoneout(), zo_c = Rg.c_zoneout() && lstm;
 
   // The head is not recurrent: its gradients are full BPTT's; dL/dh_top of ℓ_t is at distance 0.
-  const Real* top = ws.h(L - 1) + BHO;
+  const Real* top = Rg.output ? ws.top_masked() : ws.h(L - 1) + BHO;
   unroll::head_weight_gradients(TB, HO, O, ws.dz(), top, D.w_o, D.b_o);
   std::vector<Real> head(TBHO);
   unroll::head_input_gradient(TB, HO, O, ws.dz(), V.w_o, head.data(), HO);
+  if (Rg.output)
+    for (int t = 0; t < T; ++t)
+      unroll::mask_rows(B, HO, head.data() + std::size_t(t) * BHO, Rg.output,
+                        head.data() + std::size_t(t) * BHO);
+  // W_hh as the recurrence used it (⊙ mask_weight_hh), per layer.
+  std::vector<std::vector<Real>> w_hh(static_cast<std::size_t>(L));
+  for (int k = 0; k < L; ++k) {
+    const Real* w = V.layers[std::size_t(k)].w_hh;
+    w_hh[std::size_t(k)].assign(w, w + std::size_t(GH) * HO);
+    if (Rg.weight_hh)
+      unroll::mask_rows(GH, HO, w, Rg.weight_hh + std::size_t(k) * GH * HO,
+                        w_hh[std::size_t(k)].data());
+  }
+  std::vector<Real> keep_h(zo_h ? TBHO : 0), keep_c(zo_c ? TBH : 0), rec(Rg.recurrent ? TBHO : 0);
 
   std::vector<std::vector<Real>> carry_h(std::size_t(L), std::vector<Real>(TBHO, Real(0)));
   std::vector<std::vector<Real>> carry_c(std::size_t(lstm ? L : 0), std::vector<Real>(TBH, Real(0)));
@@ -81,6 +96,20 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
       const Real* from_above = k == L - 1 ? (j == 0 ? head.data() : nullptr) : above.data();
       for (std::size_t i = 0; i < std::size_t(R) * HO; ++i)
         dh[i] = carry[i] + (from_above ? from_above[i] : Real(0));
+      // Zoneout, step by step of the chains' steps [0, n): the cell gets (1 − k) ⊙ dh (dc the
+      // same), k ⊙ dh goes straight to the state before.
+      Real* dc_chain = lstm ? carry_c[std::size_t(k)].data() + std::size_t(j) * BH : nullptr;
+      for (int t = 0; t < n && (zo_h || zo_c); ++t) {
+        const std::uint8_t* valid = ws.valid() + std::size_t(t) * B;
+        if (zo_h)
+          unroll::zoneout_backward(Rg, Rg.zoneout_h, Rg.zh, HO, k, false, t, 0, B, ws.lengths(),
+                                   valid, dh.data() + std::size_t(t) * BHO,
+                                   keep_h.data() + std::size_t(t) * BHO);
+        if (zo_c)
+          unroll::zoneout_backward(Rg, Rg.zoneout_c, Rg.zc, H, k, false, t, 0, B, ws.lengths(),
+                                   valid, dc_chain + std::size_t(t) * BH,
+                                   keep_c.data() + std::size_t(t) * BH);
+      }
       std::copy(ws.gates(k), ws.gates(k) + std::size_t(R) * GH, act.begin());
       cells::CellStep<Real> s;
       s.B = R;
@@ -91,12 +120,14 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
       s.h = ws.h(k) + BHO;
       if (lstm) s.c_prev = ws.c(k), s.c = ws.c(k) + BH;
       if (gru) s.aux = ws.aux(k);
+      if (zo_h && cfg.cell == CellKind::elman) s.h = ws.zo_bar(k);  // the cell's own h̄
+      if (zo_c) s.c = ws.zo_bar(k);                                 // and c̄
       if (p.ln_c_w) s.ln_c_gamma = p.ln_c_w, s.ln_c_beta = p.ln_c_b, s.ln_c_stats = ws.ln_c_stats(k);
       cells::CellStepGrad<Real> g;
       g.dln_c_gamma = dp.ln_c_w;
       g.dln_c_beta = dp.ln_c_b;
       g.dh = dh.data();
-      g.dc = lstm ? carry_c[std::size_t(k)].data() + std::size_t(j) * BH : nullptr;
+      g.dc = dc_chain;
       g.dgh = gru ? dgh.data() : act.data();
       g.dh_prev = bypass.data();
       if (P) {  // through h = m·W_hrᵀ: the cell sees dm = dh·W_hr (docs/math.md, section 5)
@@ -136,7 +167,20 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
       }
       // dL/d(state s) of each chain = bypass + dgh·W_hh. The chain at step 0 (origin j) has
       // reached h0; the others carry it to distance j + 1, unless that is past the window.
-      gemm(false, false, R, HO, GH, Real(1), dh_side, GH, p.w_hh, HO, Real(1), bypass.data(), HO);
+      const Real* w = w_hh[std::size_t(k)].data();
+      if (Rg.recurrent) {  // (δ^h W̃_hh) ⊙ mask_recurrent, the mask of each chain's sequence
+        gemm(false, false, R, HO, GH, Real(1), dh_side, GH, w, HO, Real(0), rec.data(), HO);
+        for (int t = 0; t < n; ++t)
+          for (std::size_t i = 0; i < BHO; ++i)
+            bypass[std::size_t(t) * BHO + i] +=
+                rec[std::size_t(t) * BHO + i] * Rg.recurrent[std::size_t(k) * BHO + i];
+      } else {
+        gemm(false, false, R, HO, GH, Real(1), dh_side, GH, w, HO, Real(1), bypass.data(), HO);
+      }
+      if (zo_h)
+        for (std::size_t i = 0; i < std::size_t(R) * HO; ++i) bypass[i] += keep_h[i];
+      if (zo_c)
+        for (std::size_t i = 0; i < std::size_t(R) * H; ++i) dc_chain[i] += keep_c[i];
       Real* dh0 = dh0_call.data() + std::size_t(k) * BHO;
       for (std::size_t i = 0; i < BHO; ++i) dh0[i] += bypass[i];
       if (lstm) {
@@ -159,8 +203,13 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
     const auto& d = D.layers[std::size_t(k)];
     const Real* gi = acc_gi[std::size_t(k)].data();
     const Real* gh = ln ? acc_ah[std::size_t(k)].data() : gru ? acc_gh[std::size_t(k)].data() : gi;
-    gemm(true, false, GH, HO, TB, Real(1), gh, GH, ws.h(k), HO, Real(1), d.w_hh, HO);
-    const Real* in = k == 0 ? batch.x.data() : ws.out(k - 1);
+    // dW_hh = Σ δᵀ h̃ (under the recurrent mask); with weight drop dW̃ ⊙ M.
+    std::vector<Real> dw(Rg.weight_hh ? std::size_t(GH) * HO : 0);
+    gemm(true, false, GH, HO, TB, Real(1), gh, GH, Rg.recurrent ? ws.h_masked(k) : ws.h(k), HO,
+         Real(Rg.weight_hh ? 0 : 1), Rg.weight_hh ? dw.data() : d.w_hh, HO);
+    for (std::size_t i = 0; i < dw.size(); ++i)
+      d.w_hh[i] += dw[i] * Rg.weight_hh[std::size_t(k) * GH * HO + i];
+    const Real* in = k == 0 ? (Rg.input ? ws.x_masked() : batch.x.data()) : ws.out(k - 1);
     gemm(true, false, GH, p.in, TB, Real(1), gi, GH, in, p.in, Real(1), d.w_ih, p.in);
     if (cfg.bias && !ln) {  // (with layer norm: summed per distance above)
       kernels::sum_rows(TB, GH, gh, d.b_hh);
@@ -169,9 +218,19 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
     if (P)  // m is 0 past a sequence's length (unroll.hpp), so those rows add nothing
       gemm(true, false, P, H, TB, Real(1), acc_dh[std::size_t(k)].data(), P, ws.m(k), H, Real(1),
            d.w_hr, H);
-    if (k == 0 && !grads.x.empty())
-      gemm(false, false, TB, p.in, GH, Real(1), gi, GH, p.w_ih, p.in, Real(1), grads.x.data(),
-           p.in);
+    if (k == 0 && !grads.x.empty()) {
+      if (Rg.input) {  // dx = dx̃ ⊙ mask_input (x_masked is free now)
+        Real* dx = ws.x_masked();
+        gemm(false, false, TB, p.in, GH, Real(1), gi, GH, p.w_ih, p.in, Real(0), dx, p.in);
+        const std::size_t BI = std::size_t(B) * p.in;
+        for (int t = 0; t < T; ++t)
+          for (std::size_t i = 0; i < BI; ++i)
+            grads.x[std::size_t(t) * BI + i] += dx[std::size_t(t) * BI + i] * Rg.input[i];
+      } else {
+        gemm(false, false, TB, p.in, GH, Real(1), gi, GH, p.w_ih, p.in, Real(1), grads.x.data(),
+             p.in);
+      }
+    }
   }
   for (std::size_t i = 0; i < dh0_call.size(); ++i) grads.h0[i] += dh0_call[i];
   for (std::size_t i = 0; i < dc0_call.size() && i < grads.c0.size(); ++i) grads.c0[i] += dc0_call[i];

@@ -58,9 +58,9 @@ bool refused(const Case& c, const std::string& method) {
   const Options& o = c.opt;
   // A bidirectional model recomputes layer by layer, which does not apply masks yet.
   if (method == "recompute") return o.bi && (o.drop || o.zoneout);
-  // Truncation does not apply masks or zoneout yet; RTRL's Jacobians know neither.
-  if (method == "truncated" || method == "rtrl")
-    return o.bi || o.final_readout || o.drop || o.zoneout || o.zoneout_eval;
+  if (method == "truncated") return o.bi || o.final_readout;
+  // RTRL's Jacobians know neither masks nor zoneout.
+  if (method == "rtrl") return o.bi || o.final_readout || o.drop || o.zoneout || o.zoneout_eval;
   return false;
 }
 

@@ -116,20 +116,25 @@ def test_every_method_equals_autograd(name, kw, method, tmp_path):
           tol=1e-5 if method == "numeric" else None)
 
 
-def test_predict_and_stream_equal_the_reference(tmp_path):
+def expect_predict_and_stream(m, tm, x, stream=True):
+    """m.predict(x) and, unless stream=False, a Stream step by step equal tm's forward pass."""
     import torch
+    y_hat, h_n, _ = m.predict(x)
+    with torch.no_grad():
+        z, h_ref, _ = tm(torch.from_numpy(x))
+    np.testing.assert_allclose(y_hat, z.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(h_n, h_ref.numpy(), rtol=0, atol=1e-12)
+    if stream:
+        s = m.stream(x.shape[1])
+        for t in range(x.shape[0]):
+            np.testing.assert_allclose(s.step(x[t]), z.numpy()[t], rtol=0, atol=1e-12)
+
+
+def test_predict_and_stream_equal_the_reference(tmp_path):
     rng = np.random.default_rng(2)
     m = make(dict(cell="lstm", num_layers=2, proj_size=3), "f64", rng)
     tm = reference(m, tmp_path)
-    x = rng.standard_normal((8, 2, 3))
-    y_hat, h_n, c_n = m.predict(x)
-    with torch.no_grad():
-        z, h_ref, c_ref = tm(torch.from_numpy(x))
-    np.testing.assert_allclose(y_hat, z.numpy(), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(h_n, h_ref.numpy(), rtol=0, atol=1e-12)
-    s = m.stream(2)
-    for t in range(8):
-        np.testing.assert_allclose(s.step(x[t]), z.numpy()[t], rtol=0, atol=1e-12)
+    expect_predict_and_stream(m, tm, rng.standard_normal((8, 2, 3)))
 
 
 def test_rtrl_refuses_layer_norm():

@@ -9,7 +9,7 @@ import pytest
 
 import bptt
 from conftest import TOL, as_dtype, needs_torch, rel_err, targets
-from test_layer_norm import reference, torch_grad
+from test_layer_norm import expect_predict_and_stream, reference, torch_grad
 
 pytestmark = needs_torch
 
@@ -116,22 +116,14 @@ def test_losses(cell, loss, theta, tmp_path, masked_reference):
 
 @pytest.mark.parametrize("name,kw", MODELS, ids=[m[0] for m in MODELS])
 def test_zoneout_evaluation_is_the_expectation(name, kw, tmp_path):
-    import torch
     rng = np.random.default_rng(3)
     m = make(kw, "f64", rng, zoneout_h=0.3, zoneout_c=0.2 if kw["cell"] == "lstm" else 0.0)
     assert m.config["zoneout_h"] == 0.3
     tm = reference(m, tmp_path)  # loads zoneout_h, zoneout_c from the file
-    x = rng.standard_normal((6, 2, 3))
-    y_hat, h_n, _ = m.predict(x)
-    with torch.no_grad():
-        z, h_ref, _ = tm(torch.from_numpy(x))
-    np.testing.assert_allclose(y_hat, z.numpy(), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(h_n, h_ref.numpy(), rtol=0, atol=1e-12)
+    # predict and (left to right) a stream evaluate with the expectation
+    expect_predict_and_stream(m, tm, rng.standard_normal((6, 2, 3)),
+                              stream=not kw.get("bidirectional"))
     check(m, tm, {}, "mse", rng)  # the gradient of the expectation
-    if not kw.get("bidirectional"):  # a stream evaluates the same way
-        s = m.stream(2)
-        for t in range(6):
-            np.testing.assert_allclose(s.step(x[t]), z.numpy()[t], rtol=0, atol=1e-12)
 
 
 def test_masks_are_checked():
