@@ -120,10 +120,7 @@ double Recompute<Real>::loss_and_gradients(const Model<Real>& model, const Batch
                             T_, B_, batch.T, batch.B),
                 "construct Recompute for the batch's shape");
   const ThreadCount on_threads(threads_);
-  if (recompute_by_layer(cfg_)) {
-    require_no_masks<Real>(batch, "recompute", "recompute of a bidirectional model");
-    return by_layer(model, batch, loss, grads, dropout);
-  }
+  if (recompute_by_layer(cfg_)) return by_layer(model, batch, loss, grads, dropout);
   const ModelConfig& cfg = model.cfg;
   const int S = segments(T_, K_), B = B_, I = cfg.input_size, O = cfg.output_size;
   const std::size_t nh = std::size_t(cfg.units()) * B * cfg.state_size(),

@@ -8,7 +8,9 @@
 // its checkpoint and runs backward with dL/d(its outputs) from the layer above
 // (BackwardOptions::dh_above) and dL/d(its final state) from the segment after it; the segments'
 // dL/d(input) add up to dL/d out(k−1). Kept: every layer's output and the checkpoints, where
-// full BPTT keeps every unit's gates and states.
+// full BPTT keeps every unit's gates and states. Issue 18's masks: the input and output masks
+// are applied here, around the layers; each unit's segments carry its slice of the recurrent
+// and weight masks and its zoneout flags in its own frame (unroll/direction.hpp).
 #include "methods/recompute_layers.hpp"
 
 #include <algorithm>
@@ -112,7 +114,7 @@ std::size_t Recompute<Real>::layers_bytes() const {
   const Layers& l = *layers_;
   std::size_t n = l.ws0->bytes() + (l.ws_up ? l.ws_up->bytes() : 0);
   for (const auto* v : {&l.outs, &l.dout, &l.dprev, &l.dh_above, &l.z, &l.yhat, &l.mask,
-                        &l.drop, &ckpt_h_, &ckpt_c_, &seg_.x, &seg_.h0, &seg_.c0, &seg_grads_.x,
+                        &l.drop, &l.x_masked, &l.dx, &l.top_masked, &ckpt_h_, &ckpt_c_, &seg_.x, &seg_.h0, &seg_.c0, &seg_grads_.x,
                         &seg_grads_.h0, &seg_grads_.c0, &seg_grads_.params, &l.sub.params,
                         &dh_n_, &dc_n_, &scratch_h_, &scratch_c_})
     n += v->capacity() * sizeof(Real);
@@ -157,9 +159,17 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const BatchArg<Real>&
               l.sub.params.begin());
     return k == 0 ? l.ws0.get() : l.ws_up.get();
   };
-  // Layer k's input in data order (dropped out above layer 0), and unit u's in its frame.
+  // Layer k's input in data order (dropped out above layer 0; x ⊙ mask_input below), and unit
+  // u's in its frame.
+  const int I = cfg.input_size;
+  if (!batch.mask_input.empty()) {
+    l.x_masked.resize(TB * std::size_t(I));
+    for (std::size_t r = 0; r < TB; ++r)
+      for (int j = 0; j < I; ++j)
+        l.x_masked[r * I + j] = batch.x[r * I + j] * batch.mask_input[(r % std::size_t(B)) * I + j];
+  }
   const auto layer_input = [&](int k) -> const Real* {
-    if (k == 0) return batch.x.data();
+    if (k == 0) return batch.mask_input.empty() ? batch.x.data() : l.x_masked.data();
     const Real* below = l.outs.data() + std::size_t(k - 1) * TB * W;
     if (!drop) return below;
     dropout_mask(*dropout, k, T, B, W, l.mask.data());
@@ -178,6 +188,32 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const BatchArg<Real>&
     seg_.lengths.resize(std::size_t(B));
     for (int b = 0; b < B; ++b)
       seg_.lengths[std::size_t(b)] = std::clamp<std::int64_t>(l.len[std::size_t(b)] - s, 0, std::int64_t(n));
+    // The unit's masks: its slices of the recurrent and weight masks, its zoneout flags of
+    // steps [s, e) of its frame (flags are indexed by data step).
+    const auto unit_slice = [&](std::span<const Real> all, std::vector<Real>& dst) {
+      dst.clear();
+      if (all.empty()) return;
+      const std::size_t per = all.size() / std::size_t(cfg.units());
+      dst.assign(all.begin() + std::ptrdiff_t(std::size_t(u) * per),
+                 all.begin() + std::ptrdiff_t(std::size_t(u + 1) * per));
+    };
+    unit_slice(batch.mask_recurrent, seg_.mask_recurrent);
+    unit_slice(batch.mask_weight_hh, seg_.mask_weight_hh);
+    const auto flags = [&](std::span<const Real> all, int width, std::vector<Real>& dst) {
+      dst.clear();
+      if (all.empty()) return;
+      const std::size_t U = std::size_t(cfg.units()), wd = std::size_t(width);
+      dst.resize(n * B * wd);
+      for (std::size_t t = 0; t < n; ++t)
+        for (int b = 0; b < B; ++b) {
+          const std::size_t step = std::size_t(
+              u % D == 1 ? unroll::reversed_step(s + int(t), l.len[std::size_t(b)]) : s + int(t));
+          const Real* from = all.data() + ((step * U + std::size_t(u)) * B + std::size_t(b)) * wd;
+          std::copy(from, from + wd, dst.data() + (t * B + std::size_t(b)) * wd);
+        }
+    };
+    flags(batch.zoneout_h, HO, seg_.zoneout_h);
+    flags(batch.zoneout_c, H, seg_.zoneout_c);
     const Real* h = ckpt_h_.data() + (std::size_t(u) * S1 + i) * BHO;
     seg_.h0.assign(h, h + BHO);
     if (lstm) {
@@ -228,6 +264,13 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const BatchArg<Real>&
         std::copy(hn + (r % std::size_t(B)) * HO, hn + (r % std::size_t(B) + 1) * HO,
                   top + r * W + std::size_t(d) * HO);
     }
+  if (!batch.mask_output.empty()) {  // the head reads top ⊙ mask_output
+    l.top_masked.resize(TB * std::size_t(W));
+    for (std::size_t r = 0; r < TB; ++r)
+      for (int j = 0; j < W; ++j)
+        l.top_masked[r * W + j] = top[r * W + j] * batch.mask_output[(r % std::size_t(B)) * W + j];
+    top = l.top_masked.data();
+  }
   if (cfg.head) {
     gemm(false, true, int(TB), O, W, Real(1), top, W, V.w_o, W, Real(0), l.z.data(), O);
     for (std::size_t r = 0; r < TB; ++r)
@@ -240,6 +283,9 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const BatchArg<Real>&
   const Real* dz = l.z.data();
   unroll::head_weight_gradients(int(TB), W, O, dz, top, G.w_o, G.b_o);
   unroll::head_input_gradient(int(TB), W, O, dz, V.w_o, l.dout.data(), W);
+  if (!batch.mask_output.empty())
+    for (std::size_t r = 0; r < TB; ++r)
+      for (int j = 0; j < W; ++j) l.dout[r * W + j] *= batch.mask_output[(r % std::size_t(B)) * W + j];
   std::vector<Real> d_hn;  // final readout: Σ_t dL/dtop_t, the top units' dL/dh_n [D, B, H_out]
   if (final_readout) {
     d_hn.assign(std::size_t(D) * BHO, Real(0));
@@ -257,7 +303,10 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const BatchArg<Real>&
     const int in_w = cfg.layer_input_size(k);
     const Real* in = layer_input(k);
     // dL/d(layer k's input), data order: dL/dx for layer 0 (when wanted), else dL/d out(k−1).
-    Real* din = k > 0 ? l.dprev.data() : grads.x.empty() ? nullptr : grads.x.data();
+    // With the input mask, layer 0's dL/dx̃ gathers in l.dx first (then dx = dx̃ ⊙ mask_input).
+    const bool masked_x = k == 0 && !batch.mask_input.empty() && !grads.x.empty();
+    if (masked_x) l.dx.assign(TB * std::size_t(I), Real(0));
+    Real* din = k > 0 ? l.dprev.data() : grads.x.empty() ? nullptr : masked_x ? l.dx.data() : grads.x.data();
     if (k > 0) std::fill(l.dprev.begin(), l.dprev.end(), Real(0));
     for (int d = 0; d < D; ++d) {
       const int u = k * D + d;
@@ -307,6 +356,10 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const BatchArg<Real>&
         for (int b = 0; b < B; ++b)
           for (int j = 0; j < H; ++j) G.c0[std::size_t(u) * H + j] += carry_c[std::size_t(b) * H + j];
     }
+    if (masked_x)
+      for (std::size_t r = 0; r < TB; ++r)
+        for (int j = 0; j < I; ++j)
+          grads.x[r * I + j] += l.dx[r * I + j] * batch.mask_input[(r % std::size_t(B)) * I + j];
     if (k > 0) {
       if (drop)  // layer k read out(k−1) ⊙ mask(k); the mask is still in l.mask
         for (std::size_t i = 0; i < TB * std::size_t(W); ++i) l.dprev[i] *= l.mask[i];

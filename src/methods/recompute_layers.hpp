@@ -40,6 +40,9 @@ struct Recompute<Real>::Layers {
   std::vector<Real> z, yhat;       // [T, B, O]
   std::vector<Real> mask, drop;    // [T, B, W] dropout: layer k's mask and dropped input
   std::vector<int> len;            // [B]
+  // Issue 18's masks, when the batch has them (sized on first use, outside the time loop):
+  std::vector<Real> x_masked, dx;  // [T, B, I] x ⊙ mask_input and dL/dx̃
+  std::vector<Real> top_masked;    // [T, B, W] the head's input ⊙ mask_output
 };
 
 }  // namespace bptt

@@ -86,11 +86,6 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
                 "cannot be combined with --recompute, --memory-budget, --k2, --dropout or the "
                 "time-consistent dropouts and zoneout",
                 "leave those out");
-  if (cfg.regularizer.any(model.cfg) && recompute && model.cfg.bidirectional)
-    throw Error(ErrorKind::usage, "--recompute",
-                "a bidirectional model's recompute does not apply the time-consistent dropouts "
-                "or zoneout yet",
-                "train it with full BPTT (leave out --recompute and --memory-budget)");
   if (history && recompute)
     throw Error(ErrorKind::usage, "--k2", "cannot be combined with --recompute or --memory-budget",
                 "leave one of them out");

@@ -56,8 +56,7 @@ Full<Real> full_bptt(const Case& c, const Model<Real>& m, const Batch<Real>& b,
 // tests then check the refusal, a usage bptt::Error naming the method, in place of the result.
 bool refused(const Case& c, const std::string& method) {
   const Options& o = c.opt;
-  // A bidirectional model recomputes layer by layer, which does not apply masks yet.
-  if (method == "recompute") return o.bi && (o.drop || o.zoneout);
+  if (method == "recompute") return false;
   if (method == "truncated") return o.bi || o.final_readout;
   // RTRL's Jacobians know neither masks nor zoneout.
   if (method == "rtrl") return o.bi || o.final_readout || o.drop || o.zoneout || o.zoneout_eval;

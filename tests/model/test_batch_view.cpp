@@ -83,10 +83,7 @@ TEST_P(BatchViews, EveryMethodReadsAViewAsItsBatch) {
     v.insert(v.end(), rest.begin(), rest.end());
     return v;
   };
-  // (Refused for now: masks under a bidirectional model's recompute; tests/methods checks it.)
-  if (!(c.opt.bi && (c.opt.drop || c.opt.zoneout))) {
-    EXPECT_EQ(recompute(batch), recompute(view));
-  }
+  EXPECT_EQ(recompute(batch), recompute(view));
 
   if (!c.opt.bi && model.cfg.readout == Readout::steps) {
     auto truncated = [&](const BatchView<double>& b) {

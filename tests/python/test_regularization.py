@@ -48,13 +48,13 @@ def draw(model, kinds, T, B, rng, p=0.3, z=0.25):
     return m
 
 
-def check(model, tm, masks, loss, rng, T=6, B=3, lengths=None, tol=None):
+def check(model, tm, masks, loss, rng, T=6, B=3, lengths=None, tol=None, method="bptt"):
     import torch
     x = rng.standard_normal((T, B, model.config["input_size"]))
     y = targets(model, loss, T, B, rng)
     typed = {k: as_dtype(model, v) for k, v in masks.items()}
     L, g = model.grad(as_dtype(model, x), y if loss == "xent" else as_dtype(model, y), loss=loss,
-                      lengths=lengths, masks=typed)
+                      lengths=lengths, masks=typed, method=method)
     tmasks = {k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in typed.items()}
     tm.forward_masks = tmasks
     L_ref, g_ref = torch_grad(model, tm, as_dtype(model, x),
@@ -102,6 +102,18 @@ def test_masks_equal_autograd(name, kw, kind, dtype, tmp_path, masked_reference)
     check(m, tm, draw(m, kinds, 6, 3, rng), "mse", rng)
     check(m, tm, draw(m, kinds, 7, 4, rng), "mse", rng, T=7, B=4,
           lengths=np.array([7, 2, 5, 1]))
+
+
+# (Truncation's chains under masks are checked against the slow truncated reference in C++,
+# tests/methods: a truncated gradient is not autograd's.)
+@pytest.mark.parametrize("method", ["recompute:2", "recompute:3"])
+@pytest.mark.parametrize("name,kw", MODELS, ids=[m[0] for m in MODELS])
+def test_recompute_takes_the_masks(name, kw, method, tmp_path, masked_reference):
+    rng = np.random.default_rng(12)
+    m = make(kw, "f64", rng, zoneout_h=0.2, zoneout_c=0.1 if kw["cell"] == "lstm" else 0.0)
+    tm = reference(m, tmp_path)
+    check(m, tm, draw(m, KINDS[:5], 7, 4, rng), "mse", rng, T=7, B=4,
+          lengths=np.array([7, 2, 5, 1]), method=method)
 
 
 @pytest.mark.parametrize("loss,theta", [("bce", "sigmoid"), ("xent", "softmax")])
