@@ -634,6 +634,12 @@ void backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<R
   // the final states sends Σ_t dL/dtop_t to them (d_hn) and nothing to the steps.
   const bool final_readout = cfg.readout == Readout::final_state && !opts.dh_above;
   const unroll::Regularization<Real> R(cfg, batch);
+  if ((R.input && !ws.x_masked()) || (R.recurrent && !ws.h_masked(0)) ||
+      ((R.h_zoneout() || R.c_zoneout()) && !ws.zo_bar(0)) || (R.output && !ws.top_masked()) ||
+      (R.weight_hh && !ws.w_dropped(0)))
+    throw Error(ErrorKind::usage, "workspace",
+                "the batch carries masks or zoneout that no forward() on this workspace applied",
+                "call forward() on this batch before backward()");
   if (!opts.dh_above)
     unroll::head_weight_gradients(TB, W, O, ws.dz(), R.output ? ws.top_masked() : ws.top(),
                                   G.w_o, G.b_o);

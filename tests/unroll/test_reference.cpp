@@ -258,4 +258,31 @@ TEST(FastPathErrors, BatchWithZeroTotalWeightThrows) {
 }
 
 }  // namespace
+// backward() refuses masks that no forward() on the workspace applied (its buffers for them
+// do not exist): an Error, not a wild read.
+TEST(FastPathMasks, BackwardRefusesMasksForwardDidNotApply) {
+  Case c{{CellKind::lstm, Activation::tanh}, {LossKind::mse, Activation::identity}, 2, 5};
+  c.opt.drop = true;
+  const ModelConfig cfg = c.config();
+  const Model<double> model = make_model<double>(c);
+  const Batch<double> masked = make_batch<double>(c);
+  Batch<double> plain = masked;
+  plain.mask_input.clear();
+  plain.mask_recurrent.clear();
+  plain.mask_output.clear();
+  plain.mask_weight_hh.clear();
+  Workspace<double> ws(cfg, c.T, c.B);
+  Gradients<double> g(cfg, c.T, c.B);
+  g.zero();
+  forward(model, plain, ws);
+  loss_and_dz(c.loss.loss, cfg, plain, ws.z(), ws.yhat(), ws.dz());
+  try {
+    backward(model, masked, ws, g);
+    ADD_FAILURE() << "backward took masks forward did not apply";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::usage) << e.what();
+    EXPECT_NE(std::string(e.what()).find("forward()"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace bptt::test
