@@ -13,6 +13,8 @@
 #          d: lstm_l2_t100_b32_i65_h256_o65_xent   (bptt and PyTorch only: oneDNN side is mse-only)
 #          bidirectional (issue 15): lstm and gru on a and b with _bi (oneDNN: bidirectional_concat),
 #          and lstm on b with _bi_p128 (an LSTM projection; oneDNN: its LSTM with weights_projection)
+#          layer norm (issue 18): lstm on b with _ln (PyTorch: its TorchScript LN-LSTM,
+#          bench/torch_ln_lstm.py; oneDNN has none)
 #   modes train and infer, threads 1 and 2 (--quick: threads 1 and --min-time 0.2); then mode
 #   stream (one Stream::step of B streams; bptt::Stream, PyTorch's module called once per step
 #   with its state carried, oneDNN's forward primitive of one step) on LSTM and GRU with L1 H32,
@@ -78,6 +80,7 @@ for c in lstm gru; do
   shapes="$shapes ${c}_l1_t100_b32_i64_h128_o64_bi ${c}_l1_t100_b64_i256_h512_o256_bi"
 done
 shapes="$shapes lstm_l1_t100_b64_i256_h512_o256_bi_p128"
+shapes="$shapes lstm_l1_t100_b64_i256_h512_o256_ln"
 shapes=${SHAPES:-$shapes}
 # Streaming latency: LSTM and GRU at L1 H32, L1 H128 and L2 H256 (I = O = H), one stream and 64.
 stream_shapes=""
@@ -91,7 +94,7 @@ stream_shapes=${STREAM_SHAPES-$stream_shapes}
 onednn_shapes=""
 for s in $shapes; do
   # The oneDNN side is mse-only, with biases and a zero initial state (the options in any place).
-  case ${s}_ in *_xent_* | *_bce_* | *_nobias_* | *_learn_*) ;;
+  case ${s}_ in *_xent_* | *_bce_* | *_nobias_* | *_learn_* | *_ln_*) ;;
     *) onednn_shapes="$onednn_shapes $s" ;; esac
 done
 

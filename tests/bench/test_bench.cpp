@@ -40,6 +40,18 @@ TEST(BenchShape, ParsesEveryPart) {
   EXPECT_FALSE(n.cfg.bias);
   EXPECT_EQ(n.cfg.initial_state, InitialState::learned);
   EXPECT_EQ(n.loss, LossKind::xent);
+  // Issue 18: layer norm, the time-consistent dropouts, zoneout (h and, for LSTM, c).
+  const BenchShape r = parse_bench_shape("lstm_l1_t100_b64_i256_h512_o256_ln_zo0.1_rd0.25_wd0.5");
+  EXPECT_TRUE(r.cfg.layer_norm);
+  EXPECT_DOUBLE_EQ(r.cfg.zoneout_h, 0.1);
+  EXPECT_DOUBLE_EQ(r.cfg.zoneout_c, 0.1);
+  EXPECT_DOUBLE_EQ(r.reg.recurrent, 0.25);
+  EXPECT_DOUBLE_EQ(r.reg.weight, 0.5);
+  const BenchShape g = parse_bench_shape("gru_l1_t10_b4_i3_h8_o2_xent_id0.1_od0.2_zo0.3");
+  EXPECT_DOUBLE_EQ(g.reg.input, 0.1);
+  EXPECT_DOUBLE_EQ(g.reg.output, 0.2);
+  EXPECT_DOUBLE_EQ(g.cfg.zoneout_h, 0.3);
+  EXPECT_DOUBLE_EQ(g.cfg.zoneout_c, 0);
 }
 
 TEST(BenchShape, RejectsMalformedShapes) {
@@ -50,7 +62,10 @@ TEST(BenchShape, RejectsMalformedShapes) {
                           "elman-softmax_l1_t1_b1_i1_h1_o1", "lstm_l1_t99999999999_b1_i1_h1_o1",
                           "lstm_l1_t1_b1_i1_h4_o1_bi_bi", "lstm_l1_t1_b1_i1_h4_o1_bi_xent",
                           "lstm_l1_t1_b1_i1_h4_o1_p4", "gru_l1_t1_b1_i1_h4_o1_p2",
-                          "lstm_l1_t1_b1_i1_h4_o1_p0", "lstm_l1_t1_b1_i1_h4_o1_px"}) {
+                          "lstm_l1_t1_b1_i1_h4_o1_p0", "lstm_l1_t1_b1_i1_h4_o1_px",
+                          "lstm_l1_t1_b1_i1_h4_o1_ln_ln", "lstm_l1_t1_b1_i1_h4_o1_rd1.5",
+                          "lstm_l1_t1_b1_i1_h4_o1_zo0", "lstm_l1_t1_b1_i1_h4_o1_wd0.2x",
+                          "lstm_l1_t1_b1_i1_h4_o1_rd0.1_rd0.2"}) {
     try {
       parse_bench_shape(bad);
       ADD_FAILURE() << "accepted " << bad;
@@ -88,7 +103,8 @@ TEST(BenchRun, TimesTheRequestedSteps) {
   o.gemm_bound = true;
   for (BenchMode m : {BenchMode::train, BenchMode::infer}) {
     o.mode = m;
-    for (const char* shape : {"gru_l2_t5_b3_i4_h6_o2_bce", "lstm_l2_t5_b3_i4_h6_o2_bi_p3_nobias_learn"}) {
+    for (const char* shape : {"gru_l2_t5_b3_i4_h6_o2_bce", "lstm_l2_t5_b3_i4_h6_o2_bi_p3_nobias_learn",
+                              "lstm_l2_t5_b3_i4_h6_o2_ln_rd0.3_wd0.3_id0.2_od0.2_zo0.1"}) {
     const BenchResult r = run_bench<float>(parse_bench_shape(shape), o);
     EXPECT_EQ(r.steps, 3);
     EXPECT_GT(r.ms_median, 0);
