@@ -54,4 +54,4 @@ for lr in $lrs; do
     echo "| $run | $lr | $(best "$out/$name.csv") | $steps |"
   done
 done
-echo "curves: build/bptt plot --metrics $out/RUN.csv --out RUN.svg (one per run)" >&2
+echo "curves: build/bptt plot --metrics $out/*.csv --x elapsed --out regularization.svg" >&2

@@ -284,6 +284,19 @@ TEST_F(CliTrain, PlotDrawsPngAndSvg) {
              "1,0.1,3.5,,0.002,0.5,100\n2,0.2,3.4,,0.002,0.5,100\n3,0.3,nan,,0.002,0.5,100\n");
   const RunResult t = run({"plot", "--metrics", path("train_only.csv"), "--out", path("t.svg")});
   ASSERT_EQ(t.code, 0) << t;
+
+  // Several runs in one picture, against elapsed seconds: each labelled by its file's name.
+  const RunResult both = run({"plot", "--metrics", metrics, path("train_only.csv"), "--x",
+                              "elapsed", "--out", path("both.svg")});
+  ASSERT_EQ(both.code, 0) << both;
+  EXPECT_NE(both.out.find("2 runs"), std::string::npos) << both;
+  const std::string b = read_bytes(path("both.svg"));
+  EXPECT_NE(b.find("metrics validation"), std::string::npos);
+  EXPECT_NE(b.find("train_only train"), std::string::npos);
+  EXPECT_NE(b.find("elapsed seconds"), std::string::npos);
+  const RunResult bad_x = run({"plot", "--metrics", metrics, "--x", "epoch", "--out", path("x.svg")});
+  EXPECT_EQ(bad_x.code, 2) << bad_x;
+  EXPECT_NE(bad_x.err.find("--x"), std::string::npos) << bad_x;
 }
 
 // ---------------------------------------------------------------------------------------------

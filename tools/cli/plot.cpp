@@ -1,5 +1,6 @@
-// bptt plot: the loss curves of a training run (train_loss and val_loss against step, from the
-// CSV that `bptt train --metrics` writes), drawn by gnuplot into a PNG or SVG file.
+// bptt plot: the loss curves of training runs (train_loss and val_loss against step or elapsed
+// seconds, from the CSVs that `bptt train --metrics` writes), drawn by gnuplot into a PNG or SVG
+// file: one run's two curves, or several runs' side by side (each labelled by its file name).
 //
 // The metrics file is read and checked here (each bad field is reported with its line and
 // column); gnuplot gets a generated script on a temporary file, with the points inline as
@@ -38,7 +39,8 @@ namespace {
 namespace fs = std::filesystem;
 
 struct PlotOptions {
-  std::string metrics, out, title;
+  std::vector<std::string> metrics;
+  std::string out, title, x = "step";
 };
 
 struct Curves {
@@ -62,8 +64,9 @@ std::vector<std::string> split(const std::string& line) {
   return f;
 }
 
-// Reads step, train_loss and val_loss (empty where not evaluated) of every row.
-Curves read_metrics(const std::string& path) {
+// Reads the x column (step or elapsed_s), train_loss and val_loss (empty where not evaluated)
+// of every row.
+Curves read_metrics(const std::string& path, const std::string& x_column) {
   std::error_code ec;
   if (!fs::exists(path, ec))
     throw Error(ErrorKind::io, path, "no such file", "give the file of `bptt train --metrics`");
@@ -94,7 +97,7 @@ Curves read_metrics(const std::string& path) {
                   "expected step,elapsed_s,train_loss,val_loss,lr,grad_norm,throughput");
     return std::size_t(it - header.begin());
   };
-  const std::size_t c_step = column("step"), c_train = column("train_loss"),
+  const std::size_t c_step = column(x_column.c_str()), c_train = column("train_loss"),
                     c_val = column("val_loss");
   if (lines.size() < 2)
     throw Error(ErrorKind::format, path, "no rows after the header",
@@ -120,7 +123,7 @@ Curves read_metrics(const std::string& path) {
     };
     double step = 0, loss = 0;
     number(c_step, false, step);
-    if (!std::isfinite(step)) throw Error(ErrorKind::value, where + ": step", "is not finite");
+    if (!std::isfinite(step)) throw Error(ErrorKind::value, where + ": " + x_column, "is not finite");
     if (number(c_train, false, loss) && std::isfinite(loss)) curves.train.emplace_back(step, loss);
     if (number(c_val, true, loss) && std::isfinite(loss)) curves.val.emplace_back(step, loss);
   }
@@ -137,7 +140,10 @@ std::string quoted(const std::string& s) {
   return q + "'";
 }
 
-std::string script(const Curves& c, const std::string& ext, const std::string& output,
+// names: each run's label (its file's name); one run draws as before, several runs draw each
+// run's validation curve in a colour of its own with its training curve thin beside it.
+std::string script(const std::vector<Curves>& runs, const std::vector<std::string>& names,
+                   const std::string& xlabel, const std::string& ext, const std::string& output,
                    const std::string& title) {
   std::string s;
   if (ext == ".png")
@@ -147,22 +153,39 @@ std::string script(const Curves& c, const std::string& ext, const std::string& o
     s += "set terminal svg size 900,540 dynamic enhanced font 'sans,10'\n";
   s += "set output " + quoted(output) + "\n";
   s += "set title " + quoted(title) + " noenhanced\n";
-  s += "set xlabel 'step'\nset ylabel 'loss'\nset grid\nset key top right\n";
-  auto block = [&](const char* name, const std::vector<std::pair<double, double>>& pts) {
+  s += "set xlabel " + quoted(xlabel) + "\nset ylabel 'loss'\nset grid\nset key top right\n";
+  auto block = [&](const std::string& name, const std::vector<std::pair<double, double>>& pts) {
     s += fmt::format("${} << EOD\n", name);
     for (const auto& [x, y] : pts) s += fmt::format("{:.17g} {:.17g}\n", x, y);
     s += "EOD\n";
   };
-  block("train", c.train);
-  block("val", c.val);
   std::vector<std::string> plots;
-  const char* train_style = c.train.size() < 50 ? "linespoints pt 7 ps 0.6" : "lines";
-  if (!c.train.empty())
-    plots.push_back(fmt::format("$train using 1:2 with {} lw 1.5 lc rgb '#1f77b4' title 'train'",
-                                train_style));
-  if (!c.val.empty())
-    plots.push_back("$val using 1:2 with linespoints pt 7 ps 0.8 lw 1.5 lc rgb '#d62728' "
-                    "title 'validation'");
+  static const char* kColours[] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd",
+                                   "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const Curves& c = runs[i];
+    block(fmt::format("train{}", i), c.train);
+    block(fmt::format("val{}", i), c.val);
+    const char* train_style = c.train.size() < 50 ? "linespoints pt 7 ps 0.6" : "lines";
+    if (runs.size() == 1) {
+      if (!c.train.empty())
+        plots.push_back(fmt::format(
+            "$train0 using 1:2 with {} lw 1.5 lc rgb '#1f77b4' title 'train'", train_style));
+      if (!c.val.empty())
+        plots.push_back("$val0 using 1:2 with linespoints pt 7 ps 0.8 lw 1.5 lc rgb '#d62728' "
+                        "title 'validation'");
+      continue;
+    }
+    const char* colour = kColours[i % (sizeof kColours / sizeof kColours[0])];
+    if (!c.val.empty())
+      plots.push_back(fmt::format("$val{} using 1:2 with linespoints pt 7 ps 0.7 lw 2 lc rgb '{}' "
+                                  "title {} noenhanced",
+                                  i, colour, quoted(names[i] + " validation")));
+    if (!c.train.empty())
+      plots.push_back(fmt::format("$train{} using 1:2 with lines lw 0.8 dt 2 lc rgb '{}' title {} "
+                                  "noenhanced",
+                                  i, colour, quoted(names[i] + " train")));
+  }
   s += "plot ";
   for (std::size_t i = 0; i < plots.size(); ++i) s += (i ? ", " : "") + plots[i];
   s += "\nset output\n";
@@ -184,9 +207,20 @@ void run_plot(const PlotOptions& o) {
     throw Error(ErrorKind::usage, o.out,
                 ext.empty() ? "no extension" : "unknown extension '" + ext + "'",
                 "name the picture FILE.png or FILE.svg");
-  const Curves curves = read_metrics(o.metrics);
-  if (curves.train.empty() && curves.val.empty())
-    throw Error(ErrorKind::value, o.metrics, "no finite loss values to plot");
+  if (o.x != "step" && o.x != "elapsed")
+    throw Error(ErrorKind::usage, "--x", "'" + o.x + "' is not step or elapsed",
+                "step (the default) or elapsed (seconds, to compare runs of different speeds)");
+  std::vector<Curves> runs;
+  std::vector<std::string> names;
+  std::size_t train_points = 0, val_points = 0;
+  for (const std::string& m : o.metrics) {
+    runs.push_back(read_metrics(m, o.x == "step" ? "step" : "elapsed_s"));
+    if (runs.back().train.empty() && runs.back().val.empty())
+      throw Error(ErrorKind::value, m, "no finite loss values to plot");
+    names.push_back(fs::path(m).stem().string());
+    train_points += runs.back().train.size();
+    val_points += runs.back().val.size();
+  }
 
   // The picture is drawn into a temporary file beside the output, renamed on success.
   TempFile tmp_out{o.out + ".tmp-" + std::to_string(::getpid())};
@@ -204,8 +238,12 @@ void run_plot(const PlotOptions& o) {
     throw Error(ErrorKind::io, "plot",
                 fmt::format("cannot create a temporary script: {}", std::strerror(errno)));
   TempFile tmp_script{script_template};
-  const std::string title = o.title.empty() ? "loss: " + fs::path(o.metrics).filename().string() : o.title;
-  const std::string text = script(curves, ext, tmp_out.path, title);
+  const std::string title =
+      !o.title.empty()        ? o.title
+      : o.metrics.size() == 1 ? "loss: " + fs::path(o.metrics[0]).filename().string()
+                              : "loss";
+  const std::string text = script(runs, names, o.x == "step" ? "step" : "elapsed seconds", ext,
+                                  tmp_out.path, title);
   const bool wrote = ::write(fd, text.data(), text.size()) == ssize_t(text.size());
   ::close(fd);
   if (!wrote) throw Error(ErrorKind::io, tmp_script.path, "cannot write the gnuplot script");
@@ -223,8 +261,9 @@ void run_plot(const PlotOptions& o) {
     throw Error(ErrorKind::io, o.out, "cannot rename the picture into place: " + ec.message());
   tmp_out.path.clear();
   remove_stale_temporaries(o.out);
-  fmt::print("plot written to {} ({} training points, {} validation points)\n", o.out,
-             curves.train.size(), curves.val.size());
+  fmt::print("plot written to {} ({} training points, {} validation points{})\n", o.out,
+             train_points, val_points,
+             runs.size() > 1 ? fmt::format(", {} runs", runs.size()) : std::string());
 }
 
 }  // namespace
@@ -233,9 +272,14 @@ void add_plot(CLI::App& app, Runner& run) {
   auto o = std::make_shared<PlotOptions>();
   CLI::App* cmd = app.add_subcommand(
       "plot",
-      "Draw the loss curves (training and validation loss against step) of a training run from\n"
-      "the CSV written by `bptt train --metrics`, with gnuplot (apt-get install gnuplot-nox).");
-  cmd->add_option("--metrics", o->metrics, "CSV written by `bptt train --metrics`")->required();
+      "Draw the loss curves (training and validation loss against step or time) of training runs\n"
+      "from the CSVs written by `bptt train --metrics`, with gnuplot (apt-get install\n"
+      "gnuplot-nox): one run's two curves, or several runs side by side.");
+  cmd->add_option("--metrics", o->metrics,
+                  "CSV written by `bptt train --metrics` (several: one curve pair each, labelled\n"
+                  "by file name)")
+      ->required();
+  cmd->add_option("--x", o->x, "The x axis: step (default) or elapsed (seconds)");
   cmd->add_option("--out", o->out, "Picture to write: FILE.png or FILE.svg")->required();
   cmd->add_option("--title", o->title, "Title (default: the metrics file's name)");
   cmd->callback([o, &run] { run = [o] { run_plot(*o); }; });
