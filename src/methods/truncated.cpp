@@ -61,14 +61,11 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
     for (int t = 0; t < T; ++t)
       unroll::mask_rows(B, HO, head.data() + std::size_t(t) * BHO, Rg.output,
                         head.data() + std::size_t(t) * BHO);
-  // W_hh as the recurrence used it (⊙ mask_weight_hh), per layer.
-  std::vector<std::vector<Real>> w_hh(static_cast<std::size_t>(L));
-  for (int k = 0; k < L; ++k) {
-    const Real* w = V.layers[std::size_t(k)].w_hh;
-    w_hh[std::size_t(k)].assign(w, w + std::size_t(GH) * HO);
-    if (Rg.weight_hh)
-      unroll::mask_rows(GH, HO, w, Rg.weight_hh + std::size_t(k) * GH * HO,
-                        w_hh[std::size_t(k)].data());
+  // With weight drop, W_hh as the recurrence used it (⊙ mask_weight_hh), per layer.
+  std::vector<std::vector<Real>> w_dropped(static_cast<std::size_t>(Rg.weight_hh ? L : 0));
+  for (std::size_t k = 0; k < w_dropped.size(); ++k) {
+    w_dropped[k].resize(std::size_t(GH) * HO);
+    unroll::mask_rows(GH, HO, V.layers[k].w_hh, Rg.weight_hh + k * GH * HO, w_dropped[k].data());
   }
   std::vector<Real> keep_h(zo_h ? TBHO : 0), keep_c(zo_c ? TBH : 0), rec(Rg.recurrent ? TBHO : 0);
 
@@ -167,7 +164,7 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
       }
       // dL/d(state s) of each chain = bypass + dgh·W_hh. The chain at step 0 (origin j) has
       // reached h0; the others carry it to distance j + 1, unless that is past the window.
-      const Real* w = w_hh[std::size_t(k)].data();
+      const Real* w = Rg.weight_hh ? w_dropped[std::size_t(k)].data() : p.w_hh;
       if (Rg.recurrent) {  // (δ^h W̃_hh) ⊙ mask_recurrent, the mask of each chain's sequence
         gemm(false, false, R, HO, GH, Real(1), dh_side, GH, w, HO, Real(0), rec.data(), HO);
         for (int t = 0; t < n; ++t)
