@@ -230,6 +230,7 @@ template <class Real>
 struct Scratch {
   std::mutex busy;
   std::unique_ptr<Workspace<Real>> ws;
+  std::unique_ptr<Inference<Real>> inference;  // predict's (bptt/infer.hpp)
 };
 
 template <class Real>
@@ -405,6 +406,21 @@ void with_workspace(Engine<Real>& e, int T, int B, int threads, F&& f) {
   }
 }
 
+// The inference for B sequences: the cached one when it is free and fits, else a new one.
+template <class Real, class F>
+void with_inference(Engine<Real>& e, int B, int threads, F&& f) {
+  std::unique_lock busy(e.scratch.busy, std::try_to_lock);
+  if (busy.owns_lock()) {
+    auto& inf = e.scratch.inference;
+    if (!inf || inf->B() != B) inf = std::make_unique<Inference<Real>>(e.model.cfg, B, threads);
+    inf->set_threads(threads);
+    f(*inf);
+  } else {
+    Inference<Real> inf(e.model.cfg, B, threads);
+    f(inf);
+  }
+}
+
 py::tuple predict(PyModel& m, py::handle x, py::handle lengths, py::handle h0, py::handle c0,
                   py::handle masks, int threads) {
   thread_count(threads, "predict");
@@ -422,10 +438,10 @@ py::tuple predict(PyModel& m, py::handle x, py::handle lengths, py::handle h0, p
       Real* out = y_hat.mutable_data();
       py::gil_scoped_release release;
       std::shared_lock l(e.lock);
-      with_workspace(e, batch.T, batch.B, threads, [&](Workspace<Real>& ws) {
-        forward(e.model, batch, ws);
-        std::memcpy(out, ws.yhat(), std::size_t(T * B * c.output_size) * sizeof(Real));
-        ws.state_at(batch.T, hn, cn);
+      with_inference(e, batch.B, threads, [&](Inference<Real>& inf) {
+        inf.run(e.model, batch, {.yhat = {out, std::size_t(T * B * c.output_size)}});
+        hn.assign(inf.h_n().begin(), inf.h_n().end());
+        cn.assign(inf.c_n().begin(), inf.c_n().end());
       });
     }
     py::object c_n = py::none();
@@ -767,12 +783,9 @@ py::list cpp_timings(PyModel& m, py::handle x, py::handle y, const std::string& 
         loss_and_gradients(e.model, batch, loss, ws, g);
       });
     } else if (what == "predict") {
-      Workspace<Real> ws(c, batch.T, batch.B, false, threads);
-      std::vector<Real> hn, cn;
-      timed([&] {
-        forward(e.model, batch, ws);
-        ws.state_at(batch.T, hn, cn);
-      });
+      Inference<Real> inf(c, batch.B, threads);
+      std::vector<Real> out(std::size_t(batch.T) * batch.B * c.output_size);
+      timed([&] { inf.run(e.model, batch, {.yhat = out}); });
     } else if (what == "step") {
       Stream<Real> s(e.model, batch.B, threads);
       std::vector<Real> out(std::size_t(batch.B) * c.output_size);

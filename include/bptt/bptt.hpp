@@ -18,6 +18,7 @@
 #include "bptt/batch.hpp"
 #include "bptt/loss.hpp"
 #include "bptt/unroll.hpp"
+#include "bptt/infer.hpp"
 #include "bptt/stream.hpp"
 #include "bptt/methods.hpp"
 #include "bptt/diagnose.hpp"

@@ -26,6 +26,9 @@ namespace bptt {
 // recursion runs forward over τ with the same cells and kernels, and a sequence's padding is
 // at the end in both frames (valid() serves both). out(k) is a layer's output in data order.
 template <class Real>
+class Inference;
+
+template <class Real>
 class Workspace {
  public:
   // with_dropout reserves the buffers for dropout between layers (see Dropout below).
@@ -145,8 +148,16 @@ class Workspace {
   // allocate (bptt::Error kind resource beyond the memory available).
   void reserve_regularization(bool input, bool recurrent, bool zoneout, bool output, bool weight);
 
+  // Built by Inference (bptt/infer.hpp) for its forward passes alone: backward() refuses it.
+  bool forward_only() const { return forward_only_; }
+
  private:
   friend struct WorkspacePlan;
+  friend class Inference<Real>;
+  struct ForwardOnly {};
+  Workspace(const ModelConfig& cfg, int T, int B, int threads, ForwardOnly);
+  static std::size_t bytes_for_forward(const ModelConfig& cfg, int T, int B);
+  bool forward_only_ = false;
   ModelConfig cfg_;
   int threads_;
   int T_, B_, H_, D_, L_, chunk_;

@@ -14,6 +14,7 @@
 #include <random>
 
 #include "bptt/error.hpp"
+#include "bptt/infer.hpp"
 #include "bptt/limits.hpp"
 #include "bptt/optim.hpp"
 #include "bptt/stream.hpp"
@@ -330,13 +331,20 @@ BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
   Batch<Real> batch = random_batch<Real>(s, o.seed + 1);
   batch.validate(s.cfg, s.loss, "shape " + s.name);
   const bool train = o.mode == BenchMode::train;
-  // Recompute holds one segment's workspace; full BPTT and inference hold all T steps.
+  // Recompute holds one segment's workspace, full BPTT all T steps; inference is lean
+  // (bptt/infer.hpp): a chunk of steps at a time, writing ŷ for all T.
   std::unique_ptr<Recompute<Real>> recompute;
   std::unique_ptr<Workspace<Real>> ws;
-  if (train && o.recompute > 0)
+  std::unique_ptr<Inference<Real>> inference;
+  std::vector<Real> yhat;
+  if (train && o.recompute > 0) {
     recompute = std::make_unique<Recompute<Real>>(s.cfg, s.T, s.B, o.recompute);
-  else
+  } else if (train) {
     ws = std::make_unique<Workspace<Real>>(s.cfg, s.T, s.B);
+  } else {
+    inference = std::make_unique<Inference<Real>>(s.cfg, s.B);
+    yhat.resize(std::size_t(s.T) * s.B * s.cfg.output_size);
+  }
   Gradients<Real> grads(s.cfg, train ? s.T : 1, train ? s.B : 1, /*with_x=*/false);
   OptimizerConfig sgd;
   sgd.kind = OptimizerKind::sgd;
@@ -344,8 +352,6 @@ BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
 
   BenchResult r;
   r.weight_bytes = weight_bytes(s.cfg, sizeof(Real));
-  r.workspace_bytes = (ws ? ws->bytes() : recompute->bytes()) + sizeof(Real) * model.params.size() *
-                                       (train ? 2 : 1);
   std::uint64_t steps = 0;
   auto step = [&] {
     if (train) {
@@ -361,7 +367,7 @@ BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
         loss_and_gradients(model, batch, s.loss, *ws, grads);
       opt.step(model.params.data(), grads.params.data(), 1e-6);
     } else {
-      forward(model, batch, *ws);
+      inference->run(model, batch, {.yhat = yhat});
     }
   };
   auto time_it = [&](auto&& f) {
@@ -377,6 +383,10 @@ BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
     return ms;
   };
   const std::vector<double> ms = time_it(step);
+  r.workspace_bytes = (ws          ? ws->bytes()
+                       : recompute ? recompute->bytes()
+                                   : inference->bytes() + yhat.size() * sizeof(Real)) +
+                      sizeof(Real) * model.params.size() * (train ? 2 : 1);
   r.steps = int(ms.size());
   r.ms_median = median(ms);
   r.ms_min = *std::min_element(ms.begin(), ms.end());

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "bptt/infer.hpp"
 #include "bptt/error.hpp"
 #include "bptt/io.hpp"
 #include "bptt/loss.hpp"
@@ -233,7 +234,7 @@ Metrics DataTask<Real>::evaluate(const Model<Real>& model) {
                             O, f_.input_size, f_.output_size),
                 "evaluate with data like the model's training data");
   const int n = all.B - n_train_, B = std::min(n, kEvalBatch);
-  Workspace<Real> ws(c, T, B);
+  Inference<Real> inf(c, B);
   Batch<Real> batch;
   std::vector<Real> dz(std::size_t(T) * B * O);
   std::vector<int> seqs;
@@ -247,14 +248,14 @@ Metrics DataTask<Real>::evaluate(const Model<Real>& model) {
     for (int t = 0; t < T; ++t)
       for (int b = 0; b < B; ++b) w += double(batch.weight(t, b));
     if (w == 0) continue;
-    forward(model, batch, ws);
-    loss_sum += loss_and_dz(f_.loss, c, batch, ws.z(), ws.yhat(), dz.data()) * w;
+    inf.run(model, batch);
+    loss_sum += loss_and_dz(f_.loss, c, batch, inf.z().data(), inf.yhat().data(), dz.data()) * w;
     weight_sum += w;
     for (int t = 0; t < T; ++t)
       for (int b = 0; b < B; ++b) {
         if (batch.weight(t, b) <= 0) continue;
         const std::size_t row = std::size_t(t) * B + b;
-        const Real* z = ws.z() + row * std::size_t(O);
+        const Real* z = inf.z().data() + row * std::size_t(O);
         counted += 1;
         switch (f_.loss) {
           case LossKind::xent:
@@ -266,7 +267,7 @@ Metrics DataTask<Real>::evaluate(const Model<Real>& model) {
             break;
           case LossKind::mse:
             for (int o = 0; o < O; ++o) {
-              const double e = double(ws.yhat()[row * O + o]) - double(batch.y[row * O + o]);
+              const double e = double(inf.yhat()[row * O + o]) - double(batch.y[row * O + o]);
               sq += e * e / O;
             }
             break;

@@ -12,6 +12,7 @@
 
 #include <fmt/core.h>
 
+#include "bptt/infer.hpp"
 #include "bptt/error.hpp"
 #include "bptt/methods.hpp"
 #include "bptt/loss.hpp"
@@ -202,7 +203,7 @@ Metrics evaluate_series(const Model<Real>& model, const data::Series& series, st
                 "evaluate a model trained with --csv");
   const int T = scaling.context;
   const int B = int(std::min<std::size_t>(kEvalBatch, end - begin));
-  Workspace<Real> ws(c, T, B);
+  Inference<Real> inf(c, B);
   Batch<Real> batch;
   batch.T = T;
   batch.B = B;
@@ -222,10 +223,10 @@ Metrics evaluate_series(const Model<Real>& model, const data::Series& series, st
         batch.x[std::size_t(k) * B + b] = Real((y[p] - y[p - 1]) * inv);
       }
     }
-    forward(model, batch, ws);
+    inf.run(model, batch);
     for (int b = 0; b < B && first + std::size_t(b) < end; ++b) {
       const std::size_t t = first + std::size_t(b);
-      const double out = double(ws.yhat()[std::size_t(batch.lengths[std::size_t(b)] - 1) * B + b]);
+      const double out = double(inf.yhat()[std::size_t(batch.lengths[std::size_t(b)] - 1) * B + b]);
       const double target = (y[t] - y[t - 1]) * inv;
       const double forecast = y[t - 1] + scaling.diff_stddev * out;
       sq_norm += (out - target) * (out - target);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "bptt/infer.hpp"
 #include "bptt/error.hpp"
 #include "bptt/methods.hpp"
 #include "bptt/tasks.hpp"
@@ -152,17 +153,17 @@ Metrics evaluate_synthetic(const Model<Real>& model, const SyntheticSpec& spec, 
   const int T = spec.steps(), O = c.output_size;
   // Chunks of at most 25,000 steps · sequences keep the workspace small at long T.
   const int chunk = std::min({n, kSyntheticEvalChunk, std::max(1, 25000 / T)});
-  Workspace<Real> ws(c, T, chunk);
+  Inference<Real> inf(c, chunk);
   Batch<Real> batch;
   double loss_sum = 0, hits = 0;
   for (int first = 0, index = 0; first < n; first += chunk, ++index) {
     // Sequence ids index · chunk + b = first + b: the held-out set does not depend on chunk.
     fill_synthetic(spec, kSyntheticEvalSeed, -1, index, chunk, batch);
     if (index == 0) batch.validate(c, spec.loss(), "held-out " + name + " batch");
-    forward(model, batch, ws);
+    inf.run(model, batch);
     const int used = std::min(chunk, n - first);
-    const Real* z = ws.z();
-    const Real* yhat = ws.yhat();
+    const Real* z = inf.z().data();
+    const Real* yhat = inf.yhat().data();
     for (int b = 0; b < used; ++b) {
       if (spec.kind == SyntheticKind::adding) {
         const std::size_t row = std::size_t(T - 1) * std::size_t(chunk) + std::size_t(b);

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <random>
 
+#include "bptt/infer.hpp"
 #include "bptt/error.hpp"
 #include "bptt/loss.hpp"
 #include "bptt/methods.hpp"
@@ -62,16 +63,19 @@ Metrics evaluate_text(const Model<Real>& model, const data::TextCorpus& corpus, 
   while (B > 1 && len / std::size_t(B) < std::size_t(T)) B /= 2;
   if (len / std::size_t(B) < std::size_t(T)) T = int(len);
   const data::TextStreams streams(corpus.ids, begin, end, B, T, corpus.path);
-  Workspace<Real> ws(model.cfg, T, B);
+  Inference<Real> inf(model.cfg, B);
   Batch<Real> batch;
   std::vector<Real> dz(std::size_t(T) * B * model.cfg.output_size);
   const ModelConfig& c = model.cfg;
   double total = 0;
   for (std::int64_t w = 0; w < streams.windows(); ++w) {
     streams.fill(w, corpus.vocab.size(), batch);
-    if (w > 0) ws.state_at(T, batch.h0, batch.c0);  // continue each stream where it ended
-    forward(model, batch, ws);
-    total += loss_and_dz(LossKind::xent, c, batch, ws.z(), ws.yhat(), dz.data());
+    if (w > 0) {  // continue each stream where it ended
+      batch.h0.assign(inf.h_n().begin(), inf.h_n().end());
+      batch.c0.assign(inf.c_n().begin(), inf.c_n().end());
+    }
+    inf.run(model, batch);
+    total += loss_and_dz(LossKind::xent, c, batch, inf.z().data(), inf.yhat().data(), dz.data());
   }
   Metrics m;
   m.loss = total / double(streams.windows());

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "bptt/infer.hpp"
 #include "bptt/error.hpp"
 #include "bptt/loss.hpp"
 #include "bptt/tasks.hpp"
@@ -139,7 +140,7 @@ Metrics evaluate_ts(const Model<Real>& model, const TsPart& eval, const std::vec
                 "evaluate with data like the model's training data");
   const int n = int(eval.indices.size());
   const int B = std::min(n, kEvalBatch), T = eval.longest();
-  Workspace<Real> ws(c, T, B);
+  Inference<Real> inf(c, B);
   Batch<Real> batch;
   std::vector<int> chosen, scratch;
   std::vector<Real> dz(std::size_t(T) * B * K);
@@ -148,13 +149,13 @@ Metrics evaluate_ts(const Model<Real>& model, const TsPart& eval, const std::vec
   for (int first = 0; first < n; first += B) {
     chosen.assign(eval.indices.begin() + first, eval.indices.begin() + std::min(first + B, n));
     fill_padded(ds, chosen, T, B, mean, stddev, scratch, batch);
-    forward(model, batch, ws);
+    inf.run(model, batch);
     // The loss is the mean over this chunk's sequences (one weighted step each).
-    loss_sum += loss_and_dz(LossKind::xent, c, batch, ws.z(), ws.yhat(), dz.data()) *
+    loss_sum += loss_and_dz(LossKind::xent, c, batch, inf.z().data(), inf.yhat().data(), dz.data()) *
                 double(chosen.size());
     for (int b = 0; b < int(chosen.size()); ++b) {
       const std::size_t row = std::size_t(batch.lengths[std::size_t(b)] - 1) * B + b;
-      const Real* z = ws.z() + row * std::size_t(K);
+      const Real* z = inf.z().data() + row * std::size_t(K);
       const int predicted = int(std::max_element(z, z + K) - z);
       confusion[std::size_t(ds.labels[std::size_t(chosen[std::size_t(b)])]) * K + predicted] += 1;
     }

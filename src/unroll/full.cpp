@@ -20,6 +20,7 @@
 #include "kernels/gemm.hpp"
 #include "kernels/step_gemm.hpp"
 #include "unroll/direction.hpp"
+#include "unroll/forward_packs.hpp"
 #include "unroll/head.hpp"
 #include "unroll/regularize.hpp"
 #include "unroll/x_product.hpp"
@@ -217,11 +218,36 @@ const Real* apply_dropout(const Dropout& d, int k, std::size_t n, int width, con
   return out;
 }
 
+// The elements of one unit's packs for forward's per-step kernels (pack_unit).
+template <class Real>
+std::size_t unit_pack_size(const ModelConfig& cfg, int in) {
+  const int GH = cfg.gates() * cfg.hidden_size, P = cfg.proj_size;
+  return kernels::packed_size<Real>(GH, cfg.state_size()) +
+         (unroll::x_product_in_step<Real>(cfg, in) ? kernels::packed_size<Real>(GH, in) : 0) +
+         (P ? kernels::packed_size<Real>(P, cfg.hidden_size) : 0);
+}
+
+// One unit's weights packed for forward's per-step kernels, ASSIGNED to dst: W_hhᵀ (w_hh: the
+// model's, or W̃_hh under weight drop), then W_ihᵀ for a unit whose x-side product is formed in
+// the step (unroll/x_product.hpp), then W_hrᵀ with a projection.
+template <class Real>
+void pack_unit(const ModelConfig& cfg, const LayerParams<const Real>& p, const Real* w_hh, Real* dst) {
+  const int H = cfg.hidden_size, GH = cfg.gates() * H, HO = cfg.state_size(), P = cfg.proj_size;
+  const bool in_step = unroll::x_product_in_step<Real>(cfg, p.in);
+  Real* packed_ih = dst + kernels::packed_size<Real>(GH, HO);
+  Real* packed_hr = packed_ih + (in_step ? kernels::packed_size<Real>(GH, p.in) : 0);
+  kernels::pack_panels(true, GH, HO, w_hh, HO, dst);
+  if (in_step) kernels::pack_panels(true, GH, p.in, p.w_ih, p.in, packed_ih);
+  if (P) kernels::pack_panels(true, P, H, p.w_hr, H, packed_hr);
+}
+
 // One unit's forward pass over its input `in` [T, B, in] (in its frame): the hoisted input
 // GEMM, then per step the packed product and the cell, then with a projection h = m·W_hrᵀ.
+// packed: the unit's packs (pack_unit) made beforehand, or nullptr to make them here.
 template <class Real>
 void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws, int u,
-                  const Real* in, const unroll::Regularization<Real>& R, int threads) {
+                  const Real* in, const unroll::Regularization<Real>& R, int threads,
+                  const Real* packed) {
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, H = cfg.hidden_size, HO = cfg.state_size(),
             GH = cfg.gates() * H, P = cfg.proj_size, TB = T * B, dir = u % cfg.directions();
@@ -253,18 +279,19 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
   if (ws.c(u)) initial_state(batch.c0, V.c0, u, B, H, ws.c(u));
   // Per step: gh = h_{t-1}·W_hhᵀ + bias, with W_hhᵀ packed once for all T steps; in the step,
   // the step's rows of gates = bias + x_t·W_ihᵀ + h_{t-1}·W_hhᵀ, W_ihᵀ packed after W_hhᵀ.
-  Real* packed_hh = sc.packed_w;
-  Real* packed_ih = packed_hh + kernels::packed_size<Real>(GH, HO);
-  Real* packed_hr = packed_ih + (in_step ? kernels::packed_size<Real>(GH, p.in) : 0);
-  const Real* w_hh = p.w_hh;
-  if (R.weight_hh) {  // weight drop: the whole pass runs on W̃_hh = W_hh ⊙ M
-    Real* w = ws.w_dropped(dir);
-    unroll::mask_rows(GH, HO, p.w_hh, R.weight_hh + std::size_t(u) * GH * HO, w);
-    w_hh = w;
+  if (!packed) {
+    const Real* w_hh = p.w_hh;
+    if (R.weight_hh) {  // weight drop: the whole pass runs on W̃_hh = W_hh ⊙ M
+      Real* w = ws.w_dropped(dir);
+      unroll::mask_rows(GH, HO, p.w_hh, R.weight_hh + std::size_t(u) * GH * HO, w);
+      w_hh = w;
+    }
+    pack_unit(cfg, p, w_hh, sc.packed_w);
+    packed = sc.packed_w;
   }
-  kernels::pack_panels(true, GH, HO, w_hh, HO, packed_hh);
-  if (in_step) kernels::pack_panels(true, GH, p.in, p.w_ih, p.in, packed_ih);
-  if (P) kernels::pack_panels(true, P, H, p.w_hr, H, packed_hr);
+  const Real* packed_hh = packed;
+  const Real* packed_ih = packed_hh + kernels::packed_size<Real>(GH, HO);
+  const Real* packed_hr = packed_ih + (in_step ? kernels::packed_size<Real>(GH, p.in) : 0);
   for_row_parts(B, threads, [&](Rows r) {
     const std::size_t o0 = std::size_t(r.begin) * HO;
     for (int t = 0; t < T; ++t) {
@@ -315,15 +342,17 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
   });
 }
 
-}  // namespace
-
+// forward() with the weights packed beforehand (packs) or here (nullptr).
 template <class Real>
-void forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws,
-             const Dropout* dropout, bool head) {
+void forward_impl(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws,
+                  const Dropout* dropout, bool head, const unroll::ForwardPacks<Real>* packs) {
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, HO = cfg.state_size(), W = cfg.output_width(),
             O = cfg.output_size, TB = T * B, D = cfg.directions();
   check_call(model, batch, ws);
+  if (ws.forward_only() && !packs)
+    throw Error(ErrorKind::usage, "workspace", "an inference workspace holds no packed weights",
+                "run it through Inference");
   const ThreadCount on_threads(ws.threads());
   ws.begin(T, batch.lengths);
 
@@ -354,7 +383,8 @@ void forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Re
         unroll::to_data_order(true, ws.lengths(), T, B, in_width, in, ws.x_rev(u));
         src = ws.x_rev(u);
       }
-      unit_forward(model, batch, ws, u, src, R, threads);
+      unit_forward(model, batch, ws, u, src, R, threads,
+                   packs ? packs->buf.data() + packs->unit[std::size_t(u)] : nullptr);
     };
     for_directions(D, direction);
     if (D == 2)  // out(k) = [h(d = 0) ; h(d = 1)] in data order
@@ -389,8 +419,8 @@ void forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Re
   // Z = top·W_oᵀ + b_o through the packed kernel, which starts from the bias row: a BLAS
   // call would write Z and then need a second pass to add b_o. Each block of rows gets θ while
   // it is in cache, on the thread that computed it.
-  Real* packed = ws.scratch(0).packed_w;
-  kernels::pack_panels(true, O, W, P.w_o, W, packed);
+  const Real* packed = packs ? packs->buf.data() + packs->head : ws.scratch(0).packed_w;
+  if (!packs) kernels::pack_panels(true, O, W, P.w_o, W, ws.scratch(0).packed_w);
   const int blocks = (TB + kReadoutRows - 1) / kReadoutRows;
   const bool split = blocks > 1 && 2.0 * TB * O * W >= kernels::kMinFlopsPerThread * 2;
 #pragma omp parallel for schedule(static) num_threads(ThreadCount::current()) \
@@ -401,6 +431,56 @@ void forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Re
     kernels::gemm_packed(rows, O, W, top + std::size_t(r0) * W, W, packed, P.b_o, z, O);
     apply_output_activation(cfg.output_activation, rows, O, z, ws.yhat() + std::size_t(r0) * O);
   }
+}
+
+}  // namespace
+
+template <class Real>
+void forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws,
+             const Dropout* dropout, bool head) {
+  forward_impl(model, batch, ws, dropout, head, static_cast<const unroll::ForwardPacks<Real>*>(nullptr));
+}
+
+template <class Real>
+void unroll::ForwardPacks<Real>::pack(const Model<Real>& model, const BatchArg<Real>& batch) {
+  const ModelConfig& cfg = model.cfg;
+  model.check("forward");
+  batch.check_shapes(cfg, "batch");
+  const int U = cfg.units(), GH = cfg.gates() * cfg.hidden_size, HO = cfg.state_size(),
+            W = cfg.output_width(), O = cfg.output_size;
+  const auto V = model.views();
+  unit.resize(std::size_t(U));
+  std::size_t n = 0;
+  for (int u = 0; u < U; ++u) {
+    unit[std::size_t(u)] = n;
+    n += unit_pack_size<Real>(cfg, V.layers[std::size_t(u)].in);
+  }
+  head = n;
+  if (cfg.head) n += kernels::packed_size<Real>(O, W);
+  buf.resize(n);
+  std::vector<Real> dropped;
+  for (int u = 0; u < U; ++u) {
+    const auto& p = V.layers[std::size_t(u)];
+    const Real* w_hh = p.w_hh;
+    if (!batch.mask_weight_hh.empty()) {  // weight drop: W̃_hh = W_hh ⊙ M
+      dropped.resize(std::size_t(GH) * HO);
+      unroll::mask_rows(GH, HO, p.w_hh, batch.mask_weight_hh.data() + std::size_t(u) * GH * HO,
+                        dropped.data());
+      w_hh = dropped.data();
+    }
+    pack_unit(cfg, p, w_hh, buf.data() + unit[std::size_t(u)]);
+  }
+  if (cfg.head) kernels::pack_panels(true, O, W, V.w_o, W, buf.data() + head);
+}
+
+template <class Real>
+void unroll::forward_packed(const Model<Real>& model, const BatchArg<Real>& batch,
+                            Workspace<Real>& ws, const ForwardPacks<Real>& packs,
+                            const Dropout* dropout, bool head) {
+  if (packs.unit.size() != std::size_t(model.cfg.units()))
+    throw Error(ErrorKind::usage, "forward", "packs made for another model",
+                "call ForwardPacks::pack(model, batch) first");
+  forward_impl(model, batch, ws, dropout, head, &packs);
 }
 
 namespace {
@@ -625,6 +705,9 @@ void backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<R
             O = cfg.output_size, TB = T * B, D = cfg.directions(), L = cfg.num_layers;
   const auto P = model.views();
   check_call(model, batch, ws);
+  if (ws.forward_only())
+    throw Error(ErrorKind::usage, "workspace", "an inference workspace keeps nothing for backward",
+                "construct a Workspace for the pass that backward() reads");
   grads.check(cfg, batch.T, batch.B);
   const ThreadCount on_threads(ws.threads());
   ParamViews<Real> G(cfg, grads.params.data());
@@ -757,6 +840,10 @@ double loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch,
 #define BPTT_INSTANTIATE(Real)                                                              \
   template void forward<Real>(const Model<Real>&, const BatchView<Real>&, Workspace<Real>&,     \
                              const Dropout*, bool);                                         \
+  template struct unroll::ForwardPacks<Real>;                                                 \
+  template void unroll::forward_packed<Real>(const Model<Real>&, const BatchView<Real>&,       \
+                                             Workspace<Real>&, const unroll::ForwardPacks<Real>&, \
+                                             const Dropout*, bool);                          \
   template void backward<Real>(const Model<Real>&, const BatchView<Real>&, Workspace<Real>&,    \
                                Gradients<Real>&, const BackwardOptions<Real>&);             \
   template double loss_and_gradients<Real>(const Model<Real>&, const BatchView<Real>&, LossKind, \

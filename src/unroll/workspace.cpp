@@ -21,10 +21,12 @@ namespace bptt {
 // then the shared z (dz overwrites it) | yhat | top (final-state readout), and per direction
 // the Scratch.
 // 64 steps per chunk keep the chunk's GEMMs large (64·B rows) and its memory small.
+// backward = false: a workspace for forward_packed alone (Inference, bptt/infer.hpp), without
+// what only backward() reads (dgh, dh_proj, the Scratch's gradient rows) or the packed weights.
 struct WorkspacePlan {
   template <class Real>
   static std::size_t walk(const ModelConfig& cfg, int T, int B, bool with_dropout,
-                          Workspace<Real>* ws) {
+                          Workspace<Real>* ws, bool backward = true) {
     const std::size_t t = std::size_t(T), b = std::size_t(B), H = std::size_t(cfg.hidden_size),
                       GH = std::size_t(cfg.gates()) * H, O = std::size_t(cfg.output_size),
                       HO = std::size_t(cfg.state_size()), P = std::size_t(cfg.proj_size),
@@ -45,9 +47,9 @@ struct WorkspacePlan {
       p[2] = take(lstm ? (t + 1) * b * H : 0);        // c
       p[3] = take(gru ? t * b * H : 0);               // aux
       p[4] = take(P ? t * b * H : 0);                 // m
-      p[5] = take(P ? t * b * P : 0);                 // dh_proj
+      p[5] = take(P && backward ? t * b * P : 0);     // dh_proj
       p[6] = take(u % D == 1 ? t * b * in : 0);       // x_rev
-      p[7] = take(gru ? t * b * GH : 0);              // dgh
+      p[7] = take(gru && backward ? t * b * GH : 0);  // dgh
       const bool ln = cfg.layer_norm;
       p[8] = take(ln ? t * b * GH : 0);               // ln_x
       p[9] = take(ln ? t * b : 0);                    // ln_x_rstd
@@ -83,18 +85,19 @@ struct WorkspacePlan {
         std::max({kernels::packed_size<Real>(int(GH), int(HO)) + packed_x + proj_fwd,
                   kernels::packed_size<Real>(int(HO), int(GH)) + proj_bwd,
                   kernels::packed_size<Real>(int(O), int(W))});
+    const std::size_t bwd = backward ? 1 : 0;
     for (int d = 0; d < D; ++d) {
       typename Workspace<Real>::Scratch s;
       s.gh_step = take(b * GH);
-      s.dh_chunk = take(std::size_t(chunk) * b * HO);
-      s.dh_step = take(b * HO);
-      s.dh_carry = take(b * HO);
-      s.dc_carry = take(b * H);
-      s.dm_step = take(P ? b * H : 0);
-      s.dm_prev = take(P ? b * H : 0);
+      s.dh_chunk = take(bwd * std::size_t(chunk) * b * HO);
+      s.dh_step = take(bwd * b * HO);
+      s.dh_carry = take(bwd * b * HO);
+      s.dc_carry = take(bwd * b * H);
+      s.dm_step = take(P ? bwd * b * H : 0);
+      s.dm_prev = take(P ? bwd * b * H : 0);
       s.zeros = take(P ? b * H : 0);
       s.step_bias = take(GH);
-      s.packed_w = take(packed);
+      s.packed_w = take(bwd * packed);
       if (ws) ws->scratch_.push_back(s);
     }
     if (ws) ws->chunk_ = chunk;
@@ -136,6 +139,27 @@ Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropo
   valid_.assign(std::size_t(T) * B, 1);
   len_.assign(std::size_t(B), T);
   steps_ = T;
+}
+
+template <class Real>
+Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, int threads, ForwardOnly)
+    : forward_only_(true), cfg_(cfg), threads_(threads), T_(T), B_(B), H_(cfg.hidden_size),
+      D_(cfg.directions()), L_(cfg.num_layers), chunk_(0), cell_(cfg.cell), HO_(cfg.state_size()) {
+  check_memory(double(bytes_for_forward(cfg, T, B)), "inference",
+               fmt::format("the inference workspace for T = {}, B = {}, H = {}, L = {}", T, B,
+                           cfg.hidden_size, cfg.num_layers),
+               "use a smaller batch or hidden size");
+  buf_.assign(WorkspacePlan::walk<Real>(cfg, T, B, false, nullptr, false), Real(0));
+  WorkspacePlan::walk<Real>(cfg, T, B, false, this, false);
+  valid_.assign(std::size_t(T) * B, 1);
+  len_.assign(std::size_t(B), T);
+  steps_ = T;
+}
+
+template <class Real>
+std::size_t Workspace<Real>::bytes_for_forward(const ModelConfig& cfg, int T, int B) {
+  return WorkspacePlan::walk<Real>(cfg, T, B, false, nullptr, false) * sizeof(Real) +
+         std::size_t(T) * B;
 }
 
 template <class Real>

@@ -1,8 +1,8 @@
 // bptt predict: the forward pass; writes ŷ and the final states.
 #include <memory>
 
+#include "bptt/infer.hpp"
 #include "bptt/io.hpp"
-#include "bptt/unroll.hpp"
 #include "common.hpp"
 #include "verbs.hpp"
 
@@ -16,32 +16,47 @@ struct PredictOptions {
   bool states = false;
 };
 
+// A tensor of `shape` for Real values, and where to write them (its own bytes: the values are
+// computed in place, never held twice).
+template <class Real>
+std::span<Real> new_tensor(safetensors::Tensor& t, std::vector<std::int64_t> shape) {
+  std::size_t n = 1;
+  for (std::int64_t d : shape) n *= std::size_t(d);
+  t.dtype = sizeof(Real) == 8 ? safetensors::ElemType::F64 : safetensors::ElemType::F32;
+  t.shape = std::move(shape);
+  t.bytes.resize(n * sizeof(Real));
+  return {reinterpret_cast<Real*>(t.bytes.data()), n};
+}
+
 template <class Real>
 void run_predict(const PredictOptions& o, const safetensors::File& mf) {
   const Model<Real> model = load_model<Real>(mf);
   const Batch<Real> batch =
       load_batch<Real>(safetensors::File::read(o.data), model.cfg, std::nullopt);
-  Workspace<Real> ws(model.cfg, batch.T, batch.B);
-  forward(model, batch, ws);
-
   const ModelConfig& c = model.cfg;
   const std::int64_t T = batch.T, B = batch.B, U = c.units(), HO = c.state_size(),
                      H = c.hidden_size;
   const bool lstm = c.cell == CellKind::lstm;
+  // Lean inference (bptt/infer.hpp): a chunk of steps at a time, so that a long sequence costs
+  // its input and output and little more.
+  Inference<Real> inf(c, batch.B);
+  safetensors::Tensor y_hat, h, cs;
+  typename Inference<Real>::Outputs out{.yhat = new_tensor<Real>(y_hat, {T, B, c.output_size})};
+  if (o.states) {  // the states after every step, in data order
+    out.h = new_tensor<Real>(h, {U, T, B, HO});
+    if (lstm) out.c = new_tensor<Real>(cs, {U, T, B, H});
+  }
+  inf.run(model, batch, out);
   safetensors::Writer w;
   w.set_metadata("format", "bptt-predict");
-  w.add("y_hat", {T, B, c.output_size}, ws.yhat());
+  w.add("y_hat", std::move(y_hat));
   // h_n/c_n: every unit's state after its last step, which is the state at each sequence's last
   // valid step (first, right to left; steps past a sequence's length leave the state unchanged).
-  std::vector<Real> hn, cn;
-  ws.state_at(batch.T, hn, cn);
-  w.add("h_n", {U, B, HO}, hn.data());
-  if (lstm) w.add("c_n", {U, B, H}, cn.data());
-  if (o.states) {  // the states after every step, in data order
-    std::vector<Real> h, cs;
-    ws.step_states(h, cs);
-    w.add("h", {U, T, B, HO}, h.data());
-    if (lstm) w.add("c", {U, T, B, H}, cs.data());
+  w.add("h_n", {U, B, HO}, inf.h_n().data());
+  if (lstm) w.add("c_n", {U, B, H}, inf.c_n().data());
+  if (o.states) {
+    w.add("h", std::move(h));
+    if (lstm) w.add("c", std::move(cs));
   }
   w.write(o.out);
 }
