@@ -27,6 +27,7 @@
 
 #include "bptt/batch.hpp"
 #include "bptt/model.hpp"
+#include "bptt/precision.hpp"
 
 namespace bptt {
 
@@ -91,6 +92,7 @@ class Inference {
  private:
   ModelConfig cfg_;
   int B_, threads_, chunk_;
+  Matmul matmul_;  // the products' precision: the calling thread's at construction
   std::unique_ptr<Workspace<Real>> ws_;
   std::unique_ptr<unroll::ForwardPacks<Real>> packs_;  // the weights packed once per run()
   std::vector<Real> h_n_, c_n_, steps_h_, steps_c_, yhat_, z_;

@@ -14,7 +14,9 @@ enum class CellKind { elman, lstm, gru };
 // Elementwise (or, for softmax, row-wise) functions: Elman's φ and the readout's θ.
 enum class Activation { identity, tanh, relu, sigmoid, softmax };
 enum class LossKind { mse, bce, xent };
-enum class DType { f32, f64 };
+// f32, f64: the model's precision. bf16: a float model whose matrix products take bfloat16
+// operands (bptt/precision.hpp); files and everything else stay float.
+enum class DType { f32, f64, bf16 };
 // Where each layer's initial state comes from when a batch gives none: zeros, or the trained
 // tensors init.h0 / init.c0 (model.hpp).
 enum class InitialState { zero, learned };

@@ -14,6 +14,7 @@
 #include "bptt/batch.hpp"
 #include "bptt/loss.hpp"
 #include "bptt/model.hpp"
+#include "bptt/precision.hpp"
 
 namespace bptt {
 
@@ -53,6 +54,11 @@ class Workspace {
   const ModelConfig& config() const { return cfg_; }
   int threads() const { return threads_; }
   void set_threads(int threads);  // REQUIRES 1 <= threads (else bptt::Error)
+  // The precision of the products of the calls given this workspace (bptt/precision.hpp): the
+  // calling thread's MatmulScope::current() at construction. Matmul::bf16 with Real = double
+  // throws bptt::Error (kind usage), here and at construction.
+  Matmul matmul() const { return matmul_; }
+  void set_matmul(Matmul m);
   std::size_t bytes() const {
     return (buf_.size() + reg_x_.size() + reg_h_.size() + reg_bar_.size() + reg_top_.size() +
             reg_w_.size() + reg_keep_.size()) * sizeof(Real) + valid_.size();
@@ -158,6 +164,7 @@ class Workspace {
   Workspace(const ModelConfig& cfg, int T, int B, int threads, ForwardOnly);
   static std::size_t bytes_for_forward(const ModelConfig& cfg, int T, int B);
   bool forward_only_ = false;
+  Matmul matmul_ = Matmul::real;
   ModelConfig cfg_;
   int threads_;
   int T_, B_, H_, D_, L_, chunk_;

@@ -19,6 +19,7 @@
 #include "bptt/error.hpp"
 #include "bptt/methods.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/matmul.hpp"
 #include "unroll/direction.hpp"
 #include "unroll/head.hpp"
 
@@ -271,8 +272,9 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const BatchArg<Real>&
         l.top_masked[r * W + j] = top[r * W + j] * batch.mask_output[(r % std::size_t(B)) * W + j];
     top = l.top_masked.data();
   }
+  const kernels::Products mm{.bf16 = l.ws0->matmul() == Matmul::bf16};
   if (cfg.head) {
-    gemm(false, true, int(TB), O, W, Real(1), top, W, V.w_o, W, Real(0), l.z.data(), O);
+    mm.gemm(false, true, int(TB), O, W, Real(1), top, W, V.w_o, W, Real(0), l.z.data(), O);
     for (std::size_t r = 0; r < TB; ++r)
       for (int o = 0; o < O; ++o) l.z[r * O + o] += V.b_o[o];
   } else {  // a head-less model: z = top (O = W)
@@ -281,8 +283,8 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const BatchArg<Real>&
   apply_output_activation(cfg.output_activation, int(TB), O, l.z.data(), l.yhat.data());
   const double total = loss_and_dz(loss, cfg, batch, l.z.data(), l.yhat.data(), l.z.data());
   const Real* dz = l.z.data();
-  unroll::head_weight_gradients(int(TB), W, O, dz, top, G.w_o, G.b_o);
-  unroll::head_input_gradient(int(TB), W, O, dz, V.w_o, l.dout.data(), W);
+  unroll::head_weight_gradients(mm, int(TB), W, O, dz, top, G.w_o, G.b_o);
+  unroll::head_input_gradient(mm, int(TB), W, O, dz, V.w_o, l.dout.data(), W);
   if (!batch.mask_output.empty())
     for (std::size_t r = 0; r < TB; ++r)
       for (int j = 0; j < W; ++j) l.dout[r * W + j] *= batch.mask_output[(r % std::size_t(B)) * W + j];

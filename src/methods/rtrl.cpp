@@ -14,6 +14,7 @@
 #include <cmath>
 
 #include "bptt/error.hpp"
+#include "bptt/precision.hpp"
 #include "bptt/methods.hpp"
 #include "kernels/gemm.hpp"
 
@@ -324,10 +325,19 @@ class StepLoss {
 
 }  // namespace
 
+// RTRL's influence-matrix products run at the model's own precision: under bf16 products
+// (bptt/precision.hpp) it refuses rather than compute something else than asked.
+static void refuse_bf16(const char* what) {
+  if (MatmulScope::current() == Matmul::bf16)
+    throw Error(ErrorKind::usage, "rtrl", std::string(what) + " runs its products in the model's own precision, not bf16",
+                "use --dtype f32, or a BPTT method (bptt, recompute, truncated:K) for bf16");
+}
+
 template <class Real>
 double rtrl_loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch, LossKind loss,
                                Gradients<Real>& grads) {
   const ModelConfig& cfg = model.cfg;
+  refuse_bf16("RTRL");
   model.check("model");
   require_options(cfg, {.causal = true, .layer_norm = false, .zoneout = false}, "rtrl", "RTRL");
   require_no_masks<Real>(batch, "rtrl", "RTRL");
@@ -387,6 +397,7 @@ double rtrl_loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& b
 
 template <class Real>
 RtrlStream<Real>::RtrlStream(const ModelConfig& cfg, int B) : cfg_(cfg), B_(B) {
+  refuse_bf16("online RTRL");
   require_options(cfg, {.causal = true, .layer_norm = false, .zoneout = false}, "rtrl",
                   "online RTRL");
   if (cfg.initial_state == InitialState::zero) reset({}, {});

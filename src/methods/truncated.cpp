@@ -17,6 +17,7 @@
 #include "cells/cell.hpp"
 #include "cells/layer_norm.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/matmul.hpp"
 #include "unroll/head.hpp"
 #include "unroll/regularize.hpp"
 
@@ -36,6 +37,7 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
   const int GH = cfg.gates() * H, O = cfg.output_size, TB = T * B, HO = cfg.state_size(),
             P = cfg.proj_size;
   Workspace<Real> ws(cfg, T, B);
+  const kernels::Products mm{.bf16 = ws.matmul() == Matmul::bf16};
   if (K >= T) return loss_and_gradients(model, batch, loss, ws, grads);
 
   forward(model, batch, ws);
@@ -54,9 +56,9 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
 
   // The head is not recurrent: its gradients are full BPTT's; dL/dh_top of ℓ_t is at distance 0.
   const Real* top = Rg.output ? ws.top_masked() : ws.h(L - 1) + BHO;
-  unroll::head_weight_gradients(TB, HO, O, ws.dz(), top, D.w_o, D.b_o);
+  unroll::head_weight_gradients(mm, TB, HO, O, ws.dz(), top, D.w_o, D.b_o);
   std::vector<Real> head(TBHO);
-  unroll::head_input_gradient(TB, HO, O, ws.dz(), V.w_o, head.data(), HO);
+  unroll::head_input_gradient(mm, TB, HO, O, ws.dz(), V.w_o, head.data(), HO);
   if (Rg.output)
     for (int t = 0; t < T; ++t)
       unroll::mask_rows(B, HO, head.data() + std::size_t(t) * BHO, Rg.output,
@@ -130,7 +132,7 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
       if (P) {  // through h = m·W_hrᵀ: the cell sees dm = dh·W_hr (docs/math.md, section 5)
         Real* acc = acc_dh[std::size_t(k)].data();
         for (std::size_t i = 0; i < std::size_t(R) * HO; ++i) acc[i] += dh[i];
-        gemm(false, false, R, H, P, Real(1), dh.data(), P, p.w_hr, H, Real(0), dm.data(), H);
+        mm.gemm(false, false, R, H, P, Real(1), dh.data(), P, p.w_hr, H, Real(0), dm.data(), H);
         g.dh = dm.data();
         g.dh_prev = dm_prev.data();
       }
@@ -166,13 +168,13 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
       // reached h0; the others carry it to distance j + 1, unless that is past the window.
       const Real* w = Rg.weight_hh ? w_dropped[std::size_t(k)].data() : p.w_hh;
       if (Rg.recurrent) {  // (δ^h W̃_hh) ⊙ mask_recurrent, the mask of each chain's sequence
-        gemm(false, false, R, HO, GH, Real(1), dh_side, GH, w, HO, Real(0), rec.data(), HO);
+        mm.gemm(false, false, R, HO, GH, Real(1), dh_side, GH, w, HO, Real(0), rec.data(), HO);
         for (int t = 0; t < n; ++t)
           for (std::size_t i = 0; i < BHO; ++i)
             bypass[std::size_t(t) * BHO + i] +=
                 rec[std::size_t(t) * BHO + i] * Rg.recurrent[std::size_t(k) * BHO + i];
       } else {
-        gemm(false, false, R, HO, GH, Real(1), dh_side, GH, w, HO, Real(1), bypass.data(), HO);
+        mm.gemm(false, false, R, HO, GH, Real(1), dh_side, GH, w, HO, Real(1), bypass.data(), HO);
       }
       if (zo_h)
         for (std::size_t i = 0; i < std::size_t(R) * HO; ++i) bypass[i] += keep_h[i];
@@ -190,7 +192,7 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
                   carry_h[std::size_t(k)].begin() + std::ptrdiff_t(std::size_t(j + 1) * BHO));
       // dL/dh of the layer below at the same steps, through this layer's W_ih.
       if (k > 0)
-        gemm(false, false, R, HO, GH, Real(1), act.data(), GH, p.w_ih, HO, Real(0), above.data(), HO);
+        mm.gemm(false, false, R, HO, GH, Real(1), act.data(), GH, p.w_ih, HO, Real(0), above.data(), HO);
     }
   }
 
@@ -202,29 +204,29 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
     const Real* gh = ln ? acc_ah[std::size_t(k)].data() : gru ? acc_gh[std::size_t(k)].data() : gi;
     // dW_hh = Σ δᵀ h̃ (under the recurrent mask); with weight drop dW̃ ⊙ M.
     std::vector<Real> dw(Rg.weight_hh ? std::size_t(GH) * HO : 0);
-    gemm(true, false, GH, HO, TB, Real(1), gh, GH, Rg.recurrent ? ws.h_masked(k) : ws.h(k), HO,
+    mm.gemm(true, false, GH, HO, TB, Real(1), gh, GH, Rg.recurrent ? ws.h_masked(k) : ws.h(k), HO,
          Real(Rg.weight_hh ? 0 : 1), Rg.weight_hh ? dw.data() : d.w_hh, HO);
     for (std::size_t i = 0; i < dw.size(); ++i)
       d.w_hh[i] += dw[i] * Rg.weight_hh[std::size_t(k) * GH * HO + i];
     const Real* in = k == 0 ? (Rg.input ? ws.x_masked() : batch.x.data()) : ws.out(k - 1);
-    gemm(true, false, GH, p.in, TB, Real(1), gi, GH, in, p.in, Real(1), d.w_ih, p.in);
+    mm.gemm(true, false, GH, p.in, TB, Real(1), gi, GH, in, p.in, Real(1), d.w_ih, p.in);
     if (cfg.bias && !ln) {  // (with layer norm: summed per distance above)
       kernels::sum_rows(TB, GH, gh, d.b_hh);
       kernels::sum_rows(TB, GH, gi, d.b_ih);
     }
     if (P)  // m is 0 past a sequence's length (unroll.hpp), so those rows add nothing
-      gemm(true, false, P, H, TB, Real(1), acc_dh[std::size_t(k)].data(), P, ws.m(k), H, Real(1),
+      mm.gemm(true, false, P, H, TB, Real(1), acc_dh[std::size_t(k)].data(), P, ws.m(k), H, Real(1),
            d.w_hr, H);
     if (k == 0 && !grads.x.empty()) {
       if (Rg.input) {  // dx = dx̃ ⊙ mask_input (x_masked is free now)
         Real* dx = ws.x_masked();
-        gemm(false, false, TB, p.in, GH, Real(1), gi, GH, p.w_ih, p.in, Real(0), dx, p.in);
+        mm.gemm(false, false, TB, p.in, GH, Real(1), gi, GH, p.w_ih, p.in, Real(0), dx, p.in);
         const std::size_t BI = std::size_t(B) * p.in;
         for (int t = 0; t < T; ++t)
           for (std::size_t i = 0; i < BI; ++i)
             grads.x[std::size_t(t) * BI + i] += dx[std::size_t(t) * BI + i] * Rg.input[i];
       } else {
-        gemm(false, false, TB, p.in, GH, Real(1), gi, GH, p.w_ih, p.in, Real(1), grads.x.data(),
+        mm.gemm(false, false, TB, p.in, GH, Real(1), gi, GH, p.w_ih, p.in, Real(1), grads.x.data(),
              p.in);
       }
     }

@@ -53,6 +53,7 @@ std::string_view to_string(DType v) {
   switch (v) {
     case DType::f32: return "f32";
     case DType::f64: return "f64";
+    case DType::bf16: return "bf16";
   }
   return "?";
 }
@@ -96,7 +97,8 @@ LossKind parse_loss(std::string_view s, const std::string& where) {
 DType parse_dtype(std::string_view s, const std::string& where) {
   if (s == "f32" || s == "float32") return DType::f32;
   if (s == "f64" || s == "float64") return DType::f64;
-  throw Error(ErrorKind::usage, where, "unknown dtype " + quoted(s), "use f32 or f64");
+  if (s == "bf16" || s == "bfloat16") return DType::bf16;
+  throw Error(ErrorKind::usage, where, "unknown dtype " + quoted(s), "use f32, f64 or bf16");
 }
 
 InitialState parse_initial_state(std::string_view s, const std::string& where) {

@@ -22,6 +22,7 @@
 #include "bptt/methods.hpp"
 #include "cells/cell.hpp"
 #include "cells/layer_norm.hpp"
+#include "kernels/matmul.hpp"
 #include "kernels/step_gemm.hpp"
 #include "unroll/x_product.hpp"
 
@@ -65,6 +66,7 @@ struct Stream<Real>::Impl {
   int N = 0, threads = 1;
   std::size_t weight_bytes = 0;         // the weights one step reads (packed layers and head)
   CpuLevel packed_level{};
+  kernels::Products mm;                   // the products' precision (bptt/precision.hpp)
   std::vector<PackedLayer<Real>> layers;
   std::vector<Real> head;                 // packed W_oᵀ [H_out, O] (empty without a head)
   const Real* b_o = nullptr;              // the head's bias, in model.params
@@ -84,11 +86,11 @@ struct Stream<Real>::Impl {
     for (int k = 0; k < mc.num_layers; ++k) {
       PackedLayer<Real>& q = layers[std::size_t(k)];
       const auto& p = V.layers[std::size_t(k)];
-      kernels::pack_panels(true, GH, q.in, p.w_ih, q.in, q.ih.data());
-      kernels::pack_panels(true, GH, HO, p.w_hh, HO, q.hh.data());
-      if (P) kernels::pack_panels(true, P, H, p.w_hr, H, q.hr.data());
+      mm.pack(true, GH, q.in, p.w_ih, q.in, q.ih.data());
+      mm.pack(true, GH, HO, p.w_hh, HO, q.hh.data());
+      if (P) mm.pack(true, P, H, p.w_hr, H, q.hr.data());
     }
-    if (mc.head) kernels::pack_panels(true, mc.output_size, HO, V.w_o, HO, head.data());
+    if (mc.head) mm.pack(true, mc.output_size, HO, V.w_o, HO, head.data());
     packed_level = cpu_level();
   }
 
@@ -117,12 +119,12 @@ struct Stream<Real>::Impl {
     if (mc.cell == CellKind::gru || mc.layer_norm) {
       // gates = x·W_ihᵀ (b_in to the cell; with layer norm both biases come in layer_cell);
       // gh = b + h·W_hhᵀ
-      kernels::gemm_packed(n, w, q.in, a, q.in, q.ih.data() + std::size_t(c0) * q.in,
+      mm.packed(n, w, q.in, a, q.in, q.ih.data() + std::size_t(c0) * q.in,
                            zeros.data(), g, GH);
-      kernels::gemm_packed(n, w, HO, h_prev, HO, q.hh.data() + std::size_t(c0) * HO,
+      mm.packed(n, w, HO, h_prev, HO, q.hh.data() + std::size_t(c0) * HO,
                            q.bias.data() + c0, gh.data() + b0 * GH + c0, GH);
     } else {  // gates = b + x·W_ihᵀ + h·W_hhᵀ in one pass
-      kernels::gemm_packed_pair(n, w, q.in, a, q.in, q.ih.data() + std::size_t(c0) * q.in, HO,
+      mm.packed_pair(n, w, q.in, a, q.in, q.ih.data() + std::size_t(c0) * q.in, HO,
                                 h_prev, HO, q.hh.data() + std::size_t(c0) * HO,
                                 q.bias.data() + c0, g, GH);
     }
@@ -168,7 +170,7 @@ struct Stream<Real>::Impl {
       s.c = c_next.data() + (lo + b0) * H;
     }
     cells::cell_forward(mc.cell, mc.nonlinearity, s);
-    if (P) kernels::gemm_packed(s.B, P, H, s.h, H, q.hr.data(), zeros.data(), h_out, P);
+    if (P) mm.packed(s.B, P, H, s.h, H, q.hr.data(), zeros.data(), h_out, P);
     // Zoneout in evaluation mode: the expectation z·prev + (1 − z)·new (regularize.hpp).
     const auto expect = [&](Real keep, int width, const Real* prev, Real* state) {
       for (std::size_t i = 0; i < std::size_t(s.B) * std::size_t(width); ++i)
@@ -188,7 +190,7 @@ struct Stream<Real>::Impl {
     const Real* top = h_next.data() + (std::size_t(mc.num_layers - 1) * N + b0) * HO;
     Real* zr = z.data() + b0 * O + c0;
     if (mc.head)
-      kernels::gemm_packed(n, w, HO, top, HO, head.data() + std::size_t(c0) * HO, b_o + c0, zr, O);
+      mm.packed(n, w, HO, top, HO, head.data() + std::size_t(c0) * HO, b_o + c0, zr, O);
     else
       for (int r = 0; r < n; ++r)
         std::copy(top + std::size_t(r) * HO + c0, top + std::size_t(r) * HO + c1,
@@ -234,6 +236,10 @@ Stream<Real>::Stream(const Model<Real>& model, int streams, int threads) : impl_
                 "construct the Model from its ModelConfig (or load_model)");
   Impl& s = *impl_;
   s.model = model;
+  if (MatmulScope::current() == Matmul::bf16 && !std::is_same_v<Real, float>)
+    throw Error(ErrorKind::usage, "stream", "bf16 products take a float model",
+                "use a float model for bf16, or the model's own precision");
+  s.mm.bf16 = MatmulScope::current() == Matmul::bf16;
   s.N = streams;
   s.threads = threads;
   const int L = cfg.num_layers, H = cfg.hidden_size, HO = cfg.state_size(),

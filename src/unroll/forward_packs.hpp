@@ -21,13 +21,15 @@ struct ForwardPacks {
   std::vector<Real> buf;
   std::vector<std::size_t> unit;  // where unit u's packs start in buf
   std::size_t head = 0;           // where the head's W_oᵀ starts (models with a head)
-  // ASSIGNS the packs of model's weights, W_hh under batch.mask_weight_hh when it has one.
-  // Reuses buf's capacity.
-  void pack(const Model<Real>& model, const BatchArg<Real>& batch);
+  bool bf16 = false;              // packed for bf16 products (kernels/matmul.hpp)
+  // ASSIGNS the packs of model's weights for products at `matmul`, W_hh under
+  // batch.mask_weight_hh when it has one. Reuses buf's capacity.
+  void pack(const Model<Real>& model, const BatchArg<Real>& batch, Matmul matmul);
 };
 
 // forward(model, batch, ws, dropout, head) reading the weights from `packs` (made by
-// packs.pack(model, batch) since the weights or the batch's mask_weight_hh last changed).
+// packs.pack(model, batch, ws.matmul()) since the weights or the batch's mask_weight_hh last
+// changed).
 template <class Real>
 void forward_packed(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws,
                     const ForwardPacks<Real>& packs, const Dropout* dropout, bool head);

@@ -18,6 +18,7 @@
 #include "cells/cell.hpp"
 #include "cells/layer_norm.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/matmul.hpp"
 #include "kernels/step_gemm.hpp"
 #include "unroll/direction.hpp"
 #include "unroll/forward_packs.hpp"
@@ -27,7 +28,6 @@
 
 namespace bptt {
 
-using kernels::gemm;
 
 namespace {
 
@@ -173,6 +173,12 @@ void check_call(const Model<Real>& model, const BatchArg<Real>& batch, const Wor
   batch.check_shapes(c, "batch");
 }
 
+// The products of the calls given ws, at its precision (bptt/precision.hpp, kernels/matmul.hpp).
+template <class Real>
+kernels::Products products(const Workspace<Real>& ws) {
+  return kernels::Products{.bf16 = ws.matmul() == Matmul::bf16};
+}
+
 // Row 0 of unit u's state [B, width]: the batch's slice of h0/c0 [L·D, B, width] when given,
 // else the learned init row [width] (nullptr when not learned) for every sequence, else zeros.
 template <class Real>
@@ -231,14 +237,15 @@ std::size_t unit_pack_size(const ModelConfig& cfg, int in) {
 // model's, or W̃_hh under weight drop), then W_ihᵀ for a unit whose x-side product is formed in
 // the step (unroll/x_product.hpp), then W_hrᵀ with a projection.
 template <class Real>
-void pack_unit(const ModelConfig& cfg, const LayerParams<const Real>& p, const Real* w_hh, Real* dst) {
+void pack_unit(const kernels::Products& mm, const ModelConfig& cfg, const LayerParams<const Real>& p,
+               const Real* w_hh, Real* dst) {
   const int H = cfg.hidden_size, GH = cfg.gates() * H, HO = cfg.state_size(), P = cfg.proj_size;
   const bool in_step = unroll::x_product_in_step<Real>(cfg, p.in);
   Real* packed_ih = dst + kernels::packed_size<Real>(GH, HO);
   Real* packed_hr = packed_ih + (in_step ? kernels::packed_size<Real>(GH, p.in) : 0);
-  kernels::pack_panels(true, GH, HO, w_hh, HO, dst);
-  if (in_step) kernels::pack_panels(true, GH, p.in, p.w_ih, p.in, packed_ih);
-  if (P) kernels::pack_panels(true, P, H, p.w_hr, H, packed_hr);
+  mm.pack(true, GH, HO, w_hh, HO, dst);
+  if (in_step) mm.pack(true, GH, p.in, p.w_ih, p.in, packed_ih);
+  if (P) mm.pack(true, P, H, p.w_hr, H, packed_hr);
 }
 
 // One unit's forward pass over its input `in` [T, B, in] (in its frame): the hoisted input
@@ -248,6 +255,7 @@ template <class Real>
 void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws, int u,
                   const Real* in, const unroll::Regularization<Real>& R, int threads,
                   const Real* packed) {
+  const kernels::Products mm = products(ws);
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, H = cfg.hidden_size, HO = cfg.state_size(),
             GH = cfg.gates() * H, P = cfg.proj_size, TB = T * B, dir = u % cfg.directions();
@@ -262,7 +270,7 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
   // gh = LN(h·W_hhᵀ) ⊙ γ_hh + b_hh after a product without bias.
   const bool in_step = unroll::x_product_in_step<Real>(cfg, p.in), ln = cfg.layer_norm;
   if (!in_step)
-    gemm(false, true, TB, GH, p.in, Real(1), in, p.in, p.w_ih, p.in, Real(0), ws.gates(u), GH);
+    mm.gemm(false, true, TB, GH, p.in, Real(1), in, p.in, p.w_ih, p.in, Real(0), ws.gates(u), GH);
   if (ln)
     for_blocks(TB, threads, [&](int r0, int r1, int) {
       const std::size_t at = std::size_t(r0);
@@ -286,7 +294,7 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
       unroll::mask_rows(GH, HO, p.w_hh, R.weight_hh + std::size_t(u) * GH * HO, w);
       w_hh = w;
     }
-    pack_unit(cfg, p, w_hh, sc.packed_w);
+    pack_unit(mm, cfg, p, w_hh, sc.packed_w);
     packed = sc.packed_w;
   }
   const Real* packed_hh = packed;
@@ -308,10 +316,10 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
       if (in_step) {
         s.gh = nullptr;
         const Real* x_t = in + at * p.in;
-        kernels::gemm_packed_pair(s.B, GH, p.in, x_t, p.in, packed_ih, HO, h_in, HO, packed_hh,
+        mm.packed_pair(s.B, GH, p.in, x_t, p.in, packed_ih, HO, h_in, HO, packed_hh,
                                   bias, s.gates, GH);
       } else {
-        kernels::gemm_packed(s.B, GH, HO, h_in, HO, packed_hh, bias, s.gh, GH);
+        mm.packed(s.B, GH, HO, h_in, HO, packed_hh, bias, s.gh, GH);
       }
       if (ln)
         cells::layer_norm_forward(s.B, GH, s.gh, std::size_t(GH), p.ln_hh, p.b_hh,
@@ -319,7 +327,7 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
       cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
       if (P) {  // h_t = m_t·W_hrᵀ (sc.zeros as a zero bias: ASSIGN), carried past a length
         Real* h = ws.h(u) + std::size_t(t + 1) * BHO + o0;
-        kernels::gemm_packed(s.B, P, H, s.h, H, packed_hr, sc.zeros, h, P);
+        mm.packed(s.B, P, H, s.h, H, packed_hr, sc.zeros, h, P);
         for (int b = 0; b < s.B; ++b)
           if (!s.valid[b]) std::copy(h_prev + b * P, h_prev + (b + 1) * P, h + b * P);
       }
@@ -346,6 +354,7 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
 template <class Real>
 void forward_impl(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws,
                   const Dropout* dropout, bool head, const unroll::ForwardPacks<Real>* packs) {
+  const kernels::Products mm = products(ws);
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, HO = cfg.state_size(), W = cfg.output_width(),
             O = cfg.output_size, TB = T * B, D = cfg.directions();
@@ -420,7 +429,7 @@ void forward_impl(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
   // call would write Z and then need a second pass to add b_o. Each block of rows gets θ while
   // it is in cache, on the thread that computed it.
   const Real* packed = packs ? packs->buf.data() + packs->head : ws.scratch(0).packed_w;
-  if (!packs) kernels::pack_panels(true, O, W, P.w_o, W, ws.scratch(0).packed_w);
+  if (!packs) mm.pack(true, O, W, P.w_o, W, ws.scratch(0).packed_w);
   const int blocks = (TB + kReadoutRows - 1) / kReadoutRows;
   const bool split = blocks > 1 && 2.0 * TB * O * W >= kernels::kMinFlopsPerThread * 2;
 #pragma omp parallel for schedule(static) num_threads(ThreadCount::current()) \
@@ -428,7 +437,7 @@ void forward_impl(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
   for (int i = 0; i < blocks; ++i) {
     const int r0 = i * kReadoutRows, rows = std::min(kReadoutRows, TB - r0);
     Real* z = ws.z() + std::size_t(r0) * O;
-    kernels::gemm_packed(rows, O, W, top + std::size_t(r0) * W, W, packed, P.b_o, z, O);
+    mm.packed(rows, O, W, top + std::size_t(r0) * W, W, packed, P.b_o, z, O);
     apply_output_activation(cfg.output_activation, rows, O, z, ws.yhat() + std::size_t(r0) * O);
   }
 }
@@ -442,8 +451,11 @@ void forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Re
 }
 
 template <class Real>
-void unroll::ForwardPacks<Real>::pack(const Model<Real>& model, const BatchArg<Real>& batch) {
+void unroll::ForwardPacks<Real>::pack(const Model<Real>& model, const BatchArg<Real>& batch,
+                                      Matmul matmul) {
   const ModelConfig& cfg = model.cfg;
+  const kernels::Products mm{.bf16 = matmul == Matmul::bf16};
+  bf16 = mm.bf16;
   model.check("forward");
   batch.check_shapes(cfg, "batch");
   const int U = cfg.units(), GH = cfg.gates() * cfg.hidden_size, HO = cfg.state_size(),
@@ -468,18 +480,19 @@ void unroll::ForwardPacks<Real>::pack(const Model<Real>& model, const BatchArg<R
                         dropped.data());
       w_hh = dropped.data();
     }
-    pack_unit(cfg, p, w_hh, buf.data() + unit[std::size_t(u)]);
+    pack_unit(mm, cfg, p, w_hh, buf.data() + unit[std::size_t(u)]);
   }
-  if (cfg.head) kernels::pack_panels(true, O, W, V.w_o, W, buf.data() + head);
+  if (cfg.head) mm.pack(true, O, W, V.w_o, W, buf.data() + head);
 }
 
 template <class Real>
 void unroll::forward_packed(const Model<Real>& model, const BatchArg<Real>& batch,
                             Workspace<Real>& ws, const ForwardPacks<Real>& packs,
                             const Dropout* dropout, bool head) {
-  if (packs.unit.size() != std::size_t(model.cfg.units()))
-    throw Error(ErrorKind::usage, "forward", "packs made for another model",
-                "call ForwardPacks::pack(model, batch) first");
+  if (packs.unit.size() != std::size_t(model.cfg.units()) ||
+      packs.bf16 != (ws.matmul() == Matmul::bf16))
+    throw Error(ErrorKind::usage, "forward", "packs made for another model or precision",
+                "call ForwardPacks::pack(model, batch, ws.matmul()) first");
   forward_impl(model, batch, ws, dropout, head, &packs);
 }
 
@@ -495,6 +508,7 @@ template <class Real>
 void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws,
                    Gradients<Real>& grads, const BackwardOptions<Real>& opts, int u,
                    const Real* dout, const Real* d_hn, int threads) {
+  const kernels::Products mm = products(ws);
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, H = cfg.hidden_size, HO = cfg.state_size(),
             GH = cfg.gates() * H, O = cfg.output_size, P = cfg.proj_size, TB = T * B,
@@ -516,8 +530,8 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
     unroll::mask_rows(GH, HO, p.w_hh, R.weight_hh + std::size_t(u) * GH * HO, ws.w_dropped(dir));
     w_hh = ws.w_dropped(dir);
   }
-  kernels::pack_panels(false, HO, GH, w_hh, HO, packed_hh);
-  if (P) kernels::pack_panels(false, H, P, p.w_hr, H, packed_hr);
+  mm.pack(false, HO, GH, w_hh, HO, packed_hh);
+  if (P) mm.pack(false, H, P, p.w_hr, H, packed_hr);
   // ∂L/∂h_{T+1} = 0, unless the final state's gradient comes from beyond the batch.
   init_carry(opts.dh_n, std::size_t(u) * BHO, BHO, sc.dh_carry);
   if (d_hn)
@@ -548,7 +562,7 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
     } else if (k == L - 1 && opts.dh_above) {
       std::copy(opts.dh_above + first * HO, opts.dh_above + (first + std::size_t(rows)) * HO, above);
     } else if (k == L - 1) {
-      unroll::head_input_gradient(rows, HO, O, ws.dz() + first * O, V.w_o, above, HO);
+      unroll::head_input_gradient(mm, rows, HO, O, ws.dz() + first * O, V.w_o, above, HO);
       if (R.output)  // dtop_t = (dz_t W_o) ⊙ m
         for (int t = begin; t < end; ++t) {
           Real* a = above + std::size_t(t - begin) * BHO;
@@ -556,7 +570,7 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
         }
     } else {
       const auto& q = V.layers[std::size_t(k) + 1];
-      gemm(false, false, rows, HO, GH, Real(1), ws.dgi(k + 1) + first * GH, GH, q.w_ih, HO,
+      mm.gemm(false, false, rows, HO, GH, Real(1), ws.dgi(k + 1) + first * GH, GH, q.w_ih, HO,
            Real(0), above, HO);
       if (ws.dropout_active) {
         const Real* mask = ws.drop_mask(k + 1) + first * HO;
@@ -597,7 +611,7 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
         g.dh_prev = carry;
         if (P) {  // through h = m·W_hrᵀ: dm = dh·W_hr; dh is kept for dW_hr = Σ dhᵀ·m
           std::copy(dh, dh + n, ws.dh_proj(u) + (std::size_t(t) * B + std::size_t(r.begin)) * P);
-          kernels::gemm_packed(s.B, H, P, dh, P, packed_hr, sc.zeros, sc.dm_step + h0, H);
+          mm.packed(s.B, H, P, dh, P, packed_hr, sc.zeros, sc.dm_step + h0, H);
           g.dh = sc.dm_step + h0;
           g.dh_prev = sc.dm_prev + h0;
           // dL/dh_{t-1}: dh itself where the step is past the length (h_t = h_{t-1}), then
@@ -618,11 +632,11 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
         if (R.recurrent) {  // dh_{t−1} += (δ^h_t W_hh) ⊙ m
           Real* tmp = ws.dh_masked(dir) + o0;
           std::fill(tmp, tmp + n, Real(0));
-          kernels::gemm_packed(s.B, HO, GH, dprod, GH, packed_hh, nullptr, tmp, HO);
+          mm.packed(s.B, HO, GH, dprod, GH, packed_hh, static_cast<const Real*>(nullptr), tmp, HO);
           const Real* m = R.recurrent + (std::size_t(u) * B + r.begin) * HO;
           for (std::size_t i = 0; i < n; ++i) carry[i] += tmp[i] * m[i];
         } else {
-          kernels::gemm_packed(s.B, HO, GH, dprod, GH, packed_hh, nullptr, carry, HO);
+          mm.packed(s.B, HO, GH, dprod, GH, packed_hh, static_cast<const Real*>(nullptr), carry, HO);
         }
         if (zo_h)
           for (std::size_t i = 0; i < n; ++i) carry[i] += dh_keep[i];
@@ -674,7 +688,7 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
   // dW_hh = Σ_t δ^hᵀ h̃_{t−1} (h̃: under the recurrent mask); with weight drop that is dW̃,
   // and dW_hh = dW̃ ⊙ M.
   Real* dw_hh = R.weight_hh ? ws.w_dropped(dir) : d.w_hh;
-  gemm(true, false, GH, HO, TB, Real(1), ln ? ws.ln_h(u) : ws.dgh(u), GH,
+  mm.gemm(true, false, GH, HO, TB, Real(1), ln ? ws.ln_h(u) : ws.dgh(u), GH,
        R.recurrent ? ws.h_masked(u) : ws.h(u), HO, Real(R.weight_hh ? 0 : 1), dw_hh, HO);
   if (R.weight_hh) {
     const Real* M = R.weight_hh + std::size_t(u) * GH * HO;
@@ -684,8 +698,8 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
                    : k == 0 ? (R.input ? ws.x_masked() : batch.x.data())
                    : ws.dropout_active ? ws.drop_in(k)
                                        : ws.out(k - 1);
-  gemm(true, false, GH, p.in, TB, Real(1), ws.dgi(u), GH, in, p.in, Real(1), d.w_ih, p.in);
-  if (P) gemm(true, false, P, H, TB, Real(1), ws.dh_proj(u), P, ws.m(u), H, Real(1), d.w_hr, H);
+  mm.gemm(true, false, GH, p.in, TB, Real(1), ws.dgi(u), GH, in, p.in, Real(1), d.w_ih, p.in);
+  if (P) mm.gemm(true, false, P, H, TB, Real(1), ws.dh_proj(u), P, ws.m(u), H, Real(1), d.w_hr, H);
   for (std::size_t part = 0; part < db.size(); part += 2 * std::size_t(GH)) {
     const Real* acc = db.data() + part;
     for (int j = 0; j < GH; ++j) {
@@ -700,6 +714,7 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
 template <class Real>
 void backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws,
               Gradients<Real>& grads, const BackwardOptions<Real>& opts) {
+  const kernels::Products mm = products(ws);
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, GH = cfg.gates() * cfg.hidden_size, W = cfg.output_width(),
             O = cfg.output_size, TB = T * B, D = cfg.directions(), L = cfg.num_layers;
@@ -724,7 +739,7 @@ void backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<R
                 "the batch carries masks or zoneout that no forward() on this workspace applied",
                 "call forward() on this batch before backward()");
   if (!opts.dh_above)
-    unroll::head_weight_gradients(TB, W, O, ws.dz(), R.output ? ws.top_masked() : ws.top(),
+    unroll::head_weight_gradients(mm, TB, W, O, ws.dz(), R.output ? ws.top_masked() : ws.top(),
                                   G.w_o, G.b_o);
   // dL/d(the head's input) ⊙ mask_output, over rows [T·B] of width W.
   const auto mask_dtop = [&](Real* dtop) {
@@ -737,7 +752,7 @@ void backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<R
   if (final_readout) {
     const int HO = cfg.state_size();
     Real* dtop = ws.top();
-    unroll::head_input_gradient(TB, W, O, ws.dz(), P.w_o, dtop, W);
+    unroll::head_input_gradient(mm, TB, W, O, ws.dz(), P.w_o, dtop, W);
     mask_dtop(dtop);
     d_hn.assign(std::size_t(D) * B * HO, Real(0));
     for (int t = 0; t < T; ++t)
@@ -750,7 +765,7 @@ void backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<R
   } else if (D == 2 && opts.dh_above) {
     std::copy(opts.dh_above, opts.dh_above + std::size_t(TB) * W, ws.out(L - 1));
   } else if (D == 2) {
-    unroll::head_input_gradient(TB, W, O, ws.dz(), P.w_o, ws.out(L - 1), W);
+    unroll::head_input_gradient(mm, TB, W, O, ws.dz(), P.w_o, ws.out(L - 1), W);
     mask_dtop(ws.out(L - 1));
   }
 
@@ -761,9 +776,9 @@ void backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<R
       // x_rev buffer, free now too.
       Real* dout = ws.out(k);
       const int u0 = (k + 1) * D, u1 = u0 + 1;
-      gemm(false, false, TB, W, GH, Real(1), ws.dgi(u0), GH, P.layers[std::size_t(u0)].w_ih, W,
+      mm.gemm(false, false, TB, W, GH, Real(1), ws.dgi(u0), GH, P.layers[std::size_t(u0)].w_ih, W,
            Real(0), dout, W);
-      gemm(false, false, TB, W, GH, Real(1), ws.dgi(u1), GH, P.layers[std::size_t(u1)].w_ih, W,
+      mm.gemm(false, false, TB, W, GH, Real(1), ws.dgi(u1), GH, P.layers[std::size_t(u1)].w_ih, W,
            Real(0), ws.x_rev(u1), W);
       unroll::permute_steps(true, ws.lengths(), 0, T, B, W, ws.x_rev(u1), std::size_t(W), dout,
                             std::size_t(W), /*accumulate=*/true);
@@ -785,10 +800,10 @@ void backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<R
     const int I = cfg.input_size;
     // With the input mask dL/dx̃ is formed over x_masked (free now), then dx += dx̃ ⊙ m.
     Real* dx = R.input ? ws.x_masked() : grads.x.data();
-    gemm(false, false, TB, I, GH, Real(1), ws.dgi(0), GH, P.layers[0].w_ih, I,
+    mm.gemm(false, false, TB, I, GH, Real(1), ws.dgi(0), GH, P.layers[0].w_ih, I,
          Real(R.input ? 0 : 1), dx, I);
     if (D == 2) {  // the right-to-left unit's dL/dx in its frame (over its x_rev), then in order
-      gemm(false, false, TB, I, GH, Real(1), ws.dgi(1), GH, P.layers[1].w_ih, I, Real(0),
+      mm.gemm(false, false, TB, I, GH, Real(1), ws.dgi(1), GH, P.layers[1].w_ih, I, Real(0),
            ws.x_rev(1), I);
       unroll::permute_steps(true, ws.lengths(), 0, T, B, I, ws.x_rev(1), std::size_t(I), dx,
                             std::size_t(I), /*accumulate=*/true);

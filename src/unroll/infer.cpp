@@ -30,8 +30,12 @@ void expect_size(std::span<Real> s, std::size_t n, const char* name, const char*
 
 template <class Real>
 Inference<Real>::Inference(const ModelConfig& cfg, int B, int threads, int chunk_steps)
-    : cfg_(cfg), B_(B), threads_(threads > 0 ? threads : ThreadCount::current()), chunk_(0) {
+    : cfg_(cfg), B_(B), threads_(threads > 0 ? threads : ThreadCount::current()), chunk_(0),
+      matmul_(MatmulScope::current()) {
   cfg.validate("inference");
+  if (matmul_ == Matmul::bf16 && !std::is_same_v<Real, float>)
+    throw Error(ErrorKind::usage, "inference", "bf16 products take a float model",
+                "use a float model for bf16, or the model's own precision");
   if (B < 1)
     throw Error(ErrorKind::value, "inference", fmt::format("B = {}: at least one sequence", B));
   if (threads < 0)
@@ -106,12 +110,13 @@ void Inference<Real>::run(const Model<Real>& model, const BatchArg<Real>& batch,
   if (!ws_ || ws_->T() < C) {
     ws_.reset();  // the old one first: two never live at once
     ws_.reset(new Workspace<Real>(cfg, C, B, threads_, typename Workspace<Real>::ForwardOnly{}));
+    ws_->set_matmul(matmul_);
   }
   Workspace<Real>& ws = *ws_;
   ws.set_threads(threads_);
   const bool final_state = cfg.readout == Readout::final_state;
 
-  packs_->pack(model, batch);  // once for all chunks
+  packs_->pack(model, batch, ws.matmul());  // once for all chunks
   BatchView<Real> part = batch;  // masks whole; x, lengths, zoneout flags and h0/c0 per chunk
   part.y = {}, part.classes = {}, part.mask = {};  // no loss here
   const std::size_t zh = batch.zoneout_h.size() / std::max<std::size_t>(TB, 1),

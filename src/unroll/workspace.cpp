@@ -134,6 +134,7 @@ Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropo
                  "use a smaller batch, sequence length or hidden size; train's --recompute or "
                  "--memory-budget keep less");
   }
+  set_matmul(MatmulScope::current());
   buf_.assign(WorkspacePlan::walk<Real>(cfg, T, B, with_dropout, nullptr), Real(0));
   WorkspacePlan::walk<Real>(cfg, T, B, with_dropout, this);
   valid_.assign(std::size_t(T) * B, 1);
@@ -149,6 +150,7 @@ Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, int threads, Fo
                fmt::format("the inference workspace for T = {}, B = {}, H = {}, L = {}", T, B,
                            cfg.hidden_size, cfg.num_layers),
                "use a smaller batch or hidden size");
+  set_matmul(MatmulScope::current());
   buf_.assign(WorkspacePlan::walk<Real>(cfg, T, B, false, nullptr, false), Real(0));
   WorkspacePlan::walk<Real>(cfg, T, B, false, this, false);
   valid_.assign(std::size_t(T) * B, 1);
@@ -160,6 +162,14 @@ template <class Real>
 std::size_t Workspace<Real>::bytes_for_forward(const ModelConfig& cfg, int T, int B) {
   return WorkspacePlan::walk<Real>(cfg, T, B, false, nullptr, false) * sizeof(Real) +
          std::size_t(T) * B;
+}
+
+template <class Real>
+void Workspace<Real>::set_matmul(Matmul m) {
+  if (m == Matmul::bf16 && !std::is_same_v<Real, float>)
+    throw Error(ErrorKind::usage, "workspace", "bf16 products take a float model",
+                "use a float model for bf16, or the model's own precision");
+  matmul_ = m;
 }
 
 template <class Real>

@@ -97,7 +97,8 @@ void add_bench(CLI::App& app, Runner& run) {
   cmd->add_option("--mode", o->mode, "train, infer or stream (one step of B streams: latency)")
       ->check(CLI::IsMember({"train", "infer", "stream"}));
   cmd->add_option("--threads", o->threads, "Threads the kernels may use")->check(CLI::Range(1, 1024));
-  cmd->add_option("--dtype", o->dtype, "f32 (default) or f64")->check(CLI::IsMember({"f32", "f64"}));
+  cmd->add_option("--dtype", o->dtype, "f32 (default), f64 or bf16 (float with bfloat16 products)")
+      ->check(CLI::IsMember({"f32", "f64", "bf16"}));
   cmd->add_option("--min-steps", o->run.min_steps, "Time at least this many steps (default 5)")
       ->check(CLI::Range(1, 1'000'000));
   cmd->add_option("--min-time", o->run.min_seconds, "... and for at least this many seconds (default 1)")

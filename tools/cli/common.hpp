@@ -2,9 +2,11 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdio>
 #include <string>
 
 #include "bptt/error.hpp"
+#include "bptt/precision.hpp"
 #include "bptt/threads.hpp"
 #include "bptt/types.hpp"
 
@@ -19,20 +21,30 @@ inline std::string one_line(std::string s) {
   return s;
 }
 
-// Runs f.template operator()<Real>() with Real = float or double.
+// Runs f.template operator()<Real>() with Real = float or double; bf16 runs float with bfloat16
+// products (bptt/precision.hpp), and says once on stderr when this CPU has to emulate them.
 template <class F>
 void with_dtype(DType dtype, F&& f) {
   switch (dtype) {
     case DType::f32: return f.template operator()<float>();
     case DType::f64: return f.template operator()<double>();
+    case DType::bf16: {
+      if (!cpu_has_bf16())
+        std::fprintf(stderr,
+                     "bptt: note: this CPU has no AVX512-BF16; bf16 products are emulated with "
+                     "float products of rounded operands (same results, slower than f32)\n");
+      const MatmulScope bf16(Matmul::bf16);
+      return f.template operator()<float>();
+    }
   }
 }
 
-// Adds `--dtype f32|f64` (optional; empty means "as the model is stored").
+// Adds `--dtype f32|f64|bf16` (optional; empty means "as the model is stored").
 inline CLI::Option* add_dtype_option(CLI::App* cmd, std::string& dtype) {
   return cmd->add_option("--dtype", dtype,
-                         "Compute and output precision: f32 or f64 (default: the model's)")
-      ->check(CLI::IsMember({"f32", "f64"}));
+                         "Compute and output precision: f32, f64, or bf16 (a float model whose\n"
+                         "matrix products take bfloat16 operands; default: the model's)")
+      ->check(CLI::IsMember({"f32", "f64", "bf16"}));
 }
 
 // Adds `--threads N` (default 1, as in train and bench): the OpenMP and BLAS threads a verb's

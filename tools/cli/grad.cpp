@@ -108,7 +108,7 @@ void add_grad(CLI::App& app, Runner& run) {
       const auto mf = safetensors::File::read(o->model);
       DType dtype = o->dtype.empty() ? stored_dtype(mf) : parse_dtype(o->dtype, "--dtype");
       if (method.method == GradMethod::numeric) {
-        if (dtype == DType::f32 && !o->dtype.empty())
+        if (dtype != DType::f64 && !o->dtype.empty())
           throw Error(ErrorKind::usage, "--method numeric", "differences are taken in f64 only",
                       "leave out --dtype f32 (an F32 model is read into f64)");
         dtype = DType::f64;

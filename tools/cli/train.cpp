@@ -495,7 +495,9 @@ void add_train(CLI::App& app, Runner& run) {
   cmd->add_option("--steps", o->steps, "Stop after this many optimizer steps, counted from the start")->check(kNonNegative)->group("Budget");
   cmd->add_option("--epochs", o->epochs, "Stop after this many passes over the training data")->check(kNonNegative)->group("Budget");
   cmd->add_option("--time-budget", o->time_budget, "Stop after this many seconds, then evaluate and save")->check(kNonNegative)->group("Budget");
-  add_dtype_option(cmd, o->dtype)->description("Precision: f32 (default) or f64");
+  add_dtype_option(cmd, o->dtype)
+      ->description("Precision: f32 (default), f64, or bf16 (float weights, optimizer and\n"
+                    "states; the matrix products take bfloat16 operands)");
   cmd->add_option("--seed", o->seed, "Random seed (default 1); the same seed and threads give identical results");
   cmd->add_option("--threads", o->threads, "Threads for the matrix products and the time loop (default 1)")
       ->check(kPositive);

@@ -1,0 +1,43 @@
+// The precision of the matrix products (issue 19, `--dtype bf16`): a float model's products may
+// take bfloat16 operands. Both operands of every product (weights and activations forward,
+// gradients and activations backward) are rounded to bfloat16, nearest even, and the products
+// accumulate in float; master weights, optimizer state, cell states, the pointwise gate math, the
+// loss and every gradient returned stay float. On a CPU with AVX512-BF16 the products are meant
+// to run as such (twice the float FMA rate); elsewhere the same results come from float
+// products of the rounded operands (an emulation, slower than float). A double model refuses
+// bf16.
+//
+// As a thread count (threads.hpp), the precision belongs to an object or to the calling thread:
+// Workspace, Inference and Stream take the calling thread's Matmul::current() at construction
+// and keep it (set_matmul changes a Workspace's); every other call reads the calling thread's.
+#pragma once
+
+#include <string_view>
+
+namespace bptt {
+
+enum class Matmul {
+  real,  // Real's own products (float or double)
+  bf16,  // bfloat16 operands, float accumulation (float models only)
+};
+
+std::string_view to_string(Matmul m);
+
+// Calls made from this thread (and objects constructed on it) while the object lives use `m`.
+class MatmulScope {
+ public:
+  explicit MatmulScope(Matmul m) noexcept;
+  ~MatmulScope();  // restores the precision that was current before
+  MatmulScope(const MatmulScope&) = delete;
+  MatmulScope& operator=(const MatmulScope&) = delete;
+  // The innermost live MatmulScope's precision on the calling thread, else Matmul::real.
+  static Matmul current() noexcept;
+
+ private:
+  Matmul previous_;
+};
+
+// Whether this CPU executes AVX512-BF16 (vdpbf16ps): bf16 products at twice the float rate.
+bool cpu_has_bf16();
+
+}  // namespace bptt

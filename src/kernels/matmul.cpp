@@ -1,0 +1,114 @@
+#include "kernels/matmul.hpp"
+
+#include <bit>
+#include <cstdint>
+#include <vector>
+
+#include "bptt/error.hpp"
+#include "kernels/gemm.hpp"
+#include "kernels/step_gemm.hpp"
+
+namespace bptt::kernels {
+
+float round_bf16(float x) {
+  std::uint32_t u = std::bit_cast<std::uint32_t>(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return std::bit_cast<float>((u | 0x00400000u) & 0xffff0000u);
+  u += 0x7fffu + ((u >> 16) & 1u);  // ties to even; the carry may reach the exponent (or inf)
+  return std::bit_cast<float>(u & 0xffff0000u);
+}
+
+void round_bf16(std::size_t n, const float* in, float* out) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = round_bf16(in[i]);
+}
+
+namespace {
+
+// The rows × cols matrix at `m` (row stride ld) rounded into a buffer of this thread's, with
+// row stride cols. Two buffers, so that both operands of one product can be held.
+const float* rounded(int slot, int rows, int cols, const float* m, int ld) {
+  thread_local std::vector<float> buf[2];
+  std::vector<float>& b = buf[slot];
+  const std::size_t n = std::size_t(rows) * std::size_t(cols);
+  if (b.size() < n) b.resize(n);
+  for (int r = 0; r < rows; ++r)
+    round_bf16(std::size_t(cols), m + std::size_t(r) * std::size_t(ld), b.data() + std::size_t(r) * cols);
+  return b.data();
+}
+
+template <class Real>
+void refuse_double(bool bf16) {
+  if constexpr (!std::is_same_v<Real, float>)
+    if (bf16)
+      throw Error(ErrorKind::usage, "bf16", "bf16 products take a float model",
+                  "use --dtype f32 or bf16 with a float model, or f64 without bf16");
+}
+
+}  // namespace
+
+template <class Real>
+void Products::gemm(bool ta, bool tb, int M, int N, int K, Real alpha, const Real* A, int lda,
+                    const Real* B, int ldb, Real beta, Real* C, int ldc) const {
+  refuse_double<Real>(bf16);
+  if constexpr (std::is_same_v<Real, float>) {
+    if (bf16 && M > 0 && N > 0 && K > 0) {
+      // op(A) is [M, K]: stored [M, K] or, transposed, [K, M]; op(B) likewise.
+      const float* a = rounded(0, ta ? K : M, ta ? M : K, A, lda);
+      const float* b = rounded(1, tb ? N : K, tb ? K : N, B, ldb);
+      kernels::gemm<float>(ta, tb, M, N, K, alpha, a, ta ? M : K, b, tb ? K : N, beta, C, ldc);
+      return;
+    }
+  }
+  kernels::gemm<Real>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+template <class Real>
+void Products::pack(bool trans, int N, int K, const Real* W, int ldw, Real* P) const {
+  refuse_double<Real>(bf16);
+  pack_panels<Real>(trans, N, K, W, ldw, P);
+  if constexpr (std::is_same_v<Real, float>)
+    if (bf16) round_bf16(packed_size<float>(N, K), P, P);
+}
+
+template <class Real>
+void Products::packed(int M, int N, int K, const Real* A, int lda, const Real* P, const Real* bias,
+                      Real* C, int ldc) const {
+  refuse_double<Real>(bf16);
+  if constexpr (std::is_same_v<Real, float>) {
+    if (bf16 && M > 0 && K > 0) {
+      gemm_packed(M, N, K, rounded(0, M, K, A, lda), K, P, bias, C, ldc);
+      return;
+    }
+  }
+  gemm_packed(M, N, K, A, lda, P, bias, C, ldc);
+}
+
+template <class Real>
+void Products::packed_pair(int M, int N, int K1, const Real* A1, int lda1, const Real* P1, int K2,
+                           const Real* A2, int lda2, const Real* P2, const Real* bias, Real* C,
+                           int ldc) const {
+  refuse_double<Real>(bf16);
+  if constexpr (std::is_same_v<Real, float>) {
+    if (bf16 && M > 0) {
+      const float* a1 = rounded(0, M, K1, A1, lda1);
+      const float* a2 = rounded(1, M, K2, A2, lda2);
+      gemm_packed_pair(M, N, K1, a1, K1, P1, K2, a2, K2, P2, bias, C, ldc);
+      return;
+    }
+  }
+  gemm_packed_pair(M, N, K1, A1, lda1, P1, K2, A2, lda2, P2, bias, C, ldc);
+}
+
+#define BPTT_INSTANTIATE(Real)                                                                  \
+  template void Products::gemm<Real>(bool, bool, int, int, int, Real, const Real*, int,          \
+                                     const Real*, int, Real, Real*, int) const;                  \
+  template void Products::pack<Real>(bool, int, int, const Real*, int, Real*) const;             \
+  template void Products::packed<Real>(int, int, int, const Real*, int, const Real*,             \
+                                       const Real*, Real*, int) const;                          \
+  template void Products::packed_pair<Real>(int, int, int, const Real*, int, const Real*, int,   \
+                                            const Real*, int, const Real*, const Real*, Real*,   \
+                                            int) const;
+BPTT_INSTANTIATE(float)
+BPTT_INSTANTIATE(double)
+#undef BPTT_INSTANTIATE
+
+}  // namespace bptt::kernels
