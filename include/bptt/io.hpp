@@ -40,9 +40,14 @@ std::vector<std::pair<std::string, std::string>> config_metadata(const ModelConf
 template <class Real>
 void add_model(const Model<Real>& model, safetensors::Writer& w);
 
-// Saves a model (tensors in state_dict order, metadata as above) in Real's precision.
+// Saves a model (tensors in state_dict order, metadata as above) in Real's precision, or in
+// `stored`: f32, f64, or bf16 (every parameter rounded to bfloat16, nearest even, through float
+// for a double model: half the bytes of F32; load_model widens it exactly, and stored_dtype
+// reads it as f32). Throws bptt::Error as safetensors::Writer::write.
 template <class Real>
 void save_model(const Model<Real>& model, const std::string& path);
+template <class Real>
+void save_model(const Model<Real>& model, const std::string& path, DType stored);
 
 // Loads a data file for `cfg`: x [T, B, I]; y ([T, B, O] values, or [T, B] integer classes);
 // optional lengths [B], mask [T, B], h0 and c0 [L, B, H]. With a loss, y is required and checked

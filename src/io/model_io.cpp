@@ -1,5 +1,7 @@
 #include <algorithm>
+#include <bit>
 #include <charconv>
+#include <cstdint>
 #include <cmath>
 #include <set>
 
@@ -8,6 +10,7 @@
 #include "bptt/error.hpp"
 #include "bptt/import.hpp"
 #include "bptt/io.hpp"
+#include "kernels/matmul.hpp"
 
 namespace bptt {
 
@@ -209,8 +212,44 @@ void add_model(const Model<Real>& model, safetensors::Writer& w) {
 
 template <class Real>
 void save_model(const Model<Real>& model, const std::string& path) {
+  save_model(model, path, std::is_same_v<Real, float> ? DType::f32 : DType::f64);
+}
+
+template <class Real>
+void save_model(const Model<Real>& model, const std::string& path, DType stored) {
   safetensors::Writer w;
-  add_model(model, w);
+  const ModelConfig& c = model.cfg;
+  for (const auto& [key, value] : model.metadata) w.set_metadata(key, value);
+  for (const auto& [key, value] : config_metadata(c)) w.set_metadata(key, value);
+  for (const ParamInfo& p : param_layout(c)) {
+    const Real* v = model.params.data() + p.offset;
+    safetensors::Tensor t;
+    t.shape = p.shape;
+    switch (stored) {
+      case DType::f64: {
+        std::vector<double> d(v, v + p.size);
+        w.add(p.name, p.shape, d.data());
+        continue;
+      }
+      case DType::f32: {
+        std::vector<float> f(p.size);
+        for (std::size_t i = 0; i < p.size; ++i) f[i] = float(v[i]);
+        w.add(p.name, p.shape, f.data());
+        continue;
+      }
+      case DType::bf16: {  // the upper 16 bits of the rounded float, little-endian
+        t.dtype = ElemType::BF16;
+        t.bytes.resize(p.size * 2);
+        for (std::size_t i = 0; i < p.size; ++i) {
+          const std::uint32_t u = std::bit_cast<std::uint32_t>(kernels::round_bf16(float(v[i])));
+          t.bytes[2 * i] = std::byte(u >> 16 & 0xffu);
+          t.bytes[2 * i + 1] = std::byte(u >> 24 & 0xffu);
+        }
+        w.add(p.name, std::move(t));
+        continue;
+      }
+    }
+  }
   w.set_metadata("format", "bptt-model");
   w.set_metadata("format_version", "1");
   w.write(path);
@@ -222,5 +261,7 @@ template void add_model<float>(const Model<float>&, safetensors::Writer&);
 template void add_model<double>(const Model<double>&, safetensors::Writer&);
 template void save_model<float>(const Model<float>&, const std::string&);
 template void save_model<double>(const Model<double>&, const std::string&);
+template void save_model<float>(const Model<float>&, const std::string&, DType);
+template void save_model<double>(const Model<double>&, const std::string&, DType);
 
 }  // namespace bptt

@@ -16,7 +16,9 @@
 
 #include <cstdlib>
 
+#include "bptt/precision.hpp"
 #include "cli/cli_util.hpp"
+#include "kernels/matmul.hpp"
 
 namespace bptt::cli_test {
 namespace {
@@ -177,6 +179,42 @@ TEST_F(CliTrain, WritesModelMetricsAndSnapshot) {
   bool optimizer_state = false;
   for (const std::string& n : s.names()) optimizer_state |= n.rfind("optimizer.", 0) == 0;
   EXPECT_TRUE(optimizer_state);
+}
+
+// --dtype bf16: a float model trained with bfloat16 products (a note on stderr where the CPU
+// emulates them), unlike f32's; --save-dtype bf16 stores BF16 tensors (the rounded float
+// values), which every verb loads; RTRL and finite differences refuse bf16 in one line.
+TEST_F(CliTrain, Bf16TrainsSavesAndLoads) {
+  const std::string f32 = path("f32.safetensors"), bf16 = path("bf16.safetensors"),
+                    stored = path("stored.safetensors");
+  ASSERT_EQ(train({"--steps", "8", "--out", f32}).code, 0);
+  const RunResult r = train({"--steps", "8", "--dtype", "bf16", "--out", bf16});
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_EQ(r.err.find("AVX512-BF16") != std::string::npos, !cpu_has_bf16()) << r;
+  const st::File a = st::File::read(f32), b = st::File::read(bf16);
+  EXPECT_EQ(b.at("rnn.weight_hh_l0").dtype, st::ElemType::F32);  // master weights stay float
+  const std::vector<float> wa = a.as_f32("rnn.weight_hh_l0"), wb = b.as_f32("rnn.weight_hh_l0");
+  double diff = 0;
+  for (std::size_t i = 0; i < wa.size(); ++i) diff = std::max(diff, double(std::abs(wa[i] - wb[i])));
+  EXPECT_GT(diff, 0.0);  // the products were rounded
+  EXPECT_LT(diff, 0.05);
+
+  ASSERT_EQ(train({"--steps", "8", "--dtype", "bf16", "--save-dtype", "bf16", "--out", stored}).code, 0);
+  const st::File s = st::File::read(stored);
+  for (const std::string& n : s.names()) EXPECT_EQ(s.at(n).dtype, st::ElemType::BF16) << n;
+  const std::vector<float> ws = s.as_f32("rnn.weight_hh_l0");
+  for (std::size_t i = 0; i < ws.size(); ++i) ASSERT_EQ(ws[i], kernels::round_bf16(wb[i])) << i;
+  EXPECT_LT(std::filesystem::file_size(stored), std::filesystem::file_size(bf16));
+  const RunResult e = run({"eval", "--model", stored, "--text", text_, "--seq-len", "16"});
+  EXPECT_EQ(e.code, 0) << e;
+  const RunResult e2 = run({"eval", "--model", stored, "--text", text_, "--seq-len", "16", "--dtype", "bf16"});
+  EXPECT_EQ(e2.code, 0) << e2;
+
+  const RunResult rtrl = train({"--steps", "2", "--method", "rtrl", "--dtype", "bf16"});
+  EXPECT_EQ(rtrl.code, 2) << rtrl;
+  EXPECT_NE(rtrl.err.find("bf16"), std::string::npos) << rtrl;
+  const RunResult bad = train({"--steps", "2", "--save-dtype", "f16", "--out", path("x.safetensors")});
+  EXPECT_EQ(bad.code, 2) << bad;
 }
 
 TEST_F(CliTrain, SameSeedSameModel) {

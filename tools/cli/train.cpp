@@ -46,6 +46,7 @@ struct TrainOptions {
   std::uint64_t seed = 1;
   int threads = 1;
   std::string out, snapshot, resume, metrics;
+  std::string save_dtype;  // empty: the training precision's (F32 for bf16)
   std::int64_t snapshot_every = 0, eval_every = 0, log_every = 0;
   // How each window's gradient is computed.
   std::string method = "bptt";
@@ -369,7 +370,10 @@ void run_train(const TrainOptions& o) {
   Metrics val;
   if (evaluates) val = task->evaluate(model);
   if (steps_this_run > 0) report(info, evaluates ? &val : nullptr);
-  if (!o.out.empty()) save_model(model, o.out);
+  if (!o.out.empty())
+    save_model(model, o.out,
+               o.save_dtype.empty() ? (std::is_same_v<Real, float> ? DType::f32 : DType::f64)
+                                    : parse_dtype(o.save_dtype, "--save-dtype"));
   fmt::print("trained {} steps ({} this run) in {:.1f}s", trainer.steps_done(), steps_this_run,
              elapsed());
   if (evaluates) {
@@ -502,6 +506,11 @@ void add_train(CLI::App& app, Runner& run) {
   cmd->add_option("--threads", o->threads, "Threads for the matrix products and the time loop (default 1)")
       ->check(kPositive);
   cmd->add_option("--out", o->out, "Write the trained model here (safetensors; PyTorch loads it)")->group("Output");
+  cmd->add_option("--save-dtype", o->save_dtype,
+                  "Store --out's parameters as f32, f64 or bf16 (rounded, half of F32's size;\n"
+                  "every loader takes it). Default: f32, or f64 with --dtype f64")
+      ->check(CLI::IsMember({"f32", "f64", "bf16"}))
+      ->group("Output");
   cmd->add_option("--snapshot", o->snapshot, "Save the training state here (at --snapshot-every and at the end)")->group("Output");
   cmd->add_option("--snapshot-every", o->snapshot_every, "Steps between snapshots")->check(kNonNegative)->group("Output");
   cmd->add_option("--resume", o->resume, "Continue from this snapshot (give the run's other options again)")->group("Output");
