@@ -242,23 +242,29 @@ struct Engine {
 
 class PyModel {
  public:
+  // bf16: a float model whose calls run with bfloat16 products (bptt/precision.hpp).
   template <class Real>
-  explicit PyModel(Model<Real> m) {
+  explicit PyModel(Model<Real> m, bool bf16 = false) : bf16_(bf16) {
     auto e = std::make_unique<Engine<Real>>();
     e->model = std::move(m);
     engine_ = std::move(e);
   }
 
+  // Runs f on the engine, at the model's precision (objects f builds keep it).
   template <class F>
   decltype(auto) visit(F&& f) {
+    const MatmulScope precision(bf16_ ? Matmul::bf16 : MatmulScope::current());
     return std::visit([&](auto& e) -> decltype(auto) { return f(*e); }, engine_);
   }
   const ModelConfig& cfg() const {
     return std::visit([](const auto& e) -> const ModelConfig& { return e->model.cfg; }, engine_);
   }
-  DType dtype() const { return engine_.index() == 0 ? DType::f32 : DType::f64; }
+  DType dtype() const {
+    return bf16_ ? DType::bf16 : engine_.index() == 0 ? DType::f32 : DType::f64;
+  }
 
  private:
+  bool bf16_ = false;
   std::variant<std::unique_ptr<Engine<float>>, std::unique_ptr<Engine<double>>> engine_;
 };
 
@@ -296,16 +302,16 @@ PyModel new_model(const std::string& cell, int input_size, int hidden_size, int 
   if (forget_bias != 0 && c.cell != CellKind::lstm)
     throw Error(ErrorKind::usage, "Model: forget_bias", "only an LSTM has a forget gate",
                 "leave forget_bias out, or use cell=\"lstm\"");
-  if (parse_dtype(dtype, "Model: dtype") == DType::f32)
-    return PyModel(make_model<float>(c, seed, forget_bias));
-  return PyModel(make_model<double>(c, seed, forget_bias));
+  const DType d = parse_dtype(dtype, "Model: dtype");
+  if (d == DType::f64) return PyModel(make_model<double>(c, seed, forget_bias));
+  return PyModel(make_model<float>(c, seed, forget_bias), d == DType::bf16);
 }
 
 PyModel load(const std::string& path, const std::string& dtype) {
   const auto file = safetensors::File::read(path);
   const DType d = dtype.empty() ? stored_dtype(file) : parse_dtype(dtype, "load: dtype");
-  if (d == DType::f32) return PyModel(load_model<float>(file));
-  return PyModel(load_model<double>(file));
+  if (d == DType::f64) return PyModel(load_model<double>(file));
+  return PyModel(load_model<float>(file), d == DType::bf16);
 }
 
 // What a training task stored beside the network, as strings (bytes that are not UTF-8 are

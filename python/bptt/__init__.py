@@ -100,6 +100,9 @@ def _masks(where, value):
 class Model:
     """A recurrent network: torch.nn.RNN/LSTM/GRU with a Linear head, in float32 or float64.
 
+    dtype: "f32", "f64", or "bf16" (float32 parameters and arrays, and every matrix product
+    with bfloat16 operands and float accumulation, docs/conventions.md).
+
     Construct one (initialised as PyTorch does, from `seed`), or bptt.load() a file. The
     keywords mirror torch.nn (input_size, hidden_size, num_layers, nonlinearity, bias,
     bidirectional, proj_size) and bptt's model file (docs/file_format.md); layer_norm=True
@@ -251,7 +254,7 @@ class Model:
 def load(path, *, dtype=None, **unknown):
     """A model from a file: bptt's own, or a plain PyTorch state_dict saved with safetensors.
 
-    dtype: "f32" or "f64" (default: as the file stores it).
+    dtype: "f32", "f64" or "bf16" (default: as the file stores it; a BF16 file reads as f32).
     """
     _no_unknown("load", unknown, ("path", "dtype"))
     return Model._wrap(_bptt._load(_path("load", "path", path),
