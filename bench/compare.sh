@@ -7,7 +7,9 @@
 #                                            STREAM_SHAPES="..." other --mode stream shapes
 #                                            ("" for none),
 #                                            BPTT=path to use another bptt binary,
-#                                            ROUNDS=N rounds, default 3; --quick: 1)
+#                                            ROUNDS=N rounds, default 3; --quick: 1;
+#                                            build/bench/onednn_rnn_v3, when bench/onednn/build.sh
+#                                            built it with ONEDNN_ROOT, runs beside oneDNN 2.6)
 #   shapes a: CELL_l1_t100_b32_i64_h128_o64   b: CELL_l1_t100_b64_i256_h512_o256
 #          c: CELL_l1_t1000_b1_i1_h32_o1      (CELL = elman, lstm, gru)
 #          d: lstm_l2_t100_b32_i65_h256_o65_xent   (bptt and PyTorch only: oneDNN side is mse-only)
@@ -41,6 +43,8 @@ esac
 py=/usr/bin/python3
 bptt=${BPTT:-build/bptt}
 onednn=build/bench/onednn_rnn
+onednn3=build/bench/onednn_rnn_v3  # a oneDNN 3.x build of the same program, if made
+[ -x "$onednn3" ] || onednn3=""
 out=build/bench
 results=$out/results.jsonl
 
@@ -69,6 +73,11 @@ mkdir -p "$out"
 isa=$(ONEDNN_VERBOSE=1 "$onednn" elman_l1_t2_b1_i1_h1_o1 --min-steps 1 --max-steps 1 --min-time 0 2> /dev/null |
   sed -n 's/^onednn_verbose,info,cpu,isa://p')
 echo "oneDNN ISA: ${isa:-unknown} (ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-unset})"
+if [ -n "$onednn3" ]; then
+  isa3=$(ONEDNN_VERBOSE=1 "$onednn3" elman_l1_t2_b1_i1_h1_o1 --min-steps 1 --max-steps 1 --min-time 0 2> /dev/null |
+    sed -n 's/^onednn_verbose,[^,]*,info,cpu,isa://p; s/^onednn_verbose,info,cpu,isa://p' | head -n 1)
+  echo "oneDNN 3.x ($onednn3) ISA: ${isa3:-unknown}"
+fi
 
 cells="elman lstm gru"
 shapes=""
@@ -109,6 +118,15 @@ if [ -n "$onednn_shapes" ]; then
     exit 1
   fi
   tail -n 1 "$out/onednn_check.log"
+  if [ -n "$onednn3" ]; then
+    # shellcheck disable=SC2086
+    if ! "$onednn3" $onednn_shapes --check --min-steps 1 --max-steps 1 --min-time 0 > /dev/null 2> "$out/onednn3_check.log"; then
+      grep FAIL "$out/onednn3_check.log" >&2
+      echo "bench/compare.sh: the oneDNN 3.x check failed (see $out/onednn3_check.log)" >&2
+      exit 1
+    fi
+    echo "oneDNN 3.x: $(tail -n 1 "$out/onednn3_check.log")"
+  fi
 fi
 
 [ -f "$results" ] && mv "$results" "$out/results.prev.jsonl"
@@ -141,7 +159,9 @@ for threads in $threads_list; do
       case " $onednn_shapes " in
         *" $s "*)
           # shellcheck disable=SC2086
-          run onednn "$onednn" "$s" $common ;;
+          run onednn "$onednn" "$s" $common
+          # shellcheck disable=SC2086
+          [ -z "$onednn3" ] || run onednn3 "$onednn3" "$s" $common ;;
       esac
     done
   done
@@ -160,6 +180,8 @@ for s in $stream_shapes; do
     run pytorch "$py" bench/torch_rnn.py "$s" $common
     # shellcheck disable=SC2086
     run onednn "$onednn" "$s" $common
+    # shellcheck disable=SC2086
+    [ -z "$onednn3" ] || run onednn3 "$onednn3" "$s" $common
   done
 done
 done

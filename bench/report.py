@@ -9,11 +9,13 @@ faster). Stream rows (--mode stream: one step of B streams) get a table of their
 microseconds per step, with bptt's steps per second and the rate it reads its weights at (one
 stream's floor). A line without "impl" is bptt's (`bptt bench --json`). If a configuration was run more
 than once by an implementation (compare.sh's rounds), its fastest median counts: other load on
-the machine only ever adds time. The last column says how many runs each row had.
+the machine only ever adds time. The last column says how many runs each row had. Lines of
+a oneDNN 3.x build (impl "onednn3": bench/onednn/build.sh with ONEDNN_ROOT) add the columns
+"oneDNN 3 ms" and "oneDNN3/bptt" beside Debian's oneDNN 2.6.
 """
 import json, sys
 
-IMPLS = ("bptt", "pytorch", "onednn")
+IMPLS = ("bptt", "pytorch", "onednn", "onednn3")
 
 
 def ms(v):
@@ -52,30 +54,35 @@ def main():
                 rows[key][impl] = j
     steps = [k for k in order if k[1] != "stream"]
     streams = [k for k in order if k[1] == "stream"]
+    v3 = any("onednn3" in r for r in rows.values())
+    h3 = (" oneDNN 3 ms |", " oneDNN3/bptt |", "---:|", "---:|") if v3 else ("", "", "", "")
     if steps:
-        print("| shape | mode | threads | bptt ms | PyTorch ms | oneDNN ms | bptt GFLOP/s | PyTorch/bptt | oneDNN/bptt | runs |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print(f"| shape | mode | threads | bptt ms | PyTorch ms | oneDNN ms |{h3[0]} bptt GFLOP/s | PyTorch/bptt | oneDNN/bptt |{h3[1]} runs |")
+        print(f"|---|---|---:|---:|---:|---:|{h3[2]}---:|---:|---:|{h3[3]}---:|")
     for key in steps:
         r = rows[key]
         t = {i: (r[i]["ms_per_step"] if i in r else None) for i in IMPLS}
         gf = f"{r['bptt']['gflops']:.1f}" if "bptt" in r else "–"
-        print(f"| {key[0]} | {key[1]} | {key[2]} | {ms(t['bptt'])} | {ms(t['pytorch'])} | {ms(t['onednn'])} "
-              f"| {gf} | {ratio(t['pytorch'], t['bptt'])} | {ratio(t['onednn'], t['bptt'])} "
-              f"| {max(r['runs'].values())} |")
+        c3 = (f" {ms(t['onednn3'])} |", f" {ratio(t['onednn3'], t['bptt'])} |") if v3 else ("", "")
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {ms(t['bptt'])} | {ms(t['pytorch'])} | {ms(t['onednn'])} |{c3[0]}"
+              f" {gf} | {ratio(t['pytorch'], t['bptt'])} | {ratio(t['onednn'], t['bptt'])} |{c3[1]}"
+              f" {max(r['runs'].values())} |")
     if streams:
         if steps:
             print()
-        print("| shape (stream) | threads | bptt µs | PyTorch µs | oneDNN µs | bptt steps/s | bptt weights GB/s | PyTorch/bptt | oneDNN/bptt | runs |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        h3s = (" oneDNN 3 µs |", " oneDNN3/bptt |", "---:|", "---:|") if v3 else ("", "", "", "")
+        print(f"| shape (stream) | threads | bptt µs | PyTorch µs | oneDNN µs |{h3s[0]} bptt steps/s | bptt weights GB/s | PyTorch/bptt | oneDNN/bptt |{h3s[1]} runs |")
+        print(f"|---|---:|---:|---:|---:|{h3s[2]}---:|---:|---:|---:|{h3s[3]}---:|")
     for key in streams:
         r = rows[key]
         t = {i: (1000 * r[i]["ms_per_step"] if i in r else None) for i in IMPLS}
         b = r.get("bptt", {})
         sps = f"{1000 / b['ms_per_step']:.0f}" if b else "–"
         gbs = f"{b['weight_gb_per_second']:.1f}" if "weight_gb_per_second" in b else "–"
-        print(f"| {key[0]} | {key[2]} | {ms(t['bptt'])} | {ms(t['pytorch'])} | {ms(t['onednn'])} "
-              f"| {sps} | {gbs} | {ratio(t['pytorch'], t['bptt'])} | {ratio(t['onednn'], t['bptt'])} "
-              f"| {max(r['runs'].values())} |")
+        c3 = (f" {ms(t['onednn3'])} |", f" {ratio(t['onednn3'], t['bptt'])} |") if v3 else ("", "")
+        print(f"| {key[0]} | {key[2]} | {ms(t['bptt'])} | {ms(t['pytorch'])} | {ms(t['onednn'])} |{c3[0]}"
+              f" {sps} | {gbs} | {ratio(t['pytorch'], t['bptt'])} | {ratio(t['onednn'], t['bptt'])} |{c3[1]}"
+              f" {max(r['runs'].values())} |")
 
 if __name__ == "__main__":
     main()

@@ -222,25 +222,140 @@ Plain make_plain(const Shape& s, std::uint64_t seed) {
 
 // A memory format in words: the dimensions from outermost to innermost (e.g. ldigo, ldgoi).
 // `labels4` names a 4-D tensor's dimensions (ldgo: bias; ldio: the projection).
+// The name results carry: bench/report.py puts a oneDNN 3.x build in columns of its own.
+#if DNNL_VERSION_MAJOR >= 3
+constexpr const char* kImpl = "onednn3";
+#else
+constexpr const char* kImpl = "onednn";
+#endif
+
 std::string format_name(const memory::desc& d, const char* labels4 = "ldgo") {
+#if DNNL_VERSION_MAJOR >= 3
+  // 3.x hides the descriptor's fields behind queries (and its rnn_packed format is opaque).
+  if (d.get_format_kind() != memory::format_kind::blocked) return "opaque";
+  const int ndims = d.get_ndims(), nblks = d.get_inner_nblks();
+  const memory::dims strides = d.get_strides(), blks = d.get_inner_blks(), idxs = d.get_inner_idxs();
+#else
   const dnnl_memory_desc_t& c = d.data;
   if (c.format_kind == dnnl_format_kind_rnn_packed) return "rnn_packed";
   if (c.format_kind != dnnl_blocked) return "opaque";
-  const char* labels = c.ndims == 5 ? "ldigo" : c.ndims == 4 ? labels4 : c.ndims == 3 ? "tnc" : "nc";
-  std::vector<int> order(std::size_t(c.ndims));
+  const int ndims = c.ndims, nblks = c.format_desc.blocking.inner_nblks;
+  const auto& strides = c.format_desc.blocking.strides;
+  const auto& blks = c.format_desc.blocking.inner_blks;
+  const auto& idxs = c.format_desc.blocking.inner_idxs;
+#endif
+  const char* labels = ndims == 5 ? "ldigo" : ndims == 4 ? labels4 : ndims == 3 ? "tnc" : "nc";
+  std::vector<int> order(static_cast<std::size_t>(ndims));
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-    return c.format_desc.blocking.strides[a] > c.format_desc.blocking.strides[b];
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return strides[std::size_t(a)] > strides[std::size_t(b)]; });
   std::string out;
   for (int i : order) out += labels[i];
-  for (int k = 0; k < c.format_desc.blocking.inner_nblks; ++k)  // e.g. ldgoi:64o = blocks of 64 o
-    out += (k ? "," : ":") + std::to_string(c.format_desc.blocking.inner_blks[k]) +
-           labels[c.format_desc.blocking.inner_idxs[k]];
+  for (int k = 0; k < nblks; ++k)  // e.g. ldgoi:64o = blocks of 64 o
+    out += (k ? "," : ":") + std::to_string(blks[std::size_t(k)]) + labels[idxs[std::size_t(k)]];
   return out;
 }
 
 memory::desc f32(const memory::dims& dims, tag t) { return memory::desc(dims, memory::data_type::f32, t); }
+
+// The primitive descriptors under both of oneDNN's APIs: 2.x (Debian 12's 2.6) builds an
+// operation descriptor first, 3.x takes the engine and the memory descriptors at once. The
+// backward's diff descriptors are the forward's (tag::any where those are). dst_iter hn, cn:
+// empty (not needed) or the descriptor to write the final state into.
+struct RnnPds {
+  primitive_desc fwd, bwd;  // bwd: empty unless train
+};
+
+RnnPds rnn_pds(const engine& eng, bool train, prop_kind pk, const std::string& cell,
+               const std::string& phi, rnn_direction dir, const memory::desc& src,
+               const memory::desc& h0, const memory::desc& c0, const memory::desc& wl,
+               const memory::desc& wi, const memory::desc& wp, const memory::desc& bias,
+               const memory::desc& dst, const memory::desc& hn, const memory::desc& cn) {
+  const memory::desc none;  // no peepholes
+  const prop_kind back = prop_kind::backward;
+  RnnPds r;
+  if (cell == "elman") {
+    const algorithm act = phi == "relu" ? algorithm::eltwise_relu : algorithm::eltwise_tanh;
+#if DNNL_VERSION_MAJOR >= 3
+    vanilla_rnn_forward::primitive_desc f(eng, pk, act, dir, src, h0, wl, wi, bias, dst, hn);
+    if (train)
+      r.bwd = vanilla_rnn_backward::primitive_desc(eng, back, act, dir, src, h0, wl, wi, bias, dst, hn,
+                                                   src, h0, wl, wi, bias, dst, hn, f);
+#else
+    vanilla_rnn_forward::primitive_desc f(
+        vanilla_rnn_forward::desc(pk, act, dir, src, h0, wl, wi, bias, dst, hn), eng);
+    if (train)
+      r.bwd = vanilla_rnn_backward::primitive_desc(
+          vanilla_rnn_backward::desc(back, act, dir, src, h0, wl, wi, bias, dst, hn, src, h0, wl, wi,
+                                     bias, dst, hn),
+          eng, f);
+#endif
+    r.fwd = f;
+  } else if (cell == "lstm") {
+#if DNNL_VERSION_MAJOR >= 3
+    lstm_forward::primitive_desc f(eng, pk, dir, src, h0, c0, wl, wi, none, wp, bias, dst, hn, cn);
+    if (train)
+      r.bwd = lstm_backward::primitive_desc(eng, back, dir, src, h0, c0, wl, wi, none, wp, bias, dst,
+                                            hn, cn, src, h0, c0, wl, wi, none, wp, bias, dst, hn, cn, f);
+#else
+    lstm_forward::primitive_desc f(
+        lstm_forward::desc(pk, dir, src, h0, c0, wl, wi, none, wp, bias, dst, hn, cn), eng);
+    if (train)
+      r.bwd = lstm_backward::primitive_desc(
+          lstm_backward::desc(back, dir, src, h0, c0, wl, wi, none, wp, bias, dst, hn, cn, src, h0,
+                              c0, wl, wi, none, wp, bias, dst, hn, cn),
+          eng, f);
+#endif
+    r.fwd = f;
+  } else {
+#if DNNL_VERSION_MAJOR >= 3
+    lbr_gru_forward::primitive_desc f(eng, pk, dir, src, h0, wl, wi, bias, dst, hn);
+    if (train)
+      r.bwd = lbr_gru_backward::primitive_desc(eng, back, dir, src, h0, wl, wi, bias, dst, hn, src, h0,
+                                               wl, wi, bias, dst, hn, f);
+#else
+    lbr_gru_forward::primitive_desc f(lbr_gru_forward::desc(pk, dir, src, h0, wl, wi, bias, dst, hn),
+                                      eng);
+    if (train)
+      r.bwd = lbr_gru_backward::primitive_desc(
+          lbr_gru_backward::desc(back, dir, src, h0, wl, wi, bias, dst, hn, src, h0, wl, wi, bias,
+                                 dst, hn),
+          eng, f);
+#endif
+    r.fwd = f;
+  }
+  return r;
+}
+
+// The readout's inner products, Z = H·W_oᵀ + b_o, under both APIs.
+inner_product_forward::primitive_desc ip_forward(const engine& eng, prop_kind pk, const memory::desc& h,
+                                                 const memory::desc& w, const memory::desc& b,
+                                                 const memory::desc& z) {
+#if DNNL_VERSION_MAJOR >= 3
+  return inner_product_forward::primitive_desc(eng, pk, h, w, b, z);
+#else
+  return inner_product_forward::primitive_desc(inner_product_forward::desc(pk, h, w, b, z), eng);
+#endif
+}
+primitive ip_backward_weights(const engine& eng, const memory::desc& h, const memory::desc& w,
+                              const memory::desc& b, const memory::desc& z,
+                              const inner_product_forward::primitive_desc& hint) {
+#if DNNL_VERSION_MAJOR >= 3
+  return primitive(inner_product_backward_weights::primitive_desc(eng, h, w, b, z, hint));
+#else
+  return primitive(inner_product_backward_weights::primitive_desc(
+      inner_product_backward_weights::desc(h, w, b, z), eng, hint));
+#endif
+}
+primitive ip_backward_data(const engine& eng, const memory::desc& h, const memory::desc& w,
+                           const memory::desc& z, const inner_product_forward::primitive_desc& hint) {
+#if DNNL_VERSION_MAJOR >= 3
+  return primitive(inner_product_backward_data::primitive_desc(eng, h, w, z, hint));
+#else
+  return primitive(inner_product_backward_data::primitive_desc(
+      inner_product_backward_data::desc(h, w, z), eng, hint));
+#endif
+}
 
 float* ptr(const memory& m) { return static_cast<float*>(m.get_data_handle()); }
 // The floats a memory spans, gaps included: a format may pad a stride (oneDNN's forward ldio
@@ -318,39 +433,10 @@ class Net {
       const memory::desc c0_md = s.cell == "lstm" ? f32({b.layers, D, B, H}, tag::ldnc) : none;
       const auto dir = s.bi ? rnn_direction::bidirectional_concat
                             : rnn_direction::unidirectional_left2right;
-      primitive_desc fpd, bpd;
-      if (s.cell == "elman") {
-        const algorithm act = s.phi == "relu" ? algorithm::eltwise_relu : algorithm::eltwise_tanh;
-        vanilla_rnn_forward::primitive_desc f(
-            vanilla_rnn_forward::desc(pk, act, dir, src_md, h0_md, wl_any, wi_any, bias_any, dst_md, none), eng);
-        fpd = f;
-        if (train)
-          bpd = vanilla_rnn_backward::primitive_desc(
-              vanilla_rnn_backward::desc(prop_kind::backward, act, dir, src_md, h0_md, wl_any, wi_any, bias_any,
-                                         dst_md, none, src_md, h0_md, wl_any, wi_any, bias_any, dst_md, none),
-              eng, f);
-      } else if (s.cell == "lstm") {
-        // The overloads with peephole (none) and projection (none without _pP) descriptors.
-        lstm_forward::primitive_desc f(lstm_forward::desc(pk, dir, src_md, h0_md, c0_md, wl_any, wi_any, none, wp_any,
-                                                          bias_any, dst_md, none, none),
-                                       eng);
-        fpd = f;
-        if (train)
-          bpd = lstm_backward::primitive_desc(
-              lstm_backward::desc(prop_kind::backward, dir, src_md, h0_md, c0_md, wl_any, wi_any, none, wp_any,
-                                  bias_any, dst_md, none, none, src_md, h0_md, c0_md, wl_any, wi_any, none, wp_any,
-                                  bias_any, dst_md, none, none),
-              eng, f);
-      } else {
-        lbr_gru_forward::primitive_desc f(
-            lbr_gru_forward::desc(pk, dir, src_md, h0_md, wl_any, wi_any, bias_any, dst_md, none), eng);
-        fpd = f;
-        if (train)
-          bpd = lbr_gru_backward::primitive_desc(
-              lbr_gru_backward::desc(prop_kind::backward, dir, src_md, h0_md, wl_any, wi_any, bias_any, dst_md,
-                                     none, src_md, h0_md, wl_any, wi_any, bias_any, dst_md, none),
-              eng, f);
-      }
+      const RnnPds pds = rnn_pds(eng, train, pk, s.cell, s.phi, dir, src_md, h0_md, c0_md, wl_any,
+                                 wi_any, wp_any, bias_any, dst_md, none, none);
+      const primitive_desc& fpd = pds.fwd;
+      const primitive_desc& bpd = pds.bwd;
       auto q = [](const primitive_desc& pd, int arg) { return pd.query_md(query::exec_arg_md, arg); };
       b.fwd = primitive(fpd);
       b.src = bi == 0 ? memory(src_md, eng) : prev_dst;
@@ -421,7 +507,7 @@ class Net {
     // The readout Z = H_top·W_oᵀ + b_o: an inner product over the T·B rows, plain layouts.
     const auto h_md = f32({TB, D * HO}, tag::nc), wo_md = f32({O, D * HO}, tag::oi),
                bo_md = f32({O}, tag::x), z_md = f32({TB, O}, tag::nc);
-    inner_product_forward::primitive_desc ipf(inner_product_forward::desc(pk, h_md, wo_md, bo_md, z_md), eng);
+    const inner_product_forward::primitive_desc ipf = ip_forward(eng, pk, h_md, wo_md, bo_md, z_md);
     ip_fwd_ = primitive(ipf);
     h_top_ = memory(h_md, eng, blocks_.back().dst.get_data_handle());
     wo_ = memory(wo_md, eng);
@@ -431,10 +517,8 @@ class Net {
     std::memcpy(ptr(bo_), p.bo.data(), p.bo.size() * sizeof(float));
     y_ = p.y;
     if (train) {
-      ip_bwd_w_ = primitive(inner_product_backward_weights::primitive_desc(
-          inner_product_backward_weights::desc(h_md, wo_md, bo_md, z_md), eng, ipf));
-      ip_bwd_d_ = primitive(inner_product_backward_data::primitive_desc(
-          inner_product_backward_data::desc(h_md, wo_md, z_md), eng, ipf));
+      ip_bwd_w_ = ip_backward_weights(eng, h_md, wo_md, bo_md, z_md, ipf);
+      ip_bwd_d_ = ip_backward_data(eng, h_md, wo_md, z_md, ipf);
       dz_ = memory(z_md, eng);
       dwo_ = memory(wo_md, eng);
       dbo_ = memory(bo_md, eng);
@@ -580,19 +664,9 @@ class StreamNet {
       const memory::desc wp_any = P > 0 ? f32({layers, 1, H, P}, tag::any) : none;
       const auto h_md = f32({layers, 1, B, HO}, tag::ldnc);
       const memory::desc c_md = s.cell == "lstm" ? f32({layers, 1, B, H}, tag::ldnc) : none;
-      primitive_desc fpd;
-      if (s.cell == "elman") {
-        const algorithm act = s.phi == "relu" ? algorithm::eltwise_relu : algorithm::eltwise_tanh;
-        fpd = vanilla_rnn_forward::primitive_desc(
-            vanilla_rnn_forward::desc(pk, act, dir, src_md, h_md, wl_any, wi_any, bias_any, dst_md, h_md), eng);
-      } else if (s.cell == "lstm") {
-        fpd = lstm_forward::primitive_desc(lstm_forward::desc(pk, dir, src_md, h_md, c_md, wl_any, wi_any, none,
-                                                              wp_any, bias_any, dst_md, h_md, c_md),
-                                           eng);
-      } else {
-        fpd = lbr_gru_forward::primitive_desc(
-            lbr_gru_forward::desc(pk, dir, src_md, h_md, wl_any, wi_any, bias_any, dst_md, h_md), eng);
-      }
+      const primitive_desc fpd = rnn_pds(eng, false, pk, s.cell, s.phi, dir, src_md, h_md, c_md, wl_any,
+                                         wi_any, wp_any, bias_any, dst_md, h_md, c_md)
+                                     .fwd;
       b.fwd = primitive(fpd);
       b.src = bi == 0 ? memory(src_md, eng, x_.data()) : prev_dst;
       b.dst = zeroed(dst_md, eng);
@@ -633,7 +707,7 @@ class StreamNet {
     // The readout z_t = h_top,t·W_oᵀ + b_o over the B rows, as Net's.
     const auto h_md = f32({B, HO}, tag::nc), wo_md = f32({O, HO}, tag::oi), bo_md = f32({O}, tag::x),
                z_md = f32({B, O}, tag::nc);
-    inner_product_forward::primitive_desc ipf(inner_product_forward::desc(pk, h_md, wo_md, bo_md, z_md), eng);
+    const inner_product_forward::primitive_desc ipf = ip_forward(eng, pk, h_md, wo_md, bo_md, z_md);
     ip_fwd_ = primitive(ipf);
     const memory h_top(h_md, eng, blocks_.back().dst.get_data_handle()), wo(wo_md, eng), bo(bo_md, eng);
     z_ = zeroed(z_md, eng);
@@ -962,12 +1036,12 @@ void time_stream(const Shape& s, const Options& o, const engine& eng, stream& st
   const double med = median(ms), f = flops(one, false), wb = double(stream_weight_bytes(s));
   const dnnl_version_t* v = dnnl_version();
   std::printf(
-      "{\"impl\": \"onednn\", \"shape\": \"%s\", \"mode\": \"stream\", \"threads\": %d, \"dtype\": \"f32\", "
+      "{\"impl\": \"%s\", \"shape\": \"%s\", \"mode\": \"stream\", \"threads\": %d, \"dtype\": \"f32\", "
       "\"steps\": %zu, \"ms_per_step\": %.6g, \"ms_min\": %.6g, \"ms_max\": %.6g, \"tokens_per_second\": %.6g, "
       "\"gflop_per_step\": %.6g, \"gflops\": %.6g, \"peak_rss_mib\": %.6g, \"streams\": %d, \"us_per_step\": %.6g, "
       "\"steps_per_second\": %.6g, \"weight_bytes\": %.0f, \"weight_gb_per_second\": %.6g, "
       "\"onednn\": \"%d.%d.%d\"}\n",
-      s.name.c_str(), o.threads, ms.size() * std::size_t(run), med, *std::min_element(ms.begin(), ms.end()),
+      kImpl, s.name.c_str(), o.threads, ms.size() * std::size_t(run), med, *std::min_element(ms.begin(), ms.end()),
       *std::max_element(ms.begin(), ms.end()), double(s.B) / (med / 1000), f / 1e9, f / (med * 1e6), peak_rss_mib(),
       s.B, med * 1000, 1000 / med, wb, wb / (med * 1e6), v->major, v->minor, v->patch);
   std::fflush(stdout);
@@ -1034,10 +1108,10 @@ int main(int argc, char** argv) {
       }
       const double med = median(ms), f = flops(s, train);
       std::printf(
-          "{\"impl\": \"onednn\", \"shape\": \"%s\", \"mode\": \"%s\", \"threads\": %d, \"dtype\": \"f32\", "
+          "{\"impl\": \"%s\", \"shape\": \"%s\", \"mode\": \"%s\", \"threads\": %d, \"dtype\": \"f32\", "
           "\"steps\": %zu, \"ms_per_step\": %.6g, \"ms_min\": %.6g, \"ms_max\": %.6g, \"tokens_per_second\": %.6g, "
           "\"gflop_per_step\": %.6g, \"gflops\": %.6g, \"peak_rss_mib\": %.6g, \"onednn\": \"%d.%d.%d\"}\n",
-          s.name.c_str(), o.mode.c_str(), o.threads, ms.size(), med, *std::min_element(ms.begin(), ms.end()),
+          kImpl, s.name.c_str(), o.mode.c_str(), o.threads, ms.size(), med, *std::min_element(ms.begin(), ms.end()),
           *std::max_element(ms.begin(), ms.end()), double(s.T) * s.B / (med / 1000), f / 1e9, f / (med * 1e6),
           peak_rss_mib(), v->major, v->minor, v->patch);
       std::fflush(stdout);
