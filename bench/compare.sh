@@ -49,6 +49,13 @@ out=build/bench
 results=$out/results.jsonl
 
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+# The ceilings every GFLOP/s below is read against: the float FMA peak and, on a CPU with
+# AVX512-BF16, the bf16 one (bench/peak/fma_peak.cpp).
+mkdir -p build/bench
+if [ ! -x build/bench/fma_peak ] || [ -n "$(find bench/peak/fma_peak.cpp -newer build/bench/fma_peak)" ]; then
+  ${CXX:-g++} -O2 bench/peak/fma_peak.cpp -o build/bench/fma_peak || exit 2
+fi
+build/bench/fma_peak
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
   echo "warning: OPENBLAS_CORETYPE is unset; bptt's and PyTorch's OpenBLAS pick their kernels by" >&2
