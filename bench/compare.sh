@@ -5,7 +5,8 @@
 #
 # Usage: bench/compare.sh [--quick]        (environment: SHAPES="..." to run other shapes,
 #                                            STREAM_SHAPES="..." other --mode stream shapes
-#                                            ("" for none),
+#                                            ("" for none), BF16_SHAPES="..." the shapes bptt
+#                                            also runs with --dtype bf16 ("" for none),
 #                                            BPTT=path to use another bptt binary,
 #                                            ROUNDS=N rounds, default 3; --quick: 1;
 #                                            build/bench/onednn_rnn_v3, when bench/onednn/build.sh
@@ -107,6 +108,12 @@ for c in lstm gru; do
   done
 done
 stream_shapes=${STREAM_SHAPES-$stream_shapes}
+# bf16 products (bptt --dtype bf16): LSTM and GRU on a and b.
+bf16_shapes=""
+for c in lstm gru; do
+  bf16_shapes="$bf16_shapes ${c}_l1_t100_b32_i64_h128_o64 ${c}_l1_t100_b64_i256_h512_o256"
+done
+bf16_shapes=${BF16_SHAPES-$bf16_shapes}
 onednn_shapes=""
 for s in $shapes; do
   # The oneDNN side is mse-only, with biases and a zero initial state (the options in any place).
@@ -144,7 +151,7 @@ run() {  # run IMPL COMMAND...: append its JSON line(s), say what happened
   shift
   if line=$("$@" 2> "$out/last_stderr.txt"); then
     printf '%s\n' "$line" >> "$results"
-    printf '  %-7s %s\n' "$impl" "$("$py" -c 'import json, sys
+    printf '  %-9s %s\n' "$impl" "$("$py" -c 'import json, sys
 j = json.loads(sys.argv[1])
 print("%10.3f ms/step %7.1f GFLOP/s %7.1f MiB peak" % (j["ms_per_step"], j["gflops"], j["peak_rss_mib"]))' "$line")" >&2
   else
@@ -161,6 +168,11 @@ for threads in $threads_list; do
       common="--mode $mode --threads $threads --min-time $min_time"
       # shellcheck disable=SC2086
       run bptt "$bptt" bench "$s" $common --json
+      case " $bf16_shapes " in  # bptt with bf16 products (issue 19), beside its f32
+        *" $s "*)
+          # shellcheck disable=SC2086
+          run bptt-bf16 "$bptt" bench "$s" $common --dtype bf16 --json ;;
+      esac
       # shellcheck disable=SC2086
       run pytorch "$py" bench/torch_rnn.py "$s" $common
       case " $onednn_shapes " in

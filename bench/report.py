@@ -11,11 +11,12 @@ stream's floor). A line without "impl" is bptt's (`bptt bench --json`). If a con
 than once by an implementation (compare.sh's rounds), its fastest median counts: other load on
 the machine only ever adds time. The last column says how many runs each row had. Lines of
 a oneDNN 3.x build (impl "onednn3": bench/onednn/build.sh with ONEDNN_ROOT) add the columns
-"oneDNN 3 ms" and "oneDNN3/bptt" beside Debian's oneDNN 2.6.
+"oneDNN 3 ms" and "oneDNN3/bptt" beside Debian's oneDNN 2.6; bptt's lines with "dtype": "bf16"
+(bptt bench --dtype bf16) add "bptt bf16 ms" and "f32/bf16" (> 1: bf16 is faster).
 """
 import json, sys
 
-IMPLS = ("bptt", "pytorch", "onednn", "onednn3")
+IMPLS = ("bptt", "pytorch", "onednn", "onednn3", "bptt_bf16")
 
 
 def ms(v):
@@ -41,6 +42,8 @@ def main():
                 j = json.loads(text)
                 key = (j["shape"], j["mode"], int(j["threads"]))
                 impl = j.get("impl", "bptt")
+                if j.get("dtype") == "bf16":  # bptt --dtype bf16: a column of its own
+                    impl += "_bf16"
                 float(j["ms_per_step"])
             except (ValueError, KeyError, TypeError) as e:
                 print(f"report.py: {sys.argv[1]}:{n}: not a benchmark line ({e})", file=sys.stderr)
@@ -56,6 +59,9 @@ def main():
     streams = [k for k in order if k[1] == "stream"]
     v3 = any("onednn3" in r for r in rows.values())
     h3 = (" oneDNN 3 ms |", " oneDNN3/bptt |", "---:|", "---:|") if v3 else ("", "", "", "")
+    b16 = any("bptt_bf16" in r for r in rows.values())
+    if b16:  # bptt with bf16 products: its ms and its speed-up over bptt's f32
+        h3 = (h3[0] + " bptt bf16 ms |", h3[1] + " f32/bf16 |", h3[2] + "---:|", h3[3] + "---:|")
     if steps:
         print(f"| shape | mode | threads | bptt ms | PyTorch ms | oneDNN ms |{h3[0]} bptt GFLOP/s | PyTorch/bptt | oneDNN/bptt |{h3[1]} runs |")
         print(f"|---|---|---:|---:|---:|---:|{h3[2]}---:|---:|---:|{h3[3]}---:|")
@@ -64,6 +70,8 @@ def main():
         t = {i: (r[i]["ms_per_step"] if i in r else None) for i in IMPLS}
         gf = f"{r['bptt']['gflops']:.1f}" if "bptt" in r else "–"
         c3 = (f" {ms(t['onednn3'])} |", f" {ratio(t['onednn3'], t['bptt'])} |") if v3 else ("", "")
+        if b16:
+            c3 = (c3[0] + f" {ms(t['bptt_bf16'])} |", c3[1] + f" {ratio(t['bptt'], t['bptt_bf16'])} |")
         print(f"| {key[0]} | {key[1]} | {key[2]} | {ms(t['bptt'])} | {ms(t['pytorch'])} | {ms(t['onednn'])} |{c3[0]}"
               f" {gf} | {ratio(t['pytorch'], t['bptt'])} | {ratio(t['onednn'], t['bptt'])} |{c3[1]}"
               f" {max(r['runs'].values())} |")
