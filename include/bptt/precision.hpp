@@ -4,7 +4,8 @@
 // accumulate in float; master weights, optimizer state, cell states, the pointwise gate math, the
 // loss and every gradient returned stay float. On a CPU with AVX512-BF16 the products are meant
 // to run as such (twice the float FMA rate); elsewhere the same results come from float
-// products of the rounded operands (an emulation, slower than float). A double model refuses
+// products of the rounded operands (an emulation, slower than float), which round each
+// activation operand into a buffer per thread sized by its first use. A double model refuses
 // bf16.
 //
 // As a thread count (threads.hpp), the precision belongs to an object or to the calling thread:

@@ -9,7 +9,8 @@
 // x_1..x_T from the model's initial state (tested). The weights are packed for the per-step
 // kernels once, at construction: a Stream is a snapshot of the model's parameters, and changing
 // the model afterwards does not change the stream (construct a new one). step() allocates no
-// memory (tested) and runs on the stream's own threads, with no process-wide setting involved:
+// memory (tested; with bf16 products, bptt/precision.hpp, the first step sizes each thread's
+// rounding buffer once) and runs on the stream's own threads, with no process-wide setting involved:
 // `threads` splits the N streams into parts (at least 8 streams per part); fewer streams (one
 // stream: a latency-bound service) split every product by columns instead where the weights are
 // large enough to pay for the barriers (1 MiB: L2 H256 runs 1.3-1.9× faster on 2 threads), with
