@@ -28,7 +28,6 @@
 
 namespace bptt {
 
-
 namespace {
 
 // A contiguous range [begin, end) of the batch's rows (sequences); part: its index among the
@@ -316,8 +315,8 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
       if (in_step) {
         s.gh = nullptr;
         const Real* x_t = in + at * p.in;
-        mm.packed_pair(s.B, GH, p.in, x_t, p.in, packed_ih, HO, h_in, HO, packed_hh,
-                                  bias, s.gates, GH);
+        mm.packed_pair(s.B, GH, p.in, x_t, p.in, packed_ih, HO, h_in, HO, packed_hh, bias,
+                       s.gates, GH);
       } else {
         mm.packed(s.B, GH, HO, h_in, HO, packed_hh, bias, s.gh, GH);
       }
