@@ -163,6 +163,8 @@ class Workspace {
   struct ForwardOnly {};
   Workspace(const ModelConfig& cfg, int T, int B, int threads, ForwardOnly);
   static std::size_t bytes_for_forward(const ModelConfig& cfg, int T, int B);
+  // Sizes and places the buffers (WorkspacePlan) at the calling thread's precision.
+  void allocate(bool with_dropout, bool backward);
   bool forward_only_ = false;
   Matmul matmul_ = Matmul::real;
   ModelConfig cfg_;

@@ -202,54 +202,67 @@ std::vector<std::pair<std::string, std::string>> config_metadata(const ModelConf
           {"zoneout_c", fmt::format("{}", c.zoneout_c)}};
 }
 
+namespace {
+
+// A parameter tensor as BF16: the upper 16 bits of each value rounded to bfloat16, little-endian.
 template <class Real>
-void add_model(const Model<Real>& model, safetensors::Writer& w) {
+safetensors::Tensor bf16_tensor(const ParamInfo& p, const Real* v) {
+  safetensors::Tensor t;
+  t.dtype = ElemType::BF16;
+  t.shape = p.shape;
+  t.bytes.resize(p.size * 2);
+  for (std::size_t i = 0; i < p.size; ++i) {
+    const std::uint32_t u = std::bit_cast<std::uint32_t>(kernels::round_bf16(float(v[i])));
+    t.bytes[2 * i] = std::byte(u >> 16 & 0xffu);
+    t.bytes[2 * i + 1] = std::byte(u >> 24 & 0xffu);
+  }
+  return t;
+}
+
+template <class Real>
+constexpr DType own_dtype = std::is_same_v<Real, float> ? DType::f32 : DType::f64;
+
+// The metadata and the parameters, stored as `stored` (f32, f64 or bf16).
+template <class Real>
+void add_model_as(const Model<Real>& model, safetensors::Writer& w, DType stored) {
   const ModelConfig& c = model.cfg;
   for (const auto& [key, value] : model.metadata) w.set_metadata(key, value);
   for (const auto& [key, value] : config_metadata(c)) w.set_metadata(key, value);
-  for (const ParamInfo& p : param_layout(c)) w.add(p.name, p.shape, model.params.data() + p.offset);
+  std::vector<double> d;
+  std::vector<float> f;
+  for (const ParamInfo& p : param_layout(c)) {
+    const Real* v = model.params.data() + p.offset;
+    if (stored == own_dtype<Real>) {
+      w.add(p.name, p.shape, v);
+    } else if (stored == DType::bf16) {
+      w.add(p.name, bf16_tensor(p, v));
+    } else if (stored == DType::f64) {
+      d.assign(v, v + p.size);
+      w.add(p.name, p.shape, d.data());
+    } else {
+      f.resize(p.size);
+      for (std::size_t i = 0; i < p.size; ++i) f[i] = float(v[i]);
+      w.add(p.name, p.shape, f.data());
+    }
+  }
+}
+
+}  // namespace
+
+template <class Real>
+void add_model(const Model<Real>& model, safetensors::Writer& w) {
+  add_model_as(model, w, own_dtype<Real>);
 }
 
 template <class Real>
 void save_model(const Model<Real>& model, const std::string& path) {
-  save_model(model, path, std::is_same_v<Real, float> ? DType::f32 : DType::f64);
+  save_model(model, path, own_dtype<Real>);
 }
 
 template <class Real>
 void save_model(const Model<Real>& model, const std::string& path, DType stored) {
   safetensors::Writer w;
-  const ModelConfig& c = model.cfg;
-  for (const auto& [key, value] : model.metadata) w.set_metadata(key, value);
-  for (const auto& [key, value] : config_metadata(c)) w.set_metadata(key, value);
-  for (const ParamInfo& p : param_layout(c)) {
-    const Real* v = model.params.data() + p.offset;
-    safetensors::Tensor t;
-    t.shape = p.shape;
-    switch (stored) {
-      case DType::f64: {
-        std::vector<double> d(v, v + p.size);
-        w.add(p.name, p.shape, d.data());
-        continue;
-      }
-      case DType::f32: {
-        std::vector<float> f(p.size);
-        for (std::size_t i = 0; i < p.size; ++i) f[i] = float(v[i]);
-        w.add(p.name, p.shape, f.data());
-        continue;
-      }
-      case DType::bf16: {  // the upper 16 bits of the rounded float, little-endian
-        t.dtype = ElemType::BF16;
-        t.bytes.resize(p.size * 2);
-        for (std::size_t i = 0; i < p.size; ++i) {
-          const std::uint32_t u = std::bit_cast<std::uint32_t>(kernels::round_bf16(float(v[i])));
-          t.bytes[2 * i] = std::byte(u >> 16 & 0xffu);
-          t.bytes[2 * i + 1] = std::byte(u >> 24 & 0xffu);
-        }
-        w.add(p.name, std::move(t));
-        continue;
-      }
-    }
-  }
+  add_model_as(model, w, stored);
   w.set_metadata("format", "bptt-model");
   w.set_metadata("format_version", "1");
   w.write(path);

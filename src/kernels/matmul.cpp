@@ -37,13 +37,18 @@ const float* rounded(int slot, int rows, int cols, const float* m, int ld) {
 
 template <class Real>
 void refuse_double(bool bf16) {
-  if constexpr (!std::is_same_v<Real, float>)
-    if (bf16)
-      throw Error(ErrorKind::usage, "bf16", "bf16 products take a float model",
-                  "use --dtype f32 or bf16 with a float model, or f64 without bf16");
+  Products::of<Real>(bf16 ? Matmul::bf16 : Matmul::real, "bf16");
 }
 
 }  // namespace
+
+template <class Real>
+Products Products::of(Matmul m, const std::string& where) {
+  if (m == Matmul::bf16 && !std::is_same_v<Real, float>)
+    throw Error(ErrorKind::usage, where, "bf16 products take a float model",
+                "use --dtype f32 or bf16 with a float model, or f64 without bf16");
+  return Products{.bf16 = m == Matmul::bf16};
+}
 
 template <class Real>
 void Products::gemm(bool ta, bool tb, int M, int N, int K, Real alpha, const Real* A, int lda,
@@ -99,6 +104,7 @@ void Products::packed_pair(int M, int N, int K1, const Real* A1, int lda1, const
 }
 
 #define BPTT_INSTANTIATE(Real)                                                                  \
+  template Products Products::of<Real>(Matmul, const std::string&);                              \
   template void Products::gemm<Real>(bool, bool, int, int, int, Real, const Real*, int,          \
                                      const Real*, int, Real, Real*, int) const;                  \
   template void Products::pack<Real>(bool, int, int, const Real*, int, Real*) const;             \

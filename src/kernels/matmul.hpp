@@ -11,6 +11,9 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
+
+#include "bptt/precision.hpp"
 
 namespace bptt::kernels {
 
@@ -22,6 +25,11 @@ void round_bf16(std::size_t n, const float* in, float* out);
 
 struct Products {
   bool bf16 = false;
+
+  // The products at precision m for a model of Real: the one check that bf16 takes a float
+  // model (bptt::Error, kind usage, naming `where`, for Matmul::bf16 with Real = double).
+  template <class Real>
+  static Products of(Matmul m, const std::string& where);
 
   // gemm() (kernels/gemm.hpp): C = alpha·op(A)·op(B) + beta·C.
   template <class Real>

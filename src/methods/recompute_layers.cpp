@@ -272,7 +272,7 @@ double Recompute<Real>::by_layer(const Model<Real>& model, const BatchArg<Real>&
         l.top_masked[r * W + j] = top[r * W + j] * batch.mask_output[(r % std::size_t(B)) * W + j];
     top = l.top_masked.data();
   }
-  const kernels::Products mm{.bf16 = l.ws0->matmul() == Matmul::bf16};
+  const auto mm = kernels::Products::of<Real>(l.ws0->matmul(), "recompute");
   if (cfg.head) {
     mm.gemm(false, true, int(TB), O, W, Real(1), top, W, V.w_o, W, Real(0), l.z.data(), O);
     for (std::size_t r = 0; r < TB; ++r)

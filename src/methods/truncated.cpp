@@ -37,7 +37,7 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
   const int GH = cfg.gates() * H, O = cfg.output_size, TB = T * B, HO = cfg.state_size(),
             P = cfg.proj_size;
   Workspace<Real> ws(cfg, T, B);
-  const kernels::Products mm{.bf16 = ws.matmul() == Matmul::bf16};
+  const auto mm = kernels::Products::of<Real>(ws.matmul(), "truncated");
   if (K >= T) return loss_and_gradients(model, batch, loss, ws, grads);
 
   forward(model, batch, ws);
@@ -205,7 +205,7 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
     // dW_hh = Σ δᵀ h̃ (under the recurrent mask); with weight drop dW̃ ⊙ M.
     std::vector<Real> dw(Rg.weight_hh ? std::size_t(GH) * HO : 0);
     mm.gemm(true, false, GH, HO, TB, Real(1), gh, GH, Rg.recurrent ? ws.h_masked(k) : ws.h(k), HO,
-         Real(Rg.weight_hh ? 0 : 1), Rg.weight_hh ? dw.data() : d.w_hh, HO);
+            Real(Rg.weight_hh ? 0 : 1), Rg.weight_hh ? dw.data() : d.w_hh, HO);
     for (std::size_t i = 0; i < dw.size(); ++i)
       d.w_hh[i] += dw[i] * Rg.weight_hh[std::size_t(k) * GH * HO + i];
     const Real* in = k == 0 ? (Rg.input ? ws.x_masked() : batch.x.data()) : ws.out(k - 1);
@@ -216,7 +216,7 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
     }
     if (P)  // m is 0 past a sequence's length (unroll.hpp), so those rows add nothing
       mm.gemm(true, false, P, H, TB, Real(1), acc_dh[std::size_t(k)].data(), P, ws.m(k), H, Real(1),
-           d.w_hr, H);
+              d.w_hr, H);
     if (k == 0 && !grads.x.empty()) {
       if (Rg.input) {  // dx = dx̃ ⊙ mask_input (x_masked is free now)
         Real* dx = ws.x_masked();
@@ -227,7 +227,7 @@ double truncated_loss_and_gradients(const Model<Real>& model, const BatchArg<Rea
             grads.x[std::size_t(t) * BI + i] += dx[std::size_t(t) * BI + i] * Rg.input[i];
       } else {
         mm.gemm(false, false, TB, p.in, GH, Real(1), gi, GH, p.w_ih, p.in, Real(1), grads.x.data(),
-             p.in);
+                p.in);
       }
     }
   }

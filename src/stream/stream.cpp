@@ -120,13 +120,13 @@ struct Stream<Real>::Impl {
       // gates = x·W_ihᵀ (b_in to the cell; with layer norm both biases come in layer_cell);
       // gh = b + h·W_hhᵀ
       mm.packed(n, w, q.in, a, q.in, q.ih.data() + std::size_t(c0) * q.in,
-                           zeros.data(), g, GH);
+                zeros.data(), g, GH);
       mm.packed(n, w, HO, h_prev, HO, q.hh.data() + std::size_t(c0) * HO,
-                           q.bias.data() + c0, gh.data() + b0 * GH + c0, GH);
+                q.bias.data() + c0, gh.data() + b0 * GH + c0, GH);
     } else {  // gates = b + x·W_ihᵀ + h·W_hhᵀ in one pass
       mm.packed_pair(n, w, q.in, a, q.in, q.ih.data() + std::size_t(c0) * q.in, HO,
-                                h_prev, HO, q.hh.data() + std::size_t(c0) * HO,
-                                q.bias.data() + c0, g, GH);
+                     h_prev, HO, q.hh.data() + std::size_t(c0) * HO,
+                     q.bias.data() + c0, g, GH);
     }
   }
 
@@ -236,10 +236,7 @@ Stream<Real>::Stream(const Model<Real>& model, int streams, int threads) : impl_
                 "construct the Model from its ModelConfig (or load_model)");
   Impl& s = *impl_;
   s.model = model;
-  if (MatmulScope::current() == Matmul::bf16 && !std::is_same_v<Real, float>)
-    throw Error(ErrorKind::usage, "stream", "bf16 products take a float model",
-                "use a float model for bf16, or the model's own precision");
-  s.mm.bf16 = MatmulScope::current() == Matmul::bf16;
+  s.mm = kernels::Products::of<Real>(MatmulScope::current(), "stream");
   s.N = streams;
   s.threads = threads;
   const int L = cfg.num_layers, H = cfg.hidden_size, HO = cfg.state_size(),

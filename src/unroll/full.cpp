@@ -175,7 +175,7 @@ void check_call(const Model<Real>& model, const BatchArg<Real>& batch, const Wor
 // The products of the calls given ws, at its precision (bptt/precision.hpp, kernels/matmul.hpp).
 template <class Real>
 kernels::Products products(const Workspace<Real>& ws) {
-  return kernels::Products{.bf16 = ws.matmul() == Matmul::bf16};
+  return kernels::Products::of<Real>(ws.matmul(), "workspace");
 }
 
 // Row 0 of unit u's state [B, width]: the batch's slice of h0/c0 [L·D, B, width] when given,
@@ -453,7 +453,7 @@ template <class Real>
 void unroll::ForwardPacks<Real>::pack(const Model<Real>& model, const BatchArg<Real>& batch,
                                       Matmul matmul) {
   const ModelConfig& cfg = model.cfg;
-  const kernels::Products mm{.bf16 = matmul == Matmul::bf16};
+  const kernels::Products mm = kernels::Products::of<Real>(matmul, "forward");
   bf16 = mm.bf16;
   model.check("forward");
   batch.check_shapes(cfg, "batch");
@@ -570,7 +570,7 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
     } else {
       const auto& q = V.layers[std::size_t(k) + 1];
       mm.gemm(false, false, rows, HO, GH, Real(1), ws.dgi(k + 1) + first * GH, GH, q.w_ih, HO,
-           Real(0), above, HO);
+              Real(0), above, HO);
       if (ws.dropout_active) {
         const Real* mask = ws.drop_mask(k + 1) + first * HO;
         for (std::size_t i = 0; i < std::size_t(rows) * HO; ++i) above[i] *= mask[i];
@@ -688,7 +688,7 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
   // and dW_hh = dW̃ ⊙ M.
   Real* dw_hh = R.weight_hh ? ws.w_dropped(dir) : d.w_hh;
   mm.gemm(true, false, GH, HO, TB, Real(1), ln ? ws.ln_h(u) : ws.dgh(u), GH,
-       R.recurrent ? ws.h_masked(u) : ws.h(u), HO, Real(R.weight_hh ? 0 : 1), dw_hh, HO);
+          R.recurrent ? ws.h_masked(u) : ws.h(u), HO, Real(R.weight_hh ? 0 : 1), dw_hh, HO);
   if (R.weight_hh) {
     const Real* M = R.weight_hh + std::size_t(u) * GH * HO;
     for (std::size_t i = 0; i < std::size_t(GH) * HO; ++i) d.w_hh[i] += dw_hh[i] * M[i];
@@ -776,9 +776,9 @@ void backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<R
       Real* dout = ws.out(k);
       const int u0 = (k + 1) * D, u1 = u0 + 1;
       mm.gemm(false, false, TB, W, GH, Real(1), ws.dgi(u0), GH, P.layers[std::size_t(u0)].w_ih, W,
-           Real(0), dout, W);
+              Real(0), dout, W);
       mm.gemm(false, false, TB, W, GH, Real(1), ws.dgi(u1), GH, P.layers[std::size_t(u1)].w_ih, W,
-           Real(0), ws.x_rev(u1), W);
+              Real(0), ws.x_rev(u1), W);
       unroll::permute_steps(true, ws.lengths(), 0, T, B, W, ws.x_rev(u1), std::size_t(W), dout,
                             std::size_t(W), /*accumulate=*/true);
       if (ws.dropout_active) {
@@ -800,10 +800,10 @@ void backward(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<R
     // With the input mask dL/dx̃ is formed over x_masked (free now), then dx += dx̃ ⊙ m.
     Real* dx = R.input ? ws.x_masked() : grads.x.data();
     mm.gemm(false, false, TB, I, GH, Real(1), ws.dgi(0), GH, P.layers[0].w_ih, I,
-         Real(R.input ? 0 : 1), dx, I);
+            Real(R.input ? 0 : 1), dx, I);
     if (D == 2) {  // the right-to-left unit's dL/dx in its frame (over its x_rev), then in order
       mm.gemm(false, false, TB, I, GH, Real(1), ws.dgi(1), GH, P.layers[1].w_ih, I, Real(0),
-           ws.x_rev(1), I);
+              ws.x_rev(1), I);
       unroll::permute_steps(true, ws.lengths(), 0, T, B, I, ws.x_rev(1), std::size_t(I), dx,
                             std::size_t(I), /*accumulate=*/true);
     }

@@ -9,6 +9,7 @@
 #include "bptt/error.hpp"
 #include "bptt/threads.hpp"
 #include "bptt/unroll.hpp"
+#include "kernels/matmul.hpp"
 #include "unroll/forward_packs.hpp"
 
 namespace bptt {
@@ -33,9 +34,7 @@ Inference<Real>::Inference(const ModelConfig& cfg, int B, int threads, int chunk
     : cfg_(cfg), B_(B), threads_(threads > 0 ? threads : ThreadCount::current()), chunk_(0),
       matmul_(MatmulScope::current()) {
   cfg.validate("inference");
-  if (matmul_ == Matmul::bf16 && !std::is_same_v<Real, float>)
-    throw Error(ErrorKind::usage, "inference", "bf16 products take a float model",
-                "use a float model for bf16, or the model's own precision");
+  kernels::Products::of<Real>(matmul_, "inference");  // refuses bf16 for a double model
   if (B < 1)
     throw Error(ErrorKind::value, "inference", fmt::format("B = {}: at least one sequence", B));
   if (threads < 0)

@@ -7,6 +7,7 @@
 #include "bptt/threads.hpp"
 
 #include "bptt/unroll.hpp"
+#include "kernels/matmul.hpp"
 #include "kernels/step_gemm.hpp"
 #include "unroll/direction.hpp"
 #include "unroll/x_product.hpp"
@@ -134,12 +135,17 @@ Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropo
                  "use a smaller batch, sequence length or hidden size; train's --recompute or "
                  "--memory-budget keep less");
   }
+  allocate(with_dropout, /*backward=*/true);
+}
+
+template <class Real>
+void Workspace<Real>::allocate(bool with_dropout, bool backward) {
   set_matmul(MatmulScope::current());
-  buf_.assign(WorkspacePlan::walk<Real>(cfg, T, B, with_dropout, nullptr), Real(0));
-  WorkspacePlan::walk<Real>(cfg, T, B, with_dropout, this);
-  valid_.assign(std::size_t(T) * B, 1);
-  len_.assign(std::size_t(B), T);
-  steps_ = T;
+  buf_.assign(WorkspacePlan::walk<Real>(cfg_, T_, B_, with_dropout, nullptr, backward), Real(0));
+  WorkspacePlan::walk<Real>(cfg_, T_, B_, with_dropout, this, backward);
+  valid_.assign(std::size_t(T_) * B_, 1);
+  len_.assign(std::size_t(B_), T_);
+  steps_ = T_;
 }
 
 template <class Real>
@@ -150,12 +156,7 @@ Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, int threads, Fo
                fmt::format("the inference workspace for T = {}, B = {}, H = {}, L = {}", T, B,
                            cfg.hidden_size, cfg.num_layers),
                "use a smaller batch or hidden size");
-  set_matmul(MatmulScope::current());
-  buf_.assign(WorkspacePlan::walk<Real>(cfg, T, B, false, nullptr, false), Real(0));
-  WorkspacePlan::walk<Real>(cfg, T, B, false, this, false);
-  valid_.assign(std::size_t(T) * B, 1);
-  len_.assign(std::size_t(B), T);
-  steps_ = T;
+  allocate(/*with_dropout=*/false, /*backward=*/false);
 }
 
 template <class Real>
@@ -166,9 +167,7 @@ std::size_t Workspace<Real>::bytes_for_forward(const ModelConfig& cfg, int T, in
 
 template <class Real>
 void Workspace<Real>::set_matmul(Matmul m) {
-  if (m == Matmul::bf16 && !std::is_same_v<Real, float>)
-    throw Error(ErrorKind::usage, "workspace", "bf16 products take a float model",
-                "use a float model for bf16, or the model's own precision");
+  kernels::Products::of<Real>(m, "workspace");  // refuses bf16 for a double model
   matmul_ = m;
 }
 
