@@ -126,6 +126,10 @@ Model<Real> load_model(const File& f) {
   // A PyTorch state_dict without bptt's metadata: the model inferred from names and shapes.
   if (is_plain_state_dict(f)) return import_model<Real>(f, plan_import(f));
   const ModelConfig cfg = read_model_config(f);
+  // Each layer's first weight is in the file before the layout of all of them is made: the
+  // metadata alone must not make us build a layout the file cannot back (num_layers = 10⁸ in a
+  // 200-byte file took minutes and gigabytes in param_layout: a fuzz_model finding).
+  for (int k = 0; k < cfg.num_layers; ++k) (void)f.at("rnn.weight_ih_l" + std::to_string(k));
   const std::vector<ParamInfo> layout = param_layout(cfg);
   // Every shape is checked before anything is allocated: the metadata alone must not be able to
   // make us reserve memory the file does not back.
