@@ -43,42 +43,28 @@ void blas(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, 
               std::max(ldb, 1), beta, C, std::max(ldc, 1));
 }
 
-// How many threads a product of M·N·K gets: the calling thread's count (bptt/threads.hpp), fewer
-// when each would have less than kMinFlopsPerThread, one inside a parallel region (a direction's
-// share of the threads, or a caller's own team).
+}  // namespace
+
 int product_threads(int M, int N, int K) {
   if (omp_in_parallel()) return 1;
   const double flops = 2.0 * M * N * K;
   return std::max(1, std::min(ThreadCount::current(), int(flops / kMinFlopsPerThread)));
 }
 
-// C = alpha·op(A)·op(B) + beta·C through OpenBLAS on our threads: C's rows (or its columns, when
-// it has more of them) cut into one contiguous part per thread, each part one single-threaded
-// BLAS call. One threading model: OpenBLAS is set to one thread once, before its first call
-// here, so its own pool never competes with our parallel regions.
+namespace {
+
+// C = alpha·op(A)·op(B) + beta·C through OpenBLAS on our threads (split_product). One threading
+// model: OpenBLAS is set to one thread once, before its first call here, so its own pool never
+// competes with our parallel regions.
 template <class Real>
 void blas_on_our_threads(bool ta, bool tb, int M, int N, int K, Real alpha, const Real* A,
                          int lda, const Real* B, int ldb, Real beta, Real* C, int ldc) {
   static const bool single = (openblas_set_num_threads(1), true);
   (void)single;
-  const int parts = product_threads(M, N, K);
-  if (parts == 1) return blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  const bool by_rows = M >= N;
-  const int n = by_rows ? M : N;
-  // Part boundaries on multiples of 16 elements (whole vectors of the kernels), the last part
-  // taking the rest.
-  const auto edge = [&](int p) { return p == parts ? n : (n * p / parts) / 16 * 16; };
-#pragma omp parallel for num_threads(parts) schedule(static)
-  for (int p = 0; p < parts; ++p) {
-    const int a = edge(p), b = edge(p + 1);
-    if (b <= a) continue;
-    if (by_rows)  // rows a..b of op(A) and C
-      blas(ta, tb, b - a, N, K, alpha, ta ? A + a : A + std::size_t(a) * lda, lda, B, ldb, beta,
-           C + std::size_t(a) * ldc, ldc);
-    else  // columns a..b of op(B) and C
-      blas(ta, tb, M, b - a, K, alpha, A, lda, tb ? B + std::size_t(a) * ldb : B + a, ldb, beta,
-           C + a, ldc);
-  }
+  split_product(ta, tb, M, N, K, A, lda, B, ldb, C, ldc,
+                [&](int m, int n, const Real* a, const Real* b, Real* c) {
+                  blas(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc);
+                });
 }
 
 #ifdef BPTT_HAVE_DNNL

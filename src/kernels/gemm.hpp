@@ -6,12 +6,45 @@
 // contents are ignored, even NaN); beta = 1 accumulates.
 #pragma once
 
+#include <omp.h>
+
+#include <cstddef>
+
 namespace bptt::kernels {
 
 // A product of fewer FLOPs than this per thread runs on one thread: about 0.1 ms of work. Below
 // it, on shape c of the benchmarks (B = 1, H = 32: products of 1-8 MFLOP), two threads were
 // slower than one; 2e6 still left LSTM training there 5% slower.
 inline constexpr double kMinFlopsPerThread = 1e7;
+
+// How many threads a product of M·N·K gets: the calling thread's count (bptt/threads.hpp), fewer
+// when each would have less than kMinFlopsPerThread, one inside a parallel region (a direction's
+// share of the threads, or a caller's own team).
+int product_threads(int M, int N, int K);
+
+// A product C[M, N] (+)= op(A)·op(B) on product_threads(M, N, K) threads: C's rows (or its
+// columns, when it has more of them) cut into one contiguous part per thread, each part
+// part(m, n, A', B', C') of m × n with the same strides, a single-threaded call. Part boundaries
+// fall on multiples of 16 elements (whole vectors of the kernels), the last part
+// taking the rest.
+template <class Real, class Part>
+void split_product(bool ta, bool tb, int M, int N, int K, const Real* A, int lda, const Real* B,
+                   int ldb, Real* C, int ldc, Part part) {
+  const int parts = product_threads(M, N, K);
+  if (parts == 1) return part(M, N, A, B, C);
+  const bool by_rows = M >= N;
+  const int n = by_rows ? M : N;
+  const auto edge = [&](int p) { return p == parts ? n : (n * p / parts) / 16 * 16; };
+#pragma omp parallel for num_threads(parts) schedule(static)
+  for (int p = 0; p < parts; ++p) {
+    const int a = edge(p), b = edge(p + 1);
+    if (b <= a) continue;
+    if (by_rows)  // rows a..b of op(A) and C
+      part(b - a, N, ta ? A + a : A + std::size_t(a) * lda, B, C + std::size_t(a) * ldc);
+    else  // columns a..b of op(B) and C
+      part(M, b - a, A, tb ? B + std::size_t(a) * ldb : B + a, C + a);
+  }
+}
 
 template <class Real>
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, Real alpha, const Real* A, int lda,

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "bptt/error.hpp"
+#include "kernels/bf16.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/step_gemm.hpp"
 
@@ -55,6 +56,8 @@ void Products::gemm(bool ta, bool tb, int M, int N, int K, Real alpha, const Rea
                     const Real* B, int ldb, Real beta, Real* C, int ldc) const {
   refuse_double<Real>(bf16);
   if constexpr (std::is_same_v<Real, float>) {
+    if (bf16 && bf16::native())
+      return bf16::gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     if (bf16 && M > 0 && N > 0 && K > 0) {
       // op(A) is [M, K]: stored [M, K] or, transposed, [K, M]; op(B) likewise.
       const float* a = rounded(0, ta ? K : M, ta ? M : K, A, lda);
@@ -69,6 +72,8 @@ void Products::gemm(bool ta, bool tb, int M, int N, int K, Real alpha, const Rea
 template <class Real>
 void Products::pack(bool trans, int N, int K, const Real* W, int ldw, Real* P) const {
   refuse_double<Real>(bf16);
+  if constexpr (std::is_same_v<Real, float>)
+    if (bf16 && bf16::native()) return bf16::pack(trans, N, K, W, ldw, P);
   pack_panels<Real>(trans, N, K, W, ldw, P);
   if constexpr (std::is_same_v<Real, float>)
     if (bf16) round_bf16(packed_size<float>(N, K), P, P);
@@ -79,6 +84,7 @@ void Products::packed(int M, int N, int K, const Real* A, int lda, const Real* P
                       Real* C, int ldc) const {
   refuse_double<Real>(bf16);
   if constexpr (std::is_same_v<Real, float>) {
+    if (bf16 && bf16::native()) return bf16::packed(M, N, K, A, lda, P, bias, C, ldc);
     if (bf16 && M > 0 && K > 0) {
       gemm_packed(M, N, K, rounded(0, M, K, A, lda), K, P, bias, C, ldc);
       return;
@@ -93,6 +99,8 @@ void Products::packed_pair(int M, int N, int K1, const Real* A1, int lda1, const
                            int ldc) const {
   refuse_double<Real>(bf16);
   if constexpr (std::is_same_v<Real, float>) {
+    if (bf16 && bf16::native())
+      return bf16::packed_pair(M, N, K1, A1, lda1, P1, K2, A2, lda2, P2, bias, C, ldc);
     if (bf16 && M > 0) {
       const float* a1 = rounded(0, M, K1, A1, lda1);
       const float* a2 = rounded(1, M, K2, A2, lda2);

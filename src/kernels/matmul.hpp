@@ -2,12 +2,16 @@
 // stream and the methods call these, never the kernels below them, so that bf16 has one home.
 //
 // Products{.bf16 = false} are gemm(), pack_panels() and gemm_packed() as they are. With bf16
-// (float only) both operands are rounded to bfloat16, nearest even: pack() rounds the weights as
-// it packs them (once per pass), the products round their other operand as they read it, and
-// every product of two bfloat16 values is exact in float, so the result is the float sum of
-// exact products: what vdpbf16ps computes, up to the order of the sums. This build computes it
-// with the float kernels on the rounded operands (the emulation; AVX512-BF16 kernels are still
-// to come), rounding A into a per-thread buffer that grows to the largest operand once.
+// (float only) both operands are rounded to bfloat16, nearest even, and every product of two
+// bfloat16 values is exact in float, so the result is the float sum of exact products:
+//   - where bf16::native() (AVX512-BF16 at the x86-64-v4 level), the kernels of kernels/bf16.hpp
+//     compute it with vdpbf16ps on operands rounded as they are packed (pack() rounds the
+//     weights into panels of bfloat16 pairs once per pass);
+//   - elsewhere the float kernels compute it on the rounded operands (the emulation, slower than
+//     float): pack() rounds the weights in float panels, the products round their other operand
+//     into a per-thread buffer that grows to the largest operand once.
+// A buffer packed one way is read the same way: the choice is made at every call from the CPU
+// level, which changes between computations only (kernels/step_gemm.hpp).
 #pragma once
 
 #include <cstddef>

@@ -1,0 +1,397 @@
+#include "kernels/bf16.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "bptt/cpu.hpp"
+#include "bptt/error.hpp"
+#include "bptt/precision.hpp"
+#include "kernels/gemm.hpp"
+#include "kernels/simd.hpp"
+
+#if BPTT_HAVE_CPU_LEVELS
+#include <immintrin.h>
+#endif
+
+namespace bptt::kernels::bf16 {
+
+#if BPTT_HAVE_CPU_LEVELS
+
+bool native() {
+  static const bool cpu = cpu_has_bf16();
+  return cpu && cpu_level() == CpuLevel::x86_64_v4;
+}
+
+namespace {
+
+using Word = std::uint32_t;  // a pair of bfloat16 values, the even k in the lower half
+constexpr int NR = 32;       // columns per panel: two zmm of float sums
+// Rows of A rounded at a time: a block (at most 64 KB of pairs for K = 512) stays in L2 while
+// every panel passes over it, each 8-row tile of it in L1.
+constexpr int kRowBlock = 64;
+// k per block of gemm()'s operands: a panel's block is 32 KB, in L1 while the row tiles pass.
+constexpr int kDepthBlock = 512;
+
+// The per-thread buffers the rounded operands go to, grown to the largest use and kept.
+Word* buffer(int slot, std::size_t words) {
+  thread_local std::vector<Word> buf[2];
+  if (buf[slot].size() < words) buf[slot].resize(words);
+  return buf[slot].data();
+}
+
+// Whether the C of a tile starts as the bias row, as C itself, or at zero (C += alpha · sums).
+enum class Init { bias, c, zero };
+
+// One source of a tile's sums: the word of row m and pair kp of A's rounded pairs at
+// A[m·rs + kp·ks], the panel's words [kp][NR] at P, Kp pairs.
+struct Source {
+  const Word* A = nullptr;
+  std::ptrdiff_t rs = 0, ks = 0;
+  const void* P = nullptr;
+  int Kp = 0;
+};
+
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v4,avx512bf16")
+
+// The lanes below n of a 16-lane register.
+BPTT_ALWAYS_INLINE __mmask16 lanes(int n) {
+  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
+}
+
+// 16 floats rounded to bfloat16 (nearest even; NaN stays NaN), as 16-bit halves.
+BPTT_ALWAYS_INLINE __m256i round16(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
+
+// n floats of x rounded to bfloat16 in order, stored as halves at out: (n + 1) / 2 words, the
+// odd n's last word's upper half zero.
+BPTT_ALWAYS_INLINE void round_row(int n, const float* x, void* out) {
+  auto* h = static_cast<std::uint16_t*>(out);
+  int k = 0;
+  for (; k + 16 <= n; k += 16) _mm256_storeu_si256((__m256i*)(h + k), round16(_mm512_loadu_ps(x + k)));
+  if (k < n)
+    _mm256_mask_storeu_epi16(h + k, lanes(n + (n & 1) - k),
+                             round16(_mm512_maskz_loadu_ps(lanes(n - k), x + k)));
+}
+
+// 16 halves zero-extended to words. The maskz forms with every lane set, here and for the shift
+// below: the plain _mm512_cvtepu16_epi32 and _mm512_slli_epi32 start from
+// _mm512_undefined_epi32(), which GCC 12 reports as maybe-uninitialized.
+BPTT_ALWAYS_INLINE __m512i widen(__m256i h) {
+  return _mm512_maskz_cvtepu16_epi32(__mmask16(0xffff), h);
+}
+
+// total words at out, word j = (r0[j], r1[j]) rounded for j < valid, zero beyond; r1 = nullptr
+// reads as zeros (the pair past an odd K).
+BPTT_ALWAYS_INLINE void round_pairs(int valid, int total, const float* r0, const float* r1,
+                                    void* out) {
+  auto* w = static_cast<Word*>(out);
+  for (int j = 0; j < total; j += 16) {
+    const __mmask16 in = lanes(valid - j);
+    const __m512i lo = widen(round16(_mm512_maskz_loadu_ps(in, r0 + j)));
+    const __m512i hi = r1 ? widen(round16(_mm512_maskz_loadu_ps(in, r1 + j))) : _mm512_setzero_si512();
+    _mm512_mask_storeu_epi32(
+        w + j, lanes(total - j),
+        _mm512_or_si512(lo, _mm512_maskz_slli_epi32(__mmask16(0xffff), hi, 16)));
+  }
+}
+
+// The panel's pairs kp for its columns 16v .. 16v + 15. (Functions, not lambdas: GCC compiles a
+// lambda returning a vector for the default target, not this region's.)
+BPTT_ALWAYS_INLINE __m512bh panel(const Source& s, int kp, int v) {
+  return (__m512bh)_mm512_loadu_si512(static_cast<const char*>(s.P) +
+                                      (std::size_t(kp) * NR + std::size_t(v) * 16) * sizeof(Word));
+}
+// Row m's pair kp of A, in every lane.
+BPTT_ALWAYS_INLINE __m512bh a(const Source& s, int m, int kp) {
+  return (__m512bh)_mm512_set1_epi32(int(s.A[m * s.rs + kp * s.ks]));
+}
+
+// acc[m] += Σ_kp A's pair (m, kp) · the panel's pairs at kp, over MR rows and the panel's two
+// vectors. Chained (one row, a matrix-vector product): two accumulator chains over even and
+// odd kp, summed at the end, so that consecutive pairs do not wait on each other's latency.
+template <int MR, bool Chained>
+BPTT_ALWAYS_INLINE void accumulate(__m512 (&acc)[MR][2], const Source& s) {
+  if constexpr (Chained) {
+    static_assert(MR == 1, "chained accumulation is for one row");
+    __m512 odd0 = _mm512_setzero_ps(), odd1 = _mm512_setzero_ps();
+    int kp = 0;
+    for (; kp + 2 <= s.Kp; kp += 2) {
+      const __m512bh x0 = a(s, 0, kp), x1 = a(s, 0, kp + 1);
+      acc[0][0] = _mm512_dpbf16_ps(acc[0][0], x0, panel(s, kp, 0));
+      acc[0][1] = _mm512_dpbf16_ps(acc[0][1], x0, panel(s, kp, 1));
+      odd0 = _mm512_dpbf16_ps(odd0, x1, panel(s, kp + 1, 0));
+      odd1 = _mm512_dpbf16_ps(odd1, x1, panel(s, kp + 1, 1));
+    }
+    if (kp < s.Kp) {
+      const __m512bh x = a(s, 0, kp);
+      acc[0][0] = _mm512_dpbf16_ps(acc[0][0], x, panel(s, kp, 0));
+      acc[0][1] = _mm512_dpbf16_ps(acc[0][1], x, panel(s, kp, 1));
+    }
+    acc[0][0] = _mm512_add_ps(acc[0][0], odd0);
+    acc[0][1] = _mm512_add_ps(acc[0][1], odd1);
+  } else {
+    for (int kp = 0; kp < s.Kp; ++kp) {
+      const __m512bh b0 = panel(s, kp, 0), b1 = panel(s, kp, 1);
+#pragma GCC unroll 16
+      for (int m = 0; m < MR; ++m) {
+        const __m512bh x = a(s, m, kp);
+        acc[m][0] = _mm512_dpbf16_ps(acc[m][0], x, b0);
+        acc[m][1] = _mm512_dpbf16_ps(acc[m][1], x, b1);
+      }
+    }
+  }
+}
+
+// C[MR rows, cols ≤ NR] from init and the sums of s1 (and s2 when given, K2 > 0). Partial
+// columns (the last panel) load and store under masks: the same instructions as full ones.
+template <int MR, bool Chained = false>
+BPTT_ALWAYS_INLINE void tile(Init init, float alpha, const float* bias, float* C, int ldc,
+                             int cols, const Source& s1, const Source* s2) {
+  const __mmask16 k0 = lanes(cols), k1 = lanes(cols - 16);
+  __m512 acc[MR][2];
+  if (init == Init::bias) {
+    const __m512 b0 = _mm512_maskz_loadu_ps(k0, bias), b1 = _mm512_maskz_loadu_ps(k1, bias + 16);
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) acc[m][0] = b0, acc[m][1] = b1;
+  } else if (init == Init::c) {
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      acc[m][0] = _mm512_maskz_loadu_ps(k0, C + std::size_t(m) * ldc);
+      acc[m][1] = _mm512_maskz_loadu_ps(k1, C + std::size_t(m) * ldc + 16);
+    }
+  } else {
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) acc[m][0] = acc[m][1] = _mm512_setzero_ps();
+  }
+  accumulate<MR, Chained>(acc, s1);
+  if (s2 && s2->Kp > 0) accumulate<MR, Chained>(acc, *s2);
+  const __m512 scale = _mm512_set1_ps(alpha);
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m) {
+    float* c = C + std::size_t(m) * ldc;
+    if (init == Init::zero) {
+      acc[m][0] = _mm512_fmadd_ps(scale, acc[m][0], _mm512_maskz_loadu_ps(k0, c));
+      acc[m][1] = _mm512_fmadd_ps(scale, acc[m][1], _mm512_maskz_loadu_ps(k1, c + 16));
+    }
+    _mm512_mask_storeu_ps(c, k0, acc[m][0]);
+    _mm512_mask_storeu_ps(c + 16, k1, acc[m][1]);
+  }
+}
+
+// Rows [0, rows) of one panel's columns, in tiles of 8, 4, 2 and 1 rows. The sources' A
+// pointers are those of row 0; each tile's are moved to its own rows.
+BPTT_ALWAYS_INLINE void rows_of_panel(int rows, Init init, float alpha, const float* bias,
+                                      float* C, int ldc, int cols, Source s1, Source s2) {
+  const Word* a1 = s1.A;
+  const Word* a2 = s2.A;
+  int m = 0;
+  const auto at = [&](int r) {
+    s1.A = a1 + r * s1.rs;
+    s2.A = a2 ? a2 + r * s2.rs : nullptr;
+    return C + std::size_t(r) * ldc;
+  };
+  for (; m + 8 <= rows; m += 8) tile<8>(init, alpha, bias, at(m), ldc, cols, s1, &s2);
+  for (; m + 4 <= rows; m += 4) tile<4>(init, alpha, bias, at(m), ldc, cols, s1, &s2);
+  for (; m + 2 <= rows; m += 2) tile<2>(init, alpha, bias, at(m), ldc, cols, s1, &s2);
+  for (; m < rows; ++m) tile<1>(init, alpha, bias, at(m), ldc, cols, s1, &s2);
+}
+
+// The panel of columns [n0, n0 + NR) of a packed buffer: where the float panel starts.
+const void* panel_at(const float* P, int n0, int K) { return P + std::size_t(n0) * K; }
+
+void pack_impl(bool trans, int N, int K, const float* W, int ldw, float* P) {
+  const int Kp = (K + 1) / 2;
+  for (int n0 = 0; n0 < N; n0 += NR) {
+    auto* panel = reinterpret_cast<char*>(P + std::size_t(n0) * K);
+    const int cols = std::min(NR, N - n0);
+    if (trans) {  // column j: row n0 + j of W rounded along k, in blocks, scattered down the panel
+      if (cols < NR) std::memset(panel, 0, std::size_t(Kp) * NR * sizeof(Word));
+      Word col[kDepthBlock / 2];
+      for (int k0 = 0; k0 < K; k0 += kDepthBlock) {
+        const int kc = std::min(kDepthBlock, K - k0), kcp = (kc + 1) / 2;
+        for (int j = 0; j < cols; ++j) {
+          round_row(kc, W + std::size_t(n0 + j) * ldw + k0, col);
+          for (int kp = 0; kp < kcp; ++kp)
+            std::memcpy(panel + ((std::size_t(k0 / 2 + kp)) * NR + j) * sizeof(Word), &col[kp],
+                        sizeof(Word));
+        }
+      }
+    } else {  // pair row kp: rows 2kp and 2kp + 1 of W, columns n0 .. n0 + cols
+      for (int kp = 0; kp < Kp; ++kp) {
+        const float* r0 = W + std::size_t(2 * kp) * ldw + n0;
+        round_pairs(cols, NR, r0, 2 * kp + 1 < K ? r0 + ldw : nullptr,
+                    panel + std::size_t(kp) * NR * sizeof(Word));
+      }
+    }
+  }
+}
+
+void packed_impl(int M, int N, int K, const float* A, int lda, const float* P, const float* bias,
+                 float* C, int ldc) {
+  const int Kp = (K + 1) / 2;
+  const Init init = bias ? Init::bias : Init::c;
+  if (M == 1) {  // a matrix-vector product: chained accumulation
+    Word* a = buffer(0, std::size_t(Kp));
+    round_row(K, A, a);
+    for (int n0 = 0; n0 < N; n0 += NR)
+      tile<1, true>(init, 1.0f, bias ? bias + n0 : nullptr, C + n0, ldc, std::min(NR, N - n0),
+                    Source{a, 0, 1, panel_at(P, n0, K), Kp}, nullptr);
+    return;
+  }
+  for (int m0 = 0; m0 < M; m0 += kRowBlock) {
+    const int mc = std::min(kRowBlock, M - m0);
+    Word* a = buffer(0, std::size_t(mc) * Kp);
+    for (int r = 0; r < mc; ++r) round_row(K, A + std::size_t(m0 + r) * lda, a + std::size_t(r) * Kp);
+    for (int n0 = 0; n0 < N; n0 += NR)
+      rows_of_panel(mc, init, 1.0f, bias ? bias + n0 : nullptr, C + std::size_t(m0) * ldc + n0, ldc,
+                    std::min(NR, N - n0), Source{a, Kp, 1, panel_at(P, n0, K), Kp}, Source{});
+  }
+}
+
+// Rows [m, m + MR) of C = bias + A1·P1 + A2·P2 across every panel, from the rounded rows a1
+// (K1p pairs each) and a2 (K2p).
+template <int MR, bool Chained = false>
+BPTT_ALWAYS_INLINE void pair_rows(int m, int N, int K1, const Word* a1, const float* P1, int K2,
+                                  const Word* a2, const float* P2, const float* bias, float* C,
+                                  int ldc) {
+  const int K1p = (K1 + 1) / 2, K2p = (K2 + 1) / 2;
+  for (int n0 = 0; n0 < N; n0 += NR) {
+    const Source s1{a1 + std::size_t(m) * K1p, K1p, 1, panel_at(P1, n0, K1), K1p};
+    const Source s2{a2 + std::size_t(m) * K2p, K2p, 1, panel_at(P2, n0, K2), K2p};
+    tile<MR, Chained>(Init::bias, 1.0f, bias + n0, C + std::size_t(m) * ldc + n0, ldc,
+                      std::min(NR, N - n0), s1, &s2);
+  }
+}
+
+// Tile-major, as gemm_packed_pair: each tile of rows crosses every panel while its rows of both
+// sources stay in L1.
+void packed_pair_impl(int M, int N, int K1, const float* A1, int lda1, const float* P1, int K2,
+                      const float* A2, int lda2, const float* P2, const float* bias, float* C,
+                      int ldc) {
+  const int K1p = (K1 + 1) / 2, K2p = (K2 + 1) / 2;
+  Word* a1 = buffer(0, std::size_t(M) * K1p);
+  Word* a2 = buffer(1, std::size_t(M) * K2p);
+  for (int r = 0; r < M; ++r) {
+    round_row(K1, A1 + std::size_t(r) * lda1, a1 + std::size_t(r) * K1p);
+    round_row(K2, A2 + std::size_t(r) * lda2, a2 + std::size_t(r) * K2p);
+  }
+  if (M == 1) return pair_rows<1, true>(0, N, K1, a1, P1, K2, a2, P2, bias, C, ldc);
+  int m = 0;
+  for (; m + 8 <= M; m += 8) pair_rows<8>(m, N, K1, a1, P1, K2, a2, P2, bias, C, ldc);
+  for (; m + 4 <= M; m += 4) pair_rows<4>(m, N, K1, a1, P1, K2, a2, P2, bias, C, ldc);
+  for (; m + 2 <= M; m += 2) pair_rows<2>(m, N, K1, a1, P1, K2, a2, P2, bias, C, ldc);
+  for (; m < M; ++m) pair_rows<1>(m, N, K1, a1, P1, K2, a2, P2, bias, C, ldc);
+}
+
+// C[M, N] += alpha · op(A) · op(B) on this thread, in blocks of kDepthBlock k: each block of op(B)
+// packed into panels once, each kRowBlock rows of op(A) rounded once, then every row tile across
+// every panel.
+void gemm_part(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+               const float* B, int ldb, float* C, int ldc) {
+  const Init init = alpha == 1.0f ? Init::c : Init::zero;
+  const int panels = (N + NR - 1) / NR;
+  for (int k0 = 0; k0 < K; k0 += kDepthBlock) {
+    const int kc = std::min(kDepthBlock, K - k0), kcp = (kc + 1) / 2;
+    const std::size_t panel_words = std::size_t(NR) * kcp;
+    Word* b = buffer(1, std::size_t(panels) * panel_words);
+    if (tb) {  // op(B) = Bᵀ, B [N, K]: column n of the panels is row n of B along k
+      Word col[kDepthBlock / 2];
+      std::fill(b + std::size_t(panels - 1) * panel_words, b + std::size_t(panels) * panel_words, 0u);
+      for (int n = 0; n < N; ++n) {
+        round_row(kc, B + std::size_t(n) * ldb + k0, col);
+        Word* dst = b + std::size_t(n / NR) * panel_words + n % NR;
+        for (int kp = 0; kp < kcp; ++kp) dst[std::size_t(kp) * NR] = col[kp];
+      }
+    } else {  // op(B) = B [K, N]: pair row kp of every panel from rows 2kp and 2kp + 1 of the block
+      for (int kp = 0; kp < kcp; ++kp) {
+        const float* r0 = B + std::size_t(k0 + 2 * kp) * ldb;
+        const float* r1 = 2 * kp + 1 < kc ? r0 + ldb : nullptr;
+        for (int p = 0; p < panels; ++p)
+          round_pairs(std::min(NR, N - p * NR), NR, r0 + p * NR, r1 ? r1 + p * NR : nullptr,
+                      b + std::size_t(p) * panel_words + std::size_t(kp) * NR);
+      }
+    }
+    for (int m0 = 0; m0 < M; m0 += kRowBlock) {
+      const int mc = std::min(kRowBlock, M - m0);
+      Word* a = buffer(0, std::size_t(mc) * kcp);
+      Source s{a, 0, 0, nullptr, kcp};
+      if (ta) {  // op(A) = Aᵀ, A [K, M]: pair kp of rows m0.. from rows 2kp and 2kp + 1 of A
+        s.rs = 1, s.ks = mc;
+        for (int kp = 0; kp < kcp; ++kp) {
+          const float* r0 = A + std::size_t(k0 + 2 * kp) * lda + m0;
+          round_pairs(mc, mc, r0, 2 * kp + 1 < kc ? r0 + lda : nullptr, a + std::size_t(kp) * mc);
+        }
+      } else {  // op(A) = A [M, K]: each row's pairs along k
+        s.rs = kcp, s.ks = 1;
+        for (int r = 0; r < mc; ++r)
+          round_row(kc, A + std::size_t(m0 + r) * lda + k0, a + std::size_t(r) * kcp);
+      }
+      for (int p = 0; p < panels; ++p) {
+        s.P = b + std::size_t(p) * panel_words;
+        rows_of_panel(mc, init, alpha, nullptr, C + std::size_t(m0) * ldc + p * NR, ldc,
+                      std::min(NR, N - p * NR), s, Source{});
+      }
+    }
+  }
+}
+
+#pragma GCC pop_options
+
+}  // namespace
+
+void pack(bool trans, int N, int K, const float* W, int ldw, float* P) {
+  pack_impl(trans, N, K, W, ldw, P);
+}
+
+void packed(int M, int N, int K, const float* A, int lda, const float* P, const float* bias,
+            float* C, int ldc) {
+  packed_impl(M, N, K, A, lda, P, bias, C, ldc);
+}
+
+void packed_pair(int M, int N, int K1, const float* A1, int lda1, const float* P1, int K2,
+                 const float* A2, int lda2, const float* P2, const float* bias, float* C, int ldc) {
+  packed_pair_impl(M, N, K1, A1, lda1, P1, K2, A2, lda2, P2, bias, C, ldc);
+}
+
+void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc) {
+  if (M == 0 || N == 0) return;
+  if (beta != 1.0f)  // beta = 0 assigns: C's old contents are ignored, even NaN
+    for (int i = 0; i < M; ++i) {
+      float* c = C + std::size_t(i) * ldc;
+      for (int j = 0; j < N; ++j) c[j] = beta == 0.0f ? 0.0f : beta * c[j];
+    }
+  if (K == 0 || alpha == 0.0f) return;
+  split_product(ta, tb, M, N, K, A, lda, B, ldb, C, ldc,
+                [&](int m, int n, const float* a, const float* b, float* c) {
+                  gemm_part(ta, tb, m, n, K, alpha, a, lda, b, ldb, c, ldc);
+                });
+}
+
+#else  // no AVX512-BF16 kernels in this build: native() is false and nothing else is called
+
+bool native() { return false; }
+
+namespace {
+[[noreturn]] void absent() {
+  throw Error(ErrorKind::usage, "bf16 kernels", "this build has no AVX512-BF16 kernels",
+              "the products emulate bf16 where kernels::bf16::native() is false");
+}
+}  // namespace
+
+void pack(bool, int, int, const float*, int, float*) { absent(); }
+void packed(int, int, int, const float*, int, const float*, const float*, float*, int) { absent(); }
+void packed_pair(int, int, int, const float*, int, const float*, int, const float*, int,
+                 const float*, const float*, float*, int) {
+  absent();
+}
+void gemm(bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*,
+          int) {
+  absent();
+}
+
+#endif
+
+}  // namespace bptt::kernels::bf16
