@@ -6,7 +6,7 @@
 # Usage: bench/compare.sh [--quick]        (environment: SHAPES="..." to run other shapes,
 #                                            STREAM_SHAPES="..." other --mode stream shapes
 #                                            ("" for none), BF16_SHAPES="..." the shapes bptt
-#                                            also runs with --dtype bf16 ("" for none),
+#                                            and oneDNN also run with --dtype bf16 ("" for none),
 #                                            BPTT=path to use another bptt binary,
 #                                            ROUNDS=N rounds, default 3; --quick: 1;
 #                                            build/bench/onednn_rnn_v3, when bench/onednn/build.sh
@@ -142,6 +142,18 @@ if [ -n "$onednn_shapes" ]; then
     echo "oneDNN 3.x: $(tail -n 1 "$out/onednn3_check.log")"
   fi
 fi
+# The bf16 side: bf16 readouts against the plain loop, each gradient against the f32 program's.
+if [ -n "$bf16_shapes" ]; then
+  for prog in "$onednn" $onednn3; do
+    # shellcheck disable=SC2086
+    if ! "$prog" $bf16_shapes --dtype bf16 --check --min-steps 1 --max-steps 1 --min-time 0 > /dev/null 2> "$out/onednn_bf16_check.log"; then
+      grep FAIL "$out/onednn_bf16_check.log" >&2
+      echo "bench/compare.sh: the oneDNN bf16 check of $prog failed (see $out/onednn_bf16_check.log)" >&2
+      exit 1
+    fi
+    echo "$prog bf16: $(tail -n 1 "$out/onednn_bf16_check.log")"
+  done
+fi
 
 [ -f "$results" ] && mv "$results" "$out/results.prev.jsonl"
 : > "$results"
@@ -171,7 +183,12 @@ for threads in $threads_list; do
       case " $bf16_shapes " in  # bptt with bf16 products (issue 19), beside its f32
         *" $s "*)
           # shellcheck disable=SC2086
-          run bptt-bf16 "$bptt" bench "$s" $common --dtype bf16 --json ;;
+          run bptt-bf16 "$bptt" bench "$s" $common --dtype bf16 --json
+          # oneDNN's bf16 RNN primitives (checked above for these shapes)
+          # shellcheck disable=SC2086
+          run onednn-bf16 "$onednn" "$s" $common --dtype bf16
+          # shellcheck disable=SC2086
+          [ -z "$onednn3" ] || run onednn3-bf16 "$onednn3" "$s" $common --dtype bf16 ;;
       esac
       # shellcheck disable=SC2086
       run pytorch "$py" bench/torch_rnn.py "$s" $common

@@ -12,11 +12,13 @@ than once by an implementation (compare.sh's rounds), its fastest median counts:
 the machine only ever adds time. The last column says how many runs each row had. Lines of
 a oneDNN 3.x build (impl "onednn3": bench/onednn/build.sh with ONEDNN_ROOT) add the columns
 "oneDNN 3 ms" and "oneDNN3/bptt" beside Debian's oneDNN 2.6; bptt's lines with "dtype": "bf16"
-(bptt bench --dtype bf16) add "bptt bf16 ms" and "f32/bf16" (> 1: bf16 is faster).
+(bptt bench --dtype bf16) add "bptt bf16 ms" and "f32/bf16" (> 1: bf16 is faster); oneDNN's
+(onednn_rnn --dtype bf16) add "oneDNN bf16 ms" and "oneDNN bf16/bptt bf16" (> 1: bptt's bf16 is
+faster), and the same for a oneDNN 3.x build.
 """
 import json, sys
 
-IMPLS = ("bptt", "pytorch", "onednn", "onednn3", "bptt_bf16")
+IMPLS = ("bptt", "pytorch", "onednn", "onednn3", "bptt_bf16", "onednn_bf16", "onednn3_bf16")
 
 
 def ms(v):
@@ -42,7 +44,7 @@ def main():
                 j = json.loads(text)
                 key = (j["shape"], j["mode"], int(j["threads"]))
                 impl = j.get("impl", "bptt")
-                if j.get("dtype") == "bf16":  # bptt --dtype bf16: a column of its own
+                if j.get("dtype") == "bf16":  # --dtype bf16: columns of their own
                     impl += "_bf16"
                 float(j["ms_per_step"])
             except (ValueError, KeyError, TypeError) as e:
@@ -62,6 +64,11 @@ def main():
     b16 = any("bptt_bf16" in r for r in rows.values())
     if b16:  # bptt with bf16 products: its ms and its speed-up over bptt's f32
         h3 = (h3[0] + " bptt bf16 ms |", h3[1] + " f32/bf16 |", h3[2] + "---:|", h3[3] + "---:|")
+    # oneDNN's bf16 primitives, against bptt's bf16
+    low = [i for i in ("onednn_bf16", "onednn3_bf16") if any(i in r for r in rows.values())]
+    names = {"onednn_bf16": "oneDNN bf16", "onednn3_bf16": "oneDNN 3 bf16"}
+    for i in low:
+        h3 = (h3[0] + f" {names[i]} ms |", h3[1] + f" {names[i]}/bptt bf16 |", h3[2] + "---:|", h3[3] + "---:|")
     if steps:
         print(f"| shape | mode | threads | bptt ms | PyTorch ms | oneDNN ms |{h3[0]} bptt GFLOP/s | PyTorch/bptt | oneDNN/bptt |{h3[1]} runs |")
         print(f"|---|---|---:|---:|---:|---:|{h3[2]}---:|---:|---:|{h3[3]}---:|")
@@ -72,6 +79,8 @@ def main():
         c3 = (f" {ms(t['onednn3'])} |", f" {ratio(t['onednn3'], t['bptt'])} |") if v3 else ("", "")
         if b16:
             c3 = (c3[0] + f" {ms(t['bptt_bf16'])} |", c3[1] + f" {ratio(t['bptt'], t['bptt_bf16'])} |")
+        for i in low:
+            c3 = (c3[0] + f" {ms(t[i])} |", c3[1] + f" {ratio(t[i], t['bptt_bf16'])} |")
         print(f"| {key[0]} | {key[1]} | {key[2]} | {ms(t['bptt'])} | {ms(t['pytorch'])} | {ms(t['onednn'])} |{c3[0]}"
               f" {gf} | {ratio(t['pytorch'], t['bptt'])} | {ratio(t['onednn'], t['bptt'])} |{c3[1]}"
               f" {max(r['runs'].values())} |")
