@@ -2,11 +2,11 @@
 // take bfloat16 operands. Both operands of every product (weights and activations forward,
 // gradients and activations backward) are rounded to bfloat16, nearest even, and the products
 // accumulate in float; master weights, optimizer state, cell states, the pointwise gate math, the
-// loss and every gradient returned stay float. On a CPU with AVX512-BF16 the products are meant
-// to run as such (twice the float FMA rate); elsewhere the same results come from float
-// products of the rounded operands (an emulation, slower than float), which round each
-// activation operand into a buffer per thread sized by its first use. A double model refuses
-// bf16.
+// loss and every gradient returned stay float. On a CPU with AVX512-BF16 (at the x86-64-v4 level,
+// bptt/cpu.hpp) the products run on vdpbf16ps kernels, up to twice the float FMA rate; elsewhere
+// the same sums come from float products of the rounded operands (an emulation, slower than
+// float). Either way the operands are rounded into buffers per thread, grown by their first use.
+// A double model refuses bf16.
 //
 // As a thread count (threads.hpp), the precision belongs to an object or to the calling thread:
 // Workspace, Inference and Stream take the calling thread's Matmul::current() at construction
@@ -40,5 +40,10 @@ class MatmulScope {
 
 // Whether this CPU executes AVX512-BF16 (vdpbf16ps): bf16 products at twice the float rate.
 bool cpu_has_bf16();
+
+// Whether bf16 products run on the AVX512-BF16 kernels now: the CPU has them, this build has them
+// (GCC on x86-64), and the active CPU level (bptt/cpu.hpp) is x86-64-v4. Otherwise they are
+// emulated: the same sums of the same rounded operands, in another order, slower than float.
+bool bf16_products_native();
 
 }  // namespace bptt

@@ -1,5 +1,7 @@
 #include "bptt/precision.hpp"
 
+#include "kernels/bf16.hpp"
+
 namespace bptt {
 
 namespace {
@@ -16,5 +18,7 @@ bool cpu_has_bf16() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512bf16");
 }
+
+bool bf16_products_native() { return kernels::bf16::native(); }
 
 }  // namespace bptt

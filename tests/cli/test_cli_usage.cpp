@@ -5,6 +5,9 @@
 // And CliSanitizer: a sanitizer report on a command's stderr fails the test (cli_util.hpp).
 #include <gtest/gtest-spi.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "bptt/cpu.hpp"
 #include "cli/cli_util.hpp"
 
@@ -38,20 +41,30 @@ TEST_F(CliUsage, TheValidCommandWorks) {
 // file as the default (to float64's rounding: the float64 path has no per-level code but the
 // packed step product, whose levels differ at most in FMA contraction).
 TEST_F(CliUsage, CpuLevelFromTheEnvironment) {
+  // The variable as this process found it (a cpu_level_* run sets it), put back after each use.
+  const char* found = std::getenv("BPTT_CPU_LEVEL");
+  const bool had = found != nullptr;
+  const std::string before = had ? found : "";
+  const auto restore = [&] {
+    if (had)
+      ::setenv("BPTT_CPU_LEVEL", before.c_str(), 1);
+    else
+      ::unsetenv("BPTT_CPU_LEVEL");
+  };
   ::setenv("BPTT_CPU_LEVEL", "avx9000", 1);
   const bool refused = rejected(grad_args(), {"BPTT_CPU_LEVEL", "avx9000", "x86-64-v3"});
-  ::unsetenv("BPTT_CPU_LEVEL");
+  restore();
   EXPECT_TRUE(refused);
   for (bptt::CpuLevel l : {bptt::CpuLevel::x86_64_v3, bptt::CpuLevel::x86_64_v4}) {
     if (bptt::cpu_supports(l)) continue;
     ::setenv("BPTT_CPU_LEVEL", std::string(bptt::to_string(l)).c_str(), 1);
     const bool lacking = rejected(grad_args(), {"BPTT_CPU_LEVEL", "cannot run"});
-    ::unsetenv("BPTT_CPU_LEVEL");
+    restore();
     EXPECT_TRUE(lacking) << bptt::to_string(l);
   }
   ::setenv("BPTT_CPU_LEVEL", "baseline", 1);
   const RunResult r = run(grad_args());
-  ::unsetenv("BPTT_CPU_LEVEL");
+  restore();
   ASSERT_EQ(r.code, 0) << r;
   std::filesystem::remove(out_);
 }

@@ -22,17 +22,18 @@ inline std::string one_line(std::string s) {
 }
 
 // Runs f.template operator()<Real>() with Real = float or double; bf16 runs float with bfloat16
-// products (bptt/precision.hpp), and says once on stderr when this CPU has to emulate them.
+// products (bptt/precision.hpp), and says once on stderr when they are emulated here.
 template <class F>
 void with_dtype(DType dtype, F&& f) {
   switch (dtype) {
     case DType::f32: return f.template operator()<float>();
     case DType::f64: return f.template operator()<double>();
     case DType::bf16: {
-      if (!cpu_has_bf16())
-        std::fprintf(stderr,
-                     "bptt: note: this CPU has no AVX512-BF16; bf16 products are emulated with "
-                     "float products of rounded operands (same results, slower than f32)\n");
+      if (!bf16_products_native())
+        std::fprintf(stderr, "bptt: note: bf16 products are emulated with float products of rounded "
+                             "operands (%s; same sums, slower than f32)\n",
+                     cpu_has_bf16() ? "BPTT_CPU_LEVEL is below x86-64-v4"
+                                    : "this CPU has no AVX512-BF16");
       const MatmulScope bf16(Matmul::bf16);
       return f.template operator()<float>();
     }
