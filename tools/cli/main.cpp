@@ -4,10 +4,12 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <vector>
 #include <string>
+#include <thread>
 
 #include "bptt/cpu.hpp"
 #include "dist/dist.hpp"
@@ -42,10 +44,23 @@ std::string precheck(const CLI::App& app, int argc, char** argv) {
   return "";
 }
 
-// Under mpirun: rank 0 alone reports an error, then the whole job ends with `code` (a process
-// that failed alone must not leave the others waiting in a collective). Otherwise returns code.
+// Under mpirun the whole job ends with `code` (a process that failed alone must not leave the
+// others waiting in a collective), its error said once: an error every rank meets (a usage
+// error) is printed by rank 0, whose abort ends the others while they wait kRankWait for it.
+// Aborting at once, another rank could end the job before rank 0 had printed anything (a ctest
+// run of Mpi.TooFewSequencesForTheProcessesIsAUsageError saw no line). A rank still alive after
+// the wait failed alone and prints its own line, naming itself. Otherwise returns code.
+constexpr std::chrono::milliseconds kRankWait{2000};
+
 int fail(int code, const std::string& line) {
-  if (bptt::dist::rank() == 0) fmt::print(stderr, "{}\n", line);
+  const int rank = bptt::dist::rank();
+  if (bptt::dist::active() && rank != 0) {
+    std::this_thread::sleep_for(kRankWait);
+    fmt::print(stderr, "rank {}: {}\n", rank, line);
+    std::fflush(stderr);
+    bptt::dist::abort_all(code);
+  }
+  fmt::print(stderr, "{}\n", line);
   if (bptt::dist::active()) {
     std::fflush(stderr);
     bptt::dist::abort_all(code);
