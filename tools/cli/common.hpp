@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 
+#include "bptt/cpu.hpp"
 #include "bptt/error.hpp"
 #include "bptt/precision.hpp"
 #include "bptt/threads.hpp"
@@ -32,8 +33,9 @@ void with_dtype(DType dtype, F&& f) {
       if (!bf16_products_native())
         std::fprintf(stderr, "bptt: note: bf16 products are emulated with float products of rounded "
                              "operands (%s; same sums, slower than f32)\n",
-                     cpu_has_bf16() ? "BPTT_CPU_LEVEL is below x86-64-v4"
-                                    : "this CPU has no AVX512-BF16");
+                     !cpu_has_bf16()                         ? "this CPU has no AVX512-BF16"
+                     : cpu_level() != CpuLevel::x86_64_v4 ? "BPTT_CPU_LEVEL is below x86-64-v4"
+                                                          : "this build has no AVX512-BF16 kernels");
       const MatmulScope bf16(Matmul::bf16);
       return f.template operator()<float>();
     }
