@@ -217,31 +217,36 @@ BPTT_ALWAYS_INLINE void rows_of_panel(int rows, Init init, float alpha, const fl
 // The panel of columns [n0, n0 + NR) of a packed buffer: where the float panel starts.
 const void* panel_at(const float* P, int n0, int K) { return P + std::size_t(n0) * K; }
 
-void pack_impl(bool trans, int N, int K, const float* W, int ldw, float* P) {
-  const int Kp = (K + 1) / 2;
-  for (int n0 = 0; n0 < N; n0 += NR) {
-    auto* panel = reinterpret_cast<char*>(P + std::size_t(n0) * K);
-    const int cols = std::min(NR, N - n0);
-    if (trans) {  // column j: row n0 + j of W rounded along k, in blocks, scattered down the panel
-      if (cols < NR) std::memset(panel, 0, std::size_t(Kp) * NR * sizeof(Word));
-      Word col[kDepthBlock / 2];
-      for (int k0 = 0; k0 < K; k0 += kDepthBlock) {
-        const int kc = std::min(kDepthBlock, K - k0), kcp = (kc + 1) / 2;
-        for (int j = 0; j < cols; ++j) {
-          round_row(kc, W + std::size_t(n0 + j) * ldw + k0, col);
-          for (int kp = 0; kp < kcp; ++kp)
-            std::memcpy(panel + ((std::size_t(k0 / 2 + kp)) * NR + j) * sizeof(Word), &col[kp],
-                        sizeof(Word));
-        }
-      }
-    } else {  // pair row kp: rows 2kp and 2kp + 1 of W, columns n0 .. n0 + cols
-      for (int kp = 0; kp < Kp; ++kp) {
-        const float* r0 = W + std::size_t(2 * kp) * ldw + n0;
-        round_pairs(cols, NR, r0, 2 * kp + 1 < K ? r0 + ldw : nullptr,
-                    panel + std::size_t(kp) * NR * sizeof(Word));
-      }
+// Rows k0 .. k0 + kc of one panel of op(W): its `cols` columns from column n0 (W is [N, K] with
+// row stride ldw when trans, else [K, N]) as (kc + 1) / 2 pair rows of NR words, ASSIGNED to dst,
+// zero past cols (and past kc). Written through memcpy and vector stores: dst may be a float
+// buffer's storage.
+void pack_block(bool trans, int n0, int cols, int k0, int kc, const float* W, int ldw, void* dst) {
+  auto* out = static_cast<char*>(dst);
+  const int kcp = (kc + 1) / 2;
+  if (trans) {  // column j: row n0 + j of W rounded along k, scattered down the panel
+    if (cols < NR) std::memset(out, 0, std::size_t(kcp) * NR * sizeof(Word));
+    Word col[kDepthBlock / 2];
+    for (int j = 0; j < cols; ++j) {
+      round_row(kc, W + std::size_t(n0 + j) * ldw + k0, col);
+      for (int kp = 0; kp < kcp; ++kp)
+        std::memcpy(out + (std::size_t(kp) * NR + j) * sizeof(Word), &col[kp], sizeof(Word));
+    }
+  } else {  // pair row kp: rows k0 + 2kp and k0 + 2kp + 1 of W, columns n0 .. n0 + cols
+    for (int kp = 0; kp < kcp; ++kp) {
+      const float* r0 = W + std::size_t(k0 + 2 * kp) * ldw + n0;
+      round_pairs(cols, NR, r0, 2 * kp + 1 < kc ? r0 + ldw : nullptr,
+                  out + std::size_t(kp) * NR * sizeof(Word));
     }
   }
+}
+
+void pack_impl(bool trans, int N, int K, const float* W, int ldw, float* P) {
+  for (int n0 = 0; n0 < N; n0 += NR)
+    for (int k0 = 0; k0 < K; k0 += kDepthBlock)  // blocks of even depth: their pair rows follow on
+      pack_block(trans, n0, std::min(NR, N - n0), k0, std::min(kDepthBlock, K - k0), W, ldw,
+                 reinterpret_cast<char*>(P + std::size_t(n0) * K) +
+                     std::size_t(k0 / 2) * NR * sizeof(Word));
 }
 
 void packed_impl(int M, int N, int K, const float* A, int lda, const float* P, const float* bias,
@@ -313,23 +318,8 @@ void gemm_part(bool ta, bool tb, int M, int N, int K, float alpha, const float* 
     const int kc = std::min(kDepthBlock, K - k0), kcp = (kc + 1) / 2;
     const std::size_t panel_words = std::size_t(NR) * kcp;
     Word* b = buffer(1, std::size_t(panels) * panel_words);
-    if (tb) {  // op(B) = Bᵀ, B [N, K]: column n of the panels is row n of B along k
-      Word col[kDepthBlock / 2];
-      std::fill(b + std::size_t(panels - 1) * panel_words, b + std::size_t(panels) * panel_words, 0u);
-      for (int n = 0; n < N; ++n) {
-        round_row(kc, B + std::size_t(n) * ldb + k0, col);
-        Word* dst = b + std::size_t(n / NR) * panel_words + n % NR;
-        for (int kp = 0; kp < kcp; ++kp) dst[std::size_t(kp) * NR] = col[kp];
-      }
-    } else {  // op(B) = B [K, N]: pair row kp of every panel from rows 2kp and 2kp + 1 of the block
-      for (int kp = 0; kp < kcp; ++kp) {
-        const float* r0 = B + std::size_t(k0 + 2 * kp) * ldb;
-        const float* r1 = 2 * kp + 1 < kc ? r0 + ldb : nullptr;
-        for (int p = 0; p < panels; ++p)
-          round_pairs(std::min(NR, N - p * NR), NR, r0 + p * NR, r1 ? r1 + p * NR : nullptr,
-                      b + std::size_t(p) * panel_words + std::size_t(kp) * NR);
-      }
-    }
+    for (int p = 0; p < panels; ++p)
+      pack_block(tb, p * NR, std::min(NR, N - p * NR), k0, kc, B, ldb, b + std::size_t(p) * panel_words);
     for (int m0 = 0; m0 < M; m0 += kRowBlock) {
       const int mc = std::min(kRowBlock, M - m0);
       Word* a = buffer(0, std::size_t(mc) * kcp);
@@ -378,11 +368,7 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
   // beta = 0 assigns (C's old contents are ignored, even NaN): in the kernels' first k block,
   // unless there is none. Another beta scales C first.
   const bool assign = beta == 0.0f && K > 0 && alpha != 0.0f;
-  if (beta != 1.0f && !assign)
-    for (int i = 0; i < M; ++i) {
-      float* c = C + std::size_t(i) * ldc;
-      for (int j = 0; j < N; ++j) c[j] = beta == 0.0f ? 0.0f : beta * c[j];
-    }
+  if (beta != 1.0f && !assign) scale(M, N, beta, C, ldc);
   if (K == 0 || alpha == 0.0f) return;
   split_product(ta, tb, M, N, K, A, lda, B, ldb, C, ldc,
                 [&](int m, int n, const float* a, const float* b, float* c) {

@@ -23,15 +23,6 @@ namespace {
 
 inline CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
 
-template <class Real>
-void scale(int M, int N, Real beta, Real* C, int ldc) {
-  for (int i = 0; i < M; ++i)
-    for (int j = 0; j < N; ++j) {
-      Real& c = C[std::size_t(i) * ldc + j];
-      c = beta == Real(0) ? Real(0) : beta * c;
-    }
-}
-
 void blas(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc) {
   cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), M, N, K, alpha, A, std::max(lda, 1), B,
@@ -115,6 +106,15 @@ void gemm<double>(bool ta, bool tb, int M, int N, int K, double alpha, const dou
 }
 
 template <class Real>
+void scale(int M, int N, Real beta, Real* C, int ldc) {
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      Real& c = C[std::size_t(i) * ldc + j];
+      c = beta == Real(0) ? Real(0) : beta * c;
+    }
+}
+
+template <class Real>
 void gemm_naive(bool ta, bool tb, int M, int N, int K, Real alpha, const Real* A, int lda,
                 const Real* B, int ldb, Real beta, Real* C, int ldc) {
   for (int i = 0; i < M; ++i)
@@ -157,6 +157,7 @@ void sum_rows<double>(int rows, int cols, const double* in, double* out) {
 }
 
 #define BPTT_INSTANTIATE(Real)                                                                 \
+  template void scale<Real>(int, int, Real, Real*, int);                                       \
   template void gemm_naive<Real>(bool, bool, int, int, int, Real, const Real*, int, const Real*, \
                                  int, Real, Real*, int);
 BPTT_INSTANTIATE(float)

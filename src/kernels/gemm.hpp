@@ -50,6 +50,10 @@ template <class Real>
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, Real alpha, const Real* A, int lda,
           const Real* B, int ldb, Real beta, Real* C, int ldc);
 
+// C[M, N] = beta · C (row stride ldc); beta = 0 assigns 0, whatever C held (even NaN).
+template <class Real>
+void scale(int M, int N, Real beta, Real* C, int ldc);
+
 template <class Real>
 void gemm_naive(bool trans_a, bool trans_b, int M, int N, int K, Real alpha, const Real* A,
                 int lda, const Real* B, int ldb, Real beta, Real* C, int ldc);
