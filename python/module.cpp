@@ -24,6 +24,7 @@
 #include "bptt/bptt.hpp"
 #include "bptt/version.hpp"
 #include "embed.hpp"
+#include "diagnose_methods.hpp"
 
 namespace py = pybind11;
 
@@ -459,8 +460,13 @@ py::tuple predict(PyModel& m, py::handle x, py::handle lengths, py::handle h0, p
 template <class Real>
 double run_method(const Model<Real>& model, const BatchView<Real>& batch, LossKind loss,
                   const GradMethodSpec& method, Gradients<Real>& g, Engine<Real>* e,
-                  int threads) {
+                  int threads, std::uint64_t seed) {
   switch (method.method) {
+    case GradMethod::uoro:
+    case GradMethod::kf_rtrl:
+    case GradMethod::snap1:
+    case GradMethod::eprop:
+      return online_loss_and_gradients(online_method(method.method), seed, model, batch, loss, g);
     case GradMethod::recompute: {
       const int K = method.K ? method.K : default_recompute_interval(batch.T);
       Recompute<Real> r(model.cfg, batch.T, batch.B, K, false, threads);
@@ -499,7 +505,7 @@ double run_method(const Model<Real>& model, const BatchView<Real>& batch, LossKi
 // The gradients under the names of `bptt grad`'s file, as arrays of Out.
 template <class Out, class Real>
 py::dict grad_dict(const ModelConfig& c, const Gradients<Real>& g, std::int64_t T,
-                   std::int64_t B) {
+                   std::int64_t B, bool params_only = false) {
   auto array = [](const std::vector<std::int64_t>& shape, const Real* data) {
     if constexpr (std::is_same_v<Out, Real>) {
       return new_array<Real>(shape, data);
@@ -512,6 +518,7 @@ py::dict grad_dict(const ModelConfig& c, const Gradients<Real>& g, std::int64_t 
   };
   py::dict d;
   for (const ParamInfo& p : param_layout(c)) d[py::str(p.name)] = array(p.shape, g.params.data() + p.offset);
+  if (params_only) return d;  // the online methods estimate ∂L/∂θ only
   d["x"] = array({T, B, c.input_size}, g.x.data());
   d["h0"] = array({c.units(), B, c.state_size()}, g.h0.data());
   if (c.cell == CellKind::lstm) d["c0"] = array({c.units(), B, c.hidden_size}, g.c0.data());
@@ -520,7 +527,8 @@ py::dict grad_dict(const ModelConfig& c, const Gradients<Real>& g, std::int64_t 
 
 py::tuple grad(PyModel& m, py::handle x, py::handle y, const std::string& loss_name,
                py::handle mask, py::handle lengths, py::handle h0, py::handle c0,
-               py::handle masks, const std::string& method_name, int threads) {
+               py::handle masks, const std::string& method_name, int threads,
+               std::uint64_t seed) {
   thread_count(threads, "grad");
   const LossKind loss = parse_loss(loss_name, "grad: loss");
   const GradMethodSpec method = parse_grad_method(method_name, "grad: method");
@@ -541,14 +549,15 @@ py::tuple grad(PyModel& m, py::handle x, py::handle y, const std::string& loss_n
         std::shared_lock l(e.lock);
         const ThreadCount on(threads);
         if constexpr (std::is_same_v<W, Real>) {
-          L = run_method<W>(e.model, batch, loss, method, g, &e, threads);
+          L = run_method<W>(e.model, batch, loss, method, g, &e, threads, seed);
         } else {
           Model<W> wide(c);
           wide.params.assign(e.model.params.begin(), e.model.params.end());
-          L = run_method<W>(wide, batch, loss, method, g, nullptr, threads);
+          L = run_method<W>(wide, batch, loss, method, g, nullptr, threads, seed);
         }
       }
-      return py::make_tuple(Real(L), grad_dict<Real>(c, g, batch.T, batch.B));
+      return py::make_tuple(Real(L), grad_dict<Real>(c, g, batch.T, batch.B,
+                                                     is_online(method.method)));
     };
     if (method.method == GradMethod::numeric && std::is_same_v<Real, float>)
       return compute.template operator()<double>();
@@ -558,7 +567,8 @@ py::tuple grad(PyModel& m, py::handle x, py::handle y, const std::string& loss_n
 
 std::string diagnose_json(PyModel& m, py::handle x, py::handle y, const std::string& loss_name,
                      py::handle mask, py::handle lengths, py::handle h0, py::handle c0,
-                     int probes, int max_k, int threads) {
+                     int probes, int max_k, int threads, const std::vector<std::string>& methods,
+                     int samples, std::uint64_t seed) {
   thread_count(threads, "diagnose");
   const LossKind loss = parse_loss(loss_name, "diagnose: loss");
   if (probes < 1 || probes > 4096)
@@ -578,6 +588,10 @@ std::string diagnose_json(PyModel& m, py::handle x, py::handle y, const std::str
     py::gil_scoped_release release;
     std::shared_lock l(e.lock);
     const ThreadCount on(threads);
+    if (!methods.empty())
+      return cli::methods_json(e.model, batch, loss,
+                               cli::MethodsRun{methods, samples, seed, "", true, loss_name,
+                                               std::is_same_v<Real, float> ? "f32" : "f64"});
     return cli::diagnose_json(e.model, batch, loss, o);
   });
 }

@@ -136,4 +136,33 @@ double activation_derivative_bound(Activation phi);
 // max_k > 0), then T.
 std::vector<int> truncation_windows(int T, int max_k = 0);
 
+// ---------------------------------------------------------------------------------------------
+// How an approximate gradient lines up with exact BPTT (`bptt diagnose --methods`, issue 20)
+// ---------------------------------------------------------------------------------------------
+
+// A method's gradients g_s (s = 1..N samples) against BPTT's g, over one part of the parameters.
+struct Alignment {
+  std::string name;        // a tensor ("rnn.weight_hh_l0"), a layer ("l0", "head", "init") or "all"
+  double cosine = 0;       // mean over s of g_s·g / (‖g_s‖ ‖g‖) (1 when both are 0, 0 when one is)
+  double norm_ratio = 0;   // mean over s of ‖g_s‖ / ‖g‖ (NaN when ‖g‖ = 0)
+  double bias = 0;         // ‖ḡ − g‖ / ‖g‖ with ḡ the samples' mean (‖ḡ − g‖ when ‖g‖ = 0)
+  double variance = 0;     // Σ_s ‖g_s − ḡ‖² / ((N − 1) ‖g‖²): 0 with one sample
+};
+
+struct MethodReport {
+  std::string method;               // the method as written ("uoro", "truncated:4", …)
+  int samples = 1;                  // seeds drawn (uoro, kf-rtrl), else 1
+  std::vector<Alignment> tensors;   // every parameter tensor, in the arena's order
+  std::vector<Alignment> layers;    // "l0", "l1", … (and "_reverse"), "head", "init", then "all"
+};
+
+// For each method (GradMethodSpec names: "uoro", "kf-rtrl", "snap1", "eprop", "truncated:K",
+// "rtrl", "recompute", …), its gradient against full BPTT's on this batch; the stochastic ones
+// (uoro, kf-rtrl) with `samples` seeds seed, seed + 1, … Throws bptt::Error (where "--methods")
+// for an unknown method, one that does not take the model (its own refusal), or samples < 1.
+template <class Real>
+std::vector<MethodReport> compare_methods(const Model<Real>& model, const BatchArg<Real>& batch,
+                                          LossKind loss, const std::vector<std::string>& methods,
+                                          int samples = 8, std::uint64_t seed = 1);
+
 }  // namespace bptt

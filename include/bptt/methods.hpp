@@ -6,10 +6,14 @@
 //                 forward pass is recomputed during the backward pass (docs/math.md, "Recompute")
 //   truncated:K   every path from a step's loss stops at the state K steps earlier
 //   rtrl          forward mode: the sensitivities ∂state/∂θ carried forward with the state
+//   uoro, kf-rtrl, snap1, eprop
+//                 online approximations of RTRL that carry less than the sensitivities
+//                 (parameters only; docs/math.md, section 8e)
 //   numeric       central differences in f64, to check the others
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -26,14 +30,15 @@ namespace bptt {
 // Choosing a method by name (the grad verb's --method)
 // ---------------------------------------------------------------------------------------------
 
-enum class GradMethod { bptt, recompute, truncated, rtrl, numeric };
+enum class GradMethod { bptt, recompute, truncated, rtrl, numeric, uoro, kf_rtrl, snap1, eprop };
 
 struct GradMethodSpec {
   GradMethod method = GradMethod::bptt;
   int K = 0;  // recompute: the interval (0: the default ⌈√T⌉); truncated: the window (>= 1)
 };
 
-// Parses "bptt", "recompute", "recompute:K", "truncated:K", "rtrl" or "numeric". Throws
+// Parses "bptt", "recompute", "recompute:K", "truncated:K", "rtrl", "numeric", "uoro", "kf-rtrl",
+// "snap1" or "eprop". Throws
 // bptt::Error (where = `where`) for anything else, or K < 1.
 GradMethodSpec parse_grad_method(std::string_view text, const std::string& where = "--method");
 std::string to_string(const GradMethodSpec& m);
@@ -178,6 +183,95 @@ class RtrlStream {
   std::vector<Real> h_, c_;   // [L, B, H_out], [L, B, H]
   std::vector<Real> Mh_, Mc_; // [B, L, H_out, P], [B, L, H, P] sensitivities
 };
+
+// ---------------------------------------------------------------------------------------------
+// Online approximations of RTRL (issue 20; docs/math.md, section 8e)
+// ---------------------------------------------------------------------------------------------
+
+// What each carries per sequence instead of RTRL's S·P sensitivities, and its cost per step:
+//   uoro     Tallec & Ollivier 2018: an unbiased rank-one estimate s̃ θ̃ᵀ of the influence
+//            matrix, from random signs; S + P numbers, O(P) per step
+//   kf_rtrl  Mujika, Meier & Steger 2018: an unbiased Kronecker-factored estimate u ⊗ A per
+//            parameter group, from random signs; S·G·H + m numbers per group, O(H³) per step
+//   snap1    Menick et al. 2021: only each unit's state against its own parameters (one
+//            layer); Q·P numbers, O(Q²·P) per step
+//   eprop    Bellec et al. 2020: eligibility traces times the instantaneous learning signal,
+//            with symmetric feedback (one layer); P numbers, O(P) per step
+// (S: the state's size L·Q·H, Q = 2 for LSTM and 1 otherwise; P: the recurrent parameters.)
+// The head's gradient is exact in all of them; x, h0 and c0 get no gradient.
+enum class OnlineMethod { uoro, kf_rtrl, snap1, eprop };
+std::string to_string(OnlineMethod m);  // "uoro", "kf-rtrl", "snap1", "eprop"
+
+// The online method of a GradMethod (REQUIRES it is one: is_online).
+inline bool is_online(GradMethod m) {
+  return m == GradMethod::uoro || m == GradMethod::kf_rtrl || m == GradMethod::snap1 ||
+         m == GradMethod::eprop;
+}
+inline OnlineMethod online_method(GradMethod m) {
+  return m == GradMethod::uoro      ? OnlineMethod::uoro
+         : m == GradMethod::kf_rtrl ? OnlineMethod::kf_rtrl
+         : m == GradMethod::snap1   ? OnlineMethod::snap1
+                                    : OnlineMethod::eprop;
+}
+
+// Throws bptt::Error (kind usage, where = `where`) naming the first thing of cfg that method m
+// does not handle. All four take Elman (any φ), LSTM and GRU cells, with or without biases, with
+// or without a head, in f32 and f64; uoro and kf_rtrl any number of layers, snap1 and eprop one.
+// None takes a bidirectional layer, a final-state readout, projections, layer norm, zoneout, a
+// learned initial state or bf16 products.
+void require_online_support(OnlineMethod m, const ModelConfig& cfg, const std::string& where);
+
+// The bytes OnlineGradient(m, cfg, B) carries (the state and the method's estimate), before
+// constructing it.
+std::size_t online_bytes(OnlineMethod m, const ModelConfig& cfg, int B, std::size_t real_size);
+
+// One method over B sequences, one step at a time, as RtrlStream: step() advances every
+// sequence one time step and returns the gradient of that step's loss, so the caller can update
+// the parameters after every step. The random signs (uoro, kf_rtrl) are drawn from (seed, the
+// step counter, the sequence), docs/math.md 8e, so a run resumed with the same counter and
+// carried arrays continues exactly. Single-threaded apart from the products.
+template <class Real>
+class OnlineGradient {
+ public:
+  // Throws bptt::Error as require_online_support, or for B < 1. The state starts at zero.
+  OnlineGradient(OnlineMethod m, const ModelConfig& cfg, int B, std::uint64_t seed);
+  ~OnlineGradient();
+  OnlineGradient(const OnlineGradient&) = delete;
+  OnlineGradient& operator=(const OnlineGradient&) = delete;
+  OnlineMethod method() const;
+  // Every sequence starts from h0 [L, B, H] / c0 [L, B, H] (LSTM; empty: zeros) with a zero
+  // estimate. The step counter is kept.
+  void reset(const std::vector<Real>& h0, const std::vector<Real>& c0);
+  // One step: x [B, I]; the loss is Σ_b w_b ℓ_b / norm (targets as in Batch: y [B, O] or
+  // classes [B]; w [B], nullptr = 1). valid [B] (nullptr: all 1): a sequence with valid[b] = 0
+  // does not advance (its state and estimate stay, it has no loss). ASSIGNS grad
+  // (param_count) and returns the loss; then the step counter advances.
+  double step(const Model<Real>& model, LossKind loss, const Real* x, const Real* y,
+              const std::int64_t* classes, const Real* w, double norm, std::vector<Real>& grad,
+              const unsigned char* valid = nullptr);
+  // The current state (h [L, B, H]; c [L, B, H] for LSTM, else cleared).
+  void state(std::vector<Real>& h, std::vector<Real>& c) const;
+  // The counter the signs of the next step are drawn with (0 at construction).
+  std::int64_t step_count() const;
+  void set_step_count(std::int64_t t);
+  // What the method carries besides the state, by name (sizes fixed at construction), for
+  // snapshots: write them as they are and read them back into the same vectors to resume.
+  std::vector<std::pair<std::string, std::vector<Real>*>> carried();
+  std::size_t bytes() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The method's gradient summed over the batch's steps with fixed parameters (what the method
+// would have added up over the sequence), starting from the batch's h0/c0 (or zeros) with zero
+// estimates and step counter 0. ACCUMULATES into grads.params (x, h0, c0 untouched) and returns
+// the loss, like rtrl_loss_and_gradients. Refuses dropout masks and zoneout flags.
+template <class Real>
+double online_loss_and_gradients(OnlineMethod m, std::uint64_t seed, const Model<Real>& model,
+                                 const BatchArg<Real>& batch, LossKind loss,
+                                 Gradients<Real>& grads);
 
 // ---------------------------------------------------------------------------------------------
 // Central differences

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,10 @@ struct TrainConfig {
   int k2 = 0;                   // BPTT(k2; k1) for streams, k1 = the task's T: each update
                                 // backpropagates the last k2 >= k1 steps (0: k2 = k1)
   bool rtrl = false;            // online RTRL: an update after every time step
+  // An online approximation instead (uoro, kf-rtrl, snap1, eprop; methods.hpp): an update after
+  // every time step, its estimate carried with the state (snapshots keep both). Its random
+  // signs are drawn from `seed`.
+  std::optional<OnlineMethod> online;
   // Under MPI: start summing each layer's gradients across processes as soon as the backward
   // pass has them (false: one all-reduce after the whole backward pass).
   bool overlap_allreduce = true;
@@ -121,7 +126,7 @@ class Trainer {
   Task<Real>& task_;
   TrainConfig cfg_;
   StepInfo bptt_window();
-  StepInfo rtrl_window();
+  StepInfo rtrl_window();  // rtrl and the online approximations
   Batch<Real>& with_history();
   void keep_state(const Batch<Real>& b);
   // Clips, checks and applies grads_.params; fills info's grad_norm and lr.
@@ -131,6 +136,7 @@ class Trainer {
   std::unique_ptr<Workspace<Real>> ws_;    // full BPTT (nullptr with recompute or rtrl)
   std::unique_ptr<Recompute<Real>> recompute_;
   std::unique_ptr<RtrlStream<Real>> rtrl_;
+  std::unique_ptr<OnlineGradient<Real>> online_;
   Gradients<Real> grads_;
   Batch<Real> batch_;
   Batch<Real> window_;                     // k2 > k1: the history, then the new steps

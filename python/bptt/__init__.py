@@ -215,20 +215,23 @@ class Model:
                                _masks("predict", masks), _int("predict", "threads", threads))
 
     def grad(self, x, y, loss="mse", mask=None, lengths=None, h0=None, c0=None,
-             method="bptt", *, masks=None, threads=1, **unknown):
+             method="bptt", *, masks=None, threads=1, seed=1, **unknown):
         """The loss and its gradient: (loss, {name: dL/d(name)}).
 
         The names are every parameter's (state_dict()'s), "x" [T, B, I], "h0" [L·D, B, H_out]
         and, for LSTM, "c0" [L·D, B, H]: the tensors of `bptt grad`'s file.
         loss: "mse", "bce" (from logits) or "xent" (from logits; y [T, B] integer classes).
-        method: "bptt", "recompute", "recompute:K", "truncated:K", "rtrl" or "numeric".
+        method: "bptt", "recompute", "recompute:K", "truncated:K", "rtrl", "numeric", or one of
+        the online approximations "uoro", "kf-rtrl", "snap1", "eprop" (docs/math.md 8e), which
+        give the parameters' gradient only (no "x", "h0", "c0"); seed: their random signs'.
         masks: as predict's; mask is the loss's step weights [T, B], a different thing.
         """
         _no_unknown("grad", unknown, ("x", "y", "loss", "mask", "lengths", "h0", "c0",
-                                      "method", "masks", "threads"))
+                                      "method", "masks", "threads", "seed"))
         return self._m.grad(_array(x), _array(y), _str("grad", "loss", loss), _array(mask),
                             _array(lengths), _array(h0), _array(c0), _masks("grad", masks),
-                            _str("grad", "method", method), _int("grad", "threads", threads))
+                            _str("grad", "method", method), _int("grad", "threads", threads),
+                            _seed("grad", seed))
 
     def stream(self, n=1, *, threads=1, **unknown):
         """n sequences advanced one step per Stream.step call (bptt::Stream).
@@ -239,15 +242,28 @@ class Model:
         return _bptt._stream(self._m, _int("stream", "n", n), _int("stream", "threads", threads))
 
     def diagnose(self, x, y, loss="mse", mask=None, lengths=None, h0=None, c0=None, *,
-                 probes=16, max_k=0, threads=1, **unknown):
-        """The numbers of `bptt diagnose --json`, as a dict (docs/diagnostics.md)."""
+                 probes=16, max_k=0, threads=1, methods=None, samples=8, seed=1, **unknown):
+        """The numbers of `bptt diagnose --json`, as a dict (docs/diagnostics.md).
+
+        methods: a list of gradient methods ("uoro", "kf-rtrl", "snap1", "eprop",
+        "truncated:K", ...) gives instead `bptt diagnose --methods`'s document: each one's
+        gradient against BPTT's (cosine, norm ratio, and over `samples` seeds from `seed` the
+        bias and variance), per layer and tensor.
+        """
         _no_unknown("diagnose", unknown, ("x", "y", "loss", "mask", "lengths", "h0", "c0",
-                                          "probes", "max_k", "threads"))
+                                          "probes", "max_k", "threads", "methods", "samples",
+                                          "seed"))
+        if methods is None:
+            methods = []
+        elif isinstance(methods, str):
+            methods = [m for m in methods.split(",") if m]
+        methods = [_str("diagnose", "methods", m) for m in methods]
         text = self._m.diagnose(_array(x), _array(y), _str("diagnose", "loss", loss),
                                 _array(mask), _array(lengths), _array(h0), _array(c0),
                                 _int("diagnose", "probes", probes),
                                 _int("diagnose", "max_k", max_k),
-                                _int("diagnose", "threads", threads))
+                                _int("diagnose", "threads", threads), methods,
+                                _int("diagnose", "samples", samples), _seed("diagnose", seed))
         return _json.loads(text)
 
 

@@ -328,6 +328,21 @@ BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
                  fmt::format("the batch and workspace of T = {}, B = {}", s.T, s.B),
                  "use a smaller T or B");
   }
+  const GradMethodSpec method = parse_grad_method(o.method, "--method");
+  const bool online_method_run = method.method == GradMethod::rtrl || is_online(method.method);
+  if (method.method != GradMethod::bptt && !online_method_run)
+    throw Error(ErrorKind::usage, "--method", "bench trains with bptt, rtrl, uoro, kf-rtrl, snap1 or eprop",
+                "use --recompute K for recompute BPTT");
+  if (online_method_run && (o.mode != BenchMode::train || o.recompute > 0))
+    throw Error(ErrorKind::usage, "--method", "an online method times training steps only",
+                "use --mode train without --recompute");
+  if (is_online(method.method))
+    check_memory(double(online_bytes(online_method(method.method), s.cfg, s.B, sizeof(Real))),
+                 "shape " + s.name, to_string(method) + "'s estimates", "use a smaller H or B");
+  if (method.method == GradMethod::rtrl)
+    check_memory(double(s.B) * s.cfg.num_layers * s.cfg.hidden_size *
+                     (s.cfg.cell == CellKind::lstm ? 2 : 1) * double(param_count(s.cfg)) * sizeof(Real),
+                 "shape " + s.name, "RTRL's sensitivities", "use a smaller H or B");
   Batch<Real> batch = random_batch<Real>(s, o.seed + 1);
   batch.validate(s.cfg, s.loss, "shape " + s.name);
   const bool train = o.mode == BenchMode::train;
@@ -337,7 +352,13 @@ BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
   std::unique_ptr<Workspace<Real>> ws;
   std::unique_ptr<Inference<Real>> inference;
   std::vector<Real> yhat;
-  if (train && o.recompute > 0) {
+  std::unique_ptr<OnlineGradient<Real>> online;
+  std::unique_ptr<RtrlStream<Real>> rtrl;
+  if (is_online(method.method)) {
+    online = std::make_unique<OnlineGradient<Real>>(online_method(method.method), s.cfg, s.B, o.seed);
+  } else if (method.method == GradMethod::rtrl) {
+    rtrl = std::make_unique<RtrlStream<Real>>(s.cfg, s.B);
+  } else if (train && o.recompute > 0) {
     recompute = std::make_unique<Recompute<Real>>(s.cfg, s.T, s.B, o.recompute);
   } else if (train) {
     ws = std::make_unique<Workspace<Real>>(s.cfg, s.T, s.B);
@@ -353,8 +374,28 @@ BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
   BenchResult r;
   r.weight_bytes = weight_bytes(s.cfg, sizeof(Real));
   std::uint64_t steps = 0;
+  std::vector<Real> step_grad;
+  // An online method: the window's steps one at a time from a zero state, an update after each.
+  auto online_window = [&] {
+    const int I = s.cfg.input_size, O = s.cfg.output_size;
+    if (online) online->reset({}, {});
+    if (rtrl) rtrl->reset({}, {});
+    for (int t = 0; t < s.T; ++t) {
+      const std::size_t tb = std::size_t(t) * s.B;
+      const Real* x = batch.x.data() + tb * I;
+      const Real* y = batch.y.empty() ? nullptr : batch.y.data() + tb * O;
+      const std::int64_t* cls = batch.classes.empty() ? nullptr : batch.classes.data() + tb;
+      if (online)
+        online->step(model, s.loss, x, y, cls, nullptr, double(s.B), step_grad);
+      else
+        rtrl->step(model, s.loss, x, y, cls, nullptr, double(s.B), step_grad);
+      opt.step(model.params.data(), step_grad.data(), 1e-6);
+    }
+  };
   auto step = [&] {
-    if (train) {
+    if (online || rtrl) {
+      online_window();
+    } else if (train) {
       grads.zero();
       if (s.reg.any(s.cfg)) {  // this step's masks and flags, drawn as the trainer draws them
         Regularizer reg = s.reg;
@@ -385,6 +426,8 @@ BenchResult run_bench(const BenchShape& s, const BenchOptions& o) {
   const std::vector<double> ms = time_it(step);
   r.workspace_bytes = (ws          ? ws->bytes()
                        : recompute ? recompute->bytes()
+                       : online    ? online->bytes()
+                       : rtrl      ? rtrl->bytes()
                                    : inference->bytes() + yhat.size() * sizeof(Real)) +
                       sizeof(Real) * model.params.size() * (train ? 2 : 1);
   r.steps = int(ms.size());

@@ -64,6 +64,9 @@ struct BenchOptions {
   int max_steps = 1000;
   bool gemm_bound = false;   // also time the same matrix products alone (the GEMM bound)
   int recompute = 0;         // train: > 0 runs recompute BPTT with states kept every K steps
+  // train: "bptt", or an online method ("rtrl", "uoro", "kf-rtrl", "snap1", "eprop"): the T
+  // steps of the window one at a time, an update after each, as `bptt train --method`
+  std::string method = "bptt";
   int threads = 1;           // stream: the Stream's own thread count
   std::uint64_t seed = 1;
 };

@@ -38,9 +38,14 @@ GradMethodSpec parse_grad_method(std::string_view text, const std::string& where
   else if (name == "truncated") m.method = GradMethod::truncated;
   else if (name == "rtrl") m.method = GradMethod::rtrl;
   else if (name == "numeric") m.method = GradMethod::numeric;
+  else if (name == "uoro") m.method = GradMethod::uoro;
+  else if (name == "kf-rtrl") m.method = GradMethod::kf_rtrl;
+  else if (name == "snap1") m.method = GradMethod::snap1;
+  else if (name == "eprop") m.method = GradMethod::eprop;
   else
     throw Error(ErrorKind::usage, where, "unknown method '" + std::string(text) + "'",
-                "use bptt, recompute[:K], truncated:K, rtrl or numeric");
+                "use bptt, recompute[:K], truncated:K, rtrl, uoro, kf-rtrl, snap1, eprop or "
+                "numeric");
   const bool takes_k = m.method == GradMethod::recompute || m.method == GradMethod::truncated;
   if (colon == std::string_view::npos) {
     if (m.method == GradMethod::truncated)
@@ -69,6 +74,10 @@ std::string to_string(const GradMethodSpec& m) {
     case GradMethod::truncated: return "truncated:" + std::to_string(m.K);
     case GradMethod::rtrl: return "rtrl";
     case GradMethod::numeric: return "numeric";
+    case GradMethod::uoro: return "uoro";
+    case GradMethod::kf_rtrl: return "kf-rtrl";
+    case GradMethod::snap1: return "snap1";
+    case GradMethod::eprop: return "eprop";
   }
   return "?";
 }

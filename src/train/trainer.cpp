@@ -46,6 +46,7 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
   if (cfg.rtrl)
     require_options(model.cfg, {.causal = true, .layer_norm = false, .zoneout = false}, "--method rtrl",
                     "online RTRL");
+  if (cfg.online) require_online_support(*cfg.online, model.cfg, "--method " + to_string(*cfg.online));
   if (cfg.k2 > 0) require_options(model.cfg, {.causal = true}, "--k2", "truncation (--k1/--k2)");
   if (task.carries_state())
     require_options(model.cfg, {.causal = true}, "--bidirectional",
@@ -86,6 +87,26 @@ Trainer<Real>::Trainer(Model<Real>& model, Task<Real>& task, const TrainConfig& 
                 "cannot be combined with --recompute, --memory-budget, --k2, --dropout or the "
                 "time-consistent dropouts and zoneout",
                 "leave those out");
+  if (cfg.online) {
+    const std::string where = "--method " + to_string(*cfg.online);
+    if (recompute || history || cfg.dropout > 0 || cfg.regularizer.any(model.cfg))
+      throw Error(ErrorKind::usage, where,
+                  "cannot be combined with --recompute, --memory-budget, --k2, --dropout or the "
+                  "time-consistent dropouts and zoneout",
+                  "leave those out");
+    if (dist::active())
+      throw Error(ErrorKind::usage, where, "runs in one process", "run it without mpirun");
+    const double need = double(online_bytes(*cfg.online, model.cfg, B, sizeof(Real)));
+    const double cap = cfg.memory_budget_mb > 0 ? cfg.memory_budget_mb * 1e6 : 4e9;
+    if (need > cap)
+      throw Error(ErrorKind::resource, where,
+                  fmt::format("its estimates for {} sequences need {:.0f} MB (the limit is "
+                              "{:.0f} MB)",
+                              B, need / 1e6, cap / 1e6),
+                  "lower --hidden, --layers or --batch");
+    online_ = std::make_unique<OnlineGradient<Real>>(*cfg.online, model.cfg, B, cfg.seed);
+    return;
+  }
   if (history && recompute)
     throw Error(ErrorKind::usage, "--k2", "cannot be combined with --recompute or --memory-budget",
                 "leave one of them out");
@@ -143,7 +164,7 @@ StepInfo Trainer<Real>::step() {
     batch_.c0 = carry_c_;
     if (step_ == 0) batch_.validate(model_.cfg, task_.loss(), "training batch");
   }
-  const StepInfo info = rtrl_ ? rtrl_window() : bptt_window();
+  const StepInfo info = rtrl_ || online_ ? rtrl_window() : bptt_window();
   ++step_;
   ++index_;
   return info;
@@ -283,20 +304,34 @@ StepInfo Trainer<Real>::bptt_window() {
 template <class Real>
 StepInfo Trainer<Real>::rtrl_window() {
   const int T = batch_.T, B = batch_.B, I = model_.cfg.input_size, O = model_.cfg.output_size;
-  if (!task_.carries_state() || !rtrl_started_ || carry_h_.empty())
-    rtrl_->reset(model_, batch_.h0, batch_.c0);
+  // RTRL or an online approximation (online_): the same loop.
+  const auto restart = [&](const std::vector<Real>& h, const std::vector<Real>& c) {
+    if (rtrl_)
+      rtrl_->reset(model_, h, c);
+    else
+      online_->reset(h, c);
+  };
+  if (!task_.carries_state() || !rtrl_started_ || carry_h_.empty()) restart(batch_.h0, batch_.c0);
   rtrl_started_ = true;
   std::vector<Real> w(static_cast<std::size_t>(B));
+  std::vector<unsigned char> valid(static_cast<std::size_t>(B));
   StepInfo info;
   double loss = 0, weight = 0;
   for (int t = 0; t < T; ++t) {
     const std::size_t tb = std::size_t(t) * B;
     double norm = 0;
-    for (int b = 0; b < B; ++b) norm += double(w[std::size_t(b)] = batch_.weight(t, b));
-    const double l = rtrl_->step(model_, task_.loss(), batch_.x.data() + tb * I,
-                                 batch_.y.empty() ? nullptr : batch_.y.data() + tb * O,
-                                 batch_.classes.empty() ? nullptr : batch_.classes.data() + tb,
-                                 w.data(), norm > 0 ? norm : 1.0, grads_.params);
+    for (int b = 0; b < B; ++b) {
+      norm += double(w[std::size_t(b)] = batch_.weight(t, b));
+      valid[std::size_t(b)] = batch_.valid(t, b) ? 1 : 0;
+    }
+    const Real* x = batch_.x.data() + tb * I;
+    const Real* y = batch_.y.empty() ? nullptr : batch_.y.data() + tb * O;
+    const std::int64_t* cls = batch_.classes.empty() ? nullptr : batch_.classes.data() + tb;
+    const double l =
+        rtrl_ ? rtrl_->step(model_, task_.loss(), x, y, cls, w.data(), norm > 0 ? norm : 1.0,
+                            grads_.params)
+              : online_->step(model_, task_.loss(), x, y, cls, w.data(), norm > 0 ? norm : 1.0,
+                              grads_.params, valid.data());
     if (!(norm > 0)) continue;
     StepInfo s;
     s.loss = l;
@@ -307,9 +342,12 @@ StepInfo Trainer<Real>::rtrl_window() {
       // would inherit: restart the online gradient here (zero sensitivity), from the current
       // state when it is finite and from zero otherwise.
       std::vector<Real> h, c;
-      rtrl_->state(h, c);
+      if (rtrl_)
+        rtrl_->state(h, c);
+      else
+        online_->state(h, c);
       if (!all_finite(h) || !all_finite(c)) h.clear(), c.clear();
-      rtrl_->reset(model_, h, c);
+      restart(h, c);
       continue;
     }
     loss += l * norm;
@@ -318,7 +356,12 @@ StepInfo Trainer<Real>::rtrl_window() {
     info.lr = s.lr;
   }
   info.loss = weight > 0 ? loss / weight : 0;
-  if (task_.carries_state()) rtrl_->state(carry_h_, carry_c_);
+  if (task_.carries_state()) {
+    if (rtrl_)
+      rtrl_->state(carry_h_, carry_c_);
+    else
+      online_->state(carry_h_, carry_c_);
+  }
   return info;
 }
 
@@ -397,6 +440,12 @@ void Trainer<Real>::save_snapshot(const std::string& path, const std::string& fi
   if (!ch.empty()) w.add("carry.h", h_shape, ch.data());
   if (!cc.empty()) w.add("carry.c", c_shape, cc.data());
   if (!hx.empty()) w.add("history.x", {n, B, c.input_size}, hx.data());
+  if (online_) {  // the online method's estimate and the counter of its random signs
+    w.set_metadata("online_step", std::to_string(online_->step_count()));
+    w.set_metadata("online_started", rtrl_started_ ? "1" : "0");
+    for (const auto& [name, data] : online_->carried())
+      w.add("online." + name, {std::int64_t(data->size())}, data->data());
+  }
   w.write(path);
 }
 
@@ -520,6 +569,22 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
     hx = dist::my_rows(f.as_real<Real>("history.x"), int(shape[0]), task_.B(),
                        model_.cfg.input_size);
   }
+  std::int64_t online_step = 0;
+  bool online_started = false;
+  std::vector<std::vector<Real>> online_arrays;
+  if (online_) {
+    online_step = meta_int(f, "online_step");
+    online_started = meta_int(f, "online_started") != 0;
+    for (const auto& [name, data] : online_->carried()) {
+      const std::string key = "online." + name;
+      if (!f.has(key))
+        throw Error(ErrorKind::format, path + ": " + key, "missing tensor",
+                    "resume with the --method of the run that wrote the snapshot");
+      f.expect_shape(key, {std::int64_t(data->size())}, "the method's estimate");
+      online_arrays.push_back(f.as_real<Real>(key));
+      require_finite(f, key, online_arrays.back());
+    }
+  }
   // Commit.
   model_.params = std::move(loaded.params);
   auto state = opt_.state();
@@ -530,6 +595,13 @@ void Trainer<Real>::load_snapshot(const std::string& path, const std::string& fi
   carry_c_ = std::move(cc);
   hist_x_ = std::move(hx);
   rtrl_started_ = false;
+  if (online_) {  // the state it continues from is the carried one; then its estimate
+    online_->reset(carry_h_, carry_c_);
+    std::size_t i = 0;
+    for (const auto& [name, data] : online_->carried()) *data = std::move(online_arrays[i++]);
+    online_->set_step_count(online_step);
+    rtrl_started_ = online_started;
+  }
   step_ = step;
   skipped_ = skipped;
   epoch_ = epoch;

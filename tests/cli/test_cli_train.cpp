@@ -409,7 +409,16 @@ INSTANTIATE_TEST_SUITE_P(
                                   "--zoneout-h", "0.1", "--zoneout-c", "0.05"}},
                       ResumeCase{"regularized_gru_k1_k2",
                                  {"--cell", "gru", "--recurrent-dropout", "0.3", "--zoneout-h",
-                                  "0.2", "--k1", "16", "--k2", "40"}}),
+                                  "0.2", "--k1", "16", "--k2", "40"}},
+                      // Issue 20's online methods: the snapshot holds each one's estimate and
+                      // the counter its random signs are drawn from.
+                      ResumeCase{"online_uoro_2_layers",
+                                 {"--method", "uoro", "--layers", "2", "--hidden", "8"}},
+                      ResumeCase{"online_kf_rtrl_gru", {"--method", "kf-rtrl", "--cell", "gru",
+                                                        "--hidden", "6"}},
+                      ResumeCase{"online_snap1", {"--method", "snap1", "--hidden", "8"}},
+                      ResumeCase{"online_eprop_elman",
+                                 {"--method", "eprop", "--cell", "elman", "--hidden", "8"}}),
     [](const ::testing::TestParamInfo<ResumeCase>& p) { return p.param.name; });
 
 // ---------------------------------------------------------------------------------------------

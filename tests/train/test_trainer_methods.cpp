@@ -253,5 +253,89 @@ TEST_F(TrainerMethods, OnlineRtrlRestartsAfterASkippedStep) {
   EXPECT_EQ(model.params, before);
 }
 
+// Issue 20's online methods through the trainer: from a zero state every method's first update
+// is the first step's exact gradient (each estimate is exact after one step: UORO's immediate
+// part, KF-RTRL's ĥ ⊗ D with c₂² = 1, SnAp-1's and e-prop's own-unit D); each one learns; and a
+// snapshot taken mid-stream resumes bit-identically (the estimate and the sign counter are in it).
+TEST_F(TrainerMethods, OnlineMethodsFirstUpdateIsTheFirstStepsGradient) {
+  for (OnlineMethod method : {OnlineMethod::uoro, OnlineMethod::kf_rtrl, OnlineMethod::snap1,
+                              OnlineMethod::eprop}) {
+    for (CellKind cell : {CellKind::lstm, CellKind::gru, CellKind::elman}) {
+      const int L = method == OnlineMethod::uoro || method == OnlineMethod::kf_rtrl ? 2 : 1;
+      const ModelConfig mc = model_config(cell, L, 5);
+      const double lr = 0.2;
+      TrainConfig tc = sgd(lr);
+      tc.online = method;
+      const auto got = train(mc, tc, 2, 1, 1);
+      Model<double> m(mc);
+      init_model(m, 3, 1.0);
+      auto task = make_text_task<double>(corpus, 2, 1);
+      Batch<double> b;
+      task->fill(tc.seed, 0, 0, b);
+      Workspace<double> ws(mc, 1, 2);
+      Gradients<double> g(mc, 1, 2);
+      g.zero();
+      loss_and_gradients(m, b, LossKind::xent, ws, g);
+      for (std::size_t i = 0; i < m.params.size(); ++i) m.params[i] -= lr * g.params[i];
+      expect_close(to_string(method) + " " + std::string(to_string(cell)) +
+                       ": first update vs the step's gradient",
+                   got, m.params, Tol{1e-12, 1});
+    }
+  }
+}
+
+TEST_F(TrainerMethods, OnlineMethodsLearnAndResumeExactly) {
+  for (OnlineMethod method : {OnlineMethod::uoro, OnlineMethod::kf_rtrl, OnlineMethod::snap1,
+                              OnlineMethod::eprop}) {
+    SCOPED_TRACE(to_string(method));
+    const ModelConfig mc = model_config(CellKind::gru, 1, 12);
+    TrainConfig tc;
+    tc.schedule.lr = 1e-2;
+    tc.online = method;
+    {
+      Model<double> model(mc);
+      init_model(model, 3, 0);
+      auto task = make_text_task<double>(corpus, 4, 10);
+      Trainer<double> trainer(model, *task, tc);
+      const double before = task->evaluate(model).loss;
+      for (int i = 0; i < 25; ++i) trainer.step();
+      const double after = task->evaluate(model).loss;
+      EXPECT_LT(after, before - 0.2) << before << " -> " << after;
+    }
+    const auto straight = train(mc, tc, 3, 5, 6);
+    Model<double> model(mc);
+    init_model(model, 3, 1.0);
+    auto task = make_text_task<double>(corpus, 3, 5);
+    {
+      Trainer<double> first(model, *task, tc);
+      for (int i = 0; i < 3; ++i) first.step();
+      first.save_snapshot(path("online.safetensors"), "fp");
+    }
+    Model<double> resumed(mc);
+    Trainer<double> second(resumed, *task, tc);
+    second.load_snapshot(path("online.safetensors"), "fp");
+    for (int i = 0; i < 3; ++i) second.step();
+    EXPECT_EQ(resumed.params, straight);
+  }
+}
+
+TEST_F(TrainerMethods, OnlineMethodsRefuseWhatTheyDoNotHandle) {
+  auto task = make_text_task<double>(corpus, 2, 10);
+  for (OnlineMethod method : {OnlineMethod::snap1, OnlineMethod::eprop}) {
+    Model<double> model(model_config(CellKind::lstm, 2, 4));
+    TrainConfig tc;
+    tc.online = method;
+    EXPECT_THROW(Trainer<double>(model, *task, tc), Error) << to_string(method) << ": 2 layers";
+  }
+  Model<double> model(model_config(CellKind::lstm, 1, 4));
+  TrainConfig tc;
+  tc.online = OnlineMethod::uoro;
+  tc.dropout = 0.1;
+  EXPECT_THROW(Trainer<double>(model, *task, tc), Error) << "uoro with dropout";
+  tc.dropout = 0;
+  tc.recompute = 3;
+  EXPECT_THROW(Trainer<double>(model, *task, tc), Error) << "uoro with recompute";
+}
+
 }  // namespace
 }  // namespace bptt

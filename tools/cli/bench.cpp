@@ -49,6 +49,7 @@ void run_one(const BenchCliOptions& o, const BenchShape& s) {
     j["peak_rss_mib"] = peak_rss_mib();
     j["workspace_mib"] = double(r.workspace_bytes) / (1 << 20);
     if (ro.recompute > 0) j["recompute"] = ro.recompute;
+    if (ro.method != "bptt") j["method"] = ro.method;
     if (stream) {
       j["streams"] = s.B;
       j["us_per_step"] = r.ms_median * 1000;
@@ -111,6 +112,10 @@ void add_bench(CLI::App& app, Runner& run) {
   cmd->add_option("--recompute", o->run.recompute,
                   "Train mode: recompute BPTT keeping the state every K steps (default: full BPTT)")
       ->check(kPositive);
+  cmd->add_option("--method", o->run.method,
+                  "Train mode: bptt (default), or an online method timed over the window's T "
+                  "steps with an update after each: rtrl, uoro, kf-rtrl, snap1, eprop "
+                  "(docs/math.md 8e)");
   cmd->add_flag("--json", o->json, "One JSON object per shape and line");
   cmd->callback([o, &run] {
     run = [o] {

@@ -33,6 +33,7 @@
 #include "io/temp_files.hpp"
 #include "common.hpp"
 #include "gnuplot.hpp"
+#include "diagnose_methods.hpp"
 #include "embed.hpp"
 #include "verbs.hpp"
 
@@ -50,6 +51,9 @@ struct DiagnoseCliOptions {
   bool json = false;
   int probes = 16;
   int max_k = 0;
+  std::vector<std::string> methods;  // --methods: compare these with BPTT instead
+  int samples = 8;
+  std::uint64_t seed = 1;
 };
 
 struct RunInfo {
@@ -317,22 +321,6 @@ void print_table(const Diagnosis& d, const RunInfo& info) {
 // Files and gnuplot
 
 // Removes files when it goes out of scope, unless released.
-struct TempFiles {
-  std::vector<std::string> paths;
-  ~TempFiles() {
-    for (const std::string& p : paths) ::unlink(p.c_str());
-  }
-};
-
-std::string quoted(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) {
-    if (c == '\'') q += "''";
-    else q += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
-  }
-  return q + "'";
-}
-
 std::string num(double v) { return std::isfinite(v) ? fmt::format("{:.17g}", v) : "NaN"; }
 
 struct DataFiles {
@@ -515,83 +503,35 @@ void check_out_dir(const std::string& dir) {
                 "give a directory for the pictures and data files (created if missing)");
 }
 
-// Writes every file under DIR as a temporary, draws the pictures, then renames all into place.
-// Returns the final paths.
+// Writes the data files, diagnose.json and the pictures under DIR (all or nothing).
 std::vector<std::string> write_outputs(const std::string& dir, const Diagnosis& d,
                                        const RunInfo& info, const std::string& json_text) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec || !fs::is_directory(dir))
-    throw Error(ErrorKind::io, dir,
-                "cannot create the directory" + (ec ? ": " + ec.message() : std::string()),
-                "check the path and its permissions");
-  const std::string suffix = ".tmp-" + std::to_string(::getpid());
-  const fs::path root(dir);
-  auto tmp = [&](const std::string& n) { return (root / (n + suffix)).string(); };
-
-  TempFiles temps;
-  std::vector<std::pair<std::string, std::string>> files;  // (name, content)
   const DataFiles df = data_files(d);
-  files.emplace_back("grad_norm_by_step.dat", df.grad);
-  files.emplace_back("jacobian_norm_by_distance.dat", df.jacobian);
-  files.emplace_back("w_hh_singular_values.dat", df.sigma);
-  files.emplace_back("truncation_bias.dat", df.truncation);
-  files.emplace_back("diagnose.json", json_text + "\n");
-  files.emplace_back("diagnose.gp",
-                     "# Redraw with: cd DIR && gnuplot diagnose.gp\n" +
-                         script(d, info, [](const std::string& n) { return n; }));
-  for (const auto& [name, content] : files) {
-    const std::string p = tmp(name);
-    temps.paths.push_back(p);
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out.write(content.data(), std::streamsize(content.size()));
-    out.close();
-    if (!out)
-      throw Error(ErrorKind::io, (root / name).string(), "cannot write",
-                  "check that DIR is writable");
-  }
-  const std::vector<std::string> pictures = {"grad_norm_by_step.png",
-                                             "jacobian_norm_by_distance.png",
-                                             "truncation_bias.png"};
-  for (const std::string& p : pictures) temps.paths.push_back(tmp(p));
-  const std::string run_script = tmp("run.gp");
-  temps.paths.push_back(run_script);
-  {
-    std::ofstream out(run_script, std::ios::binary | std::ios::trunc);
-    const std::string text = script(d, info, tmp);
-    out.write(text.data(), std::streamsize(text.size()));
-    out.close();
-    if (!out) throw Error(ErrorKind::io, run_script, "cannot write the gnuplot script");
-  }
-  std::string output;
-  const int status = run_gnuplot(run_script, output);
-  if (status != 0)
-    throw Error(ErrorKind::io, "gnuplot",
-                fmt::format("failed (exit {}): {}", status, gnuplot_problem(output)));
-  for (const std::string& p : pictures)
-    if (fs::file_size(tmp(p), ec) == 0 || ec)
-      throw Error(ErrorKind::io, "gnuplot",
-                  "wrote no picture " + p + ": " + gnuplot_problem(output));
-
-  std::vector<std::string> written;
-  std::vector<std::string> names;
-  for (const auto& f : files) names.push_back(f.first);
-  names.insert(names.end(), pictures.begin(), pictures.end());
-  for (const std::string& n : names) {
-    const std::string final_path = (root / n).string();
-    fs::rename(tmp(n), final_path, ec);
-    if (ec) throw Error(ErrorKind::io, final_path, "cannot rename into place: " + ec.message());
-    written.push_back(final_path);
-  }
-  for (const std::string& n : names) remove_stale_temporaries((root / n).string());
-  remove_stale_temporaries((root / "run.gp").string());
-  return written;
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"grad_norm_by_step.dat", df.grad},
+      {"jacobian_norm_by_distance.dat", df.jacobian},
+      {"w_hh_singular_values.dat", df.sigma},
+      {"truncation_bias.dat", df.truncation},
+      {"diagnose.json", json_text + "\n"},
+      {"diagnose.gp", "# Redraw with: cd DIR && gnuplot diagnose.gp\n" +
+                          script(d, info, [](const std::string& n) { return n; })}};
+  return write_drawn(dir, files,
+                     {"grad_norm_by_step.png", "jacobian_norm_by_distance.png",
+                      "truncation_bias.png"},
+                     [&](const NameOf& name) { return script(d, info, name); });
 }
 
 template <class Real>
 void run_diagnose(const DiagnoseCliOptions& o, const safetensors::File& mf, LossKind loss) {
   const Model<Real> model = load_model<Real>(mf);
   const Batch<Real> batch = load_batch<Real>(safetensors::File::read(o.data), model.cfg, loss);
+  if (!o.methods.empty()) {
+    report_methods(model, batch, loss,
+                   MethodsRun{o.methods, o.samples, o.seed, o.out, o.json,
+                              std::string(to_string(loss)),
+                              std::is_same_v<Real, float> ? "f32" : "f64"});
+    return;
+  }
   DiagnoseOptions opts;
   opts.probes = o.probes;
   opts.max_truncation = o.max_k;
@@ -657,6 +597,18 @@ void add_diagnose(CLI::App& app, Runner& run) {
                   "Largest truncation window below T to try (default: every power of two < T; "
                   "K = T is always tried)")
       ->check(CLI::Range(0, 1 << 30));
+  cmd->add_option("--methods", o->methods,
+                  "Instead: compare these gradient methods with full BPTT (comma-separated: "
+                  "uoro, kf-rtrl, snap1, eprop, truncated:K, rtrl, ...): cosine, norm ratio, and "
+                  "over --samples seeds the bias and variance, per layer and tensor; --out DIR "
+                  "writes methods.json, methods.dat and methods.png")
+      ->delimiter(',');
+  cmd->add_option("--samples", o->samples,
+                  "--methods: seeds drawn for the stochastic methods uoro and kf-rtrl "
+                  "(default 8)")
+      ->check(CLI::Range(1, 100000));
+  cmd->add_option("--seed", o->seed, "--methods: the first seed (then seed + 1, ...)")
+      ->capture_default_str();
   add_dtype_option(cmd, o->dtype);
   add_threads_option(cmd, o->threads);
   cmd->callback([o, &run] {

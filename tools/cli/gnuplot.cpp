@@ -9,9 +9,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "bptt/error.hpp"
+#include "io/temp_files.hpp"
 
 extern char** environ;
 
@@ -68,6 +71,78 @@ std::string gnuplot_problem(const std::string& output) {
     if (l.find("rror") != std::string::npos || l.find("annot") != std::string::npos) return l;
   }
   return first.empty() ? "no message" : first;
+}
+
+std::string quoted(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'') q += "''";
+    else q += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
+  }
+  return q + "'";
+}
+
+namespace {
+
+struct Unlink {  // removes the temporaries that were not renamed into place
+  std::vector<std::string> paths;
+  ~Unlink() {
+    for (const std::string& p : paths) ::unlink(p.c_str());
+  }
+};
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(text.data(), std::streamsize(text.size()));
+  out.close();
+  if (!out) throw Error(ErrorKind::io, path, "cannot write", "check that the directory is writable");
+}
+
+}  // namespace
+
+std::vector<std::string> write_drawn(const std::string& dir,
+                                     const std::vector<std::pair<std::string, std::string>>& files,
+                                     const std::vector<std::string>& pictures,
+                                     const std::function<std::string(const NameOf&)>& script) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir))
+    throw Error(ErrorKind::io, dir,
+                "cannot create the directory" + (ec ? ": " + ec.message() : std::string()),
+                "check the path and its permissions");
+  const std::string suffix = ".tmp-" + std::to_string(::getpid());
+  const fs::path root(dir);
+  const NameOf tmp = [&](const std::string& n) { return (root / (n + suffix)).string(); };
+  Unlink temps;
+  for (const auto& [name, content] : files) {
+    temps.paths.push_back(tmp(name));
+    write_text(tmp(name), content);
+  }
+  for (const std::string& p : pictures) temps.paths.push_back(tmp(p));
+  const std::string run_script = tmp("run.gp");
+  temps.paths.push_back(run_script);
+  write_text(run_script, script(tmp));
+  std::string output;
+  const int status = run_gnuplot(run_script, output);
+  if (status != 0)
+    throw Error(ErrorKind::io, "gnuplot",
+                fmt::format("failed (exit {}): {}", status, gnuplot_problem(output)));
+  for (const std::string& p : pictures)
+    if (fs::file_size(tmp(p), ec) == 0 || ec)
+      throw Error(ErrorKind::io, "gnuplot", "wrote no picture " + p + ": " + gnuplot_problem(output));
+  std::vector<std::string> names, written;
+  for (const auto& f : files) names.push_back(f.first);
+  names.insert(names.end(), pictures.begin(), pictures.end());
+  for (const std::string& n : names) {
+    const std::string final_path = (root / n).string();
+    fs::rename(tmp(n), final_path, ec);
+    if (ec) throw Error(ErrorKind::io, final_path, "cannot rename into place: " + ec.message());
+    written.push_back(final_path);
+  }
+  for (const std::string& n : names) remove_stale_temporaries((root / n).string());
+  remove_stale_temporaries((root / "run.gp").string());
+  return written;
 }
 
 }  // namespace bptt::cli

@@ -20,6 +20,7 @@ namespace {
 struct GradOptions {
   std::string model, data, out, loss, dtype, method = "bptt";
   int threads = 1;
+  std::uint64_t seed = 1;
 };
 
 template <class Real>
@@ -38,6 +39,8 @@ void run_grad(const GradOptions& o, const GradMethodSpec& method, const safetens
     L = Real(truncated_loss_and_gradients(model, batch, loss, method.K, g));
   } else if (method.method == GradMethod::rtrl) {
     L = Real(rtrl_loss_and_gradients(model, batch, loss, g));
+  } else if (is_online(method.method)) {
+    L = Real(online_loss_and_gradients(online_method(method.method), o.seed, model, batch, loss, g));
   } else if (method.method == GradMethod::numeric) {
     if constexpr (std::is_same_v<Real, double>) {
       const std::size_t n = numeric_gradient_count(model.cfg, batch.T, batch.B);
@@ -63,9 +66,14 @@ void run_grad(const GradOptions& o, const GradMethodSpec& method, const safetens
   w.set_metadata("format", "bptt-grad");
   w.set_metadata("loss", std::string(to_string(loss)));
   for (const ParamInfo& p : param_layout(c)) w.add(p.name, p.shape, g.params.data() + p.offset);
-  w.add("x", {T, B, c.input_size}, g.x.data());
-  w.add("h0", {c.units(), B, c.state_size()}, g.h0.data());
-  if (c.cell == CellKind::lstm) w.add("c0", {c.units(), B, c.hidden_size}, g.c0.data());
+  if (is_online(method.method)) {  // they estimate the parameters' gradient only
+    w.set_metadata("method", to_string(method));
+    w.set_metadata("seed", std::to_string(o.seed));
+  } else {
+    w.add("x", {T, B, c.input_size}, g.x.data());
+    w.add("h0", {c.units(), B, c.state_size()}, g.h0.data());
+    if (c.cell == CellKind::lstm) w.add("c0", {c.units(), B, c.hidden_size}, g.c0.data());
+  }
   w.add("loss", {1}, &L);
   w.write(o.out);
 }
@@ -89,7 +97,7 @@ void add_grad(CLI::App& app, Runner& run) {
       ->required()
       ->check(CLI::IsMember({"mse", "bce", "xent"}));
   cmd->add_option("--method", o->method,
-                  "How to compute the gradient (every method writes the same tensors):\n"
+                  "How to compute the gradient (every exact method writes the same tensors):\n"
                   "  bptt          full backpropagation through time (default)\n"
                   "  recompute[:K] the same gradient keeping the state only every K steps\n"
                   "                (default K = ceil(sqrt(T))), recomputing each segment\n"
@@ -97,7 +105,19 @@ void add_grad(CLI::App& app, Runner& run) {
                   "                (K >= T is bptt)\n"
                   "  rtrl          real-time recurrent learning: the exact gradient in forward\n"
                   "                mode (sensitivities carried with the state; small models)\n"
-                  "  numeric       central differences in f64, for checking small models");
+                  "  numeric       central differences in f64, for checking small models\n"
+                  "Online approximations of RTRL (docs/math.md 8e): the gradient each would\n"
+                  "have summed over the sequences, for the parameters only (no x, h0, c0):\n"
+                  "  uoro          unbiased rank-one estimate (Tallec & Ollivier 2018; --seed)\n"
+                  "  kf-rtrl       unbiased Kronecker-factored estimate (Mujika et al. 2018;\n"
+                  "                --seed)\n"
+                  "  snap1         each unit's own parameters only (Menick et al. 2021; one\n"
+                  "                layer)\n"
+                  "  eprop         eligibility traces x instantaneous learning signal (Bellec\n"
+                  "                et al. 2020; one layer)");
+  cmd->add_option("--seed", o->seed,
+                  "Random signs of uoro and kf-rtrl (the same seed gives the same gradient)")
+      ->capture_default_str();
   add_dtype_option(cmd, o->dtype);
   add_threads_option(cmd, o->threads);
   cmd->callback([o, &run] {

@@ -130,16 +130,6 @@ Curves read_metrics(const std::string& path, const std::string& x_column) {
   return curves;
 }
 
-// A gnuplot single-quoted string: '' is a quote; control characters become spaces.
-std::string quoted(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) {
-    if (c == '\'') q += "''";
-    else q += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
-  }
-  return q + "'";
-}
-
 // names: each run's label (its file's name); one run draws as before, several runs draw each
 // run's validation curve in a colour of its own with its training curve thin beside it.
 std::string script(const std::vector<Curves>& runs, const std::vector<std::string>& names,

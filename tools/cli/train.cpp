@@ -79,6 +79,7 @@ std::string fingerprint(const TrainOptions& o, const TrainConfig& tc, const Mode
       o.min_lr, o.clip_norm, o.clip_value, o.dropout, o.seed, o.dtype) +
          // Only when not the default, so snapshots of plain BPTT runs keep their fingerprint.
          (tc.k2 > T ? fmt::format(" k2={}", tc.k2) : "") + (tc.rtrl ? " method=rtrl" : "") +
+         (tc.online ? " method=" + to_string(*tc.online) : std::string()) +
          (c.bidirectional ? " bidirectional" : "") +
          (c.proj_size ? fmt::format(" proj_size={}", c.proj_size) : "") +
          (c.bias ? "" : " bias=false") +
@@ -198,6 +199,8 @@ void run_train(const TrainOptions& o) {
   tc.memory_budget_mb = o.memory_budget;
   tc.k2 = o.k2;
   tc.rtrl = o.method == "rtrl";
+  if (o.method != "bptt" && o.method != "rtrl")
+    tc.online = online_method(parse_grad_method(o.method, "--method").method);
   tc.skip_nonfinite = o.skip_nonfinite;
   tc.overlap_allreduce = o.allreduce == "overlap";
   Trainer<Real> trainer(model, *task, tc);
@@ -219,6 +222,10 @@ void run_train(const TrainOptions& o) {
                "{} steps\n", tc.k2, task->T(), task->T(), tc.k2);
   if (root && tc.rtrl)
     fmt::print(stderr, "gradient: online RTRL, an update after every time step\n");
+  if (root && tc.online)
+    fmt::print(stderr, "gradient: {} (docs/math.md 8e), an update after every time step; its "
+               "estimate takes {:.3g} MB\n", to_string(*tc.online),
+               double(online_bytes(*tc.online, cfg, B, sizeof(Real))) / 1e6);
 
   if (root) fmt::print(stderr, "data: {}\n", data.describe());
   if (root) {
@@ -464,10 +471,13 @@ void add_train(CLI::App& app, Runner& run) {
   cmd->add_option("--clip-norm", o->clip_norm, "Clip the gradient's global norm (default 5; 0 off)")->group("Optimizer");
   cmd->add_option("--clip-value", o->clip_value, "Clip each gradient element to ±v (default 0 off)")->group("Optimizer");
   cmd->add_option("--method", o->method,
-                  "bptt (default: each window by backpropagation through time) or rtrl (online "
+                  "bptt (default: each window by backpropagation through time), rtrl (online "
                   "real-time recurrent learning: an update after every step, no history kept; "
-                  "small models only)")
-      ->check(CLI::IsMember({"bptt", "rtrl"}))->group("Gradient");
+                  "small models only), or an online approximation of RTRL with an update after "
+                  "every step: uoro, kf-rtrl (both from random signs, --seed), snap1 or eprop "
+                  "(one layer) (docs/math.md 8e)")
+      ->check(CLI::IsMember({"bptt", "rtrl", "uoro", "kf-rtrl", "snap1", "eprop"}))
+      ->group("Gradient");
   cmd->add_option("--recompute", o->recompute,
                   "Keep the state only every K steps and recompute each segment in the backward "
                   "pass: the same gradient in far less memory, for one more forward pass")

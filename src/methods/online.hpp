@@ -1,0 +1,165 @@
+// What the online gradient methods (UORO, KF-RTRL, SnAp-1, e-prop; docs/math.md, section 8e)
+// share: one time step of a plain stacked model for B sequences, with each cell's local
+// derivatives, its forward-mode (JVP) and reverse-mode (VJP) passes of one step, the counter
+// that draws their random signs, and the interface each method implements in its own file
+// (uoro.cpp, kf_rtrl.cpp, snap1.cpp, eprop.cpp).
+//
+// Written from the equations, like rtrl.cpp; nothing from the cells' fast kernels is used.
+// Layouts are row-major; a sequence's state vector s stacks every layer's h and, for LSTM, c:
+// layer k at [k·Q·H, k·Q·H + H) (h) and [k·Q·H + H, (k + 1)·Q·H) (c), Q = 2 for LSTM, else 1.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bptt/methods.hpp"
+#include "bptt/model.hpp"
+
+namespace bptt::online {
+
+// ---- the work done, counted where it is done ----
+
+// Multiply-adds (or elementwise updates) this thread has executed in the online methods: each
+// GEMM adds M·N·K, each loop its trip count times its operations per element. Tests read it
+// to measure how a method's cost per step grows with H (a count, unlike a time, does not depend
+// on what else the machine runs).
+inline thread_local std::int64_t work = 0;
+
+// ---- random signs: a counter, so the reference and a resumed run draw the same ----
+
+inline std::uint64_t mix(std::uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Signs 0 .. n−1 of sequence b at step t (±1 into out[0 .. n)).
+template <class Real>
+void signs(std::uint64_t seed, std::int64_t t, int b, int n, Real* out) {
+  const std::uint64_t key = mix(mix(mix(seed) ^ std::uint64_t(t)) ^ std::uint64_t(b));
+  std::uint64_t word = 0;
+  for (int i = 0; i < n; ++i) {
+    if (i % 64 == 0) word = mix(key + std::uint64_t(i / 64));
+    out[i] = (word >> (i % 64)) & 1 ? Real(-1) : Real(1);
+  }
+}
+
+// ---- where a layer's parameters sit in the arena ----
+
+inline constexpr std::size_t kNone = std::size_t(-1);
+
+struct LayerOffsets {
+  std::size_t w_ih, w_hh, b_ih, b_hh;  // b_ih, b_hh: kNone without biases
+  int in;                              // the layer's input width
+};
+std::vector<LayerOffsets> layer_offsets(const ModelConfig& cfg);
+// The recurrent layers' parameters, which come first in the arena: [0, recurrent_count).
+std::size_t recurrent_count(const ModelConfig& cfg);
+
+// ---- one step of the stack, with its local derivatives ----
+
+// One layer's values at the current step, [B, ·] row-major.
+template <class Real>
+struct LayerStep {
+  int in = 0;                // its input width
+  std::vector<Real> u;       // [B, in] its input (x, or the new h of the layer below)
+  std::vector<Real> hp, cp;  // [B, H] the previous h and (LSTM) c
+  std::vector<Real> ax, ah;  // [B, G·H] W_ih u + b_ih and W_hh h' + b_hh
+  std::vector<Real> h, c;    // [B, H] the new h and (LSTM) c
+  // The local derivatives (docs/math.md 8e), component q (0: h, 1: c), gate g, [B, H] each:
+  std::vector<Real> kx, kh;  // [Q, G, B, H]: ∂s_{q,j}/∂a^x_{g,j}, ∂s_{q,j}/∂a^h_{g,j}
+  std::vector<Real> carry;   // [Q, Q, B, H]: Δ_{q,q'} = ∂s_{q,j}/∂s'_{q',j} at fixed a
+  std::vector<Real> dh_dc;   // [B, H] LSTM: ∂h_j/∂c_j = o·(1 − tanh² c)
+};
+
+template <class Real>
+class Step {
+ public:
+  Step(const ModelConfig& cfg, int B);
+  int B() const { return B_; }
+  int H() const { return H_; }
+  int Q() const { return Q_; }
+  int G() const { return G_; }
+  int S() const { return S_; }  // the state vector's length, L·Q·H
+  const ModelConfig& cfg() const { return cfg_; }
+  const LayerStep<Real>& layer(int k) const { return layers_[std::size_t(k)]; }
+  // ∂s_{q,j}/∂a^x_{g,j} of layer k as a [B, H] array (and kh_of, carry_of likewise).
+  const Real* kx_of(int k, int q, int g) const {
+    return layers_[std::size_t(k)].kx.data() + (std::size_t(q) * G_ + g) * std::size_t(B_) * H_;
+  }
+  const Real* kh_of(int k, int q, int g) const {
+    return layers_[std::size_t(k)].kh.data() + (std::size_t(q) * G_ + g) * std::size_t(B_) * H_;
+  }
+  const Real* carry_of(int k, int q, int q2) const {
+    return layers_[std::size_t(k)].carry.data() + (std::size_t(q) * Q_ + q2) * std::size_t(B_) * H_;
+  }
+
+  // The step from the state h [L, B, H], c [L, B, H] (LSTM; else ignored) and x [B, I]: every
+  // layer's values and local derivatives. The new state is layer(k).h / .c.
+  void forward(const Model<Real>& model, const Real* x, const std::vector<Real>& h,
+               const std::vector<Real>& c);
+
+  // Forward mode (J_t applied to tangents): R tangents per sequence, prev and next [B, R, S].
+  // Layers below `first` are taken from next as they are (the caller sets them); layer `first`
+  // reads its input tangent from next's layer first − 1 (none for first = 0), and every layer
+  // its previous-state tangent from prev (nullptr: zero, the immediate influence).
+  void jvp(const Model<Real>& model, int R, const Real* prev, Real* next, int first = 0);
+
+  // Reverse mode restricted to this step (D_tᵀ applied to a cotangent): cot [B, S] on the new
+  // state (every layer) gives each layer's pre-activation cotangents dax, dah [B, G·H] (the
+  // parameters' cotangents follow from them and the layer's u and hp), with layer k's h
+  // cotangent including what layer k + 1 sends back within the step. The previous state's
+  // cotangent is not formed (no method needs it).
+  void vjp(const Model<Real>& model, const Real* cot, std::vector<std::vector<Real>>& dax,
+           std::vector<std::vector<Real>>& dah);
+
+  // grad += Σ_b (dax_b ⊗ u_b, dah_b ⊗ hp_b, dax_b, dah_b) for layer k (one GEMM per weight).
+  void add_param_grad(const Model<Real>& model, int k, const Real* dax, const Real* dah,
+                      Real* grad) const;
+
+ private:
+  ModelConfig cfg_;
+  int B_, H_, G_, Q_, L_, S_;
+  std::vector<LayerStep<Real>> layers_;
+  std::vector<Real> tx_, th_;  // jvp scratch [B·R, G·H]
+  std::vector<Real> cot_;      // vjp scratch [B, H]
+};
+
+// ---- the methods ----
+
+// A named array a method carries, for snapshots (its size is fixed by the constructor).
+template <class Real>
+struct Carried {
+  std::string name;
+  std::vector<Real>* data;
+};
+
+template <class Real>
+class Estimator {
+ public:
+  virtual ~Estimator() = default;
+  // Every sequence's estimate back to zero (the start of a sequence).
+  virtual void reset() = 0;
+  // After st.forward(): e = ∂ℓ_t/∂h_top [B, H] (weighted; zero rows where the step has no
+  // loss), valid[b] = 0 for a sequence past its end (its estimate stays as it is), t the step
+  // counter of the signs. ADDS the recurrent layers' gradient of this step to grad (the arena).
+  virtual void update(const Model<Real>& model, Step<Real>& st, const Real* e,
+                      const unsigned char* valid, std::int64_t t, std::uint64_t seed,
+                      Real* grad) = 0;
+  virtual std::vector<Carried<Real>> carried() = 0;
+};
+
+template <class Real>
+std::unique_ptr<Estimator<Real>> make_uoro(const ModelConfig& cfg, int B);
+template <class Real>
+std::unique_ptr<Estimator<Real>> make_kf_rtrl(const ModelConfig& cfg, int B);
+template <class Real>
+std::unique_ptr<Estimator<Real>> make_snap1(const ModelConfig& cfg, int B);
+template <class Real>
+std::unique_ptr<Estimator<Real>> make_eprop(const ModelConfig& cfg, int B);
+
+}  // namespace bptt::online

@@ -1,0 +1,152 @@
+// UORO (Tallec & Ollivier 2018): each sequence carries a rank-one, unbiased estimate s̃ θ̃ᵀ of its
+// influence matrix ∂s_t/∂θ (docs/math.md 8e). Per step and sequence:
+//   ṡ  = J_t s̃                                 (Step::jvp, one tangent)
+//   g += e_tᵀ D_t + (e_t · ṡ) θ̃                 (the immediate part exact: Step::vjp with e_t)
+//   v  = νᵀ D_t                                 (Step::vjp with the random signs ν)
+//   ρ₀ = √(‖θ̃‖ / (‖ṡ‖ + ε)) + ε,  ρ₁ = √(‖v‖ / (‖ν‖ + ε)) + ε
+//   s̃ ← ρ₀ ṡ + ρ₁ ν,   θ̃ ← θ̃/ρ₀ + v/ρ₁
+// θ̃ spans the recurrent layers' parameters ([0, recurrent_count) of the arena); v is, per
+// layer, the outer products (dax ⊗ u, dah ⊗ h', dax, dah), so ‖v‖² = Σ ‖dax‖²(‖u‖² + 1) + … and
+// the update, the gradient term and the next ‖θ̃‖ are one pass over θ̃.
+#include <algorithm>
+#include <cmath>
+
+#include "methods/online.hpp"
+
+namespace bptt::online {
+namespace {
+
+constexpr double kEps = 1e-7;
+
+template <class Real>
+double sq_norm(const Real* v, std::size_t n) {
+  double s = 0;
+  for (std::size_t i = 0; i < n; ++i) s += double(v[i]) * double(v[i]);
+  return s;
+}
+
+template <class Real>
+class Uoro final : public Estimator<Real> {
+ public:
+  Uoro(const ModelConfig& cfg, int B)
+      : cfg_(cfg), B_(B), offsets_(layer_offsets(cfg)), P_(recurrent_count(cfg)) {
+    const int Q = cfg.cell == CellKind::lstm ? 2 : 1;
+    S_ = cfg.num_layers * Q * cfg.hidden_size;
+    s_.assign(std::size_t(B) * S_, Real(0));
+    theta_.assign(std::size_t(B) * P_, Real(0));
+    norm_.assign(std::size_t(B), Real(0));
+    sdot_.resize(s_.size());
+    nu_.resize(s_.size());
+    cot_.resize(s_.size());
+  }
+
+  void reset() override {
+    std::fill(s_.begin(), s_.end(), Real(0));
+    std::fill(theta_.begin(), theta_.end(), Real(0));
+    std::fill(norm_.begin(), norm_.end(), Real(0));
+  }
+
+  void update(const Model<Real>& model, Step<Real>& st, const Real* e,
+              const unsigned char* valid, std::int64_t t, std::uint64_t seed,
+              Real* grad) override {
+    const int B = B_, S = S_, H = cfg_.hidden_size, L = cfg_.num_layers, G = cfg_.gates();
+    const int GH = G * H;
+    const std::size_t top = std::size_t(L - 1) * st.Q() * H;  // the top h in the state vector
+    // ṡ = J_t s̃ for every sequence (one tangent each).
+    st.jvp(model, 1, s_.data(), sdot_.data(), 0);
+    // The immediate part, exact: e_tᵀ D_t summed over the batch.
+    std::fill(cot_.begin(), cot_.end(), Real(0));
+    for (int b = 0; b < B; ++b)
+      std::copy(e + std::size_t(b) * H, e + std::size_t(b + 1) * H,
+                cot_.begin() + std::ptrdiff_t(std::size_t(b) * S + top));
+    st.vjp(model, cot_.data(), dax_, dah_);
+    for (int k = 0; k < L; ++k)
+      st.add_param_grad(model, k, dax_[std::size_t(k)].data(), dah_[std::size_t(k)].data(), grad);
+    // v = νᵀ D_t per sequence, through the pre-activation cotangents.
+    for (int b = 0; b < B; ++b) signs(seed, t, b, S, nu_.data() + std::size_t(b) * S);
+    st.vjp(model, nu_.data(), dax_, dah_);
+    const double nu_norm = std::sqrt(double(S));
+    const bool bias = offsets_[0].b_ih != kNone;
+    for (int b = 0; b < B; ++b) {
+      if (valid && !valid[b]) continue;
+      const Real* sd = sdot_.data() + std::size_t(b) * S;
+      double c = 0;  // e_t · ṡ
+      for (int j = 0; j < H; ++j) c += double(e[std::size_t(b) * H + j]) * double(sd[top + j]);
+      double v2 = 0;
+      for (int k = 0; k < L; ++k) {
+        const LayerStep<Real>& l = st.layer(k);
+        const double ax2 = sq_norm(dax_[std::size_t(k)].data() + std::size_t(b) * GH, GH);
+        const double ah2 = sq_norm(dah_[std::size_t(k)].data() + std::size_t(b) * GH, GH);
+        const double u2 = sq_norm(l.u.data() + std::size_t(b) * l.in, std::size_t(l.in));
+        const double h2 = sq_norm(l.hp.data() + std::size_t(b) * H, std::size_t(H));
+        v2 += ax2 * (u2 + (bias ? 1 : 0)) + ah2 * (h2 + (bias ? 1 : 0));
+      }
+      const double rho0 =
+          std::sqrt(double(norm_[std::size_t(b)]) / (std::sqrt(sq_norm(sd, S)) + kEps)) + kEps;
+      const double rho1 = std::sqrt(std::sqrt(v2) / (nu_norm + kEps)) + kEps;
+      Real* sb = s_.data() + std::size_t(b) * S;
+      const Real* nb = nu_.data() + std::size_t(b) * S;
+      for (int i = 0; i < S; ++i) sb[i] = Real(rho0 * double(sd[i]) + rho1 * double(nb[i]));
+      // One pass over θ̃_b: grad += c·θ̃ (the old one), θ̃ ← θ̃/ρ₀ + v/ρ₁, and its new norm.
+      Real* th = theta_.data() + std::size_t(b) * P_;
+      const Real inv0 = Real(1 / rho0), inv1 = Real(1 / rho1), cr = Real(c);
+      double n2 = 0;
+      const auto rows = [&](std::size_t off, const Real* d, const Real* in, int n) {
+        for (int r = 0; r < GH; ++r) {
+          const Real dr = d[r] * inv1;
+          Real* w = th + off + std::size_t(r) * n;
+          Real* gw = grad + off + std::size_t(r) * n;
+          for (int col = 0; col < n; ++col) {
+            const Real old = w[col];
+            gw[col] += cr * old;
+            const Real now = old * inv0 + dr * (in ? in[col] : Real(1));
+            w[col] = now;
+            n2 += double(now) * double(now);
+          }
+        }
+      };
+      for (int k = 0; k < L; ++k) {
+        const LayerStep<Real>& l = st.layer(k);
+        const LayerOffsets& o = offsets_[std::size_t(k)];
+        const Real* dx = dax_[std::size_t(k)].data() + std::size_t(b) * GH;
+        const Real* dh = dah_[std::size_t(k)].data() + std::size_t(b) * GH;
+        rows(o.w_ih, dx, l.u.data() + std::size_t(b) * l.in, l.in);
+        rows(o.w_hh, dh, l.hp.data() + std::size_t(b) * H, H);
+        if (bias) {
+          rows(o.b_ih, dx, nullptr, 1);
+          rows(o.b_hh, dh, nullptr, 1);
+        }
+      }
+      norm_[std::size_t(b)] = Real(std::sqrt(n2));
+      work += std::int64_t(3 * S + H) + 3 * std::int64_t(P_) +
+              std::int64_t(L) * 2 * (GH + st.layer(0).in + H);
+    }
+  }
+
+  std::vector<Carried<Real>> carried() override {
+    return {{"uoro.s", &s_}, {"uoro.theta", &theta_}, {"uoro.theta_norm", &norm_}};
+  }
+
+ private:
+  ModelConfig cfg_;
+  int B_, S_ = 0;
+  std::vector<LayerOffsets> offsets_;
+  std::size_t P_;
+  std::vector<Real> s_;      // [B, S] s̃
+  std::vector<Real> theta_;  // [B, P_rec] θ̃
+  std::vector<Real> norm_;   // [B] ‖θ̃‖
+  std::vector<Real> sdot_, nu_, cot_;
+  std::vector<std::vector<Real>> dax_, dah_;
+};
+
+}  // namespace
+
+template <class Real>
+std::unique_ptr<Estimator<Real>> make_uoro(const ModelConfig& cfg, int B) {
+  return std::make_unique<Uoro<Real>>(cfg, B);
+}
+
+template std::unique_ptr<Estimator<float>> make_uoro<float>(const ModelConfig&, int);
+template std::unique_ptr<Estimator<double>> make_uoro<double>(const ModelConfig&, int);
+
+}  // namespace bptt::online
