@@ -258,8 +258,8 @@ double online_loss_and_gradients(OnlineMethod m, std::uint64_t seed, const Model
   initial_states(model, batch, h0, c0);
   OnlineGradient<Real> run(m, cfg, B, seed);
   run.reset(h0, c0);
-  std::vector<Real> w(std::size_t(B)), g;
-  std::vector<unsigned char> valid(std::size_t(B));
+  std::vector<Real> w(static_cast<std::size_t>(B)), g;
+  std::vector<unsigned char> valid(static_cast<std::size_t>(B));
   double total = 0;
   for (int t = 0; t < T; ++t) {
     for (int b = 0; b < B; ++b) {

@@ -85,13 +85,16 @@ std::string data_file(const std::vector<MethodReport>& reports) {
 // Two panels: the cosine of each layer part, and log10 of the relative variance, a bar per
 // method within each part.
 std::string script(const std::vector<MethodReport>& reports, const NameOf& name) {
+  bool spread = false;  // a variance to draw (the stochastic methods with samples > 1)
+  for (const MethodReport& m : reports)
+    for (const Alignment& a : m.layers) spread = spread || a.variance > 1e-12;
   std::string s =
-      "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { set terminal pngcairo size 900,700 "
-      "enhanced font ',10' } else { set terminal png size 900,700 }\n"
+      "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { set terminal pngcairo size 900,900 "
+      "enhanced font ',10' } else { set terminal png size 900,900 }\n"
       "set output " + quoted(name("methods.png")) + "\n"
       "set datafile missing 'NaN'\nset style data histograms\nset style histogram clustered gap 1\n"
-      "set style fill solid 0.8 border -1\nset grid ytics\nset key top right\n"
-      "set multiplot layout 2,1\n";
+      "set style fill solid 0.8 border -1\nset grid ytics\nset key top right\n" +
+      fmt::format("set multiplot layout {},1\n", spread ? 3 : 2);
   const std::string file = quoted(name("methods.dat"));
   const auto plot = [&](const std::string& column) {
     std::string p = "plot ";
@@ -100,11 +103,17 @@ std::string script(const std::vector<MethodReport>& reports, const NameOf& name)
                        quoted(reports[i].method));
     return p + "\n";
   };
-  s += "set title 'cosine with the BPTT gradient (1: the same direction)'\nset yrange [-1:1.05]\n";
+  s += "set key outside right top\n";
+  s += "set title 'cosine with the BPTT gradient (1: the same direction)' noenhanced\n"
+       "set yrange [-1:1.05]\n";
   s += plot("2");
-  s += "set title 'relative variance over the seeds, log10 (0 samples spread: not drawn)'\n"
-       "set yrange [*:*]\n";
-  s += plot("($5 > 0 ? log10($5) : NaN)");
+  s += "set title 'norm ratio ||g_method|| / ||g_BPTT||' noenhanced\nset yrange [0:*]\n";
+  s += plot("3");
+  if (spread) {
+    s += "set title 'relative variance over the seeds, log10 (below 1e-12: not drawn)' "
+         "noenhanced\nset yrange [*:*]\n";
+    s += plot("($5 > 1e-12 ? log10($5) : NaN)");
+  }
   s += "unset multiplot\nset output\n";
   return s;
 }
