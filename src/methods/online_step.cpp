@@ -5,43 +5,11 @@
 #include <cmath>
 
 #include "bptt/error.hpp"
+#include "kernels/activations.hpp"
 #include "kernels/gemm.hpp"
 #include "methods/online.hpp"
 
 namespace bptt::online {
-namespace {
-
-template <class Real>
-Real sigmoid(Real v) {
-  return Real(1) / (Real(1) + std::exp(-v));
-}
-
-// φ(v) and φ' in terms of the output.
-template <class Real>
-Real phi(Activation f, Real v) {
-  switch (f) {
-    case Activation::identity: return v;
-    case Activation::tanh: return std::tanh(v);
-    case Activation::relu: return v > Real(0) ? v : Real(0);
-    case Activation::sigmoid: return sigmoid(v);
-    case Activation::softmax: break;
-  }
-  throw Error(ErrorKind::usage, "online", "softmax is not an elementwise nonlinearity");
-}
-
-template <class Real>
-Real phi_grad(Activation f, Real a) {
-  switch (f) {
-    case Activation::identity: return Real(1);
-    case Activation::tanh: return Real(1) - a * a;
-    case Activation::relu: return a > Real(0) ? Real(1) : Real(0);
-    case Activation::sigmoid: return a * (Real(1) - a);
-    case Activation::softmax: break;
-  }
-  throw Error(ErrorKind::usage, "online", "softmax is not an elementwise nonlinearity");
-}
-
-}  // namespace
 
 template <class Real>
 Step<Real>::Step(const ModelConfig& cfg, int B)
@@ -111,20 +79,20 @@ void Step<Real>::forward(const Model<Real>& model, const Real* x, const std::vec
         const std::size_t i = std::size_t(b) * H + j;
         switch (cfg_.cell) {
           case CellKind::elman: {
-            const Real hv = phi(cfg_.nonlinearity, ax[j] + ah[j]);
-            const Real d = phi_grad(cfg_.nonlinearity, hv);
+            const Real hv = kernels::activate(cfg_.nonlinearity, ax[j] + ah[j]);
+            const Real d = kernels::derivative_from_output(cfg_.nonlinearity, hv);
             l.h[i] = hv;
             KX(0, 0)[i] = KH(0, 0)[i] = d;
             CR(0, 0)[i] = Real(0);
             break;
           }
           case CellKind::lstm: {
-            const Real ig = sigmoid(ax[j] + ah[j]);
-            const Real fg = sigmoid(ax[H + j] + ah[H + j]);
-            const Real gg = std::tanh(ax[2 * H + j] + ah[2 * H + j]);
-            const Real og = sigmoid(ax[3 * H + j] + ah[3 * H + j]);
+            const Real ig = kernels::sigmoid(ax[j] + ah[j]);
+            const Real fg = kernels::sigmoid(ax[H + j] + ah[H + j]);
+            const Real gg = kernels::tanh(ax[2 * H + j] + ah[2 * H + j]);
+            const Real og = kernels::sigmoid(ax[3 * H + j] + ah[3 * H + j]);
             const Real cp = l.cp[i];
-            const Real cn = fg * cp + ig * gg, tc = std::tanh(cn);
+            const Real cn = fg * cp + ig * gg, tc = kernels::tanh(cn);
             const Real hc = og * (Real(1) - tc * tc);  // ∂h/∂c
             const Real kc[4] = {ig * (Real(1) - ig) * gg, fg * (Real(1) - fg) * cp,
                                 ig * (Real(1) - gg * gg), Real(0)};
@@ -143,10 +111,10 @@ void Step<Real>::forward(const Model<Real>& model, const Real* x, const std::vec
             break;
           }
           case CellKind::gru: {
-            const Real r = sigmoid(ax[j] + ah[j]);
-            const Real z = sigmoid(ax[H + j] + ah[H + j]);
+            const Real r = kernels::sigmoid(ax[j] + ah[j]);
+            const Real z = kernels::sigmoid(ax[H + j] + ah[H + j]);
             const Real hn = ah[2 * H + j];  // W_hn h' + b_hn
-            const Real n = std::tanh(ax[2 * H + j] + r * hn);
+            const Real n = kernels::tanh(ax[2 * H + j] + r * hn);
             const Real hp = l.hp[i];
             const Real dn = Real(1) - n * n;
             const Real kr = (Real(1) - z) * dn * hn * r * (Real(1) - r);
