@@ -17,15 +17,6 @@
 namespace bptt::online {
 namespace {
 
-constexpr double kEps = 1e-7;
-
-template <class Real>
-double sq_norm(const Real* v, std::size_t n) {
-  double s = 0;
-  for (std::size_t i = 0; i < n; ++i) s += double(v[i]) * double(v[i]);
-  return s;
-}
-
 // Where a group's input vector comes from, piece by piece.
 enum class Source { u, hp, one };
 
@@ -81,7 +72,7 @@ class KfRtrl final : public Estimator<Real> {
     for (const Group& g : groups_) widest = std::max(widest, g.m);
     hat_.resize(std::size_t(B) * widest);
     rho_.resize(std::size_t(B) * GH);
-    signs_.resize(2 * groups_.size());
+    signs_.resize(std::size_t(B) * 2 * groups_.size());  // [B, 2·groups] this step's
   }
 
   void reset() override {
@@ -97,6 +88,8 @@ class KfRtrl final : public Estimator<Real> {
     const std::size_t tile = std::size_t(GH) * S;
     const std::size_t top = std::size_t(L - 1) * Q * H;
     const int groups = int(groups_.size());
+    for (int b = 0; b < B; ++b)  // c₁, c₂ of every group: signs 2γ, 2γ + 1 of sequence b
+      signs(seed, t, b, 2 * groups, signs_.data() + std::size_t(b) * 2 * groups);
     for (int gi = 0; gi < groups; ++gi) {
       const Group& grp = groups_[std::size_t(gi)];
       const int k = grp.layer, m = grp.m;
@@ -133,17 +126,14 @@ class KfRtrl final : public Estimator<Real> {
           for (int c = 0; c < p.cols; ++c) hat[at + c] = src ? src[c] : Real(1);
           at += p.cols;
         }
-        signs(seed, t, b, 2 * groups, signs_.data());
-        const double c1 = double(signs_[std::size_t(2 * gi)]),
-                     c2 = double(signs_[std::size_t(2 * gi + 1)]);
+        const Real* sg = signs_.data() + std::size_t(b) * 2 * groups;
+        const double c1 = double(sg[2 * gi]), c2 = double(sg[2 * gi + 1]);
         Real* ub = u.data() + std::size_t(b) * m;
         Real* Ab = A.data() + std::size_t(b) * tile;
         const Real* Apb = Ap_.data() + std::size_t(b) * tile;
         const Real* Db = D_.data() + std::size_t(b) * tile;
-        const double p1 = std::sqrt(std::sqrt(sq_norm(Apb, tile)) /
-                                    (std::sqrt(sq_norm(ub, std::size_t(m))) + kEps)) + kEps;
-        const double p2 = std::sqrt(std::sqrt(sq_norm(Db, tile)) /
-                                    (std::sqrt(sq_norm(hat, std::size_t(m))) + kEps)) + kEps;
+        const double p1 = balance(std::sqrt(sq_norm(Apb, tile)), std::sqrt(sq_norm(ub, std::size_t(m))));
+        const double p2 = balance(std::sqrt(sq_norm(Db, tile)), std::sqrt(sq_norm(hat, std::size_t(m))));
         for (int c = 0; c < m; ++c) ub[c] = Real(c1 * p1 * double(ub[c]) + c2 * p2 * double(hat[c]));
         const Real a1 = Real(c1 / p1), a2 = Real(c2 / p2);
         for (std::size_t i = 0; i < tile; ++i) Ab[i] = a1 * Apb[i] + a2 * Db[i];

@@ -9,6 +9,7 @@
 // layer k at [k·Q·H, k·Q·H + H) (h) and [k·Q·H + H, (k + 1)·Q·H) (c), Q = 2 for LSTM, else 1.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -48,6 +49,22 @@ void signs(std::uint64_t seed, std::int64_t t, int b, int n, Real* out) {
   }
 }
 
+// ---- the variance-minimizing scale of the unbiased estimators ----
+
+// UORO's ρ₀, ρ₁ and KF-RTRL's p₁, p₂ (docs/math.md 8e): a product a ⊗ b carried as
+// (ρ a) ⊗ (b / ρ) has the least variance for ρ = √(‖b‖ / ‖a‖); ε keeps it finite when a norm is 0.
+inline constexpr double kEps = 1e-7;
+inline double balance(double norm_b, double norm_a) {
+  return std::sqrt(norm_b / (norm_a + kEps)) + kEps;
+}
+
+template <class Real>
+double sq_norm(const Real* v, std::size_t n) {
+  double s = 0;
+  for (std::size_t i = 0; i < n; ++i) s += double(v[i]) * double(v[i]);
+  return s;
+}
+
 // ---- where a layer's parameters sit in the arena ----
 
 inline constexpr std::size_t kNone = std::size_t(-1);
@@ -80,12 +97,7 @@ template <class Real>
 class Step {
  public:
   Step(const ModelConfig& cfg, int B);
-  int B() const { return B_; }
-  int H() const { return H_; }
-  int Q() const { return Q_; }
-  int G() const { return G_; }
-  int S() const { return S_; }  // the state vector's length, L·Q·H
-  const ModelConfig& cfg() const { return cfg_; }
+  int Q() const { return Q_; }  // state components per unit: 2 for LSTM (h, c), else 1
   const LayerStep<Real>& layer(int k) const { return layers_[std::size_t(k)]; }
   // ∂s_{q,j}/∂a^x_{g,j} of layer k as a [B, H] array (and kh_of, carry_of likewise).
   const Real* kx_of(int k, int q, int g) const {
@@ -118,8 +130,7 @@ class Step {
            std::vector<std::vector<Real>>& dah);
 
   // grad += Σ_b (dax_b ⊗ u_b, dah_b ⊗ hp_b, dax_b, dah_b) for layer k (one GEMM per weight).
-  void add_param_grad(const Model<Real>& model, int k, const Real* dax, const Real* dah,
-                      Real* grad) const;
+  void add_param_grad(int k, const Real* dax, const Real* dah, Real* grad) const;
 
  private:
   ModelConfig cfg_;

@@ -218,13 +218,11 @@ void Step<Real>::vjp(const Model<Real>& model, const Real* cot,
 }
 
 template <class Real>
-void Step<Real>::add_param_grad(const Model<Real>& model, int k, const Real* dax,
-                                const Real* dah, Real* grad) const {
+void Step<Real>::add_param_grad(int k, const Real* dax, const Real* dah, Real* grad) const {
   const LayerStep<Real>& l = layers_[std::size_t(k)];
   const ParamViews<Real> D(cfg_, grad);
   const auto& d = D.layers[std::size_t(k)];
   const int GH = G_ * H_;
-  (void)model;
   work += std::int64_t(B_) * GH * (l.in + H_ + 2);
   kernels::gemm(true, false, GH, l.in, B_, Real(1), dax, GH, l.u.data(), l.in, Real(1), d.w_ih,
                 l.in);

@@ -16,15 +16,6 @@
 namespace bptt::online {
 namespace {
 
-constexpr double kEps = 1e-7;
-
-template <class Real>
-double sq_norm(const Real* v, std::size_t n) {
-  double s = 0;
-  for (std::size_t i = 0; i < n; ++i) s += double(v[i]) * double(v[i]);
-  return s;
-}
-
 template <class Real>
 class Uoro final : public Estimator<Real> {
  public:
@@ -61,7 +52,7 @@ class Uoro final : public Estimator<Real> {
                 cot_.begin() + std::ptrdiff_t(std::size_t(b) * S + top));
     st.vjp(model, cot_.data(), dax_, dah_);
     for (int k = 0; k < L; ++k)
-      st.add_param_grad(model, k, dax_[std::size_t(k)].data(), dah_[std::size_t(k)].data(), grad);
+      st.add_param_grad(k, dax_[std::size_t(k)].data(), dah_[std::size_t(k)].data(), grad);
     // v = νᵀ D_t per sequence, through the pre-activation cotangents.
     for (int b = 0; b < B; ++b) signs(seed, t, b, S, nu_.data() + std::size_t(b) * S);
     st.vjp(model, nu_.data(), dax_, dah_);
@@ -81,9 +72,8 @@ class Uoro final : public Estimator<Real> {
         const double h2 = sq_norm(l.hp.data() + std::size_t(b) * H, std::size_t(H));
         v2 += ax2 * (u2 + (bias ? 1 : 0)) + ah2 * (h2 + (bias ? 1 : 0));
       }
-      const double rho0 =
-          std::sqrt(double(norm_[std::size_t(b)]) / (std::sqrt(sq_norm(sd, S)) + kEps)) + kEps;
-      const double rho1 = std::sqrt(std::sqrt(v2) / (nu_norm + kEps)) + kEps;
+      const double rho0 = balance(double(norm_[std::size_t(b)]), std::sqrt(sq_norm(sd, S)));
+      const double rho1 = balance(std::sqrt(v2), nu_norm);
       Real* sb = s_.data() + std::size_t(b) * S;
       const Real* nb = nu_.data() + std::size_t(b) * S;
       for (int i = 0; i < S; ++i) sb[i] = Real(rho0 * double(sd[i]) + rho1 * double(nb[i]));

@@ -59,6 +59,40 @@ class TrainerMethods : public test::TempDirTest {
     return model.params;
   }
 
+  // Trains 6 windows of B = 3, T = 5 as 3, a snapshot, and 3 more in a fresh trainer resumed
+  // from it; returns the parameters (train(mc, tc, 3, 5, 6) when resuming is exact).
+  std::vector<double> resumed_halves(const ModelConfig& mc, const TrainConfig& tc) {
+    Model<double> model(mc);
+    init_model(model, 3, 1.0);
+    auto task = make_text_task<double>(corpus, 3, 5);
+    {
+      Trainer<double> first(model, *task, tc);
+      for (int i = 0; i < 3; ++i) first.step();
+      first.save_snapshot(path("halves.safetensors"), "fp");
+    }
+    Model<double> resumed(mc);
+    Trainer<double> second(resumed, *task, tc);
+    second.load_snapshot(path("halves.safetensors"), "fp");
+    for (int i = 0; i < 3; ++i) second.step();
+    return resumed.params;
+  }
+
+  // The parameters after one SGD step of lr on the first window (B = 2, T = 1) of a fresh
+  // model (seed 3), its gradient by full BPTT.
+  std::vector<double> one_bptt_step(const ModelConfig& mc, std::uint64_t seed, double lr) {
+    Model<double> m(mc);
+    init_model(m, 3, 1.0);
+    auto task = make_text_task<double>(corpus, 2, 1);
+    Batch<double> b;
+    task->fill(seed, 0, 0, b);
+    Workspace<double> ws(mc, 1, 2);
+    Gradients<double> g(mc, 1, 2);
+    g.zero();
+    loss_and_gradients(m, b, LossKind::xent, ws, g);
+    for (std::size_t i = 0; i < m.params.size(); ++i) m.params[i] -= lr * g.params[i];
+    return m.params;
+  }
+
   static TrainConfig sgd(double lr) {
     TrainConfig tc;
     tc.optimizer.kind = OptimizerKind::sgd;
@@ -174,20 +208,7 @@ TEST_F(TrainerMethods, SnapshotWithHistoryResumesBitIdentically) {
   TrainConfig tc;
   tc.schedule.lr = 5e-3;
   tc.k2 = 9;
-  const auto straight = train(mc, tc, 3, 5, 6);
-  Model<double> model(mc);
-  init_model(model, 3, 1.0);
-  auto task = make_text_task<double>(corpus, 3, 5);
-  {
-    Trainer<double> first(model, *task, tc);
-    for (int i = 0; i < 3; ++i) first.step();
-    first.save_snapshot(path("s.safetensors"), "fp");
-  }
-  Model<double> resumed(mc);
-  Trainer<double> second(resumed, *task, tc);
-  second.load_snapshot(path("s.safetensors"), "fp");
-  for (int i = 0; i < 3; ++i) second.step();
-  EXPECT_EQ(resumed.params, straight);
+  EXPECT_EQ(resumed_halves(mc, tc), train(mc, tc, 3, 5, 6));
 }
 
 TEST_F(TrainerMethods, OnlineRtrlFirstUpdateIsTheFirstStepsGradient) {
@@ -196,17 +217,8 @@ TEST_F(TrainerMethods, OnlineRtrlFirstUpdateIsTheFirstStepsGradient) {
   TrainConfig tc = sgd(lr);
   tc.rtrl = true;
   const auto got = train(mc, tc, 2, 1, 1);  // one window of one step: one update
-  Model<double> m(mc);
-  init_model(m, 3, 1.0);
-  auto task = make_text_task<double>(corpus, 2, 1);
-  Batch<double> b;
-  task->fill(tc.seed, 0, 0, b);
-  Workspace<double> ws(mc, 1, 2);
-  Gradients<double> g(mc, 1, 2);
-  g.zero();
-  loss_and_gradients(m, b, LossKind::xent, ws, g);
-  for (std::size_t i = 0; i < m.params.size(); ++i) m.params[i] -= lr * g.params[i];
-  expect_close("RTRL's first update vs the step's gradient", got, m.params, Tol{1e-12, 1});
+  expect_close("RTRL's first update vs the step's gradient", got, one_bptt_step(mc, tc.seed, lr),
+               Tol{1e-12, 1});
 }
 
 TEST_F(TrainerMethods, OnlineRtrlLearns) {
@@ -266,20 +278,9 @@ TEST_F(TrainerMethods, OnlineMethodsFirstUpdateIsTheFirstStepsGradient) {
       const double lr = 0.2;
       TrainConfig tc = sgd(lr);
       tc.online = method;
-      const auto got = train(mc, tc, 2, 1, 1);
-      Model<double> m(mc);
-      init_model(m, 3, 1.0);
-      auto task = make_text_task<double>(corpus, 2, 1);
-      Batch<double> b;
-      task->fill(tc.seed, 0, 0, b);
-      Workspace<double> ws(mc, 1, 2);
-      Gradients<double> g(mc, 1, 2);
-      g.zero();
-      loss_and_gradients(m, b, LossKind::xent, ws, g);
-      for (std::size_t i = 0; i < m.params.size(); ++i) m.params[i] -= lr * g.params[i];
       expect_close(to_string(method) + " " + std::string(to_string(cell)) +
                        ": first update vs the step's gradient",
-                   got, m.params, Tol{1e-12, 1});
+                   train(mc, tc, 2, 1, 1), one_bptt_step(mc, tc.seed, lr), Tol{1e-12, 1});
     }
   }
 }
@@ -302,20 +303,7 @@ TEST_F(TrainerMethods, OnlineMethodsLearnAndResumeExactly) {
       const double after = task->evaluate(model).loss;
       EXPECT_LT(after, before - 0.2) << before << " -> " << after;
     }
-    const auto straight = train(mc, tc, 3, 5, 6);
-    Model<double> model(mc);
-    init_model(model, 3, 1.0);
-    auto task = make_text_task<double>(corpus, 3, 5);
-    {
-      Trainer<double> first(model, *task, tc);
-      for (int i = 0; i < 3; ++i) first.step();
-      first.save_snapshot(path("online.safetensors"), "fp");
-    }
-    Model<double> resumed(mc);
-    Trainer<double> second(resumed, *task, tc);
-    second.load_snapshot(path("online.safetensors"), "fp");
-    for (int i = 0; i < 3; ++i) second.step();
-    EXPECT_EQ(resumed.params, straight);
+    EXPECT_EQ(resumed_halves(mc, tc), train(mc, tc, 3, 5, 6));
   }
 }
 
