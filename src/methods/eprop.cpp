@@ -22,6 +22,12 @@ class Eprop final : public Estimator<Real> {
       throw Error(ErrorKind::usage, "eprop", "e-prop is defined for one layer",
                   "use --layers 1, or uoro or kf-rtrl for a stacked model");
     eps_.assign(std::size_t(B) * P_, Real(0));
+    const std::size_t BH = std::size_t(B) * cfg.hidden_size;
+    lh_.resize(BH);
+    if (cfg.cell == CellKind::lstm) {
+      xx_.resize(std::size_t(cfg.gates()) * BH);
+      xh_.resize(std::size_t(cfg.gates()) * BH);
+    }
   }
 
   void reset() override { std::fill(eps_.begin(), eps_.end(), Real(0)); }
@@ -29,46 +35,41 @@ class Eprop final : public Estimator<Real> {
   void update(const Model<Real>&, Step<Real>& st, const Real* e, const unsigned char* valid,
               std::int64_t, std::uint64_t, Real* grad) override {
     const int B = B_, H = cfg_.hidden_size, G = cfg_.gates();
+    const std::size_t BH = std::size_t(B) * H;
     const bool lstm = cfg_.cell == CellKind::lstm;
     const int qs = lstm ? 1 : 0;  // s* in the local derivatives: c for LSTM, else h
     const LayerStep<Real>& l = st.layer(0);
-    const int in = l.in;
-    for (int b = 0; b < B; ++b) {
-      if (valid && !valid[b]) continue;
-      Real* eb = eps_.data() + std::size_t(b) * P_;
-      const Real* u = l.u.data() + std::size_t(b) * in;
-      const Real* hp = l.hp.data() + std::size_t(b) * H;
-      for (int j = 0; j < H; ++j) {
-        const std::size_t i = std::size_t(b) * H + j;
-        const Real carry = st.carry_of(0, qs, qs)[i];
-        const Real hs = lstm ? l.dh_dc[i] : Real(1);  // ∂h/∂s*
-        const Real Lj = e[i];
-        for (int g = 0; g < G; ++g) {
-          const std::size_t r = std::size_t(g) * H + j;
-          const Real ksx = st.kx_of(0, qs, g)[i], ksh = st.kh_of(0, qs, g)[i];
-          const Real extra_x = lstm ? st.kx_of(0, 0, g)[i] - hs * ksx : Real(0);
-          const Real extra_h = lstm ? st.kh_of(0, 0, g)[i] - hs * ksh : Real(0);
-          const auto row = [&](std::size_t off, Real k, Real extra, const Real* src, int n) {
-            work += 4 * std::int64_t(n);
-            Real* ev = eb + off;
-            Real* gw = grad + off;
-            const Real a = Lj * hs, x = Lj * extra;
-            for (int c = 0; c < n; ++c) {
-              const Real in_c = src ? src[c] : Real(1);
-              const Real v = carry * ev[c] + k * in_c;
-              ev[c] = v;
-              gw[c] += a * v + x * in_c;
-            }
-          };
-          row(o_.w_ih + r * in, ksx, extra_x, u, in);
-          row(o_.w_hh + r * H, ksh, extra_h, hp, H);
-          if (o_.b_ih != kNone) {
-            row(o_.b_ih + r, ksx, extra_x, nullptr, 1);
-            row(o_.b_hh + r, ksh, extra_h, nullptr, 1);
-          }
+    // The rows' coefficients at (b, j): L·∂h/∂s* and, for LSTM, L·(K_h − ∂h/∂s*·K_{s*}) per gate
+    // and input (the o rows' direct part).
+    for (std::size_t i = 0; i < BH; ++i) lh_[i] = e[i] * (lstm ? l.dh_dc[i] : Real(1));
+    if (lstm)
+      for (int g = 0; g < G; ++g)
+        for (std::size_t i = 0; i < BH; ++i) {
+          const Real hs = l.dh_dc[i];
+          xx_[std::size_t(g) * BH + i] = e[i] * (st.kx_of(0, 0, g)[i] - hs * st.kx_of(0, qs, g)[i]);
+          xh_[std::size_t(g) * BH + i] = e[i] * (st.kh_of(0, 0, g)[i] - hs * st.kh_of(0, qs, g)[i]);
         }
-      }
-    }
+    const Real* carry = st.carry_of(0, qs, qs);
+    // ε ← Δ* ε + K_{s*}·input, g += L·(∂h/∂s*·ε + extra·input): by groups of sequences
+    // (trace_rows).
+    for (const std::vector<int>& group : sequence_groups(valid, B))
+      for_blocks(o_, G, H, [&](const Block& blk) {
+        const Real* k = blk.hidden ? st.kh_of(0, qs, blk.g) : st.kx_of(0, qs, blk.g);
+        const Real* x = !lstm ? nullptr : (blk.hidden ? xh_ : xx_).data() + std::size_t(blk.g) * BH;
+        TraceSeq<Real> t[kGroup];
+        for (std::size_t i = 0; i < group.size(); ++i) {
+          const std::size_t b = std::size_t(group[i]);
+          const std::size_t i0 = b * H + blk.j0;
+          t[i] = {eps_.data() + b * P_ + blk.off, nullptr, carry + i0, nullptr, nullptr, nullptr,
+                  k + i0, nullptr, lh_.data() + i0, x ? x + i0 : nullptr,
+                  blk.bias     ? nullptr
+                  : blk.hidden ? l.hp.data() + b * H
+                               : l.u.data() + b * l.in};
+        }
+        trace_rows(t, int(group.size()), grad + blk.off, blk.rows, blk.n);
+      });
+    for (int b = 0; b < B; ++b)
+      if (!valid || valid[b]) work += 4 * std::int64_t(P_);
   }
 
   std::vector<Carried<Real>> carried() override { return {{"eprop.eps", &eps_}}; }
@@ -78,7 +79,9 @@ class Eprop final : public Estimator<Real> {
   int B_;
   LayerOffsets o_;
   std::size_t P_;
-  std::vector<Real> eps_;  // [B, P_rec]
+  std::vector<Real> eps_;      // [B, P_rec]
+  std::vector<Real> lh_;       // [B, H] L·∂h/∂s*
+  std::vector<Real> xx_, xh_;  // [G, B, H] LSTM: L·(K_h − ∂h/∂s*·K_{s*}) for u and h'
 };
 
 }  // namespace

@@ -23,6 +23,7 @@ class Snap1 final : public Estimator<Real> {
                   "use --layers 1, or uoro or kf-rtrl for a stacked model");
     Q_ = cfg.cell == CellKind::lstm ? 2 : 1;
     M_.assign(std::size_t(B) * Q_ * P_, Real(0));
+    A_.resize(std::size_t(Q_) * Q_ * B * cfg.hidden_size);
   }
 
   void reset() override { std::fill(M_.begin(), M_.end(), Real(0)); }
@@ -30,60 +31,47 @@ class Snap1 final : public Estimator<Real> {
   void update(const Model<Real>& model, Step<Real>& st, const Real* e,
               const unsigned char* valid, std::int64_t, std::uint64_t, Real* grad) override {
     const int B = B_, H = cfg_.hidden_size, G = cfg_.gates(), Q = Q_;
+    const std::size_t BH = std::size_t(B) * H;
     const Real* w_hh = model.params.data() + o_.w_hh;
     const LayerStep<Real>& l = st.layer(0);
-    const int in = l.in;
-    for (int b = 0; b < B; ++b) {
-      if (valid && !valid[b]) continue;
-      Real* Mb = M_.data() + std::size_t(b) * Q * P_;
-      const Real* u = l.u.data() + std::size_t(b) * in;
-      const Real* hp = l.hp.data() + std::size_t(b) * H;
-      for (int j = 0; j < H; ++j) {
-        const std::size_t i = std::size_t(b) * H + j;
-        // The unit's own block of J_t.
-        Real Bm[2][2] = {{0, 0}, {0, 0}};
-        for (int q = 0; q < Q; ++q) {
-          for (int q2 = 0; q2 < Q; ++q2) Bm[q][q2] = st.carry_of(0, q, q2)[i];
-          for (int g = 0; g < G; ++g)
-            Bm[q][0] += st.kh_of(0, q, g)[i] * w_hh[(std::size_t(g) * H + j) * H + j];
-        }
-        const Real ej = e[i];
+    // Every unit's own block of J_t, B_{q,q'} at (b, j) (A_ here; B is the batch): Δ_{q,q'}
+    // plus, for q' = h, the unit's own recurrent weights through K^h.
+    for (int q = 0; q < Q; ++q)
+      for (int q2 = 0; q2 < Q; ++q2) {
+        Real* a = A_.data() + (std::size_t(q) * Q + q2) * BH;
+        std::copy(st.carry_of(0, q, q2), st.carry_of(0, q, q2) + BH, a);
+        if (q2 != 0) continue;
         for (int g = 0; g < G; ++g) {
-          const std::size_t r = std::size_t(g) * H + j;
-          Real kx[2] = {0, 0}, kh[2] = {0, 0};
-          for (int q = 0; q < Q; ++q) kx[q] = st.kx_of(0, q, g)[i], kh[q] = st.kh_of(0, q, g)[i];
-          const auto row = [&](std::size_t off, const Real* k, const Real* src, int n) {
-            work += std::int64_t(n) * Q * (Q + 2);
-            Real* m0 = Mb + off;
-            Real* gw = grad + off;
-            if (Q == 1) {
-              const Real b00 = Bm[0][0], k0 = k[0];
-              for (int c = 0; c < n; ++c) {
-                const Real v = b00 * m0[c] + k0 * (src ? src[c] : Real(1));
-                m0[c] = v;
-                gw[c] += ej * v;
-              }
-              return;
-            }
-            Real* m1 = m0 + P_;
-            for (int c = 0; c < n; ++c) {
-              const Real in_c = src ? src[c] : Real(1);
-              const Real vh = Bm[0][0] * m0[c] + Bm[0][1] * m1[c] + k[0] * in_c;
-              const Real vc = Bm[1][0] * m0[c] + Bm[1][1] * m1[c] + k[1] * in_c;
-              m0[c] = vh;
-              m1[c] = vc;
-              gw[c] += ej * vh;
-            }
-          };
-          row(o_.w_ih + r * in, kx, u, in);
-          row(o_.w_hh + r * H, kh, hp, H);
-          if (o_.b_ih != kNone) {
-            row(o_.b_ih + r, kx, nullptr, 1);
-            row(o_.b_hh + r, kh, nullptr, 1);
-          }
+          const Real* kh = st.kh_of(0, q, g);
+          for (int b = 0; b < B; ++b)
+            for (int j = 0; j < H; ++j)
+              a[std::size_t(b) * H + j] +=
+                  kh[std::size_t(b) * H + j] * w_hh[(std::size_t(g) * H + j) * H + j];
         }
       }
-    }
+    const auto A = [&](int q, int q2) { return A_.data() + (std::size_t(q) * Q + q2) * BH; };
+    // M ← A M + D, g += e_t M[h]: by groups of sequences (trace_rows).
+    for (const std::vector<int>& group : sequence_groups(valid, B, kGroup / Q))
+      for_blocks(o_, G, H, [&](const Block& blk) {
+        const auto K = [&](int q) { return blk.hidden ? st.kh_of(0, q, blk.g) : st.kx_of(0, q, blk.g); };
+        TraceSeq<Real> t[kGroup];
+        for (std::size_t i = 0; i < group.size(); ++i) {
+          const std::size_t b = std::size_t(group[i]);
+          const std::size_t i0 = b * H + blk.j0;  // the block's first unit
+          Real* m0 = M_.data() + b * Q * P_ + blk.off;
+          t[i] = {m0,         Q == 2 ? m0 + P_ : nullptr,
+                  A(0, 0) + i0, Q == 2 ? A(0, 1) + i0 : nullptr,
+                  Q == 2 ? A(1, 0) + i0 : nullptr, Q == 2 ? A(1, 1) + i0 : nullptr,
+                  K(0) + i0,  Q == 2 ? K(1) + i0 : nullptr,
+                  e + i0,     nullptr,
+                  blk.bias     ? nullptr
+                  : blk.hidden ? l.hp.data() + b * H
+                               : l.u.data() + b * l.in};
+        }
+        trace_rows(t, int(group.size()), grad + blk.off, blk.rows, blk.n);
+      });
+    for (int b = 0; b < B; ++b)
+      if (!valid || valid[b]) work += std::int64_t(P_) * Q * (Q + 2);
   }
 
   std::vector<Carried<Real>> carried() override { return {{"snap1.M", &M_}}; }
@@ -94,6 +82,7 @@ class Snap1 final : public Estimator<Real> {
   LayerOffsets o_;
   std::size_t P_;
   std::vector<Real> M_;  // [B, Q, P_rec]
+  std::vector<Real> A_;  // [Q, Q, B, H] every unit's own block of J_t
 };
 
 }  // namespace

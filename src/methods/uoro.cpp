@@ -7,7 +7,7 @@
 //   s̃ ← ρ₀ ṡ + ρ₁ ν,   θ̃ ← θ̃/ρ₀ + v/ρ₁
 // θ̃ spans the recurrent layers' parameters ([0, recurrent_count) of the arena); v is, per
 // layer, the outer products (dax ⊗ u, dah ⊗ h', dax, dah), so ‖v‖² = Σ ‖dax‖²(‖u‖² + 1) + … and
-// the update, the gradient term and the next ‖θ̃‖ are one pass over θ̃.
+// the update, the gradient term and the next ‖θ̃‖ are one pass over θ̃ (uoro_rows).
 #include <algorithm>
 #include <cmath>
 
@@ -29,6 +29,10 @@ class Uoro final : public Estimator<Real> {
     sdot_.resize(s_.size());
     nu_.resize(s_.size());
     cot_.resize(s_.size());
+    c_.resize(std::size_t(B));
+    inv0_.resize(std::size_t(B));
+    inv1_.resize(std::size_t(B));
+    n2_.resize(std::size_t(B));
   }
 
   void reset() override {
@@ -58,10 +62,11 @@ class Uoro final : public Estimator<Real> {
     st.vjp(model, nu_.data(), dax_, dah_);
     const double nu_norm = std::sqrt(double(S));
     const bool bias = offsets_[0].b_ih != kNone;
+    // Each sequence's scalars: c = e_t · ṡ, ‖v‖, ρ₀ and ρ₁; and s̃ ← ρ₀ ṡ + ρ₁ ν.
     for (int b = 0; b < B; ++b) {
       if (valid && !valid[b]) continue;
       const Real* sd = sdot_.data() + std::size_t(b) * S;
-      double c = 0;  // e_t · ṡ
+      double c = 0;
       for (int j = 0; j < H; ++j) c += double(e[std::size_t(b) * H + j]) * double(sd[top + j]);
       double v2 = 0;
       for (int k = 0; k < L; ++k) {
@@ -77,40 +82,39 @@ class Uoro final : public Estimator<Real> {
       Real* sb = s_.data() + std::size_t(b) * S;
       const Real* nb = nu_.data() + std::size_t(b) * S;
       for (int i = 0; i < S; ++i) sb[i] = Real(rho0 * double(sd[i]) + rho1 * double(nb[i]));
-      // One pass over θ̃_b: grad += c·θ̃ (the old one), θ̃ ← θ̃/ρ₀ + v/ρ₁, and its new norm.
-      Real* th = theta_.data() + std::size_t(b) * P_;
-      const Real inv0 = Real(1 / rho0), inv1 = Real(1 / rho1), cr = Real(c);
-      double n2 = 0;
-      const auto rows = [&](std::size_t off, const Real* d, const Real* in, int n) {
-        for (int r = 0; r < GH; ++r) {
-          const Real dr = d[r] * inv1;
-          Real* w = th + off + std::size_t(r) * n;
-          Real* gw = grad + off + std::size_t(r) * n;
-          for (int col = 0; col < n; ++col) {
-            const Real old = w[col];
-            gw[col] += cr * old;
-            const Real now = old * inv0 + dr * (in ? in[col] : Real(1));
-            w[col] = now;
-            n2 += double(now) * double(now);
-          }
-        }
-      };
-      for (int k = 0; k < L; ++k) {
-        const LayerStep<Real>& l = st.layer(k);
-        const LayerOffsets& o = offsets_[std::size_t(k)];
-        const Real* dx = dax_[std::size_t(k)].data() + std::size_t(b) * GH;
-        const Real* dh = dah_[std::size_t(k)].data() + std::size_t(b) * GH;
-        rows(o.w_ih, dx, l.u.data() + std::size_t(b) * l.in, l.in);
-        rows(o.w_hh, dh, l.hp.data() + std::size_t(b) * H, H);
-        if (bias) {
-          rows(o.b_ih, dx, nullptr, 1);
-          rows(o.b_hh, dh, nullptr, 1);
-        }
-      }
-      norm_[std::size_t(b)] = Real(std::sqrt(n2));
+      c_[std::size_t(b)] = Real(c);
+      inv0_[std::size_t(b)] = Real(1 / rho0);
+      inv1_[std::size_t(b)] = Real(1 / rho1);
+      n2_[std::size_t(b)] = 0;
       work += std::int64_t(3 * S + H) + 3 * std::int64_t(P_) +
               std::int64_t(L) * 2 * (GH + st.layer(0).in + H);
     }
+    // One pass over θ̃: grad += c·θ̃ (the old one), θ̃ ← θ̃/ρ₀ + v/ρ₁ with v's rows
+    // (dax ⊗ u, dah ⊗ h', dax, dah), and the new ‖θ̃‖²; by groups of sequences (uoro_rows).
+    for (const std::vector<int>& group : sequence_groups(valid, B))
+      for (int k = 0; k < L; ++k) {
+        const LayerStep<Real>& l = st.layer(k);
+        for_blocks(offsets_[std::size_t(k)], G, H, [&](const Block& blk) {
+          UoroSeq<Real> q[kGroup];
+          for (std::size_t i = 0; i < group.size(); ++i) {
+            const std::size_t b = std::size_t(group[i]);
+            q[i].w = theta_.data() + b * P_ + blk.off;
+            q[i].d = (blk.hidden ? dah_ : dax_)[std::size_t(k)].data() + b * GH +
+                     std::size_t(blk.g) * H + blk.j0;
+            q[i].src = blk.bias     ? nullptr
+                       : blk.hidden ? l.hp.data() + b * H
+                                    : l.u.data() + b * l.in;
+            q[i].cr = c_[b];
+            q[i].inv0 = inv0_[b];
+            q[i].inv1 = inv1_[b];
+            q[i].n2 = 0;
+          }
+          uoro_rows(q, int(group.size()), grad + blk.off, blk.rows, blk.n);
+          for (std::size_t i = 0; i < group.size(); ++i) n2_[std::size_t(group[i])] += q[i].n2;
+        });
+      }
+    for (int b = 0; b < B; ++b)
+      if (!valid || valid[b]) norm_[std::size_t(b)] = Real(std::sqrt(n2_[std::size_t(b)]));
   }
 
   std::vector<Carried<Real>> carried() override {
@@ -126,6 +130,8 @@ class Uoro final : public Estimator<Real> {
   std::vector<Real> theta_;  // [B, P_rec] θ̃
   std::vector<Real> norm_;   // [B] ‖θ̃‖
   std::vector<Real> sdot_, nu_, cot_;
+  std::vector<Real> c_, inv0_, inv1_;  // [B] e_t · ṡ, 1/ρ₀, 1/ρ₁ of this step
+  std::vector<double> n2_;             // [B] the new ‖θ̃‖²
   std::vector<std::vector<Real>> dax_, dah_;
 };
 
