@@ -5,7 +5,9 @@
 #   2. LSTM H = 64, B = 32 (lstm_l1_t10_b32_i64_h64_o64): every method and exact RTRL;
 #   3. the time per step at H = 32, 64, 128 (B = 8, I = 16) and its measured exponent in H,
 #      against the papers' (uoro, snap1, eprop 2; kf-rtrl 3; rtrl 4).
-# Prints the machine and its FMA peak first (build/bench/fma_peak), then markdown tables.
+# Prints the machine, its FMA peak (bench/peak/fma_peak.cpp) and its memory-stream rate
+# (bench/peak/stream_peak.cpp: the per-sequence methods' ceiling at H = 256) first, then markdown
+# tables.
 # Usage: bench/online_methods.sh [THREADS]   (default 1; a quiet machine: no builds beside it)
 set -eu
 cd "$(dirname "$0")/.."
@@ -16,7 +18,16 @@ out=build/bench/online_methods.jsonl
 mkdir -p build/bench
 : > "$out"
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), CPU family $(lscpu | sed -n 's/^CPU family: *//p'), $(nproc) cores; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; $threads thread(s)"
-if [ -x build/bench/fma_peak ]; then build/bench/fma_peak 2>&1 | tail -n 3; fi
+for probe in fma_peak stream_peak; do
+  if [ ! -x "build/bench/$probe" ] || [ -n "$(find "bench/peak/$probe.cpp" -newer "build/bench/$probe")" ]; then
+    flags="-O2"
+    [ "$probe" = stream_peak ] && flags="-O3 -march=native"
+    # shellcheck disable=SC2086
+    ${CXX:-g++} $flags "bench/peak/$probe.cpp" -o "build/bench/$probe" || exit 2
+  fi
+done
+build/bench/fma_peak 2>&1 | tail -n 3
+build/bench/stream_peak
 run() {  # shape method [extra bench options]
   shape=$1 method=$2
   shift 2

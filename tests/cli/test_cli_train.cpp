@@ -334,6 +334,20 @@ TEST_F(CliTrain, PlotDrawsPngAndSvg) {
   EXPECT_NE(b.find("metrics validation"), std::string::npos);
   EXPECT_NE(b.find("train_only train"), std::string::npos);
   EXPECT_NE(b.find("elapsed seconds"), std::string::npos);
+  // --log-y: a logarithmic loss axis; a loss of 0 (a regression's can be) is left out, and said.
+  write_file(path("zero.csv"),
+             "step,elapsed_s,train_loss,val_loss,lr,grad_norm,throughput\n"
+             "1,0.1,0.5,0.4,0.002,0.5,100\n2,0.2,0,0.01,0.002,0.5,100\n");
+  const RunResult logy = run({"plot", "--metrics", path("zero.csv"), "--log-y", "--out", path("log.svg")});
+  ASSERT_EQ(logy.code, 0) << logy;
+  EXPECT_NE(logy.out.find("1 training points, 2 validation points; 1 losses <= 0 left out"),
+            std::string::npos) << logy;
+  write_file(path("zeros.csv"),
+             "step,elapsed_s,train_loss,val_loss,lr,grad_norm,throughput\n1,0.1,0,,0.002,0.5,100\n");
+  const RunResult all_zero = run({"plot", "--metrics", path("zeros.csv"), "--log-y", "--out", path("z.svg")});
+  EXPECT_EQ(all_zero.code, 2) << all_zero;
+  EXPECT_NE(all_zero.err.find("above 0"), std::string::npos) << all_zero;
+  EXPECT_EQ(run({"plot", "--metrics", path("zeros.csv"), "--out", path("z.svg")}).code, 0);
   const RunResult bad_x = run({"plot", "--metrics", metrics, "--x", "epoch", "--out", path("x.svg")});
   EXPECT_EQ(bad_x.code, 2) << bad_x;
   EXPECT_NE(bad_x.err.find("--x"), std::string::npos) << bad_x;

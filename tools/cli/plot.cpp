@@ -41,6 +41,7 @@ namespace fs = std::filesystem;
 struct PlotOptions {
   std::vector<std::string> metrics;
   std::string out, title, x = "step";
+  bool log_y = false;  // a logarithmic loss axis (values <= 0 left out)
 };
 
 struct Curves {
@@ -134,7 +135,7 @@ Curves read_metrics(const std::string& path, const std::string& x_column) {
 // run's validation curve in a colour of its own with its training curve thin beside it.
 std::string script(const std::vector<Curves>& runs, const std::vector<std::string>& names,
                    const std::string& xlabel, const std::string& ext, const std::string& output,
-                   const std::string& title) {
+                   const std::string& title, bool log_y) {
   std::string s;
   if (ext == ".png")
     s += "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { set terminal pngcairo size 900,540 "
@@ -144,6 +145,7 @@ std::string script(const std::vector<Curves>& runs, const std::vector<std::strin
   s += "set output " + quoted(output) + "\n";
   s += "set title " + quoted(title) + " noenhanced\n";
   s += "set xlabel " + quoted(xlabel) + "\nset ylabel 'loss'\nset grid\nset key top right\n";
+  if (log_y) s += "set logscale y\nset format y '%g'\nset grid mytics\n";
   auto block = [&](const std::string& name, const std::vector<std::pair<double, double>>& pts) {
     s += fmt::format("${} << EOD\n", name);
     for (const auto& [x, y] : pts) s += fmt::format("{:.17g} {:.17g}\n", x, y);
@@ -202,11 +204,16 @@ void run_plot(const PlotOptions& o) {
                 "step (the default) or elapsed (seconds, to compare runs of different speeds)");
   std::vector<Curves> runs;
   std::vector<std::string> names;
-  std::size_t train_points = 0, val_points = 0;
+  std::size_t train_points = 0, val_points = 0, left_out = 0;
   for (const std::string& m : o.metrics) {
     runs.push_back(read_metrics(m, o.x == "step" ? "step" : "elapsed_s"));
+    if (o.log_y)  // a logarithmic axis has no place for a loss <= 0 (a regression's can reach 0)
+      for (auto* pts : {&runs.back().train, &runs.back().val})
+        left_out += std::size_t(std::erase_if(*pts, [](const auto& p) { return !(p.second > 0); }));
     if (runs.back().train.empty() && runs.back().val.empty())
-      throw Error(ErrorKind::value, m, "no finite loss values to plot");
+      throw Error(ErrorKind::value, m,
+                  o.log_y ? "no finite loss values above 0 to plot" : "no finite loss values to plot",
+                  o.log_y ? "draw it without --log-y" : "");
     names.push_back(fs::path(m).stem().string());
     train_points += runs.back().train.size();
     val_points += runs.back().val.size();
@@ -233,7 +240,7 @@ void run_plot(const PlotOptions& o) {
       : o.metrics.size() == 1 ? "loss: " + fs::path(o.metrics[0]).filename().string()
                               : "loss";
   const std::string text = script(runs, names, o.x == "step" ? "step" : "elapsed seconds", ext,
-                                  tmp_out.path, title);
+                                  tmp_out.path, title, o.log_y);
   const bool wrote = ::write(fd, text.data(), text.size()) == ssize_t(text.size());
   ::close(fd);
   if (!wrote) throw Error(ErrorKind::io, tmp_script.path, "cannot write the gnuplot script");
@@ -251,9 +258,11 @@ void run_plot(const PlotOptions& o) {
     throw Error(ErrorKind::io, o.out, "cannot rename the picture into place: " + ec.message());
   tmp_out.path.clear();
   remove_stale_temporaries(o.out);
-  fmt::print("plot written to {} ({} training points, {} validation points{})\n", o.out,
+  fmt::print("plot written to {} ({} training points, {} validation points{}{})\n", o.out,
              train_points, val_points,
-             runs.size() > 1 ? fmt::format(", {} runs", runs.size()) : std::string());
+             runs.size() > 1 ? fmt::format(", {} runs", runs.size()) : std::string(),
+             left_out ? fmt::format("; {} losses <= 0 left out of the logarithmic axis", left_out)
+                      : std::string());
 }
 
 }  // namespace
@@ -272,6 +281,8 @@ void add_plot(CLI::App& app, Runner& run) {
   cmd->add_option("--x", o->x, "The x axis: step (default) or elapsed (seconds)");
   cmd->add_option("--out", o->out, "Picture to write: FILE.png or FILE.svg")->required();
   cmd->add_option("--title", o->title, "Title (default: the metrics file's name)");
+  cmd->add_flag("--log-y", o->log_y,
+                "A logarithmic loss axis (losses <= 0 are left out and counted in the message)");
   cmd->callback([o, &run] { run = [o] { run_plot(*o); }; });
 }
 
