@@ -33,7 +33,7 @@ using D8 = Lanes<double>::type;
 
 // acc[0] (and acc[1] for floats) += v² in double.
 template <class VR>
-BPTT_ALWAYS_INLINE void add_squares(D8* acc, VR v) {
+BPTT_ALWAYS_INLINE void add_squares(D8* acc, const VR& v) {  // by reference: -Wpsabi
   if constexpr (sizeof(v[0]) == sizeof(float)) {
     typedef float F8 __attribute__((vector_size(32)));
     const F8 lo = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
