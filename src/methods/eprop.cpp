@@ -62,9 +62,7 @@ class Eprop final : public Estimator<Real> {
           const std::size_t i0 = b * H + blk.j0;
           t[i] = {eps_.data() + b * P_ + blk.off, nullptr, carry + i0, nullptr, nullptr, nullptr,
                   k + i0, nullptr, lh_.data() + i0, x ? x + i0 : nullptr,
-                  blk.bias     ? nullptr
-                  : blk.hidden ? l.hp.data() + b * H
-                               : l.u.data() + b * l.in};
+                  block_input(blk, l, b, H)};
         }
         trace_rows(t, int(group.size()), grad + blk.off, blk.rows, blk.n);
       });

@@ -174,6 +174,15 @@ struct LayerStep {
   std::vector<Real> dh_dc;   // [B, H] LSTM: ∂h_j/∂c_j = o·(1 − tanh² c)
 };
 
+// The input of a block's rows for sequence b: u or h' of layer l (H units); nullptr for bias
+// rows, whose input is 1.
+template <class Real>
+const Real* block_input(const Block& blk, const LayerStep<Real>& l, std::size_t b, int H) {
+  return blk.bias     ? nullptr
+         : blk.hidden ? l.hp.data() + b * std::size_t(H)
+                      : l.u.data() + b * std::size_t(l.in);
+}
+
 template <class Real>
 class Step {
  public:

@@ -138,7 +138,8 @@ BPTT_ALWAYS_INLINE void trace_impl(const TraceSeq<Real>* q, Real* g, int rows, i
     for (int s = 0; s < NS; ++s) {
       const TraceSeq<Real>& t = q[s];
       a00[s] = t.a00[r], k0[s] = t.k0[r], e[s] = t.e[r], x[s] = t.x ? t.x[r] : Real(0);
-      if constexpr (Q == 2) a01[s] = t.a01[r], a10[s] = t.a10[r], a11[s] = t.a11[r], k1[s] = t.k1[r];
+      if constexpr (Q == 2)
+        a01[s] = t.a01[r], a10[s] = t.a10[r], a11[s] = t.a11[r], k1[s] = t.k1[r];
     }
     Real* gr = g + o;
     int c = 0;

@@ -53,7 +53,9 @@ class Snap1 final : public Estimator<Real> {
     // M ← A M + D, g += e_t M[h]: by groups of sequences (trace_rows).
     for (const std::vector<int>& group : sequence_groups(valid, B, kGroup / Q))
       for_blocks(o_, G, H, [&](const Block& blk) {
-        const auto K = [&](int q) { return blk.hidden ? st.kh_of(0, q, blk.g) : st.kx_of(0, q, blk.g); };
+        const auto K = [&](int q) {
+          return blk.hidden ? st.kh_of(0, q, blk.g) : st.kx_of(0, q, blk.g);
+        };
         TraceSeq<Real> t[kGroup];
         for (std::size_t i = 0; i < group.size(); ++i) {
           const std::size_t b = std::size_t(group[i]);
@@ -64,9 +66,7 @@ class Snap1 final : public Estimator<Real> {
                   Q == 2 ? A(1, 0) + i0 : nullptr, Q == 2 ? A(1, 1) + i0 : nullptr,
                   K(0) + i0,  Q == 2 ? K(1) + i0 : nullptr,
                   e + i0,     nullptr,
-                  blk.bias     ? nullptr
-                  : blk.hidden ? l.hp.data() + b * H
-                               : l.u.data() + b * l.in};
+                  block_input(blk, l, b, H)};
         }
         trace_rows(t, int(group.size()), grad + blk.off, blk.rows, blk.n);
       });

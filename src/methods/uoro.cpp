@@ -101,9 +101,7 @@ class Uoro final : public Estimator<Real> {
             q[i].w = theta_.data() + b * P_ + blk.off;
             q[i].d = (blk.hidden ? dah_ : dax_)[std::size_t(k)].data() + b * GH +
                      std::size_t(blk.g) * H + blk.j0;
-            q[i].src = blk.bias     ? nullptr
-                       : blk.hidden ? l.hp.data() + b * H
-                                    : l.u.data() + b * l.in;
+            q[i].src = block_input(blk, l, b, H);
             q[i].cr = c_[b];
             q[i].inv0 = inv0_[b];
             q[i].inv1 = inv1_[b];

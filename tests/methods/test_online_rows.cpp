@@ -91,7 +91,8 @@ void check_trace(int Q, int count, int rows, int n, bool bias, bool with_x) {
     v.m0 = random<Real>(rng, len), v.m1 = random<Real>(rng, len);
     v.a00 = random<Real>(rng, R), v.a01 = random<Real>(rng, R), v.a10 = random<Real>(rng, R);
     v.a11 = random<Real>(rng, R), v.k0 = random<Real>(rng, R), v.k1 = random<Real>(rng, R);
-    v.e = random<Real>(rng, R), v.x = random<Real>(rng, R), v.src = random<Real>(rng, std::size_t(n));
+    v.e = random<Real>(rng, R), v.x = random<Real>(rng, R);
+    v.src = random<Real>(rng, std::size_t(n));
     std::vector<double>& m0 = m0w[std::size_t(s)];
     std::vector<double>& m1 = m1w[std::size_t(s)];
     m0.assign(v.m0.begin(), v.m0.end());

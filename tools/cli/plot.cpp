@@ -212,7 +212,8 @@ void run_plot(const PlotOptions& o) {
         left_out += std::size_t(std::erase_if(*pts, [](const auto& p) { return !(p.second > 0); }));
     if (runs.back().train.empty() && runs.back().val.empty())
       throw Error(ErrorKind::value, m,
-                  o.log_y ? "no finite loss values above 0 to plot" : "no finite loss values to plot",
+                  o.log_y ? "no finite loss values above 0 to plot"
+                          : "no finite loss values to plot",
                   o.log_y ? "draw it without --log-y" : "");
     names.push_back(fs::path(m).stem().string());
     train_points += runs.back().train.size();
