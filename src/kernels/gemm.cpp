@@ -4,9 +4,6 @@
 
 #include <cblas.h>
 #include <omp.h>
-#ifdef BPTT_HAVE_DNNL
-#include <oneapi/dnnl/dnnl.h>
-#endif
 
 #include <algorithm>
 #include <cstddef>
@@ -15,6 +12,7 @@
 #include "bptt/cpu.hpp"
 #include "bptt/error.hpp"
 #include "bptt/threads.hpp"
+#include "kernels/sgemm.hpp"
 #include "kernels/simd.hpp"
 
 namespace bptt::kernels {
@@ -58,16 +56,6 @@ void blas_on_our_threads(bool ta, bool tb, int M, int N, int K, Real alpha, cons
                 });
 }
 
-#ifdef BPTT_HAVE_DNNL
-// oneDNN's sgemm JIT-compiles for the machine's widest vectors and splits its work over OpenMP's
-// threads. Where the CPU has AVX-512 (Zen 4, Zen 5) it ran about twice OpenBLAS's Haswell kernels
-// (OPENBLAS_CORETYPE=Haswell) on our shapes; on an AVX2 CPU it has no wider vectors to use and
-// was slower than OpenBLAS on every product of the LSTM shape b step (Zen 3, 1 thread):
-// 39 against 89 GFLOP/s on dW_ih (TN, N = 256, K = 6400), 86 against 92 on dW_hh, 92 against 92
-// on the hoisted input product. So it serves the AVX-512 level only.
-bool use_dnnl() { return ::bptt::cpu_level() == ::bptt::CpuLevel::x86_64_v4; }
-#endif
-
 }  // namespace
 
 template <>
@@ -75,25 +63,10 @@ void gemm<float>(bool ta, bool tb, int M, int N, int K, float alpha, const float
                  const float* B, int ldb, float beta, float* C, int ldc) {
   if (M == 0 || N == 0) return;
   if (K == 0) return scale(M, N, beta, C, ldc);
-#ifdef BPTT_HAVE_DNNL
-  if (use_dnnl()) {
-    // oneDNN takes its team's size from OpenMP's nthreads ICV, which belongs to the calling
-    // thread: set to this product's count for the call and restored after. A product too small
-    // to pay for waking the threads runs on this one (shape c of the benchmarks was slower with
-    // two threads than with one).
-    const int before = omp_get_max_threads(), threads = product_threads(M, N, K);
-    if (threads != before) omp_set_num_threads(threads);
-    const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A,
-                                        std::max(lda, 1), B, std::max(ldb, 1), beta, C,
-                                        std::max(ldc, 1));
-    if (threads != before) omp_set_num_threads(before);
-    if (st != dnnl_success)
-      throw Error(ErrorKind::resource, "dnnl_sgemm",
-                  "failed with status " + std::to_string(int(st)),
-                  "report this with the model's sizes");
-    return;
-  }
-#endif
+  // At the AVX-512 level our blocked kernel (kernels/sgemm.hpp): it replaced oneDNN's dnnl_sgemm,
+  // which ran the weight-gradient products of LSTM shape b at 62-68% of a Zen 5 core's FMA peak;
+  // on an AVX2 CPU, and for float64, OpenBLAS.
+  if (sgemm::native()) return sgemm::gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   blas_on_our_threads(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 

@@ -1,5 +1,6 @@
-// The matrix kernels. gemm() is the project's one BLAS call site; gemm_naive() is the obvious
-// triple loop it is tested against.
+// The matrix kernels. gemm() is the project's one BLAS call site (and, at the AVX-512 level, the
+// door to our own float kernel, kernels/sgemm.hpp); gemm_naive() is the obvious triple loop it is
+// tested against.
 //
 // Row-major: C[M, N] = alpha · op(A)[M, K] · op(B)[K, N] + beta · C, where op(A) = A or Aᵀ
 // (trans_a) and lda/ldb/ldc are row strides of the matrices as stored. beta = 0 assigns (C's old

@@ -1,0 +1,31 @@
+// The float GEMM of the x86-64-v4 level (AVX-512): the hoisted input products and the
+// weight-gradient products of the time loop, C = alpha · op(A) · op(B) + beta · C with
+// gemm()'s contract (kernels/gemm.hpp), blocked for the caches the way the BLIS papers describe:
+//   - op(B) in blocks of kDepth rows, each packed once into column panels of 32 (two zmm): a
+//     panel's block (kDepth × 32 floats) stays in L1 while every row tile of a block of op(A)
+//     passes over it;
+//   - op(A) in blocks of kRows rows × the same depth, in L2 while every panel passes over it:
+//     A's rows read where they are (each row a stream along k), or, for op(A) = Aᵀ, packed once
+//     per block into micro-panels of the tile's height (k-major: the tile's rows of one k side by
+//     side), since Aᵀ's rows lie kilobytes apart in A (the [T·B, G·H] gradient of a dW);
+//   - tiles of 12 rows × 32 columns of C in 24 zmm accumulators, the panel's two vectors loaded
+//     and each row's value broadcast per k; C is read once per tile and depth block, at its end.
+// On a Zen 5 core (full-width AVX-512) dnnl_sgemm ran LSTM shape b's weight-gradient products at
+// 62-68% of the FMA peak; this runs them at 80-84% and the step's other products level with it
+// (docs/benchmarks.md, issue 19 part 5).
+//
+// Used where native() holds; gemm<float>() dispatches to it (kernels/gemm.cpp).
+#pragma once
+
+namespace bptt::kernels::sgemm {
+
+// Whether this build has the kernel (GCC, x86-64) and the active CPU level (bptt/cpu.hpp) is
+// x86-64-v4.
+bool native();
+
+// C = alpha · op(A) · op(B) + beta · C (gemm()'s contract: beta = 0 assigns, even over NaN) on
+// product_threads() threads. Requires native().
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc);
+
+}  // namespace bptt::kernels::sgemm

@@ -1,0 +1,111 @@
+// The float GEMM, gemm<float>() (kernels/gemm.hpp), at every CPU level this machine runs: the
+// blocked AVX-512 kernel of kernels/sgemm.hpp at x86-64-v4, OpenBLAS below. Each result against
+// the float64 sum, within the bound of float summation: |C − ref| ≤ (K + 2)·2⁻²⁴·(|init| +
+// |alpha|·Σ|a·b|) per element. Shapes cross every edge of the blocked kernel: tiles of 12 rows
+// and the 8, 4, 2, 1 that finish a block, more rows than a row block (96), partial panels
+// (N mod 32), K past one depth block (256) and odd, every transpose, alpha and beta (beta = 0
+// over NaN: assigned, never read), strides wider than the rows, one and two threads.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bptt/cpu.hpp"
+#include "bptt/threads.hpp"
+#include "kernels/gemm.hpp"
+#include "kernels/sgemm.hpp"
+
+namespace bptt::kernels {
+namespace {
+
+std::vector<float> random(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+class FloatGemm : public testing::Test {
+ protected:
+  void SetUp() override { saved_ = cpu_level(); }
+  void TearDown() override { set_cpu_level(saved_); }
+
+ private:
+  CpuLevel saved_ = CpuLevel::baseline;
+};
+
+TEST_F(FloatGemm, AgainstFloat64AtEveryLevel) {
+  struct Shape {
+    int M, N, K;
+  };
+  for (CpuLevel level : supported_cpu_levels()) {
+    set_cpu_level(level);
+    for (int threads : {1, 2}) {
+      ThreadCount scope(threads);
+      for (Shape s : {Shape{1, 1, 1}, Shape{3, 5, 7}, Shape{12, 32, 256}, Shape{13, 33, 257},
+                      Shape{27, 70, 40}, Shape{200, 47, 300}, Shape{97, 96, 600},
+                      Shape{40, 300, 1}, Shape{255, 16, 33}})
+        for (bool ta : {false, true})
+          for (bool tb : {false, true})
+            for (auto [alpha, beta] : {std::pair{1.0f, 0.0f}, std::pair{1.0f, 1.0f},
+                                       std::pair{0.5f, 1.0f}, std::pair{-0.75f, 0.25f}}) {
+              const int lda = (ta ? s.M : s.K) + 3, ldb = (tb ? s.K : s.N) + 1, ldc = s.N + 4;
+              const auto A = random(std::size_t(ta ? s.K : s.M) * lda, unsigned(s.M + s.K));
+              const auto B = random(std::size_t(tb ? s.N : s.K) * ldb, unsigned(s.N * 5 + s.K));
+              std::vector<float> C0 = random(std::size_t(s.M) * ldc, 17);
+              if (beta == 0.0f)  // assigned: NaN in C must not reach the result
+                for (int i = 0; i < s.M; ++i)
+                  for (int j = 0; j < s.N; ++j)
+                    C0[std::size_t(i) * ldc + j] = std::numeric_limits<float>::quiet_NaN();
+              std::vector<float> C = C0;
+              gemm<float>(ta, tb, s.M, s.N, s.K, alpha, A.data(), lda, B.data(), ldb, beta,
+                          C.data(), ldc);
+              const std::string what = std::string(ta ? "T" : "N") + (tb ? "T" : "N") + " M " +
+                                       std::to_string(s.M) + " N " + std::to_string(s.N) + " K " +
+                                       std::to_string(s.K) + " alpha " + std::to_string(alpha) +
+                                       " beta " + std::to_string(beta) + " level " +
+                                       std::string(to_string(level)) + " threads " +
+                                       std::to_string(threads);
+              for (int i = 0; i < s.M; ++i) {
+                for (int j = 0; j < s.N; ++j) {
+                  double ref = 0, mag = 0;
+                  for (int k = 0; k < s.K; ++k) {
+                    const double a = ta ? A[std::size_t(k) * lda + i] : A[std::size_t(i) * lda + k];
+                    const double b = tb ? B[std::size_t(j) * ldb + k] : B[std::size_t(k) * ldb + j];
+                    ref += a * b;
+                    mag += std::abs(a * b);
+                  }
+                  const double init =
+                      beta == 0.0f ? 0.0 : double(beta) * C0[std::size_t(i) * ldc + j];
+                  ref = init + alpha * ref;
+                  const double bound =
+                      (s.K + 2) * 0x1p-24 * (std::abs(init) + std::abs(alpha) * mag) + 1e-30;
+                  ASSERT_LE(std::abs(C[std::size_t(i) * ldc + j] - ref), bound)
+                      << what << " at " << i << "," << j;
+                }
+                for (int j = s.N; j < ldc; ++j)  // past the last column: untouched
+                  ASSERT_EQ(C[std::size_t(i) * ldc + j], C0[std::size_t(i) * ldc + j]) << what;
+              }
+            }
+    }
+  }
+}
+
+// The blocked kernel serves exactly the x86-64-v4 level (where the CPU has it).
+TEST_F(FloatGemm, NativeAtTheAvx512LevelOnly) {
+  for (CpuLevel level : supported_cpu_levels()) {
+    set_cpu_level(level);
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    EXPECT_EQ(sgemm::native(), level == CpuLevel::x86_64_v4) << to_string(level);
+#else
+    EXPECT_FALSE(sgemm::native());
+#endif
+  }
+}
+
+}  // namespace
+}  // namespace bptt::kernels
