@@ -52,13 +52,13 @@ int main(int argc, char** argv) {
   omp_set_num_threads(1);
   openblas_set_num_threads(1);
   const Shape shapes[] = {
-      {"b hoisted x·W_ihT   NT", false, true, 6400, 2048, 256, 0},
-      {"b dW_hh  dGᵀ·h      TN", true, false, 2048, 512, 6400, 1},
-      {"b dW_ih  dGᵀ·x      TN", true, false, 2048, 256, 6400, 1},
+      {"b hoisted x*W_ih^T  NT", false, true, 6400, 2048, 256, 0},
+      {"b dW_hh  dG^T*h     TN", true, false, 2048, 512, 6400, 1},
+      {"b dW_ih  dG^T*x     TN", true, false, 2048, 256, 6400, 1},
       {"b dh from readout   NN", false, false, 6400, 512, 256, 0},
-      {"b dW_o   dzᵀ·h      TN", true, false, 256, 512, 6400, 1},
-      {"a hoisted x·W_ihT   NT", false, true, 3200, 512, 64, 0},
-      {"a dW_hh  dGᵀ·h      TN", true, false, 512, 128, 3200, 1},
+      {"b dW_o   dz^T*h     TN", true, false, 256, 512, 6400, 1},
+      {"a hoisted x*W_ih^T  NT", false, true, 3200, 512, 64, 0},
+      {"a dW_hh  dG^T*h     TN", true, false, 512, 128, 3200, 1},
   };
   std::printf("bptt gemm<float> at level %s; 1 thread; GFLOP/s (median of calls over %.1f s)\n",
               std::string(bptt::to_string(bptt::cpu_level())).c_str(), seconds);
