@@ -129,12 +129,13 @@ class Workspace {
     Real* dc_carry;  // [B, H] LSTM dL/dc carried backwards in time
     Real* dm_step;   // [B, H] with a projection: dL/d(o ⊙ tanh c) of the current step
     Real* dm_prev;   // [B, H] with a projection: the cell's dh_prev output (unused)
-    Real* zeros;     // [B, H] zeros: the cell's h_prev with a projection (so m = 0 past a length)
+    Real* zeros;     // [max(B·H, G·H)] zeros: the cell's h_prev with a projection (so m = 0
+                     // past a length), and the zero bias of products that assign
     Real* step_bias; // [G·H] the bias added at every step of one unit
     Real* packed_w;  // one unit's W_hh (and W_hr) packed for the per-step products
                      // (kernels/step_gemm.hpp), forward or backward; in forward W_ihᵀ follows
-                     // W_hhᵀ's panels for a unit whose x-side product is formed in the step
-                     // (src/unroll/x_product.hpp), then W_hrᵀ
+                     // W_hhᵀ's panels (the x-side product, hoisted or in the step:
+                     // src/unroll/x_product.hpp), then W_hrᵀ
   };
   const Scratch& scratch(int d) const { return scratch_[std::size_t(d)]; }
   int chunk_steps() const { return chunk_; }

@@ -55,6 +55,24 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, Real alpha, const Rea
 template <class Real>
 void scale(int M, int N, Real beta, Real* C, int ldc);
 
+// gemm() through a blocked single-threaded kernel of ours (kernels/sgemm.hpp, kernels/bf16.hpp):
+// part(m, n, A', B', assign, C') forms C'[m, n] = alpha·op(A')·op(B') + (assign ? 0 : C') with
+// the strides of A, B and C. beta = 0 assigns (C's old contents are ignored, even NaN) inside the
+// kernel, in its first k block, unless there is none; another beta scales C first. The rows or
+// columns go to the threads by split_product.
+template <class Real, class Part>
+void blocked_gemm(bool ta, bool tb, int M, int N, int K, Real alpha, const Real* A, int lda,
+                  const Real* B, int ldb, Real beta, Real* C, int ldc, Part part) {
+  if (M == 0 || N == 0) return;
+  const bool assign = beta == Real(0) && K > 0 && alpha != Real(0);
+  if (beta != Real(1) && !assign) scale(M, N, beta, C, ldc);
+  if (K == 0 || alpha == Real(0)) return;
+  split_product(ta, tb, M, N, K, A, lda, B, ldb, C, ldc,
+                [&](int m, int n, const Real* a, const Real* b, Real* c) {
+                  part(m, n, a, b, assign, c);
+                });
+}
+
 template <class Real>
 void gemm_naive(bool trans_a, bool trans_b, int M, int N, int K, Real alpha, const Real* A,
                 int lda, const Real* B, int ldb, Real beta, Real* C, int ldc);

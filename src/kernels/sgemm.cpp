@@ -205,16 +205,10 @@ void gemm_part(bool ta, bool tb, int M, int N, int K, float alpha, const float* 
 
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc) {
-  if (M == 0 || N == 0) return;
-  // beta = 0 assigns (C's old contents are ignored, even NaN): in the kernel's first k block,
-  // unless there is none. Another beta scales C first.
-  const bool assign = beta == 0.0f && K > 0 && alpha != 0.0f;
-  if (beta != 1.0f && !assign) scale(M, N, beta, C, ldc);
-  if (K == 0 || alpha == 0.0f) return;
-  split_product(ta, tb, M, N, K, A, lda, B, ldb, C, ldc,
-                [&](int m, int n, const float* a, const float* b, float* c) {
-                  gemm_part(ta, tb, m, n, K, alpha, a, lda, b, ldb, assign, c, ldc);
-                });
+  blocked_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+               [&](int m, int n, const float* a, const float* b, bool assign, float* c) {
+                 gemm_part(ta, tb, m, n, K, alpha, a, lda, b, ldb, assign, c, ldc);
+               });
 }
 
 #else  // no AVX-512 kernel in this build: native() is false and gemm() is never called

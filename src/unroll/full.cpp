@@ -223,28 +223,43 @@ const Real* apply_dropout(const Dropout& d, int k, std::size_t n, int width, con
   return out;
 }
 
-// The elements of one unit's packs for forward's per-step kernels (pack_unit).
+// The elements of one unit's packs for forward's kernels (pack_unit).
 template <class Real>
 std::size_t unit_pack_size(const ModelConfig& cfg, int in) {
   const int GH = cfg.gates() * cfg.hidden_size, P = cfg.proj_size;
-  return kernels::packed_size<Real>(GH, cfg.state_size()) +
-         (unroll::x_product_in_step<Real>(cfg, in) ? kernels::packed_size<Real>(GH, in) : 0) +
+  return kernels::packed_size<Real>(GH, cfg.state_size()) + kernels::packed_size<Real>(GH, in) +
          (P ? kernels::packed_size<Real>(P, cfg.hidden_size) : 0);
 }
 
-// One unit's weights packed for forward's per-step kernels, ASSIGNED to dst: W_hhᵀ (w_hh: the
-// model's, or W̃_hh under weight drop), then W_ihᵀ for a unit whose x-side product is formed in
-// the step (unroll/x_product.hpp), then W_hrᵀ with a projection.
+// One unit's weights packed for forward's kernels, ASSIGNED to dst: W_hhᵀ (w_hh: the model's,
+// or W̃_hh under weight drop), then W_ihᵀ (for the x-side product, hoisted or in the step:
+// unroll/x_product.hpp), then W_hrᵀ with a projection.
 template <class Real>
 void pack_unit(const kernels::Products& mm, const ModelConfig& cfg, const LayerParams<const Real>& p,
                const Real* w_hh, Real* dst) {
   const int H = cfg.hidden_size, GH = cfg.gates() * H, HO = cfg.state_size(), P = cfg.proj_size;
-  const bool in_step = unroll::x_product_in_step<Real>(cfg, p.in);
   Real* packed_ih = dst + kernels::packed_size<Real>(GH, HO);
-  Real* packed_hr = packed_ih + (in_step ? kernels::packed_size<Real>(GH, p.in) : 0);
+  Real* packed_hr = packed_ih + kernels::packed_size<Real>(GH, p.in);
   mm.pack(true, GH, HO, w_hh, HO, dst);
-  if (in_step) mm.pack(true, GH, p.in, p.w_ih, p.in, packed_ih);
+  mm.pack(true, GH, p.in, p.w_ih, p.in, packed_ih);
   if (P) mm.pack(true, P, H, p.w_hr, H, packed_hr);
+}
+
+// The hoisted x-side product gates[TB, GH] = x[TB, in]·W_ihᵀ (ASSIGNED; the biases come later),
+// from W_ihᵀ's panels (pack_unit) in the per-step kernel, which runs 4-6% faster here than a
+// GEMM that packs W_ih at every call (docs/benchmarks.md, issue 19 part 6). Threads take
+// contiguous parts of the rows, each part in blocks of kHoistRows rows: in bf16 the kernel
+// rounds a block's rows into pairs, which then stay in L2 (6400 rows at once: 319 GFLOP/s
+// against 399 in blocks of 1024).
+template <class Real>
+void hoisted_product(const kernels::Products& mm, int TB, int GH, int in, const Real* x,
+                     const Real* packed_ih, const Real* zeros, Real* gates, int threads) {
+  constexpr int kHoistRows = 1024;
+  for_blocks(TB, threads, [&](int r0, int r1, int) {
+    for (int r = r0; r < r1; r += kHoistRows)
+      mm.packed(std::min(kHoistRows, r1 - r), GH, in, x + std::size_t(r) * in, in, packed_ih, zeros,
+                gates + std::size_t(r) * GH, GH);
+  });
 }
 
 // One unit's forward pass over its input `in` [T, B, in] (in its frame): the hoisted input
@@ -263,13 +278,28 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
   const auto V = model.views();
   const auto& p = V.layers[std::size_t(u)];
   const auto& sc = ws.scratch(dir);
-  // Hoisted (unroll/x_product.hpp): x-side pre-activations of all T·B rows in one GEMM, b_ih
-  // folded into the per-step bias (fold_step_bias). With layer norm the biases come after the
-  // normalization: gates = LN(x·W_ihᵀ) ⊙ γ_ih + b_ih here, and per step
-  // gh = LN(h·W_hhᵀ) ⊙ γ_hh + b_hh after a product without bias.
+  // The weights packed first (unless made beforehand): W_hhᵀ for the per-step kernel, W_ihᵀ for
+  // the x-side product, W_hrᵀ with a projection. Per step: gh = h_{t-1}·W_hhᵀ + bias; in the
+  // step (unroll/x_product.hpp), the step's rows of gates = bias + x_t·W_ihᵀ + h_{t-1}·W_hhᵀ.
+  if (!packed) {
+    const Real* w_hh = p.w_hh;
+    if (R.weight_hh) {  // weight drop: the whole pass runs on W̃_hh = W_hh ⊙ M
+      Real* w = ws.w_dropped(dir);
+      unroll::mask_rows(GH, HO, p.w_hh, R.weight_hh + std::size_t(u) * GH * HO, w);
+      w_hh = w;
+    }
+    pack_unit(mm, cfg, p, w_hh, sc.packed_w);
+    packed = sc.packed_w;
+  }
+  const Real* packed_hh = packed;
+  const Real* packed_ih = packed_hh + kernels::packed_size<Real>(GH, HO);
+  const Real* packed_hr = packed_ih + kernels::packed_size<Real>(GH, p.in);
+  // Hoisted: x-side pre-activations of all T·B rows before the time loop, b_ih folded into the
+  // per-step bias (fold_step_bias). With layer norm the biases come after the normalization:
+  // gates = LN(x·W_ihᵀ) ⊙ γ_ih + b_ih here, and per step gh = LN(h·W_hhᵀ) ⊙ γ_hh + b_hh after a
+  // product without bias.
   const bool in_step = unroll::x_product_in_step<Real>(cfg, p.in), ln = cfg.layer_norm;
-  if (!in_step)
-    mm.gemm(false, true, TB, GH, p.in, Real(1), in, p.in, p.w_ih, p.in, Real(0), ws.gates(u), GH);
+  if (!in_step) hoisted_product(mm, TB, GH, p.in, in, packed_ih, sc.zeros, ws.gates(u), threads);
   if (ln)
     for_blocks(TB, threads, [&](int r0, int r1, int) {
       const std::size_t at = std::size_t(r0);
@@ -284,21 +314,6 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
     bias_n = unroll::fold_step_bias(cfg, p.b_ih, p.b_hh, bias);
   initial_state(batch.h0, V.h0, u, B, HO, ws.h(u));
   if (ws.c(u)) initial_state(batch.c0, V.c0, u, B, H, ws.c(u));
-  // Per step: gh = h_{t-1}·W_hhᵀ + bias, with W_hhᵀ packed once for all T steps; in the step,
-  // the step's rows of gates = bias + x_t·W_ihᵀ + h_{t-1}·W_hhᵀ, W_ihᵀ packed after W_hhᵀ.
-  if (!packed) {
-    const Real* w_hh = p.w_hh;
-    if (R.weight_hh) {  // weight drop: the whole pass runs on W̃_hh = W_hh ⊙ M
-      Real* w = ws.w_dropped(dir);
-      unroll::mask_rows(GH, HO, p.w_hh, R.weight_hh + std::size_t(u) * GH * HO, w);
-      w_hh = w;
-    }
-    pack_unit(mm, cfg, p, w_hh, sc.packed_w);
-    packed = sc.packed_w;
-  }
-  const Real* packed_hh = packed;
-  const Real* packed_ih = packed_hh + kernels::packed_size<Real>(GH, HO);
-  const Real* packed_hr = packed_ih + (in_step ? kernels::packed_size<Real>(GH, p.in) : 0);
   for_row_parts(B, threads, [&](Rows r) {
     const std::size_t o0 = std::size_t(r.begin) * HO;
     for (int t = 0; t < T; ++t) {

@@ -72,14 +72,11 @@ struct WorkspacePlan {
     Real* yhat = take(t * b * O);
     Real* top = take(cfg.readout == Readout::final_state ? t * b * W : 0);
     if (ws) ws->z_ = ws->dz_ = z, ws->yhat_ = yhat, ws->top_ = top;
-    // One packed matrix set at a time per direction: forward W_hhᵀ, then W_ihᵀ for a unit whose
-    // x-side product is formed in the step, then W_hrᵀ; backward W_hh then W_hr; the readout W_oᵀ.
+    // One packed matrix set at a time per direction: forward W_hhᵀ, W_ihᵀ, then W_hrᵀ; backward
+    // W_hh then W_hr; the readout W_oᵀ.
     std::size_t packed_x = 0;
-    for (int k = 0; k < cfg.num_layers; ++k) {
-      const int in = cfg.layer_input_size(k);
-      if (unroll::x_product_in_step<Real>(cfg, in))
-        packed_x = std::max(packed_x, kernels::packed_size<Real>(int(GH), in));
-    }
+    for (int k = 0; k < cfg.num_layers; ++k)
+      packed_x = std::max(packed_x, kernels::packed_size<Real>(int(GH), cfg.layer_input_size(k)));
     const std::size_t proj_fwd = P ? kernels::packed_size<Real>(int(P), int(H)) : 0,
                       proj_bwd = P ? kernels::packed_size<Real>(int(H), int(P)) : 0;
     const std::size_t packed =
@@ -96,7 +93,7 @@ struct WorkspacePlan {
       s.dc_carry = take(bwd * b * H);
       s.dm_step = take(P ? bwd * b * H : 0);
       s.dm_prev = take(P ? bwd * b * H : 0);
-      s.zeros = take(P ? b * H : 0);
+      s.zeros = take(std::max(P ? b * H : 0, GH));
       s.step_bias = take(GH);
       s.packed_w = take(bwd * packed);
       if (ws) ws->scratch_.push_back(s);

@@ -1,8 +1,9 @@
-// Where forward forms a layer's x-side pre-activations x·W_ihᵀ (src/unroll/full.cpp):
-//  - hoisted (the default): one GEMM over all T·B rows before the time loop writes them into
+// Where forward forms a layer's x-side pre-activations x·W_ihᵀ (src/unroll/full.cpp), from
+// W_ihᵀ packed beside W_hhᵀ either way:
+//  - hoisted (the default): one product over all T·B rows before the time loop writes them into
 //    gates(k), and each step's kernel forms h_{t-1}·W_hhᵀ + b separately for the cell to add;
 //  - in the step: each step's kernel forms b + x_t·W_ihᵀ + h_{t-1}·W_hhᵀ straight into the
-//    step's rows of gates(k) (kernels::gemm_packed_pair), with W_ihᵀ packed beside W_hhᵀ.
+//    step's rows of gates(k) (kernels::gemm_packed_pair).
 // The second wins where both packed matrices are small enough to stay near the core, and the
 // hoisted GEMM, with its small K = I, runs below the kernel's rate: LSTM inference 2% faster on
 // docs/benchmarks.md's shapes a and d on a Xeon, equal on b, which is past the size limit below. Not for

@@ -10,7 +10,6 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
-#include <random>
 #include <vector>
 
 #include "bptt/cpu.hpp"
@@ -19,19 +18,14 @@
 #include "kernels/bf16.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/step_gemm.hpp"
+#include "support/random.hpp"
 
 namespace bptt::test {
 namespace {
 
 using kernels::round_bf16;
 
-std::vector<float> random(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
+using test::uniform;
 
 // Checks C[M, N] (row stride ldc) against init(i, j) + alpha · Σ_k a(i, k)·w(k, j) of rounded
 // operands in float64.
@@ -98,9 +92,9 @@ TEST_F(Bf16Kernels, PackedAndPairAgainstFloat64) {
         for (int K : {1, 2, 5, 64, 129, 513})
           for (bool trans : {true, false}) {
             const int ldw = trans ? K + 3 : N + 5, lda = K + 1, ldc = N + 2;
-            const auto W = random(std::size_t(trans ? N : K) * ldw, unsigned(M * 7 + N * 3 + K));
-            const auto A = random(std::size_t(M) * lda, unsigned(K * 11 + M));
-            const auto bias = random(std::size_t(N), 5);
+            const auto W = uniform(std::size_t(trans ? N : K) * ldw, unsigned(M * 7 + N * 3 + K));
+            const auto A = uniform(std::size_t(M) * lda, unsigned(K * 11 + M));
+            const auto bias = uniform(std::size_t(N), 5);
             std::vector<float> P(kernels::packed_size<float>(N, K));
             mm.pack(trans, N, K, W.data(), ldw, P.data());
             const auto w = [&](int k, int j) {
@@ -111,7 +105,7 @@ TEST_F(Bf16Kernels, PackedAndPairAgainstFloat64) {
             mm.packed(M, N, K, A.data(), lda, P.data(), bias.data(), C.data(), ldc);
             expect_sums("packed, bias", M, N, K, C.data(), ldc, 1.0f,
                         [&](int, int j) { return double(bias[std::size_t(j)]); }, a, w);
-            const std::vector<float> C0 = random(C.size(), 9);
+            const std::vector<float> C0 = uniform(C.size(), 9);
             C = C0;
             mm.packed(M, N, K, A.data(), lda, P.data(), static_cast<const float*>(nullptr), C.data(), ldc);
             expect_sums("packed, accumulating", M, N, K, C.data(), ldc, 1.0f,
@@ -134,9 +128,9 @@ TEST_F(Bf16Kernels, PackedAndPairAgainstFloat64) {
     for (int M : {1, 5, 8, 19})
       for (int N : {7, 32, 45})
         for (auto [K1, K2] : {std::pair{3, 4}, std::pair{64, 33}, std::pair{1, 600}}) {
-          const auto W1 = random(std::size_t(N) * K1, 21), W2 = random(std::size_t(N) * K2, 22);
-          const auto A1 = random(std::size_t(M) * K1, 23), A2 = random(std::size_t(M) * K2, 24);
-          const auto bias = random(std::size_t(N), 25);
+          const auto W1 = uniform(std::size_t(N) * K1, 21), W2 = uniform(std::size_t(N) * K2, 22);
+          const auto A1 = uniform(std::size_t(M) * K1, 23), A2 = uniform(std::size_t(M) * K2, 24);
+          const auto bias = uniform(std::size_t(N), 25);
           std::vector<float> P1(kernels::packed_size<float>(N, K1)), P2(kernels::packed_size<float>(N, K2));
           mm.pack(true, N, K1, W1.data(), K1, P1.data());
           mm.pack(true, N, K2, W2.data(), K2, P2.data());
@@ -173,9 +167,9 @@ TEST_F(Bf16Kernels, GemmAgainstFloat64) {
             for (auto [alpha, beta] : {std::pair{1.0f, 0.0f}, std::pair{1.0f, 1.0f},
                                        std::pair{0.5f, 0.25f}}) {
               const int lda = (ta ? s.M : s.K) + 3, ldb = (tb ? s.K : s.N) + 1, ldc = s.N + 4;
-              const auto A = random(std::size_t(ta ? s.K : s.M) * lda, unsigned(s.M + s.K));
-              const auto B = random(std::size_t(tb ? s.N : s.K) * ldb, unsigned(s.N * 5 + s.K));
-              std::vector<float> C0 = random(std::size_t(s.M) * ldc, 17);
+              const auto A = uniform(std::size_t(ta ? s.K : s.M) * lda, unsigned(s.M + s.K));
+              const auto B = uniform(std::size_t(tb ? s.N : s.K) * ldb, unsigned(s.N * 5 + s.K));
+              std::vector<float> C0 = uniform(std::size_t(s.M) * ldc, 17);
               if (beta == 0.0f) C0.assign(C0.size(), std::numeric_limits<float>::quiet_NaN());
               std::vector<float> C = C0;
               mm.gemm(ta, tb, s.M, s.N, s.K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);

@@ -9,7 +9,6 @@
 
 #include <cmath>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -17,17 +16,12 @@
 #include "bptt/threads.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/sgemm.hpp"
+#include "support/random.hpp"
 
 namespace bptt::kernels {
 namespace {
 
-std::vector<float> random(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
+using test::uniform;
 
 class FloatGemm : public testing::Test {
  protected:
@@ -54,9 +48,9 @@ TEST_F(FloatGemm, AgainstFloat64AtEveryLevel) {
             for (auto [alpha, beta] : {std::pair{1.0f, 0.0f}, std::pair{1.0f, 1.0f},
                                        std::pair{0.5f, 1.0f}, std::pair{-0.75f, 0.25f}}) {
               const int lda = (ta ? s.M : s.K) + 3, ldb = (tb ? s.K : s.N) + 1, ldc = s.N + 4;
-              const auto A = random(std::size_t(ta ? s.K : s.M) * lda, unsigned(s.M + s.K));
-              const auto B = random(std::size_t(tb ? s.N : s.K) * ldb, unsigned(s.N * 5 + s.K));
-              std::vector<float> C0 = random(std::size_t(s.M) * ldc, 17);
+              const auto A = uniform(std::size_t(ta ? s.K : s.M) * lda, unsigned(s.M + s.K));
+              const auto B = uniform(std::size_t(tb ? s.N : s.K) * ldb, unsigned(s.N * 5 + s.K));
+              std::vector<float> C0 = uniform(std::size_t(s.M) * ldc, 17);
               if (beta == 0.0f)  // assigned: NaN in C must not reach the result
                 for (int i = 0; i < s.M; ++i)
                   for (int j = 0; j < s.N; ++j)
