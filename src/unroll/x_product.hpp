@@ -4,11 +4,12 @@
 //    gates(k), and each step's kernel forms h_{t-1}·W_hhᵀ + b separately for the cell to add;
 //  - in the step: each step's kernel forms b + x_t·W_ihᵀ + h_{t-1}·W_hhᵀ straight into the
 //    step's rows of gates(k) (kernels::gemm_packed_pair).
-// The second wins where both packed matrices are small enough to stay near the core, and the
-// hoisted GEMM, with its small K = I, runs below the kernel's rate: LSTM inference 2% faster on
-// docs/benchmarks.md's shapes a and d on a Xeon, equal on b, which is past the size limit below. Not for
-// the GRU, whose n gate needs W_in·x and W_hn·h apart (r multiplies only the second), nor for
-// a layer-normalized cell, which normalizes the two products apart.
+// The second wins where both packed matrices are small enough to stay near the core: the
+// step's pre-activations never leave the cache (LSTM inference 2% faster on docs/benchmarks.md's
+// shapes a and d on a Xeon, when the hoisted product was a BLAS GEMM; equal on b, which is past
+// the size limit below, and on a Zen 5 past it too: 120-136 against 123-125 ms). Not for the
+// GRU, whose n gate needs W_in·x and W_hn·h apart (r multiplies only the second), nor for a
+// layer-normalized cell, which normalizes the two products apart.
 // Backward is the same either way: it reads the activations the cell leaves in gates(k).
 #pragma once
 
