@@ -185,8 +185,9 @@ BPTT_ALWAYS_INLINE void tile(Init init, float alpha, const float* bias, float* C
   }
 }
 
-// Rows [0, rows) of one panel's columns, in tiles of 8, 4, 2 and 1 rows. The sources' A
-// pointers are those of row 0; each tile's are moved to its own rows.
+// Rows [0, rows) of one panel's columns, in tiles of MR (8 or 12), then 8, 4, 2 and 1 rows. The
+// sources' A pointers are those of row 0; each tile's are moved to its own rows.
+template <int MR = 8>
 BPTT_ALWAYS_INLINE void rows_of_panel(int rows, Init init, float alpha, const float* bias,
                                       float* C, int ldc, int cols, Source s1, Source s2) {
   const Word* a1 = s1.A;
@@ -197,18 +198,20 @@ BPTT_ALWAYS_INLINE void rows_of_panel(int rows, Init init, float alpha, const fl
     s2.A = a2 ? a2 + r * s2.rs : nullptr;
     return C + std::size_t(r) * ldc;
   };
-  for (; m + 8 <= rows; m += 8) {
+  for (; m + MR <= rows; m += MR) {
     // The next tile's rows of C, asked for now (for writing): a product's C is often far larger
     // than the caches (the hoisted product's [T·B, G·H]), and without this each tile waited for
     // its rows at its end (the hoisted product of LSTM shape b, M 6400, N 2048, K 256: 304 -> 357
     // GFLOP/s on a Zen 5 core; dW_ih, M 2048, N 512, K 6400: 297 -> 314).
     if (init != Init::bias)
-      for (int r = m + 8; r < std::min(rows, m + 16); ++r) {
+      for (int r = m + MR; r < std::min(rows, m + 2 * MR); ++r) {
         _mm_prefetch(reinterpret_cast<const char*>(C + std::size_t(r) * ldc), _MM_HINT_ET0);
         _mm_prefetch(reinterpret_cast<const char*>(C + std::size_t(r) * ldc + 16), _MM_HINT_ET0);
       }
-    tile<8>(init, alpha, bias, at(m), ldc, cols, s1, &s2);
+    tile<MR>(init, alpha, bias, at(m), ldc, cols, s1, &s2);
   }
+  if constexpr (MR > 8)
+    for (; m + 8 <= rows; m += 8) tile<8>(init, alpha, bias, at(m), ldc, cols, s1, &s2);
   for (; m + 4 <= rows; m += 4) tile<4>(init, alpha, bias, at(m), ldc, cols, s1, &s2);
   for (; m + 2 <= rows; m += 2) tile<2>(init, alpha, bias, at(m), ldc, cols, s1, &s2);
   for (; m < rows; ++m) tile<1>(init, alpha, bias, at(m), ldc, cols, s1, &s2);
@@ -307,27 +310,41 @@ void packed_pair_impl(int M, int N, int K1, const float* A1, int lda1, const flo
 }
 
 // C[M, N] = alpha · op(A) · op(B) + (beta = 0 ? 0 : C) on this thread, in blocks of kDepthBlock
-// k: each block of op(B) packed into panels once, each kRowBlock rows of op(A) rounded once, then
-// every row tile across every panel. beta = 0 assigns in the first block (C is not read).
+// k: each block of op(B) packed into panels once, each kGemmRows rows of op(A) rounded once, then
+// every 12-row tile across every panel. beta = 0 assigns in the first block (C is not read);
+// later blocks add their sums to C at each tile's end (Init::zero), not from its start: a tile
+// that loaded C first waited for it (as kernels/sgemm.cpp found). Measured on a Zen 5 core
+// (LSTM shape b's dW_hh, TN 2048 × 512 × 6400): 8-row tiles from C 314 GFLOP/s; 12-row tiles,
+// C at the end and Aᵀ's rows asked for ahead: see docs/benchmarks.md, issue 19 part 6.
 void gemm_part(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                const float* B, int ldb, bool assign, float* C, int ldc) {
+  constexpr int kGemmRows = 96;  // 96 rows of 256 pairs: 96 KB, in L2 while every panel passes
   const int panels = (N + NR - 1) / NR;
   for (int k0 = 0; k0 < K; k0 += kDepthBlock) {
-    const Init init =
-        k0 == 0 && assign ? Init::assign : alpha == 1.0f ? Init::c : Init::zero;
+    const Init init = k0 == 0 && assign ? Init::assign : Init::zero;
     const int kc = std::min(kDepthBlock, K - k0), kcp = (kc + 1) / 2;
     const std::size_t panel_words = std::size_t(NR) * kcp;
     Word* b = buffer(1, std::size_t(panels) * panel_words);
     for (int p = 0; p < panels; ++p)
       pack_block(tb, p * NR, std::min(NR, N - p * NR), k0, kc, B, ldb, b + std::size_t(p) * panel_words);
-    for (int m0 = 0; m0 < M; m0 += kRowBlock) {
-      const int mc = std::min(kRowBlock, M - m0);
+    for (int m0 = 0; m0 < M; m0 += kGemmRows) {
+      const int mc = std::min(kGemmRows, M - m0);
       Word* a = buffer(0, std::size_t(mc) * kcp);
       Source s{a, 0, 0, nullptr, kcp};
       if (ta) {  // op(A) = Aᵀ, A [K, M]: pair kp of rows m0.. from rows 2kp and 2kp + 1 of A
+        // (A is usually a [T·B, G·H] gradient, its rows kilobytes apart: the rows kAhead pairs
+        // down are asked for while these are rounded)
+        constexpr int kAhead = 4;
         s.rs = 1, s.ks = mc;
         for (int kp = 0; kp < kcp; ++kp) {
           const float* r0 = A + std::size_t(k0 + 2 * kp) * lda + m0;
+          if (kp + kAhead < kcp)
+            for (int j = 0; j < mc; j += 16) {
+              _mm_prefetch(reinterpret_cast<const char*>(r0 + std::size_t(2 * kAhead) * lda + j),
+                           _MM_HINT_T0);
+              _mm_prefetch(reinterpret_cast<const char*>(r0 + std::size_t(2 * kAhead + 1) * lda + j),
+                           _MM_HINT_T0);
+            }
           round_pairs(mc, mc, r0, 2 * kp + 1 < kc ? r0 + lda : nullptr, a + std::size_t(kp) * mc);
         }
       } else {  // op(A) = A [M, K]: each row's pairs along k
@@ -337,8 +354,12 @@ void gemm_part(bool ta, bool tb, int M, int N, int K, float alpha, const float* 
       }
       for (int p = 0; p < panels; ++p) {
         s.P = b + std::size_t(p) * panel_words;
-        rows_of_panel(mc, init, alpha, nullptr, C + std::size_t(m0) * ldc + p * NR, ldc,
-                      std::min(NR, N - p * NR), s, Source{});
+        if (ta)
+          rows_of_panel<12>(mc, init, alpha, nullptr, C + std::size_t(m0) * ldc + p * NR, ldc,
+                            std::min(NR, N - p * NR), s, Source{});
+        else
+          rows_of_panel<8>(mc, init, alpha, nullptr, C + std::size_t(m0) * ldc + p * NR, ldc,
+                           std::min(NR, N - p * NR), s, Source{});
       }
     }
   }
