@@ -338,7 +338,7 @@ void gemm_part(bool ta, bool tb, int M, int N, int K, float alpha, const float* 
         s.rs = 1, s.ks = mc;
         for (int kp = 0; kp < kcp; ++kp) {
           const float* r0 = A + std::size_t(k0 + 2 * kp) * lda + m0;
-          if (kp + kAhead < kcp)
+          if (2 * (kp + kAhead) + 1 < kc)  // both rows of the pair kAhead down lie in A
             for (int j = 0; j < mc; j += 16) {
               _mm_prefetch(reinterpret_cast<const char*>(r0 + std::size_t(2 * kAhead) * lda + j),
                            _MM_HINT_T0);
