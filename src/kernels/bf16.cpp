@@ -316,17 +316,32 @@ void packed_pair_impl(int M, int N, int K1, const float* A1, int lda1, const flo
 // that loaded C first waited for it (as kernels/sgemm.cpp found). Measured on a Zen 5 core
 // (LSTM shape b's dW_hh, TN 2048 × 512 × 6400): 8-row tiles from C 314 GFLOP/s; 12-row tiles,
 // C at the end and Aᵀ's rows asked for ahead: see docs/benchmarks.md, issue 19 part 6.
+// A second product of the same op(A) (gemm_tn_pair): C2[M, N2] from op(B2) [K, N2].
+struct Second {
+  const float* B = nullptr;
+  int ldb = 0, N = 0;
+  float* C = nullptr;
+  int ldc = 0;
+};
+
 void gemm_part(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
-               const float* B, int ldb, bool assign, float* C, int ldc) {
+               const float* B, int ldb, bool assign, float* C, int ldc,
+               const Second* second = nullptr) {
   constexpr int kGemmRows = 96;  // 96 rows of 256 pairs: 96 KB, in L2 while every panel passes
-  const int panels = (N + NR - 1) / NR;
+  const int panels1 = (N + NR - 1) / NR;
+  const int panels = panels1 + (second ? (second->N + NR - 1) / NR : 0);
   for (int k0 = 0; k0 < K; k0 += kDepthBlock) {
     const Init init = k0 == 0 && assign ? Init::assign : Init::zero;
     const int kc = std::min(kDepthBlock, K - k0), kcp = (kc + 1) / 2;
     const std::size_t panel_words = std::size_t(NR) * kcp;
     Word* b = buffer(1, std::size_t(panels) * panel_words);
-    for (int p = 0; p < panels; ++p)
+    for (int p = 0; p < panels1; ++p)
       pack_block(tb, p * NR, std::min(NR, N - p * NR), k0, kc, B, ldb, b + std::size_t(p) * panel_words);
+    for (int p = panels1; p < panels; ++p) {  // the second product's panels follow
+      const int n0 = (p - panels1) * NR;
+      pack_block(tb, n0, std::min(NR, second->N - n0), k0, kc, second->B, second->ldb,
+                 b + std::size_t(p) * panel_words);
+    }
     for (int m0 = 0; m0 < M; m0 += kGemmRows) {
       const int mc = std::min(kGemmRows, M - m0);
       Word* a = buffer(0, std::size_t(mc) * kcp);
@@ -354,12 +369,14 @@ void gemm_part(bool ta, bool tb, int M, int N, int K, float alpha, const float* 
       }
       for (int p = 0; p < panels; ++p) {
         s.P = b + std::size_t(p) * panel_words;
+        const bool first = p < panels1;  // of C, else of second->C
+        const int n0 = (first ? p : p - panels1) * NR, ldc_p = first ? ldc : second->ldc;
+        const int cols = std::min(NR, (first ? N : second->N) - n0);
+        float* c = (first ? C : second->C) + std::size_t(m0) * ldc_p + n0;
         if (ta)
-          rows_of_panel<12>(mc, init, alpha, nullptr, C + std::size_t(m0) * ldc + p * NR, ldc,
-                            std::min(NR, N - p * NR), s, Source{});
+          rows_of_panel<12>(mc, init, alpha, nullptr, c, ldc_p, cols, s, Source{});
         else
-          rows_of_panel<8>(mc, init, alpha, nullptr, C + std::size_t(m0) * ldc + p * NR, ldc,
-                           std::min(NR, N - p * NR), s, Source{});
+          rows_of_panel<8>(mc, init, alpha, nullptr, c, ldc_p, cols, s, Source{});
       }
     }
   }
@@ -391,6 +408,17 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
                });
 }
 
+void gemm_tn_pair(int M, int N1, int N2, int K, float alpha, const float* A, int lda,
+                  const float* B1, int ldb1, const float* B2, int ldb2, float beta, float* C1,
+                  int ldc1, float* C2, int ldc2) {
+  blocked_gemm_tn_pair(M, N1, N2, K, alpha, A, beta, C1, ldc1, C2, ldc2,
+                       [&](int m, const float* a, bool assign, float* c1, float* c2) {
+                         const Second second{B2, ldb2, N2, c2, ldc2};
+                         gemm_part(true, false, m, N1, K, alpha, a, lda, B1, ldb1, assign, c1,
+                                   ldc1, &second);
+                       });
+}
+
 #else  // no AVX512-BF16 kernels in this build: native() is false and nothing else is called
 
 bool native() { return false; }
@@ -410,6 +438,10 @@ void packed_pair(int, int, int, const float*, int, const float*, int, const floa
 }
 void gemm(bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*,
           int) {
+  absent();
+}
+void gemm_tn_pair(int, int, int, int, float, const float*, int, const float*, int, const float*,
+                  int, float, float*, int, float*, int) {
   absent();
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <string>
+#include <type_traits>
 
 #include "bptt/cpu.hpp"
 #include "bptt/error.hpp"
@@ -79,6 +80,18 @@ void gemm<double>(bool ta, bool tb, int M, int N, int K, double alpha, const dou
 }
 
 template <class Real>
+void gemm_tn_pair(int M, int N1, int N2, int K, Real alpha, const Real* A, int lda, const Real* B1,
+                  int ldb1, const Real* B2, int ldb2, Real beta, Real* C1, int ldc1, Real* C2,
+                  int ldc2) {
+  if constexpr (std::is_same_v<Real, float>)
+    if (sgemm::native() && N1 > 0 && N2 > 0)
+      return sgemm::gemm_tn_pair(M, N1, N2, K, alpha, A, lda, B1, ldb1, B2, ldb2, beta, C1, ldc1,
+                                 C2, ldc2);
+  gemm<Real>(true, false, M, N1, K, alpha, A, lda, B1, ldb1, beta, C1, ldc1);
+  gemm<Real>(true, false, M, N2, K, alpha, A, lda, B2, ldb2, beta, C2, ldc2);
+}
+
+template <class Real>
 void scale(int M, int N, Real beta, Real* C, int ldc) {
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < N; ++j) {
@@ -130,6 +143,8 @@ void sum_rows<double>(int rows, int cols, const double* in, double* out) {
 }
 
 #define BPTT_INSTANTIATE(Real)                                                                 \
+  template void gemm_tn_pair<Real>(int, int, int, int, Real, const Real*, int, const Real*, int, \
+                                   const Real*, int, Real, Real*, int, Real*, int);             \
   template void scale<Real>(int, int, Real, Real*, int);                                       \
   template void gemm_naive<Real>(bool, bool, int, int, int, Real, const Real*, int, const Real*, \
                                  int, Real, Real*, int);

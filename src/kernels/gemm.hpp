@@ -73,6 +73,41 @@ void blocked_gemm(bool ta, bool tb, int M, int N, int K, Real alpha, const Real*
                 });
 }
 
+// Two products with one Aᵀ: C1 = alpha·Aᵀ·B1 + beta·C1 and C2 = alpha·Aᵀ·B2 + beta·C2, with A
+// [K, M] (row stride lda), B1 [K, N1] and B2 [K, N2] (row strides ldb1, ldb2), each with gemm()'s
+// contract: a layer's weight gradients dW_hh = dGᵀ·H and dW_ih = dGᵀ·X from one gradient dG (an
+// Elman or LSTM layer, whose h-side and x-side pre-activation gradients are the same). The
+// blocked kernels (kernels/sgemm.hpp, kernels/bf16.hpp) read and pack Aᵀ once for both;
+// elsewhere it is two gemm() calls.
+template <class Real>
+void gemm_tn_pair(int M, int N1, int N2, int K, Real alpha, const Real* A, int lda, const Real* B1,
+                  int ldb1, const Real* B2, int ldb2, Real beta, Real* C1, int ldc1, Real* C2,
+                  int ldc2);
+
+// gemm_tn_pair() through a blocked kernel: part(m, A', assign, C1', C2') forms rows [0, m) of
+// both products from A' (A's columns from the part's first row of op(A)) into C1' and C2', as
+// blocked_gemm's part does. The rows of op(A) go to the threads (never the columns: they are two
+// matrices).
+template <class Real, class Part>
+void blocked_gemm_tn_pair(int M, int N1, int N2, int K, Real alpha, const Real* A, Real beta,
+                          Real* C1, int ldc1, Real* C2, int ldc2, Part part) {
+  if (M == 0) return;
+  const bool assign = beta == Real(0) && K > 0 && alpha != Real(0);
+  if (beta != Real(1) && !assign) {
+    scale(M, N1, beta, C1, ldc1);
+    scale(M, N2, beta, C2, ldc2);
+  }
+  if (K == 0 || alpha == Real(0)) return;
+  const int parts = product_threads(M, N1 + N2, K);
+  const auto edge = [&](int p) { return p == parts ? M : (M * p / parts) / 16 * 16; };
+#pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
+  for (int p = 0; p < parts; ++p) {
+    const int a = edge(p), b = edge(p + 1);
+    if (b > a)
+      part(b - a, A + a, assign, C1 + std::size_t(a) * ldc1, C2 + std::size_t(a) * ldc2);
+  }
+}
+
 template <class Real>
 void gemm_naive(bool trans_a, bool trans_b, int M, int N, int K, Real alpha, const Real* A,
                 int lda, const Real* B, int ldb, Real beta, Real* C, int ldc);

@@ -70,6 +70,25 @@ void Products::gemm(bool ta, bool tb, int M, int N, int K, Real alpha, const Rea
 }
 
 template <class Real>
+void Products::gemm_tn_pair(int M, int N1, int N2, int K, Real alpha, const Real* A, int lda,
+                            const Real* B1, int ldb1, const Real* B2, int ldb2, Real beta,
+                            Real* C1, int ldc1, Real* C2, int ldc2) const {
+  refuse_double<Real>(bf16);
+  if constexpr (std::is_same_v<Real, float>) {
+    if (bf16 && bf16::native() && N1 > 0 && N2 > 0)
+      return bf16::gemm_tn_pair(M, N1, N2, K, alpha, A, lda, B1, ldb1, B2, ldb2, beta, C1, ldc1,
+                                C2, ldc2);
+    if (bf16) {  // emulated: each product rounds its own operands
+      gemm<Real>(true, false, M, N1, K, alpha, A, lda, B1, ldb1, beta, C1, ldc1);
+      gemm<Real>(true, false, M, N2, K, alpha, A, lda, B2, ldb2, beta, C2, ldc2);
+      return;
+    }
+  }
+  kernels::gemm_tn_pair<Real>(M, N1, N2, K, alpha, A, lda, B1, ldb1, B2, ldb2, beta, C1, ldc1, C2,
+                              ldc2);
+}
+
+template <class Real>
 void Products::pack(bool trans, int N, int K, const Real* W, int ldw, Real* P) const {
   refuse_double<Real>(bf16);
   if constexpr (std::is_same_v<Real, float>)
@@ -115,6 +134,9 @@ void Products::packed_pair(int M, int N, int K1, const Real* A1, int lda1, const
   template Products Products::of<Real>(Matmul, const std::string&);                              \
   template void Products::gemm<Real>(bool, bool, int, int, int, Real, const Real*, int,          \
                                      const Real*, int, Real, Real*, int) const;                  \
+  template void Products::gemm_tn_pair<Real>(int, int, int, int, Real, const Real*, int,         \
+                                             const Real*, int, const Real*, int, Real, Real*,    \
+                                             int, Real*, int) const;                             \
   template void Products::pack<Real>(bool, int, int, const Real*, int, Real*) const;             \
   template void Products::packed<Real>(int, int, int, const Real*, int, const Real*,             \
                                        const Real*, Real*, int) const;                          \

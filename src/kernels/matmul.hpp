@@ -39,6 +39,11 @@ struct Products {
   template <class Real>
   void gemm(bool trans_a, bool trans_b, int M, int N, int K, Real alpha, const Real* A, int lda,
             const Real* B, int ldb, Real beta, Real* C, int ldc) const;
+  // gemm_tn_pair() (kernels/gemm.hpp): C1 = alpha·Aᵀ·B1 + beta·C1, C2 = alpha·Aᵀ·B2 + beta·C2.
+  template <class Real>
+  void gemm_tn_pair(int M, int N1, int N2, int K, Real alpha, const Real* A, int lda,
+                    const Real* B1, int ldb1, const Real* B2, int ldb2, Real beta, Real* C1,
+                    int ldc1, Real* C2, int ldc2) const;
   // pack_panels() (kernels/step_gemm.hpp), the panels rounded with bf16.
   template <class Real>
   void pack(bool trans, int N, int K, const Real* W, int ldw, Real* P) const;

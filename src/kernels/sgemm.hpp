@@ -28,4 +28,10 @@ bool native();
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc);
 
+// gemm_tn_pair() (kernels/gemm.hpp): Aᵀ's micro-panels packed once per block for the panels of
+// both B1 and B2. Requires native().
+void gemm_tn_pair(int M, int N1, int N2, int K, float alpha, const float* A, int lda,
+                  const float* B1, int ldb1, const float* B2, int ldb2, float beta, float* C1,
+                  int ldc1, float* C2, int ldc2);
+
 }  // namespace bptt::kernels::sgemm

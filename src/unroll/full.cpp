@@ -698,21 +698,29 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
         for (int j = 0; j < H; ++j) d.ln_c_w[j] += acc[GH + j], d.ln_c_b[j] += acc[GH + H + j];
     }
   }
-  // Hoisted: weight gradients merged over time, one GEMM each.
+  // Hoisted: weight gradients merged over time, one GEMM each, or one pass over their common
+  // δ (kernels::gemm_tn_pair) where δ^h = δ^x and both accumulate.
   // dW_hh = Σ_t δ^hᵀ h̃_{t−1} (h̃: under the recurrent mask); with weight drop that is dW̃,
   // and dW_hh = dW̃ ⊙ M.
   Real* dw_hh = R.weight_hh ? ws.w_dropped(dir) : d.w_hh;
-  mm.gemm(true, false, GH, HO, TB, Real(1), ln ? ws.ln_h(u) : ws.dgh(u), GH,
-          R.recurrent ? ws.h_masked(u) : ws.h(u), HO, Real(R.weight_hh ? 0 : 1), dw_hh, HO);
-  if (R.weight_hh) {
-    const Real* M = R.weight_hh + std::size_t(u) * GH * HO;
-    for (std::size_t i = 0; i < std::size_t(GH) * HO; ++i) d.w_hh[i] += dw_hh[i] * M[i];
-  }
+  const Real* dgh = ln ? ws.ln_h(u) : ws.dgh(u);
+  const Real* h_in = R.recurrent ? ws.h_masked(u) : ws.h(u);
   const Real* in = reverse ? ws.x_rev(u)
                    : k == 0 ? (R.input ? ws.x_masked() : batch.x.data())
                    : ws.dropout_active ? ws.drop_in(k)
                                        : ws.out(k - 1);
-  mm.gemm(true, false, GH, p.in, TB, Real(1), ws.dgi(u), GH, in, p.in, Real(1), d.w_ih, p.in);
+  if (dgh == ws.dgi(u) && !R.weight_hh) {
+    mm.gemm_tn_pair(GH, HO, p.in, TB, Real(1), dgh, GH, h_in, HO, in, p.in, Real(1), d.w_hh, HO,
+                    d.w_ih, p.in);
+  } else {
+    mm.gemm(true, false, GH, HO, TB, Real(1), dgh, GH, h_in, HO, Real(R.weight_hh ? 0 : 1), dw_hh,
+            HO);
+    mm.gemm(true, false, GH, p.in, TB, Real(1), ws.dgi(u), GH, in, p.in, Real(1), d.w_ih, p.in);
+  }
+  if (R.weight_hh) {
+    const Real* M = R.weight_hh + std::size_t(u) * GH * HO;
+    for (std::size_t i = 0; i < std::size_t(GH) * HO; ++i) d.w_hh[i] += dw_hh[i] * M[i];
+  }
   if (P) mm.gemm(true, false, P, H, TB, Real(1), ws.dh_proj(u), P, ws.m(u), H, Real(1), d.w_hr, H);
   for (std::size_t part = 0; part < db.size(); part += 2 * std::size_t(GH)) {
     const Real* acc = db.data() + part;

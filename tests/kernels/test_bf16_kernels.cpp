@@ -197,5 +197,40 @@ TEST_F(Bf16Kernels, GemmAgainstFloat64) {
   });
 }
 
+// gemm_tn_pair's two bf16 products are gemm()'s, bit for bit (Aᵀ rounded once for both; each
+// element's sum over the same k blocks in the same order), at every level (emulated below v4).
+TEST_F(Bf16Kernels, TnPairIsTwoProducts) {
+  const kernels::Products mm{.bf16 = true};
+  struct Shape {
+    int M, N1, N2, K;
+  };
+  at_every_level([&] {
+    for (int threads : {1, 2}) {
+      ThreadCount scope(threads);
+      for (Shape s : {Shape{1, 1, 1, 1}, Shape{12, 32, 32, 512}, Shape{97, 65, 33, 1100},
+                      Shape{40, 300, 64, 7}})
+        for (float beta : {0.0f, 1.0f}) {
+          const int lda = s.M + 3, ldb1 = s.N1 + 1, ldb2 = s.N2 + 2, ldc1 = s.N1 + 4,
+                    ldc2 = s.N2 + 5;
+          const auto A = uniform(std::size_t(s.K) * lda, unsigned(s.M + s.K));
+          const auto B1 = uniform(std::size_t(s.K) * ldb1, 3), B2 = uniform(std::size_t(s.K) * ldb2, 4);
+          auto C1 = uniform(std::size_t(s.M) * ldc1, 5), C2 = uniform(std::size_t(s.M) * ldc2, 6);
+          if (beta == 0.0f) C1[0] = C2[0] = std::numeric_limits<float>::quiet_NaN();
+          auto R1 = C1, R2 = C2;
+          mm.gemm_tn_pair(s.M, s.N1, s.N2, s.K, 0.75f, A.data(), lda, B1.data(), ldb1, B2.data(),
+                          ldb2, beta, C1.data(), ldc1, C2.data(), ldc2);
+          mm.gemm(true, false, s.M, s.N1, s.K, 0.75f, A.data(), lda, B1.data(), ldb1, beta,
+                  R1.data(), ldc1);
+          mm.gemm(true, false, s.M, s.N2, s.K, 0.75f, A.data(), lda, B2.data(), ldb2, beta,
+                  R2.data(), ldc2);
+          for (std::size_t i = 0; i < C1.size(); ++i)
+            ASSERT_EQ(C1[i], R1[i]) << "M " << s.M << " K " << s.K << " C1 " << i;
+          for (std::size_t i = 0; i < C2.size(); ++i)
+            ASSERT_EQ(C2[i], R2[i]) << "M " << s.M << " K " << s.K << " C2 " << i;
+        }
+    }
+  });
+}
+
 }  // namespace
 }  // namespace bptt::test
