@@ -309,37 +309,26 @@ void packed_pair_impl(int M, int N, int K1, const float* A1, int lda1, const flo
   for (; m < M; ++m) pair_rows<1>(m, N, K1, a1, P1, K2, a2, P2, bias, C, ldc);
 }
 
-// C[M, N] = alpha · op(A) · op(B) + (beta = 0 ? 0 : C) on this thread, in blocks of kDepthBlock
-// k: each block of op(B) packed into panels once, each kGemmRows rows of op(A) rounded once, then
-// every 12-row tile across every panel. beta = 0 assigns in the first block (C is not read);
+// C = alpha · op(A) · op(B) + (assign ? 0 : C) on this thread for each of outs[0..count)
+// (BlockedOut, kernels/gemm.hpp), in blocks of kDepthBlock k: each block of every op(B) packed
+// into panels once, each kGemmRows rows of op(A) rounded once, then every 12-row tile across
+// every panel. beta = 0 assigns in the first block (C is not read);
 // later blocks add their sums to C at each tile's end (Init::zero), not from its start: a tile
 // that loaded C first waited for it (as kernels/sgemm.cpp found). Measured on a Zen 5 core
 // (LSTM shape b's dW_hh, TN 2048 × 512 × 6400): 8-row tiles from C 314 GFLOP/s; 12-row tiles,
 // C at the end and Aᵀ's rows asked for ahead: see docs/benchmarks.md, issue 19 part 6.
-// A second product of the same op(A) (gemm_tn_pair): C2[M, N2] from op(B2) [K, N2].
-struct Second {
-  const float* B = nullptr;
-  int ldb = 0, N = 0;
-  float* C = nullptr;
-  int ldc = 0;
-};
-
-void gemm_part(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
-               const float* B, int ldb, bool assign, float* C, int ldc,
-               const Second* second = nullptr) {
+void gemm_part(bool ta, bool tb, int M, int K, float alpha, const float* A, int lda, bool assign,
+               const BlockedOut<float>* outs, int count) {
   constexpr int kGemmRows = 96;  // 96 rows of 256 pairs: 96 KB, in L2 while every panel passes
-  const int panels1 = (N + NR - 1) / NR;
-  const int panels = panels1 + (second ? (second->N + NR - 1) / NR : 0);
+  const int panels = panel_count(NR, outs, count);
   for (int k0 = 0; k0 < K; k0 += kDepthBlock) {
     const Init init = k0 == 0 && assign ? Init::assign : Init::zero;
     const int kc = std::min(kDepthBlock, K - k0), kcp = (kc + 1) / 2;
     const std::size_t panel_words = std::size_t(NR) * kcp;
     Word* b = buffer(1, std::size_t(panels) * panel_words);
-    for (int p = 0; p < panels1; ++p)
-      pack_block(tb, p * NR, std::min(NR, N - p * NR), k0, kc, B, ldb, b + std::size_t(p) * panel_words);
-    for (int p = panels1; p < panels; ++p) {  // the second product's panels follow
-      const int n0 = (p - panels1) * NR;
-      pack_block(tb, n0, std::min(NR, second->N - n0), k0, kc, second->B, second->ldb,
+    for (int p = 0; p < panels; ++p) {
+      const PanelOf<float> at = panel_of(p, NR, outs, count);
+      pack_block(tb, at.n0, at.cols, k0, kc, at.out->B, at.out->ldb,
                  b + std::size_t(p) * panel_words);
     }
     for (int m0 = 0; m0 < M; m0 += kGemmRows) {
@@ -357,8 +346,9 @@ void gemm_part(bool ta, bool tb, int M, int N, int K, float alpha, const float* 
             for (int j = 0; j < mc; j += 16) {
               _mm_prefetch(reinterpret_cast<const char*>(r0 + std::size_t(2 * kAhead) * lda + j),
                            _MM_HINT_T0);
-              _mm_prefetch(reinterpret_cast<const char*>(r0 + std::size_t(2 * kAhead + 1) * lda + j),
-                           _MM_HINT_T0);
+              _mm_prefetch(
+                  reinterpret_cast<const char*>(r0 + std::size_t(2 * kAhead + 1) * lda + j),
+                  _MM_HINT_T0);
             }
           round_pairs(mc, mc, r0, 2 * kp + 1 < kc ? r0 + lda : nullptr, a + std::size_t(kp) * mc);
         }
@@ -369,14 +359,12 @@ void gemm_part(bool ta, bool tb, int M, int N, int K, float alpha, const float* 
       }
       for (int p = 0; p < panels; ++p) {
         s.P = b + std::size_t(p) * panel_words;
-        const bool first = p < panels1;  // of C, else of second->C
-        const int n0 = (first ? p : p - panels1) * NR, ldc_p = first ? ldc : second->ldc;
-        const int cols = std::min(NR, (first ? N : second->N) - n0);
-        float* c = (first ? C : second->C) + std::size_t(m0) * ldc_p + n0;
+        const PanelOf<float> at = panel_of(p, NR, outs, count);
+        float* c = at.out->C + std::size_t(m0) * at.out->ldc + at.n0;
         if (ta)
-          rows_of_panel<12>(mc, init, alpha, nullptr, c, ldc_p, cols, s, Source{});
+          rows_of_panel<12>(mc, init, alpha, nullptr, c, at.out->ldc, at.cols, s, Source{});
         else
-          rows_of_panel<8>(mc, init, alpha, nullptr, c, ldc_p, cols, s, Source{});
+          rows_of_panel<8>(mc, init, alpha, nullptr, c, at.out->ldc, at.cols, s, Source{});
       }
     }
   }
@@ -402,21 +390,14 @@ void packed_pair(int M, int N, int K1, const float* A1, int lda1, const float* P
 
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc) {
-  blocked_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
-               [&](int m, int n, const float* a, const float* b, bool assign, float* c) {
-                 gemm_part(ta, tb, m, n, K, alpha, a, lda, b, ldb, assign, c, ldc);
-               });
+  blocked_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_part);
 }
 
 void gemm_tn_pair(int M, int N1, int N2, int K, float alpha, const float* A, int lda,
                   const float* B1, int ldb1, const float* B2, int ldb2, float beta, float* C1,
                   int ldc1, float* C2, int ldc2) {
-  blocked_gemm_tn_pair(M, N1, N2, K, alpha, A, beta, C1, ldc1, C2, ldc2,
-                       [&](int m, const float* a, bool assign, float* c1, float* c2) {
-                         const Second second{B2, ldb2, N2, c2, ldc2};
-                         gemm_part(true, false, m, N1, K, alpha, a, lda, B1, ldb1, assign, c1,
-                                   ldc1, &second);
-                       });
+  blocked_gemm_tn_pair(M, N1, N2, K, alpha, A, lda, B1, ldb1, B2, ldb2, beta, C1, ldc1, C2, ldc2,
+                       gemm_part);
 }
 
 #else  // no AVX512-BF16 kernels in this build: native() is false and nothing else is called

@@ -9,6 +9,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstddef>
 
 namespace bptt::kernels {
@@ -55,24 +56,6 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, Real alpha, const Rea
 template <class Real>
 void scale(int M, int N, Real beta, Real* C, int ldc);
 
-// gemm() through a blocked single-threaded kernel of ours (kernels/sgemm.hpp, kernels/bf16.hpp):
-// part(m, n, A', B', assign, C') forms C'[m, n] = alpha·op(A')·op(B') + (assign ? 0 : C') with
-// the strides of A, B and C. beta = 0 assigns (C's old contents are ignored, even NaN) inside the
-// kernel, in its first k block, unless there is none; another beta scales C first. The rows or
-// columns go to the threads by split_product.
-template <class Real, class Part>
-void blocked_gemm(bool ta, bool tb, int M, int N, int K, Real alpha, const Real* A, int lda,
-                  const Real* B, int ldb, Real beta, Real* C, int ldc, Part part) {
-  if (M == 0 || N == 0) return;
-  const bool assign = beta == Real(0) && K > 0 && alpha != Real(0);
-  if (beta != Real(1) && !assign) scale(M, N, beta, C, ldc);
-  if (K == 0 || alpha == Real(0)) return;
-  split_product(ta, tb, M, N, K, A, lda, B, ldb, C, ldc,
-                [&](int m, int n, const Real* a, const Real* b, Real* c) {
-                  part(m, n, a, b, assign, c);
-                });
-}
-
 // Two products with one Aᵀ: C1 = alpha·Aᵀ·B1 + beta·C1 and C2 = alpha·Aᵀ·B2 + beta·C2, with A
 // [K, M] (row stride lda), B1 [K, N1] and B2 [K, N2] (row strides ldb1, ldb2), each with gemm()'s
 // contract: a layer's weight gradients dW_hh = dGᵀ·H and dW_ih = dGᵀ·X from one gradient dG (an
@@ -84,13 +67,66 @@ void gemm_tn_pair(int M, int N1, int N2, int K, Real alpha, const Real* A, int l
                   int ldb1, const Real* B2, int ldb2, Real beta, Real* C1, int ldc1, Real* C2,
                   int ldc2);
 
-// gemm_tn_pair() through a blocked kernel: part(m, A', assign, C1', C2') forms rows [0, m) of
-// both products from A' (A's columns from the part's first row of op(A)) into C1' and C2', as
-// blocked_gemm's part does. The rows of op(A) go to the threads (never the columns: they are two
-// matrices).
+// One product of a blocked kernel's call: C[·, N] (row stride ldc) from op(B) [K, N] (B's row
+// stride ldb). A call forms one (gemm) or two (gemm_tn_pair) from the same op(A); each block of
+// op(A) is packed once for all of them, their panels one product after the other.
+template <class Real>
+struct BlockedOut {
+  const Real* B = nullptr;
+  int ldb = 0, N = 0;
+  Real* C = nullptr;
+  int ldc = 0;
+};
+
+// Panel p of NR columns across the products outs, in order: its product and first column.
+template <class Real>
+struct PanelOf {
+  const BlockedOut<Real>* out;
+  int n0, cols;
+};
+template <class Real>
+PanelOf<Real> panel_of(int p, int NR, const BlockedOut<Real>* outs, int count) {
+  for (int i = 0; i + 1 < count; ++i) {
+    const int panels = (outs[i].N + NR - 1) / NR;
+    if (p < panels) return {&outs[i], p * NR, std::min(NR, outs[i].N - p * NR)};
+    p -= panels;
+  }
+  return {&outs[count - 1], p * NR, std::min(NR, outs[count - 1].N - p * NR)};
+}
+
+// The panels of NR columns that outs[0..count) take together.
+template <class Real>
+int panel_count(int NR, const BlockedOut<Real>* outs, int count) {
+  int panels = 0;
+  for (int i = 0; i < count; ++i) panels += (outs[i].N + NR - 1) / NR;
+  return panels;
+}
+
+// gemm() through a blocked single-threaded kernel of ours (kernels/sgemm.hpp, kernels/bf16.hpp):
+// part(ta, tb, m, K, alpha, A', lda, assign, outs, count) forms each out's
+// C'[m, N'] = alpha·op(A')·op(B') + (assign ? 0 : C') with the strides of A, B and C. beta = 0 assigns (C's old contents are
+// ignored, even NaN) inside the kernel, in its first k block, unless there is none; another beta
+// scales C first. The rows or columns go to the threads by split_product.
 template <class Real, class Part>
-void blocked_gemm_tn_pair(int M, int N1, int N2, int K, Real alpha, const Real* A, Real beta,
-                          Real* C1, int ldc1, Real* C2, int ldc2, Part part) {
+void blocked_gemm(bool ta, bool tb, int M, int N, int K, Real alpha, const Real* A, int lda,
+                  const Real* B, int ldb, Real beta, Real* C, int ldc, Part part) {
+  if (M == 0 || N == 0) return;
+  const bool assign = beta == Real(0) && K > 0 && alpha != Real(0);
+  if (beta != Real(1) && !assign) scale(M, N, beta, C, ldc);
+  if (K == 0 || alpha == Real(0)) return;
+  split_product(ta, tb, M, N, K, A, lda, B, ldb, C, ldc,
+                [&](int m, int n, const Real* a, const Real* b, Real* c) {
+                  const BlockedOut<Real> out{b, ldb, n, c, ldc};
+                  part(ta, tb, m, K, alpha, a, lda, assign, &out, 1);
+                });
+}
+
+// gemm_tn_pair() through a blocked kernel, part as blocked_gemm's with two products. The rows of
+// op(A) go to the threads (never the columns: they are two matrices).
+template <class Real, class Part>
+void blocked_gemm_tn_pair(int M, int N1, int N2, int K, Real alpha, const Real* A, int lda,
+                          const Real* B1, int ldb1, const Real* B2, int ldb2, Real beta, Real* C1,
+                          int ldc1, Real* C2, int ldc2, Part part) {
   if (M == 0) return;
   const bool assign = beta == Real(0) && K > 0 && alpha != Real(0);
   if (beta != Real(1) && !assign) {
@@ -103,8 +139,9 @@ void blocked_gemm_tn_pair(int M, int N1, int N2, int K, Real alpha, const Real* 
 #pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
   for (int p = 0; p < parts; ++p) {
     const int a = edge(p), b = edge(p + 1);
-    if (b > a)
-      part(b - a, A + a, assign, C1 + std::size_t(a) * ldc1, C2 + std::size_t(a) * ldc2);
+    const BlockedOut<Real> outs[2] = {{B1, ldb1, N1, C1 + std::size_t(a) * ldc1, ldc1},
+                                      {B2, ldb2, N2, C2 + std::size_t(a) * ldc2, ldc2}};
+    if (b > a) part(true, false, b - a, K, alpha, A + a, lda, assign, outs, 2);
   }
 }
 

@@ -149,32 +149,19 @@ void pack_b(bool trans, const float* B, int ldb, int n0, int cols, int k0, int k
   }
 }
 
-// A second product of the same op(A) (gemm_tn_pair): C2[M, N2] from op(B2) [K, N2].
-struct Second {
-  const float* B = nullptr;
-  int ldb = 0, N = 0;
-  float* C = nullptr;
-  int ldc = 0;
-};
-
-// C[M, N] = alpha · op(A) · op(B) + (assign ? 0 : C) on this thread, and the same for `second`
-// when given: its panels follow op(B)'s in each block, so op(A)'s block is packed once for both.
-void gemm_part(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
-               const float* B, int ldb, bool assign, float* C, int ldc,
-               const Second* second = nullptr) {
-  const int panels1 = (N + NR - 1) / NR;
-  const int panels = panels1 + (second ? (second->N + NR - 1) / NR : 0);
+// C[M, N] = alpha · op(A) · op(B) + (assign ? 0 : C) on this thread for each of outs[0..count)
+// (BlockedOut, kernels/gemm.hpp): op(A)'s block is packed once for all their panels.
+void gemm_part(bool ta, bool tb, int M, int K, float alpha, const float* A, int lda, bool assign,
+               const BlockedOut<float>* outs, int count) {
+  const int panels = panel_count(NR, outs, count);
   for (int k0 = 0; k0 < K; k0 += kDepth) {
     const Init init = k0 == 0 && assign ? Init::assign : alpha == 1.0f ? Init::c : Init::zero;
     const int kc = std::min(kDepth, K - k0);
     const std::size_t panel_size = std::size_t(NR) * kc;
     float* b = buffer(1, std::size_t(panels) * panel_size);
-    for (int p = 0; p < panels1; ++p)
-      pack_b(tb, B, ldb, p * NR, std::min(NR, N - p * NR), k0, kc, b + std::size_t(p) * panel_size);
-    for (int p = panels1; p < panels; ++p) {
-      const int n0 = (p - panels1) * NR;
-      pack_b(tb, second->B, second->ldb, n0, std::min(NR, second->N - n0), k0, kc,
-             b + std::size_t(p) * panel_size);
+    for (int p = 0; p < panels; ++p) {
+      const PanelOf<float> at = panel_of(p, NR, outs, count);
+      pack_b(tb, at.out->B, at.out->ldb, at.n0, at.cols, k0, kc, b + std::size_t(p) * panel_size);
     }
     for (int m0 = 0; m0 < M; m0 += kRows) {
       const int rows = std::min(kRows, M - m0);
@@ -187,10 +174,9 @@ void gemm_part(bool ta, bool tb, int M, int N, int K, float alpha, const float* 
       }
       for (int p = 0; p < panels; ++p) {
         const float* panel = b + std::size_t(p) * panel_size;
-        const bool first = p < panels1;  // of C, else of second->C
-        const int n0 = (first ? p : p - panels1) * NR, ldc_p = first ? ldc : second->ldc;
-        const int cols = std::min(NR, (first ? N : second->N) - n0);
-        float* c = (first ? C : second->C) + std::size_t(m0) * ldc_p + n0;
+        const PanelOf<float> at = panel_of(p, NR, outs, count);
+        const int ldc_p = at.out->ldc, cols = at.cols;
+        float* c = at.out->C + std::size_t(m0) * ldc_p + at.n0;
         for_tiles(rows, [&](int m, int h) {
           float* cm = c + std::size_t(m) * ldc_p;
           if (ta) {
@@ -223,21 +209,14 @@ void gemm_part(bool ta, bool tb, int M, int N, int K, float alpha, const float* 
 
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc) {
-  blocked_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
-               [&](int m, int n, const float* a, const float* b, bool assign, float* c) {
-                 gemm_part(ta, tb, m, n, K, alpha, a, lda, b, ldb, assign, c, ldc);
-               });
+  blocked_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, gemm_part);
 }
 
 void gemm_tn_pair(int M, int N1, int N2, int K, float alpha, const float* A, int lda,
                   const float* B1, int ldb1, const float* B2, int ldb2, float beta, float* C1,
                   int ldc1, float* C2, int ldc2) {
-  blocked_gemm_tn_pair(M, N1, N2, K, alpha, A, beta, C1, ldc1, C2, ldc2,
-                       [&](int m, const float* a, bool assign, float* c1, float* c2) {
-                         const Second second{B2, ldb2, N2, c2, ldc2};
-                         gemm_part(true, false, m, N1, K, alpha, a, lda, B1, ldb1, assign, c1,
-                                   ldc1, &second);
-                       });
+  blocked_gemm_tn_pair(M, N1, N2, K, alpha, A, lda, B1, ldb1, B2, ldb2, beta, C1, ldc1, C2, ldc2,
+                       gemm_part);
 }
 
 #else  // no AVX-512 kernel in this build: native() is false and gemm() is never called
