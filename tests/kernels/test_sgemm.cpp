@@ -42,7 +42,9 @@ TEST_F(FloatGemm, AgainstFloat64AtEveryLevel) {
       ThreadCount scope(threads);
       for (Shape s : {Shape{1, 1, 1}, Shape{3, 5, 7}, Shape{12, 32, 256}, Shape{13, 33, 257},
                       Shape{27, 70, 40}, Shape{200, 47, 300}, Shape{97, 96, 600},
-                      Shape{40, 300, 1}, Shape{255, 16, 33}})
+                      Shape{40, 300, 1}, Shape{255, 16, 33},
+                      // a k block's panels past 1 MB: the kernel's panel-major order
+                      Shape{13, 1100, 300}})
         for (bool ta : {false, true})
           for (bool tb : {false, true})
             for (auto [alpha, beta] : {std::pair{1.0f, 0.0f}, std::pair{1.0f, 1.0f},
