@@ -9,10 +9,12 @@
 //     per block into micro-panels of the tile's height (k-major: the tile's rows of one k side by
 //     side), since Aᵀ's rows lie kilobytes apart in A (the [T·B, G·H] gradient of a dW);
 //   - tiles of 12 rows × 32 columns of C in 24 zmm accumulators, the panel's two vectors loaded
-//     and each row's value broadcast per k; C is read once per tile and depth block, at its end.
+//     and each row's value broadcast per k; C is read once per tile and depth block, at its end;
+//   - for op(A) = Aᵀ whose block of panels fits 1 MB, the loop turned around (tile-major): each
+//     tile crosses every panel, its packed micro-panel in L1 and the panels streaming from L2.
 // On a Zen 5 core (full-width AVX-512) dnnl_sgemm ran LSTM shape b's weight-gradient products at
-// 62-68% of the FMA peak; this runs them at 80-84% and the step's other products level with it
-// (docs/benchmarks.md, issue 19 part 5).
+// 62-68% of the FMA peak; this runs them at 86-88% (tile-major) and the step's other products
+// level with it (docs/benchmarks.md, issue 19 parts 5 and 7).
 //
 // Used where native() holds; gemm<float>() dispatches to it (kernels/gemm.cpp).
 #pragma once
