@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "bptt/cpu.hpp"
@@ -19,6 +20,7 @@
 #include "kernels/matmul.hpp"
 #include "kernels/step_gemm.hpp"
 #include "support/random.hpp"
+#include "support/tn_pair.hpp"
 
 namespace bptt::test {
 namespace {
@@ -210,23 +212,15 @@ TEST_F(Bf16Kernels, TnPairIsTwoProducts) {
       for (Shape s : {Shape{1, 1, 1, 1}, Shape{12, 32, 32, 512}, Shape{97, 65, 33, 1100},
                       Shape{40, 300, 64, 7}})
         for (float beta : {0.0f, 1.0f}) {
-          const int lda = s.M + 3, ldb1 = s.N1 + 1, ldb2 = s.N2 + 2, ldc1 = s.N1 + 4,
-                    ldc2 = s.N2 + 5;
-          const auto A = uniform(std::size_t(s.K) * lda, unsigned(s.M + s.K));
-          const auto B1 = uniform(std::size_t(s.K) * ldb1, 3), B2 = uniform(std::size_t(s.K) * ldb2, 4);
-          auto C1 = uniform(std::size_t(s.M) * ldc1, 5), C2 = uniform(std::size_t(s.M) * ldc2, 6);
-          if (beta == 0.0f) C1[0] = C2[0] = std::numeric_limits<float>::quiet_NaN();
-          auto R1 = C1, R2 = C2;
-          mm.gemm_tn_pair(s.M, s.N1, s.N2, s.K, 0.75f, A.data(), lda, B1.data(), ldb1, B2.data(),
-                          ldb2, beta, C1.data(), ldc1, C2.data(), ldc2);
-          mm.gemm(true, false, s.M, s.N1, s.K, 0.75f, A.data(), lda, B1.data(), ldb1, beta,
-                  R1.data(), ldc1);
-          mm.gemm(true, false, s.M, s.N2, s.K, 0.75f, A.data(), lda, B2.data(), ldb2, beta,
-                  R2.data(), ldc2);
-          for (std::size_t i = 0; i < C1.size(); ++i)
-            ASSERT_EQ(C1[i], R1[i]) << "M " << s.M << " K " << s.K << " C1 " << i;
-          for (std::size_t i = 0; i < C2.size(); ++i)
-            ASSERT_EQ(C2[i], R2[i]) << "M " << s.M << " K " << s.K << " C2 " << i;
+          expect_tn_pair_is_two_products(
+              s.M, s.N1, s.N2, s.K, beta,
+              [&](auto... args) { mm.gemm_tn_pair<float>(args...); },
+              [&](int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+                  int ldb, float bt, float* c, int ldc) {
+                mm.gemm<float>(true, false, m, n, k, alpha, a, lda, b, ldb, bt, c, ldc);
+              },
+              "M " + std::to_string(s.M) + " K " + std::to_string(s.K));
+          if (HasFatalFailure()) return;
         }
     }
   });
