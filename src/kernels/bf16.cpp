@@ -13,6 +13,8 @@
 
 #if BPTT_HAVE_CPU_LEVELS
 #include <immintrin.h>
+
+#include "kernels/transpose.hpp"
 #endif
 
 namespace bptt::kernels::bf16 {
@@ -227,13 +229,29 @@ const void* panel_at(const float* P, int n0, int K) { return P + std::size_t(n0)
 void pack_block(bool trans, int n0, int cols, int k0, int kc, const float* W, int ldw, void* dst) {
   auto* out = static_cast<char*>(dst);
   const int kcp = (kc + 1) / 2;
-  if (trans) {  // column j: row n0 + j of W rounded along k, scattered down the panel
+  if (trans) {  // column j: row n0 + j of W rounded along k, its pairs down the panel
+    int done = 0;  // pair rows filled: in a full panel, 16 at a time, 16 rows of W rounded
+                   // into 16 words each and transposed in registers (kernels/transpose.hpp)
+    if (cols == NR)
+      for (; done + 16 <= kc / 2; done += 16)
+        for (int h = 0; h < NR; h += 16) {
+          __m512 r[16];
+          for (int i = 0; i < 16; ++i) {
+            const float* w = W + std::size_t(n0 + h + i) * ldw + k0 + 2 * done;
+            // k 0..15 to the lower half, 16..31 to the upper: 16 pairs in order
+            r[i] = (__m512)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(w + 16), _mm512_loadu_ps(w));
+          }
+          transpose16(r);
+          for (int i = 0; i < 16; ++i)
+            _mm512_storeu_ps(reinterpret_cast<float*>(out + (std::size_t(done + i) * NR + h) * sizeof(Word)),
+                             r[i]);
+        }
     if (cols < NR) std::memset(out, 0, std::size_t(kcp) * NR * sizeof(Word));
     Word col[kDepthBlock / 2];
-    for (int j = 0; j < cols; ++j) {
-      round_row(kc, W + std::size_t(n0 + j) * ldw + k0, col);
-      for (int kp = 0; kp < kcp; ++kp)
-        std::memcpy(out + (std::size_t(kp) * NR + j) * sizeof(Word), &col[kp], sizeof(Word));
+    for (int j = 0; j < cols && done < kcp; ++j) {
+      round_row(kc - 2 * done, W + std::size_t(n0 + j) * ldw + k0 + 2 * done, col);
+      for (int kp = done; kp < kcp; ++kp)
+        std::memcpy(out + (std::size_t(kp) * NR + j) * sizeof(Word), &col[kp - done], sizeof(Word));
     }
   } else {  // pair row kp: rows k0 + 2kp and k0 + 2kp + 1 of W, columns n0 .. n0 + cols
     for (int kp = 0; kp < kcp; ++kp) {

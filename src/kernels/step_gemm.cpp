@@ -2,8 +2,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/simd.hpp"
+#if BPTT_HAVE_CPU_LEVELS
+#include "kernels/transpose.hpp"
+#endif
 
 namespace bptt::kernels {
 
@@ -48,6 +52,26 @@ namespace base {
 #undef BPTT_TILE_ROWS
 }  // namespace base
 
+#if BPTT_HAVE_CPU_LEVELS
+// Rows [0, K / 16 · 16) of one full panel of the x86-64-v4 float layout (32 columns) from its
+// 32 rows of W (op(W) = Wᵀ, row stride ldw), as 16 × 16 blocks transposed in registers; returns
+// the k where the rest begins. The scalar copy it replaces stored every value to another line
+// of the panel: LSTM shape b's W_hhᵀ (2048 × 512) packed in 0.43-0.76 ms, this in 0.15-0.22.
+[[gnu::target("arch=x86-64-v4")]] int pack_columns_v4(int K, const float* W, int ldw,
+                                                      float* panel) {
+  constexpr int NR = 32;
+  int k0 = 0;
+  for (; k0 + 16 <= K; k0 += 16)
+    for (int h = 0; h < NR; h += 16) {
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(W + std::size_t(h + i) * ldw + k0);
+      transpose16(r);
+      for (int i = 0; i < 16; ++i) _mm512_storeu_ps(panel + std::size_t(k0 + i) * NR + h, r[i]);
+    }
+  return k0;
+}
+#endif
+
 }  // namespace
 
 // Each call runs the kernels of the level bptt::cpu_level() names (bptt/cpu.hpp).
@@ -88,8 +112,14 @@ void pack_panels(bool trans, int N, int K, const Real* W, int ldw, Real* P) {
     const int cols = std::min(NR, N - n0);
     if (trans) {  // column j of the panel is row n0 + j of W, read contiguously; in blocks of
                   // kKBlock rows of the panel, which stay in L1 while its columns are filled
+      int done = 0;  // rows of the panel already filled (transposed in registers)
+#if BPTT_HAVE_CPU_LEVELS
+      if constexpr (std::is_same_v<Real, float>)
+        if (cols == 32 && NR == 32 && cpu_level() == CpuLevel::x86_64_v4)
+          done = pack_columns_v4(K, W + std::size_t(n0) * ldw, ldw, panel);
+#endif
       constexpr int kKBlock = 128;
-      for (int k0 = 0; k0 < K; k0 += kKBlock) {
+      for (int k0 = done; k0 < K; k0 += kKBlock) {
         const int k1 = std::min(K, k0 + kKBlock);
         for (int j = 0; j < cols; ++j) {
           const Real* w = W + std::size_t(n0 + j) * ldw;

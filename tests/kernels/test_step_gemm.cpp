@@ -67,6 +67,43 @@ TEST(StepGemm, MatchesTheTripleLoop) {
           }
 }
 
+// pack_panels against its definition (step_gemm.hpp): P[p][k][j] = op(W)[k][p·NR + j], zero
+// past N, exactly; K with and without a tail past the 16-row blocks that the x86-64-v4 float
+// packing of Wᵀ transposes in registers, partial last panels, a row stride larger than the row.
+template <class Real>
+void check_layout(int N, int K, bool trans) {
+  const int NR = panel_width<Real>(), ldw = trans ? K + 3 : N + 3;
+  std::vector<Real> W(std::size_t(trans ? N : K) * std::size_t(ldw));
+  for (std::size_t i = 0; i < W.size(); ++i) W[i] = Real(i + 1);  // every value its own
+  std::vector<Real> P(packed_size<Real>(N, K), Real(-99));
+  pack_panels(trans, N, K, W.data(), ldw, P.data());
+  const int panels = (N + NR - 1) / NR;
+  for (int p = 0; p < panels; ++p)
+    for (int k = 0; k < K; ++k)
+      for (int j = 0; j < NR; ++j) {
+        const int n = p * NR + j;
+        const Real expect = n >= N ? Real(0)
+                            : trans ? W[std::size_t(n) * ldw + k]
+                                    : W[std::size_t(k) * ldw + n];
+        const Real got = P[(std::size_t(p) * K + k) * NR + j];
+        if (got != expect) {
+          ADD_FAILURE() << "N " << N << " K " << K << (trans ? " Wᵀ" : " W") << ": panel " << p
+                        << " row " << k << " column " << j << " holds " << got << ", expected "
+                        << expect;
+          return;
+        }
+      }
+}
+
+TEST(StepGemm, PackPanelsIsTheLayout) {
+  for (int N : {1, 31, 32, 33, 64, 70, 96})
+    for (int K : {1, 15, 16, 17, 37, 64})
+      for (bool trans : {true, false}) {
+        check_layout<float>(N, K, trans);
+        check_layout<double>(N, K, trans);
+      }
+}
+
 TEST(StepGemm, LargeMAcrossRowBlocks) {
   for (int M : {64, 65, 130, 203})
     for (bool with_bias : {false, true}) {
