@@ -242,9 +242,10 @@ void pack_block(bool trans, int n0, int cols, int k0, int kc, const float* W, in
             r[i] = (__m512)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(w + 16), _mm512_loadu_ps(w));
           }
           transpose16(r);
-          for (int i = 0; i < 16; ++i)
-            _mm512_storeu_ps(reinterpret_cast<float*>(out + (std::size_t(done + i) * NR + h) * sizeof(Word)),
-                             r[i]);
+          for (int i = 0; i < 16; ++i) {
+            char* row = out + (std::size_t(done + i) * NR + h) * sizeof(Word);
+            _mm512_storeu_ps(reinterpret_cast<float*>(row), r[i]);
+          }
         }
     if (cols < NR) std::memset(out, 0, std::size_t(kcp) * NR * sizeof(Word));
     Word col[kDepthBlock / 2];

@@ -56,7 +56,8 @@ namespace base {
 // Rows [0, K / 16 · 16) of one full panel of the x86-64-v4 float layout (32 columns) from its
 // 32 rows of W (op(W) = Wᵀ, row stride ldw), as 16 × 16 blocks transposed in registers; returns
 // the k where the rest begins. The scalar copy it replaces stored every value to another line
-// of the panel: LSTM shape b's W_hhᵀ (2048 × 512) packed in 0.43-0.76 ms, this in 0.15-0.22.
+// of the panel: LSTM shape b's W_hhᵀ (2048 × 512) packed in 0.51-0.97 ms, this in 0.17-0.38
+// (docs/benchmarks.md, issue 19 part 8).
 [[gnu::target("arch=x86-64-v4")]] int pack_columns_v4(int K, const float* W, int ldw,
                                                       float* panel) {
   constexpr int NR = 32;

@@ -14,9 +14,8 @@
 namespace bptt::kernels {
 
 // r[i] = row i of a 16 × 16 block in; r[i] = column i of it out (lane j of r[i] = old lane i of
-// r[j]).
-// The maskz forms with every lane set: GCC 12 reports the plain ones, which start from
-// _mm512_undefined_ps(), as maybe-uninitialized.
+// r[j]). The shuffles are the maskz forms with every lane set: GCC 12 reports the plain ones,
+// which start from _mm512_undefined_ps(), as maybe-uninitialized.
 [[gnu::target("arch=x86-64-v4")]] BPTT_ALWAYS_INLINE void transpose16(__m512 (&r)[16]) {
   constexpr __mmask16 kAll = 0xffff;
   __m512 t[16];
