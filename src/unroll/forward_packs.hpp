@@ -27,11 +27,22 @@ struct ForwardPacks {
   void pack(const Model<Real>& model, const BatchArg<Real>& batch, Matmul matmul);
 };
 
+// Where forward's readout writes: the caller's [T, B, O] buffers instead of the workspace's
+// z() and yhat(), which then hold nothing of this pass. yhat null: the workspace's. z null with
+// yhat given: ŷ's buffer, θ then applied in place (apply_output_activation allows it), so that
+// an identity output is written once and never copied; both null: the workspace's.
+template <class Real>
+struct ReadoutTo {
+  Real* yhat = nullptr;
+  Real* z = nullptr;
+};
+
 // forward(model, batch, ws, dropout, head) reading the weights from `packs` (made by
 // packs.pack(model, batch, ws.matmul()) since the weights or the batch's mask_weight_hh last
-// changed).
+// changed), the readout written to `to`.
 template <class Real>
 void forward_packed(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws,
-                    const ForwardPacks<Real>& packs, const Dropout* dropout, bool head);
+                    const ForwardPacks<Real>& packs, const Dropout* dropout, bool head,
+                    ReadoutTo<Real> to = {});
 
 }  // namespace bptt::unroll

@@ -367,7 +367,8 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
 // forward() with the weights packed beforehand (packs) or here (nullptr).
 template <class Real>
 void forward_impl(const Model<Real>& model, const BatchArg<Real>& batch, Workspace<Real>& ws,
-                  const Dropout* dropout, bool head, const unroll::ForwardPacks<Real>* packs) {
+                  const Dropout* dropout, bool head, const unroll::ForwardPacks<Real>* packs,
+                  unroll::ReadoutTo<Real> to = {}) {
   const kernels::Products mm = products(ws);
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, HO = cfg.state_size(), W = cfg.output_width(),
@@ -427,6 +428,8 @@ void forward_impl(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
                     ws.top() + (std::size_t(t) * B + b) * W + std::size_t(d) * HO);
     }
   }
+  Real* const yhat = to.yhat ? to.yhat : ws.yhat();
+  Real* const z = to.z ? to.z : to.yhat ? to.yhat : ws.z();
   const Real* top = ws.top();
   if (R.output) {  // the head reads top_t ⊙ m
     for (int t = 0; t < T; ++t)
@@ -435,8 +438,8 @@ void forward_impl(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
     top = ws.top_masked();
   }
   if (!cfg.head) {  // a head-less model: z = top (O = W)
-    std::copy(top, top + std::size_t(TB) * W, ws.z());
-    apply_output_activation(cfg.output_activation, TB, O, ws.z(), ws.yhat());
+    std::copy(top, top + std::size_t(TB) * W, z);
+    apply_output_activation(cfg.output_activation, TB, O, z, yhat);
     return;
   }
   // Z = top·W_oᵀ + b_o through the packed kernel, which starts from the bias row: a BLAS
@@ -450,9 +453,9 @@ void forward_impl(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
     if (split && ThreadCount::current() > 1)
   for (int i = 0; i < blocks; ++i) {
     const int r0 = i * kReadoutRows, rows = std::min(kReadoutRows, TB - r0);
-    Real* z = ws.z() + std::size_t(r0) * O;
-    mm.packed(rows, O, W, top + std::size_t(r0) * W, W, packed, P.b_o, z, O);
-    apply_output_activation(cfg.output_activation, rows, O, z, ws.yhat() + std::size_t(r0) * O);
+    Real* zr = z + std::size_t(r0) * O;
+    mm.packed(rows, O, W, top + std::size_t(r0) * W, W, packed, P.b_o, zr, O);
+    apply_output_activation(cfg.output_activation, rows, O, zr, yhat + std::size_t(r0) * O);
   }
 }
 
@@ -502,12 +505,12 @@ void unroll::ForwardPacks<Real>::pack(const Model<Real>& model, const BatchArg<R
 template <class Real>
 void unroll::forward_packed(const Model<Real>& model, const BatchArg<Real>& batch,
                             Workspace<Real>& ws, const ForwardPacks<Real>& packs,
-                            const Dropout* dropout, bool head) {
+                            const Dropout* dropout, bool head, ReadoutTo<Real> to) {
   if (packs.unit.size() != std::size_t(model.cfg.units()) ||
       packs.bf16 != (ws.matmul() == Matmul::bf16))
     throw Error(ErrorKind::usage, "forward", "packs made for another model or precision",
                 "call ForwardPacks::pack(model, batch, ws.matmul()) first");
-  forward_impl(model, batch, ws, dropout, head, &packs);
+  forward_impl(model, batch, ws, dropout, head, &packs, to);
 }
 
 namespace {
@@ -880,7 +883,7 @@ double loss_and_gradients(const Model<Real>& model, const BatchArg<Real>& batch,
   template struct unroll::ForwardPacks<Real>;                                                 \
   template void unroll::forward_packed<Real>(const Model<Real>&, const BatchView<Real>&,       \
                                              Workspace<Real>&, const unroll::ForwardPacks<Real>&, \
-                                             const Dropout*, bool);                          \
+                                             const Dropout*, bool, unroll::ReadoutTo<Real>); \
   template void backward<Real>(const Model<Real>&, const BatchView<Real>&, Workspace<Real>&,    \
                                Gradients<Real>&, const BackwardOptions<Real>&);             \
   template double loss_and_gradients<Real>(const Model<Real>&, const BatchView<Real>&, LossKind, \

@@ -137,15 +137,13 @@ void Inference<Real>::run(const Model<Real>& model, const BatchArg<Real>& batch,
       part.h0 = h_n_;
       part.c0 = c_n_;
     }
-    // A final-state readout reads h_n: only the last chunk has it.
+    // A final-state readout reads h_n: only the last chunk has it. The readout writes the
+    // chunk's rows of ŷ (and z) in place.
     const bool last = s + n == T;
-    unroll::forward_packed(model, part, ws, *packs_, nullptr, /*head=*/!final_state || last);
+    unroll::forward_packed(model, part, ws, *packs_, nullptr, /*head=*/!final_state || last,
+                           {.yhat = out.yhat.data() + first * O,
+                            .z = out.z.empty() ? nullptr : out.z.data() + first * O});
     ws.state_at(n, h_n_, c_n_);
-    if (!final_state || last) {
-      std::copy(ws.yhat(), ws.yhat() + rows * O, out.yhat.begin() + std::ptrdiff_t(first * O));
-      if (!out.z.empty())
-        std::copy(ws.z(), ws.z() + rows * O, out.z.begin() + std::ptrdiff_t(first * O));
-    }
     if (!out.h.empty()) {  // this chunk's steps of every unit, in data order
       ws.step_states(steps_h_, steps_c_);
       const auto scatter = [&](const std::vector<Real>& from, std::span<Real> to, int width) {
