@@ -16,6 +16,17 @@
 // below 2⁻¹²⁶ per term.
 //
 // Used when native() holds; the products take their operands as floats, as everywhere else.
+//
+// AMX. Where the CPU also has AMX-BF16 (Intel Xeon from Sapphire Rapids on) and Linux grants the
+// process the tile state, the same products run on the tiles: tdpbf16ps adds a 16 × 32 bf16
+// block times a 32 × 16 one to a 16 × 16 float tile, 16 times the rate of vdpbf16ps (measured on
+// one core: 2.8-3.1 TFLOP/s against 112-115 GFLOP/s for vdpbf16ps and 224-232 for float FMA).
+// The panels above are already the tiles' B layout (16 pair rows of 16 columns' words, 128 bytes
+// apart); the rounded rows of A are padded with zero pairs to a multiple of 16, and every panel's
+// pair rows from ⌈K/2⌉ to the next multiple of 16 are zero wherever they fit in the float panel
+// (K ≥ 30), so that whole tiles read zeros past K on both sides. Rows past the last 16 and
+// products with K < 32 run on vdpbf16ps. A tile's sums are in another order than vdpbf16ps's
+// (the same bound holds); like vdpbf16ps, the tiles flush subnormals to zero.
 #pragma once
 
 namespace bptt::kernels::bf16 {
@@ -24,6 +35,16 @@ namespace bptt::kernels::bf16 {
 // AVX512-BF16, and the active CPU level (bptt/cpu.hpp) is x86-64-v4. Like the level, it may change
 // between computations, not between a pack() and the products that read its panels.
 bool native();
+
+// Whether the products run on AMX tiles: native(), the CPU has AMX-BF16, Linux granted the tile
+// state (arch_prctl ARCH_REQ_XCOMP_PERM, asked once), and neither the environment (BPTT_AMX=0)
+// nor set_amx(false) turned them off. Changes like native().
+bool amx();
+// Turns the tiles on (where amx_available()) or off, process-wide: the tests run both paths.
+// Returns the previous setting.
+bool set_amx(bool on);
+// Whether this CPU, build and kernel can run the tiles at all (whatever BPTT_AMX says).
+bool amx_available();
 
 // ASSIGNS the panels of op(W) [K, N] (W is [N, K] with row stride ldw when trans, else [K, N])
 // to P, which has packed_size<float>(N, K) floats. Requires native().

@@ -1,9 +1,11 @@
 // The bf16 products (kernels/matmul.hpp, kernels/bf16.hpp) at every CPU level this machine runs:
-// the AVX512-BF16 kernels where the CPU has them (x86-64-v4), the float emulation elsewhere. Each
+// the AVX512-BF16 kernels where the CPU has them (x86-64-v4; there both on the AMX tiles and on
+// vdpbf16ps where the CPU has AMX-BF16 too), the float emulation elsewhere. Each
 // result against the float64 sum of the exact products of the rounded operands, within the
 // bound of float summation: |C − ref| ≤ (K + 2)·2⁻²⁴·(|init| + Σ|a·w|) per element. Shapes cross
 // every edge of the kernels: 1, odd and even K (pairs), K past one depth block (512), partial
-// panels (N mod 32), row tiles of 8, 4, 2 and 1, more rows than a row block (64), column parts
+// panels (N mod 32), row tiles of 8, 4, 2 and 1 (and the tiles' 32 and 16 rows, depths that are
+// not whole tiles, K at the tiles' lower limit 32), more rows than a row block (64), column parts
 // of a packed buffer, strides wider than the rows, both threads.
 #include <gtest/gtest.h>
 
@@ -52,22 +54,34 @@ void expect_sums(const char* what, int M, int N, int K, const float* C, int ldc,
     }
 }
 
-// Runs the body at every CPU level the machine runs, restoring the level after.
+// Runs the body at every CPU level the machine runs, and at x86-64-v4 both with and without the
+// AMX tiles where the CPU has them; restores the level and the tiles after.
 class Bf16Kernels : public testing::Test {
  protected:
-  void SetUp() override { saved_ = cpu_level(); }
-  void TearDown() override { set_cpu_level(saved_); }
+  void SetUp() override {
+    saved_ = cpu_level();
+    saved_amx_ = kernels::bf16::set_amx(true);
+  }
+  void TearDown() override {
+    set_cpu_level(saved_);
+    kernels::bf16::set_amx(saved_amx_);
+  }
   template <class Body>
   void at_every_level(Body body) {
     for (CpuLevel l : supported_cpu_levels()) {
       set_cpu_level(l);
-      body();
-      if (HasFatalFailure()) return;
+      for (bool tiles : {false, true}) {
+        if (tiles && !(l == CpuLevel::x86_64_v4 && kernels::bf16::amx_available())) continue;
+        kernels::bf16::set_amx(tiles);
+        body();
+        if (HasFatalFailure()) return;
+      }
     }
   }
 
  private:
   CpuLevel saved_ = CpuLevel::baseline;
+  bool saved_amx_ = false;
 };
 
 TEST_F(Bf16Kernels, NativeWhereTheCpuHasIt) {
@@ -80,6 +94,13 @@ TEST_F(Bf16Kernels, NativeWhereTheCpuHasIt) {
 #endif
   if (!kernels::bf16::native())
     std::printf("note: no AVX512-BF16 kernels on this CPU or build; the emulation alone is tested\n");
+  else if (!kernels::bf16::amx_available())
+    std::printf("note: no AMX-BF16 tiles on this CPU, build or kernel; vdpbf16ps alone is tested\n");
+  // The tiles only where the bf16 kernels run, and only when asked for.
+  kernels::bf16::set_amx(true);
+  EXPECT_EQ(kernels::bf16::amx(), kernels::bf16::native() && kernels::bf16::amx_available());
+  kernels::bf16::set_amx(false);
+  EXPECT_FALSE(kernels::bf16::amx());
   if (cpu_supports(CpuLevel::x86_64_v3)) {
     set_cpu_level(CpuLevel::x86_64_v3);
     EXPECT_FALSE(kernels::bf16::native());
@@ -89,9 +110,9 @@ TEST_F(Bf16Kernels, NativeWhereTheCpuHasIt) {
 TEST_F(Bf16Kernels, PackedAndPairAgainstFloat64) {
   const kernels::Products mm{.bf16 = true};
   at_every_level([&] {
-    for (int M : {1, 2, 3, 8, 13, 64, 71})
+    for (int M : {1, 2, 3, 8, 13, 16, 50, 64, 71})
       for (int N : {1, 17, 32, 33, 70})
-        for (int K : {1, 2, 5, 64, 129, 513})
+        for (int K : {1, 2, 5, 31, 33, 64, 129, 513})
           for (bool trans : {true, false}) {
             const int ldw = trans ? K + 3 : N + 5, lda = K + 1, ldc = N + 2;
             const auto W = uniform(std::size_t(trans ? N : K) * ldw, unsigned(M * 7 + N * 3 + K));
@@ -127,9 +148,10 @@ TEST_F(Bf16Kernels, PackedAndPairAgainstFloat64) {
             if (HasFatalFailure()) return;
           }
     // The pair: bias + A1·op(W1) + A2·op(W2), K1 and K2 of both parities.
-    for (int M : {1, 5, 8, 19})
+    for (int M : {1, 5, 8, 19, 40})
       for (int N : {7, 32, 45})
-        for (auto [K1, K2] : {std::pair{3, 4}, std::pair{64, 33}, std::pair{1, 600}}) {
+        for (auto [K1, K2] : {std::pair{3, 4}, std::pair{64, 33}, std::pair{1, 600},
+                              std::pair{512, 256}}) {
           const auto W1 = uniform(std::size_t(N) * K1, 21), W2 = uniform(std::size_t(N) * K2, 22);
           const auto A1 = uniform(std::size_t(M) * K1, 23), A2 = uniform(std::size_t(M) * K2, 24);
           const auto bias = uniform(std::size_t(N), 25);
