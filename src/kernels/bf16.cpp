@@ -13,6 +13,7 @@
 #include "bptt/precision.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/simd.hpp"
+#include "support/aligned.hpp"
 
 #if BPTT_HAVE_CPU_LEVELS
 #include <immintrin.h>
@@ -85,11 +86,13 @@ constexpr int kRowBlock = 64;
 // k per block of gemm()'s operands: a panel's block is 32 KB, in L1 while the row tiles pass.
 constexpr int kDepthBlock = 512;
 
-// The per-thread buffers the rounded operands go to, grown to the largest use and kept.
+// The per-thread buffers the rounded operands go to, grown to the largest use and kept, from a
+// cache line's start: a tile's row or a vector load that crosses two lines costs two.
 Word* buffer(int slot, std::size_t words) {
   thread_local std::vector<Word> buf[3];
-  if (buf[slot].size() < words) buf[slot].resize(words);
-  return buf[slot].data();
+  if (buf[slot].size() < words + support::line_slack<Word>())
+    buf[slot].resize(words + support::line_slack<Word>());
+  return support::line_start(buf[slot].data());
 }
 
 // How a tile's C starts and ends: from the bias row, or from C itself (C = init + sums); or the

@@ -10,6 +10,7 @@
 #include "bptt/error.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/simd.hpp"
+#include "support/aligned.hpp"
 
 #if BPTT_HAVE_CPU_LEVELS
 #include <immintrin.h>
@@ -32,9 +33,9 @@ constexpr int kRows = 96;    // rows of op(A) per block: 96 KB, in L2 while ever
 // a cache line: a panel row's two vectors then never straddle two lines.
 float* buffer(int slot, std::size_t n) {
   thread_local std::vector<float> buf[2];
-  if (buf[slot].size() < n + 16) buf[slot].resize(n + 16);
-  const auto at = reinterpret_cast<std::uintptr_t>(buf[slot].data());
-  return buf[slot].data() + (64 - at % 64) % 64 / sizeof(float);
+  if (buf[slot].size() < n + support::line_slack<float>())
+    buf[slot].resize(n + support::line_slack<float>());
+  return support::line_start(buf[slot].data());
 }
 
 // How a tile's C starts and ends (as bf16.cpp's): C += sums (c), C += alpha · sums (zero), or

@@ -25,6 +25,7 @@
 #include "unroll/head.hpp"
 #include "unroll/regularize.hpp"
 #include "unroll/x_product.hpp"
+#include "support/aligned.hpp"
 
 namespace bptt {
 
@@ -479,14 +480,19 @@ void unroll::ForwardPacks<Real>::pack(const Model<Real>& model, const BatchArg<R
             W = cfg.output_width(), O = cfg.output_size;
   const auto V = model.views();
   unit.resize(std::size_t(U));
+  // Every pack from a cache line's start (support/aligned.hpp): the offsets in whole lines from
+  // buf's first line.
   std::size_t n = 0;
   for (int u = 0; u < U; ++u) {
     unit[std::size_t(u)] = n;
-    n += unit_pack_size<Real>(cfg, V.layers[std::size_t(u)].in);
+    n += support::whole_lines<Real>(unit_pack_size<Real>(cfg, V.layers[std::size_t(u)].in));
   }
   head = n;
   if (cfg.head) n += kernels::packed_size<Real>(O, W);
-  buf.resize(n);
+  buf.resize(n + support::line_slack<Real>());
+  origin = std::size_t(support::line_start(buf.data()) - buf.data());
+  for (std::size_t& at : unit) at += origin;
+  head += origin;
   std::vector<Real> dropped;
   for (int u = 0; u < U; ++u) {
     const auto& p = V.layers[std::size_t(u)];

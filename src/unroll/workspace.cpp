@@ -9,6 +9,7 @@
 #include "bptt/unroll.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/step_gemm.hpp"
+#include "support/aligned.hpp"
 #include "unroll/direction.hpp"
 #include "unroll/x_product.hpp"
 
@@ -34,10 +35,12 @@ struct WorkspacePlan {
                       W = std::size_t(cfg.output_width());
     const bool lstm = cfg.cell == CellKind::lstm, gru = cfg.cell == CellKind::gru;
     const int D = cfg.directions(), chunk = std::min(T, 64);
+    // Each buffer from a cache line's start (support/aligned.hpp): buf_ holds a line more
+    // than the offsets reach.
     std::size_t off = 0;
     const auto take = [&](std::size_t n) -> Real* {
-      Real* p = ws && n ? ws->buf_.data() + off : nullptr;
-      off += n;
+      Real* p = ws && n ? support::line_start(ws->buf_.data()) + off : nullptr;
+      off += support::whole_lines<Real>(n);
       return p;
     };
     for (int u = 0; u < cfg.units(); ++u) {
@@ -99,7 +102,7 @@ struct WorkspacePlan {
       if (ws) ws->scratch_.push_back(s);
     }
     if (ws) ws->chunk_ = chunk;
-    return off;
+    return off + support::line_slack<Real>();
   }
 };
 
