@@ -38,12 +38,18 @@ class MatmulScope {
   Matmul previous_;
 };
 
-// Whether this CPU executes AVX512-BF16 (vdpbf16ps): bf16 products at twice the float rate.
+// Whether this CPU executes AVX512-BF16 (vdpbf16ps): two bf16 products per float lane, twice the
+// float FMA's rate on AMD Zen 4 and 5, half of it on Intel Xeons (which have AMX, below).
 bool cpu_has_bf16();
 
 // Whether bf16 products run on the AVX512-BF16 kernels now: the CPU has them, this build has them
 // (GCC on x86-64), and the active CPU level (bptt/cpu.hpp) is x86-64-v4. Otherwise they are
 // emulated: the same sums of the same rounded operands, in another order, slower than float.
 bool bf16_products_native();
+
+// Whether the native bf16 products run on AMX tiles (tdpbf16ps, 16 times vdpbf16ps's rate): the
+// CPU has AMX-BF16 (Intel Xeon from Sapphire Rapids on), Linux granted the process the tile state,
+// and the environment does not say BPTT_AMX=0 (read once). Same sums, in another order.
+bool bf16_products_amx();
 
 }  // namespace bptt

@@ -21,4 +21,6 @@ bool cpu_has_bf16() {
 
 bool bf16_products_native() { return kernels::bf16::native(); }
 
+bool bf16_products_amx() { return kernels::bf16::amx(); }
+
 }  // namespace bptt

@@ -3,7 +3,8 @@
 // take exit status 77 as "skipped", so a machine without AVX-512 skips the x86-64-v4 run instead
 // of failing every test in it. They also set BPTT_TEST_SKIP_HIGHEST_LEVEL, which skips the run
 // of the highest level the CPU has: the ordinary run is at that level already. An unknown name
-// fails the run.
+// fails the run. BPTT_TEST_NEEDS_AMX (ctest's bf16_without_amx, which sets BPTT_AMX=0) skips the
+// run where the CPU has no AMX tiles: there the ordinary run is the same.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -12,6 +13,7 @@
 
 #include "bptt/cpu.hpp"
 #include "bptt/error.hpp"
+#include "kernels/bf16.hpp"
 
 namespace bptt::test {
 namespace {
@@ -19,6 +21,12 @@ namespace {
 class CpuLevelEnvironment : public testing::Environment {
  public:
   void SetUp() override {
+    const char* needs_amx = std::getenv("BPTT_TEST_NEEDS_AMX");
+    if (needs_amx != nullptr && *needs_amx != '\0' && !kernels::bf16::amx_available()) {
+      std::printf("no AMX-BF16 tiles on this CPU, build or kernel: skipping the run without them\n");
+      std::fflush(stdout);
+      std::exit(77);
+    }
     const char* name = std::getenv("BPTT_CPU_LEVEL");
     if (name == nullptr || *name == '\0') return;
     try {
