@@ -6,6 +6,7 @@
 
 #include "bench/bench.hpp"
 #include "bptt/error.hpp"
+#include "bptt/precision.hpp"
 #include "common.hpp"
 #include "verbs.hpp"
 
@@ -39,6 +40,10 @@ void run_one(const BenchCliOptions& o, const BenchShape& s) {
     j["mode"] = o.mode;
     j["threads"] = o.threads;
     j["dtype"] = o.dtype;
+    if (o.dtype == "bf16")  // which kernels ran the products (bptt/precision.hpp)
+      j["bf16_products"] = bf16_products_amx()      ? "amx"
+                           : bf16_products_native() ? "avx512_bf16"
+                                                    : "emulated";
     j["steps"] = r.steps;
     j["ms_per_step"] = r.ms_median;
     j["ms_min"] = r.ms_min;
