@@ -4,8 +4,9 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
-#include <string_view>
 #include <cstring>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "bptt/cpu.hpp"
@@ -55,13 +56,22 @@ namespace {
 // −1 until the first amx() reads BPTT_AMX; then 1 (on) or 0.
 std::atomic<int> g_amx{-1};
 
+// BPTT_AMX: unset, empty, 1 or on use the tiles; 0 or off do not; anything else is an error
+// (as BPTT_CPU_LEVEL's unknown names), not a silent default.
+int from_environment() {
+  const char* env = std::getenv("BPTT_AMX");
+  const std::string_view v = env ? env : "";
+  if (v.empty() || v == "1" || v == "on") return 1;
+  if (v == "0" || v == "off") return 0;
+  throw Error(ErrorKind::usage, "BPTT_AMX", "unknown value '" + std::string(v.substr(0, 40)) + "'",
+              "0 or off keeps the bf16 products off the AMX tiles; 1 or on (the default) uses them");
+}
+
 bool wanted() {
   int on = g_amx.load(std::memory_order_relaxed);
   if (on < 0) {
-    const char* env = std::getenv("BPTT_AMX");
-    const bool off = env != nullptr && (std::string_view(env) == "0" || std::string_view(env) == "off");
     int unresolved = -1;
-    g_amx.compare_exchange_strong(unresolved, off ? 0 : 1, std::memory_order_relaxed);
+    g_amx.compare_exchange_strong(unresolved, from_environment(), std::memory_order_relaxed);
     on = g_amx.load(std::memory_order_relaxed);
   }
   return on == 1;

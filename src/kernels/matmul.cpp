@@ -48,6 +48,8 @@ Products Products::of(Matmul m, const std::string& where) {
   if (m == Matmul::bf16 && !std::is_same_v<Real, float>)
     throw Error(ErrorKind::usage, where, "bf16 products take a float model",
                 "use --dtype f32 or bf16 with a float model, or f64 without bf16");
+  // A bad BPTT_AMX is refused here, where a computation starts, not inside a product's threads.
+  if (m == Matmul::bf16) bf16::amx();
   return Products{.bf16 = m == Matmul::bf16};
 }
 

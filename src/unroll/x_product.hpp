@@ -7,7 +7,8 @@
 // The second wins where both packed matrices are small enough to stay near the core: the
 // step's pre-activations never leave the cache (LSTM inference 2% faster on docs/benchmarks.md's
 // shapes a and d on a Xeon, when the hoisted product was a BLAS GEMM; equal on b, which is past
-// the size limit below, and on a Zen 5 past it too: 120-136 against 123-125 ms). Not for the
+// the size limit below, and on a Zen 5 past it too: 120-136 against 123-125 ms; on a Xeon with
+// AMX and 2 MiB of L2 it never won, below). Not for the
 // GRU, whose n gate needs W_in·x and W_hn·h apart (r multiplies only the second), nor for a
 // layer-normalized cell, which normalizes the two products apart.
 // Backward is the same either way: it reads the activations the cell leaves in gates(k).
@@ -22,15 +23,24 @@
 namespace bptt::unroll {
 
 // The packed [W_ih | W_hh]ᵀ of a layer, in bytes, above which the product stays hoisted: twice
-// the core's L2 cache (the packed weights are reread at every step and must stay near the
-// core), 1 MiB where the size is not known. Measured: on a Zen 3 core (512 KiB of L2) this
-// 1 MiB ran the projected bidirectional LSTM on shape b 18% faster (1306 -> 1106 ms per training
-// step: its 3.1 MiB layer hoisted) and shape d's inference 5% faster (98.5 -> 93.4 ms) than the
-// 4 MiB chosen on a Xeon with 1 MiB of L2 (where it now gives 2 MiB).
+// the core's L2 cache on AMD (the packed weights are reread at every step and must stay near the
+// core), a quarter of it on Intel, 1 MiB where the size is not known. Measured: on a Zen 3 core
+// (512 KiB of L2) twice the L2 ran the projected bidirectional LSTM on shape b 18% faster (1306 ->
+// 1106 ms per training step: its 3.1 MiB layer hoisted) and shape d's inference 5% faster (98.5 ->
+// 93.4 ms) than the 4 MiB chosen on an older Xeon with 1 MiB of L2. On a Xeon with AMX (2 MiB of
+// L2, whose L3 gives one core 29 GB/s) twice the L2 put the projected bidirectional LSTM b's
+// 3 MiB layers in the step: inference 229 ms against 184 hoisted; shape d's 1.3 and 2 MiB layers
+// in the step were 6-17% slower in inference and 3-6% in training, shape a's 384 KiB level
+// (docs/benchmarks.md, issue 19 part 9).
 inline std::size_t in_step_max_bytes() {
   static const std::size_t bytes = [] {
     const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return l2 > 0 ? 2 * std::size_t(l2) : std::size_t(1) << 20;
+    if (l2 <= 0) return std::size_t(1) << 20;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_is("intel")) return std::size_t(l2) / 4;
+#endif
+    return 2 * std::size_t(l2);
   }();
   return bytes;
 }

@@ -69,6 +69,31 @@ TEST_F(CliUsage, CpuLevelFromTheEnvironment) {
   std::filesystem::remove(out_);
 }
 
+// BPTT_AMX (bptt/precision.hpp): a value bptt does not know is refused before any work, naming
+// the variable; 0 keeps bf16 products off the AMX tiles and the run goes on.
+TEST_F(CliUsage, AmxFromTheEnvironment) {
+  const char* found = std::getenv("BPTT_AMX");
+  const bool had = found != nullptr;
+  const std::string before = had ? found : "";
+  const auto restore = [&] {
+    if (had)
+      ::setenv("BPTT_AMX", before.c_str(), 1);
+    else
+      ::unsetenv("BPTT_AMX");
+  };
+  ::setenv("BPTT_AMX", "maybe", 1);
+  const bool refused = rejected(grad_args(), {"BPTT_AMX", "maybe", "off"});
+  restore();
+  EXPECT_TRUE(refused);
+  ::setenv("BPTT_AMX", "0", 1);
+  std::vector<std::string> args = grad_args();
+  args.insert(args.end(), {"--dtype", "bf16"});
+  const RunResult r = run(args);
+  restore();
+  ASSERT_EQ(r.code, 0) << r;
+  std::filesystem::remove(out_);
+}
+
 TEST_F(CliUsage, NoVerb) { EXPECT_TRUE(rejected({}, {"no verb given", "grad", "train"})); }
 
 TEST_F(CliUsage, OnlyAnOptionNoVerb) {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "bptt/cpu.hpp"
+#include "bptt/precision.hpp"
 #include "dist/dist.hpp"
 #include "bptt/error.hpp"
 #include "common.hpp"
@@ -97,7 +98,8 @@ int main(int argc, char** argv) {
   }
 
   try {
-    bptt::cpu_level();  // a bad BPTT_CPU_LEVEL is refused before any work starts
+    bptt::cpu_level();          // a bad BPTT_CPU_LEVEL is refused before any work starts,
+    bptt::bf16_products_amx();  // and a bad BPTT_AMX
     if (run) run();
     return 0;
   } catch (const bptt::Error& e) {
