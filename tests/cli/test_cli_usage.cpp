@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "bptt/cpu.hpp"
 #include "cli/cli_util.hpp"
@@ -36,35 +37,51 @@ TEST_F(CliUsage, TheValidCommandWorks) {
   std::filesystem::remove(out_);
 }
 
+// An environment variable as this process found it (a cpu_level_* run sets BPTT_CPU_LEVEL, the
+// bf16_without_amx run BPTT_AMX), set for a child run and put back after each use.
+class EnvVar {
+ public:
+  explicit EnvVar(std::string name) : name_(std::move(name)) {
+    const char* found = std::getenv(name_.c_str());
+    had_ = found != nullptr;
+    before_ = had_ ? found : "";
+  }
+  ~EnvVar() { restore(); }
+  EnvVar(const EnvVar&) = delete;
+  EnvVar& operator=(const EnvVar&) = delete;
+  void set(const std::string& value) const { ::setenv(name_.c_str(), value.c_str(), 1); }
+  void restore() const {
+    if (had_)
+      ::setenv(name_.c_str(), before_.c_str(), 1);
+    else
+      ::unsetenv(name_.c_str());
+  }
+
+ private:
+  std::string name_, before_;
+  bool had_ = false;
+};
+
 // BPTT_CPU_LEVEL (bptt/cpu.hpp): a name bptt does not know, or a level this CPU cannot run, is
 // refused before any work, naming the variable; a level the CPU has gives the same gradient
 // file as the default (to float64's rounding: the float64 path has no per-level code but the
 // packed step product, whose levels differ at most in FMA contraction).
 TEST_F(CliUsage, CpuLevelFromTheEnvironment) {
-  // The variable as this process found it (a cpu_level_* run sets it), put back after each use.
-  const char* found = std::getenv("BPTT_CPU_LEVEL");
-  const bool had = found != nullptr;
-  const std::string before = had ? found : "";
-  const auto restore = [&] {
-    if (had)
-      ::setenv("BPTT_CPU_LEVEL", before.c_str(), 1);
-    else
-      ::unsetenv("BPTT_CPU_LEVEL");
-  };
-  ::setenv("BPTT_CPU_LEVEL", "avx9000", 1);
+  const EnvVar level("BPTT_CPU_LEVEL");
+  level.set("avx9000");
   const bool refused = rejected(grad_args(), {"BPTT_CPU_LEVEL", "avx9000", "x86-64-v3"});
-  restore();
+  level.restore();
   EXPECT_TRUE(refused);
   for (bptt::CpuLevel l : {bptt::CpuLevel::x86_64_v3, bptt::CpuLevel::x86_64_v4}) {
     if (bptt::cpu_supports(l)) continue;
-    ::setenv("BPTT_CPU_LEVEL", std::string(bptt::to_string(l)).c_str(), 1);
+    level.set(std::string(bptt::to_string(l)));
     const bool lacking = rejected(grad_args(), {"BPTT_CPU_LEVEL", "cannot run"});
-    restore();
+    level.restore();
     EXPECT_TRUE(lacking) << bptt::to_string(l);
   }
-  ::setenv("BPTT_CPU_LEVEL", "baseline", 1);
+  level.set("baseline");
   const RunResult r = run(grad_args());
-  restore();
+  level.restore();
   ASSERT_EQ(r.code, 0) << r;
   std::filesystem::remove(out_);
 }
@@ -72,24 +89,16 @@ TEST_F(CliUsage, CpuLevelFromTheEnvironment) {
 // BPTT_AMX (bptt/precision.hpp): a value bptt does not know is refused before any work, naming
 // the variable; 0 keeps bf16 products off the AMX tiles and the run goes on.
 TEST_F(CliUsage, AmxFromTheEnvironment) {
-  const char* found = std::getenv("BPTT_AMX");
-  const bool had = found != nullptr;
-  const std::string before = had ? found : "";
-  const auto restore = [&] {
-    if (had)
-      ::setenv("BPTT_AMX", before.c_str(), 1);
-    else
-      ::unsetenv("BPTT_AMX");
-  };
-  ::setenv("BPTT_AMX", "maybe", 1);
+  const EnvVar amx("BPTT_AMX");
+  amx.set("maybe");
   const bool refused = rejected(grad_args(), {"BPTT_AMX", "maybe", "off"});
-  restore();
+  amx.restore();
   EXPECT_TRUE(refused);
-  ::setenv("BPTT_AMX", "0", 1);
+  amx.set("0");
   std::vector<std::string> args = grad_args();
   args.insert(args.end(), {"--dtype", "bf16"});
   const RunResult r = run(args);
-  restore();
+  amx.restore();
   ASSERT_EQ(r.code, 0) << r;
   std::filesystem::remove(out_);
 }
