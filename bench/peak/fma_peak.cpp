@@ -91,6 +91,16 @@ double amx() {
   return double(kRounds) * 4 * 16 * 16 * 32 * 2 / s / 1e9;
 }
 
+// The best rate of 5 runs.
+double best_of_5(double (*rate)()) {
+  double best = 0;
+  for (int run = 0; run < 5; ++run) {
+    const double r = rate();
+    best = r > best ? r : best;
+  }
+  return best;
+}
+
 }  // namespace
 
 int main() {
@@ -114,21 +124,13 @@ int main() {
     std::printf("bf16 peak, one thread: n/a (no AVX512-BF16: bptt emulates bf16 products)\n");
     return 0;
   }
-  double best_b = 0;
-  for (int run = 0; run < 5; ++run) {
-    const double b = bf16();
-    best_b = b > best_b ? b : best_b;
-  }
+  const double best_b = best_of_5(bf16);
   std::printf("bf16 peak, one thread: vdpbf16ps %.1f GFLOP/s (%.2fx the 512-bit float FMA)\n",
               best_b, best_b / best_z);
   if (!__builtin_cpu_supports("amx-bf16") || !__builtin_cpu_supports("amx-tile") ||
       !amx_permitted())
     return 0;
-  double best_t = 0;
-  for (int run = 0; run < 5; ++run) {
-    const double t = amx();
-    best_t = t > best_t ? t : best_t;
-  }
+  const double best_t = best_of_5(amx);
   std::printf("bf16 peak, one thread: AMX tdpbf16ps %.1f GFLOP/s (%.2fx the 512-bit float FMA)\n",
               best_t, best_t / best_z);
 }
