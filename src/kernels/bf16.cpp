@@ -28,30 +28,6 @@
 
 namespace bptt::kernels::bf16 {
 
-#if BPTT_HAVE_CPU_LEVELS
-
-bool native() {
-  static const bool cpu = cpu_has_bf16();
-  return cpu && cpu_level() == CpuLevel::x86_64_v4;
-}
-
-bool amx_available() {
-  static const bool ok = [] {
-    if (!cpu_has_bf16()) return false;
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-bf16")) return false;
-#if defined(__linux__)
-    // Linux hands out the 8 KB tile data state only on request (once per process, for every
-    // thread); without it the first tile instruction is an illegal one.
-    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
-#else
-    return false;
-#endif
-  }();
-  return ok;
-}
-
 namespace {
 // −1 until the first amx() reads BPTT_AMX; then 1 (on) or 0.
 std::atomic<int> g_amx{-1};
@@ -78,13 +54,37 @@ bool wanted() {
 }
 }  // namespace
 
-bool amx() { return wanted() && native() && amx_available(); }
-
 bool set_amx(bool on) {
   const bool was = wanted();
   g_amx.store(on ? 1 : 0, std::memory_order_relaxed);
   return was;
 }
+
+#if BPTT_HAVE_CPU_LEVELS
+
+bool native() {
+  static const bool cpu = cpu_has_bf16();
+  return cpu && cpu_level() == CpuLevel::x86_64_v4;
+}
+
+bool amx_available() {
+  static const bool ok = [] {
+    if (!cpu_has_bf16()) return false;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-bf16")) return false;
+#if defined(__linux__)
+    // Linux hands out the 8 KB tile data state only on request (once per process, for every
+    // thread); without it the first tile instruction is an illegal one.
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return false;
+#endif
+  }();
+  return ok;
+}
+
+bool amx() { return wanted() && native() && amx_available(); }
 
 namespace {
 
@@ -676,9 +676,11 @@ void gemm_tn_pair(int M, int N1, int N2, int K, float alpha, const float* A, int
 #else  // no AVX512-BF16 kernels in this build: native() is false and nothing else is called
 
 bool native() { return false; }
-bool amx() { return false; }
+bool amx() {
+  (void)wanted();  // a bad BPTT_AMX is refused in every build
+  return false;
+}
 bool amx_available() { return false; }
-bool set_amx(bool) { return false; }
 
 namespace {
 [[noreturn]] void absent() {
