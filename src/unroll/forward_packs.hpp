@@ -19,7 +19,6 @@ namespace bptt::unroll {
 template <class Real>
 struct ForwardPacks {
   std::vector<Real> buf;
-  std::size_t origin = 0;         // buf's first element at a cache line's start
   std::vector<std::size_t> unit;  // where unit u's packs start in buf (each at a line's start)
   std::size_t head = 0;           // where the head's W_oᵀ starts (models with a head)
   bool bf16 = false;              // packed for bf16 products (kernels/matmul.hpp)

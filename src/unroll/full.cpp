@@ -490,7 +490,7 @@ void unroll::ForwardPacks<Real>::pack(const Model<Real>& model, const BatchArg<R
   head = n;
   if (cfg.head) n += kernels::packed_size<Real>(O, W);
   buf.resize(n + support::line_slack<Real>());
-  origin = std::size_t(support::line_start(buf.data()) - buf.data());
+  const std::size_t origin = std::size_t(support::line_start(buf.data()) - buf.data());
   for (std::size_t& at : unit) at += origin;
   head += origin;
   std::vector<Real> dropped;
