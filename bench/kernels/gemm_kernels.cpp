@@ -3,7 +3,10 @@
 // x86-64-v4 level its blocked kernel, kernels/sgemm.hpp) beside oneDNN's dnnl_sgemm and OpenBLAS's
 // cblas_sgemm on the same operands, one thread, medians of repeated calls, GFLOP/s. Each result
 // is also checked against the others (largest difference printed). Built by bench/kernels/build.sh;
-// read the figures against build/bench/fma_peak's, measured beside them.
+// read the figures against build/bench/fma_peak's, measured beside them. A second table times the
+// per-step products on packed panels (kernels/step_gemm.hpp): gemm_packed at the step's shapes
+// and gemm_packed_pair in both of its orders (tile-major, panel-major; which one the library
+// takes is pair_by_panels' rule), with the weights from 0.5 to 6 MiB.
 #include <cblas.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
@@ -18,6 +21,8 @@
 
 #include "bptt/cpu.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/step_gemm.hpp"
+#include "support/aligned.hpp"
 
 namespace {
 
@@ -46,6 +51,61 @@ double median_seconds(double seconds, F f) {
 }
 
 }  // namespace
+
+// C[M, N] = bias + A1[M, K1]·W1ᵀ + A2[M, K2]·W2ᵀ on packed panels, repeated: the step's
+// product with the weights reread at every step. K1 = 0: gemm_packed alone (one source).
+void step_products(double seconds) {
+  namespace k = bptt::kernels;
+  struct Step {
+    int M, N, K1, K2;
+  };
+  const Step steps[] = {{64, 2048, 0, 512}, {64, 1024, 0, 512}, {32, 2048, 0, 512},
+                        {64, 512, 128, 128}, {64, 1024, 256, 256}, {16, 1024, 256, 256},
+                        {64, 2048, 128, 256}, {64, 2048, 256, 512}};
+  std::printf("\nper-step products on packed panels (1 thread, GFLOP/s; K1 = 0: gemm_packed)\n");
+  std::printf("%5s %5s %4s %4s %9s %11s %11s\n", "M", "N", "K1", "K2", "MiB", "tile-major",
+              "panel-major");
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (const Step& s : steps) {
+    // Every buffer at a cache line, as the library's workspace and packs (support/aligned.hpp).
+    std::vector<std::vector<float>> store;
+    const auto buffer = [&](std::size_t n, bool fill) {
+      store.emplace_back(n + bptt::support::line_slack<float>());
+      float* p = bptt::support::line_start(store.back().data());
+      if (fill)
+        for (std::size_t i = 0; i < n; ++i) p[i] = u(rng);
+      return p;
+    };
+    const int k1 = std::max(s.K1, 1);
+    const float *W1 = buffer(std::size_t(s.N) * k1, true), *W2 = buffer(std::size_t(s.N) * s.K2, true),
+                *A1 = buffer(std::size_t(s.M) * k1, true), *A2 = buffer(std::size_t(s.M) * s.K2, true),
+                *bias = buffer(std::size_t(s.N), true);
+    const std::size_t n1 = k::packed_size<float>(s.N, s.K1), n2 = k::packed_size<float>(s.N, s.K2);
+    float *P1 = buffer(n1 + 1, false), *P2 = buffer(n2, false), *C = buffer(std::size_t(s.M) * s.N, false);
+    k::pack_panels<float>(true, s.N, s.K1, W1, k1, P1);
+    k::pack_panels<float>(true, s.N, s.K2, W2, s.K2, P2);
+    const double flop = 2.0 * s.M * s.N * (s.K1 + s.K2),
+                 mib = double(n1 + n2) * sizeof(float) / (1 << 20);
+    double rate[2] = {0, 0};
+    for (int order = s.K1 == 0 ? 1 : 0; order < 2; ++order) {  // gemm_packed: panel-major
+      const auto saved = k::set_pair_order(order == 0 ? k::PairOrder::tiles : k::PairOrder::panels);
+      const double t = median_seconds(seconds, [&] {
+        if (s.K1 == 0)
+          k::gemm_packed(s.M, s.N, s.K2, A2, s.K2, P2, bias, C, s.N);
+        else
+          k::gemm_packed_pair(s.M, s.N, s.K1, A1, s.K1, P1, s.K2, A2, s.K2, P2, bias, C, s.N);
+      });
+      k::set_pair_order(saved);
+      rate[order] = flop / t / 1e9;
+    }
+    if (s.K1 == 0)
+      std::printf("%5d %5d %4d %4d %9.2f %11s %11.1f\n", s.M, s.N, s.K1, s.K2, mib, "-", rate[1]);
+    else
+      std::printf("%5d %5d %4d %4d %9.2f %11.1f %11.1f\n", s.M, s.N, s.K1, s.K2, mib, rate[0],
+                  rate[1]);
+  }
+}
 
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 1.0;
@@ -97,4 +157,5 @@ int main(int argc, char** argv) {
     std::printf("%-26s %8.1f %8.1f %8.1f %9.2f %9.2g\n", s.name, flop / t0 / 1e9, flop / t1 / 1e9,
                 flop / t2 / 1e9, t1 / t0, diff);
   }
+  step_products(seconds);
 }

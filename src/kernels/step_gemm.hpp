@@ -52,11 +52,20 @@ void gemm_packed(int M, int N, int K, const double* A, int lda, const double* P,
 // the time loop, [x_t | h_{t-1}] · [W_ih | W_hh]ᵀ without concatenating either. ASSIGNS C
 // (never read); bias is required. Single-threaded; for the M = B rows of one step (each 8-row
 // tile crosses all panels before the next). Compiled per x86-64 level.
+// The order is tile-major (each tile of rows across every panel: its rows of A1 and A2 stay in
+// L1) or panel-major (as gemm_packed: each panel read once per 64 rows), chosen from the size of
+// the packed weights and the CPU (pair_by_panels in step_gemm.cpp); the sums are the same bits
+// either way.
 void gemm_packed_pair(int M, int N, int K1, const float* A1, int lda1, const float* P1, int K2,
                       const float* A2, int lda2, const float* P2, const float* bias, float* C,
                       int ldc);
 void gemm_packed_pair(int M, int N, int K1, const double* A1, int lda1, const double* P1, int K2,
                       const double* A2, int lda2, const double* P2, const double* bias, double* C,
                       int ldc);
+
+// The order gemm_packed_pair takes: the measured rule, or either one forced, process-wide (the
+// tests run both). Returns the previous setting.
+enum class PairOrder { by_rule, tiles, panels };
+PairOrder set_pair_order(PairOrder order);
 
 }  // namespace bptt::kernels

@@ -14,11 +14,10 @@
 // Backward is the same either way: it reads the activations the cell leaves in gates(k).
 #pragma once
 
-#include <unistd.h>
-
 #include <cstddef>
 
 #include "bptt/model.hpp"
+#include "support/cache.hpp"
 
 namespace bptt::unroll {
 
@@ -33,16 +32,9 @@ namespace bptt::unroll {
 // in the step were 6-17% slower in inference and 3-6% in training, shape a's 384 KiB level
 // (docs/benchmarks.md, issue 19 part 9).
 inline std::size_t in_step_max_bytes() {
-  static const std::size_t bytes = [] {
-    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    if (l2 <= 0) return std::size_t(1) << 20;
-#if defined(__x86_64__) && defined(__GNUC__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_is("intel")) return std::size_t(l2) / 4;
-#endif
-    return 2 * std::size_t(l2);
-  }();
-  return bytes;
+  const std::size_t l2 = support::l2_bytes();
+  if (l2 == 0) return std::size_t(1) << 20;
+  return support::intel_cpu() ? l2 / 4 : 2 * l2;
 }
 
 // Whether forward forms layer input size `in`'s x-side product inside the time loop.

@@ -114,7 +114,8 @@ TEST(StepGemm, LargeMAcrossRowBlocks) {
 
 // gemm_packed_pair: C = bias + A1·W1ᵀ + A2·W2ᵀ (the step's [x_t | h_{t-1}] product) against
 // the triple loop, with K1 and K2 apart (K1 = 0 too), the same row tails, panel edges and
-// strides as above; C is assigned, its padding untouched.
+// strides as above, M across the 64-row blocks of the panel-major order; C is assigned, its
+// padding untouched; tile-major and panel-major give the same bits.
 template <class Real>
 void check_pair(int M, int N, int K1, int K2) {
   std::mt19937 rng(unsigned(M * 100000 + N * 1000 + K1 * 31 + K2));
@@ -139,19 +140,38 @@ void check_pair(int M, int N, int K1, int K2) {
   for (int m = 0; m < M; ++m)
     std::fill(C.begin() + std::ptrdiff_t(m) * ldc, C.begin() + std::ptrdiff_t(m) * ldc + N,
               std::numeric_limits<Real>::quiet_NaN());
-  gemm_packed_pair(M, N, K1, A1.data(), lda1, P1.data(), K2, A2.data(), lda2, P2.data(),
-                   bias.data(), C.data(), ldc);
-  const double tol = sizeof(Real) == 4 ? 1e-5 : 1e-13;  // as in check() above
-  test::expect_close("M " + std::to_string(M) + " N " + std::to_string(N) + " K1 " +
-                         std::to_string(K1) + " K2 " + std::to_string(K2),
-                     C, expect, test::Tol{tol, double(1 + K1 + K2)}, [&](std::size_t i) {
-                       return "C[" + std::to_string(i / std::size_t(ldc)) + "," +
-                              std::to_string(i % std::size_t(ldc)) + "]";
-                     });
+  // Both orders (tile-major, panel-major): each against the triple loop, and the same bits.
+  std::vector<Real> by_tiles;
+  for (PairOrder order : {PairOrder::tiles, PairOrder::panels}) {
+    const PairOrder saved = set_pair_order(order);
+    gemm_packed_pair(M, N, K1, A1.data(), lda1, P1.data(), K2, A2.data(), lda2, P2.data(),
+                     bias.data(), C.data(), ldc);
+    set_pair_order(saved);
+    const std::string what = "M " + std::to_string(M) + " N " + std::to_string(N) + " K1 " +
+                             std::to_string(K1) + " K2 " + std::to_string(K2) +
+                             (order == PairOrder::tiles ? " tile-major" : " panel-major");
+    const double tol = sizeof(Real) == 4 ? 1e-5 : 1e-13;  // as in check() above
+    test::expect_close(what, C, expect, test::Tol{tol, double(1 + K1 + K2)}, [&](std::size_t i) {
+      return "C[" + std::to_string(i / std::size_t(ldc)) + "," +
+             std::to_string(i % std::size_t(ldc)) + "]";
+    });
+    if (order == PairOrder::tiles) {
+      by_tiles = C;
+      for (int m = 0; m < M; ++m)
+        std::fill(C.begin() + std::ptrdiff_t(m) * ldc, C.begin() + std::ptrdiff_t(m) * ldc + N,
+                  std::numeric_limits<Real>::quiet_NaN());
+    } else {
+      for (std::size_t i = 0; i < C.size(); ++i)
+        if (C[i] != by_tiles[i]) {
+          ADD_FAILURE() << what << ": C[" << i << "] = " << C[i] << ", tile-major " << by_tiles[i];
+          return;
+        }
+    }
+  }
 }
 
 TEST(StepGemm, PairMatchesTheTripleLoop) {
-  for (int M : {1, 3, 4, 5, 8, 9, 13, 16, 19, 70})
+  for (int M : {1, 3, 4, 5, 8, 9, 13, 16, 19, 70, 131})
     for (int N : {1, 7, 12, 24, 25, 32, 33, 70})
       for (auto [K1, K2] : {std::pair{0, 5}, {1, 1}, {3, 64}, {65, 7}}) {
         check_pair<float>(M, N, K1, K2);
