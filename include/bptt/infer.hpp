@@ -8,8 +8,9 @@
 // backward() reads them; inference needs only each layer's current state. A left-to-right model
 // runs here a chunk of steps at a time through all its layers (the chunk's input products still
 // hoisted into one GEMM, the per-step kernels those of forward()), carrying each unit's state
-// from chunk to chunk, so that what it holds besides the caller's input and outputs is about
-// 16 MiB plus the weights packed for its kernels, for any T (chunk_steps()). A bidirectional model, whose
+// from chunk to chunk, so that what it holds besides the caller's input and outputs is at most
+// about 16 MiB plus the weights packed for its kernels, for any T (chunk_steps(); fewer steps
+// where a chunk's hoisted input products would not stay in the cores' L2). A bidirectional model, whose
 // reverse direction starts at each sequence's end, runs as forward() does, over the whole
 // sequence at once.
 //
@@ -43,7 +44,9 @@ class Inference {
  public:
   // Sized for batches of B sequences of any length. threads: how many threads run() uses; 0
   // takes the calling thread's ThreadCount::current() at construction. chunk_steps: the steps
-  // per pass of a left-to-right model; 0 chooses as many as 16 MiB hold. Allocates nothing
+  // per pass of a left-to-right model; 0 chooses as many as 16 MiB hold, and no more than keep
+  // a layer's hoisted input product for the chunk (B·G·H floats per step) within the L2 caches
+  // of the cores its rows are split over (at least one step). Allocates nothing
   // yet: the first run() sizes the buffers (for min(T, chunk_steps()) steps, or T).
   // Throws bptt::Error for an invalid cfg (ModelConfig::validate), B < 1, threads < 0 or
   // chunk_steps < 0.

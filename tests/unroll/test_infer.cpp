@@ -10,7 +10,9 @@
 #include "bptt/error.hpp"
 #include "bptt/infer.hpp"
 #include "bptt/unroll.hpp"
+#include "support/cache.hpp"
 #include "unroll/test_util.hpp"
+#include "unroll/x_product.hpp"
 
 namespace bptt::test {
 namespace {
@@ -79,13 +81,15 @@ ModelConfig lstm256(int I, int O) {
 }
 
 // What it holds stays the same from T = 2 chunks to T = 10 chunks (a chunk's workspace and the
-// states), and is a small part of what a Workspace for the whole sequence holds.
+// states), and is a small part (under a quarter) of what a Workspace for the 10 chunks holds.
 TEST(Inference, MemoryDoesNotGrowWithT) {
   const ModelConfig cfg = lstm256(8, 8);
   Model<float> model(cfg);
   model.init_uniform(1);
   Inference<float> inf(cfg, 1);
-  EXPECT_GT(inf.chunk_steps(), 500);
+  // 2 700 steps by memory; where this layer's input product is hoisted (unroll/x_product.hpp),
+  // as many as keep its 4 KiB per step in the L2 (512 with 2 MiB).
+  EXPECT_GE(inf.chunk_steps(), 64);
   std::size_t first = 0;
   const int C = inf.chunk_steps();
   for (int T : {2 * C + 3, 10 * C}) {
@@ -98,7 +102,25 @@ TEST(Inference, MemoryDoesNotGrowWithT) {
     EXPECT_LE(inf.bytes(), (std::size_t(16) << 20) + 2 * model.params.size() * sizeof(float)) << T;
     EXPECT_EQ(inf.bytes(), first) << T;  // the chunk's workspace, not T's
   }
-  EXPECT_GT(Workspace<float>::bytes_for(cfg, 10 * C, 1), 8 * inf.bytes());
+  EXPECT_GT(Workspace<float>::bytes_for(cfg, 10 * C, 1), 4 * inf.bytes());
+}
+
+// Where the input product is hoisted, a chunk's part of it (B·4H floats per step) fits in the
+// L2 of the cores the rows are split over, so every chunk reuses the same cached lines; the
+// 16 MiB rule alone would take 16 steps of this shape (8 MiB of gates).
+TEST(Inference, ChunkKeepsTheHoistedProductInTheL2) {
+  ModelConfig cfg = lstm256(256, 256);
+  cfg.hidden_size = 512;  // LSTM shape b: [W_ih | W_hh] 6 MiB, hoisted on every CPU
+  ASSERT_FALSE(unroll::x_product_in_step<float>(cfg, cfg.input_size));
+  const std::size_t l2 = support::l2_bytes() > 0 ? support::l2_bytes() : std::size_t(1) << 20,
+                    per_step = std::size_t(64) * 4 * 512 * sizeof(float);
+  for (int threads : {1, 2}) {
+    const Inference<float> inf(cfg, 64, threads);
+    EXPECT_GE(inf.chunk_steps(), 1);
+    EXPECT_LE(std::size_t(inf.chunk_steps()) * per_step, std::max(l2 * std::size_t(threads), per_step))
+        << threads << " threads";
+    EXPECT_LT(inf.chunk_steps(), 16) << threads << " threads";
+  }
 }
 
 TEST(Inference, RefusesWrongSizes) {
