@@ -44,17 +44,19 @@ struct Rows {
 // and its h_prev the scratch's zeros (the LSTM cell reads h_prev only to carry it past a
 // sequence's end, so m is 0 there); the unroller forms h = m·W_hrᵀ itself. p: the unit's
 // parameters (a layer-normalized LSTM's γ_c, β_c).
+// gate_step: the step whose rows of gates(u) hold step t's gates (t itself, except in a
+// forward-only pass's ring of chunks, unit_forward).
 template <class Real>
 cells::CellStep<Real> step_at(Workspace<Real>& ws, const typename Workspace<Real>::Scratch& sc,
                               const LayerParams<const Real>& p, int u, int t, int H, int HO,
-                              int GH, Rows r) {
+                              int GH, Rows r, int gate_step) {
   const std::size_t B = std::size_t(ws.B()), row = std::size_t(t), b0 = std::size_t(r.begin);
   const std::size_t BH = B * H, BHO = B * HO;
   cells::CellStep<Real> s;
   s.B = r.size();
   s.H = H;
   s.valid = ws.valid() + row * B + b0;
-  s.gates = ws.gates(u) + (row * B + b0) * GH;
+  s.gates = ws.gates(u) + (std::size_t(gate_step) * B + b0) * GH;
   s.gh = sc.gh_step + b0 * GH;
   if (Real* m = ws.m(u)) {
     s.h_prev = sc.zeros + b0 * H;
@@ -273,7 +275,7 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
   const kernels::Products mm = products(ws);
   const ModelConfig& cfg = model.cfg;
   const int T = batch.T, B = batch.B, H = cfg.hidden_size, HO = cfg.state_size(),
-            GH = cfg.gates() * H, P = cfg.proj_size, TB = T * B, dir = u % cfg.directions();
+            GH = cfg.gates() * H, P = cfg.proj_size, dir = u % cfg.directions();
   const std::size_t BHO = std::size_t(B) * HO, BH = std::size_t(B) * H;
   const bool reverse = dir == 1, zoneout = R.h_zoneout() || R.c_zoneout();
   const auto V = model.views();
@@ -299,14 +301,28 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
   // per-step bias (fold_step_bias). With layer norm the biases come after the normalization:
   // gates = LN(x·W_ihᵀ) ⊙ γ_ih + b_ih here, and per step gh = LN(h·W_hhᵀ) ⊙ γ_hh + b_hh after a
   // product without bias.
+  //
+  // A forward-only pass (Inference), whose gates no backward reads, forms the hoisted product a
+  // chunk of steps at a time into the first rows of gates(u), each chunk over the last: a ring
+  // that stays in cache for the cells (hoisted_chunk_steps). Formed for all steps at once, the
+  // product went out to L3 and came back.
   const bool in_step = unroll::x_product_in_step<Real>(cfg, p.in), ln = cfg.layer_norm;
-  if (!in_step) hoisted_product(mm, TB, GH, p.in, in, packed_ih, sc.zeros, ws.gates(u), threads);
-  if (ln)
-    for_blocks(TB, threads, [&](int r0, int r1, int) {
-      const std::size_t at = std::size_t(r0);
-      cells::layer_norm_forward(r1 - r0, GH, ws.gates(u) + at * GH, std::size_t(GH), p.ln_ih,
-                                p.b_ih, ws.ln_x(u) + at * GH, ws.ln_x_rstd(u) + at);
-    });
+  const bool ring = ws.forward_only() && !in_step;
+  const int chunk = ring ? unroll::hoisted_chunk_steps<Real>(cfg, B, row_parts(B, threads)) : T;
+  const auto hoist = [&](int t0, int t1) {  // steps [t0, t1), into the rows of step t0 or 0
+    const std::size_t first = std::size_t(t0) * B, to = ring ? 0 : first;
+    const int rows = (t1 - t0) * B;
+    if (!in_step)
+      hoisted_product(mm, rows, GH, p.in, in + first * p.in, packed_ih, sc.zeros,
+                      ws.gates(u) + to * GH, threads);
+    if (ln)
+      for_blocks(rows, threads, [&](int r0, int r1, int) {
+        const std::size_t at = first + std::size_t(r0);
+        cells::layer_norm_forward(r1 - r0, GH, ws.gates(u) + (to + std::size_t(r0)) * GH,
+                                  std::size_t(GH), p.ln_ih, p.b_ih, ws.ln_x(u) + at * GH,
+                                  ws.ln_x_rstd(u) + at);
+      });
+  };
   Real* bias = sc.step_bias;
   const Real* bias_n = nullptr;
   if (ln)
@@ -315,54 +331,58 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
     bias_n = unroll::fold_step_bias(cfg, p.b_ih, p.b_hh, bias);
   initial_state(batch.h0, V.h0, u, B, HO, ws.h(u));
   if (ws.c(u)) initial_state(batch.c0, V.c0, u, B, H, ws.c(u));
-  for_row_parts(B, threads, [&](Rows r) {
-    const std::size_t o0 = std::size_t(r.begin) * HO;
-    for (int t = 0; t < T; ++t) {
-      auto s = step_at(ws, sc, p, u, t, H, HO, GH, r);
-      s.bias_n = bias_n;
-      const std::size_t at = std::size_t(t) * B + std::size_t(r.begin);  // the step's first row
-      const Real* h_prev = ws.h(u) + std::size_t(t) * BHO + o0;
-      const Real* h_in = h_prev;  // what enters W_hh
-      if (R.recurrent) {
-        Real* hm = ws.h_masked(u) + at * HO;
-        unroll::mask_rows(s.B, HO, h_prev, R.recurrent + (std::size_t(u) * B + r.begin) * HO, hm);
-        h_in = hm;
-      }
-      if (in_step) {
-        s.gh = nullptr;
-        const Real* x_t = in + at * p.in;
-        mm.packed_pair(s.B, GH, p.in, x_t, p.in, packed_ih, HO, h_in, HO, packed_hh, bias,
-                       s.gates, GH);
-      } else {
-        mm.packed(s.B, GH, HO, h_in, HO, packed_hh, bias, s.gh, GH);
-      }
-      if (ln)
-        cells::layer_norm_forward(s.B, GH, s.gh, std::size_t(GH), p.ln_hh, p.b_hh,
-                                  ws.ln_h(u) + at * GH, ws.ln_h_rstd(u) + at);
-      cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
-      if (P) {  // h_t = m_t·W_hrᵀ (sc.zeros as a zero bias: ASSIGN), carried past a length
-        Real* h = ws.h(u) + std::size_t(t + 1) * BHO + o0;
-        mm.packed(s.B, P, H, s.h, H, packed_hr, sc.zeros, h, P);
-        for (int b = 0; b < s.B; ++b)
-          if (!s.valid[b]) std::copy(h_prev + b * P, h_prev + (b + 1) * P, h + b * P);
-      }
-      if (zoneout) {  // h_t = k ⊙ h_{t−1} + (1 − k) ⊙ h̄_t, c the same; the cell's own output
-                      // kept where its backward reads it (Elman's h̄, the LSTM's c̄)
-        Real* h_new = ws.h(u) + std::size_t(t + 1) * BHO + o0;
-        if (cfg.cell == CellKind::elman && R.h_zoneout())
-          std::copy(h_new, h_new + std::size_t(s.B) * H, ws.zo_bar(u) + at * H);
-        if (R.h_zoneout())
-          unroll::zoneout_forward(R, R.zoneout_h, R.zh, HO, u, reverse, t, r.begin, s.B,
-                                  ws.lengths(), s.valid, h_prev, h_new);
-        if (ws.c(u) && R.c_zoneout()) {
-          Real* c_new = ws.c(u) + std::size_t(t + 1) * BH + std::size_t(r.begin) * H;
-          std::copy(c_new, c_new + std::size_t(s.B) * H, ws.zo_bar(u) + at * H);
-          unroll::zoneout_forward(R, R.zoneout_c, R.zc, H, u, reverse, t, r.begin, s.B,
-                                  ws.lengths(), s.valid, s.c_prev, c_new);
+  for (int t0 = 0; t0 < T; t0 += chunk) {
+    const int t1 = std::min(T, t0 + chunk);
+    hoist(t0, t1);
+    for_row_parts(B, threads, [&](Rows r) {
+      const std::size_t o0 = std::size_t(r.begin) * HO;
+      for (int t = t0; t < t1; ++t) {
+        auto s = step_at(ws, sc, p, u, t, H, HO, GH, r, ring ? t - t0 : t);
+        s.bias_n = bias_n;
+        const std::size_t at = std::size_t(t) * B + std::size_t(r.begin);  // the step's first row
+        const Real* h_prev = ws.h(u) + std::size_t(t) * BHO + o0;
+        const Real* h_in = h_prev;  // what enters W_hh
+        if (R.recurrent) {
+          Real* hm = ws.h_masked(u) + at * HO;
+          unroll::mask_rows(s.B, HO, h_prev, R.recurrent + (std::size_t(u) * B + r.begin) * HO, hm);
+          h_in = hm;
+        }
+        if (in_step) {
+          s.gh = nullptr;
+          const Real* x_t = in + at * p.in;
+          mm.packed_pair(s.B, GH, p.in, x_t, p.in, packed_ih, HO, h_in, HO, packed_hh, bias,
+                         s.gates, GH);
+        } else {
+          mm.packed(s.B, GH, HO, h_in, HO, packed_hh, bias, s.gh, GH);
+        }
+        if (ln)
+          cells::layer_norm_forward(s.B, GH, s.gh, std::size_t(GH), p.ln_hh, p.b_hh,
+                                    ws.ln_h(u) + at * GH, ws.ln_h_rstd(u) + at);
+        cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
+        if (P) {  // h_t = m_t·W_hrᵀ (sc.zeros as a zero bias: ASSIGN), carried past a length
+          Real* h = ws.h(u) + std::size_t(t + 1) * BHO + o0;
+          mm.packed(s.B, P, H, s.h, H, packed_hr, sc.zeros, h, P);
+          for (int b = 0; b < s.B; ++b)
+            if (!s.valid[b]) std::copy(h_prev + b * P, h_prev + (b + 1) * P, h + b * P);
+        }
+        if (zoneout) {  // h_t = k ⊙ h_{t−1} + (1 − k) ⊙ h̄_t, c the same; the cell's own output
+                        // kept where its backward reads it (Elman's h̄, the LSTM's c̄)
+          Real* h_new = ws.h(u) + std::size_t(t + 1) * BHO + o0;
+          if (cfg.cell == CellKind::elman && R.h_zoneout())
+            std::copy(h_new, h_new + std::size_t(s.B) * H, ws.zo_bar(u) + at * H);
+          if (R.h_zoneout())
+            unroll::zoneout_forward(R, R.zoneout_h, R.zh, HO, u, reverse, t, r.begin, s.B,
+                                    ws.lengths(), s.valid, h_prev, h_new);
+          if (ws.c(u) && R.c_zoneout()) {
+            Real* c_new = ws.c(u) + std::size_t(t + 1) * BH + std::size_t(r.begin) * H;
+            std::copy(c_new, c_new + std::size_t(s.B) * H, ws.zo_bar(u) + at * H);
+            unroll::zoneout_forward(R, R.zoneout_c, R.zc, H, u, reverse, t, r.begin, s.B,
+                                    ws.lengths(), s.valid, s.c_prev, c_new);
+          }
         }
       }
-    }
-  });
+    });
+  }
 }
 
 // forward() with the weights packed beforehand (packs) or here (nullptr).
@@ -606,7 +626,7 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
       Real* dh = sc.dh_step + o0;
       Real* carry = sc.dh_carry + o0;
       for (int t = end - 1; t >= begin; --t) {
-        auto s = step_at(ws, sc, p, u, t, H, HO, GH, r);
+        auto s = step_at(ws, sc, p, u, t, H, HO, GH, r, t);
         const std::size_t at = std::size_t(t) * B + std::size_t(r.begin);  // the step's first row
         if (zo_h && cfg.cell == CellKind::elman) s.h = ws.zo_bar(u) + at * H;  // h̄: the cell's
         if (zo_c) s.c = ws.zo_bar(u) + at * H;                                // c̄: the cell's

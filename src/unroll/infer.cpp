@@ -10,7 +10,6 @@
 #include "bptt/threads.hpp"
 #include "bptt/unroll.hpp"
 #include "kernels/matmul.hpp"
-#include "support/cache.hpp"
 #include "unroll/forward_packs.hpp"
 #include "unroll/x_product.hpp"
 
@@ -57,24 +56,17 @@ Inference<Real>::Inference(const ModelConfig& cfg, int B, int threads, int chunk
                       step = Workspace<Real>::bytes_for_forward(cfg, 2, B) - one;
     const std::size_t room = kChunkBytes > one ? kChunkBytes - one : 0;
     std::size_t steps = room / std::max<std::size_t>(step, 1);
-    // Where a layer's input product is hoisted (unroll/x_product.hpp), few enough steps that its
-    // output for the chunk (B·G·H per step), which the cells read back, stays in the L2 of the
-    // cores the rows are split over (the unroller's row parts, 8 rows at least): then every
-    // chunk reuses the same few lines of the workspace, where a larger one sent each chunk's
-    // gates out to L3 and back. On a Xeon with AMX (2 MiB of L2, 29 GB/s of L3 for one core),
-    // 1 thread: LSTM b 154-161 -> 144-148 ms (4 steps instead of 16), shape d 40-45 -> 36-37
-    // (docs/benchmarks.md, issue 19 part 10). The same chunks inside the unroller, into one
-    // workspace of 16 steps, gained nothing: the lines must be the same ones.
+    // Where a layer's input product is hoisted, no more steps than unit_forward's ring of them
+    // (unroll::hoisted_chunk_steps, over the cores the rows are split over: the unroller's row
+    // parts, 8 rows at least), so that every chunk reuses the same cached lines of a small
+    // workspace (docs/benchmarks.md, issue 19 part 10: with 16 steps of shape b, the gates, h
+    // and c of each chunk went out to L3).
     bool hoisted = false;
     for (int k = 0; k < cfg.num_layers; ++k)
       hoisted = hoisted || !unroll::x_product_in_step<Real>(cfg, cfg.layer_input_size(k));
-    if (hoisted) {
-      const std::size_t l2 = support::l2_bytes() > 0 ? support::l2_bytes() : std::size_t(1) << 20,
-                        cores = std::size_t(std::clamp(threads_, 1, std::max(1, B / 8))),
-                        gates = std::size_t(B) * std::size_t(cfg.gates()) *
-                                std::size_t(cfg.hidden_size) * sizeof(Real);
-      steps = std::min(steps, l2 * cores / gates);
-    }
+    if (hoisted)
+      steps = std::min(steps, std::size_t(unroll::hoisted_chunk_steps<Real>(
+                                  cfg, B, std::clamp(threads_, 1, std::max(1, B / 8)))));
     chunk_ = int(std::clamp<std::size_t>(steps, 1, 1 << 20));
   }
 }

@@ -33,9 +33,9 @@ double worst(const std::vector<Real>& got, const std::vector<Real>& ref) {
   return w;
 }
 
-// Inference at `chunk` steps per pass against forward() on the whole batch.
+// Inference at `chunk` steps per pass (on `threads` threads) against forward() on the whole batch.
 template <class Real>
-double infer_vs_forward(const Case& c, int chunk) {
+double infer_vs_forward(const Case& c, int chunk, int threads = 1) {
   const Model<Real> model = make_model<Real>(c);
   const Batch<Real> batch = make_batch<Real>(c);
   const ModelConfig& cfg = model.cfg;
@@ -47,7 +47,7 @@ double infer_vs_forward(const Case& c, int chunk) {
   ws.state_at(batch.T, hn, cn);
   ws.step_states(h, cs);
 
-  Inference<Real> inf(cfg, batch.B, 1, chunk);
+  Inference<Real> inf(cfg, batch.B, threads, chunk);
   std::vector<Real> y2(n, Real(-7)), z2(n, Real(-7)), h2(h.size(), Real(-7)), c2(cs.size(), Real(-7));
   inf.run(model, batch, {.yhat = y2, .z = z2, .h = h2, .c = c2});
   double w = std::max({worst(y2, yhat), worst(z2, z), worst(h2, h), worst(c2, cs)});
@@ -121,6 +121,28 @@ TEST(Inference, ChunkKeepsTheHoistedProductInTheL2) {
         << threads << " threads";
     EXPECT_LT(inf.chunk_steps(), 16) << threads << " threads";
   }
+}
+
+// A forward-only pass forms a hoisted input product a few steps at a time into a ring of gate
+// rows (unit_forward, unroll::hoisted_chunk_steps): with B = 64 and H = 256 the ring holds fewer
+// steps than T = 9 on any core with less than 4 MiB of L2, so several chunks go round it, in
+// both directions, with lengths (the reverse direction's frame), layer norm, a projection, and
+// on 2 threads; the results stay forward()'s. I = 257 > H keeps every product hoisted.
+TEST(Inference, RingOfHoistedChunksEqualsForward) {
+  for (CellKind cell : {CellKind::lstm, CellKind::gru})
+    for (int variant = 0; variant < 3; ++variant) {
+      Case c{{cell, Activation::tanh}, {LossKind::mse, Activation::identity}, 1, 9, 64, 257, 256, 3};
+      c.opt.bi = variant != 1;
+      c.opt.ln = variant == 1;
+      if (variant == 2 && cell == CellKind::lstm) c.opt.P = 100;
+      const ModelConfig cfg = c.config();
+      ASSERT_FALSE(unroll::x_product_in_step<double>(cfg, cfg.input_size));
+      if (unroll::hoisted_chunk_steps<double>(cfg, c.B, 1) >= c.T)
+        GTEST_SKIP() << "an L2 large enough to hold all 9 steps: one chunk";
+      EXPECT_LE(infer_vs_forward<double>(c, c.T), 1e-13) << c.name();
+      EXPECT_LE(infer_vs_forward<float>(c, c.T), 1e-5) << c.name();
+      EXPECT_LE(infer_vs_forward<double>(c, c.T, 2), 1e-13) << c.name() << " 2 threads";
+    }
 }
 
 TEST(Inference, RefusesWrongSizes) {
