@@ -11,8 +11,10 @@
 // from chunk to chunk, so that what it holds besides the caller's input and outputs is at most
 // about 16 MiB plus the weights packed for its kernels, for any T (chunk_steps(); fewer steps
 // where a chunk's hoisted input products would not stay in the cores' L2). A bidirectional model, whose
-// reverse direction starts at each sequence's end, runs as forward() does, over the whole
-// sequence at once.
+// reverse direction starts at each sequence's end, runs over the whole sequence at once: it
+// holds every step's states (h, and c for the LSTM), but what only backward would read (the
+// gates, the GRU's W_hn·h, the projection's input, layer norm's values) for a ring of steps
+// only (Workspace::saved_steps()), as every pass here does.
 //
 // Results equal forward()'s up to the rounding of the input GEMM over fewer rows (tested to
 // 1e-13 in float64), for every cell and option, under a batch's masks too.

@@ -64,23 +64,26 @@ class Workspace {
             reg_w_.size() + reg_keep_.size()) * sizeof(Real) + valid_.size();
   }
 
-  // Per unit u (pointers into one buffer), in the unit's time frame:
-  Real* gates(int u);   // [T, B, G·H] x-side pre-activations (or all of them, see packed_w()),
+  // Per unit u (pointers into one buffer), in the unit's time frame. [R, ...]: R = T steps, or in
+  // a forward-only workspace saved_steps(): a ring of steps that each chunk of steps overwrites
+  // (what only backward would read):
+  int saved_steps() const { return forward_only_ ? ring_ : T_; }
+  Real* gates(int u);   // [R, B, G·H] x-side pre-activations (or all of them, see packed_w()),
                         // then saved activations
   Real* h(int u);       // [T+1, B, H_out] h(u)[0] = h0, h(u)[t] = state after step t
   Real* c(int u);       // [T+1, B, H] LSTM cell states (nullptr for other cells)
-  Real* aux(int u);     // [T, B, H] GRU W_hn h_{t-1} + b_hn (nullptr for Elman and LSTM)
-  Real* m(int u);       // [T, B, H] LSTM with a projection: o ⊙ tanh(c), the projection's input
+  Real* aux(int u);     // [R, B, H] GRU W_hn h_{t-1} + b_hn (nullptr for Elman and LSTM)
+  Real* m(int u);       // [R, B, H] LSTM with a projection: o ⊙ tanh(c), the projection's input
                         // (0 past a sequence's length); nullptr without a projection
   Real* dh_proj(int u); // [T, B, P] with a projection: the total dL/dh_t, for dW_hr; else nullptr
   Real* x_rev(int u);   // [T, B, in] d = 1: the layer's input in the unit's frame; else nullptr
   // Layer norm (model.hpp; nullptr without):
-  Real* ln_x(int u);       // [T, B, G·H] x̂ = LN(x·W_ihᵀ) of every step
-  Real* ln_x_rstd(int u);  // [T, B] its rows' 1/sqrt(var + ε)
-  Real* ln_h(int u);       // [T, B, G·H] ĥ = LN(h_{t-1}·W_hhᵀ) of every step; backward
+  Real* ln_x(int u);       // [R, B, G·H] x̂ = LN(x·W_ihᵀ) of every step
+  Real* ln_x_rstd(int u);  // [R, B] its rows' 1/sqrt(var + ε)
+  Real* ln_h(int u);       // [R, B, G·H] ĥ = LN(h_{t-1}·W_hhᵀ) of every step; backward
                            // overwrites each step's rows with dL/d(h_{t-1}·W_hhᵀ)
-  Real* ln_h_rstd(int u);  // [T, B] its rows' 1/sqrt(var + ε)
-  Real* ln_c_stats(int u); // [T, B, 2] LSTM: μ and 1/sqrt(var + ε) of each c_t row
+  Real* ln_h_rstd(int u);  // [R, B] its rows' 1/sqrt(var + ε)
+  Real* ln_c_stats(int u); // [R, B, 2] LSTM: μ and 1/sqrt(var + ε) of each c_t row
   Real* dgi(int u);     // [T, B, G·H] dL/d(x-side pre-activations): the SAME memory as gates(u),
                         // which backward overwrites step by step once it has read them; with
                         // layer norm it ends as dL/d(x·W_ihᵀ), before the normalization
@@ -163,7 +166,7 @@ class Workspace {
   friend class Inference<Real>;
   struct ForwardOnly {};
   Workspace(const ModelConfig& cfg, int T, int B, int threads, ForwardOnly);
-  static std::size_t bytes_for_forward(const ModelConfig& cfg, int T, int B);
+  static std::size_t bytes_for_forward(const ModelConfig& cfg, int T, int B, int threads);
   // Sizes and places the buffers (WorkspacePlan) at the calling thread's precision.
   void allocate(bool with_dropout, bool backward);
   bool forward_only_ = false;
@@ -171,6 +174,7 @@ class Workspace {
   ModelConfig cfg_;
   int threads_;
   int T_, B_, H_, D_, L_, chunk_;
+  int ring_ = 0;  // saved_steps() of a forward-only workspace
   int steps_ = 0;
   std::vector<int> len_;
   CellKind cell_;

@@ -20,6 +20,7 @@
 #include "kernels/gemm.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/step_gemm.hpp"
+#include "unroll/chunks.hpp"
 #include "unroll/direction.hpp"
 #include "unroll/forward_packs.hpp"
 #include "unroll/head.hpp"
@@ -44,33 +45,34 @@ struct Rows {
 // and its h_prev the scratch's zeros (the LSTM cell reads h_prev only to carry it past a
 // sequence's end, so m is 0 there); the unroller forms h = m·W_hrᵀ itself. p: the unit's
 // parameters (a layer-normalized LSTM's γ_c, β_c).
-// gate_step: the step whose rows of gates(u) hold step t's gates (t itself, except in a
-// forward-only pass's ring of chunks, unit_forward).
+// saved: the step of the [R, ...] buffers (gates, aux, m, layer norm's; Workspace) that holds
+// step t's: t itself, or its place in a forward-only pass's ring (unit_forward).
 template <class Real>
 cells::CellStep<Real> step_at(Workspace<Real>& ws, const typename Workspace<Real>::Scratch& sc,
                               const LayerParams<const Real>& p, int u, int t, int H, int HO,
-                              int GH, Rows r, int gate_step) {
-  const std::size_t B = std::size_t(ws.B()), row = std::size_t(t), b0 = std::size_t(r.begin);
+                              int GH, Rows r, int saved) {
+  const std::size_t B = std::size_t(ws.B()), row = std::size_t(t), b0 = std::size_t(r.begin),
+                    kept = std::size_t(saved);
   const std::size_t BH = B * H, BHO = B * HO;
   cells::CellStep<Real> s;
   s.B = r.size();
   s.H = H;
   s.valid = ws.valid() + row * B + b0;
-  s.gates = ws.gates(u) + (std::size_t(gate_step) * B + b0) * GH;
+  s.gates = ws.gates(u) + (kept * B + b0) * GH;
   s.gh = sc.gh_step + b0 * GH;
   if (Real* m = ws.m(u)) {
     s.h_prev = sc.zeros + b0 * H;
-    s.h = m + row * BH + b0 * H;
+    s.h = m + kept * BH + b0 * H;
   } else {
     s.h_prev = ws.h(u) + row * BHO + b0 * HO;
     s.h = ws.h(u) + (row + 1) * BHO + b0 * HO;
   }
   if (Real* c = ws.c(u)) s.c_prev = c + row * BH + b0 * H, s.c = c + (row + 1) * BH + b0 * H;
-  if (Real* aux = ws.aux(u)) s.aux = aux + row * BH + b0 * H;
+  if (Real* aux = ws.aux(u)) s.aux = aux + kept * BH + b0 * H;
   if (Real* st = ws.ln_c_stats(u)) {
     s.ln_c_gamma = p.ln_c_w;
     s.ln_c_beta = p.ln_c_b;
-    s.ln_c_stats = st + (row * B + b0) * 2;
+    s.ln_c_stats = st + (kept * B + b0) * 2;
   }
   return s;
 }
@@ -98,16 +100,12 @@ constexpr int kReadoutRows = 256;
 // touches only its own rows of every buffer, so the parts run the whole time loop without a
 // barrier; their per-step products are our own single-threaded kernel (kernels/step_gemm.hpp),
 // never a BLAS call. Small batches run as one part: a thread per handful of rows costs more
-// than it saves. row_parts(B, threads): how many parts that is with `threads` threads (all of
-// OpenMP's, or a direction's share when the two directions of a layer run at once).
-inline int row_parts(int B, int threads) {
-  constexpr int kMinRowsPerPart = 8;
-  return std::max(1, std::min(threads, B / kMinRowsPerPart));
-}
+// than it saves. unroll::row_parts(B, threads): how many parts that is with `threads` threads
+// (all of OpenMP's, or a direction's share when the two directions of a layer run at once).
 
 template <class F>
 void for_row_parts(int B, int threads, F&& f) {
-  const int parts = row_parts(B, threads);
+  const int parts = unroll::row_parts(B, threads);
   if (parts == 1) return f(Rows{0, B, 0});
   // OpenMP may give the region fewer threads than asked for (called from inside another
   // parallel region, or under a thread limit): each thread then takes several parts in turn.
@@ -302,13 +300,13 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
   // gates = LN(x·W_ihᵀ) ⊙ γ_ih + b_ih here, and per step gh = LN(h·W_hhᵀ) ⊙ γ_hh + b_hh after a
   // product without bias.
   //
-  // A forward-only pass (Inference), whose gates no backward reads, forms the hoisted product a
-  // chunk of steps at a time into the first rows of gates(u), each chunk over the last: a ring
-  // that stays in cache for the cells (hoisted_chunk_steps). Formed for all steps at once, the
-  // product went out to L3 and came back.
+  // A forward-only pass (Inference), whose saved values no backward reads, runs the steps a
+  // chunk at a time through a ring of saved_steps() (unroll/chunks.hpp): each chunk's hoisted
+  // product goes into the ring's rows just before its steps, and stays in cache for the cells.
+  // Formed for all steps at once, the product went out to L3 and came back.
   const bool in_step = unroll::x_product_in_step<Real>(cfg, p.in), ln = cfg.layer_norm;
-  const bool ring = ws.forward_only() && !in_step;
-  const int chunk = ring ? unroll::hoisted_chunk_steps<Real>(cfg, B, row_parts(B, threads)) : T;
+  const bool ring = ws.forward_only();
+  const int chunk = ring ? ws.saved_steps() : T;
   const auto hoist = [&](int t0, int t1) {  // steps [t0, t1), into the rows of step t0 or 0
     const std::size_t first = std::size_t(t0) * B, to = ring ? 0 : first;
     const int rows = (t1 - t0) * B;
@@ -317,10 +315,9 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
                       ws.gates(u) + to * GH, threads);
     if (ln)
       for_blocks(rows, threads, [&](int r0, int r1, int) {
-        const std::size_t at = first + std::size_t(r0);
-        cells::layer_norm_forward(r1 - r0, GH, ws.gates(u) + (to + std::size_t(r0)) * GH,
-                                  std::size_t(GH), p.ln_ih, p.b_ih, ws.ln_x(u) + at * GH,
-                                  ws.ln_x_rstd(u) + at);
+        const std::size_t at = to + std::size_t(r0);
+        cells::layer_norm_forward(r1 - r0, GH, ws.gates(u) + at * GH, std::size_t(GH), p.ln_ih,
+                                  p.b_ih, ws.ln_x(u) + at * GH, ws.ln_x_rstd(u) + at);
       });
   };
   Real* bias = sc.step_bias;
@@ -337,9 +334,11 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
     for_row_parts(B, threads, [&](Rows r) {
       const std::size_t o0 = std::size_t(r.begin) * HO;
       for (int t = t0; t < t1; ++t) {
-        auto s = step_at(ws, sc, p, u, t, H, HO, GH, r, ring ? t - t0 : t);
+        const int saved = ring ? t - t0 : t;
+        auto s = step_at(ws, sc, p, u, t, H, HO, GH, r, saved);
         s.bias_n = bias_n;
-        const std::size_t at = std::size_t(t) * B + std::size_t(r.begin);  // the step's first row
+        const std::size_t at = std::size_t(t) * B + std::size_t(r.begin),  // the step's first row
+            kept = std::size_t(saved) * B + std::size_t(r.begin);         // ... in the [R, ...] buffers
         const Real* h_prev = ws.h(u) + std::size_t(t) * BHO + o0;
         const Real* h_in = h_prev;  // what enters W_hh
         if (R.recurrent) {
@@ -357,7 +356,7 @@ void unit_forward(const Model<Real>& model, const BatchArg<Real>& batch, Workspa
         }
         if (ln)
           cells::layer_norm_forward(s.B, GH, s.gh, std::size_t(GH), p.ln_hh, p.b_hh,
-                                    ws.ln_h(u) + at * GH, ws.ln_h_rstd(u) + at);
+                                    ws.ln_h(u) + kept * GH, ws.ln_h_rstd(u) + kept);
         cells::cell_forward(cfg.cell, cfg.nonlinearity, s);
         if (P) {  // h_t = m_t·W_hrᵀ (sc.zeros as a zero bias: ASSIGN), carried past a length
           Real* h = ws.h(u) + std::size_t(t + 1) * BHO + o0;
@@ -584,7 +583,7 @@ void unit_backward(const Model<Real>& model, const BatchArg<Real>& batch, Worksp
   // while the step's rows are in cache, one pair of accumulators per row part (no pass over
   // [T·B, G·H] after the loop). Only the GRU's dgi differs from its dgh.
   const bool gru = cfg.cell == CellKind::gru, ln = cfg.layer_norm;
-  const std::size_t parts = std::size_t(row_parts(B, threads));
+  const std::size_t parts = std::size_t(unroll::row_parts(B, threads));
   std::vector<Real> db(cfg.bias ? parts * 2 * GH : 0);
   // Layer norm's gains, the same way: per row part γ_hh [G·H], then for LSTM γ_c and β_c [H].
   const std::size_t n_ln = ln ? std::size_t(GH) + (p.ln_c_w ? 2 * std::size_t(H) : 0) : 0;

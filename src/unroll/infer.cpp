@@ -10,6 +10,7 @@
 #include "bptt/threads.hpp"
 #include "bptt/unroll.hpp"
 #include "kernels/matmul.hpp"
+#include "unroll/chunks.hpp"
 #include "unroll/forward_packs.hpp"
 #include "unroll/x_product.hpp"
 
@@ -52,21 +53,19 @@ Inference<Real>::Inference(const ModelConfig& cfg, int B, int threads, int chunk
   } else if (chunk_steps > 0) {
     chunk_ = chunk_steps;
   } else {
-    const std::size_t one = Workspace<Real>::bytes_for_forward(cfg, 1, B),
-                      step = Workspace<Real>::bytes_for_forward(cfg, 2, B) - one;
+    const std::size_t one = Workspace<Real>::bytes_for_forward(cfg, 1, B, threads_),
+                      step = Workspace<Real>::bytes_for_forward(cfg, 2, B, threads_) - one;
     const std::size_t room = kChunkBytes > one ? kChunkBytes - one : 0;
     std::size_t steps = room / std::max<std::size_t>(step, 1);
-    // Where a layer's input product is hoisted, no more steps than unit_forward's ring of them
-    // (unroll::hoisted_chunk_steps, over the cores the rows are split over: the unroller's row
-    // parts, 8 rows at least), so that every chunk reuses the same cached lines of a small
-    // workspace (docs/benchmarks.md, issue 19 part 10: with 16 steps of shape b, the gates, h
-    // and c of each chunk went out to L3).
+    // No more steps than the unroller's ring of a forward-only pass (unroll/chunks.hpp) where a
+    // layer's input product is hoisted, so that every chunk reuses the same cached lines of a
+    // small workspace (docs/benchmarks.md, issue 19 part 10: with 16 steps of shape b, the
+    // gates, h and c of each chunk went out to L3).
     bool hoisted = false;
     for (int k = 0; k < cfg.num_layers; ++k)
       hoisted = hoisted || !unroll::x_product_in_step<Real>(cfg, cfg.layer_input_size(k));
     if (hoisted)
-      steps = std::min(steps, std::size_t(unroll::hoisted_chunk_steps<Real>(
-                                  cfg, B, std::clamp(threads_, 1, std::max(1, B / 8)))));
+      steps = std::min(steps, std::size_t(unroll::forward_ring_steps<Real>(cfg, 1 << 30, B, threads_)));
     chunk_ = int(std::clamp<std::size_t>(steps, 1, 1 << 20));
   }
 }

@@ -10,6 +10,7 @@
 #include "kernels/matmul.hpp"
 #include "kernels/step_gemm.hpp"
 #include "support/aligned.hpp"
+#include "unroll/chunks.hpp"
 #include "unroll/direction.hpp"
 #include "unroll/x_product.hpp"
 
@@ -27,9 +28,11 @@ namespace bptt {
 // what only backward() reads (dgh, dh_proj, the Scratch's gradient rows) or the packed weights.
 struct WorkspacePlan {
   template <class Real>
+  // ring: the steps of the values only backward reads (saved_steps()); T with backward.
   static std::size_t walk(const ModelConfig& cfg, int T, int B, bool with_dropout,
-                          Workspace<Real>* ws, bool backward = true) {
+                          Workspace<Real>* ws, bool backward = true, int ring = 0) {
     const std::size_t t = std::size_t(T), b = std::size_t(B), H = std::size_t(cfg.hidden_size),
+                      r = backward ? t : std::size_t(ring),
                       GH = std::size_t(cfg.gates()) * H, O = std::size_t(cfg.output_size),
                       HO = std::size_t(cfg.state_size()), P = std::size_t(cfg.proj_size),
                       W = std::size_t(cfg.output_width());
@@ -46,20 +49,20 @@ struct WorkspacePlan {
     for (int u = 0; u < cfg.units(); ++u) {
       const std::size_t in = std::size_t(cfg.layer_input_size(u / D));
       Real* p[13];
-      p[0] = take(t * b * GH);                        // gates
+      p[0] = take(r * b * GH);                        // gates
       p[1] = take((t + 1) * b * HO);                  // h
       p[2] = take(lstm ? (t + 1) * b * H : 0);        // c
-      p[3] = take(gru ? t * b * H : 0);               // aux
-      p[4] = take(P ? t * b * H : 0);                 // m
+      p[3] = take(gru ? r * b * H : 0);               // aux
+      p[4] = take(P ? r * b * H : 0);                 // m
       p[5] = take(P && backward ? t * b * P : 0);     // dh_proj
       p[6] = take(u % D == 1 ? t * b * in : 0);       // x_rev
       p[7] = take(gru && backward ? t * b * GH : 0);  // dgh
       const bool ln = cfg.layer_norm;
-      p[8] = take(ln ? t * b * GH : 0);               // ln_x
-      p[9] = take(ln ? t * b : 0);                    // ln_x_rstd
-      p[10] = take(ln ? t * b * GH : 0);              // ln_h
-      p[11] = take(ln ? t * b : 0);                   // ln_h_rstd
-      p[12] = take(ln && lstm ? t * b * 2 : 0);       // ln_c_stats
+      p[8] = take(ln ? r * b * GH : 0);               // ln_x
+      p[9] = take(ln ? r * b : 0);                    // ln_x_rstd
+      p[10] = take(ln ? r * b * GH : 0);              // ln_h
+      p[11] = take(ln ? r * b : 0);                   // ln_h_rstd
+      p[12] = take(ln && lstm ? r * b * 2 : 0);       // ln_c_stats
       if (ws)
         for (int i = 0; i < 13; ++i) ws->unit_[i].push_back(p[i]);
     }
@@ -141,8 +144,9 @@ Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, bool with_dropo
 template <class Real>
 void Workspace<Real>::allocate(bool with_dropout, bool backward) {
   set_matmul(MatmulScope::current());
-  buf_.assign(WorkspacePlan::walk<Real>(cfg_, T_, B_, with_dropout, nullptr, backward), Real(0));
-  WorkspacePlan::walk<Real>(cfg_, T_, B_, with_dropout, this, backward);
+  buf_.assign(WorkspacePlan::walk<Real>(cfg_, T_, B_, with_dropout, nullptr, backward, ring_),
+              Real(0));
+  WorkspacePlan::walk<Real>(cfg_, T_, B_, with_dropout, this, backward, ring_);
   valid_.assign(std::size_t(T_) * B_, 1);
   len_.assign(std::size_t(B_), T_);
   steps_ = T_;
@@ -151,8 +155,10 @@ void Workspace<Real>::allocate(bool with_dropout, bool backward) {
 template <class Real>
 Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, int threads, ForwardOnly)
     : forward_only_(true), cfg_(cfg), threads_(threads), T_(T), B_(B), H_(cfg.hidden_size),
-      D_(cfg.directions()), L_(cfg.num_layers), chunk_(0), cell_(cfg.cell), HO_(cfg.state_size()) {
-  check_memory(double(bytes_for_forward(cfg, T, B)), "inference",
+      D_(cfg.directions()), L_(cfg.num_layers), chunk_(0),
+      ring_(unroll::forward_ring_steps<Real>(cfg, T, B, threads)), cell_(cfg.cell),
+      HO_(cfg.state_size()) {
+  check_memory(double(bytes_for_forward(cfg, T, B, threads)), "inference",
                fmt::format("the inference workspace for T = {}, B = {}, H = {}, L = {}", T, B,
                            cfg.hidden_size, cfg.num_layers),
                "use a smaller batch or hidden size");
@@ -160,8 +166,10 @@ Workspace<Real>::Workspace(const ModelConfig& cfg, int T, int B, int threads, Fo
 }
 
 template <class Real>
-std::size_t Workspace<Real>::bytes_for_forward(const ModelConfig& cfg, int T, int B) {
-  return WorkspacePlan::walk<Real>(cfg, T, B, false, nullptr, false) * sizeof(Real) +
+std::size_t Workspace<Real>::bytes_for_forward(const ModelConfig& cfg, int T, int B, int threads) {
+  return WorkspacePlan::walk<Real>(cfg, T, B, false, nullptr, false,
+                                   unroll::forward_ring_steps<Real>(cfg, T, B, threads)) *
+             sizeof(Real) +
          std::size_t(T) * B;
 }
 

@@ -14,7 +14,6 @@
 // Backward is the same either way: it reads the activations the cell leaves in gates(k).
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 
 #include "bptt/model.hpp"
@@ -44,22 +43,6 @@ bool x_product_in_step(const ModelConfig& cfg, int in) {
   const std::size_t H = std::size_t(cfg.hidden_size), GH = std::size_t(cfg.gates()) * H;
   return cfg.cell != CellKind::gru && !cfg.layer_norm && in <= cfg.hidden_size &&
          GH * (std::size_t(in) + std::size_t(cfg.state_size())) * sizeof(Real) <= in_step_max_bytes();
-}
-
-// Steps of a forward-only pass whose hoisted product is formed at a time (unit_forward's ring,
-// Inference's chunks): few enough that the product's output for them (B·G·H per step), which
-// the steps' cells read back, stays in the L2 of the `cores` the batch's rows are split over, at
-// least one. On a Xeon with AMX (2 MiB of L2, 29 GB/s of L3 for one core) LSTM b's inference at
-// 1 thread ran 154-165 ms with 16 steps at a time (8 MiB of gates, out to L3 and back) and
-// 144-149 with 4; its cell alone 3.6-3.9 ns per unit on gates from L3 against 1.6-1.9 in cache
-// (docs/benchmarks.md, issue 19 part 10).
-template <class Real>
-int hoisted_chunk_steps(const ModelConfig& cfg, int B, int cores) {
-  const std::size_t l2 = support::l2_bytes() > 0 ? support::l2_bytes() : std::size_t(1) << 20;
-  const std::size_t per_step = std::size_t(B) * std::size_t(cfg.gates()) *
-                               std::size_t(cfg.hidden_size) * sizeof(Real);
-  const std::size_t steps = l2 * std::size_t(std::max(cores, 1)) / per_step;
-  return int(std::clamp<std::size_t>(steps, 1, 1 << 20));
 }
 
 // The bias a unit adds at every step, ASSIGNED to bias [G·H]: where a cell adds the two

@@ -11,6 +11,7 @@
 #include "bptt/infer.hpp"
 #include "bptt/unroll.hpp"
 #include "support/cache.hpp"
+#include "unroll/chunks.hpp"
 #include "unroll/test_util.hpp"
 #include "unroll/x_product.hpp"
 
@@ -123,21 +124,23 @@ TEST(Inference, ChunkKeepsTheHoistedProductInTheL2) {
   }
 }
 
-// A forward-only pass forms a hoisted input product a few steps at a time into a ring of gate
-// rows (unit_forward, unroll::hoisted_chunk_steps): with B = 64 and H = 256 the ring holds fewer
-// steps than T = 9 on any core with less than 4 MiB of L2, so several chunks go round it, in
-// both directions, with lengths (the reverse direction's frame), layer norm, a projection, and
-// on 2 threads; the results stay forward()'s. I = 257 > H keeps every product hoisted.
+// A forward-only pass runs its steps a chunk at a time through a ring of saved steps (gates,
+// GRU's aux, the projection's input, layer norm's values; unroll/chunks.hpp), each chunk's
+// hoisted input product formed into it just before its steps: with B = 64 and H = 256 the ring
+// holds fewer steps than T = 9 on any core with less than 4 MiB of L2, so several chunks go
+// round it, in both directions, with lengths (the reverse direction's frame), layer norm, a
+// projection, and on 2 threads; the results stay forward()'s. I = 257 > H keeps every product
+// hoisted.
 TEST(Inference, RingOfHoistedChunksEqualsForward) {
   for (CellKind cell : {CellKind::lstm, CellKind::gru})
-    for (int variant = 0; variant < 3; ++variant) {
+    for (int variant = 0; variant < 4; ++variant) {  // bi; uni + LN; bi + LN; bi + projection
       Case c{{cell, Activation::tanh}, {LossKind::mse, Activation::identity}, 1, 9, 64, 257, 256, 3};
       c.opt.bi = variant != 1;
-      c.opt.ln = variant == 1;
-      if (variant == 2 && cell == CellKind::lstm) c.opt.P = 100;
+      c.opt.ln = variant == 1 || variant == 2;
+      if (variant == 3 && cell == CellKind::lstm) c.opt.P = 100;
       const ModelConfig cfg = c.config();
       ASSERT_FALSE(unroll::x_product_in_step<double>(cfg, cfg.input_size));
-      if (unroll::hoisted_chunk_steps<double>(cfg, c.B, 1) >= c.T)
+      if (unroll::ring_steps<double>(cfg, c.T, c.B, 1) >= c.T)
         GTEST_SKIP() << "an L2 large enough to hold all 9 steps: one chunk";
       EXPECT_LE(infer_vs_forward<double>(c, c.T), 1e-13) << c.name();
       EXPECT_LE(infer_vs_forward<float>(c, c.T), 1e-5) << c.name();
