@@ -64,8 +64,9 @@ Inference<Real>::Inference(const ModelConfig& cfg, int B, int threads, int chunk
     bool hoisted = false;
     for (int k = 0; k < cfg.num_layers; ++k)
       hoisted = hoisted || !unroll::x_product_in_step<Real>(cfg, cfg.layer_input_size(k));
-    if (hoisted)
-      steps = std::min(steps, std::size_t(unroll::forward_ring_steps<Real>(cfg, 1 << 30, B, threads_)));
+    if (hoisted)  // (a left-to-right model here: its rows' parts are the cores')
+      steps = std::size_t(unroll::ring_steps<Real>(cfg, int(std::min<std::size_t>(steps, 1 << 20)),
+                                                   B, unroll::row_parts(B, threads_)));
     chunk_ = int(std::clamp<std::size_t>(steps, 1, 1 << 20));
   }
 }

@@ -27,8 +27,8 @@ namespace bptt {
 // backward = false: a workspace for forward_packed alone (Inference, bptt/infer.hpp), without
 // what only backward() reads (dgh, dh_proj, the Scratch's gradient rows) or the packed weights.
 struct WorkspacePlan {
+  // ring: the steps kept of the values only backward reads (saved_steps()); T with backward.
   template <class Real>
-  // ring: the steps of the values only backward reads (saved_steps()); T with backward.
   static std::size_t walk(const ModelConfig& cfg, int T, int B, bool with_dropout,
                           Workspace<Real>* ws, bool backward = true, int ring = 0) {
     const std::size_t t = std::size_t(T), b = std::size_t(B), H = std::size_t(cfg.hidden_size),
