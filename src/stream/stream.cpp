@@ -24,6 +24,7 @@
 #include "cells/layer_norm.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/step_gemm.hpp"
+#include "support/aligned.hpp"
 #include "unroll/x_product.hpp"
 
 namespace bptt {
@@ -52,8 +53,9 @@ std::pair<int, int> column_part(int N, int t, int nt) {
 template <class Real>
 struct PackedLayer {
   int in = 0;                         // input width
-  std::vector<Real> ih, hh, hr;       // packed W_ihᵀ [in, G·H], W_hhᵀ [H_out, G·H], W_hrᵀ [H, P]
-  std::vector<Real> bias;             // [G·H] the bias added at every step (fold_step_bias)
+  // Every buffer here starts at a cache line (support::LineVector).
+  support::LineVector<Real> ih, hh, hr;  // packed W_ihᵀ [in, G·H], W_hhᵀ [H_out, G·H], W_hrᵀ [H, P]
+  support::LineVector<Real> bias;        // [G·H] the bias added at every step (fold_step_bias)
   const Real* bias_n = nullptr;       // [H] GRU: b_in in the snapshot, kept outside r ⊙ (·)
   LayerParams<const Real> p{};        // the layer's tensors in the snapshot (layer norm's)
 };
@@ -68,12 +70,13 @@ struct Stream<Real>::Impl {
   CpuLevel packed_level{};
   kernels::Products mm;                   // the products' precision (bptt/precision.hpp)
   std::vector<PackedLayer<Real>> layers;
-  std::vector<Real> head;                 // packed W_oᵀ [H_out, O] (empty without a head)
+  support::LineVector<Real> head;         // packed W_oᵀ [H_out, O] (empty without a head)
   const Real* b_o = nullptr;              // the head's bias, in model.params
-  std::vector<Real> init_h, init_c;       // [L, H_out], [L, H]: zero or the learned state
-  std::vector<Real> h, c, h_next, c_next; // [L, N, H_out], [L, N, H] (c: LSTM only)
-  std::vector<Real> gates, gh, aux, m, zeros, z;
-  std::vector<Real> ln_hat, ln_rstd, ln_c_stats;  // layer norm's scratch: [N, G·H], [N], [N, 2]
+  // Each buffer from a cache line (support::LineVector): the kernels' rows and panels.
+  support::LineVector<Real> init_h, init_c;        // [L, H_out], [L, H]: zero or the learned state
+  support::LineVector<Real> h, c, h_next, c_next;  // [L, N, H_out], [L, N, H] (c: LSTM only)
+  support::LineVector<Real> gates, gh, aux, m, zeros, z;
+  support::LineVector<Real> ln_hat, ln_rstd, ln_c_stats;  // layer norm's scratch: [N, G·H], [N], [N, 2]
   std::vector<std::uint8_t> valid;        // [N] all 1: every stream is inside its sequence
 
   const ModelConfig& cfg() const { return model.cfg; }

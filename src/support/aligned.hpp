@@ -10,6 +10,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
+#include <vector>
 
 namespace bptt::support {
 
@@ -35,5 +37,26 @@ template <class T>
 constexpr std::size_t whole_lines(std::size_t n) {
   return (n + line_slack<T>() - 1) / line_slack<T>() * line_slack<T>();
 }
+
+// An allocator whose blocks start at a cache line (glibc's large blocks start 16 bytes past one,
+// so each 64-byte load of a packed panel or a row would read two lines), for buffers that the
+// kernels stream: LineVector<T> is a std::vector of them.
+template <class T>
+struct LineAllocator {
+  using value_type = T;
+  LineAllocator() = default;
+  template <class U>
+  LineAllocator(const LineAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kCacheLine)));
+  }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, std::align_val_t(kCacheLine)); }
+  template <class U>
+  bool operator==(const LineAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+template <class T>
+using LineVector = std::vector<T, LineAllocator<T>>;
 
 }  // namespace bptt::support
