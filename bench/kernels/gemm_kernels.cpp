@@ -68,21 +68,22 @@ void step_products(double seconds) {
   std::mt19937 rng(2);
   std::uniform_real_distribution<float> u(-1, 1);
   for (const Step& s : steps) {
-    // Every buffer at a cache line, as the library's workspace and packs (support/aligned.hpp).
-    std::vector<std::vector<float>> store;
-    const auto buffer = [&](std::size_t n, bool fill) {
-      store.emplace_back(n + bptt::support::line_slack<float>());
-      float* p = bptt::support::line_start(store.back().data());
-      if (fill)
-        for (std::size_t i = 0; i < n; ++i) p[i] = u(rng);
-      return p;
+    // Every buffer at a cache line, as the library's (support::LineVector).
+    using Buffer = bptt::support::LineVector<float>;
+    const auto filled = [&](std::size_t n) {
+      Buffer v(n);
+      for (float& x : v) x = u(rng);
+      return v;
     };
     const int k1 = std::max(s.K1, 1);
-    const float *W1 = buffer(std::size_t(s.N) * k1, true), *W2 = buffer(std::size_t(s.N) * s.K2, true),
-                *A1 = buffer(std::size_t(s.M) * k1, true), *A2 = buffer(std::size_t(s.M) * s.K2, true),
-                *bias = buffer(std::size_t(s.N), true);
+    const Buffer W1v = filled(std::size_t(s.N) * k1), W2v = filled(std::size_t(s.N) * s.K2),
+                 A1v = filled(std::size_t(s.M) * k1), A2v = filled(std::size_t(s.M) * s.K2),
+                 biasv = filled(std::size_t(s.N));
     const std::size_t n1 = k::packed_size<float>(s.N, s.K1), n2 = k::packed_size<float>(s.N, s.K2);
-    float *P1 = buffer(n1 + 1, false), *P2 = buffer(n2, false), *C = buffer(std::size_t(s.M) * s.N, false);
+    Buffer P1v(n1 + 1), P2v(n2), Cv(std::size_t(s.M) * s.N);
+    const float *W1 = W1v.data(), *W2 = W2v.data(), *A1 = A1v.data(), *A2 = A2v.data(),
+                *bias = biasv.data();
+    float *P1 = P1v.data(), *P2 = P2v.data(), *C = Cv.data();
     k::pack_panels<float>(true, s.N, s.K1, W1, k1, P1);
     k::pack_panels<float>(true, s.N, s.K2, W2, s.K2, P2);
     const double flop = 2.0 * s.M * s.N * (s.K1 + s.K2),

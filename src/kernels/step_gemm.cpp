@@ -148,7 +148,7 @@ void gemm_packed(int M, int N, int K, const double* A, int lda, const double* P,
                  const double* bias, double* C, int ldc) {
   BPTT_STEP_DISPATCH(run_packed(M, N, K, A, lda, P, bias, C, ldc))
 }
-// Whether gemm_packed_pair goes panel-major (packed_pair_by_panels) rather than tile-major
+// Whether gemm_packed_pair goes panel-major (packed() with a second source) rather than tile-major
 // (packed_pair) over `bytes` of packed weights. Tile-major reads every panel once per tile of
 // rows, panel-major once per block of rows. On a Zen, with the weights in L2, tile-major ran the
 // step 2-5% faster; beyond L2 it reads the weights from L3 once per tile. On a Xeon with AMX
